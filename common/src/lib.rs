@@ -1,0 +1,18 @@
+//! Shared vocabulary of the gitfaas services.
+//!
+//! Every service (frontend, executor, observer) depends on this crate and on no
+//! other service. It holds:
+//! - [`schema`]: the versioned JSON messages that travel on the Kafka topics
+//!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
+//! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
+//! - [`kafka`]: client configuration, topic creation and trace-context headers;
+//! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
+
+pub mod ids;
+pub mod kafka;
+pub mod schema;
+pub mod settings;
+pub mod telemetry;
+
+pub use ids::JobId;
+pub use schema::{Job, JobEvent, JobResult, JobSpec, JobStarted, JobStatus, Owner, Timings};

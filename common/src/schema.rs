@@ -1,0 +1,309 @@
+//! The messages on gitfaas's Kafka topics, as versioned JSON.
+//!
+//! - jobs topic: [`Job`], keyed by job id, published by the frontend;
+//! - results topic: [`JobEvent`] — `started` when an executor begins an attempt,
+//!   `finished` with the one terminal [`JobResult`] of that attempt.
+//!
+//! Every message carries `version` ([`SCHEMA_VERSION`]). Fields added later are
+//! optional with defaults, so older readers and writers keep working; a change that
+//! cannot be made that way bumps the version and readers reject what they do not know.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::JobId;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Who submitted a job. Filled in by the frontend from the authenticated caller;
+/// whatever a client sends in its place is ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Stable subject identifier (`sub` of the OIDC token).
+    pub subject: String,
+    /// Human-readable name (`preferred_username`), display only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Resource limits of the job's sandbox, resolved by the frontend from the
+/// request, the defaults and the operator's caps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_mb: u32,
+    /// CPU quota in thousandths of a core.
+    pub cpu_millis: u32,
+    pub pids: u32,
+}
+
+/// What to run: a commit of a git repository, and the data to call it with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub repo: String,
+    /// Branch, tag, commit SHA, or `HEAD` for the default branch.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Runtime requested by the client; the repository's manifest must agree with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub input: Value,
+    pub timeout_secs: u32,
+    pub resources: Resources,
+}
+
+/// A job as published on the jobs topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub version: u32,
+    pub id: JobId,
+    pub owner: Owner,
+    pub submitted_at: DateTime<Utc>,
+    pub spec: JobSpec,
+}
+
+impl Job {
+    pub fn new(owner: Owner, spec: JobSpec) -> Self {
+        Self {
+            version: SCHEMA_VERSION,
+            id: JobId::new(),
+            owner,
+            submitted_at: Utc::now(),
+            spec,
+        }
+    }
+}
+
+/// Lifecycle of a job as users see it. Everything but `queued` and `running` is terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// The function ran and failed (non-zero exit, exception, bad output), or the
+    /// job could not be prepared (unknown repository or ref).
+    Failed,
+    TimedOut,
+    OomKilled,
+    OutputTooLarge,
+    /// Refused by policy before running.
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed_out",
+            JobStatus::OomKilled => "oom_killed",
+            JobStatus::OutputTooLarge => "output_too_large",
+            JobStatus::Rejected => "rejected",
+            JobStatus::Expired => "expired",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(Value::String(s.to_owned())).map_err(|_| format!("unknown job status `{s}`"))
+    }
+}
+
+/// Published when an executor starts an attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobStarted {
+    pub version: u32,
+    pub job_id: JobId,
+    pub owner: Owner,
+    pub executor_id: String,
+    pub attempt: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Elapsed times in milliseconds: waiting in the queue, running, and both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub queue_ms: u64,
+    pub run_ms: u64,
+    pub total_ms: u64,
+}
+
+impl Timings {
+    /// A job that never started spent all of its time in the queue.
+    pub fn between(submitted: DateTime<Utc>, started: Option<DateTime<Utc>>, finished: DateTime<Utc>) -> Self {
+        let ms = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0) as u64;
+        let started = started.unwrap_or(finished);
+        Self {
+            queue_ms: ms(submitted, started),
+            run_ms: ms(started, finished),
+            total_ms: ms(submitted, finished),
+        }
+    }
+}
+
+/// The terminal outcome of one attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub version: u32,
+    pub job_id: JobId,
+    pub owner: Owner,
+    pub status: JobStatus,
+    /// Why the job ended the way it did, for anything but success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// The function's return value (python) or its JSON stdout (command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last bytes the function wrote to stderr.
+    #[serde(default)]
+    pub stderr_tail: String,
+    /// The commit that ran, once the ref was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
+    pub executor_id: String,
+    pub attempt: u32,
+    pub submitted_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    pub timings: Timings,
+}
+
+/// A message on the results topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobEvent {
+    Started(JobStarted),
+    Finished(JobResult),
+}
+
+impl JobEvent {
+    pub fn job_id(&self) -> JobId {
+        match self {
+            JobEvent::Started(s) => s.job_id,
+            JobEvent::Finished(r) => r.job_id,
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        match self {
+            JobEvent::Started(s) => s.version,
+            JobEvent::Finished(r) => r.version,
+        }
+    }
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is not valid json for this schema: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported schema version {found} (this build reads {SCHEMA_VERSION})")]
+    Version { found: u32 },
+}
+
+pub fn decode_job(bytes: &[u8]) -> Result<Job, DecodeError> {
+    let job: Job = serde_json::from_slice(bytes)?;
+    check_version(job.version)?;
+    Ok(job)
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<JobEvent, DecodeError> {
+    let event: JobEvent = serde_json::from_slice(bytes)?;
+    check_version(event.version())?;
+    Ok(event)
+}
+
+fn check_version(found: u32) -> Result<(), DecodeError> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::Version { found })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            repo: "git://127.0.0.1/fn".into(),
+            git_ref: "main".into(),
+            runtime: None,
+            input: json!({"x": 1}),
+            timeout_secs: 30,
+            resources: Resources { memory_mb: 128, cpu_millis: 500, pids: 64 },
+        }
+    }
+
+    #[test]
+    fn job_round_trips_with_version_and_ref_field_name() {
+        let owner = Owner { subject: "u1".into(), name: None };
+        let job = Job::new(owner, spec());
+        let text = serde_json::to_value(&job).unwrap();
+        assert_eq!(text["version"], 1);
+        assert_eq!(text["spec"]["ref"], "main");
+        assert_eq!(decode_job(&serde_json::to_vec(&job).unwrap()).unwrap(), job);
+    }
+
+    #[test]
+    fn events_are_tagged_by_kind_and_unknown_versions_are_refused() {
+        let started = JobEvent::Started(JobStarted {
+            version: 2,
+            job_id: JobId::new(),
+            owner: Owner { subject: "u".into(), name: None },
+            executor_id: "e".into(),
+            attempt: 1,
+            started_at: Utc::now(),
+        });
+        let bytes = serde_json::to_vec(&started).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["kind"], "started");
+        assert!(matches!(decode_event(&bytes), Err(DecodeError::Version { found: 2 })));
+        assert!(matches!(decode_event(b"{}"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn timings_of_a_job_that_never_started_are_all_queue() {
+        let submitted = Utc::now();
+        let finished = submitted + chrono::Duration::milliseconds(1500);
+        let t = Timings::between(submitted, None, finished);
+        assert_eq!((t.queue_ms, t.run_ms, t.total_ms), (1500, 0, 1500));
+        let started = submitted + chrono::Duration::milliseconds(500);
+        let t = Timings::between(submitted, Some(started), finished);
+        assert_eq!((t.queue_ms, t.run_ms, t.total_ms), (500, 1000, 1500));
+    }
+
+    #[test]
+    fn status_text_matches_its_json_and_terminality() {
+        for s in [JobStatus::Queued, JobStatus::OomKilled, JobStatus::TimedOut] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
+        }
+        assert!(!JobStatus::Running.is_terminal());
+        assert!(JobStatus::Cancelled.is_terminal());
+    }
+}

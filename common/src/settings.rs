@@ -1,0 +1,160 @@
+//! Typed, layered configuration shared by the services.
+//!
+//! Layers, later wins: `<dir>/base.yaml`, `<dir>/<service>.yaml`,
+//! `<dir>/<service>.<GITFAAS_ENV>.yaml` (optional), then environment variables
+//! `GITFAAS__SECTION__KEY` (double underscore separates levels). `<dir>` is
+//! `GITFAAS_CONFIG_DIR`, default `./config`. Each service defines its own settings
+//! struct and embeds the shared sections below.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Kafka connection and topics. `client` is handed to librdkafka unchanged
+/// (e.g. `security.protocol`, `sasl.mechanism`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topics: TopicSettings,
+    /// Partitions to create topics with when they do not exist.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+fn default_partitions() -> i32 {
+    4
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub jobs: String,
+    pub results: String,
+    pub observer: String,
+    pub dead_letter: String,
+}
+
+impl TopicSettings {
+    /// Topic names with a common prefix, for isolated test runs.
+    pub fn prefixed(prefix: &str) -> Self {
+        Self {
+            jobs: format!("{prefix}jobs"),
+            results: format!("{prefix}results"),
+            observer: format!("{prefix}observer"),
+            dead_letter: format!("{prefix}dead-letter"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 4] {
+        [&self.jobs, &self.results, &self.observer, &self.dead_letter]
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    #[serde(default = "default_filter")]
+    pub log_filter: String,
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318/v1/traces`); no export when unset.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+fn default_filter() -> String {
+    "info".into()
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Pretty, log_filter: default_filter(), otlp_endpoint: None }
+    }
+}
+
+/// The directory configuration files are read from.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("GITFAAS_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"))
+}
+
+/// Loads `T` for `service` from the layers described in the module docs.
+pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {
+    load_from(&config_dir(), service)
+}
+
+pub fn load_from<T: DeserializeOwned>(dir: &Path, service: &str) -> Result<T, SettingsError> {
+    let env = std::env::var("GITFAAS_ENV").ok();
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from(dir.join("base.yaml")).required(false))
+        .add_source(config::File::from(dir.join(format!("{service}.yaml"))).required(false));
+    if let Some(env) = env {
+        builder = builder.add_source(config::File::from(dir.join(format!("{service}.{env}.yaml"))).required(false));
+    }
+    let settings = builder
+        .add_source(
+            config::Environment::with_prefix("GITFAAS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()?;
+    Ok(settings.try_deserialize()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        kafka: KafkaSettings,
+        #[serde(default)]
+        telemetry: TelemetrySettings,
+        port: u16,
+    }
+
+    #[test]
+    fn files_layer_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gitfaas-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("base.yaml"),
+            "kafka:\n  brokers: a:1\n  topics: {jobs: j, results: r, observer: o, dead_letter: d}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("svc.yaml"), "port: 81\nkafka:\n  brokers: b:2\n").unwrap();
+        let s: Sample = load_from(&dir, "svc").unwrap();
+        assert_eq!(s.kafka.brokers, "b:2");
+        assert_eq!(s.kafka.topics.jobs, "j");
+        assert_eq!(s.port, 81);
+        assert_eq!(s.telemetry.log_filter, "info");
+
+        std::fs::write(dir.join("bad.yaml"), "port: 81\nportt: 82\n").unwrap();
+        let err = load_from::<Sample>(&dir, "bad").unwrap_err().to_string();
+        assert!(err.contains("portt"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up: system packages, the tansu broker, a running Docker
+# engine (runc + gVisor) and the locally built runtime images. Safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(docker.io redis-server runsc debootstrap busybox-static cmake pkg-config
+  libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev curl jq git iproute2)
+TANSU_VERSION=0.6.0
+
+install_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    say "installing packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+}
+
+install_tansu() {
+  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then return 0; fi
+  say "building tansu $TANSU_VERSION (once per machine, ~10 min)"
+  CARGO_TARGET_DIR="$STATE_DIR/tansu-target" \
+    cargo install tansu --version "$TANSU_VERSION" --features libsql,dynostore --locked
+}
+
+configure_docker() {
+  local cfg=/etc/docker/daemon.json
+  if ! grep -q runsc "$cfg" 2>/dev/null; then
+    say "registering gVisor (runsc) with docker"
+    mkdir -p /etc/docker
+    cat >"$cfg" <<'JSON'
+{
+  "runtimes": { "runsc": { "path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"] } }
+}
+JSON
+    if docker info >/dev/null 2>&1; then pkill -HUP dockerd || true; sleep 2; fi
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    say "starting dockerd"
+    nohup setsid dockerd >"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+    wait_for "docker engine" 60 docker info
+  fi
+}
+
+install_packages
+configure_docker
+install_tansu
+"$ROOT/scripts/images.sh"
+say "setup complete"
