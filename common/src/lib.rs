@@ -12,6 +12,7 @@ pub mod ids;
 pub mod kafka;
 pub mod schema;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use ids::JobId;

@@ -1,1 +1,102 @@
-//! placeholder
+//! gitfaas executor: takes jobs from the jobs topic, runs each one from its git
+//! repository inside a locked-down container, and publishes one result per attempt.
+//!
+//! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
+//! - [`job`]: one attempt — checkout, plan, sandbox, result;
+//! - [`git`]: the bare-mirror cache and per-job checkouts;
+//! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
+//! - [`sandbox`]: the only code that talks to Docker;
+//! - [`offsets`]: which offsets may be committed.
+
+pub mod git;
+pub mod job;
+pub mod offsets;
+pub mod runtime;
+pub mod sandbox;
+pub mod settings;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use rdkafka::consumer::Consumer;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::git::GitCache;
+use crate::job::JobRunner;
+use crate::sandbox::{Sandbox, SandboxPolicy};
+pub use crate::settings::Settings;
+use crate::worker::{JobConsumer, Worker, WorkerContext};
+
+/// Builds the executor from its settings: connects to Docker and Kafka, removes
+/// containers a crashed predecessor left, and joins the consumer group.
+pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
+    let executor_id = settings.executor_id();
+    let e = &settings.executor;
+    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
+    docker.ping().await.context("docker engine is not reachable")?;
+    let sandbox = Sandbox::new(
+        docker,
+        SandboxPolicy {
+            oci_runtime: e.oci_runtime.clone(),
+            user: e.user.clone(),
+            tmpfs_mb: e.tmpfs_mb,
+            nofile: e.nofile,
+            stdout_max_bytes: e.stdout_max_bytes,
+            stderr_tail_bytes: e.stderr_tail_bytes,
+        },
+    );
+    let orphans = sandbox.remove_orphans(Some(&executor_id)).await.context("removing orphan containers")?;
+    if orphans > 0 {
+        tracing::warn!(orphans, "removed containers left by a previous run");
+    }
+    for (runtime, image) in &e.images {
+        if !sandbox.image_exists(image).await {
+            tracing::warn!(%runtime, %image, "runtime image missing; its jobs will fail until it is built");
+        }
+    }
+    let git = Arc::new(GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?);
+
+    ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
+    let tracker = Arc::new(Mutex::new(Default::default()));
+    let consumer: JobConsumer = client_config(&settings.kafka)
+        .set("group.id", &e.group_id)
+        .set("client.id", &executor_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create_with_context(WorkerContext { tracker: tracker.clone() })
+        .context("creating the kafka consumer")?;
+    consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
+    let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+
+    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, "executor ready");
+    Ok(Arc::new(Worker {
+        consumer: Arc::new(consumer),
+        producer,
+        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox }),
+        topics: settings.kafka.topics.clone(),
+        tracker,
+        slots: Arc::new(Semaphore::new(e.slots)),
+        grace: Duration::from_secs(e.shutdown_grace_secs),
+    }))
+}
+
+/// Runs the executor until `shutdown` completes, then drains gracefully.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let worker = build(&settings).await?;
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    worker.run(token).await;
+    tracing::info!("executor stopped");
+    Ok(())
+}

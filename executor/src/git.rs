@@ -1,0 +1,243 @@
+//! A cache of bare mirrors, one per repository URL, and per-job checkouts.
+//!
+//! The first job on a repository clones it into `<cache>/<sha256(url)>.git`; later
+//! jobs fetch into that mirror (or skip the fetch when the job names a commit the
+//! mirror already has). The ref is resolved to a commit SHA, and the commit's tree
+//! is checked out into a directory of the job's own. An exclusive file lock per
+//! mirror makes concurrent jobs — in this process or another sharing the cache —
+//! safe. All of it is blocking work: callers run it on a blocking thread.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
+use sha2::{Digest, Sha256};
+
+/// Where the remote's default branch is stored in each mirror.
+const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("could not fetch repository: {0}")]
+    Fetch(String),
+    #[error("ref `{0}` not found in repository")]
+    RefNotFound(String),
+    #[error("repository is larger than the {limit_mb} MB limit")]
+    TooLarge { limit_mb: u64 },
+    #[error("git cache error: {0}")]
+    Cache(String),
+}
+
+impl GitError {
+    /// Errors of the executor's own disk or cache rather than of the job's repository.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, GitError::Cache(_))
+    }
+}
+
+fn cache_err(e: impl std::fmt::Display) -> GitError {
+    GitError::Cache(e.to_string())
+}
+
+pub struct GitCache {
+    root: PathBuf,
+    max_repo_bytes: u64,
+}
+
+impl GitCache {
+    pub fn new(root: impl Into<PathBuf>, max_repo_mb: u64) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024 })
+    }
+
+    fn mirror_path(&self, url: &str) -> PathBuf {
+        let digest = hex::encode(Sha256::digest(url.as_bytes()));
+        self.root.join(format!("{}.git", &digest[..32]))
+    }
+
+    /// Checks out `git_ref` of `url` into `dest` (which must exist and be empty) and
+    /// returns the SHA of the commit checked out.
+    pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path) -> Result<String, GitError> {
+        let path = self.mirror_path(url);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("lock"))
+            .map_err(cache_err)?;
+        lock.lock().map_err(cache_err)?;
+
+        let repo = match Repository::open_bare(&path) {
+            Ok(repo) => repo,
+            Err(_) => Repository::init_bare(&path).map_err(cache_err)?,
+        };
+        let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
+            Some(oid) => oid, // already cached: no network round trip
+            None => {
+                self.fetch(&repo, url).inspect_err(|e| {
+                    // never keep an oversized mirror, nor a half-initialised one later jobs would trust
+                    let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
+                    if empty || matches!(e, GitError::TooLarge { .. }) {
+                        let _ = std::fs::remove_dir_all(&path);
+                    }
+                })?;
+                resolve(&repo, git_ref)?
+            }
+        };
+        let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
+        let tree = commit.tree().map_err(cache_err)?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.target_dir(dest).force().recreate_missing(true);
+        repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)?;
+        Ok(oid.to_string())
+    }
+
+    fn fetch(&self, repo: &Repository, url: &str) -> Result<(), GitError> {
+        let limit = self.max_repo_bytes;
+        let mut too_large = false;
+        let result = {
+            let mut callbacks = RemoteCallbacks::new();
+            callbacks.transfer_progress(|progress| {
+                too_large = progress.received_bytes() as u64 > limit;
+                !too_large
+            });
+            let mut options = FetchOptions::new();
+            options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
+            let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
+            let refspecs = [
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+                &format!("+HEAD:{DEFAULT_BRANCH_REF}"),
+            ];
+            remote.fetch(&refspecs, Some(&mut options), None)
+        };
+        let too_large = too_large || (result.is_ok() && dir_size(repo.path()) > limit);
+        match result {
+            Err(_) | Ok(()) if too_large => Err(GitError::TooLarge { limit_mb: limit / (1024 * 1024) }),
+            Ok(()) => Ok(()),
+            Err(e) => Err(GitError::Fetch(e.message().to_owned())),
+        }
+    }
+}
+
+/// Bytes used by the files below `path` (a mirror is small enough to walk).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn full_sha(git_ref: &str) -> Option<Oid> {
+    (git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Oid::from_str(git_ref).ok())
+        .flatten()
+}
+
+/// Resolves a branch, tag, full ref name, `HEAD` or (abbreviated) SHA to a commit.
+fn resolve(repo: &Repository, git_ref: &str) -> Result<Oid, GitError> {
+    let not_found = || GitError::RefNotFound(git_ref.to_owned());
+    if git_ref.starts_with('-') || git_ref.is_empty() {
+        return Err(not_found());
+    }
+    let candidates = if git_ref == "HEAD" {
+        vec![DEFAULT_BRANCH_REF.to_owned()]
+    } else {
+        vec![
+            format!("refs/heads/{git_ref}"),
+            format!("refs/tags/{git_ref}"),
+            git_ref.to_owned(),
+        ]
+    };
+    for name in candidates.iter().filter(|n| n.starts_with("refs/")) {
+        if let Ok(reference) = repo.find_reference(name) {
+            return reference.peel_to_commit().map(|c| c.id()).map_err(|_| not_found());
+        }
+    }
+    if git_ref.len() >= 7 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(object) = repo.revparse_single(git_ref) {
+            return object.peel_to_commit().map(|c| c.id()).map_err(|_| not_found());
+        }
+    }
+    Err(not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn source_repo() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        git(p, &["init", "-q", "-b", "main"]);
+        std::fs::write(p.join("a.txt"), "one").unwrap();
+        git(p, &["add", "."]);
+        git(p, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"]);
+        git(p, &["tag", "v1"]);
+        std::fs::write(p.join("a.txt"), "two").unwrap();
+        git(p, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two"]);
+        let url = format!("file://{}", p.display());
+        (dir, url)
+    }
+
+    #[test]
+    fn checks_out_branch_tag_head_and_sha_from_one_mirror() {
+        let (src, url) = source_repo();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let head = git(src.path(), &["rev-parse", "HEAD"]);
+        let v1 = git(src.path(), &["rev-parse", "v1^{commit}"]);
+
+        for (git_ref, sha, content) in
+            [("main", &head, "two"), ("HEAD", &head, "two"), ("v1", &v1, "one"), (v1.as_str(), &v1, "one")]
+        {
+            let dest = tempfile::tempdir().unwrap();
+            let got = cache.checkout(&url, git_ref, dest.path()).unwrap();
+            assert_eq!(&got, sha, "ref {git_ref}");
+            assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), content);
+        }
+        assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "git").count(), 1);
+    }
+
+    #[test]
+    fn missing_ref_and_missing_repository_are_distinct_errors() {
+        let (_src, url) = source_repo();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        assert!(matches!(cache.checkout(&url, "nope", dest.path()), Err(GitError::RefNotFound(_))));
+        assert!(matches!(cache.checkout(&url, "--upload-pack=x", dest.path()), Err(GitError::RefNotFound(_))));
+        let missing = format!("file://{}/does-not-exist", cache_dir.path().display());
+        assert!(matches!(cache.checkout(&missing, "main", dest.path()), Err(GitError::Fetch(_))));
+    }
+
+    #[test]
+    fn repository_over_the_size_limit_is_refused() {
+        let (src, url) = source_repo();
+        // incompressible content well over 1 MB
+        let mut noise = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(File::open("/dev/urandom").unwrap(), 3_000_000), &mut noise)
+            .unwrap();
+        std::fs::write(src.path().join("big.bin"), noise).unwrap();
+        git(src.path(), &["add", "."]);
+        git(src.path(), &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "big"]);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 1).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let err = cache.checkout(&url, "main", dest.path()).unwrap_err();
+        assert!(matches!(err, GitError::TooLarge { limit_mb: 1 }), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+//! Runs one job attempt: checkout, plan, sandbox, and the mapping of what the
+//! process did to exactly one terminal [`JobResult`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::{Job, JobResult, JobStatus, Timings};
+use serde_json::Value;
+
+use crate::git::GitCache;
+use crate::runtime::{self, Launch};
+use crate::sandbox::{Sandbox, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::settings::ExecutorSettings;
+
+const CODE_MOUNT: &str = "/code";
+
+pub struct JobRunner {
+    pub executor_id: String,
+    pub settings: ExecutorSettings,
+    pub git: Arc<GitCache>,
+    pub sandbox: Sandbox,
+}
+
+/// How an attempt ended before it produced a result value.
+struct Ending {
+    status: JobStatus,
+    reason: Option<String>,
+    exit_code: Option<i64>,
+    output: Option<Value>,
+    stderr_tail: String,
+}
+
+impl Ending {
+    fn failed(status: JobStatus, reason: impl Into<String>) -> Self {
+        Self { status, reason: Some(reason.into()), exit_code: None, output: None, stderr_tail: String::new() }
+    }
+}
+
+impl JobRunner {
+    pub async fn run(&self, job: &Job, attempt: u32, started_at: DateTime<Utc>) -> JobResult {
+        let mut commit_sha = None;
+        let ending = self.attempt(job, &mut commit_sha).await;
+        let finished_at = Utc::now();
+        JobResult {
+            version: SCHEMA_VERSION,
+            job_id: job.id,
+            owner: job.owner.clone(),
+            status: ending.status,
+            reason: ending.reason,
+            exit_code: ending.exit_code,
+            output: ending.output,
+            stderr_tail: ending.stderr_tail,
+            commit_sha,
+            executor_id: self.executor_id.clone(),
+            attempt,
+            submitted_at: job.submitted_at,
+            started_at: Some(started_at),
+            finished_at,
+            timings: Timings::between(job.submitted_at, Some(started_at), finished_at),
+        }
+    }
+
+    async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>) -> Ending {
+        let workspace = match self.workspace() {
+            Ok(dir) => dir,
+            Err(e) => return Ending::failed(JobStatus::Failed, format!("executor could not create a workspace: {e}")),
+        };
+        let checkout = workspace.path().to_owned();
+        let (git, repo, git_ref) = (self.git.clone(), job.spec.repo.clone(), job.spec.git_ref.clone());
+        let fetched = tokio::task::spawn_blocking(move || git.checkout(&repo, &git_ref, &checkout)).await;
+        match fetched {
+            Ok(Ok(sha)) => *commit_sha = Some(sha),
+            Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
+            Err(e) => return Ending::failed(JobStatus::Failed, format!("checkout task failed: {e}")),
+        }
+        let launch = match runtime::plan(
+            workspace.path(),
+            CODE_MOUNT,
+            job.spec.runtime.as_deref(),
+            &self.settings.images,
+            &job.spec.input,
+        ) {
+            Ok(launch) => launch,
+            Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
+        };
+        tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
+        match self.sandbox.run(self.sandbox_spec(job, launch, workspace.path())).await {
+            Ok(outcome) => self.interpret(outcome, job.spec.timeout_secs),
+            Err(e) => Ending::failed(JobStatus::Failed, format!("sandbox error: {e}")),
+        }
+    }
+
+    fn workspace(&self) -> std::io::Result<tempfile::TempDir> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.settings.work_dir)?;
+        let dir = tempfile::Builder::new().prefix("job-").tempdir_in(&self.settings.work_dir)?;
+        // the sandbox user is not root: it must be able to read the checkout
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        Ok(dir)
+    }
+
+    fn sandbox_spec(&self, job: &Job, launch: Launch, checkout: &std::path::Path) -> SandboxSpec {
+        let suffix = uuid::Uuid::now_v7().simple().to_string(); // last hex digits are random
+        SandboxSpec {
+            name: format!("gitfaas-{}-{}", job.id, &suffix[24..]),
+            image: launch.image,
+            command: launch.command,
+            labels: HashMap::from([
+                (EXECUTOR_LABEL.to_owned(), self.executor_id.clone()),
+                (JOB_LABEL.to_owned(), job.id.to_string()),
+            ]),
+            code_dir: checkout.to_owned(),
+            code_mount: CODE_MOUNT.to_owned(),
+            stdin: launch.stdin,
+            memory_mb: job.spec.resources.memory_mb,
+            cpu_millis: job.spec.resources.cpu_millis,
+            pids: job.spec.resources.pids,
+            timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
+        }
+    }
+
+    fn interpret(&self, out: SandboxOutcome, timeout_secs: u32) -> Ending {
+        let mut ending = Ending {
+            status: JobStatus::Failed,
+            reason: None,
+            exit_code: out.exit_code,
+            output: None,
+            stderr_tail: out.stderr_tail,
+        };
+        if out.timed_out {
+            ending.status = JobStatus::TimedOut;
+            ending.reason = Some(format!("killed after the {timeout_secs}s timeout"));
+        } else if out.stdout_overflow {
+            ending.status = JobStatus::OutputTooLarge;
+            ending.reason = Some(format!(
+                "output exceeded the {} byte limit; the function was stopped",
+                self.settings.stdout_max_bytes
+            ));
+        } else if out.oom_killed {
+            ending.status = JobStatus::OomKilled;
+            ending.reason = Some("killed: out of memory".into());
+        } else if out.exit_code != Some(0) {
+            let code = out.exit_code.map_or("unknown".into(), |c| c.to_string());
+            ending.reason = Some(format!("function exited with code {code}"));
+        } else {
+            match serde_json::from_slice::<Value>(&out.stdout) {
+                Ok(value) => {
+                    ending.status = JobStatus::Succeeded;
+                    ending.output = Some(value);
+                }
+                Err(e) => ending.reason = Some(format!("function output is not valid json: {e}")),
+            }
+        }
+        ending
+    }
+}

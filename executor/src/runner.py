@@ -1,0 +1,63 @@
+# gitfaas python runner: reads {"data": ..., "credentials": ...} as JSON on stdin,
+# calls main(data, credentials) from the repository's entry file, and writes the
+# return value as JSON to stdout. Anything the function prints goes to stderr, so
+# stdout carries the result alone.
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+
+
+def fail(code, message):
+    sys.stderr.write("gitfaas: " + message + "\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main():
+    code_dir, entry = sys.argv[1], sys.argv[2]
+    try:
+        request = json.load(sys.stdin)
+    except ValueError as error:
+        fail(2, "job input is not valid json: %s" % error)
+    result_out = sys.stdout
+    sys.stdout = sys.stderr
+    sys.path.insert(0, code_dir)
+    path = os.path.join(code_dir, entry)
+    if not os.path.isfile(path):
+        fail(2, "entry file %r not found in the repository" % entry)
+    try:
+        spec = importlib.util.spec_from_file_location("gitfaas_main", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except BaseException:
+        traceback.print_exc()
+        fail(1, "importing %r failed" % entry)
+    function = getattr(module, "main", None)
+    if not callable(function):
+        fail(2, "%r defines no callable main" % entry)
+    args = [request.get("data"), request.get("credentials") or {}]
+    try:
+        params = inspect.signature(function).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+            args = args[: len(positional)]
+    except (TypeError, ValueError):
+        pass
+    try:
+        value = function(*args)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        sys.exit(1)
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError) as error:
+        fail(3, "main returned a value that is not json-serialisable: %s" % error)
+    result_out.write(text)
+    result_out.flush()
+
+
+main()

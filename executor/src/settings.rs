@@ -1,0 +1,80 @@
+//! Executor configuration (`config/executor.yaml`, `GITFAAS__EXECUTOR__*`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use gitfaas_common::settings::{KafkaSettings, SettingsError, TelemetrySettings};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    pub executor: ExecutorSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    /// Stable identity of this executor; containers it leaves behind after a crash
+    /// are removed when an executor with the same id starts. Default: the host name.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub group_id: String,
+    /// Jobs run at the same time.
+    pub slots: usize,
+    /// Per-job checkouts are created (and removed) here.
+    pub work_dir: PathBuf,
+    /// Bare mirrors of the repositories jobs came from.
+    pub cache_dir: PathBuf,
+    pub max_repo_mb: u64,
+    /// Runtime name → image. Only these runtimes are offered.
+    pub images: BTreeMap<String, String>,
+    /// `runc`, or `runsc` (gVisor).
+    pub oci_runtime: String,
+    pub user: String,
+    pub tmpfs_mb: u32,
+    pub nofile: i64,
+    pub stdout_max_bytes: usize,
+    pub stderr_tail_bytes: usize,
+    /// How long running jobs may take to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, SettingsError> {
+        let settings: Self = gitfaas_common::settings::load("executor")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let e = &self.executor;
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
+        if e.slots == 0 {
+            return invalid("executor.slots must be at least 1");
+        }
+        if e.images.is_empty() {
+            return invalid("executor.images must map at least one runtime to an image");
+        }
+        if !["runc", "runsc"].contains(&e.oci_runtime.as_str()) {
+            return invalid("executor.oci_runtime must be `runc` or `runsc`");
+        }
+        if e.user.starts_with("0:") || e.user == "0" || e.user == "root" {
+            return invalid("executor.user must not be root");
+        }
+        Ok(())
+    }
+
+    pub fn executor_id(&self) -> String {
+        self.executor.id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "executor".into())
+        })
+    }
+}

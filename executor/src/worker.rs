@@ -1,0 +1,276 @@
+//! The Kafka side of the executor: a consumer-group member on the jobs topic that
+//! runs up to `slots` jobs at once and never stops polling.
+//!
+//! When every slot is busy the assigned partitions are paused (and polling goes on,
+//! so a long job never exceeds `max.poll.interval.ms`); they resume when a slot
+//! frees. A job's offset is stored for commit only once its result was acknowledged
+//! by the broker, and only as part of the contiguous prefix per partition
+//! ([`OffsetTracker`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use gitfaas_common::kafka::{set_parent_from_headers, trace_headers};
+use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
+use gitfaas_common::settings::TopicSettings;
+use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner, Timings};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::job::JobRunner;
+use crate::offsets::{OffsetTracker, TopicPartition};
+
+/// Forgets the in-flight offsets of partitions taken away by a rebalance, so that
+/// nothing is committed for partitions another member now owns.
+pub struct WorkerContext {
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            for element in list.elements() {
+                tracing::info!(topic = element.topic(), partition = element.partition(), "partition revoked");
+                tracker.forget(&(element.topic().to_owned(), element.partition()));
+            }
+        }
+    }
+}
+
+pub type JobConsumer = StreamConsumer<WorkerContext>;
+
+pub struct Worker {
+    pub consumer: Arc<JobConsumer>,
+    pub producer: FutureProducer,
+    pub runner: Arc<JobRunner>,
+    pub topics: TopicSettings,
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub slots: Arc<Semaphore>,
+    pub grace: Duration,
+}
+
+impl Worker {
+    /// Consumes until `shutdown` is cancelled, then lets running jobs finish (up to
+    /// the grace period), commits and returns.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut running = JoinSet::new();
+        let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let Some(permit) = self.free_slot(&mut pending, &shutdown).await else { break };
+            let message = match pending.pop_front() {
+                Some(message) => message,
+                None => tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    received = self.consumer.recv() => match received {
+                        Ok(message) => self.accept(&message),
+                        Err(error) => {
+                            tracing::warn!(%error, "kafka receive error");
+                            continue;
+                        }
+                    },
+                },
+            };
+            running.spawn(self.clone().handle(message, permit));
+        }
+        tracing::info!(running = running.len(), "draining running jobs");
+        if tokio::time::timeout(self.grace, async { while running.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(abandoned = running.len(), "grace period over; unfinished jobs will be redelivered");
+            running.abort_all();
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final commit");
+        }
+    }
+
+    fn accept(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedMessage {
+        let tp = (message.topic().to_owned(), message.partition());
+        self.tracker.lock().expect("tracker lock").begin(&tp, message.offset());
+        message.detach()
+    }
+
+    /// A free slot; while there is none, partitions are paused and polling goes on.
+    async fn free_slot(
+        &self,
+        pending: &mut VecDeque<OwnedMessage>,
+        shutdown: &CancellationToken,
+    ) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        self.set_paused(true);
+        let permit = loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break None,
+                permit = self.slots.clone().acquire_owned() => break permit.ok(),
+                received = self.consumer.recv() => match received {
+                    // fetched before the pause took effect: keep it, in order
+                    Ok(message) => pending.push_back(self.accept(&message)),
+                    Err(error) => tracing::warn!(%error, "kafka receive error while paused"),
+                },
+            }
+        };
+        self.set_paused(false);
+        permit
+    }
+
+    fn set_paused(&self, paused: bool) {
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(error) = result {
+            tracing::warn!(%error, paused, "pause/resume failed");
+        }
+    }
+
+    async fn handle(self: Arc<Self>, message: OwnedMessage, _slot: OwnedSemaphorePermit) {
+        let tp: TopicPartition = (message.topic().to_owned(), message.partition());
+        let span = tracing::info_span!(
+            "process job",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %tp.0,
+            messaging.kafka.partition = tp.1,
+            messaging.kafka.offset = message.offset(),
+            job_id = tracing::field::Empty,
+        );
+        set_parent_from_headers(&span, message.headers());
+        let done = async {
+            let payload = message.payload().unwrap_or_default();
+            match decode_job(payload) {
+                Ok(job) => {
+                    tracing::Span::current().record("job_id", tracing::field::display(job.id));
+                    self.process(job).await
+                }
+                Err(error) => self.reject_malformed(payload, &error.to_string()).await,
+            }
+        }
+        .instrument(span)
+        .await;
+        if done {
+            let next = self.tracker.lock().expect("tracker lock").finish(&tp, message.offset());
+            if let Some(next) = next {
+                self.store_offset(&tp, next);
+            }
+        }
+    }
+
+    fn store_offset(&self, tp: &TopicPartition, next: i64) {
+        let mut list = TopicPartitionList::new();
+        if list.add_partition_offset(&tp.0, tp.1, Offset::Offset(next)).is_ok() {
+            if let Err(error) = self.consumer.store_offsets(&list) {
+                tracing::debug!(%error, partition = tp.1, "offset not stored (partition revoked?)");
+            }
+        }
+    }
+
+    /// Runs the job and publishes its result; true once the broker has it.
+    async fn process(&self, job: Job) -> bool {
+        let attempt = 1;
+        let started_at = Utc::now();
+        let started = JobEvent::Started(JobStarted {
+            version: SCHEMA_VERSION,
+            job_id: job.id,
+            owner: job.owner.clone(),
+            executor_id: self.runner.executor_id.clone(),
+            attempt,
+            started_at,
+        });
+        if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
+            tracing::warn!(%error, "could not publish the started event");
+        }
+        let result = self.runner.run(&job, attempt, started_at).await;
+        tracing::info!(status = %result.status, run_ms = result.timings.run_ms, "job finished");
+        self.publish_until_acked(result).await
+    }
+
+    async fn publish_until_acked(&self, result: JobResult) -> bool {
+        let event = JobEvent::Finished(result);
+        let mut backoff = Duration::from_millis(200);
+        for _ in 0..10 {
+            match self.publish(&self.topics.results, event.job_id(), &event, None).await {
+                Ok(()) => return true,
+                Err(error) => tracing::warn!(%error, "result not acknowledged; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        tracing::error!("result could not be published; the job will be redelivered");
+        false
+    }
+
+    /// A message that is not a job of this schema goes to the dead-letter topic;
+    /// when it still names a job id and owner, that job gets a `failed` result.
+    async fn reject_malformed(&self, payload: &[u8], reason: &str) -> bool {
+        tracing::warn!(reason, "malformed job message");
+        let headers = OwnedHeaders::new().insert(Header { key: "gitfaas-error", value: Some(reason.as_bytes()) });
+        let record = FutureRecord::<(), [u8]>::to(&self.topics.dead_letter).payload(payload).headers(headers);
+        if let Err((error, _)) = self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
+            tracing::error!(%error, "dead-letter publish failed");
+            return false;
+        }
+        match salvage(payload) {
+            Some((job_id, owner, submitted_at)) => {
+                let now = Utc::now();
+                let result = JobResult {
+                    version: SCHEMA_VERSION,
+                    job_id,
+                    owner,
+                    status: JobStatus::Rejected,
+                    reason: Some(format!("malformed job: {reason}")),
+                    exit_code: None,
+                    output: None,
+                    stderr_tail: String::new(),
+                    commit_sha: None,
+                    executor_id: self.runner.executor_id.clone(),
+                    attempt: 1,
+                    submitted_at,
+                    started_at: None,
+                    finished_at: now,
+                    timings: Timings::between(submitted_at, None, now),
+                };
+                self.publish_until_acked(result).await
+            }
+            None => true,
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        key: JobId,
+        event: &JobEvent,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        let payload = serde_json::to_vec(event).expect("events serialise");
+        let key = key.to_string();
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers.unwrap_or_else(trace_headers));
+        self.producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+    }
+}
+
+fn salvage(payload: &[u8]) -> Option<(JobId, Owner, chrono::DateTime<Utc>)> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let id = value.get("id")?.as_str()?.parse().ok()?;
+    let owner = serde_json::from_value(value.get("owner")?.clone()).ok()?;
+    let submitted_at = value
+        .get("submitted_at")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_else(Utc::now);
+    Some((id, owner, submitted_at))
+}
