@@ -29,10 +29,7 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 /// producer retries: idempotence and acknowledgement by all in-sync replicas.
 pub fn reliable_producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000");
+    config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
     config
 }
 
@@ -92,10 +89,8 @@ pub fn trace_headers() -> OwnedHeaders {
 /// Makes the trace context found in `headers` (if any) the parent of `span`.
 pub fn set_parent_from_headers<H: Headers>(span: &tracing::Span, headers: Option<&H>) {
     let Some(headers) = headers else { return };
-    let carrier: HashMap<String, String> = headers
-        .iter()
-        .filter_map(|h| Some((h.key.to_owned(), String::from_utf8(h.value?.to_vec()).ok()?)))
-        .collect();
+    let carrier: HashMap<String, String> =
+        headers.iter().filter_map(|h| Some((h.key.to_owned(), String::from_utf8(h.value?.to_vec()).ok()?))).collect();
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(&carrier)));
     let _ = span.set_parent(parent);
 }

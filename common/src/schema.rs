@@ -65,13 +65,7 @@ pub struct Job {
 
 impl Job {
     pub fn new(owner: Owner, spec: JobSpec) -> Self {
-        Self {
-            version: SCHEMA_VERSION,
-            id: JobId::new(),
-            owner,
-            submitted_at: Utc::now(),
-            spec,
-        }
+        Self { version: SCHEMA_VERSION, id: JobId::new(), owner, submitted_at: Utc::now(), spec }
     }
 }
 
@@ -153,11 +147,7 @@ impl Timings {
     pub fn between(submitted: DateTime<Utc>, started: Option<DateTime<Utc>>, finished: DateTime<Utc>) -> Self {
         let ms = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0) as u64;
         let started = started.unwrap_or(finished);
-        Self {
-            queue_ms: ms(submitted, started),
-            run_ms: ms(started, finished),
-            total_ms: ms(submitted, finished),
-        }
+        Self { queue_ms: ms(submitted, started), run_ms: ms(started, finished), total_ms: ms(submitted, finished) }
     }
 }
 

@@ -114,10 +114,7 @@ pub fn load_from<T: DeserializeOwned>(dir: &Path, service: &str) -> Result<T, Se
     }
     let settings = builder
         .add_source(
-            config::Environment::with_prefix("GITFAAS")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
+            config::Environment::with_prefix("GITFAAS").prefix_separator("__").separator("__").try_parsing(true),
         )
         .build()?;
     Ok(settings.try_deserialize()?)

@@ -105,11 +105,8 @@ impl GitCache {
             let mut options = FetchOptions::new();
             options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
             let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
-            let refspecs = [
-                "+refs/heads/*:refs/heads/*",
-                "+refs/tags/*:refs/tags/*",
-                &format!("+HEAD:{DEFAULT_BRANCH_REF}"),
-            ];
+            let refspecs =
+                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
             remote.fetch(&refspecs, Some(&mut options), None)
         };
         let too_large = too_large || (result.is_ok() && dir_size(repo.path()) > limit);
@@ -149,11 +146,7 @@ fn resolve(repo: &Repository, git_ref: &str) -> Result<Oid, GitError> {
     let candidates = if git_ref == "HEAD" {
         vec![DEFAULT_BRANCH_REF.to_owned()]
     } else {
-        vec![
-            format!("refs/heads/{git_ref}"),
-            format!("refs/tags/{git_ref}"),
-            git_ref.to_owned(),
-        ]
+        vec![format!("refs/heads/{git_ref}"), format!("refs/tags/{git_ref}"), git_ref.to_owned()]
     };
     for name in candidates.iter().filter(|n| n.starts_with("refs/")) {
         if let Ok(reference) = repo.find_reference(name) {
@@ -209,7 +202,13 @@ mod tests {
             assert_eq!(&got, sha, "ref {git_ref}");
             assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), content);
         }
-        assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "git").count(), 1);
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "git")
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -229,8 +228,11 @@ mod tests {
         let (src, url) = source_repo();
         // incompressible content well over 1 MB
         let mut noise = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(File::open("/dev/urandom").unwrap(), 3_000_000), &mut noise)
-            .unwrap();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(File::open("/dev/urandom").unwrap(), 3_000_000),
+            &mut noise,
+        )
+        .unwrap();
         std::fs::write(src.path().join("big.bin"), noise).unwrap();
         git(src.path(), &["add", "."]);
         git(src.path(), &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "big"]);

@@ -58,7 +58,9 @@ pub fn plan(
     input: &Value,
 ) -> Result<Launch, ManifestError> {
     let manifest = match std::fs::read_to_string(checkout.join(MANIFEST_FILE)) {
-        Ok(text) => Some(toml::from_str::<Manifest>(&text).map_err(|e| ManifestError::Invalid(e.message().to_owned()))?),
+        Ok(text) => {
+            Some(toml::from_str::<Manifest>(&text).map_err(|e| ManifestError::Invalid(e.message().to_owned()))?)
+        }
         Err(_) => None,
     };
     let (runtime, entry) = match (&manifest, requested) {
@@ -136,7 +138,10 @@ mod tests {
         assert_eq!(plan(none.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::Missing));
         assert!(plan(none.path(), "/c", Some("python"), &images(), &Value::Null).is_ok());
         let ruby = with_manifest(Some("runtime = \"ruby\"\n"));
-        assert!(matches!(plan(ruby.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::UnknownRuntime(..))));
+        assert!(matches!(
+            plan(ruby.path(), "/c", None, &images(), &Value::Null),
+            Err(ManifestError::UnknownRuntime(..))
+        ));
         let py = with_manifest(Some("runtime = \"python\"\n"));
         assert!(matches!(
             plan(py.path(), "/c", Some("command"), &images(), &Value::Null),

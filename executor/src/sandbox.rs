@@ -139,10 +139,7 @@ impl Sandbox {
         let host = HostConfig {
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                format!("rw,noexec,nosuid,nodev,size={}m", p.tmpfs_mb),
-            )])),
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), format!("rw,noexec,nosuid,nodev,size={}m", p.tmpfs_mb))])),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             memory: Some(memory),
@@ -198,12 +195,8 @@ impl Sandbox {
     }
 
     async fn run_created(&self, id: &str, spec: &SandboxSpec) -> Result<SandboxOutcome, SandboxError> {
-        let attach = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
+        let attach =
+            AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
         let mut io = self.docker.attach_container(id, Some(attach)).await?;
         self.docker.start_container(id, None).await?;
         let stdin = spec.stdin.clone();

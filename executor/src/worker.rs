@@ -256,10 +256,7 @@ impl Worker {
     ) -> Result<(), rdkafka::error::KafkaError> {
         let payload = serde_json::to_vec(event).expect("events serialise");
         let key = key.to_string();
-        let record = FutureRecord::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers.unwrap_or_else(trace_headers));
+        let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(headers.unwrap_or_else(trace_headers));
         self.producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }
@@ -268,9 +265,7 @@ fn salvage(payload: &[u8]) -> Option<(JobId, Owner, chrono::DateTime<Utc>)> {
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let id = value.get("id")?.as_str()?.parse().ok()?;
     let owner = serde_json::from_value(value.get("owner")?.clone()).ok()?;
-    let submitted_at = value
-        .get("submitted_at")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_else(Utc::now);
+    let submitted_at =
+        value.get("submitted_at").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_else(Utc::now);
     Some((id, owner, submitted_at))
 }

@@ -1,1 +1,105 @@
-//! placeholder
+//! gitfaas frontend: the REST API.
+//!
+//! A submitted job is validated ([`request`]), stamped with the caller's identity
+//! ([`identity`]), recorded as queued in Redis ([`store`]) and published to the jobs
+//! topic. [`results`] reads the results topic back into Redis, where the status and
+//! result routes ([`routes`]) find it.
+
+pub mod identity;
+pub mod problem;
+pub mod request;
+pub mod results;
+pub mod routes;
+pub mod settings;
+pub mod store;
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use gitfaas_common::settings::TopicSettings;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::Authenticator;
+use crate::settings::FrontendSettings;
+pub use crate::settings::Settings;
+use crate::store::JobStore;
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub settings: FrontendSettings,
+    pub topics: TopicSettings,
+    pub store: JobStore,
+    pub producer: FutureProducer,
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    results: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Application {
+    /// Connects to Redis and Kafka and binds the listener (port 0 picks one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let f = &settings.frontend;
+        let store = JobStore::connect(&f.redis_url, &f.key_prefix).await.context("connecting to redis")?;
+        ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
+        let producer: FutureProducer =
+            reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+        let consumer: StreamConsumer = client_config(&settings.kafka)
+            .set("group.id", &f.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .context("creating the results consumer")?;
+        consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
+        let stop = CancellationToken::new();
+        let results = tokio::spawn(results::consume(consumer, store.clone(), stop.clone()));
+
+        let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
+        let port = listener.local_addr()?.port();
+        let state =
+            web::Data::new(AppState { settings: f.clone(), topics: settings.kafka.topics.clone(), store, producer });
+        let authenticator = web::Data::new(Authenticator::from_settings(&f.auth));
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("gitfaas_frontend::http"))
+                .app_data(state.clone())
+                .app_data(authenticator.clone())
+                .configure(routes::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, "frontend listening");
+        Ok(Self { port, server, results, stop })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.await;
+        handle.stop(true).await;
+        self.stop.cancel();
+        let _ = self.results.await;
+        server.await??;
+        Ok(())
+    }
+}
+
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    Application::build(settings).await?.run_until_stopped(shutdown).await
+}

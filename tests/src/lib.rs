@@ -1,1 +1,235 @@
-//! placeholder
+//! Test harness: the real services, in-process, against the real infrastructure
+//! that `scripts/test.sh` starts (tansu broker, Redis, Docker, `git daemon`).
+//!
+//! Every stack gets its own topics, consumer groups, Redis key prefix and executor
+//! id, so tests never see each other's traffic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use serde_json::Value;
+
+pub mod infra {
+    pub fn brokers() -> String {
+        std::env::var("GITFAAS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    }
+    pub fn redis_url() -> String {
+        std::env::var("GITFAAS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6390/".into())
+    }
+    /// Directory served by the test `git daemon`, and the URL it is served at.
+    pub fn git_root() -> std::path::PathBuf {
+        std::env::var("GITFAAS_TEST_GIT_ROOT").unwrap_or_else(|_| "/var/lib/gitfaas/test-repos".into()).into()
+    }
+    pub fn git_url() -> String {
+        std::env::var("GITFAAS_TEST_GIT_URL").unwrap_or_else(|_| "git://127.0.0.1:9419".into())
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+pub fn kafka_settings(topic_prefix: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: infra::brokers(),
+        topics: TopicSettings::prefixed(topic_prefix),
+        partitions: 2,
+        client: Default::default(),
+    }
+}
+
+pub fn telemetry() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let settings = TelemetrySettings { log_filter: "warn,gitfaas=info".into(), ..Default::default() };
+        std::mem::forget(gitfaas_common::telemetry::init("gitfaas-tests", &settings));
+    });
+}
+
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
+    let mut s: gitfaas_frontend::Settings =
+        gitfaas_common::settings::load_from(&config_dir(), "frontend").expect("frontend config");
+    s.kafka = kafka_settings(topic_prefix);
+    s.frontend.listen = "127.0.0.1:0".into();
+    s.frontend.redis_url = infra::redis_url();
+    s.frontend.key_prefix = unique("test");
+    s.frontend.group_id = format!("{topic_prefix}frontend");
+    s
+}
+
+pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::Settings {
+    let mut s: gitfaas_executor::Settings =
+        gitfaas_common::settings::load_from(&config_dir(), "executor").expect("executor config");
+    s.kafka = kafka_settings(topic_prefix);
+    s.executor.id = Some(format!("{topic_prefix}executor"));
+    s.executor.group_id = format!("{topic_prefix}executors");
+    s.executor.work_dir = state.join("work");
+    s.executor.cache_dir = state.join("cache");
+    s.executor.shutdown_grace_secs = 5;
+    s
+}
+
+/// A frontend and an executor running on a runtime of their own, so that they
+/// outlive any one test's runtime.
+pub struct Stack {
+    pub base_url: String,
+    pub topic_prefix: String,
+    pub redis_prefix: String,
+    pub executor_id: String,
+}
+
+impl Stack {
+    pub fn start(with_executor: bool) -> Stack {
+        telemetry();
+        let topic_prefix = format!("{}.", unique("t"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let prefix = topic_prefix.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let state = tempfile::tempdir().expect("tempdir").keep();
+                let frontend = frontend_settings(&prefix);
+                let redis_prefix = frontend.frontend.key_prefix.clone();
+                let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
+                let port = app.port();
+                tokio::spawn(app.run_until_stopped(std::future::pending()));
+                let executor = executor_settings(&prefix, &state);
+                let executor_id = executor.executor_id();
+                if with_executor {
+                    let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
+                    tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+                }
+                tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id)).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        let (base_url, redis_prefix, executor_id) = rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
+        Stack { base_url, topic_prefix, redis_prefix, executor_id }
+    }
+
+    /// One stack with an executor, shared by the tests of a test binary.
+    pub fn shared() -> &'static Stack {
+        static STACK: OnceLock<Stack> = OnceLock::new();
+        STACK.get_or_init(|| Stack::start(true))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn submit(&self, body: &Value) -> reqwest::Response {
+        reqwest::Client::new().post(self.url("/v1/jobs")).json(body).send().await.expect("submit")
+    }
+
+    /// Submits a job that must be accepted and returns its id.
+    pub async fn submit_ok(&self, body: &Value) -> String {
+        let response = self.submit(body).await;
+        let status = response.status();
+        let json: Value = response.json().await.expect("json body");
+        assert_eq!(status, 202, "{json}");
+        json["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Waits (long-polling) for the job's terminal result.
+    pub async fn result(&self, id: &str) -> Value {
+        let client = reqwest::Client::new();
+        for _ in 0..12 {
+            let response = client.get(self.url(&format!("/v1/jobs/{id}/result?wait=10"))).send().await.expect("result");
+            if response.status() == 200 {
+                return response.json().await.expect("result json");
+            }
+            assert_eq!(response.status(), 409, "unexpected answer while waiting");
+        }
+        panic!("job {id} did not finish in 120s");
+    }
+
+    pub fn topics(&self) -> TopicSettings {
+        TopicSettings::prefixed(&self.topic_prefix)
+    }
+}
+
+/// A repository served by the test git daemon; returns its URL.
+pub fn git_repo(files: &[(&str, &str)]) -> String {
+    let name = unique("repo");
+    let dir = infra::git_root().join(&name);
+    std::fs::create_dir_all(&dir).expect("repo dir");
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(&dir).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    for (path, content) in files {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+        if content.starts_with("#!") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    git(&["add", "."]);
+    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "function"]);
+    format!("{}/{name}", infra::git_url())
+}
+
+/// Every message on `topic` (all partitions, from the beginning), read with a
+/// real Kafka client.
+/// A message as read back from a topic: key, payload and headers.
+pub type RawMessage = (Option<String>, Vec<u8>, Vec<(String, String)>);
+
+pub fn read_topic(topic: &str) -> Vec<RawMessage> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", infra::brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut expected = 0;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks");
+        expected += high - low;
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&list).expect("assign");
+    let mut messages = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (messages.len() as i64) < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            messages.push((key, m.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    messages
+}
+
+/// Containers (running or not) that carry the job's label.
+pub async fn containers_of_job(job_id: &str) -> usize {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = bollard::Docker::connect_with_defaults().expect("docker");
+    let label = format!("{}={job_id}", gitfaas_executor::sandbox::JOB_LABEL);
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    docker.list_containers(Some(options)).await.expect("list containers").len()
+}

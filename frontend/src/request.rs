@@ -1,0 +1,162 @@
+//! The submit request: strict parsing (unknown fields refused, errors name the
+//! field) and validation against the operator's limits and policy.
+
+use gitfaas_common::schema::Resources;
+use gitfaas_common::JobSpec;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::problem::ApiError;
+use crate::settings::FrontendSettings;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub repo: String,
+    #[serde(rename = "ref", default)]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+    #[serde(default)]
+    pub resources: ResourceRequest,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRequest {
+    pub memory_mb: Option<u32>,
+    pub cpu_millis: Option<u32>,
+    pub pids: Option<u32>,
+}
+
+/// Parses a JSON body, naming the offending field in the error.
+pub fn parse(body: &[u8]) -> Result<SubmitRequest, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let inner = error.inner().to_string();
+        let path = error.path().to_string();
+        let named = inner.split('`').nth(1).filter(|_| inner.contains("field `")).map(str::to_owned);
+        // missing fields are reported at the parent's path, unknown ones at their own
+        let field = match (named, path.as_str()) {
+            (Some(name), ".") => Some(name),
+            (Some(name), path) if path.ends_with(name.as_str()) => Some(path.to_owned()),
+            (Some(name), parent) => Some(format!("{parent}.{name}")),
+            (None, "." | "?") => None,
+            (None, path) => Some(path.to_owned()),
+        };
+        ApiError::InvalidRequest { detail: format!("invalid job request: {inner}"), field }
+    })
+}
+
+impl SubmitRequest {
+    /// Checks the request and fills in defaults.
+    pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, ApiError> {
+        validate_repo(&self.repo, &settings.allowed_schemes)?;
+        let git_ref = self.git_ref.unwrap_or_else(|| "HEAD".into());
+        validate_ref(&git_ref)?;
+        if let Some(runtime) = &self.runtime {
+            if !settings.runtimes.contains(runtime) {
+                return Err(ApiError::invalid(
+                    "runtime",
+                    format!("unknown runtime `{runtime}`; offered: {}", settings.runtimes.join(", ")),
+                ));
+            }
+        }
+        let l = &settings.limits;
+        let bounded = |field: &str, value: Option<u32>, default: u32, min: u32, max: u32| {
+            let value = value.unwrap_or(default);
+            if value < min || value > max {
+                return Err(ApiError::invalid(field, format!("{field} must be between {min} and {max}")));
+            }
+            Ok(value)
+        };
+        let r = &self.resources;
+        Ok(JobSpec {
+            repo: self.repo,
+            git_ref,
+            runtime: self.runtime,
+            input: self.input,
+            timeout_secs: bounded("timeout_secs", self.timeout_secs, l.timeout_secs, 1, l.max_timeout_secs)?,
+            resources: Resources {
+                memory_mb: bounded("resources.memory_mb", r.memory_mb, l.memory_mb, 16, l.max_memory_mb)?,
+                cpu_millis: bounded("resources.cpu_millis", r.cpu_millis, l.cpu_millis, 10, l.max_cpu_millis)?,
+                pids: bounded("resources.pids", r.pids, l.pids, 8, l.max_pids)?,
+            },
+        })
+    }
+}
+
+fn validate_repo(repo: &str, schemes: &[String]) -> Result<(), ApiError> {
+    let invalid = |detail: &str| ApiError::invalid("repo", detail);
+    if repo.starts_with('-') {
+        return Err(invalid("repo must be a URL"));
+    }
+    let url = url::Url::parse(repo).map_err(|e| invalid(&format!("repo is not a valid URL: {e}")))?;
+    if !schemes.iter().any(|s| s == url.scheme()) {
+        return Err(invalid(&format!(
+            "repo URL scheme `{}` is not allowed (allowed: {})",
+            url.scheme(),
+            schemes.join(", ")
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("repo URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("repo URL must not embed credentials"));
+    }
+    Ok(())
+}
+
+fn validate_ref(git_ref: &str) -> Result<(), ApiError> {
+    let bad = git_ref.is_empty()
+        || git_ref.len() > 255
+        || git_ref.starts_with('-')
+        || git_ref.contains("..")
+        || git_ref.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(ApiError::invalid("ref", "ref must be a branch, tag or commit name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> Option<String> {
+        match parse(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { field, .. }) => field,
+            other => panic!("expected invalid request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"ref": "main"}"#).as_deref(), Some("repo"));
+        assert_eq!(field_of(r#"{"repo": "git://h/r", "colour": 1}"#).as_deref(), Some("colour"));
+        assert_eq!(field_of(r#"{"repo": 5}"#).as_deref(), Some("repo"));
+        assert_eq!(
+            field_of(r#"{"repo": "x", "resources": {"memory_mb": "lots"}}"#).as_deref(),
+            Some("resources.memory_mb")
+        );
+        assert_eq!(field_of("{not json"), None);
+    }
+
+    #[test]
+    fn repository_urls_are_checked() {
+        let schemes = vec!["https".to_owned(), "git".to_owned()];
+        assert!(validate_repo("https://example.org/a/b.git", &schemes).is_ok());
+        for bad in ["file:///etc", "ext::sh -c x", "-u", "https://user:pw@h/r", "ssh://h/r", "not a url"] {
+            assert!(validate_repo(bad, &schemes).is_err(), "{bad}");
+        }
+        assert!(validate_ref("feature/x").is_ok());
+        for bad in ["", "--upload-pack=x", "a..b", "a b", "x~1"] {
+            assert!(validate_ref(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole gitfaas stack on this machine, plus a demo job.
+#   scripts/stack.sh up     install what is missing, start broker, Redis, git server,
+#                           frontend and executor, submit the demo job, print its result
+#   scripts/stack.sh down   stop everything this script started
+#   scripts/stack.sh demo   submit the demo job again
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+GIT_PORT="${GITFAAS_GIT_PORT:-9418}"
+FRONTEND_PORT="${GITFAAS_FRONTEND_PORT:-8080}"
+API="http://127.0.0.1:$FRONTEND_PORT"
+REPOS="$STATE_DIR/repos"
+PROFILE="${GITFAAS_PROFILE:-dev}"
+BIN_DIR="$CARGO_TARGET_DIR/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
+
+publish_examples() {
+  mkdir -p "$REPOS"
+  for dir in "$ROOT"/examples/*/; do
+    local name; name=$(basename "$dir")
+    rm -rf "$REPOS/$name"
+    cp -r "$dir" "$REPOS/$name"
+    git -C "$REPOS/$name" init -q -b main
+    git -C "$REPOS/$name" add -A
+    git -C "$REPOS/$name" -c user.name=gitfaas -c user.email=gitfaas@localhost commit -qm "example $name"
+  done
+  start_bg git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$GIT_PORT" \
+    --base-path="$REPOS" "$REPOS"
+}
+
+demo() {
+  say "submitting the demo job (examples/hello-python)"
+  local response id
+  response=$(curl -sS -X POST "$API/v1/jobs" -H 'content-type: application/json' -d "{
+      \"repo\": \"git://127.0.0.1:$GIT_PORT/hello-python\", \"ref\": \"main\",
+      \"input\": {\"name\": \"gitfaas\", \"text\": \"the quick brown fox jumps over the lazy dog. the end.\"}
+    }")
+  echo "$response" | jq .
+  id=$(echo "$response" | jq -r .id)
+  [[ "$id" != null ]] || die "job was not accepted"
+  say "waiting for job $id"
+  curl -sS "$API/v1/jobs/$id/result?wait=60" | tee "$RUN_DIR/demo-result.json" | jq .
+  [[ "$(jq -r .status "$RUN_DIR/demo-result.json")" == succeeded ]] || die "demo job did not succeed"
+}
+
+up() {
+  "$ROOT/scripts/infra.sh" up
+  say "building gitfaas ($PROFILE profile)"
+  (cd "$ROOT" && cargo build --profile "$PROFILE" --bins)
+  publish_examples
+  export GITFAAS_CONFIG_DIR="$ROOT/config"
+  GITFAAS__FRONTEND__LISTEN="127.0.0.1:$FRONTEND_PORT" start_bg frontend "$BIN_DIR/gitfaas-frontend"
+  GITFAAS__EXECUTOR__ID=executor-1 start_bg executor "$BIN_DIR/gitfaas-executor"
+  wait_for "frontend readiness" 60 curl -fsS "$API/health/ready"
+  say "gitfaas is up: $API (logs in $LOG_DIR)"
+  demo
+}
+
+down() {
+  for s in executor frontend git-daemon; do stop_bg "$s"; done
+  "$ROOT/scripts/infra.sh" down
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  demo) demo ;;
+  *) die "usage: $0 up|down|demo" ;;
+esac

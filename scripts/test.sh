@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The full test suite on real components: installs and starts what is missing
+# (broker, Redis, Docker, images), serves test repositories with `git daemon`,
+# then runs every test of the workspace.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TEST_GIT_PORT="${GITFAAS_TEST_GIT_PORT:-9419}"
+export GITFAAS_TEST_GIT_ROOT="$STATE_DIR/test-repos"
+export GITFAAS_TEST_GIT_URL="git://127.0.0.1:$TEST_GIT_PORT"
+export GITFAAS_TEST_KAFKA="127.0.0.1:${GITFAAS_KAFKA_PORT:-9092}"
+export GITFAAS_TEST_REDIS="redis://127.0.0.1:${GITFAAS_REDIS_PORT:-6390}/"
+
+"$ROOT/scripts/infra.sh" up
+rm -rf "$GITFAAS_TEST_GIT_ROOT" && mkdir -p "$GITFAAS_TEST_GIT_ROOT"
+start_bg test-git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$TEST_GIT_PORT" \
+  --base-path="$GITFAAS_TEST_GIT_ROOT" "$GITFAAS_TEST_GIT_ROOT"
+trap 'stop_bg test-git-daemon' EXIT
+
+cd "$ROOT"
+cargo test --workspace "$@"

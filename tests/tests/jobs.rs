@@ -1,0 +1,125 @@
+//! End to end: jobs submitted over REST run from git in Docker and their results
+//! come back through Kafka and Redis.
+
+use gitfaas_tests::{containers_of_job, git_repo, read_topic, Stack};
+use serde_json::{json, Value};
+
+const PY_MANIFEST: &str = "runtime = \"python\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_job_returns_what_its_main_returned() {
+    let stack = Stack::shared();
+    let repo = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("main.py", "def main(data, credentials):\n    print('hello from the log')\n    return {'sum': sum(data['numbers']), 'creds': credentials}\n"),
+    ]);
+    let id = stack.submit_ok(&json!({"repo": repo, "ref": "main", "input": {"numbers": [1, 2, 39]}})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"], json!({"sum": 42, "creds": {}}));
+    assert!(result["stderr_tail"].as_str().unwrap().contains("hello from the log"));
+    assert_eq!(result["commit_sha"].as_str().unwrap().len(), 40);
+    assert_eq!(result["attempt"], 1);
+    assert_eq!(result["executor_id"], stack.executor_id.as_str());
+    let t = &result["timings"];
+    assert_eq!(t["total_ms"].as_u64().unwrap(), t["queue_ms"].as_u64().unwrap() + t["run_ms"].as_u64().unwrap());
+    assert_eq!(containers_of_job(&id).await, 0);
+
+    let status: Value = reqwest::get(stack.url(&format!("/v1/jobs/{id}"))).await.unwrap().json().await.unwrap();
+    assert_eq!(status["status"], "succeeded");
+    assert_eq!(status["commit_sha"], result["commit_sha"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_job_transforms_its_stdin() {
+    let stack = Stack::shared();
+    let repo = git_repo(&[
+        ("gitfaas.toml", "runtime = \"command\"\nentry = \"bin/shout\"\n"),
+        ("bin/shout", "#!/bin/sh\nprintf '{\"shouted\": %s}' \"$(tr a-z A-Z)\"\n"),
+    ]);
+    let id = stack.submit_ok(&json!({"repo": repo, "input": "quiet words"})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"], json!({"shouted": "QUIET WORDS"}));
+    assert_eq!(containers_of_job(&id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_that_raises_fails_with_the_exception_in_its_stderr_tail() {
+    let stack = Stack::shared();
+    let repo = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("main.py", "def main(data, credentials):\n    raise ValueError('no good input: ' + str(data))\n"),
+    ]);
+    let id = stack.submit_ok(&json!({"repo": repo, "input": 7})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(result["exit_code"], 1);
+    let stderr = result["stderr_tail"].as_str().unwrap();
+    assert!(stderr.contains("ValueError: no good input: 7"), "{stderr}");
+    assert!(result["reason"].as_str().unwrap().contains("exited with code 1"));
+    assert_eq!(containers_of_job(&id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_repository_and_missing_ref_fail_clearly_and_the_executor_keeps_serving() {
+    let stack = Stack::shared();
+    let missing_repo = format!("{}/no-such-repo", gitfaas_tests::infra::git_url());
+    let id = stack.submit_ok(&json!({"repo": missing_repo, "runtime": "python"})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    assert!(result["reason"].as_str().unwrap().contains("could not fetch repository"), "{result}");
+
+    let repo = git_repo(&[("gitfaas.toml", PY_MANIFEST), ("main.py", "def main(d, c):\n    return 'ok'\n")]);
+    let id = stack.submit_ok(&json!({"repo": repo, "ref": "no-such-branch"})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(result["reason"], "ref `no-such-branch` not found in repository");
+
+    let id = stack.submit_ok(&json!({"repo": repo})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "succeeded", "executor still serves: {result}");
+    assert_eq!(result["output"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_past_its_timeout_is_timed_out_and_its_container_is_gone() {
+    let stack = Stack::shared();
+    let repo = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("main.py", "import time\ndef main(data, credentials):\n    time.sleep(60)\n"),
+    ]);
+    let id = stack.submit_ok(&json!({"repo": repo, "timeout_secs": 2})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "timed_out", "{result}");
+    assert!(result["timings"]["run_ms"].as_u64().unwrap() < 30_000);
+    assert_eq!(containers_of_job(&id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_messages_are_the_versioned_json_of_common() {
+    let stack = Stack::shared();
+    let repo = git_repo(&[("gitfaas.toml", PY_MANIFEST), ("main.py", "def main(d, c):\n    return d\n")]);
+    let id = stack.submit_ok(&json!({"repo": repo, "input": {"marker": "versioned"}})).await;
+    stack.result(&id).await;
+
+    let topics = stack.topics();
+    let jobs = read_topic(&topics.jobs);
+    let (key, payload, headers) = jobs.iter().find(|(k, ..)| k.as_deref() == Some(id.as_str())).expect("job on topic");
+    assert_eq!(key.as_deref(), Some(id.as_str()));
+    let job = gitfaas_common::schema::decode_job(payload).expect("job message decodes with common");
+    assert_eq!(job.version, gitfaas_common::schema::SCHEMA_VERSION);
+    assert_eq!(job.spec.input, json!({"marker": "versioned"}));
+    assert_eq!(job.owner.subject, "anonymous");
+    assert!(headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-")), "{headers:?}");
+
+    let events: Vec<_> = read_topic(&topics.results)
+        .into_iter()
+        .filter(|(k, ..)| k.as_deref() == Some(id.as_str()))
+        .map(|(_, payload, _)| gitfaas_common::schema::decode_event(&payload).expect("event decodes with common"))
+        .collect();
+    assert!(
+        matches!(events.as_slice(), [gitfaas_common::JobEvent::Started(_), gitfaas_common::JobEvent::Finished(_)]),
+        "{events:?}"
+    );
+}
