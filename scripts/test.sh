@@ -17,4 +17,4 @@ start_bg test-git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 
 trap 'stop_bg test-git-daemon' EXIT
 
 cd "$ROOT"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

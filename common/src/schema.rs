@@ -147,7 +147,9 @@ impl Timings {
     pub fn between(submitted: DateTime<Utc>, started: Option<DateTime<Utc>>, finished: DateTime<Utc>) -> Self {
         let ms = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0) as u64;
         let started = started.unwrap_or(finished);
-        Self { queue_ms: ms(submitted, started), run_ms: ms(started, finished), total_ms: ms(submitted, finished) }
+        let (queue_ms, run_ms) = (ms(submitted, started), ms(started, finished));
+        // the sum rather than a third rounding, so that the parts always add up
+        Self { queue_ms, run_ms, total_ms: queue_ms + run_ms }
     }
 }
 

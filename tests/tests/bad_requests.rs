@@ -20,7 +20,7 @@ async fn post_raw(stack: &Stack, content_type: &str, body: &'static str) -> (u16
 async fn malformed_or_invalid_requests_get_400_problems_and_nothing_is_published() {
     let stack = Stack::start(false);
     let cases: [(&'static str, Option<&str>); 6] = [
-        ("{\"repo\": ", None),
+        ("{not json", None),
         ("{\"ref\": \"main\"}", Some("repo")),
         ("{\"repo\": \"git://127.0.0.1/x\", \"runtime\": \"cobol\"}", Some("runtime")),
         ("{\"repo\": \"file:///etc\"}", Some("repo")),
