@@ -10,6 +10,7 @@
 
 pub mod ids;
 pub mod kafka;
+pub mod observer;
 pub mod schema;
 pub mod settings;
 pub mod shutdown;
