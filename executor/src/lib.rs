@@ -9,6 +9,7 @@
 //! - [`offsets`]: which offsets may be committed.
 
 pub mod git;
+pub mod heartbeat;
 pub mod job;
 pub mod offsets;
 pub mod runtime;
@@ -96,7 +97,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         shutdown.await;
         trigger.cancel();
     });
+    let heartbeats = tokio::spawn(heartbeat::publish_heartbeats(
+        worker.producer.clone(),
+        settings.kafka.topics.observer.clone(),
+        worker.runner.executor_id.clone(),
+        worker.slots.clone(),
+        settings.executor.slots,
+        gitfaas_common::observer::HEARTBEAT_EVERY,
+        token.clone(),
+    ));
     worker.run(token).await;
+    let _ = tokio::time::timeout(2 * gitfaas_common::observer::HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
     tracing::info!("executor stopped");
     Ok(())
 }
