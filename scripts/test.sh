@@ -17,4 +17,10 @@ start_bg test-git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 
 trap 'stop_bg test-git-daemon' EXIT
 
 cd "$ROOT"
-cargo test --workspace --no-fail-fast "$@"
+# the OpenID provider the tests start (npm oidc-provider)
+[[ -d tests/oidc/node_modules/oidc-provider ]] || npm install --prefix tests/oidc --no-audit --no-fund --silent
+if (($#)); then
+  cargo test --no-fail-fast "$@"   # e.g. scripts/test.sh -p gitfaas-tests --test auth
+else
+  cargo test --workspace --no-fail-fast
+fi

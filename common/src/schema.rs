@@ -18,6 +18,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Who submitted a job. Filled in by the frontend from the authenticated caller;
 /// whatever a client sends in its place is ignored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     /// Stable subject identifier (`sub` of the OIDC token).
@@ -29,6 +30,7 @@ pub struct Owner {
 
 /// Resource limits of the job's sandbox, resolved by the frontend from the
 /// request, the defaults and the operator's caps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub memory_mb: u32,
@@ -38,6 +40,7 @@ pub struct Resources {
 }
 
 /// What to run: a commit of a git repository, and the data to call it with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub repo: String,
@@ -54,6 +57,7 @@ pub struct JobSpec {
 }
 
 /// A job as published on the jobs topic.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub version: u32,
@@ -70,6 +74,7 @@ impl Job {
 }
 
 /// Lifecycle of a job as users see it. Everything but `queued` and `running` is terminal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -124,6 +129,7 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// Published when an executor starts an attempt of a job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobStarted {
     pub version: u32,
@@ -135,6 +141,7 @@ pub struct JobStarted {
 }
 
 /// Elapsed times in milliseconds: waiting in the queue, running, and both.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     pub queue_ms: u64,
@@ -154,6 +161,7 @@ impl Timings {
 }
 
 /// The terminal outcome of one attempt of a job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {
     pub version: u32,

@@ -1,12 +1,15 @@
-//! Who is calling. Handlers take a [`Caller`] argument; how it is established
-//! (no authentication, or OIDC bearer tokens) is decided by the [`Authenticator`]
-//! in the app data, so handlers do not change when authentication does.
+//! Who is calling. Handlers take a [`Caller`] (or [`Admin`]) argument; how it is
+//! established — no authentication, or OIDC bearer tokens — is decided by the
+//! [`Authenticator`] in the app data, so handlers do not change when auth does.
 
-use std::future::{ready, Ready};
+use std::sync::Arc;
 
+use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
 use gitfaas_common::Owner;
 
+use crate::oidc::{AuthError, OidcVerifier};
 use crate::problem::ApiError;
 use crate::settings::AuthSettings;
 
@@ -14,6 +17,7 @@ use crate::settings::AuthSettings;
 pub struct Caller {
     pub subject: String,
     pub name: Option<String>,
+    pub roles: Vec<String>,
 }
 
 impl Caller {
@@ -22,34 +26,86 @@ impl Caller {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A caller holding the operator role.
+pub struct Admin(pub Caller);
+
+#[derive(Clone)]
 pub enum Authenticator {
     Anonymous { subject: String },
+    Oidc(Arc<OidcVerifier>),
 }
 
 impl Authenticator {
-    pub fn from_settings(settings: &AuthSettings) -> Self {
-        match settings {
-            AuthSettings::None { subject } => Authenticator::Anonymous { subject: subject.clone() },
+    pub async fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
+        Ok(match settings {
+            AuthSettings::None { subject } => {
+                tracing::warn!("authentication is disabled: every caller is `{subject}`");
+                Authenticator::Anonymous { subject: subject.clone() }
+            }
+            AuthSettings::Oidc(oidc) => Authenticator::Oidc(Arc::new(OidcVerifier::discover(oidc.clone()).await?)),
+        })
+    }
+
+    fn admin_role(&self) -> &str {
+        match self {
+            Authenticator::Anonymous { .. } => "admin",
+            Authenticator::Oidc(verifier) => verifier.admin_role(),
         }
     }
 
-    fn authenticate(&self, _request: &HttpRequest) -> Result<Caller, ApiError> {
+    /// Authenticates a bearer token (`token` is whatever follows `Bearer `).
+    pub async fn authenticate_token(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         match self {
-            Authenticator::Anonymous { subject } => Ok(Caller { subject: subject.clone(), name: None }),
+            Authenticator::Anonymous { subject } => {
+                Ok(Caller { subject: subject.clone(), name: None, roles: vec!["admin".into()] })
+            }
+            Authenticator::Oidc(verifier) => {
+                let token = token.ok_or(AuthError::Missing)?;
+                verifier.verify(token).await.map_err(|e| {
+                    tracing::info!(error = %e, "token refused");
+                    ApiError::from(e)
+                })
+            }
         }
     }
+}
+
+pub fn bearer(request: &HttpRequest) -> Option<String> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let result = match request.app_data::<web::Data<Authenticator>>() {
-            Some(authenticator) => authenticator.authenticate(request),
-            None => Err(ApiError::Internal(anyhow::anyhow!("no authenticator configured"))),
-        };
-        ready(result)
+        let authenticator = request.app_data::<web::Data<Authenticator>>().cloned();
+        let token = bearer(request);
+        Box::pin(async move {
+            let authenticator =
+                authenticator.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no authenticator configured")))?;
+            authenticator.authenticate_token(token.as_deref()).await
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(request, payload);
+        let authenticator = request.app_data::<web::Data<Authenticator>>().cloned();
+        Box::pin(async move {
+            let caller = caller.await?;
+            let role = authenticator.as_ref().map_or("admin", |a| a.admin_role());
+            if caller.roles.iter().any(|r| r == role) {
+                Ok(Admin(caller))
+            } else {
+                Err(ApiError::Forbidden)
+            }
+        })
     }
 }

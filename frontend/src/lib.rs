@@ -6,6 +6,7 @@
 //! result routes ([`routes`]) find it.
 
 pub mod identity;
+pub mod oidc;
 pub mod problem;
 pub mod request;
 pub mod results;
@@ -67,12 +68,15 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state =
             web::Data::new(AppState { settings: f.clone(), topics: settings.kafka.topics.clone(), store, producer });
-        let authenticator = web::Data::new(Authenticator::from_settings(&f.auth));
+        let authenticator =
+            web::Data::new(Authenticator::from_settings(&f.auth).await.context("setting up authentication")?);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("gitfaas_frontend::http"))
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
+                .app_data(routes::query_config())
+                .app_data(routes::path_config())
                 .configure(routes::configure)
         })
         .disable_signals()

@@ -14,6 +14,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this operation needs the admin role")]
+    Forbidden,
     #[error("job not found")]
     NotFound,
     #[error("no such route")]
@@ -22,19 +26,29 @@ pub enum ApiError {
     NotFinished { status: String },
     #[error("{0} is unavailable; try again later")]
     Unavailable(&'static str),
+    #[error("too many requests; retry after {0}s")]
+    RateLimited(u64),
+    #[error("too many jobs are waiting; retry after {0}s")]
+    Overloaded(u64),
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyMismatch,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 7807 problem details.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// Stable URI naming the kind of problem.
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: String,
+    /// The request field at fault, for invalid requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// The job's current status, for operations that need a finished job.
     #[serde(skip_serializing_if = "Option::is_none")]
     job_status: Option<&'a str>,
 }
@@ -49,9 +63,14 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => ("invalid-request", "The request is invalid"),
             ApiError::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            ApiError::Forbidden => ("forbidden", "Forbidden"),
             ApiError::NotFound | ApiError::NoRoute => ("not-found", "Not found"),
             ApiError::NotFinished { .. } => ("job-not-finished", "The job has not finished"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
+            ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
+            ApiError::Overloaded(_) => ("overloaded", "Backlog full"),
+            ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency key reused"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -63,9 +82,13 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::NotFinished { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,10 +114,25 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "5"));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::RateLimited(secs) | ApiError::Overloaded(secs) => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
+        }
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
         }
         response.json(body)
+    }
+}
+
+impl From<crate::oidc::AuthError> for ApiError {
+    fn from(error: crate::oidc::AuthError) -> Self {
+        ApiError::Unauthorized(error.to_string())
     }
 }
 

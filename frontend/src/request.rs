@@ -9,15 +9,22 @@ use serde_json::Value;
 use crate::problem::ApiError;
 use crate::settings::FrontendSettings;
 
-#[derive(Debug, Deserialize)]
+/// A job submission. Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// Repository URL (`https`, `http` or `git` by default; no embedded credentials).
+    #[schema(example = "https://git.example.org/team/function.git")]
     pub repo: String,
+    /// Branch, tag or commit; default `HEAD` (the default branch).
     #[serde(rename = "ref", default)]
     pub git_ref: Option<String>,
+    /// Runtime the job expects; must agree with the repository's `gitfaas.toml`.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// Any JSON value, handed to the function.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub input: Value,
     #[serde(default)]
     pub timeout_secs: Option<u32>,
@@ -25,7 +32,8 @@ pub struct SubmitRequest {
     pub resources: ResourceRequest,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Sandbox limits; each defaults from configuration and is capped by it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRequest {
     pub memory_mb: Option<u32>,

@@ -23,12 +23,27 @@ pub struct FrontendSettings {
     /// Consumer group reading the results topic into Redis.
     pub group_id: String,
     pub max_body_bytes: usize,
+    /// Largest `input` of a job, as JSON.
+    pub max_input_bytes: usize,
+    /// Jobs admitted and not yet finished beyond which submissions get 503.
+    pub max_backlog: u64,
+    /// Submissions per caller and window beyond which they get 429.
+    pub rate_limit: RateLimit,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
     pub limits: JobLimits,
     /// URL schemes a job's repository may use.
     pub allowed_schemes: Vec<String>,
     /// Runtimes a job may name.
     pub runtimes: Vec<String>,
     pub auth: AuthSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u64,
+    pub window_secs: u64,
 }
 
 /// Defaults for what a request leaves out, and the most it may ask for.
@@ -48,8 +63,49 @@ pub struct JobLimits {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AuthSettings {
-    /// No authentication: every caller is the same `subject`. For local use only.
+    /// No authentication: every caller is the same `subject`, with the admin role.
+    /// For local experiments only.
     None { subject: String },
+    /// OIDC bearer tokens (JWT access tokens) from `issuer`.
+    Oidc(OidcSettings),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Issuer URL; its `/.well-known/openid-configuration` is discovered at start.
+    pub issuer: String,
+    /// The value that must appear in one of `audience_claims`.
+    pub audience: String,
+    /// Claims searched for the audience: `aud`, and `azp` for Keycloak's shape.
+    #[serde(default = "default_audience_claims")]
+    pub audience_claims: Vec<String>,
+    /// Dotted path of the roles claim: `roles`, `realm_access.roles`, or `scope`.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    #[serde(default = "default_admin_role")]
+    pub admin_role: String,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Least time between two JWKS refreshes caused by unknown key ids.
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh_min_secs: u64,
+}
+
+fn default_audience_claims() -> Vec<String> {
+    vec!["aud".into(), "azp".into()]
+}
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+fn default_admin_role() -> String {
+    "admin".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_refresh() -> u64 {
+    10
 }
 
 impl Settings {

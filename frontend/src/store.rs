@@ -1,40 +1,54 @@
 //! The frontend's view of jobs, in Redis.
 //!
-//! - `<prefix>:job:<id>` — hash: `owner`, `status`, `job` (the published job JSON),
-//!   `started_at`, `executor_id`, `attempt`, `result` (terminal result JSON);
-//! - `<prefix>:user:<subject>:jobs` — sorted set of the owner's job ids by
-//!   submission time, for listings.
+//! - `<p>:job:<id>` — hash: `owner`, `status`, `job` (published job JSON), `started_at`,
+//!   `executor_id`, `attempt`, `result` (terminal result JSON);
+//! - `<p>:user:<subject>:jobs` — the owner's job ids, all with score 0 so that the
+//!   lexicographic order of UUIDv7 ids is submission order (cursor pagination);
+//! - `<p>:active` — ids of jobs not yet terminal (the backlog the frontend admits);
+//! - `<p>:erased:<id>` — tombstone of an erased job, so late events do not revive it;
+//! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions.
 //!
-//! Events are applied by Lua scripts so that each update is atomic and the first
-//! terminal result of a job wins: a late `started`, or a duplicate result of a
-//! redelivered attempt, never overwrites it.
+//! Events are applied by Lua scripts: each update is atomic, and the first terminal
+//! result of a job wins — a late `started`, or the result of a redelivered attempt,
+//! never overwrites it.
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use serde_json::json;
 
-/// Updates status unless the job already has a terminal status.
+/// KEYS: job, user index, active set, tombstone, channel. ARGV: owner, attempt, started_at, executor, event.
 const APPLY_STARTED: &str = r#"
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'started_at', ARGV[2],
-           'executor_id', ARGV[3], 'attempt', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+if status == 'running' and attempt >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'attempt', ARGV[2],
+           'started_at', ARGV[3], 'executor_id', ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[6])
+redis.call('PUBLISH', KEYS[5], ARGV[5])
 return 1
 "#;
 
+/// KEYS as above. ARGV: owner, status, result json, started_at, executor, attempt, event, id.
 const APPLY_FINISHED: &str = r#"
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'owner', ARGV[2], 'result', ARGV[3],
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'owner', ARGV[1], 'result', ARGV[3],
            'started_at', ARGV[4], 'executor_id', ARGV[5], 'attempt', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[8])
+redis.call('ZADD', KEYS[2], 0, ARGV[8])
+redis.call('SREM', KEYS[3], ARGV[8])
+redis.call('PUBLISH', KEYS[5], ARGV[7])
 return 1
 "#;
 
 /// What the store knows about one job.
 #[derive(Debug, Clone)]
 pub struct JobRecord {
+    pub id: JobId,
     pub owner: String,
     pub status: JobStatus,
     pub job: Option<Job>,
@@ -44,41 +58,71 @@ pub struct JobRecord {
     pub result: Option<JobResult>,
 }
 
+/// Outcome of erasing a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Erase {
+    Erased,
+    NotFinished(JobStatus),
+    NotFound,
+}
+
 #[derive(Clone)]
 pub struct JobStore {
     redis: ConnectionManager,
+    client: redis::Client,
     prefix: String,
 }
 
 impl JobStore {
     pub async fn connect(url: &str, prefix: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        let redis = ConnectionManager::new(client).await?;
-        Ok(Self { redis, prefix: prefix.to_owned() })
+        let redis = ConnectionManager::new(client.clone()).await?;
+        Ok(Self { redis, client, prefix: prefix.to_owned() })
     }
 
     fn job_key(&self, id: JobId) -> String {
         format!("{}:job:{id}", self.prefix)
     }
-
     fn user_key(&self, subject: &str) -> String {
         format!("{}:user:{subject}:jobs", self.prefix)
+    }
+    fn active_key(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+    fn tombstone_key(&self, id: JobId) -> String {
+        format!("{}:erased:{id}", self.prefix)
+    }
+    pub fn channel(&self, subject: &str) -> String {
+        format!("{}:events:{subject}", self.prefix)
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
         redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ())
     }
 
+    /// A dedicated connection for pub/sub (live updates).
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+
+    /// Jobs admitted and not yet terminal.
+    pub async fn backlog(&self) -> redis::RedisResult<u64> {
+        self.redis.clone().scard(self.active_key()).await
+    }
+
     /// Records a job as queued, before it is published.
     pub async fn insert_queued(&self, job: &Job) -> redis::RedisResult<()> {
         let json = serde_json::to_string(job).expect("jobs serialise");
+        let event = json!({"id": job.id, "status": "queued", "at": job.submitted_at}).to_string();
         redis::pipe()
             .atomic()
             .hset_multiple(
                 self.job_key(job.id),
                 &[("owner", job.owner.subject.as_str()), ("status", "queued"), ("job", &json)],
             )
-            .zadd(self.user_key(&job.owner.subject), job.id.to_string(), job.submitted_at.timestamp_millis())
+            .zadd(self.user_key(&job.owner.subject), job.id.to_string(), 0)
+            .sadd(self.active_key(), job.id.to_string())
+            .publish(self.channel(&job.owner.subject), event)
             .query_async::<()>(&mut self.redis.clone())
             .await
     }
@@ -88,6 +132,7 @@ impl JobStore {
         redis::pipe()
             .del(self.job_key(job.id))
             .zrem(self.user_key(&job.owner.subject), job.id.to_string())
+            .srem(self.active_key(), job.id.to_string())
             .query_async::<()>(&mut self.redis.clone())
             .await
     }
@@ -95,34 +140,30 @@ impl JobStore {
     /// Applies an event from the results topic; false when it changed nothing.
     pub async fn apply(&self, event: &JobEvent) -> redis::RedisResult<bool> {
         let mut redis = self.redis.clone();
+        let (id, owner) = match event {
+            JobEvent::Started(s) => (s.job_id, &s.owner.subject),
+            JobEvent::Finished(r) => (r.job_id, &r.owner.subject),
+        };
+        let keys =
+            [self.job_key(id), self.user_key(owner), self.active_key(), self.tombstone_key(id), self.channel(owner)];
         let applied: i32 = match event {
             JobEvent::Started(s) => {
-                redis::Script::new(APPLY_STARTED)
-                    .key(self.job_key(s.job_id))
-                    .key(self.user_key(&s.owner.subject))
-                    .arg(&s.owner.subject)
-                    .arg(s.started_at.to_rfc3339())
-                    .arg(&s.executor_id)
-                    .arg(s.attempt)
-                    .arg(submitted_score(s.job_id))
-                    .arg(s.job_id.to_string())
-                    .invoke_async(&mut redis)
-                    .await?
+                let note = json!({"id": id, "status": "running", "at": s.started_at, "attempt": s.attempt});
+                let started = redis::Script::new(APPLY_STARTED);
+                let mut script = started.prepare_invoke();
+                script.key(&keys[..]).arg(owner).arg(s.attempt).arg(s.started_at.to_rfc3339());
+                script.arg(&s.executor_id).arg(note.to_string()).arg(id.to_string());
+                script.invoke_async(&mut redis).await?
             }
             JobEvent::Finished(r) => {
-                redis::Script::new(APPLY_FINISHED)
-                    .key(self.job_key(r.job_id))
-                    .key(self.user_key(&r.owner.subject))
-                    .arg(r.status.as_str())
-                    .arg(&r.owner.subject)
-                    .arg(serde_json::to_string(r).expect("results serialise"))
-                    .arg(r.started_at.map(|t| t.to_rfc3339()).unwrap_or_default())
-                    .arg(&r.executor_id)
-                    .arg(r.attempt)
-                    .arg(r.submitted_at.timestamp_millis())
-                    .arg(r.job_id.to_string())
-                    .invoke_async(&mut redis)
-                    .await?
+                let note = json!({"id": id, "status": r.status, "at": r.finished_at, "attempt": r.attempt});
+                let finished = redis::Script::new(APPLY_FINISHED);
+                let mut script = finished.prepare_invoke();
+                script.key(&keys[..]).arg(owner).arg(r.status.as_str());
+                script.arg(serde_json::to_string(r).expect("results serialise"));
+                script.arg(r.started_at.map(|t| t.to_rfc3339()).unwrap_or_default());
+                script.arg(&r.executor_id).arg(r.attempt).arg(note.to_string()).arg(id.to_string());
+                script.invoke_async(&mut redis).await?
             }
         };
         Ok(applied == 1)
@@ -133,6 +174,7 @@ impl JobStore {
         let Some(owner) = fields.get("owner").cloned() else { return Ok(None) };
         let status = fields.get("status").and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Queued);
         Ok(Some(JobRecord {
+            id,
             owner,
             status,
             job: fields.get("job").and_then(|j| serde_json::from_str(j).ok()),
@@ -142,10 +184,109 @@ impl JobStore {
             result: fields.get("result").and_then(|r| serde_json::from_str(r).ok()),
         }))
     }
-}
 
-/// UUIDv7 ids carry their creation time in milliseconds in the first 48 bits.
-fn submitted_score(id: JobId) -> i64 {
-    let bytes = id.as_uuid().as_bytes();
-    bytes[..6].iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b))
+    /// The owner's jobs, newest first, strictly older than `before` (a job id),
+    /// optionally only those with `status`. Returns the page and whether more follow.
+    pub async fn list(
+        &self,
+        subject: &str,
+        before: Option<JobId>,
+        status: Option<JobStatus>,
+        limit: usize,
+    ) -> redis::RedisResult<(Vec<JobRecord>, bool)> {
+        const BATCH: usize = 100;
+        let mut page = Vec::new();
+        let mut max = before.map_or("+".to_owned(), |id| format!("({id}"));
+        loop {
+            let ids: Vec<String> =
+                self.redis.clone().zrevrangebylex_limit(self.user_key(subject), &max, "-", 0, BATCH as isize).await?;
+            let exhausted = ids.len() < BATCH;
+            for id in &ids {
+                let Ok(id) = id.parse::<JobId>() else { continue };
+                let Some(record) = self.get(id).await? else { continue };
+                if record.owner != subject || status.is_some_and(|s| s != record.status) {
+                    continue;
+                }
+                if page.len() == limit {
+                    return Ok((page, true));
+                }
+                page.push(record);
+            }
+            match ids.last() {
+                Some(last) if !exhausted => max = format!("({last}"),
+                _ => return Ok((page, false)),
+            }
+        }
+    }
+
+    /// Erases a finished job of `subject`. A tombstone keeps late events from
+    /// bringing it back.
+    pub async fn erase(&self, subject: &str, id: JobId) -> redis::RedisResult<Erase> {
+        match self.get(id).await? {
+            Some(record) if record.owner == subject => {
+                if !record.status.is_terminal() {
+                    return Ok(Erase::NotFinished(record.status));
+                }
+                redis::pipe()
+                    .atomic()
+                    .set_ex(self.tombstone_key(id), 1, 7 * 24 * 3600)
+                    .del(self.job_key(id))
+                    .zrem(self.user_key(subject), id.to_string())
+                    .srem(self.active_key(), id.to_string())
+                    .query_async::<()>(&mut self.redis.clone())
+                    .await?;
+                Ok(Erase::Erased)
+            }
+            _ => Ok(Erase::NotFound),
+        }
+    }
+
+    /// Claims an idempotency key for `subject`: returns the job id already bound to
+    /// it (and the request fingerprint it was made with), or binds `id`.
+    pub async fn claim_idempotency_key(
+        &self,
+        subject: &str,
+        key: &str,
+        id: JobId,
+        fingerprint: &str,
+        ttl_secs: u64,
+    ) -> redis::RedisResult<Option<(JobId, String)>> {
+        let redis_key = format!("{}:idem:{subject}:{key}", self.prefix);
+        let value = format!("{id} {fingerprint}");
+        let opts = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::EX(ttl_secs));
+        let set: Option<String> = self.redis.clone().set_options(&redis_key, &value, opts).await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let existing: Option<String> = self.redis.clone().get(&redis_key).await?;
+        Ok(existing.and_then(|v| {
+            let (id, fingerprint) = v.split_once(' ')?;
+            Some((id.parse().ok()?, fingerprint.to_owned()))
+        }))
+    }
+
+    /// Releases an idempotency key whose submission failed.
+    pub async fn release_idempotency_key(&self, subject: &str, key: &str) -> redis::RedisResult<()> {
+        self.redis.clone().del(format!("{}:idem:{subject}:{key}", self.prefix)).await
+    }
+
+    /// Counts a request in the caller's fixed window; returns the seconds to wait
+    /// when over `max` requests per `window_secs`.
+    pub async fn rate_limit(&self, subject: &str, max: u64, window_secs: u64) -> redis::RedisResult<Option<u64>> {
+        let window = chrono::Utc::now().timestamp() as u64 / window_secs;
+        let key = format!("{}:rate:{subject}:{window}", self.prefix);
+        let (count, _): (u64, bool) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .expire(&key, window_secs as i64 + 1)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        if count <= max {
+            return Ok(None);
+        }
+        let now = chrono::Utc::now().timestamp() as u64;
+        Ok(Some(((window + 1) * window_secs).saturating_sub(now).max(1)))
+    }
 }

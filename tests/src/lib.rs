@@ -14,6 +14,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde_json::Value;
 
+pub mod oidc;
+
+pub use oidc::Provider;
+
 pub mod infra {
     pub fn brokers() -> String {
         std::env::var("GITFAAS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -63,7 +67,20 @@ pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
     s.frontend.redis_url = infra::redis_url();
     s.frontend.key_prefix = unique("test");
     s.frontend.group_id = format!("{topic_prefix}frontend");
+    s.frontend.auth = gitfaas_frontend::settings::AuthSettings::Oidc(oidc_settings(&Provider::shared().issuer));
     s
+}
+
+pub fn oidc_settings(issuer: &str) -> gitfaas_frontend::settings::OidcSettings {
+    gitfaas_frontend::settings::OidcSettings {
+        issuer: issuer.to_owned(),
+        audience: oidc::AUDIENCE.into(),
+        audience_claims: vec!["aud".into(), "azp".into()],
+        roles_claim: "roles".into(),
+        admin_role: "admin".into(),
+        leeway_secs: 5,
+        jwks_refresh_min_secs: 1,
+    }
 }
 
 pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::Settings {
@@ -85,10 +102,19 @@ pub struct Stack {
     pub topic_prefix: String,
     pub redis_prefix: String,
     pub executor_id: String,
+    /// An access token of the user `alice`, used by the helpers below.
+    pub token: String,
 }
+
+type Customize = Box<dyn FnOnce(&mut gitfaas_frontend::Settings) + Send>;
 
 impl Stack {
     pub fn start(with_executor: bool) -> Stack {
+        Self::start_with(with_executor, Box::new(|_| {}))
+    }
+
+    /// Starts a stack whose frontend settings `customize` may change.
+    pub fn start_with(with_executor: bool, customize: Customize) -> Stack {
         telemetry();
         let topic_prefix = format!("{}.", unique("t"));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -97,7 +123,8 @@ impl Stack {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async move {
                 let state = tempfile::tempdir().expect("tempdir").keep();
-                let frontend = frontend_settings(&prefix);
+                let mut frontend = frontend_settings(&prefix);
+                customize(&mut frontend);
                 let redis_prefix = frontend.frontend.key_prefix.clone();
                 let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
                 let port = app.port();
@@ -108,12 +135,14 @@ impl Stack {
                     let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
                     tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
                 }
-                tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id)).unwrap();
+                let token = Provider::shared().token("alice").await;
+                tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, token)).unwrap();
                 std::future::pending::<()>().await;
             });
         });
-        let (base_url, redis_prefix, executor_id) = rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
-        Stack { base_url, topic_prefix, redis_prefix, executor_id }
+        let (base_url, redis_prefix, executor_id, token) =
+            rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
+        Stack { base_url, topic_prefix, redis_prefix, executor_id, token }
     }
 
     /// One stack with an executor, shared by the tests of a test binary.
@@ -127,7 +156,21 @@ impl Stack {
     }
 
     pub async fn submit(&self, body: &Value) -> reqwest::Response {
-        reqwest::Client::new().post(self.url("/v1/jobs")).json(body).send().await.expect("submit")
+        self.submit_as(&self.token, body).await
+    }
+
+    pub async fn submit_as(&self, token: &str, body: &Value) -> reqwest::Response {
+        reqwest::Client::new().post(self.url("/v1/jobs")).bearer_auth(token).json(body).send().await.expect("submit")
+    }
+
+    /// GET `path` with `token`.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.expect("get")
+    }
+
+    /// GET `path` as alice.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(&self.token, path).await
     }
 
     /// Submits a job that must be accepted and returns its id.
@@ -141,13 +184,13 @@ impl Stack {
 
     /// Waits (long-polling) for the job's terminal result.
     pub async fn result(&self, id: &str) -> Value {
-        let client = reqwest::Client::new();
         for _ in 0..12 {
-            let response = client.get(self.url(&format!("/v1/jobs/{id}/result?wait=10"))).send().await.expect("result");
+            let response = self.get(&format!("/v1/jobs/{id}/result?wait=10")).await;
             if response.status() == 200 {
                 return response.json().await.expect("result json");
             }
-            assert_eq!(response.status(), 409, "unexpected answer while waiting");
+            let status = response.status();
+            assert_eq!(status, 409, "unexpected answer while waiting: {}", response.text().await.unwrap_or_default());
         }
         panic!("job {id} did not finish in 120s");
     }

@@ -6,6 +6,7 @@ use serde_json::Value;
 async fn post_raw(stack: &Stack, content_type: &str, body: &'static str) -> (u16, String, Value) {
     let response = reqwest::Client::new()
         .post(stack.url("/v1/jobs"))
+        .bearer_auth(&stack.token)
         .header("content-type", content_type)
         .body(body)
         .send()
@@ -39,7 +40,7 @@ async fn malformed_or_invalid_requests_get_400_problems_and_nothing_is_published
     let (status, _, problem) = post_raw(&stack, "text/plain", "{}").await;
     assert_eq!(status, 415, "{problem}");
 
-    let response = reqwest::get(stack.url("/v1/jobs/not-a-job-id")).await.unwrap();
+    let response = stack.get("/v1/jobs/not-a-job-id").await;
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
 

@@ -25,7 +25,7 @@ async fn python_job_returns_what_its_main_returned() {
     assert_eq!(t["total_ms"].as_u64().unwrap(), t["queue_ms"].as_u64().unwrap() + t["run_ms"].as_u64().unwrap());
     assert_eq!(containers_of_job(&id).await, 0);
 
-    let status: Value = reqwest::get(stack.url(&format!("/v1/jobs/{id}"))).await.unwrap().json().await.unwrap();
+    let status: Value = stack.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
     assert_eq!(status["status"], "succeeded");
     assert_eq!(status["commit_sha"], result["commit_sha"]);
 }
@@ -110,7 +110,8 @@ async fn topic_messages_are_the_versioned_json_of_common() {
     let job = gitfaas_common::schema::decode_job(payload).expect("job message decodes with common");
     assert_eq!(job.version, gitfaas_common::schema::SCHEMA_VERSION);
     assert_eq!(job.spec.input, json!({"marker": "versioned"}));
-    assert_eq!(job.owner.subject, "anonymous");
+    assert_eq!(job.owner.subject, "alice", "the owner is the token's subject");
+    assert_eq!(job.owner.name.as_deref(), Some("Alice"));
     assert!(headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-")), "{headers:?}");
 
     let events: Vec<_> = read_topic(&topics.results)

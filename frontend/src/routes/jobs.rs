@@ -1,22 +1,94 @@
-//! Submit a job, read its status and its result.
+//! Submit, read, list and erase jobs. Every route sees only the caller's own jobs:
+//! anyone else's job answers 404, exactly like a missing one.
 
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use gitfaas_common::kafka::trace_headers;
-use gitfaas_common::{Job, JobId};
+use gitfaas_common::{Job, JobId, JobResult, JobStatus};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::identity::Caller;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::request;
-use crate::store::JobRecord;
+use crate::store::{Erase, JobRecord};
 use crate::AppState;
+
+/// Links to a job's resources.
+#[derive(Serialize, ToSchema)]
+pub struct JobLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub result: String,
+}
+
+impl JobLinks {
+    fn of(id: JobId) -> Self {
+        Self { self_: format!("/v1/jobs/{id}"), result: format!("/v1/jobs/{id}/result") }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubmitResponse {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub submitted_at: DateTime<Utc>,
+    pub links: JobLinks,
+}
+
+/// A job as its owner sees it.
+#[derive(Serialize, ToSchema)]
+pub struct JobView {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub repo: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub runtime: Option<String>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The attempt that is running or produced the result (1 unless redelivered).
+    pub attempt: Option<u32>,
+    pub executor_id: Option<String>,
+    pub commit_sha: Option<String>,
+    pub links: JobLinks,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(record: JobRecord) -> Self {
+        let spec = record.job.as_ref().map(|j| &j.spec);
+        let result = record.result.as_ref();
+        Self {
+            id: record.id,
+            status: record.status,
+            repo: spec.map(|s| s.repo.clone()),
+            git_ref: spec.map(|s| s.git_ref.clone()),
+            runtime: spec.and_then(|s| s.runtime.clone()),
+            submitted_at: record.job.as_ref().map(|j| j.submitted_at).or(result.map(|r| r.submitted_at)),
+            started_at: record.started_at.clone(),
+            finished_at: result.map(|r| r.finished_at),
+            attempt: record.attempt,
+            executor_id: record.executor_id.clone(),
+            commit_sha: result.and_then(|r| r.commit_sha.clone()),
+            links: JobLinks::of(record.id),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next: Option<JobId>,
+}
 
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
@@ -30,6 +102,21 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body)
 }
 
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = request::SubmitRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retried submit with the same key returns the same job")),
+    responses(
+        (status = 202, description = "accepted", body = SubmitResponse, headers(("Location" = String))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "submit job", skip_all, fields(job_id = tracing::field::Empty, owner = %caller.subject))]
 pub async fn submit(
     http: HttpRequest,
@@ -37,33 +124,74 @@ pub async fn submit(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let settings = &state.settings;
     let json_body = http
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
     if !json_body {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = read_body(payload, state.settings.max_body_bytes).await?;
-    let spec = request::parse(&body)?.into_spec(&state.settings)?;
+    if let Some(wait) =
+        state.store.rate_limit(&caller.subject, settings.rate_limit.requests, settings.rate_limit.window_secs).await?
+    {
+        return Err(ApiError::RateLimited(wait));
+    }
+    let body = read_body(payload, settings.max_body_bytes).await?;
+    let spec = request::parse(&body)?.into_spec(settings)?;
+    let input_bytes = serde_json::to_vec(&spec.input).map(|v| v.len()).unwrap_or(usize::MAX);
+    if input_bytes > settings.max_input_bytes {
+        return Err(ApiError::invalid(
+            "input",
+            format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes),
+        ));
+    }
+    if state.store.backlog().await? >= settings.max_backlog {
+        return Err(ApiError::Overloaded(10));
+    }
     let job = Job::new(caller.owner(), spec);
+    let idempotency_key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::invalid("Idempotency-Key", "must be 1 to 200 characters"));
+        }
+        let fingerprint = hex::encode(Sha256::digest(&body));
+        let claimed = state
+            .store
+            .claim_idempotency_key(&caller.subject, key, job.id, &fingerprint, settings.idempotency_ttl_secs)
+            .await?;
+        if let Some((existing, previous)) = claimed {
+            if previous != fingerprint {
+                return Err(ApiError::IdempotencyMismatch);
+            }
+            let record = state.store.get(existing).await?.ok_or(ApiError::NotFound)?;
+            return Ok(accepted(existing, record.status, record.job.map_or(job.submitted_at, |j| j.submitted_at)));
+        }
+    }
     tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
     state.store.insert_queued(&job).await?;
     if let Err(error) = publish(&state, &job).await {
         tracing::warn!(%error, "job not published");
         state.store.remove(&job).await?;
+        if let Some(key) = &idempotency_key {
+            state.store.release_idempotency_key(&caller.subject, key).await?;
+        }
         return Err(ApiError::Unavailable("the message broker"));
     }
     tracing::info!(repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");
-    let location = format!("/v1/jobs/{}", job.id);
-    Ok(HttpResponse::Accepted().insert_header((header::LOCATION, location.clone())).json(json!({
-        "id": job.id,
-        "status": "queued",
-        "submitted_at": job.submitted_at,
-        "links": {"self": location, "result": format!("{location}/result")},
-    })))
+    Ok(accepted(job.id, JobStatus::Queued, job.submitted_at))
+}
+
+fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
+    let links = JobLinks::of(id);
+    HttpResponse::Accepted().insert_header((header::LOCATION, links.self_.clone())).json(SubmitResponse {
+        id,
+        status,
+        submitted_at,
+        links,
+    })
 }
 
 async fn publish(state: &AppState, job: &Job) -> Result<(), rdkafka::error::KafkaError> {
@@ -74,44 +202,46 @@ async fn publish(state: &AppState, job: &Job) -> Result<(), rdkafka::error::Kafk
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.
-async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<(JobId, JobRecord), ApiError> {
+async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
     match state.store.get(id).await? {
-        Some(record) if record.owner == caller.subject => Ok((id, record)),
+        Some(record) if record.owner == caller.subject => Ok(record),
         _ => Err(ApiError::NotFound),
     }
 }
 
+/// Status of one of the caller's jobs.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn status(
     path: web::Path<String>,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, record) = own_job(&state, &caller, &path).await?;
-    let spec = record.job.as_ref().map(|j| &j.spec);
-    let result = record.result.as_ref();
-    Ok(HttpResponse::Ok().json(json!({
-        "id": id,
-        "status": record.status,
-        "repo": spec.map(|s| &s.repo),
-        "ref": spec.map(|s| &s.git_ref),
-        "runtime": spec.and_then(|s| s.runtime.as_ref()),
-        "submitted_at": record.job.as_ref().map(|j| j.submitted_at).or(result.map(|r| r.submitted_at)),
-        "started_at": record.started_at,
-        "finished_at": result.map(|r| r.finished_at),
-        "attempt": record.attempt,
-        "executor_id": record.executor_id,
-        "commit_sha": result.and_then(|r| r.commit_sha.as_ref()),
-        "links": {"self": format!("/v1/jobs/{id}"), "result": format!("/v1/jobs/{id}/result")},
-    })))
+    Ok(HttpResponse::Ok().json(JobView::from(own_job(&state, &caller, &path).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// Seconds to wait for the job to finish before answering (at most 60).
+    #[param(maximum = 60, minimum = 0)]
     wait: Option<u64>,
 }
 
+/// The terminal result of one of the caller's jobs, with elapsed times.
+#[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs",
+    params(("id" = String, Path, description = "job id"), ResultQuery),
+    responses((status = 200, body = JobResult),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not finished yet", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn result(
     path: web::Path<String>,
     query: web::Query<ResultQuery>,
@@ -120,7 +250,7 @@ pub async fn result(
 ) -> Result<HttpResponse, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.unwrap_or(0).min(60));
     loop {
-        let (_, record) = own_job(&state, &caller, &path).await?;
+        let record = own_job(&state, &caller, &path).await?;
         if let Some(result) = record.result {
             return Ok(HttpResponse::Ok().json(result));
         }
@@ -128,5 +258,58 @@ pub async fn result(
             return Err(ApiError::NotFinished { status: record.status.to_string() });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only jobs with this status.
+    status: Option<JobStatus>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    /// Only jobs older than this job id (the `next` of the previous page).
+    before: Option<JobId>,
+}
+
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    query: web::Query<ListQuery>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "limit must be between 1 and 100"));
+    }
+    let (records, more) = state.store.list(&caller.subject, query.before, query.status, limit).await?;
+    let next = more.then(|| records.last().map(|r| r.id)).flatten();
+    Ok(HttpResponse::Ok().json(JobList { jobs: records.into_iter().map(JobView::from).collect(), next }))
+}
+
+/// Erase a finished job of the caller's (after reading its result).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 204, description = "erased"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "still queued or running", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn erase(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: JobId = path.parse().map_err(|_| ApiError::NotFound)?;
+    match state.store.erase(&caller.subject, id).await? {
+        Erase::Erased => Ok(HttpResponse::NoContent().finish()),
+        Erase::NotFinished(status) => Err(ApiError::NotFinished { status: status.to_string() }),
+        Erase::NotFound => Err(ApiError::NotFound),
     }
 }

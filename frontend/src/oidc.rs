@@ -1,0 +1,208 @@
+//! Verification of OIDC bearer tokens (JWT access tokens).
+//!
+//! The issuer's metadata is discovered with `openidconnect` at start; its JWKS is
+//! fetched then and cached. A token whose `kid` is unknown triggers one JWKS refresh,
+//! at most once per `jwks_refresh_min_secs`, so keys rotated at the provider are
+//! picked up without a restart while a flood of forged `kid`s cannot hammer it.
+//! Only asymmetric algorithms are accepted: `none` and HMAC (which a confused
+//! verifier could be tricked into keying with the public key) are refused.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use openidconnect::core::CoreProviderMetadata;
+use openidconnect::IssuerUrl;
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::identity::Caller;
+use crate::settings::OidcSettings;
+
+const ACCEPTED: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token algorithm {0:?} is not accepted")]
+    Algorithm(Algorithm),
+    #[error("token signed with an unknown key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token is not meant for this service (audience)")]
+    Audience,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("oidc discovery of {issuer} failed: {detail}")]
+    Discovery { issuer: String, detail: String },
+    #[error("fetching the jwks failed: {0}")]
+    Jwks(String),
+}
+
+pub struct OidcVerifier {
+    settings: OidcSettings,
+    jwks_uri: String,
+    http: reqwest::Client,
+    keys: RwLock<HashMap<String, (DecodingKey, Option<Algorithm>)>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+/// Adapts our reqwest client to the HTTP client interface of `openidconnect`.
+async fn send(
+    client: &reqwest::Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Vec<u8>>, reqwest::Error> {
+    let (parts, body) = request.into_parts();
+    let response = client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?.to_vec();
+    Ok(builder.body(body).expect("status and headers came from a valid response"))
+}
+
+impl OidcVerifier {
+    pub async fn discover(settings: OidcSettings) -> Result<Self, DiscoveryError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| DiscoveryError::Jwks(e.to_string()))?;
+        let discovery_error = |detail: String| DiscoveryError::Discovery { issuer: settings.issuer.clone(), detail };
+        let issuer = IssuerUrl::new(settings.issuer.clone()).map_err(|e| discovery_error(e.to_string()))?;
+        let client = |request| send(&http, request);
+        let metadata = CoreProviderMetadata::discover_async(issuer, &client)
+            .await
+            .map_err(|e| discovery_error(format!("{e}: {:?}", std::error::Error::source(&e))))?;
+        let jwks_uri = metadata.jwks_uri().url().to_string();
+        let verifier =
+            Self { settings, jwks_uri, http, keys: RwLock::new(HashMap::new()), last_refresh: Mutex::new(None) };
+        verifier.refresh().await?;
+        Ok(verifier)
+    }
+
+    async fn refresh(&self) -> Result<(), DiscoveryError> {
+        let set: JwkSet = self
+            .http
+            .get(&self.jwks_uri)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| DiscoveryError::Jwks(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| DiscoveryError::Jwks(e.to_string()))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) else { continue };
+            let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse().ok());
+            keys.insert(kid, (key, alg));
+        }
+        tracing::info!(keys = keys.len(), "jwks loaded");
+        *self.keys.write().await = keys;
+        Ok(())
+    }
+
+    /// Refreshes the JWKS unless that was done less than the minimum interval ago.
+    async fn refresh_rate_limited(&self) {
+        let mut last = self.last_refresh.lock().await;
+        let min = Duration::from_secs(self.settings.jwks_refresh_min_secs);
+        if last.is_some_and(|t| t.elapsed() < min) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(error) = self.refresh().await {
+            tracing::warn!(%error, "jwks refresh failed");
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        if !ACCEPTED.contains(&header.alg) {
+            return Err(AuthError::Algorithm(header.alg));
+        }
+        let kid = header.kid.clone().ok_or(AuthError::UnknownKey)?;
+        if !self.keys.read().await.contains_key(&kid) {
+            self.refresh_rate_limited().await;
+        }
+        let keys = self.keys.read().await;
+        let (key, key_alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
+        if key_alg.is_some_and(|a| a != header.alg) {
+            return Err(AuthError::Algorithm(header.alg));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.settings.leeway_secs;
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.validate_aud = false; // checked below: Keycloak puts the client in `azp`
+        let data =
+            jsonwebtoken::decode::<Value>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        if !self.audience_matches(&claims) {
+            return Err(AuthError::Audience);
+        }
+        let subject =
+            claims["sub"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| AuthError::Invalid("no sub".into()))?;
+        Ok(Caller {
+            subject: subject.to_owned(),
+            name: claims["preferred_username"].as_str().map(str::to_owned),
+            roles: roles(&claims, &self.settings.roles_claim),
+        })
+    }
+
+    fn audience_matches(&self, claims: &Value) -> bool {
+        let wanted = &self.settings.audience;
+        self.settings.audience_claims.iter().any(|claim| match &claims[claim.as_str()] {
+            Value::String(s) => s == wanted,
+            Value::Array(items) => items.iter().any(|i| i.as_str() == Some(wanted)),
+            _ => false,
+        })
+    }
+
+    pub fn admin_role(&self) -> &str {
+        &self.settings.admin_role
+    }
+}
+
+/// Roles at a dotted claim path: an array of strings (`realm_access.roles`) or a
+/// space-separated string (`scope`).
+pub fn roles(claims: &Value, path: &str) -> Vec<String> {
+    let value = path.split('.').fold(claims, |v, key| &v[key]);
+    match value {
+        Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn roles_come_from_nested_arrays_or_scope_strings() {
+        let claims = json!({"realm_access": {"roles": ["user", "admin"]}, "scope": "jobs admin"});
+        assert_eq!(roles(&claims, "realm_access.roles"), ["user", "admin"]);
+        assert_eq!(roles(&claims, "scope"), ["jobs", "admin"]);
+        assert!(roles(&claims, "missing.path").is_empty());
+    }
+}
