@@ -1,3 +1,128 @@
-//! gitfaas observer — not built yet (issue 6): it will measure arrival rate,
-//! service rate and response times from the jobs and results topics and decide
-//! the worker count. The crate exists so the workspace has its final layout.
+//! gitfaas observer: measures the traffic on the jobs and results topics, decides
+//! how many executors there should be, and says so on the observer topic. The
+//! scaler acts on what it says.
+//!
+//! - [`feed`]: reads the three topics (all partitions, replaying recent history on
+//!   start) into [`engine::Input`]s;
+//! - [`engine`]: the observer proper, Kafka-free — ingests inputs, evaluates, builds
+//!   reports; [`measure`] keeps the windows and job states it reads from, and
+//!   [`decision`] turns them into a worker count using [`queueing`] (M/M/c);
+//! - [`scaler`]: a second service (`gitfaas-scaler`) that starts and drains
+//!   executor processes on this machine as reports ask, through [`pool`].
+//!
+//! Message types live in `gitfaas_common::observer`; the model and its limits are
+//! described in `paper/observer.md`.
+
+pub mod decision;
+pub mod engine;
+pub mod feed;
+pub mod measure;
+pub mod pool;
+pub mod queueing;
+pub mod scaler;
+pub mod settings;
+pub mod window;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use gitfaas_common::kafka::{ensure_topics, reliable_producer_config};
+use gitfaas_common::observer::{ObserverMessage, ObserverReport};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Input, Observer, ObserverOptions};
+use crate::feed::Feed;
+pub use crate::settings::Settings;
+
+/// Runs the observer until `shutdown` completes.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let o = &settings.observer;
+    let observer_id = settings.observer_id();
+    ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
+    let producer: FutureProducer =
+        reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let lookback = chrono::Duration::seconds(o.lookback_secs as i64);
+    let replay_from = Utc::now() - lookback;
+    let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from).await?;
+
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let (input_tx, mut input_rx) = mpsc::channel::<Input>(4096);
+    let feed = tokio::spawn(feed.run(input_tx, token.clone()));
+
+    let options = ObserverOptions {
+        lookback,
+        worker_timeout: chrono::Duration::seconds(o.worker_timeout_secs as i64),
+        default_slots: o.default_slots,
+    };
+    let mut observer = Observer::new(observer_id.clone(), o.params.clone(), options, replay_from);
+    let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(o.replay_timeout_secs);
+    let mut ticks = tokio::time::interval(Duration::from_millis(o.evaluate_every_ms));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(%observer_id, topic = %settings.kafka.topics.observer, "observer started");
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            input = input_rx.recv() => match input {
+                Some(input) => observer.ingest(input),
+                None => anyhow::bail!("the observer feed stopped"),
+            },
+            _ = ticks.tick() => {
+                if !observer.is_caught_up() && tokio::time::Instant::now() >= replay_deadline {
+                    tracing::warn!("replay not finished in time; deciding on what was read");
+                    observer.ingest(Input::CaughtUp);
+                }
+                if let Some(report) = observer.evaluate(Utc::now()) {
+                    publish_report(&producer, &settings.kafka.topics.observer, report).await;
+                }
+            }
+        }
+    }
+    let _ = feed.await;
+    tracing::info!("observer stopped");
+    Ok(())
+}
+
+async fn publish_report(producer: &FutureProducer, topic: &str, report: ObserverReport) {
+    let m = &report.metrics;
+    let fields = (report.action.as_str(), report.current_workers, report.desired_workers);
+    if report.action == gitfaas_common::observer::ScaleAction::None {
+        tracing::debug!(action = fields.0, current = fields.1, desired = fields.2, reason = %report.reason, "report");
+    } else {
+        tracing::info!(
+            action = fields.0,
+            current = fields.1,
+            desired = fields.2,
+            remove = ?report.remove,
+            arrival_rate = m.arrival_rate,
+            backlog = m.backlog,
+            service_time_ms = m.service_time_ms,
+            reason = %report.reason,
+            "scaling decision"
+        );
+    }
+    let message = ObserverMessage::Report(Box::new(report));
+    if let Err(error) = send(producer, topic, &message).await {
+        tracing::warn!(%error, "report not published");
+    }
+}
+
+/// Publishes one observer-topic message under its key.
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &ObserverMessage,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let payload = message.encode();
+    let record = FutureRecord::to(topic).key(message.key()).payload(&payload);
+    producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+}

@@ -1,0 +1,171 @@
+//! The scaler closes the loop on one machine: it reads the observer's reports and
+//! starts or drains executor processes so that their number follows
+//! `desired_workers`.
+//!
+//! - every report: if fewer executors are live or starting than desired, start the
+//!   difference (so a missed `add` is made up by the next report);
+//! - a `remove` report: drain the named executors this scaler started (SIGTERM:
+//!   they finish their running jobs and exit 0). Nothing is ever killed to scale in;
+//! - on shutdown every executor it started is drained.
+//!
+//! What it did is published on the observer topic as [`ScalerEvent`]s. On Kumori
+//! the same reports would be applied by changing the executor role's `hsize`
+//! instead (see `paper/observer.md`).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use gitfaas_common::observer::{
+    decode_observer_message, ExecutorState, ObserverMessage, ObserverReport, ScaleAction, ScalerAction, ScalerEvent,
+};
+use gitfaas_common::schema::SCHEMA_VERSION;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::{ExecutorPool, Exit};
+use crate::settings::{host_name, Settings};
+
+struct Scaler {
+    id: String,
+    pool: ExecutorPool,
+    producer: FutureProducer,
+    topic: String,
+}
+
+/// Runs the scaler until `shutdown` completes, then drains its executors.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let scaler_settings = settings.scaler.clone().context("the scaler needs a `scaler` configuration section")?;
+    let id = scaler_settings.id.clone().unwrap_or_else(|| format!("scaler-{}", host_name()));
+    anyhow::ensure!(
+        scaler_settings.executor_bin.is_file(),
+        "executor binary {} not found (cargo build -p gitfaas-executor)",
+        scaler_settings.executor_bin.display()
+    );
+    ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
+    let consumer = reports_consumer(&settings).await?;
+    let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let mut scaler = Scaler {
+        id,
+        pool: ExecutorPool::new(scaler_settings),
+        producer,
+        topic: settings.kafka.topics.observer.clone(),
+    };
+
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    tracing::info!(scaler_id = %scaler.id, "scaler started");
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    let decoded = decode_observer_message(message.payload().unwrap_or_default());
+                    if let Ok(ObserverMessage::Report(report)) = decoded {
+                        scaler.apply(&report).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "kafka receive error"),
+            },
+            _ = ticks.tick() => {
+                for exit in scaler.pool.reap() {
+                    scaler.exited(exit).await;
+                }
+            }
+        }
+    }
+    tracing::info!(executors = scaler.pool.len(), "scaler stopping; draining its executors");
+    for exit in scaler.pool.drain_all().await {
+        scaler.exited(exit).await;
+    }
+    Ok(())
+}
+
+/// Reads only reports published from now on: every report carries the full
+/// picture, so the next one is enough to act on.
+async fn reports_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = client_config(&settings.kafka)
+        .set("group.id", format!("{}-scaler", settings.observer.group_id))
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the scaler consumer")?;
+    let topic = settings.kafka.topics.observer.clone();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            assignment.add_partition_offset(&topic, partition.id(), Offset::End)?;
+        }
+        consumer.assign(&assignment)?;
+        anyhow::Ok(consumer)
+    })
+    .await?
+}
+
+impl Scaler {
+    async fn apply(&mut self, report: &ObserverReport) {
+        let live: HashSet<&str> = report
+            .metrics
+            .executors
+            .iter()
+            .filter(|w| w.state == ExecutorState::Running)
+            .map(|w| w.executor_id.as_str())
+            .collect();
+        let coming = report.current_workers as usize + self.pool.num_starting(&live);
+        for _ in coming..report.desired_workers as usize {
+            match self.pool.start() {
+                Ok((executor_id, pid)) => self.publish(&executor_id, ScalerAction::Started { pid }).await,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "could not start an executor");
+                    break;
+                }
+            }
+        }
+        if report.action != ScaleAction::Remove {
+            return;
+        }
+        for executor_id in &report.remove {
+            if !self.pool.manages(executor_id) {
+                tracing::warn!(%executor_id, "asked to remove an executor this scaler did not start");
+                continue;
+            }
+            match self.pool.drain(executor_id).await {
+                Ok(true) => self.publish(executor_id, ScalerAction::Draining).await,
+                Ok(false) => {}
+                Err(error) => tracing::error!(%executor_id, error = format!("{error:#}"), "could not drain"),
+            }
+        }
+    }
+
+    async fn exited(&self, exit: Exit) {
+        if !exit.drained || exit.exit_code != Some(0) {
+            tracing::warn!(executor_id = %exit.executor_id, exit_code = ?exit.exit_code, "executor ended abnormally");
+        }
+        let action = ScalerAction::Stopped { exit_code: exit.exit_code, drained: exit.drained };
+        self.publish(&exit.executor_id, action).await;
+    }
+
+    async fn publish(&self, executor_id: &str, action: ScalerAction) {
+        let event = ScalerEvent {
+            version: SCHEMA_VERSION,
+            scaler_id: self.id.clone(),
+            executor_id: executor_id.to_owned(),
+            at: Utc::now(),
+            action,
+        };
+        if let Err(error) = crate::send(&self.producer, &self.topic, &ObserverMessage::Scaler(event)).await {
+            tracing::warn!(%error, "scaler event not published");
+        }
+    }
+}
