@@ -5,8 +5,9 @@
 // from --clients (JSON) or the defaults below. The signing key is generated at start;
 // --key-out writes the private JWK so that tests can forge tokens with it (expired,
 // wrong issuer, wrong audience) and --pem-out the same as PEM (plus .pub);
-// --key-in reuses a key. Prints one JSON line
-// {"issuer": ...} when listening; exits when its stdin closes (--stdin-exit).
+// --key-in reuses a key. The issuer is http://<host>:<port> unless --issuer=URL names
+// another (e.g. its name on a container network while it listens on 0.0.0.0). Prints one
+// JSON line {"issuer": ...} when listening; exits when its stdin closes (--stdin-exit).
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -17,6 +18,7 @@ const args = Object.fromEntries(
 const host = args.host ?? '127.0.0.1';
 const port = Number(args.port ?? 0);
 const audience = args.audience ?? 'urn:gitfaas';
+const issuerOverride = args.issuer;
 const defaultClients = [
   { id: 'alice', secret: 'alice-secret', roles: ['user'], name: 'Alice' },
   { id: 'bob', secret: 'bob-secret', roles: ['user'], name: 'Bob' },
@@ -76,7 +78,7 @@ function start(issuer, listenPort) {
   provider.proxy = true;
   const server = provider.listen(listenPort, host, () => {
     const actual = server.address().port;
-    if (listenPort === 0) {
+    if (listenPort === 0 && issuerOverride === undefined) {
       // the issuer must carry the real port: start again on it with the right issuer
       server.close(() => start(`http://${host}:${actual}`, actual));
       return;
@@ -85,7 +87,7 @@ function start(issuer, listenPort) {
   });
 }
 
-start(port === 0 ? `http://${host}:0` : `http://${host}:${port}`, port);
+start(issuerOverride ?? (port === 0 ? `http://${host}:0` : `http://${host}:${port}`), port);
 if (args['stdin-exit'] !== undefined) {
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
