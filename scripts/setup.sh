@@ -45,7 +45,18 @@ JSON
   fi
 }
 
+install_test_tools() {
+  # schemathesis checks the frontend against its OpenAPI document
+  local venv="$STATE_DIR/venv"
+  if [[ ! -x "$venv/bin/schemathesis" ]]; then
+    say "installing schemathesis"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "schemathesis==4.32.5"
+  fi
+}
+
 install_packages
+install_test_tools
 configure_docker
 install_tansu
 "$ROOT/scripts/images.sh"

@@ -33,8 +33,24 @@ pub fn reliable_producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// Creates every configured topic that does not exist yet.
+/// Creates every configured topic that does not exist yet, retrying for about a
+/// minute while the broker is starting.
 pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match create_topics(settings).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 12 => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, "kafka not ready for topic creation; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
     let topics: Vec<NewTopic<'_>> = settings
         .topics

@@ -99,22 +99,36 @@ pub fn config_dir() -> PathBuf {
     std::env::var_os("GITFAAS_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"))
 }
 
-/// Loads `T` for `service` from the layers described in the module docs.
+/// Loads `T` for `service` from the layers described in the module docs. A
+/// section set only through the environment must still appear in the files (`{}`).
 pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {
     load_from(&config_dir(), service)
 }
 
 pub fn load_from<T: DeserializeOwned>(dir: &Path, service: &str) -> Result<T, SettingsError> {
     let env = std::env::var("GITFAAS_ENV").ok();
-    let mut builder = config::Config::builder()
+    let mut files = config::Config::builder()
         .add_source(config::File::from(dir.join("base.yaml")).required(false))
         .add_source(config::File::from(dir.join(format!("{service}.yaml"))).required(false));
     if let Some(env) = env {
-        builder = builder.add_source(config::File::from(dir.join(format!("{service}.{env}.yaml"))).required(false));
+        files = files.add_source(config::File::from(dir.join(format!("{service}.{env}.yaml"))).required(false));
     }
-    let settings = builder
+    // Environment variables are read only for the sections this service's files
+    // have: a shared environment (compose, a shell) may carry other services' keys.
+    let sections: Vec<String> =
+        files.build_cloned()?.try_deserialize::<BTreeMap<String, config::Value>>()?.into_keys().collect();
+    let wanted = |key: &str| {
+        let rest = key.strip_prefix("GITFAAS__").unwrap_or_default().to_ascii_lowercase();
+        sections.iter().any(|section| rest.starts_with(&format!("{section}__")))
+    };
+    let vars: config::Map<String, String> = std::env::vars().filter(|(key, _)| wanted(key)).collect();
+    let settings = files
         .add_source(
-            config::Environment::with_prefix("GITFAAS").prefix_separator("__").separator("__").try_parsing(true),
+            config::Environment::with_prefix("GITFAAS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
         )
         .build()?;
     Ok(settings.try_deserialize()?)
@@ -148,6 +162,14 @@ mod tests {
         assert_eq!(s.kafka.topics.jobs, "j");
         assert_eq!(s.port, 81);
         assert_eq!(s.telemetry.log_filter, "info");
+
+        // the environment overrides the service's own sections and leaves others' alone
+        std::env::set_var("GITFAAS__KAFKA__BROKERS", "env:3");
+        std::env::set_var("GITFAAS__FRONTEND__LISTEN", "0.0.0.0:1");
+        let s: Sample = load_from(&dir, "svc").unwrap();
+        std::env::remove_var("GITFAAS__KAFKA__BROKERS");
+        std::env::remove_var("GITFAAS__FRONTEND__LISTEN");
+        assert_eq!(s.kafka.brokers, "env:3");
 
         std::fs::write(dir.join("bad.yaml"), "port: 81\nportt: 82\n").unwrap();
         let err = load_from::<Sample>(&dir, "bad").unwrap_err().to_string();

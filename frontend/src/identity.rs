@@ -11,7 +11,7 @@ use gitfaas_common::Owner;
 
 use crate::oidc::{AuthError, OidcVerifier};
 use crate::problem::ApiError;
-use crate::settings::AuthSettings;
+use crate::settings::{AuthMode, AuthSettings};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -37,12 +37,12 @@ pub enum Authenticator {
 
 impl Authenticator {
     pub async fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
-        Ok(match settings {
-            AuthSettings::None { subject } => {
-                tracing::warn!("authentication is disabled: every caller is `{subject}`");
-                Authenticator::Anonymous { subject: subject.clone() }
+        Ok(match settings.mode {
+            AuthMode::None => {
+                tracing::warn!(subject = %settings.subject, "authentication is disabled: every caller is the same user");
+                Authenticator::Anonymous { subject: settings.subject.clone() }
             }
-            AuthSettings::Oidc(oidc) => Authenticator::Oidc(Arc::new(OidcVerifier::discover(oidc.clone()).await?)),
+            AuthMode::Oidc => Authenticator::Oidc(Arc::new(OidcVerifier::discover(settings.oidc()?).await?)),
         })
     }
 

@@ -6,6 +6,7 @@
 //! result routes ([`routes`]) find it.
 
 pub mod identity;
+pub mod observer_feed;
 pub mod oidc;
 pub mod problem;
 pub mod request;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub topics: TopicSettings,
     pub store: JobStore,
     pub producer: FutureProducer,
+    pub latest_report: observer_feed::LatestReport,
 }
 
 pub struct Application {
@@ -63,16 +65,35 @@ impl Application {
         consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
         let stop = CancellationToken::new();
         let results = tokio::spawn(results::consume(consumer, store.clone(), stop.clone()));
+        let observer_consumer: StreamConsumer = client_config(&settings.kafka)
+            .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .create()
+            .context("creating the observer topic consumer")?;
+        observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
+        let latest_report = observer_feed::LatestReport::default();
+        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), stop.clone()));
 
         let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
         let port = listener.local_addr()?.port();
-        let state =
-            web::Data::new(AppState { settings: f.clone(), topics: settings.kafka.topics.clone(), store, producer });
+        let state = web::Data::new(AppState {
+            settings: f.clone(),
+            topics: settings.kafka.topics.clone(),
+            store,
+            producer,
+            latest_report,
+        });
         let authenticator =
             web::Data::new(Authenticator::from_settings(&f.auth).await.context("setting up authentication")?);
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("gitfaas_frontend::http"))
+                .wrap(
+                    // method and path only: query strings may carry access tokens (websocket)
+                    actix_web::middleware::Logger::new("%{route}xi %s %Dms")
+                        .custom_request_replace("route", |req| format!("{} {}", req.method(), req.path()))
+                        .log_target("gitfaas_frontend::http"),
+                )
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(routes::query_config())

@@ -22,6 +22,10 @@ pub enum ApiError {
     NotFound,
     #[error("no such route")]
     NoRoute,
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("no observer report has been seen yet")]
+    NoReport,
     #[error("job has not finished; its status is {status}")]
     NotFinished { status: String },
     #[error("{0} is unavailable; try again later")]
@@ -65,7 +69,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden => ("forbidden", "Forbidden"),
-            ApiError::NotFound | ApiError::NoRoute => ("not-found", "Not found"),
+            ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::NotFinished { .. } => ("job-not-finished", "The job has not finished"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
@@ -84,7 +89,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFinished { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -117,6 +123,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                response.insert_header((header::ALLOW, *allow));
             }
             ApiError::RateLimited(secs) | ApiError::Overloaded(secs) => {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));

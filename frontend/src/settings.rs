@@ -60,23 +60,30 @@ pub struct JobLimits {
     pub max_pids: u32,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuthSettings {
-    /// No authentication: every caller is the same `subject`, with the admin role.
-    /// For local experiments only.
-    None { subject: String },
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication: every caller is `subject`, with the admin role. Local use only.
+    None,
     /// OIDC bearer tokens (JWT access tokens) from `issuer`.
-    Oidc(OidcSettings),
+    Oidc,
 }
 
+/// One flat section, so that `GITFAAS__FRONTEND__AUTH__MODE=oidc` plus the OIDC keys
+/// switch a deployment over without editing files.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OidcSettings {
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// The caller's identity when `mode` is `none`.
+    #[serde(default = "default_subject")]
+    pub subject: String,
     /// Issuer URL; its `/.well-known/openid-configuration` is discovered at start.
-    pub issuer: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// The value that must appear in one of `audience_claims`.
-    pub audience: String,
+    #[serde(default)]
+    pub audience: Option<String>,
     /// Claims searched for the audience: `aud`, and `azp` for Keycloak's shape.
     #[serde(default = "default_audience_claims")]
     pub audience_claims: Vec<String>,
@@ -92,6 +99,37 @@ pub struct OidcSettings {
     pub jwks_refresh_min_secs: u64,
 }
 
+/// The OIDC part of [`AuthSettings`], complete.
+#[derive(Clone, Debug)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub audience_claims: Vec<String>,
+    pub roles_claim: String,
+    pub admin_role: String,
+    pub leeway_secs: u64,
+    pub jwks_refresh_min_secs: u64,
+}
+
+impl AuthSettings {
+    /// Settings for OIDC mode; an error names what is missing.
+    pub fn oidc(&self) -> Result<OidcSettings, SettingsError> {
+        let missing = |key: &str| SettingsError::Invalid(format!("frontend.auth.{key} is required when mode is oidc"));
+        Ok(OidcSettings {
+            issuer: self.issuer.clone().ok_or_else(|| missing("issuer"))?,
+            audience: self.audience.clone().ok_or_else(|| missing("audience"))?,
+            audience_claims: self.audience_claims.clone(),
+            roles_claim: self.roles_claim.clone(),
+            admin_role: self.admin_role.clone(),
+            leeway_secs: self.leeway_secs,
+            jwks_refresh_min_secs: self.jwks_refresh_min_secs,
+        })
+    }
+}
+
+fn default_subject() -> String {
+    "anonymous".into()
+}
 fn default_audience_claims() -> Vec<String> {
     vec!["aud".into(), "azp".into()]
 }
@@ -123,6 +161,9 @@ impl Settings {
             ("cpu_millis", l.cpu_millis, l.max_cpu_millis),
             ("pids", l.pids, l.max_pids),
         ];
+        if self.frontend.auth.mode == AuthMode::Oidc {
+            self.frontend.auth.oidc()?;
+        }
         for (name, default, max) in pairs {
             if default == 0 || default > max {
                 return Err(SettingsError::Invalid(format!("frontend.limits.{name} must be between 1 and max_{name}")));

@@ -67,20 +67,19 @@ pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
     s.frontend.redis_url = infra::redis_url();
     s.frontend.key_prefix = unique("test");
     s.frontend.group_id = format!("{topic_prefix}frontend");
-    s.frontend.auth = gitfaas_frontend::settings::AuthSettings::Oidc(oidc_settings(&Provider::shared().issuer));
+    use_oidc(&mut s, &Provider::shared().issuer);
     s
 }
 
-pub fn oidc_settings(issuer: &str) -> gitfaas_frontend::settings::OidcSettings {
-    gitfaas_frontend::settings::OidcSettings {
-        issuer: issuer.to_owned(),
-        audience: oidc::AUDIENCE.into(),
-        audience_claims: vec!["aud".into(), "azp".into()],
-        roles_claim: "roles".into(),
-        admin_role: "admin".into(),
-        leeway_secs: 5,
-        jwks_refresh_min_secs: 1,
-    }
+/// Makes the frontend trust `issuer` (a test provider).
+pub fn use_oidc(settings: &mut gitfaas_frontend::Settings, issuer: &str) {
+    let auth = &mut settings.frontend.auth;
+    auth.mode = gitfaas_frontend::settings::AuthMode::Oidc;
+    auth.issuer = Some(issuer.to_owned());
+    auth.audience = Some(oidc::AUDIENCE.into());
+    auth.roles_claim = "roles".into();
+    auth.leeway_secs = 5;
+    auth.jwks_refresh_min_secs = 1;
 }
 
 pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::Settings {

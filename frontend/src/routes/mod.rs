@@ -1,5 +1,6 @@
 //! HTTP routes. Every error is problem+json (see [`crate::problem`]).
 
+pub mod admin;
 pub mod events;
 pub mod health;
 pub mod jobs;
@@ -12,17 +13,30 @@ use crate::problem::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
-            .route("/jobs", web::post().to(jobs::submit))
-            .route("/jobs", web::get().to(jobs::list))
-            .route("/jobs/events", web::get().to(events::events))
-            .route("/jobs/{id}", web::get().to(jobs::status))
-            .route("/jobs/{id}", web::delete().to(jobs::erase))
-            .route("/jobs/{id}/result", web::get().to(jobs::result)),
+            .service(
+                resource("/jobs", "GET, POST").route(web::post().to(jobs::submit)).route(web::get().to(jobs::list)),
+            )
+            .service(resource("/jobs/events", "GET").route(web::get().to(events::events)))
+            .service(
+                resource("/jobs/{id}", "GET, DELETE")
+                    .route(web::get().to(jobs::status))
+                    .route(web::delete().to(jobs::erase)),
+            )
+            .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
+            .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
+            .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status))),
     )
-    .route("/openapi.json", web::get().to(openapi::document))
-    .route("/health/live", web::get().to(health::live))
-    .route("/health/ready", web::get().to(health::ready))
+    .service(resource("/openapi.json", "GET").route(web::get().to(openapi::document)))
+    .service(resource("/health/live", "GET").route(web::get().to(health::live)))
+    .service(resource("/health/ready", "GET").route(web::get().to(health::ready)))
     .default_service(web::to(not_found));
+}
+
+/// A resource that answers 405 problem+json, with `Allow`, to methods it lacks.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow))
+    }))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

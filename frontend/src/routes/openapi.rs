@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::jobs;
+use super::{admin, jobs};
 
 struct BearerAuth;
 
@@ -22,9 +22,10 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
-    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase),
+    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, admin::set_config, admin::status),
     modifiers(&BearerAuth),
-    tags((name = "jobs", description = "submit jobs and read their results"))
+    tags((name = "jobs", description = "submit jobs and read their results"),
+         (name = "admin", description = "operator endpoints (admin role)"))
 )]
 pub struct ApiDoc;
 

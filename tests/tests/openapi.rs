@@ -1,0 +1,95 @@
+//! The served OpenAPI document describes exactly the API, checked by schemathesis
+//! (property-based: generated requests, every response validated against the
+//! document), and the admin endpoints behave as documented.
+
+use std::time::Duration;
+
+use gitfaas_tests::{read_topic, Provider, Stack};
+use serde_json::{json, Value};
+
+fn schemathesis() -> String {
+    std::env::var("GITFAAS_SCHEMATHESIS").unwrap_or_else(|_| "/var/lib/gitfaas/venv/bin/schemathesis".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
+    let stack = Stack::start(false);
+    let token = Provider::shared().token("admin").await;
+    let document: Value = reqwest::get(stack.url("/openapi.json")).await.unwrap().json().await.unwrap();
+    let paths: Vec<&String> = document["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+
+    let output = tokio::process::Command::new(schemathesis())
+        .args(["run", &stack.url("/openapi.json")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args(["--max-examples", "40", "--workers", "1", "--seed", "1"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        .args(["--suppress-health-check", "all"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("schemathesis is installed by scripts/setup.sh");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "schemathesis failed:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn observer_parameters_and_status_are_for_admins_only() {
+    let stack = Stack::start(false);
+    let admin = Provider::shared().token("admin").await;
+    let client = reqwest::Client::new();
+    let put = |token: String, body: Value| {
+        let client = client.clone();
+        let url = stack.url("/v1/admin/observer/config");
+        async move { client.put(url).bearer_auth(token).json(&body).send().await.unwrap() }
+    };
+    assert_eq!(put(stack.token.clone(), json!({"max_workers": 7})).await.status(), 403);
+    assert_eq!(stack.get("/v1/admin/observer/status").await.status(), 403);
+
+    assert_eq!(put(admin.clone(), json!({"max_wrokers": 7})).await.status(), 400, "typo refused");
+    assert_eq!(put(admin.clone(), json!({"min_workers": 9})).await.status(), 400, "min above max refused");
+    let accepted = put(admin.clone(), json!({"max_workers": 7, "target_response_ms": 1500})).await;
+    assert_eq!(accepted.status(), 202);
+    let published = read_topic(&stack.topics().observer);
+    let config = published
+        .iter()
+        .map(|(_, payload, _)| gitfaas_common::observer::decode_observer_message(payload).unwrap())
+        .find_map(|m| match m {
+            gitfaas_common::observer::ObserverMessage::Config(c) => Some(c),
+            _ => None,
+        })
+        .expect("a typed config message on the observer topic");
+    assert_eq!(config.issued_by, "admin");
+    assert_eq!(config.params.max_workers, Some(7));
+    assert_eq!(config.params.target_response_ms, Some(1500));
+
+    assert_eq!(stack.get_as(&admin, "/v1/admin/observer/status").await.status(), 404, "no report yet");
+    let report = json!({"kind": "report", "version": 1, "observer_id": "obs-1", "at": "2030-01-01T00:00:00Z",
+        "metrics": {"arrival_rate": 0.5, "completion_rate": 0.5, "backlog": 0, "running": 1, "workers": 1,
+                    "slots_per_worker": 2, "window_filled": true, "executors": [], "anomalies":
+                    {"malformed": 0, "duplicates": 0, "late": 0, "rejected_config": 0}},
+        "current_workers": 1, "desired_workers": 2, "action": "add", "reason": "test",
+        "params": serde_json::to_value(gitfaas_common::observer::ObserverParams::default()).unwrap()});
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", gitfaas_tests::infra::brokers()).create().unwrap();
+    let payload = report.to_string();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&stack.topics().observer).key("obs-1").payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let response = stack.get_as(&admin, "/v1/admin/observer/status").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["action"], "add");
+            assert_eq!(body["desired_workers"], 2);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the published report never showed up");
+}
