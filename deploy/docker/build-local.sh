@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the gitfaas images on a machine that cannot pull from a registry, from binaries built
+# on the machine itself (Debian bookworm, like the images). The service images come from the
+# same Dockerfiles as the public build, `--target prebuilt` instead of the rust:1-bookworm stage:
+#   deploy/docker/build-local.sh [TAG]        gitfaas/{frontend,executor,observer}:TAG (default: local)
+# GITFAAS_PROFILE=dev|release picks the cargo profile (default dev). Also builds, through
+# scripts/images.sh, the runtime images jobs run in and the local debian:bookworm-slim the
+# Dockerfiles start from (a debootstrap root file system: see deploy/docker/README.md).
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+TAG="${1:-local}"
+PROFILE="${GITFAAS_PROFILE:-dev}"
+BIN_DIR="$CARGO_TARGET_DIR/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
+SERVICES=(frontend executor observer)
+
+BUILD_LOG="$LOG_DIR/build-local.log"
+
+# build_image TAG DOCKER-BUILD-ARGS... — a quiet build (output in $BUILD_LOG) that removes the
+# image it replaces, so that rebuilding leaves no dangling images behind.
+build_image() {
+  local tag="$1" old new; shift
+  old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG" >&2; die "docker build of $tag failed (log: $BUILD_LOG)"; }
+  new=$(docker image inspect -f '{{.Id}}' "$tag")
+  if [[ -n "$old" && "$old" != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+}
+
+binaries() {
+  case "$1" in
+    frontend) echo gitfaas-frontend ;;
+    executor) echo gitfaas-executor ;;
+    observer) echo gitfaas-observer gitfaas-scaler ;;
+  esac
+}
+
+: >"$BUILD_LOG"
+"$ROOT/scripts/images.sh"
+say "building the gitfaas binaries ($PROFILE profile, $CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" --bins)
+
+# A build context with the repository's layout but only what the runtime and prebuilt stages
+# copy: config/, deploy/docker/ and the service's binaries in deploy/docker/prebuilt/.
+# (Hard links when the target dir is on the same file system: nothing big is copied.)
+STAGE="$STATE_DIR/image-context"
+for svc in "${SERVICES[@]}"; do
+  ctx="$STAGE/$svc"
+  rm -rf "$ctx"
+  mkdir -p "$ctx/deploy/docker/prebuilt"
+  cp -R "$ROOT/config" "$ctx/config"
+  cp "$ROOT"/deploy/docker/*.sh "$ctx/deploy/docker/"
+  for bin in $(binaries "$svc"); do
+    [[ -x "$BIN_DIR/$bin" ]] || die "$BIN_DIR/$bin was not built"
+    cp -l "$BIN_DIR/$bin" "$ctx/deploy/docker/prebuilt/" 2>/dev/null || cp "$BIN_DIR/$bin" "$ctx/deploy/docker/prebuilt/"
+  done
+  say "building gitfaas/$svc:$TAG (prebuilt $PROFILE binaries)"
+  build_image "gitfaas/$svc:$TAG" --target prebuilt -f "$ROOT/deploy/docker/$svc.Dockerfile" "$ctx"
+  rm -rf "$ctx"
+done
+say "images: $(printf 'gitfaas/%s:'"$TAG"' ' "${SERVICES[@]}")gitfaas/python:bookworm gitfaas/command:busybox"

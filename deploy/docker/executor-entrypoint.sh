@@ -1,0 +1,35 @@
+#!/bin/sh
+# Entrypoint of the executor image. The executor runs as the unprivileged user `gitfaas`;
+# started as root (the image default) this script first does the two things only root can
+# do portably, then drops to that user for good (setpriv, no capabilities, no_new_privs):
+#   - joins the group owning the Docker socket (its gid differs from host to host), so the
+#     executor can create job containers through the host's engine;
+#   - makes the work directory (a bind mount with the same path on the host and here,
+#     because job containers mount per-job checkouts from it) writable by `gitfaas`.
+# Started as any other user (`user:` in compose, with group_add), it only runs the command.
+set -eu
+
+if [ "$(id -u)" != 0 ]; then
+  exec "$@"
+fi
+
+uid=$(id -u gitfaas)
+gid=$(id -g gitfaas)
+groups=$gid
+
+socket=/var/run/docker.sock
+case "${DOCKER_HOST:-}" in
+  unix://*) socket=${DOCKER_HOST#unix://} ;;
+  ?*) socket= ;; # tcp:// etc.: nothing to join
+esac
+if [ -n "$socket" ] && [ -S "$socket" ]; then
+  groups="$groups,$(stat -c %g "$socket")"
+fi
+
+work=${GITFAAS__EXECUTOR__WORK_DIR:-/var/lib/gitfaas/work}
+mkdir -p "$work"
+chown "$uid:$gid" "$work"
+
+# setpriv keeps the environment: HOME=/root would make libgit2 fail on /root/.gitconfig
+export HOME=/var/lib/gitfaas USER=gitfaas LOGNAME=gitfaas
+exec setpriv --reuid="$uid" --regid="$gid" --groups="$groups" --inh-caps=-all --no-new-privs -- "$@"
