@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Compose smoke test, on this machine (no registry): deploy/compose/docker-compose.yml with
+# deploy/compose/smoke.override.yml, which substitutes only what cannot be pulled here (Kafka →
+# tansu, Redis → Debian's, Keycloak → the test OpenID provider in smoke/auth.yml) with images
+# built locally. Builds what it needs, brings both projects up, waits until every service is
+# healthy, gets a token from the provider through its published port, submits one job per
+# runtime (python, command) with curl, checks status and output, and always takes everything
+# down again (down -v, also on failure or Ctrl-C). Exit status 0 = passed.
+#   scripts/compose-smoke.sh
+# Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_OIDC_PORT
+# (18180, the provider) — not those of scripts/stack.sh (8080, 9092, 6390, 9418).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PROJECT=gitfaas-smoke
+AUTH_PROJECT=gitfaas-smoke-auth
+COMPOSE_DIR="$ROOT/deploy/compose"
+SMOKE_DIR="$STATE_DIR/compose-smoke"
+HEALTH_TIMEOUT="${SMOKE_HEALTH_TIMEOUT:-180}"
+
+export GITFAAS_TAG=local
+export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
+export SMOKE_OIDC_PORT="${SMOKE_OIDC_PORT:-18180}"
+export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
+export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
+export SMOKE_REPOS="$SMOKE_DIR/repos"
+API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
+OIDC="http://127.0.0.1:$SMOKE_OIDC_PORT"
+BUILD_LOG="$LOG_DIR/compose-smoke-build.log"
+
+# ---------------------------------------------------------------------------- prerequisites
+if ! command -v tansu >/dev/null || ! docker info >/dev/null 2>&1; then "$ROOT/scripts/setup.sh"; fi
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+else
+  if ! command -v docker-compose >/dev/null; then
+    say "installing docker-compose"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose
+  fi
+  COMPOSE=(docker-compose)
+fi
+# containers of both projects (two queries: label filters are and-ed)
+project_containers() {
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"
+  docker ps -aq --filter "label=com.docker.compose.project=$AUTH_PROJECT"
+}
+# one run at a time: the projects and ports are fixed. (Taken after setup.sh, which may start
+# dockerd: a daemon would inherit the descriptor and hold the lock for ever.)
+exec 9>"$RUN_DIR/compose-smoke.lock"
+flock -n 9 || die "another compose smoke test is running"
+
+faas() { "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
+auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/smoke/auth.yml" "$@"; }
+
+down_all() {
+  faas down -v --remove-orphans -t 20 >>"$LOG_DIR/compose-smoke-down.log" 2>&1 || true
+  auth down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-smoke-down.log" 2>&1 || true
+}
+
+# ------------------------------------------------------------------------------ cleanup trap
+EXECUTOR_IDS=()
+cleanup() {
+  local rc=$? leftover=()
+  trap - EXIT INT TERM
+  exec 1>&6 2>&7 # a signal can land inside a redirected command: report to the terminal
+  if ((rc != 0)) && [[ -n "$(faas ps -q 2>/dev/null)" ]]; then
+    say "FAILED — state and logs of the services:"
+    faas ps 2>&1 | sed 's/^/  /' >&2 || true
+    faas logs --no-color --tail=40 2>&1 | sed 's/^/  /' >&2 || true
+    auth logs --no-color --tail=10 2>&1 | sed 's/^/  /' >&2 || true
+  fi
+  say "taking the smoke projects down"
+  down_all
+  # job containers are the executor's, not compose's: none may survive it
+  for id in "${EXECUTOR_IDS[@]}"; do
+    mapfile -t -O "${#leftover[@]}" leftover < <(docker ps -aq --filter "label=io.gitfaas.executor=$id")
+  done
+  if ((${#leftover[@]})); then
+    docker rm -f "${leftover[@]}" >/dev/null 2>&1 || true
+    say "error: the executor left ${#leftover[@]} job container(s) behind (removed now)"
+    rc=1
+  fi
+  local rest
+  rest=$(project_containers | tr '\n' ' ')
+  [[ -z "${rest// }" ]] || { say "error: containers left behind: $rest"; rc=1; }
+  rm -rf "$GITFAAS_WORK_DIR" "$SMOKE_REPOS"
+  if ((rc == 0)); then say "compose smoke test passed in ${SECONDS}s"; else say "compose smoke test FAILED (${SECONDS}s)"; fi
+  exit "$rc"
+}
+
+# -------------------------------------------------------------------------------------- build
+# build_image TAG DOCKER-BUILD-ARGS... — quiet build; the image it replaces is removed, so
+# repeated runs leave no dangling images behind.
+build_image() {
+  local tag="$1" old new; shift
+  old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "docker build of $tag failed"; }
+  new=$(docker image inspect -f '{{.Id}}' "$tag")
+  if [[ -n "$old" && "$old" != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+}
+
+build() {
+  : >"$BUILD_LOG"
+  # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
+  "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
+
+  say "building the smoke stand-ins (tansu broker, redis, oidc provider, git daemon)"
+  local ctx="$SMOKE_DIR/context"
+  rm -rf "$ctx" && mkdir -p "$ctx/tansu" "$ctx/oidc/oidc"
+  cp "$(command -v tansu)" "$ctx/tansu/tansu"
+  build_image gitfaas-smoke/tansu:local -f "$COMPOSE_DIR/smoke/tansu.Dockerfile" "$ctx/tansu"
+
+  [[ -d "$ROOT/tests/oidc/node_modules/oidc-provider" ]] \
+    || npm install --prefix "$ROOT/tests/oidc" --no-audit --no-fund --silent
+  cp "$(readlink -f "$(command -v node)")" "$ctx/oidc/node"
+  cp -R "$ROOT/tests/oidc/provider.mjs" "$ROOT/tests/oidc/package.json" "$ROOT/tests/oidc/node_modules" "$ctx/oidc/oidc/"
+  build_image gitfaas-smoke/oidc:local -f "$COMPOSE_DIR/smoke/oidc.Dockerfile" "$ctx/oidc"
+
+  build_image gitfaas-smoke/redis:local -f "$COMPOSE_DIR/smoke/redis.Dockerfile" "$COMPOSE_DIR/smoke"
+  build_image gitfaas-smoke/git:local -f "$COMPOSE_DIR/smoke/git.Dockerfile" "$COMPOSE_DIR/smoke"
+  rm -rf "$ctx"
+}
+
+# the examples as git repositories, served by the `git` service
+publish_repos() {
+  rm -rf "$SMOKE_REPOS" && mkdir -p "$SMOKE_REPOS"
+  for name in hello-python shout-command; do
+    cp -R "$ROOT/examples/$name" "$SMOKE_REPOS/$name"
+    git -C "$SMOKE_REPOS/$name" init -q -b main
+    git -C "$SMOKE_REPOS/$name" add -A
+    git -C "$SMOKE_REPOS/$name" -c user.name=gitfaas -c user.email=gitfaas@localhost commit -qm "example $name"
+  done
+  chmod -R a+rX "$SMOKE_REPOS"
+}
+
+# ------------------------------------------------------------------------------------ waiting
+# all_up — every service container of both projects is healthy (or, for the one-shot
+# services, has exited 0); fails hard on a one-shot that exited non-zero.
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-command frontend executor observer git)
+all_up() {
+  local ids line name state health code service seen=()
+  ids=$(project_containers)
+  [[ -n "$ids" ]] || return 1
+  local pending=0
+  while read -r service state health code; do
+    seen+=("$service")
+    case "$service" in
+      kafka-init|runtime-python|runtime-command)
+        if [[ "$state" == exited ]]; then
+          [[ "$code" == 0 ]] || { echo "FATAL $service exited $code"; return 2; }
+        else pending=1; fi ;;
+      *)
+        [[ "$state" == running && "$health" == healthy ]] || pending=1 ;;
+    esac
+  done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' $ids)
+  for name in "${EXPECTED_SERVICES[@]}" oidc; do
+    [[ " ${seen[*]} " == *" $name "* ]] || pending=1
+  done
+  return "$pending"
+}
+
+wait_healthy() {
+  local status
+  for _ in $(seq "$HEALTH_TIMEOUT"); do
+    all_up >/dev/null && return 0
+    status=$?
+    ((status == 2)) && die "$(all_up)"
+    sleep 1
+  done
+  die "services not healthy after ${HEALTH_TIMEOUT}s"
+}
+
+# ---------------------------------------------------------------------------------- the jobs
+TOKEN=
+# run_job NAME REQUEST-JSON EXPECTED-OUTPUT-JSON
+run_job() {
+  local name="$1" request="$2" expected="$3" response id result
+  response=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d "$request")
+  id=$(jq -r '.id // empty' <<<"$response")
+  [[ -n "$id" ]] || die "$name: job not accepted: $response"
+  result=$(curl -sS "$API/v1/jobs/$id/result?wait=60" -H "authorization: Bearer $TOKEN")
+  jq -e --argjson want "$expected" '.status == "succeeded" and .output == $want' <<<"$result" >/dev/null \
+    || die "$name: unexpected result: $result"
+  say "$name: $(jq -c '{status, output, executor_id, timings}' <<<"$result")"
+}
+
+jwt_claims() { local p; p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+'); while (( ${#p} % 4 )); do p+='='; done; base64 -d <<<"$p"; }
+
+# ---------------------------------------------------------------------------------------- main
+for port in "$GITFAAS_HTTP_PORT" "$SMOKE_OIDC_PORT"; do
+  if ss -Hltn "sport = :$port" | grep -q .; then
+    # ours, from a run that was killed hard? then down_all below frees it
+    project_containers | grep -q . \
+      || die "port $port is in use (set SMOKE_HTTP_PORT / SMOKE_OIDC_PORT)"
+  fi
+done
+
+: >"$LOG_DIR/compose-smoke-up.log"
+: >"$LOG_DIR/compose-smoke-down.log"
+build
+publish_repos
+down_all # leftovers of a run that could not clean up
+rm -rf "$GITFAAS_WORK_DIR" && mkdir -p "$GITFAAS_WORK_DIR"
+exec 6>&1 7>&2
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "compose up (${COMPOSE[*]}): $AUTH_PROJECT, then $PROJECT"
+up_at=$SECONDS
+auth up -d >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compose-smoke-up.log" >&2; die "compose up of $AUTH_PROJECT failed"; }
+faas up -d --no-build >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compose-smoke-up.log" >&2; die "compose up of $PROJECT failed"; }
+for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
+wait_healthy
+say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')oidc"
+
+TOKEN=$(curl -sS -u alice:alice-secret -d grant_type=client_credentials -d resource=urn:gitfaas -d scope=jobs \
+  "$OIDC/token" | jq -r '.access_token // empty')
+[[ -n "$TOKEN" ]] || die "no token from $OIDC/token"
+iss=$(jwt_claims "$TOKEN" | jq -r .iss)
+[[ "$iss" == http://oidc:8180 ]] || die "token fetched from the host has iss=$iss, not the issuer the frontend trusts"
+say "token for alice from $OIDC (iss $iss)"
+
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/jobs" -H 'content-type: application/json' -d '{}')
+[[ "$code" == 401 ]] || die "a submission without a token got HTTP $code, not 401"
+
+run_job python '{"repo": "git://git:9418/hello-python", "ref": "main",
+  "input": {"name": "compose", "text": "to be or not to be"}}' \
+  '{"greeting": "hello, compose!", "words": 6, "top": [["to", 2], ["be", 2], ["or", 1]]}'
+run_job command '{"repo": "git://git:9418/shout-command", "input": "hello compose"}' \
+  '{"shouted": "HELLO COMPOSE"}'
