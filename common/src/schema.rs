@@ -51,9 +51,38 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
     pub timeout_secs: u32,
     pub resources: Resources,
+    /// Credentials sealed to the executors' public key (base64 of an X25519 sealed
+    /// box holding a JSON object). Only an executor can open it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_credentials: Option<String>,
+    /// Data the executor downloads into the job's input directory before running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<DataLink>,
+    /// Outputs the executor uploads after a successful run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<DataLink>,
+    /// Extra attempts after a failure of the function itself (infrastructure
+    /// failures are retried regardless, up to the executor's limit).
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// A data source or sink: a file of the job's input or output directory and the
+/// URL it comes from or goes to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataLink {
+    /// File name inside the input (sources) or output (sinks) directory.
+    pub name: String,
+    pub url: String,
+    /// HTTP method of an upload: `PUT` (default) or `POST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// A job as published on the jobs topic.
@@ -64,12 +93,30 @@ pub struct Job {
     pub id: JobId,
     pub owner: Owner,
     pub submitted_at: DateTime<Utc>,
+    /// 1 when first published; a retry republishes the job with the next number.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// A job picked up after this instant ends as `expired` without running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub spec: JobSpec,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl Job {
     pub fn new(owner: Owner, spec: JobSpec) -> Self {
-        Self { version: SCHEMA_VERSION, id: JobId::new(), owner, submitted_at: Utc::now(), spec }
+        Self {
+            version: SCHEMA_VERSION,
+            id: JobId::new(),
+            owner,
+            submitted_at: Utc::now(),
+            attempt: 1,
+            expires_at: None,
+            spec,
+        }
     }
 }
 
@@ -257,6 +304,10 @@ mod tests {
             input: json!({"x": 1}),
             timeout_secs: 30,
             resources: Resources { memory_mb: 128, cpu_millis: 500, pids: 64 },
+            sealed_credentials: None,
+            sources: Vec::new(),
+            sinks: Vec::new(),
+            retries: 0,
         }
     }
 

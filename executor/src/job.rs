@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{Job, JobResult, JobStatus, Timings};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::git::GitCache;
 use crate::runtime::{self, Launch};
-use crate::sandbox::{Sandbox, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
 
 const CODE_MOUNT: &str = "/code";
@@ -31,20 +32,41 @@ struct Ending {
     exit_code: Option<i64>,
     output: Option<Value>,
     stderr_tail: String,
+    /// The executor's own trouble (disk, Docker), not the job's: worth retrying.
+    infrastructure: bool,
 }
 
 impl Ending {
     fn failed(status: JobStatus, reason: impl Into<String>) -> Self {
-        Self { status, reason: Some(reason.into()), exit_code: None, output: None, stderr_tail: String::new() }
+        let reason = Some(reason.into());
+        Self { status, reason, exit_code: None, output: None, stderr_tail: String::new(), infrastructure: false }
+    }
+
+    fn infrastructure(reason: impl Into<String>) -> Self {
+        Self { infrastructure: true, ..Self::failed(JobStatus::Failed, reason) }
     }
 }
 
+/// One attempt's result, and whether its failure was the executor's own.
+pub struct RunOutcome {
+    pub result: JobResult,
+    pub infrastructure_failure: bool,
+}
+
 impl JobRunner {
-    pub async fn run(&self, job: &Job, attempt: u32, started_at: DateTime<Utc>) -> JobResult {
+    /// Runs one attempt; `cancel` kills the function and ends it as `cancelled`.
+    pub async fn run(
+        &self,
+        job: &Job,
+        attempt: u32,
+        started_at: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> RunOutcome {
         let mut commit_sha = None;
-        let ending = self.attempt(job, &mut commit_sha).await;
+        let ending = self.attempt(job, &mut commit_sha, cancel).await;
         let finished_at = Utc::now();
-        JobResult {
+        let infrastructure_failure = ending.infrastructure;
+        let result = JobResult {
             version: SCHEMA_VERSION,
             job_id: job.id,
             owner: job.owner.clone(),
@@ -60,21 +82,23 @@ impl JobRunner {
             started_at: Some(started_at),
             finished_at,
             timings: Timings::between(job.submitted_at, Some(started_at), finished_at),
-        }
+        };
+        RunOutcome { result, infrastructure_failure }
     }
 
-    async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>) -> Ending {
+    async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>, cancel: &CancellationToken) -> Ending {
         let workspace = match self.workspace() {
             Ok(dir) => dir,
-            Err(e) => return Ending::failed(JobStatus::Failed, format!("executor could not create a workspace: {e}")),
+            Err(e) => return Ending::infrastructure(format!("executor could not create a workspace: {e}")),
         };
         let checkout = workspace.path().to_owned();
         let (git, repo, git_ref) = (self.git.clone(), job.spec.repo.clone(), job.spec.git_ref.clone());
         let fetched = tokio::task::spawn_blocking(move || git.checkout(&repo, &git_ref, &checkout)).await;
         match fetched {
             Ok(Ok(sha)) => *commit_sha = Some(sha),
+            Ok(Err(e)) if e.is_infrastructure() => return Ending::infrastructure(e.to_string()),
             Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
-            Err(e) => return Ending::failed(JobStatus::Failed, format!("checkout task failed: {e}")),
+            Err(e) => return Ending::infrastructure(format!("checkout task failed: {e}")),
         }
         let launch = match runtime::plan(
             workspace.path(),
@@ -87,9 +111,10 @@ impl JobRunner {
             Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
         };
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
-        match self.sandbox.run(self.sandbox_spec(job, launch, workspace.path())).await {
+        match self.sandbox.run(self.sandbox_spec(job, launch, workspace.path()), cancel).await {
             Ok(outcome) => self.interpret(outcome, job.spec.timeout_secs),
-            Err(e) => Ending::failed(JobStatus::Failed, format!("sandbox error: {e}")),
+            Err(e @ SandboxError::MissingImage(_)) => Ending::failed(JobStatus::Rejected, e.to_string()),
+            Err(e) => Ending::infrastructure(format!("sandbox error: {e}")),
         }
     }
 
@@ -129,8 +154,12 @@ impl JobRunner {
             exit_code: out.exit_code,
             output: None,
             stderr_tail: out.stderr_tail,
+            infrastructure: false,
         };
-        if out.timed_out {
+        if out.cancelled {
+            ending.status = JobStatus::Cancelled;
+            ending.reason = Some("cancelled while running".into());
+        } else if out.timed_out {
             ending.status = JobStatus::TimedOut;
             ending.reason = Some(format!("killed after the {timeout_secs}s timeout"));
         } else if out.stdout_overflow {

@@ -21,6 +21,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
@@ -71,6 +72,8 @@ pub struct SandboxOutcome {
     pub stderr_tail: String,
     pub timed_out: bool,
     pub oom_killed: bool,
+    /// Killed because the job was cancelled.
+    pub cancelled: bool,
 }
 
 #[derive(Clone)]
@@ -181,20 +184,25 @@ impl Sandbox {
     }
 
     /// Runs one container to completion (or its deadline) and removes it.
-    pub async fn run(&self, spec: SandboxSpec) -> Result<SandboxOutcome, SandboxError> {
+    pub async fn run(&self, spec: SandboxSpec, cancel: &CancellationToken) -> Result<SandboxOutcome, SandboxError> {
         if !self.image_exists(&spec.image).await {
             return Err(SandboxError::MissingImage(spec.image));
         }
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let id = self.docker.create_container(Some(options), self.container_config(&spec)).await?.id;
         let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), armed: true };
-        let outcome = self.run_created(&id, &spec).await;
+        let outcome = self.run_created(&id, &spec, cancel).await;
         remove(&self.docker, &id).await;
         guard.armed = false;
         outcome
     }
 
-    async fn run_created(&self, id: &str, spec: &SandboxSpec) -> Result<SandboxOutcome, SandboxError> {
+    async fn run_created(
+        &self,
+        id: &str,
+        spec: &SandboxSpec,
+        cancel: &CancellationToken,
+    ) -> Result<SandboxOutcome, SandboxError> {
         let attach =
             AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
         let mut io = self.docker.attach_container(id, Some(attach)).await?;
@@ -232,6 +240,11 @@ impl Sandbox {
                 },
                 () = &mut deadline => {
                     outcome.timed_out = true;
+                    self.kill(id).await;
+                    break;
+                }
+                () = cancel.cancelled() => {
+                    outcome.cancelled = true;
                     self.kill(id).await;
                     break;
                 }

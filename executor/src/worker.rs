@@ -191,7 +191,8 @@ impl Worker {
         if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
             tracing::warn!(%error, "could not publish the started event");
         }
-        let result = self.runner.run(&job, attempt, started_at).await;
+        let outcome = self.runner.run(&job, attempt, started_at, &CancellationToken::new()).await;
+        let result = outcome.result;
         tracing::info!(status = %result.status, run_ms = result.timings.run_ms, "job finished");
         self.publish_until_acked(result).await
     }

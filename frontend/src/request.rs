@@ -94,6 +94,10 @@ impl SubmitRequest {
                 cpu_millis: bounded("resources.cpu_millis", r.cpu_millis, l.cpu_millis, 10, l.max_cpu_millis)?,
                 pids: bounded("resources.pids", r.pids, l.pids, 8, l.max_pids)?,
             },
+            sealed_credentials: None,
+            sources: Vec::new(),
+            sinks: Vec::new(),
+            retries: 0,
         })
     }
 }
