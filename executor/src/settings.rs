@@ -41,6 +41,25 @@ pub struct ExecutorSettings {
     pub stderr_tail_bytes: usize,
     /// How long running jobs may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Retries of infrastructure failures, job expiry.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Attempts after an infrastructure failure (Docker, disk) before the job is
+    /// dead-lettered with a terminal `failed` result.
+    pub infrastructure_retries: u32,
+    /// First backoff between attempts; doubles each time, at most 30 s.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self { infrastructure_retries: 3, retry_backoff_ms: 500 }
+    }
 }
 
 impl Settings {
