@@ -4,7 +4,8 @@
 # tansu, Redis → Debian's, Keycloak → the test OpenID provider in smoke/auth.yml) with images
 # built locally. Builds what it needs, brings both projects up, waits until every service is
 # healthy, gets a token from the provider through its published port, submits one job per
-# runtime (python, command) with curl, checks status and output, and always takes everything
+# runtime (python, command; from the `examples` git server) with curl, checks status and
+# output, and always takes everything
 # down again (down -v, also on failure or Ctrl-C). Exit status 0 = passed.
 #   scripts/compose-smoke.sh
 # Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_OIDC_PORT
@@ -22,7 +23,6 @@ export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
 export SMOKE_OIDC_PORT="${SMOKE_OIDC_PORT:-18180}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
-export SMOKE_REPOS="$SMOKE_DIR/repos"
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
 OIDC="http://127.0.0.1:$SMOKE_OIDC_PORT"
 BUILD_LOG="$LOG_DIR/compose-smoke-build.log"
@@ -48,7 +48,7 @@ project_containers() {
 exec 9>"$RUN_DIR/compose-smoke.lock"
 flock -n 9 || die "another compose smoke test is running"
 
-faas() { "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
+faas() { "${COMPOSE[@]}" --profile examples -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
 auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/smoke/auth.yml" "$@"; }
 
 down_all() {
@@ -82,7 +82,7 @@ cleanup() {
   local rest
   rest=$(project_containers | tr '\n' ' ')
   [[ -z "${rest// }" ]] || { say "error: containers left behind: $rest"; rc=1; }
-  rm -rf "$GITFAAS_WORK_DIR" "$SMOKE_REPOS"
+  rm -rf "$GITFAAS_WORK_DIR"
   if ((rc == 0)); then say "compose smoke test passed in ${SECONDS}s"; else say "compose smoke test FAILED (${SECONDS}s)"; fi
   exit "$rc"
 }
@@ -103,7 +103,12 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building the smoke stand-ins (tansu broker, redis, oidc provider, git daemon)"
+  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (tansu, redis, oidc provider)"
+  local old
+  old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
+  faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
+  [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+
   local ctx="$SMOKE_DIR/context"
   rm -rf "$ctx" && mkdir -p "$ctx/tansu" "$ctx/oidc/oidc"
   cp "$(command -v tansu)" "$ctx/tansu/tansu"
@@ -116,26 +121,13 @@ build() {
   build_image gitfaas-smoke/oidc:local -f "$COMPOSE_DIR/smoke/oidc.Dockerfile" "$ctx/oidc"
 
   build_image gitfaas-smoke/redis:local -f "$COMPOSE_DIR/smoke/redis.Dockerfile" "$COMPOSE_DIR/smoke"
-  build_image gitfaas-smoke/git:local -f "$COMPOSE_DIR/smoke/git.Dockerfile" "$COMPOSE_DIR/smoke"
   rm -rf "$ctx"
-}
-
-# the examples as git repositories, served by the `git` service
-publish_repos() {
-  rm -rf "$SMOKE_REPOS" && mkdir -p "$SMOKE_REPOS"
-  for name in hello-python shout-command; do
-    cp -R "$ROOT/examples/$name" "$SMOKE_REPOS/$name"
-    git -C "$SMOKE_REPOS/$name" init -q -b main
-    git -C "$SMOKE_REPOS/$name" add -A
-    git -C "$SMOKE_REPOS/$name" -c user.name=gitfaas -c user.email=gitfaas@localhost commit -qm "example $name"
-  done
-  chmod -R a+rX "$SMOKE_REPOS"
 }
 
 # ------------------------------------------------------------------------------------ waiting
 # all_up — every service container of both projects is healthy (or, for the one-shot
 # services, has exited 0); fails hard on a one-shot that exited non-zero.
-EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-command frontend executor observer git)
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-command frontend executor observer examples)
 all_up() {
   local ids line name state health code service seen=()
   ids=$(project_containers)
@@ -198,7 +190,6 @@ done
 : >"$LOG_DIR/compose-smoke-up.log"
 : >"$LOG_DIR/compose-smoke-down.log"
 build
-publish_repos
 down_all # leftovers of a run that could not clean up
 rm -rf "$GITFAAS_WORK_DIR" && mkdir -p "$GITFAAS_WORK_DIR"
 exec 6>&1 7>&2
@@ -223,8 +214,8 @@ say "token for alice from $OIDC (iss $iss)"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/jobs" -H 'content-type: application/json' -d '{}')
 [[ "$code" == 401 ]] || die "a submission without a token got HTTP $code, not 401"
 
-run_job python '{"repo": "git://git:9418/hello-python", "ref": "main",
+run_job python '{"repo": "git://examples:9418/hello-python", "ref": "main",
   "input": {"name": "compose", "text": "to be or not to be"}}' \
   '{"greeting": "hello, compose!", "words": 6, "top": [["to", 2], ["be", 2], ["or", 1]]}'
-run_job command '{"repo": "git://git:9418/shout-command", "input": "hello compose"}' \
+run_job command '{"repo": "git://examples:9418/shout-command", "input": "hello compose"}' \
   '{"shouted": "HELLO COMPOSE"}'
