@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the runtime images jobs run in, locally: no registry is reachable here.
 #   gitfaas/python:bookworm  — Debian bookworm minbase + python3 (python runtime)
+#   gitfaas/node:bookworm    — Debian bookworm minbase + nodejs (node runtime)
 #   gitfaas/command:busybox  — busybox-static, for the command runtime
 # Root filesystems are cached as tarballs under $STATE_DIR/images, so re-importing is quick.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,22 +18,31 @@ debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-build_python() {
-  local name=gitfaas/python:bookworm tarball="$IMAGE_DIR/python-bookworm.tar"
+# debian_image NAME TARBALL PACKAGE: a bookworm minbase root fs with PACKAGE, imported as NAME.
+debian_image() {
+  local name=$1 tarball=$2 package=$3
   have_image "$name" && return 0
   if [[ ! -s "$tarball" ]]; then
     local dir; dir=$(mktemp -d)
-    say "debootstrap bookworm + python3 (about a minute)"
-    debootstrap --variant=minbase --include=python3 bookworm "$dir" "$(debian_mirror)" >"$LOG_DIR/debootstrap.log" 2>&1 \
-      || { tail -20 "$LOG_DIR/debootstrap.log"; die "debootstrap failed"; }
+    say "debootstrap bookworm + $package (about a minute)"
+    debootstrap --variant=minbase --include="$package" bookworm "$dir" "$(debian_mirror)" >"$LOG_DIR/debootstrap-$package.log" 2>&1 \
+      || { tail -20 "$LOG_DIR/debootstrap-$package.log"; die "debootstrap failed"; }
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
     tar -C "$dir" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$dir"
   fi
   say "importing $name"
   docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "$tarball" "$name" >/dev/null
+}
+
+build_python() {
+  debian_image gitfaas/python:bookworm "$IMAGE_DIR/python-bookworm.tar" python3
   # Dockerfiles in deploy/ start from debian:bookworm-slim; the same root fs stands in for it here.
-  have_image debian:bookworm-slim || docker tag "$name" debian:bookworm-slim
+  have_image debian:bookworm-slim || docker tag gitfaas/python:bookworm debian:bookworm-slim
+}
+
+build_node() {
+  debian_image gitfaas/node:bookworm "$IMAGE_DIR/node-bookworm.tar" nodejs
 }
 
 build_busybox() {
@@ -52,3 +62,4 @@ build_busybox() {
 
 build_busybox
 build_python
+build_node

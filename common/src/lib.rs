@@ -6,12 +6,14 @@
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
 //! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
 //! - [`kafka`]: client configuration, topic creation and trace-context headers;
+//! - [`sealed`]: credentials sealed to the executors' X25519 public key;
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
 
 pub mod ids;
 pub mod kafka;
 pub mod observer;
 pub mod schema;
+pub mod sealed;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
