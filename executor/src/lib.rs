@@ -8,6 +8,7 @@
 //! - [`sandbox`]: the only code that talks to Docker;
 //! - [`offsets`]: which offsets may be committed.
 
+pub mod delivery;
 pub mod git;
 pub mod heartbeat;
 pub mod job;

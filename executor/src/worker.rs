@@ -15,7 +15,7 @@ use chrono::Utc;
 use gitfaas_common::kafka::{set_parent_from_headers, trace_headers};
 use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
-use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner, Timings};
+use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::delivery;
 use crate::job::JobRunner;
 use crate::offsets::{OffsetTracker, TopicPartition};
 
@@ -176,25 +177,82 @@ impl Worker {
         }
     }
 
-    /// Runs the job and publishes its result; true once the broker has it.
+    /// Runs the job — again after infrastructure failures, and after function
+    /// failures when the job asks for retries — and publishes its one result;
+    /// true once the broker has it.
     async fn process(&self, job: Job) -> bool {
-        let attempt = 1;
-        let started_at = Utc::now();
-        let started = JobEvent::Started(JobStarted {
-            version: SCHEMA_VERSION,
-            job_id: job.id,
-            owner: job.owner.clone(),
-            executor_id: self.runner.executor_id.clone(),
-            attempt,
-            started_at,
-        });
-        if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
-            tracing::warn!(%error, "could not publish the started event");
+        let executor_id = &self.runner.executor_id;
+        if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
+            tracing::info!("job expired before it could start");
+            return self.publish_until_acked(result).await;
         }
-        let outcome = self.runner.run(&job, attempt, started_at, &CancellationToken::new()).await;
-        let result = outcome.result;
-        tracing::info!(status = %result.status, run_ms = result.timings.run_ms, "job finished");
+        let settings = &self.runner.settings.delivery;
+        let (mut tries, mut infrastructure_failures) = (0, 0);
+        loop {
+            tries += 1;
+            let attempt = job.attempt + tries - 1;
+            let started_at = Utc::now();
+            let started = JobEvent::Started(JobStarted {
+                version: SCHEMA_VERSION,
+                job_id: job.id,
+                owner: job.owner.clone(),
+                executor_id: executor_id.clone(),
+                attempt,
+                started_at,
+            });
+            if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
+                tracing::warn!(%error, "could not publish the started event");
+            }
+            let outcome = self.runner.run(&job, attempt, started_at, &CancellationToken::new()).await;
+            let result = outcome.result;
+            infrastructure_failures += u32::from(outcome.infrastructure_failure);
+            tracing::info!(status = %result.status, attempt, run_ms = result.timings.run_ms, "attempt finished");
+            let next = delivery::after_attempt(
+                settings,
+                job.spec.retries,
+                tries,
+                infrastructure_failures,
+                result.status,
+                outcome.infrastructure_failure,
+            );
+            match next {
+                delivery::Next::Publish => return self.publish_until_acked(result).await,
+                delivery::Next::RetryAfter(backoff) => {
+                    tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
+                    tokio::time::sleep(backoff).await;
+                }
+                delivery::Next::GiveUp => return self.give_up(&job, result).await,
+            }
+        }
+    }
+
+    /// After repeated infrastructure failures: the job goes to the dead-letter topic
+    /// with the reason, and gets a terminal `failed` result.
+    async fn give_up(&self, job: &Job, mut result: JobResult) -> bool {
+        let reason = format!(
+            "gave up after {} attempts failing in the executor: {}",
+            result.attempt - job.attempt + 1,
+            result.reason.as_deref().unwrap_or("unknown")
+        );
+        tracing::error!(%reason, "dead-lettering job");
+        let payload = serde_json::to_vec(job).expect("jobs serialise");
+        if !self.dead_letter(&payload, &reason).await {
+            return false;
+        }
+        result.reason = Some(reason);
         self.publish_until_acked(result).await
+    }
+
+    async fn dead_letter(&self, payload: &[u8], reason: &str) -> bool {
+        let headers = OwnedHeaders::new().insert(Header { key: "gitfaas-error", value: Some(reason.as_bytes()) });
+        let record = FutureRecord::<(), [u8]>::to(&self.topics.dead_letter).payload(payload).headers(headers);
+        match self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
+            Ok(_) => true,
+            Err((error, _)) => {
+                tracing::error!(%error, "dead-letter publish failed");
+                false
+            }
+        }
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {
@@ -216,32 +274,22 @@ impl Worker {
     /// when it still names a job id and owner, that job gets a `failed` result.
     async fn reject_malformed(&self, payload: &[u8], reason: &str) -> bool {
         tracing::warn!(reason, "malformed job message");
-        let headers = OwnedHeaders::new().insert(Header { key: "gitfaas-error", value: Some(reason.as_bytes()) });
-        let record = FutureRecord::<(), [u8]>::to(&self.topics.dead_letter).payload(payload).headers(headers);
-        if let Err((error, _)) = self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
-            tracing::error!(%error, "dead-letter publish failed");
+        if !self.dead_letter(payload, reason).await {
             return false;
         }
         match salvage(payload) {
             Some((job_id, owner, submitted_at)) => {
-                let now = Utc::now();
-                let result = JobResult {
-                    version: SCHEMA_VERSION,
+                let reason = format!("malformed job: {reason}");
+                let executor_id = &self.runner.executor_id;
+                let result = delivery::result_without_run(
                     job_id,
                     owner,
-                    status: JobStatus::Rejected,
-                    reason: Some(format!("malformed job: {reason}")),
-                    exit_code: None,
-                    output: None,
-                    stderr_tail: String::new(),
-                    commit_sha: None,
-                    executor_id: self.runner.executor_id.clone(),
-                    attempt: 1,
                     submitted_at,
-                    started_at: None,
-                    finished_at: now,
-                    timings: Timings::between(submitted_at, None, now),
-                };
+                    JobStatus::Rejected,
+                    reason,
+                    executor_id,
+                    1,
+                );
                 self.publish_until_acked(result).await
             }
             None => true,
