@@ -127,7 +127,7 @@ build() {
 # ------------------------------------------------------------------------------------ waiting
 # all_up — every service container of both projects is healthy (or, for the one-shot
 # services, has exited 0); fails hard on a one-shot that exited non-zero.
-EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-command frontend executor observer examples)
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples)
 all_up() {
   local ids line name state health code service seen=()
   ids=$(project_containers)
@@ -136,7 +136,7 @@ all_up() {
   while read -r service state health code; do
     seen+=("$service")
     case "$service" in
-      kafka-init|runtime-python|runtime-command)
+      kafka-init|runtime-*)
         if [[ "$state" == exited ]]; then
           [[ "$code" == 0 ]] || { echo "FATAL $service exited $code"; return 2; }
         else pending=1; fi ;;

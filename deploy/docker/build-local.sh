@@ -56,4 +56,4 @@ for svc in "${SERVICES[@]}"; do
   build_image "gitfaas/$svc:$TAG" --target prebuilt -f "$ROOT/deploy/docker/$svc.Dockerfile" "$ctx"
   rm -rf "$ctx"
 done
-say "images: $(printf 'gitfaas/%s:'"$TAG"' ' "${SERVICES[@]}")gitfaas/python:bookworm gitfaas/command:busybox"
+say "images: $(printf 'gitfaas/%s:'"$TAG"' ' "${SERVICES[@]}")and the runtime images of scripts/images.sh"
