@@ -6,6 +6,10 @@
 //! is checked out into a directory of the job's own. An exclusive file lock per
 //! mirror makes concurrent jobs — in this process or another sharing the cache —
 //! safe. All of it is blocking work: callers run it on a blocking thread.
+//!
+//! A private repository is fetched with a token (HTTP basic auth, the token as the
+//! password). Its mirror is keyed by the URL *and* a digest of the token, so a job
+//! without that token never reads what was fetched with it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,15 +55,27 @@ impl GitCache {
         Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024 })
     }
 
-    fn mirror_path(&self, url: &str) -> PathBuf {
-        let digest = hex::encode(Sha256::digest(url.as_bytes()));
+    /// Where the mirror of `url` (fetched with `token`) lives.
+    pub fn mirror_path_of(&self, url: &str, token: Option<&str>) -> PathBuf {
+        self.mirror_path(url, token)
+    }
+
+    fn mirror_path(&self, url: &str, token: Option<&str>) -> PathBuf {
+        let mut hasher = Sha256::new();
+        hasher.update(url.as_bytes());
+        if let Some(token) = token {
+            hasher.update(b"\0token\0");
+            hasher.update(Sha256::digest(token.as_bytes()));
+        }
+        let digest = hex::encode(hasher.finalize());
         self.root.join(format!("{}.git", &digest[..32]))
     }
 
     /// Checks out `git_ref` of `url` into `dest` (which must exist and be empty) and
-    /// returns the SHA of the commit checked out.
-    pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path) -> Result<String, GitError> {
-        let path = self.mirror_path(url);
+    /// returns the SHA of the commit checked out. `token`, if any, is the password
+    /// of HTTP basic auth for a private repository.
+    pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path, token: Option<&str>) -> Result<String, GitError> {
+        let path = self.mirror_path(url, token);
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -75,7 +91,7 @@ impl GitCache {
         let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
             Some(oid) => oid, // already cached: no network round trip
             None => {
-                self.fetch(&repo, url).inspect_err(|e| {
+                self.fetch(&repo, url, token).inspect_err(|e| {
                     // never keep an oversized mirror, nor a half-initialised one later jobs would trust
                     let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
                     if empty || matches!(e, GitError::TooLarge { .. }) {
@@ -93,11 +109,20 @@ impl GitCache {
         Ok(oid.to_string())
     }
 
-    fn fetch(&self, repo: &Repository, url: &str) -> Result<(), GitError> {
+    fn fetch(&self, repo: &Repository, url: &str, token: Option<&str>) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
+        let mut asked = false;
         let result = {
             let mut callbacks = RemoteCallbacks::new();
+            callbacks.credentials(|_url, _user, allowed| match token {
+                // asked twice means the token was refused: stop rather than loop
+                Some(token) if !asked && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
+                    asked = true;
+                    git2::Cred::userpass_plaintext("x-access-token", token)
+                }
+                _ => Err(git2::Error::from_str("repository needs credentials (a valid `git_token`)")),
+            });
             callbacks.transfer_progress(|progress| {
                 too_large = progress.received_bytes() as u64 > limit;
                 !too_large
@@ -198,10 +223,11 @@ mod tests {
             [("main", &head, "two"), ("HEAD", &head, "two"), ("v1", &v1, "one"), (v1.as_str(), &v1, "one")]
         {
             let dest = tempfile::tempdir().unwrap();
-            let got = cache.checkout(&url, git_ref, dest.path()).unwrap();
+            let got = cache.checkout(&url, git_ref, dest.path(), None).unwrap();
             assert_eq!(&got, sha, "ref {git_ref}");
             assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), content);
         }
+        assert_ne!(cache.mirror_path_of(&url, None), cache.mirror_path_of(&url, Some("t")));
         assert_eq!(
             std::fs::read_dir(cache_dir.path())
                 .unwrap()
@@ -217,10 +243,10 @@ mod tests {
         let cache_dir = tempfile::tempdir().unwrap();
         let cache = GitCache::new(cache_dir.path(), 10).unwrap();
         let dest = tempfile::tempdir().unwrap();
-        assert!(matches!(cache.checkout(&url, "nope", dest.path()), Err(GitError::RefNotFound(_))));
-        assert!(matches!(cache.checkout(&url, "--upload-pack=x", dest.path()), Err(GitError::RefNotFound(_))));
+        assert!(matches!(cache.checkout(&url, "nope", dest.path(), None), Err(GitError::RefNotFound(_))));
+        assert!(matches!(cache.checkout(&url, "--upload-pack=x", dest.path(), None), Err(GitError::RefNotFound(_))));
         let missing = format!("file://{}/does-not-exist", cache_dir.path().display());
-        assert!(matches!(cache.checkout(&missing, "main", dest.path()), Err(GitError::Fetch(_))));
+        assert!(matches!(cache.checkout(&missing, "main", dest.path(), None), Err(GitError::Fetch(_))));
     }
 
     #[test]
@@ -239,7 +265,7 @@ mod tests {
         let cache_dir = tempfile::tempdir().unwrap();
         let cache = GitCache::new(cache_dir.path(), 1).unwrap();
         let dest = tempfile::tempdir().unwrap();
-        let err = cache.checkout(&url, "main", dest.path()).unwrap_err();
+        let err = cache.checkout(&url, "main", dest.path(), None).unwrap_err();
         assert!(matches!(err, GitError::TooLarge { limit_mb: 1 }), "{err}");
     }
 }

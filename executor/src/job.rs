@@ -1,5 +1,5 @@
-//! Runs one job attempt: checkout, plan, sandbox, and the mapping of what the
-//! process did to exactly one terminal [`JobResult`].
+//! Runs one job attempt: policy, credentials, checkout, sources, plan, sandbox,
+//! sinks, and the mapping of what happened to exactly one terminal [`JobResult`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,12 +11,32 @@ use gitfaas_common::{Job, JobResult, JobStatus, Timings};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use std::path::PathBuf;
+
+use crate::credentials::{Credentials, GIT_TOKEN};
+use crate::data::{self, DataError};
 use crate::git::GitCache;
-use crate::runtime::{self, Launch};
+use crate::policy;
+use crate::runtime::{self, Launch, Offer};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
 
 const CODE_MOUNT: &str = "/code";
+
+/// The job's directories on the host; removed when dropped.
+struct Workspace(tempfile::TempDir);
+
+impl Workspace {
+    fn code(&self) -> PathBuf {
+        self.0.path().join("code")
+    }
+    fn input(&self) -> PathBuf {
+        self.0.path().join("input")
+    }
+    fn output(&self) -> PathBuf {
+        self.0.path().join("output")
+    }
+}
 
 pub struct JobRunner {
     pub executor_id: String,
@@ -87,47 +107,88 @@ impl JobRunner {
     }
 
     async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>, cancel: &CancellationToken) -> Ending {
-        let workspace = match self.workspace() {
-            Ok(dir) => dir,
+        let spec = &job.spec;
+        if let Err(e) = policy::check_repo(&spec.repo, &self.settings.repos).and(policy::check_ref(&spec.git_ref)) {
+            return Ending::failed(JobStatus::Rejected, e.to_string());
+        }
+        let limits = &self.settings.data;
+        if let Err(e) =
+            data::check_links(&spec.sources, false, limits).and(data::check_links(&spec.sinks, true, limits))
+        {
+            return Ending::failed(JobStatus::Rejected, e.to_string());
+        }
+        let credentials = match self.open_credentials(job) {
+            Ok(credentials) => credentials,
+            Err(ending) => return ending,
+        };
+        let dirs = match self.workspace() {
+            Ok(dirs) => dirs,
             Err(e) => return Ending::infrastructure(format!("executor could not create a workspace: {e}")),
         };
-        let checkout = workspace.path().to_owned();
-        let (git, repo, git_ref) = (self.git.clone(), job.spec.repo.clone(), job.spec.git_ref.clone());
-        let fetched = tokio::task::spawn_blocking(move || git.checkout(&repo, &git_ref, &checkout)).await;
+        let checkout = dirs.code();
+        let (git, repo, git_ref) = (self.git.clone(), spec.repo.clone(), spec.git_ref.clone());
+        let token = credentials.get(GIT_TOKEN);
+        let fetched = tokio::task::spawn_blocking(move || {
+            git.checkout(&repo, &git_ref, &checkout, token.as_deref().map(|t| t.as_str()))
+        })
+        .await;
         match fetched {
             Ok(Ok(sha)) => *commit_sha = Some(sha),
             Ok(Err(e)) if e.is_infrastructure() => return Ending::infrastructure(e.to_string()),
             Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
             Err(e) => return Ending::infrastructure(format!("checkout task failed: {e}")),
         }
-        let launch = match runtime::plan(
-            workspace.path(),
-            CODE_MOUNT,
-            job.spec.runtime.as_deref(),
-            &self.settings.images,
-            &job.spec.input,
-        ) {
+        if let Err(e) = data::download(&spec.sources, &dirs.input(), limits).await {
+            return Ending::failed(JobStatus::Failed, e.to_string());
+        }
+        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
+        let planned =
+            runtime::plan(&dirs.code(), CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json());
+        drop(credentials);
+        let launch = match planned {
             Ok(launch) => launch,
             Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
         };
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
-        match self.sandbox.run(self.sandbox_spec(job, launch, workspace.path()), cancel).await {
-            Ok(outcome) => self.interpret(outcome, job.spec.timeout_secs),
+        let mut ending = match self.sandbox.run(self.sandbox_spec(job, launch, &dirs), cancel).await {
+            Ok(outcome) => self.interpret(outcome, spec.timeout_secs),
             Err(e @ SandboxError::MissingImage(_)) => Ending::failed(JobStatus::Rejected, e.to_string()),
             Err(e) => Ending::infrastructure(format!("sandbox error: {e}")),
+        };
+        if ending.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
+            if let Err(e) = data::upload(&spec.sinks, &dirs.output(), limits).await {
+                ending.status = match e {
+                    DataError::OutputTooLarge(_) => JobStatus::OutputTooLarge,
+                    _ => JobStatus::Failed,
+                };
+                ending.reason = Some(e.to_string());
+            }
         }
+        ending
     }
 
-    fn workspace(&self) -> std::io::Result<tempfile::TempDir> {
+    fn open_credentials(&self, job: &Job) -> Result<Credentials, Ending> {
+        let Some(sealed) = job.spec.sealed_credentials.as_deref() else { return Ok(Credentials::none()) };
+        let key = self.settings.private_key().map_err(|e| Ending::infrastructure(e.to_string()))?;
+        Credentials::open(Some(sealed), key.as_ref()).map_err(|e| Ending::failed(JobStatus::Rejected, e.to_string()))
+    }
+
+    /// A directory of the job's own: `code` (the checkout, read-only in the
+    /// container), `input` (read-only) and `output` (writable by the sandbox user).
+    fn workspace(&self) -> std::io::Result<Workspace> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&self.settings.work_dir)?;
         let dir = tempfile::Builder::new().prefix("job-").tempdir_in(&self.settings.work_dir)?;
-        // the sandbox user is not root: it must be able to read the checkout
+        // the sandbox user is not root: it must be able to read the checkout and input
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        Ok(dir)
+        for (sub, mode) in [("code", 0o755), ("input", 0o755), ("output", 0o777)] {
+            std::fs::create_dir(dir.path().join(sub))?;
+            std::fs::set_permissions(dir.path().join(sub), std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(Workspace(dir))
     }
 
-    fn sandbox_spec(&self, job: &Job, launch: Launch, checkout: &std::path::Path) -> SandboxSpec {
+    fn sandbox_spec(&self, job: &Job, launch: Launch, dirs: &Workspace) -> SandboxSpec {
         let suffix = uuid::Uuid::now_v7().simple().to_string(); // last hex digits are random
         SandboxSpec {
             name: format!("gitfaas-{}-{}", job.id, &suffix[24..]),
@@ -137,8 +198,11 @@ impl JobRunner {
                 (EXECUTOR_LABEL.to_owned(), self.executor_id.clone()),
                 (JOB_LABEL.to_owned(), job.id.to_string()),
             ]),
-            code_dir: checkout.to_owned(),
+            code_dir: dirs.code(),
             code_mount: CODE_MOUNT.to_owned(),
+            input_dir: Some(dirs.input()),
+            output_dir: Some(dirs.output()),
+            job_network: self.settings.job_network,
             stdin: launch.stdin,
             memory_mb: job.spec.resources.memory_mb,
             cpu_millis: job.spec.resources.cpu_millis,

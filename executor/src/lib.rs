@@ -8,11 +8,14 @@
 //! - [`sandbox`]: the only code that talks to Docker;
 //! - [`offsets`]: which offsets may be committed.
 
+pub mod credentials;
+pub mod data;
 pub mod delivery;
 pub mod git;
 pub mod heartbeat;
 pub mod job;
 pub mod offsets;
+pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;

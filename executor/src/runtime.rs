@@ -4,19 +4,23 @@
 //! A repository has `gitfaas.toml` at its root:
 //!
 //! ```toml
-//! runtime = "python"   # or "command"
+//! runtime = "python"   # or "node", "command"
 //! entry = "main.py"    # python: file defining main(data, credentials); default main.py
+//!                      # node: module exporting main(data, credentials); default main.js
 //!                      # command: executable reading JSON on stdin; default ./main
+//! image = "..."        # optional; only an image in `executor.allowed_images`
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use zeroize::Zeroizing;
 
 pub const MANIFEST_FILE: &str = "gitfaas.toml";
 const PYTHON_RUNNER: &str = include_str!("runner.py");
+const NODE_RUNNER: &str = include_str!("runner.js");
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ManifestError {
@@ -30,6 +34,8 @@ pub enum ManifestError {
     Mismatch { requested: String, declared: String },
     #[error("entry `{0}` must be a relative path inside the repository")]
     BadEntry(String),
+    #[error("image `{0}` is not in this executor's allowed images")]
+    ImageNotAllowed(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,26 +43,42 @@ pub enum ManifestError {
 struct Manifest {
     runtime: String,
     entry: Option<String>,
+    image: Option<String>,
 }
 
-/// A resolved plan for running a function.
-#[derive(Debug, Clone, PartialEq)]
+/// A resolved plan for running a function. `stdin` may hold credentials: it is
+/// zeroized on drop and left out of `Debug`.
+#[derive(Clone, PartialEq)]
 pub struct Launch {
     pub runtime: String,
     pub image: String,
     pub command: Vec<String>,
-    pub stdin: Vec<u8>,
+    pub stdin: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch").field("runtime", &self.runtime).field("image", &self.image).finish_non_exhaustive()
+    }
+}
+
+/// What the operator offers: runtime → image, and images a repository may name.
+pub struct Offer<'a> {
+    pub images: &'a BTreeMap<String, String>,
+    pub allowed_images: &'a [String],
 }
 
 /// Reads the manifest in `checkout` and decides image, command and stdin.
-/// `images` maps the runtimes this executor offers to their images.
+/// `credentials` is the opened credentials object's JSON text.
 pub fn plan(
     checkout: &Path,
     code_mount: &str,
     requested: Option<&str>,
-    images: &BTreeMap<String, String>,
+    offer: &Offer<'_>,
     input: &Value,
+    credentials: &[u8],
 ) -> Result<Launch, ManifestError> {
+    let images = offer.images;
     let manifest = match std::fs::read_to_string(checkout.join(MANIFEST_FILE)) {
         Ok(text) => {
             Some(toml::from_str::<Manifest>(&text).map_err(|e| ManifestError::Invalid(e.message().to_owned()))?)
@@ -71,21 +93,45 @@ pub fn plan(
         (None, Some(r)) => (r.to_owned(), None),
         (None, None) => return Err(ManifestError::Missing),
     };
-    let image = images.get(&runtime).cloned().ok_or_else(|| {
+    let mut image = images.get(&runtime).cloned().ok_or_else(|| {
         ManifestError::UnknownRuntime(runtime.clone(), images.keys().cloned().collect::<Vec<_>>().join(", "))
     })?;
+    if let Some(declared) = manifest.as_ref().and_then(|m| m.image.clone()) {
+        if !offer.allowed_images.contains(&declared) {
+            return Err(ManifestError::ImageNotAllowed(declared));
+        }
+        image = declared;
+    }
+    let input_json = serde_json::to_vec(input).expect("json values serialise");
     let (command, stdin) = match runtime.as_str() {
         "python" => {
             let entry = checked_entry(entry.unwrap_or_else(|| "main.py".into()))?;
             let command = ["python3", "-I", "-c", PYTHON_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, json!({"data": input, "credentials": {}}))
+            (command, request(&input_json, credentials))
+        }
+        "node" => {
+            let entry = checked_entry(entry.unwrap_or_else(|| "main.js".into()))?;
+            let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
+            (command, request(&input_json, credentials))
         }
         _ => {
             let entry = checked_entry(entry.unwrap_or_else(|| "main".into()))?;
-            (vec![format!("{code_mount}/{entry}")], input.clone())
+            (vec![format!("{code_mount}/{entry}")], Zeroizing::new(input_json))
         }
     };
-    Ok(Launch { runtime, image, command, stdin: serde_json::to_vec(&stdin).expect("json values serialise") })
+    Ok(Launch { runtime, image, command, stdin })
+}
+
+/// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy
+/// of the credentials.
+fn request(input_json: &[u8], credentials: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(input_json.len() + credentials.len() + 32));
+    out.extend_from_slice(b"{\"data\":");
+    out.extend_from_slice(input_json);
+    out.extend_from_slice(b",\"credentials\":");
+    out.extend_from_slice(credentials);
+    out.push(b'}');
+    out
 }
 
 fn checked_entry(entry: String) -> Result<String, ManifestError> {
@@ -100,9 +146,26 @@ fn checked_entry(entry: String) -> Result<String, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn images() -> BTreeMap<String, String> {
-        BTreeMap::from([("python".into(), "py:1".into()), ("command".into(), "bb:1".into())])
+        BTreeMap::from([
+            ("python".into(), "py:1".into()),
+            ("command".into(), "bb:1".into()),
+            ("node".into(), "node:1".into()),
+        ])
+    }
+
+    const ALLOWED: &[String] = &[];
+
+    fn plan(
+        dir: &Path,
+        mount: &str,
+        requested: Option<&str>,
+        images: &BTreeMap<String, String>,
+        input: &Value,
+    ) -> Result<Launch, ManifestError> {
+        super::plan(dir, mount, requested, &Offer { images, allowed_images: ALLOWED }, input, b"{}")
     }
 
     fn with_manifest(text: Option<&str>) -> tempfile::TempDir {
@@ -125,11 +188,42 @@ mod tests {
     }
 
     #[test]
+    fn node_and_python_get_the_opened_credentials_but_command_does_not() {
+        let dir = with_manifest(Some("runtime = \"node\"\n"));
+        let offer = Offer { images: &images(), allowed_images: ALLOWED };
+        let creds = br#"{"k":"v"}"#;
+        let launch = super::plan(dir.path(), "/code", None, &offer, &json!(1), creds).unwrap();
+        assert_eq!(
+            (launch.image.as_str(), &launch.command[..2]),
+            ("node:1", &["node".to_owned(), "-e".to_owned()][..])
+        );
+        assert_eq!(&launch.command[3..], ["/code", "main.js"]);
+        let stdin: Value = serde_json::from_slice(&launch.stdin).unwrap();
+        assert_eq!(stdin, json!({"data": 1, "credentials": {"k": "v"}}));
+        assert!(!format!("{launch:?}").contains("credentials"));
+        let cmd = with_manifest(Some("runtime = \"command\"\n"));
+        let launch = super::plan(cmd.path(), "/code", None, &offer, &json!(1), creds).unwrap();
+        assert_eq!(launch.stdin.as_slice(), b"1");
+    }
+
+    #[test]
+    fn a_repository_may_name_only_an_allowed_image() {
+        let dir = with_manifest(Some("runtime = \"python\"\nimage = \"py:custom\"\n"));
+        let images = images();
+        let refused =
+            super::plan(dir.path(), "/c", None, &Offer { images: &images, allowed_images: &[] }, &json!(1), b"{}");
+        assert_eq!(refused, Err(ManifestError::ImageNotAllowed("py:custom".into())));
+        let allowed = ["py:custom".to_owned()];
+        let offer = Offer { images: &images, allowed_images: &allowed };
+        assert_eq!(super::plan(dir.path(), "/c", None, &offer, &json!(1), b"{}").unwrap().image, "py:custom");
+    }
+
+    #[test]
     fn command_runtime_gets_the_input_itself_on_stdin() {
         let dir = with_manifest(Some("runtime = \"command\"\n"));
         let launch = plan(dir.path(), "/code", Some("command"), &images(), &json!([1])).unwrap();
         assert_eq!(launch.command, ["/code/main"]);
-        assert_eq!(launch.stdin, b"[1]");
+        assert_eq!(launch.stdin.as_slice(), b"[1]");
     }
 
     #[test]

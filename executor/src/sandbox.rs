@@ -5,9 +5,10 @@
 //! Every container is created with no network, a read-only root file system, a
 //! size-capped tmpfs at /tmp, all capabilities dropped, no-new-privileges, a
 //! non-root user, memory (= memory + swap), CPU, pids and open-file limits, and only
-//! the job's read-only checkout mounted. It is killed at its deadline, killed when
-//! its stdout passes the cap, and always removed — also when the future running it
-//! is dropped.
+//! the job's read-only checkout, its read-only input directory and its output
+//! directory mounted. It is killed at its deadline, killed when its stdout passes
+//! the cap, and always removed — also when the future running it is dropped. A job
+//! network (a bridge of its own) exists only when the operator enables it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,8 +36,13 @@ pub enum SandboxError {
     MissingImage(String),
 }
 
-/// Everything that varies between job containers.
-#[derive(Clone, Debug)]
+/// Where the job's input (read-only) and output (read-write) directories are mounted.
+pub const INPUT_MOUNT: &str = "/input";
+pub const OUTPUT_MOUNT: &str = "/output";
+
+/// Everything that varies between job containers. `stdin` may carry credentials:
+/// it is zeroized on drop and left out of `Debug`.
+#[derive(Clone)]
 pub struct SandboxSpec {
     pub name: String,
     pub image: String,
@@ -45,11 +51,22 @@ pub struct SandboxSpec {
     /// Host directory mounted read-only at [`SandboxSpec::code_mount`].
     pub code_dir: std::path::PathBuf,
     pub code_mount: String,
-    pub stdin: Vec<u8>,
+    /// Host directories mounted at [`INPUT_MOUNT`] (read-only) and [`OUTPUT_MOUNT`].
+    pub input_dir: Option<std::path::PathBuf>,
+    pub output_dir: Option<std::path::PathBuf>,
+    /// Put the container on a bridge network of its own instead of none.
+    pub job_network: bool,
+    pub stdin: zeroize::Zeroizing<Vec<u8>>,
     pub memory_mb: u32,
     pub cpu_millis: u32,
     pub pids: u32,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SandboxSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxSpec").field("name", &self.name).field("image", &self.image).finish_non_exhaustive()
+    }
 }
 
 /// Settings that are the same for every container an executor starts.
@@ -82,21 +99,32 @@ pub struct Sandbox {
     policy: SandboxPolicy,
 }
 
-/// Keeps the last `cap` bytes written to it.
+/// Keeps the last `cap` bytes written to it, and whether any were dropped.
 struct Tail {
     buf: Vec<u8>,
     cap: usize,
+    dropped: bool,
 }
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(self.cap)..];
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > self.cap {
             let excess = self.buf.len() - self.cap;
             self.buf.drain(..excess);
+            self.dropped = true;
         }
     }
+
+    fn text(&self) -> String {
+        let marker = if self.dropped { "[gitfaas: earlier stderr truncated]\n" } else { "" };
+        format!("{marker}{}", String::from_utf8_lossy(&self.buf))
+    }
 }
+
+/// The marker appended to the stderr tail of a job stopped for too much output.
+pub const STDOUT_CAP_MARKER: &str = "[gitfaas: stdout passed its limit; the function was stopped]";
 
 /// Removes the container when dropped, unless disarmed after an orderly removal.
 struct RemoveOnDrop {
@@ -114,6 +142,18 @@ impl Drop for RemoveOnDrop {
             }
         }
     }
+}
+
+/// The checkout read-only, the input read-only, the output read-write; nothing else.
+fn binds(spec: &SandboxSpec) -> Vec<String> {
+    let mut binds = vec![format!("{}:{}:ro", spec.code_dir.display(), spec.code_mount)];
+    if let Some(dir) = &spec.input_dir {
+        binds.push(format!("{}:{INPUT_MOUNT}:ro", dir.display()));
+    }
+    if let Some(dir) = &spec.output_dir {
+        binds.push(format!("{}:{OUTPUT_MOUNT}:rw", dir.display()));
+    }
+    binds
 }
 
 async fn remove(docker: &Docker, id: &str) {
@@ -140,7 +180,7 @@ impl Sandbox {
         let p = &self.policy;
         let memory = i64::from(spec.memory_mb) * 1024 * 1024;
         let host = HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some(if spec.job_network { spec.name.clone() } else { "none".into() }),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), format!("rw,noexec,nosuid,nodev,size={}m", p.tmpfs_mb))])),
             cap_drop: Some(vec!["ALL".into()]),
@@ -154,7 +194,7 @@ impl Sandbox {
                 soft: Some(p.nofile),
                 hard: Some(p.nofile),
             }]),
-            binds: Some(vec![format!("{}:{}:ro", spec.code_dir.display(), spec.code_mount)]),
+            binds: Some(binds(spec)),
             runtime: Some(p.oci_runtime.clone()),
             ipc_mode: Some("private".into()),
             ..Default::default()
@@ -171,7 +211,7 @@ impl Sandbox {
                 "PYTHONUNBUFFERED=1".into(),
             ]),
             labels: Some(spec.labels.clone()),
-            network_disabled: Some(true),
+            network_disabled: Some(!spec.job_network),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -188,13 +228,44 @@ impl Sandbox {
         if !self.image_exists(&spec.image).await {
             return Err(SandboxError::MissingImage(spec.image));
         }
+        if spec.job_network {
+            self.create_network(&spec).await?;
+        }
+        let outcome = self.create_and_run(&spec, cancel).await;
+        if spec.job_network {
+            if let Err(error) = self.docker.remove_network(&spec.name).await {
+                tracing::warn!(network = %spec.name, %error, "job network removal failed");
+            }
+        }
+        outcome
+    }
+
+    async fn create_and_run(
+        &self,
+        spec: &SandboxSpec,
+        cancel: &CancellationToken,
+    ) -> Result<SandboxOutcome, SandboxError> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let id = self.docker.create_container(Some(options), self.container_config(&spec)).await?.id;
+        let id = self.docker.create_container(Some(options), self.container_config(spec)).await?.id;
         let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), armed: true };
-        let outcome = self.run_created(&id, &spec, cancel).await;
+        let outcome = self.run_created(&id, spec, cancel).await;
         remove(&self.docker, &id).await;
         guard.armed = false;
         outcome
+    }
+
+    /// A bridge network for this one container, labelled like it; no other
+    /// container joins it.
+    async fn create_network(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
+        let request = bollard::models::NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(spec.labels.clone()),
+            options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".to_owned(), "false".to_owned())])),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await?;
+        Ok(())
     }
 
     async fn run_created(
@@ -207,7 +278,7 @@ impl Sandbox {
             AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
         let mut io = self.docker.attach_container(id, Some(attach)).await?;
         self.docker.start_container(id, None).await?;
-        let stdin = spec.stdin.clone();
+        let stdin = spec.stdin.clone(); // zeroized when the feeder ends
         let mut input = io.input;
         let feeder = tokio::spawn(async move {
             // a function that never reads stdin must not block us: errors are ignored
@@ -216,7 +287,7 @@ impl Sandbox {
         });
 
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail { buf: Vec::new(), cap: self.policy.stderr_tail_bytes };
+        let mut stderr = Tail { buf: Vec::new(), cap: self.policy.stderr_tail_bytes, dropped: false };
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
         loop {
@@ -254,7 +325,11 @@ impl Sandbox {
         let state = self.wait_exit(id).await?;
         outcome.exit_code = state.0;
         outcome.oom_killed = state.1;
-        outcome.stderr_tail = String::from_utf8_lossy(&stderr.buf).into_owned();
+        outcome.stderr_tail = stderr.text();
+        if outcome.stdout_overflow {
+            outcome.stdout.clear();
+            outcome.stderr_tail.push_str(STDOUT_CAP_MARKER);
+        }
         Ok(outcome)
     }
 
@@ -274,6 +349,19 @@ impl Sandbox {
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
     }
 
+    /// Networks left by a crashed executor go with its containers.
+    async fn remove_orphan_networks(&self, label: &str) -> Result<(), SandboxError> {
+        let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()
+            .filters(&HashMap::from([("label", vec![label])]))
+            .build();
+        for network in self.docker.list_networks(Some(options)).await? {
+            if let Some(id) = network.id {
+                let _ = self.docker.remove_network(&id).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes containers left by a crashed executor with the same id, or every
     /// gitfaas container when `executor_id` is `None`. Returns how many were removed.
     pub async fn remove_orphans(&self, executor_id: Option<&str>) -> Result<usize, SandboxError> {
@@ -291,6 +379,7 @@ impl Sandbox {
                 remove(&self.docker, id).await;
             }
         }
+        self.remove_orphan_networks(&label).await?;
         Ok(containers.len())
     }
 }

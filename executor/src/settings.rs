@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use gitfaas_common::sealed::PrivateKey;
 use gitfaas_common::settings::{KafkaSettings, SettingsError, TelemetrySettings};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,6 +46,82 @@ pub struct ExecutorSettings {
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// Which repository URLs jobs may use.
+    #[serde(default)]
+    pub repos: RepoPolicy,
+    /// Images a repository may name itself (`image = "..."` in `gitfaas.toml`).
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
+    /// Give each job a network of its own (bridge, no other containers on it).
+    /// Off by default: jobs have no network interface but loopback.
+    #[serde(default)]
+    pub job_network: bool,
+    /// Base64 X25519 private key opening sealed credentials
+    /// (`GITFAAS__EXECUTOR__PRIVATE_KEY`); or read from `private_key_file`.
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// Caps on downloads into /input and uploads from /output.
+    #[serde(default)]
+    pub data: DataLimits,
+}
+
+/// Allowed schemes and hosts of repository URLs; an empty host list allows any host.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoPolicy {
+    pub allowed_schemes: Vec<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for RepoPolicy {
+    fn default() -> Self {
+        Self { allowed_schemes: vec!["https".into(), "http".into(), "git".into()], allowed_hosts: Vec::new() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataLimits {
+    /// Largest total of a job's downloaded sources.
+    pub max_input_bytes: u64,
+    /// Largest total of a job's uploaded outputs.
+    pub max_output_bytes: u64,
+    /// Time allowed for each download or upload.
+    pub transfer_timeout_secs: u64,
+    /// Most sources or sinks per job.
+    pub max_links: usize,
+    /// Hosts sources and sinks may name; empty allows any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for DataLimits {
+    fn default() -> Self {
+        let allowed_hosts = Vec::new();
+        Self {
+            max_input_bytes: 64 << 20,
+            max_output_bytes: 64 << 20,
+            transfer_timeout_secs: 30,
+            max_links: 16,
+            allowed_hosts,
+        }
+    }
+}
+
+impl ExecutorSettings {
+    /// The key that opens sealed credentials, if this executor has one.
+    pub fn private_key(&self) -> Result<Option<PrivateKey>, SettingsError> {
+        let bad = |e: &dyn std::fmt::Display| SettingsError::Invalid(format!("executor private key: {e}"));
+        let text = match (&self.private_key, &self.private_key_file) {
+            (Some(key), _) => zeroize::Zeroizing::new(key.expose_secret().to_owned()),
+            (None, Some(path)) => zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e))?),
+            (None, None) => return Ok(None),
+        };
+        PrivateKey::from_base64(&text).map(Some).map_err(|e| bad(&e))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -81,6 +159,10 @@ impl Settings {
         if !["runc", "runsc"].contains(&e.oci_runtime.as_str()) {
             return invalid("executor.oci_runtime must be `runc` or `runsc`");
         }
+        if e.repos.allowed_schemes.iter().any(|s| !["https", "http", "git"].contains(&s.as_str())) {
+            return invalid("executor.repos.allowed_schemes may only name https, http and git");
+        }
+        e.private_key()?;
         if e.user.starts_with("0:") || e.user == "0" || e.user == "root" {
             return invalid("executor.user must not be root");
         }
