@@ -249,6 +249,9 @@ pub struct Metrics {
     pub workers: u32,
     /// Slots of one worker used by the model (mean over live workers).
     pub slots_per_worker: u32,
+    /// Partitions of the jobs topic: no more workers than these can get jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
     /// Whether the rate window is covered by observation (not just since start).
     pub window_filled: bool,
     pub executors: Vec<WorkerView>,

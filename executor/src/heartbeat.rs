@@ -1,8 +1,12 @@
 //! Heartbeats on the observer topic: this executor's slots and how many are busy,
 //! so the observer can count live workers and pick idle ones to remove.
 //!
-//! After `shutdown` the executor drains: heartbeats go on with state `draining`
-//! until no job runs any more, then one `stopped` heartbeat ends the task.
+//! While running, busy is the number of jobs received and not finished (capped at
+//! the slots): the worker loop holds a slot permit while it waits for the next
+//! message, so taken permits would count an idle worker as busy. After `shutdown` the
+//! executor drains: the loop has let go of its permit, so taken permits are the
+//! jobs still running; heartbeats go on with state `draining` until none is left,
+//! then one `stopped` heartbeat ends the task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +16,13 @@ use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState, ObserverMessage
 use gitfaas_common::schema::SCHEMA_VERSION;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::worker::Worker;
+
 pub async fn publish_heartbeats(
-    producer: FutureProducer,
+    worker: Arc<Worker>,
     topic: String,
-    executor_id: String,
-    slots: Arc<Semaphore>,
     total_slots: usize,
     interval: Duration,
     shutdown: CancellationToken,
@@ -29,7 +32,11 @@ pub async fn publish_heartbeats(
     ticker.tick().await; // the first tick is immediate
     loop {
         let draining = shutdown.is_cancelled();
-        let busy = total_slots.saturating_sub(slots.available_permits());
+        let busy = if draining {
+            total_slots.saturating_sub(worker.slots.available_permits())
+        } else {
+            worker.tracker.lock().expect("tracker lock").in_flight().min(total_slots)
+        };
         let state = match (draining, busy) {
             (false, _) => ExecutorState::Running,
             (true, 0) => ExecutorState::Stopped,
@@ -37,13 +44,13 @@ pub async fn publish_heartbeats(
         };
         let heartbeat = ExecutorHeartbeat {
             version: SCHEMA_VERSION,
-            executor_id: executor_id.clone(),
+            executor_id: worker.runner.executor_id.clone(),
             slots: total_slots as u32,
             busy: busy as u32,
             state,
             at: Utc::now(),
         };
-        send(&producer, &topic, &ObserverMessage::Heartbeat(heartbeat)).await;
+        send(&worker.producer, &topic, &ObserverMessage::Heartbeat(heartbeat)).await;
         if state == ExecutorState::Stopped {
             return;
         }

@@ -102,10 +102,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         trigger.cancel();
     });
     let heartbeats = tokio::spawn(heartbeat::publish_heartbeats(
-        worker.producer.clone(),
+        worker.clone(),
         settings.kafka.topics.observer.clone(),
-        worker.runner.executor_id.clone(),
-        worker.slots.clone(),
         settings.executor.slots,
         gitfaas_common::observer::HEARTBEAT_EVERY,
         token.clone(),
