@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use gitfaas_common::observer::{ObserverParams, ScaleAction, TargetStatistic};
 
-use crate::queueing::MMc;
+use crate::queueing::{MMc, Partitioned};
 
 /// What the decision looks at, taken from a [`crate::measure::Snapshot`].
 #[derive(Clone, Debug, Default)]
@@ -21,6 +21,9 @@ pub struct DecisionInput {
     /// Live workers taking jobs.
     pub workers: u32,
     pub slots_per_worker: u32,
+    /// Partitions of the jobs topic: more workers than these get no jobs. None:
+    /// model the workers as one pooled queue.
+    pub partitions: Option<u32>,
     /// Live workers with nothing running.
     pub idle: Vec<String>,
     pub window_filled: bool,
@@ -45,10 +48,16 @@ pub struct Decision {
 /// The model's response time of `statistic` with `workers` workers, in ms.
 pub fn predict_ms(input: &DecisionInput, workers: u32, statistic: TargetStatistic) -> Option<f64> {
     let service_ms = input.service_time_ms.filter(|&ms| ms > 0.0)?;
-    let queue = MMc::new(input.arrival_rate, 1000.0 / service_ms, workers * input.slots_per_worker.max(1));
-    let seconds = match statistic {
-        TargetStatistic::Mean => queue.mean_response(),
-        TargetStatistic::P95 => queue.response_quantile(0.95),
+    let (lambda, mu, slots) = (input.arrival_rate, 1000.0 / service_ms, input.slots_per_worker.max(1));
+    let seconds = match (input.partitions, statistic) {
+        (Some(partitions), TargetStatistic::Mean) => {
+            Partitioned { lambda, mu, slots, workers, partitions }.mean_response()
+        }
+        (Some(partitions), TargetStatistic::P95) => {
+            Partitioned { lambda, mu, slots, workers, partitions }.response_quantile(0.95)
+        }
+        (None, TargetStatistic::Mean) => MMc::new(lambda, mu, workers * slots).mean_response(),
+        (None, TargetStatistic::P95) => MMc::new(lambda, mu, workers * slots).response_quantile(0.95),
     };
     Some(seconds * 1000.0)
 }
@@ -62,18 +71,20 @@ fn service_floor_ms(service_ms: f64, statistic: TargetStatistic) -> f64 {
 }
 
 /// The smallest worker count in `[floor, max]` predicted to meet `target_ms` and
-/// to drain the backlog in time; `max` (and false) when none does.
+/// to drain the backlog in time. When none does: the most that can help (false).
 fn smallest_count(input: &DecisionInput, params: &ObserverParams, floor: u32, target_ms: f64) -> (u32, bool) {
+    // workers beyond the partition count get no jobs and add no capacity
+    let useful = params.max_workers.min(input.partitions.unwrap_or(u32::MAX)).max(floor);
     let service_ms = input.service_time_ms.unwrap_or(f64::INFINITY);
     let per_worker = f64::from(input.slots_per_worker.max(1)) * 1000.0 / service_ms;
     let drain = input.arrival_rate + input.backlog as f64 / params.drain_horizon_secs as f64;
-    let for_drain = (drain / per_worker).ceil() as u32;
-    (floor.max(for_drain)..=params.max_workers)
+    let for_drain = ((drain / per_worker).ceil() as u32).min(useful);
+    (floor.max(for_drain)..=useful)
         .find(|&workers| {
             input.arrival_rate == 0.0
                 || predict_ms(input, workers, params.target_statistic).is_some_and(|ms| ms <= target_ms)
         })
-        .map_or((params.max_workers, false), |workers| (workers, true))
+        .map_or((useful, false), |workers| (workers, true))
 }
 
 fn in_cooldown(state: &ScalingState, now: DateTime<Utc>, secs: u64) -> bool {
@@ -105,7 +116,7 @@ pub fn decide(input: &DecisionInput, params: &ObserverParams, state: &ScalingSta
             why += &if reachable {
                 format!("{} workers meet the target", wanted)
             } else {
-                format!("target unreachable within max_workers {}", params.max_workers)
+                format!("target unreachable with the {wanted} workers that can help")
             };
             (wanted, strict_wanted.max(wanted), why)
         }

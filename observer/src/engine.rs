@@ -55,9 +55,12 @@ pub struct Observer {
     published: Option<Published>,
     caught_up: bool,
     last_prune: Option<DateTime<Utc>>,
+    partitions: Option<u32>,
 }
 
 pub struct ObserverOptions {
+    /// Partitions of the jobs topic, when known.
+    pub partitions: Option<u32>,
     pub lookback: Duration,
     pub worker_timeout: Duration,
     pub default_slots: u32,
@@ -80,6 +83,7 @@ impl Observer {
             published: None,
             caught_up: false,
             last_prune: None,
+            partitions: options.partitions,
         }
     }
 
@@ -148,7 +152,8 @@ impl Observer {
             self.measurements.prune(now);
             self.last_prune = Some(now);
         }
-        let snapshot = self.measurements.snapshot(now);
+        let mut snapshot = self.measurements.snapshot(now);
+        snapshot.metrics.partitions = self.partitions;
         let m = &snapshot.metrics;
         let input = DecisionInput {
             arrival_rate: m.arrival_rate,
@@ -156,6 +161,7 @@ impl Observer {
             backlog: m.backlog,
             workers: m.workers,
             slots_per_worker: m.slots_per_worker,
+            partitions: m.partitions,
             idle: snapshot.idle.clone(),
             window_filled: m.window_filled,
         };

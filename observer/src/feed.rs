@@ -28,6 +28,8 @@ use crate::engine::Input;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Feed {
+    /// Partitions of the jobs topic when the feed was assigned.
+    pub jobs_partitions: u32,
     consumer: StreamConsumer,
     topics: TopicSettings,
     /// Last offset to read per partition before the replay is done.
@@ -44,6 +46,7 @@ impl Feed {
             .create()
             .context("creating the observer consumer")?;
         let topics = kafka.topics.clone();
+        let jobs_topic = topics.jobs.clone();
         let (consumer, replay_ends) = tokio::task::spawn_blocking(move || {
             let mut assignment = TopicPartitionList::new();
             let mut replay_ends = HashMap::new();
@@ -56,13 +59,14 @@ impl Feed {
             anyhow::Ok((consumer, replay_ends))
         })
         .await??;
-        tracing::info!(partitions_to_replay = replay_ends.len(), since = %replay_from, "observer feed assigned");
-        Ok(Self { consumer, topics: kafka.topics.clone(), replay_ends })
+        let jobs_partitions = consumer.assignment()?.elements_for_topic(&jobs_topic).len() as u32;
+        tracing::info!(jobs_partitions, partitions_to_replay = replay_ends.len(), since = %replay_from, "observer feed assigned");
+        Ok(Self { jobs_partitions, consumer, topics: kafka.topics.clone(), replay_ends })
     }
 
     /// Sends every message read until `shutdown`.
     pub async fn run(self, tx: mpsc::Sender<Input>, shutdown: CancellationToken) {
-        let Feed { consumer, topics, mut replay_ends } = self;
+        let Feed { consumer, topics, mut replay_ends, .. } = self;
         if replay_ends.is_empty() && tx.send(Input::CaughtUp).await.is_err() {
             return;
         }

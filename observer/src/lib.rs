@@ -57,14 +57,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         trigger.cancel();
     });
     let (input_tx, mut input_rx) = mpsc::channel::<Input>(4096);
-    let feed = tokio::spawn(feed.run(input_tx, token.clone()));
-
     let options = ObserverOptions {
+        partitions: Some(feed.jobs_partitions),
         lookback,
         worker_timeout: chrono::Duration::seconds(o.worker_timeout_secs as i64),
         default_slots: o.default_slots,
     };
     let mut observer = Observer::new(observer_id.clone(), o.params.clone(), options, replay_from);
+    let feed = tokio::spawn(feed.run(input_tx, token.clone()));
     let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(o.replay_timeout_secs);
     let mut ticks = tokio::time::interval(Duration::from_millis(o.evaluate_every_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -28,6 +28,10 @@ pub struct Spans {
     pub worker_timeout: Duration,
 }
 
+/// The attempt a job message stands for. Jobs on the topic carry no attempt
+/// number yet; once `Job::attempt` exists, a retried job is keyed by it.
+const FIRST_ATTEMPT: u32 = 1;
+
 #[derive(Clone, Copy, Debug)]
 struct Completion {
     queue_ms: f64,
@@ -79,7 +83,8 @@ pub struct Measurements {
     observed_since: DateTime<Utc>,
     arrivals: TimeWindow<()>,
     completions: TimeWindow<Completion>,
-    jobs: HashMap<JobId, Track>,
+    /// By job id and attempt: a retry is a new arrival, a redelivery a duplicate.
+    jobs: HashMap<(JobId, u32), Track>,
     num_queued: u64,
     num_running: u64,
     executors: BTreeMap<String, WorkerView>,
@@ -113,8 +118,8 @@ impl Measurements {
 
     /// Applies `change` to the job's track, keeping the queued/running counts;
     /// false when the job already had that step (a duplicate).
-    fn step(&mut self, id: JobId, at: DateTime<Utc>, change: impl FnOnce(&mut Track) -> bool) -> bool {
-        let track = self.jobs.entry(id).or_default();
+    fn step(&mut self, key: (JobId, u32), at: DateTime<Utc>, change: impl FnOnce(&mut Track) -> bool) -> bool {
+        let track = self.jobs.entry(key).or_default();
         let before = track.phase();
         if !change(track) {
             self.anomalies.duplicates += 1;
@@ -143,7 +148,7 @@ impl Measurements {
         if job.submitted_at < seen_at - self.spans.memory {
             return; // older than anything remembered: could not be deduplicated
         }
-        if self.step(job.id, job.submitted_at, |t| !std::mem::replace(&mut t.submitted, true)) {
+        if self.step((job.id, FIRST_ATTEMPT), job.submitted_at, |t| !std::mem::replace(&mut t.submitted, true)) {
             self.check_late(job.submitted_at, seen_at, self.spans.rate_window);
             self.arrivals.insert(job.submitted_at, ());
         }
@@ -155,15 +160,15 @@ impl Measurements {
                 if started.started_at < seen_at - self.spans.memory {
                     return;
                 }
-                self.step(started.job_id, started.started_at, |t| {
-                    !t.finished && !std::mem::replace(&mut t.started, true)
-                });
+                let key = (started.job_id, started.attempt);
+                self.step(key, started.started_at, |t| !t.finished && !std::mem::replace(&mut t.started, true));
             }
             JobEvent::Finished(result) => {
                 if result.finished_at < seen_at - self.spans.memory {
                     return;
                 }
-                if self.step(result.job_id, result.finished_at, |t| !std::mem::replace(&mut t.finished, true)) {
+                let key = (result.job_id, result.attempt);
+                if self.step(key, result.finished_at, |t| !std::mem::replace(&mut t.finished, true)) {
                     self.check_late(result.finished_at, seen_at, self.spans.rate_window);
                     let t = result.timings;
                     let completion = Completion {
@@ -262,6 +267,7 @@ impl Measurements {
             response,
             workers,
             slots_per_worker,
+            partitions: None,
             window_filled: now - self.observed_since >= s.rate_window,
             executors,
             anomalies: self.anomalies,

@@ -1,9 +1,16 @@
-//! The M/M/c queue: Poisson arrivals at rate λ, exponential service at rate μ per
-//! server, `c` servers, one FIFO queue. See `paper/observer.md` for why this model
-//! and where it is wrong for gitfaas.
+//! Queueing models of the executors.
 //!
-//! Erlang C is computed through the Erlang B recursion, which stays finite for
-//! hundreds of servers where the textbook sum of `a^k / k!` overflows.
+//! - [`MMc`]: Poisson arrivals at rate λ, exponential service at rate μ per server,
+//!   `c` servers, one FIFO queue (Erlang C);
+//! - [`Partitioned`]: what Kafka actually builds — every worker serves only the
+//!   partitions assigned to it, so `c` workers are `c` separate M/M/s queues (s =
+//!   slots per worker) fed by their share of the partitions. With fewer workers
+//!   than partitions the shares are uneven, and workers beyond the partition
+//!   count get nothing.
+//!
+//! See `paper/observer.md` for the assumptions and where they fail. Erlang C is
+//! computed through the Erlang B recursion, which stays finite for hundreds of
+//! servers where the textbook sum of `a^k / k!` overflows.
 
 /// A stable or unstable M/M/c system.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,21 +103,70 @@ impl MMc {
         if !self.is_stable() {
             return f64::INFINITY;
         }
-        let tail = 1.0 - q;
-        let mut high = 1.0 / self.mu;
-        while self.response_exceedance(high) > tail {
-            high *= 2.0;
+        quantile(q, 1.0 / self.mu, |t| self.response_exceedance(t))
+    }
+}
+
+/// Smallest `t` with `exceedance(t) <= 1 - q`, for a decreasing `exceedance`.
+fn quantile(q: f64, start: f64, exceedance: impl Fn(f64) -> f64) -> f64 {
+    let tail = 1.0 - q;
+    let mut high = start.max(1e-9);
+    while exceedance(high) > tail {
+        high *= 2.0;
+    }
+    let mut low = 0.0;
+    for _ in 0..100 {
+        let mid = (low + high) / 2.0;
+        if exceedance(mid) > tail {
+            low = mid;
+        } else {
+            high = mid;
         }
-        let mut low = 0.0;
-        for _ in 0..100 {
-            let mid = (low + high) / 2.0;
-            if self.response_exceedance(mid) > tail {
-                low = mid;
-            } else {
-                high = mid;
-            }
+    }
+    high
+}
+
+/// `workers` workers of `slots` servers each, sharing `partitions` partitions as
+/// evenly as an assignor can; arrivals spread uniformly over the partitions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partitioned {
+    pub lambda: f64,
+    pub mu: f64,
+    pub slots: u32,
+    pub workers: u32,
+    pub partitions: u32,
+}
+
+impl Partitioned {
+    /// (fraction of the traffic, queue) for every worker that has partitions.
+    fn queues(&self) -> Vec<(f64, MMc)> {
+        let (p, c) = (self.partitions.max(1), self.workers.min(self.partitions.max(1)));
+        if c == 0 {
+            return vec![(1.0, MMc::new(self.lambda, self.mu, 0))];
         }
-        high
+        let (base, extra) = (p / c, p % c);
+        (0..c)
+            .map(|i| {
+                let share = f64::from(base + u32::from(i < extra)) / f64::from(p);
+                (share, MMc::new(self.lambda * share, self.mu, self.slots))
+            })
+            .collect()
+    }
+
+    pub fn is_stable(&self) -> bool {
+        self.queues().iter().all(|(_, q)| q.is_stable())
+    }
+
+    pub fn mean_response(&self) -> f64 {
+        self.queues().iter().map(|(share, q)| share * q.mean_response()).sum()
+    }
+
+    pub fn response_quantile(&self, q: f64) -> f64 {
+        if !self.is_stable() {
+            return f64::INFINITY;
+        }
+        let queues = self.queues();
+        quantile(q, 1.0 / self.mu, |t| queues.iter().map(|(share, queue)| share * queue.response_exceedance(t)).sum())
     }
 }
 
@@ -172,6 +228,33 @@ mod tests {
         assert!(q.mean_response().is_infinite());
         assert!(q.response_quantile(0.95).is_infinite());
         assert!(MMc::new(1.0, 1.0, 0).mean_wait().is_infinite());
+    }
+
+    #[test]
+    fn partitioned_workers_with_equal_shares_are_independent_mmc_queues() {
+        // 4 partitions over 2 workers of 2 slots: two M/M/2 queues with λ/2 each
+        let p = Partitioned { lambda: 1.2, mu: 1.0, slots: 2, workers: 2, partitions: 4 };
+        let one = MMc::new(0.6, 1.0, 2);
+        close(p.mean_response(), one.mean_response(), 1e-12);
+        close(p.response_quantile(0.95), one.response_quantile(0.95), 1e-6);
+        // one worker holds every partition: the pooled queue of its slots
+        let single = Partitioned { workers: 1, ..p };
+        close(single.mean_response(), MMc::new(1.2, 1.0, 2).mean_response(), 1e-12);
+    }
+
+    #[test]
+    fn uneven_partition_shares_are_slower_than_a_pooled_queue() {
+        // 4 partitions over 3 workers: shares 1/2, 1/4, 1/4
+        let p = Partitioned { lambda: 0.7, mu: 0.5, slots: 1, workers: 3, partitions: 4 };
+        let expected = 0.5 * MMc::new(0.35, 0.5, 1).mean_response() + 0.5 * MMc::new(0.175, 0.5, 1).mean_response();
+        close(p.mean_response(), expected, 1e-12);
+        assert!(p.mean_response() > MMc::new(0.7, 0.5, 3).mean_response());
+        // workers beyond the partition count change nothing
+        let four = Partitioned { workers: 4, ..p };
+        close(Partitioned { workers: 9, ..p }.mean_response(), four.mean_response(), 1e-12);
+        // the busiest worker decides stability
+        assert!(!Partitioned { lambda: 1.0, ..p }.is_stable(), "half of λ = 1 on one slot of μ = 0.5");
+        assert!(Partitioned { lambda: 1.0, workers: 0, ..p }.mean_response().is_infinite());
     }
 
     #[test]

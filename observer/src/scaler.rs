@@ -2,8 +2,9 @@
 //! starts or drains executor processes so that their number follows
 //! `desired_workers`.
 //!
-//! - every report: if fewer executors are live or starting than desired, start the
-//!   difference (so a missed `add` is made up by the next report);
+//! - an `add` report: start executors until those live or starting reach
+//!   `desired_workers` (a missed `add` is made up by the observer's next one, after
+//!   its cooldown);
 //! - a `remove` report: drain the named executors this scaler started (SIGTERM:
 //!   they finish their running jobs and exit 0). Nothing is ever killed to scale in;
 //! - on shutdown every executor it started is drained.
@@ -92,8 +93,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     Ok(())
 }
 
-/// Reads only reports published from now on: every report carries the full
-/// picture, so the next one is enough to act on.
+/// Reads only reports published from now on: an order missed while the scaler
+/// was away is given again by the observer after its cooldown, if still needed.
 async fn reports_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = client_config(&settings.kafka)
         .set("group.id", format!("{}-scaler", settings.observer.group_id))
@@ -115,6 +116,17 @@ async fn reports_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer>
 
 impl Scaler {
     async fn apply(&mut self, report: &ObserverReport) {
+        match report.action {
+            ScaleAction::Add => self.add(report).await,
+            ScaleAction::Remove => self.remove(report).await,
+            // `desired` may differ from `current` during a cooldown: not an order
+            ScaleAction::None => {}
+        }
+    }
+
+    /// Starts executors until the live and starting ones reach `desired`; those
+    /// already coming since an earlier `add` count, so a repeated report adds nothing.
+    async fn add(&mut self, report: &ObserverReport) {
         let live: HashSet<&str> = report
             .metrics
             .executors
@@ -132,9 +144,9 @@ impl Scaler {
                 }
             }
         }
-        if report.action != ScaleAction::Remove {
-            return;
-        }
+    }
+
+    async fn remove(&mut self, report: &ObserverReport) {
         for executor_id in &report.remove {
             if !self.pool.manages(executor_id) {
                 tracing::warn!(%executor_id, "asked to remove an executor this scaler did not start");

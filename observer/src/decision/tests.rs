@@ -28,6 +28,7 @@ fn load(arrival_rate: f64, backlog: u64, workers: u32) -> DecisionInput {
         backlog,
         workers,
         slots_per_worker: 1,
+        partitions: None,
         idle: (1..=workers).map(|n| format!("e-{n}")).collect(),
         window_filled: true,
     }
@@ -190,4 +191,27 @@ fn slots_per_worker_multiply_the_servers() {
     assert!((one - expected).abs() < 1e-6);
     let slots_one = predict_ms(&load(1.5, 0, 1), 1, TargetStatistic::Mean).unwrap();
     assert!(slots_one.is_infinite(), "one slot at λ = 1.5, μ = 1 is unstable");
+}
+
+#[test]
+fn uneven_partition_shares_ask_for_more_workers_than_a_pooled_queue() {
+    // λ = 0.7, 2 s jobs, one slot, mean ≤ 5 s: pooled M/M/2 predicts 3.9 s, but on
+    // 4 partitions two workers are two M/M/1 queues of λ = 0.35 (6.7 s); three
+    // workers take shares 1/2, 1/4, 1/4 (4.9 s on average)
+    let input = DecisionInput { service_time_ms: Some(2_000.0), ..load(0.7, 0, 1) };
+    let p = ObserverParams { target_response_ms: 5_000, ..params() };
+    let pooled = decide(&input, &p, &ScalingState::default(), now());
+    assert_eq!(pooled.desired, 2, "{}", pooled.reason);
+    let partitioned = DecisionInput { partitions: Some(4), ..input };
+    let d = decide(&partitioned, &p, &ScalingState::default(), now());
+    assert_eq!(d.desired, 3, "{}", d.reason);
+    assert!((d.predicted_ms.unwrap() - 4_871.8).abs() < 1.0, "{:?}", d.predicted_ms);
+}
+
+#[test]
+fn workers_beyond_the_partition_count_are_never_asked_for() {
+    let saturated = DecisionInput { partitions: Some(2), ..load(10.0, 500, 1) };
+    let d = decide(&saturated, &params(), &ScalingState::default(), now());
+    assert_eq!((d.action, d.desired), (ScaleAction::Add, 2), "{}", d.reason);
+    assert!(d.reason.contains("unreachable with the 2 workers that can help"), "{}", d.reason);
 }

@@ -8,8 +8,12 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn observer() -> Observer {
-    let options =
-        ObserverOptions { lookback: Duration::seconds(600), worker_timeout: Duration::seconds(6), default_slots: 2 };
+    let options = ObserverOptions {
+        partitions: None,
+        lookback: Duration::seconds(600),
+        worker_timeout: Duration::seconds(6),
+        default_slots: 2,
+    };
     Observer::new("obs".into(), ObserverParams::default(), options, at(-600))
 }
 
@@ -79,7 +83,12 @@ fn an_earlier_decision_of_this_observer_keeps_its_cooldown_after_a_restart() {
     let mut other = Observer::new(
         "other".into(),
         ObserverParams::default(),
-        ObserverOptions { lookback: Duration::seconds(600), worker_timeout: Duration::seconds(6), default_slots: 2 },
+        ObserverOptions {
+            partitions: None,
+            lookback: Duration::seconds(600),
+            worker_timeout: Duration::seconds(6),
+            default_slots: 2,
+        },
         at(-600),
     );
     other.ingest(Input::Observer { message: ObserverMessage::Report(Box::new(add)), seen_at: at(0) });

@@ -2,8 +2,8 @@
 
 use chrono::TimeZone;
 use gitfaas_common::observer::ExecutorHeartbeat;
-use gitfaas_common::schema::{JobStarted, Resources, SCHEMA_VERSION};
-use gitfaas_common::{JobResult, JobSpec, JobStatus, Owner, Timings};
+use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::{JobSpec, Owner, Timings};
 
 use super::*;
 
@@ -41,46 +41,31 @@ impl Rng {
 }
 
 fn job(submitted_at: DateTime<Utc>) -> Job {
-    let spec = JobSpec {
-        repo: "git://127.0.0.1/f".into(),
-        git_ref: "main".into(),
-        runtime: None,
-        input: serde_json::Value::Null,
-        timeout_secs: 60,
-        resources: Resources { memory_mb: 64, cpu_millis: 500, pids: 32 },
-    };
+    // through JSON, so that fields the schema gains later take their defaults
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "repo": "git://127.0.0.1/f", "ref": "main", "timeout_secs": 60,
+        "resources": {"memory_mb": 64, "cpu_millis": 500, "pids": 32},
+    }))
+    .unwrap();
     Job { submitted_at, ..Job::new(Owner { subject: "u".into(), name: None }, spec) }
 }
 
 fn started(job: &Job, started_at: DateTime<Utc>) -> JobEvent {
-    JobEvent::Started(JobStarted {
-        version: SCHEMA_VERSION,
-        job_id: job.id,
-        owner: job.owner.clone(),
-        executor_id: "e-1".into(),
-        attempt: 1,
-        started_at,
-    })
+    serde_json::from_value(serde_json::json!({
+        "kind": "started", "version": SCHEMA_VERSION, "job_id": job.id, "owner": job.owner,
+        "executor_id": "e-1", "attempt": 1, "started_at": started_at,
+    }))
+    .unwrap()
 }
 
 fn finished(job: &Job, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> JobEvent {
-    JobEvent::Finished(JobResult {
-        version: SCHEMA_VERSION,
-        job_id: job.id,
-        owner: job.owner.clone(),
-        status: JobStatus::Succeeded,
-        reason: None,
-        exit_code: Some(0),
-        output: None,
-        stderr_tail: String::new(),
-        commit_sha: None,
-        executor_id: "e-1".into(),
-        attempt: 1,
-        submitted_at: job.submitted_at,
-        started_at: Some(started_at),
-        finished_at,
-        timings: Timings::between(job.submitted_at, Some(started_at), finished_at),
-    })
+    serde_json::from_value(serde_json::json!({
+        "kind": "finished", "version": SCHEMA_VERSION, "job_id": job.id, "owner": job.owner,
+        "status": "succeeded", "executor_id": "e-1", "attempt": 1,
+        "submitted_at": job.submitted_at, "started_at": started_at, "finished_at": finished_at,
+        "timings": Timings::between(job.submitted_at, Some(started_at), finished_at),
+    }))
+    .unwrap()
 }
 
 /// Feeds a whole job's life: submitted, started after `wait`, finished after `run`.
