@@ -1,10 +1,13 @@
 //! The submit request: strict parsing (unknown fields refused, errors name the
 //! field) and validation against the operator's limits and policy.
 
-use gitfaas_common::schema::Resources;
-use gitfaas_common::JobSpec;
+use std::collections::BTreeMap;
+
+use gitfaas_common::schema::{DataLink, Resources};
+use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::problem::ApiError;
 use crate::settings::FrontendSettings;
@@ -30,6 +33,41 @@ pub struct SubmitRequest {
     pub timeout_secs: Option<u32>,
     #[serde(default)]
     pub resources: ResourceRequest,
+    /// Secrets for the function (`main(data, credentials)`), e.g. `git_token` for a
+    /// private repository. The frontend seals them to the executors' public key at
+    /// once; they are never stored or published in the clear.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<PlainCredentials>,
+    /// Credentials the client sealed itself to `GET /v1/keys/executor` (base64 of
+    /// an X25519 sealed box of a JSON object of strings).
+    #[serde(default)]
+    pub sealed_credentials: Option<String>,
+    /// Files downloaded into `/input` before the function runs.
+    #[serde(default)]
+    pub sources: Vec<DataLink>,
+    /// Files of `/output` uploaded after the function succeeded.
+    #[serde(default)]
+    pub sinks: Vec<DataLink>,
+}
+
+/// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct PlainCredentials(BTreeMap<String, String>);
+
+impl std::fmt::Debug for PlainCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlainCredentials({} redacted)", self.0.len())
+    }
+}
+
+impl Drop for PlainCredentials {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
 }
 
 /// Sandbox limits; each defaults from configuration and is capped by it.
@@ -64,6 +102,11 @@ impl SubmitRequest {
     /// Checks the request and fills in defaults.
     pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, ApiError> {
         validate_repo(&self.repo, &settings.allowed_schemes)?;
+        validate_host(&self.repo, &settings.allowed_hosts)?;
+        let sealed_credentials = seal_credentials(self.credentials, self.sealed_credentials, settings)?;
+        for (field, links) in [("sources", &self.sources), ("sinks", &self.sinks)] {
+            validate_links(field, links)?;
+        }
         let git_ref = self.git_ref.unwrap_or_else(|| "HEAD".into());
         validate_ref(&git_ref)?;
         if let Some(runtime) = &self.runtime {
@@ -94,12 +137,69 @@ impl SubmitRequest {
                 cpu_millis: bounded("resources.cpu_millis", r.cpu_millis, l.cpu_millis, 10, l.max_cpu_millis)?,
                 pids: bounded("resources.pids", r.pids, l.pids, 8, l.max_pids)?,
             },
-            sealed_credentials: None,
-            sources: Vec::new(),
-            sinks: Vec::new(),
+            sealed_credentials,
+            sources: self.sources,
+            sinks: self.sinks,
             retries: 0,
         })
     }
+}
+
+/// Seals plaintext credentials to the executors' key, or checks a client-sealed box.
+fn seal_credentials(
+    plain: Option<PlainCredentials>,
+    sealed: Option<String>,
+    settings: &FrontendSettings,
+) -> Result<Option<String>, ApiError> {
+    match (plain, sealed) {
+        (Some(_), Some(_)) => {
+            Err(ApiError::invalid("credentials", "send either credentials or sealed_credentials, not both"))
+        }
+        (Some(plain), None) => {
+            let Some(key) = &settings.executor_public_key else {
+                return Err(ApiError::invalid("credentials", "this deployment accepts no credentials"));
+            };
+            let json = Zeroizing::new(serde_json::to_vec(&plain.0).expect("a map of strings serialises"));
+            let sealed = sealed::seal(key, &json).map_err(|e| ApiError::invalid("credentials", e.to_string()))?;
+            Ok(Some(sealed))
+        }
+        (None, Some(sealed)) => {
+            sealed::check_sealed(&sealed).map_err(|e| ApiError::invalid("sealed_credentials", e.to_string()))?;
+            Ok(Some(sealed))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Only the host allowlist (empty: any host); schemes and shape are checked before.
+fn validate_host(repo: &str, hosts: &[String]) -> Result<(), ApiError> {
+    let host = url::Url::parse(repo).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    if hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+        return Ok(());
+    }
+    Err(ApiError::invalid("repo", format!("repository host `{host}` is not allowed")))
+}
+
+/// Plain file names and http(s) URLs; the executor checks again, with its own limits.
+fn validate_links(field: &str, links: &[DataLink]) -> Result<(), ApiError> {
+    for link in links {
+        let plain = !link.name.is_empty()
+            && !link.name.starts_with('.')
+            && link.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !plain {
+            return Err(ApiError::invalid(field, format!("`{}` is not a plain file name", link.name)));
+        }
+        let url = url::Url::parse(&link.url).map_err(|e| ApiError::invalid(field, format!("bad URL: {e}")))?;
+        if !["http", "https"].contains(&url.scheme()) || !url.username().is_empty() || url.password().is_some() {
+            return Err(ApiError::invalid(field, "links must be http(s) URLs without credentials"));
+        }
+        if !matches!(link.method.as_deref(), None | Some("PUT" | "POST"))
+            || (field == "sources" && link.method.is_some())
+        {
+            return Err(ApiError::invalid(field, "method must be PUT or POST, and only on sinks"));
+        }
+    }
+    Ok(())
 }
 
 fn validate_repo(repo: &str, schemes: &[String]) -> Result<(), ApiError> {
@@ -166,6 +266,10 @@ mod tests {
         for bad in ["file:///etc", "ext::sh -c x", "-u", "https://user:pw@h/r", "ssh://h/r", "not a url"] {
             assert!(validate_repo(bad, &schemes).is_err(), "{bad}");
         }
+        let hosts = vec!["git.example.org".to_owned()];
+        assert!(validate_host("https://git.example.org/a", &hosts).is_ok());
+        assert!(validate_host("https://evil.example.net/a", &hosts).is_err());
+        assert!(validate_host("https://evil.example.net/a", &[]).is_ok());
         assert!(validate_ref("feature/x").is_ok());
         for bad in ["", "--upload-pack=x", "a..b", "a b", "x~1"] {
             assert!(validate_ref(bad).is_err(), "{bad:?}");

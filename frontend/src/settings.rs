@@ -34,6 +34,14 @@ pub struct FrontendSettings {
     pub limits: JobLimits,
     /// URL schemes a job's repository may use.
     pub allowed_schemes: Vec<String>,
+    /// Hosts a job's repository may be on; empty allows any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// The executors' X25519 public key (base64), published at
+    /// `GET /v1/keys/executor` and used to seal credentials sent in the clear.
+    /// Without it, jobs cannot carry credentials.
+    #[serde(default)]
+    pub executor_public_key: Option<String>,
     /// Runtimes a job may name.
     pub runtimes: Vec<String>,
     pub auth: AuthSettings,
@@ -161,6 +169,10 @@ impl Settings {
             ("cpu_millis", l.cpu_millis, l.max_cpu_millis),
             ("pids", l.pids, l.max_pids),
         ];
+        if let Some(key) = &self.frontend.executor_public_key {
+            gitfaas_common::sealed::seal(key, b"{}")
+                .map_err(|e| SettingsError::Invalid(format!("frontend.executor_public_key: {e}")))?;
+        }
         if self.frontend.auth.mode == AuthMode::Oidc {
             self.frontend.auth.oidc()?;
         }

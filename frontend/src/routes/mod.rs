@@ -4,6 +4,7 @@ pub mod admin;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod keys;
 pub mod openapi;
 
 use actix_web::web;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(jobs::erase)),
             )
             .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
+            .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status))),
     )
