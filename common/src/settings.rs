@@ -171,6 +171,12 @@ mod tests {
         std::env::remove_var("GITFAAS__FRONTEND__LISTEN");
         assert_eq!(s.kafka.brokers, "env:3");
 
+        // librdkafka keys have dots: they must stay whole keys of the pass-through map
+        std::fs::write(dir.join("dots.yaml"), "port: 1\nkafka:\n  client:\n    session.timeout.ms: \"9000\"\n")
+            .unwrap();
+        let s: Sample = load_from(&dir, "dots").unwrap();
+        assert_eq!(s.kafka.client.get("session.timeout.ms").map(String::as_str), Some("9000"), "{:?}", s.kafka.client);
+
         std::fs::write(dir.join("bad.yaml"), "port: 81\nportt: 82\n").unwrap();
         let err = load_from::<Sample>(&dir, "bad").unwrap_err().to_string();
         assert!(err.contains("portt"), "{err}");

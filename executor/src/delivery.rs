@@ -46,7 +46,15 @@ pub fn expired(job: &Job, executor_id: &str, now: DateTime<Utc>) -> Option<JobRe
     (now > deadline).then(|| {
         let late = (now - deadline).num_seconds();
         let reason = format!("expired {late}s before it could start (deadline {deadline})");
-        result_without_run(job.id, job.owner.clone(), job.submitted_at, JobStatus::Expired, reason, executor_id, job.attempt)
+        result_without_run(
+            job.id,
+            job.owner.clone(),
+            job.submitted_at,
+            JobStatus::Expired,
+            reason,
+            executor_id,
+            job.attempt,
+        )
     })
 }
 
@@ -73,7 +81,11 @@ pub fn after_attempt(
         Duration::from_millis(settings.retry_backoff_ms.saturating_mul(factor)).min(Duration::from_secs(30))
     };
     if infrastructure {
-        return if infrastructure_failures <= settings.infrastructure_retries { Next::RetryAfter(backoff()) } else { Next::GiveUp };
+        return if infrastructure_failures <= settings.infrastructure_retries {
+            Next::RetryAfter(backoff())
+        } else {
+            Next::GiveUp
+        };
     }
     let user_failure = matches!(status, JobStatus::Failed | JobStatus::TimedOut | JobStatus::OomKilled);
     let user_tries = tries - infrastructure_failures;
@@ -99,7 +111,10 @@ mod tests {
     #[test]
     fn function_failures_are_retried_only_when_the_job_asks() {
         assert_eq!(after_attempt(&S, 0, 1, 0, JobStatus::Failed, false), Next::Publish);
-        assert_eq!(after_attempt(&S, 1, 1, 0, JobStatus::TimedOut, false), Next::RetryAfter(Duration::from_millis(100)));
+        assert_eq!(
+            after_attempt(&S, 1, 1, 0, JobStatus::TimedOut, false),
+            Next::RetryAfter(Duration::from_millis(100))
+        );
         assert_eq!(after_attempt(&S, 1, 2, 0, JobStatus::Failed, false), Next::Publish);
         assert_eq!(after_attempt(&S, 5, 1, 0, JobStatus::Succeeded, false), Next::Publish);
         assert_eq!(after_attempt(&S, 5, 1, 0, JobStatus::Rejected, false), Next::Publish, "policy is final");
@@ -109,7 +124,8 @@ mod tests {
     fn jobs_past_their_deadline_expire_without_running() {
         let spec: gitfaas_common::JobSpec = serde_json::from_value(serde_json::json!({
             "repo": "git://h/r", "ref": "main", "timeout_secs": 1,
-            "resources": {"memory_mb": 64, "cpu_millis": 100, "pids": 16}})).unwrap();
+            "resources": {"memory_mb": 64, "cpu_millis": 100, "pids": 16}}))
+        .unwrap();
         let mut job = Job::new(Owner { subject: "u".into(), name: None }, spec);
         let now = Utc::now();
         assert!(expired(&job, "e", now).is_none(), "no deadline, never expires");

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod observer_feed;
 pub mod oidc;
 pub mod problem;
+pub mod rebuild;
 pub mod request;
 pub mod results;
 pub mod routes;
@@ -63,7 +64,9 @@ impl Application {
             .create()
             .context("creating the results consumer")?;
         consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
+        rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")?;
         let stop = CancellationToken::new();
+        tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), stop.clone()));
         let results = tokio::spawn(results::consume(consumer, store.clone(), stop.clone()));
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))

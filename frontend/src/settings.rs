@@ -31,6 +31,9 @@ pub struct FrontendSettings {
     pub rate_limit: RateLimit,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
+    /// A job not started this long after submission ends as `expired` (0: never).
+    #[serde(default)]
+    pub job_ttl_secs: u64,
     pub limits: JobLimits,
     /// URL schemes a job's repository may use.
     pub allowed_schemes: Vec<String>,

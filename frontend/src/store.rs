@@ -17,14 +17,17 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::json;
 
-/// KEYS: job, user index, active set, tombstone, channel. ARGV: owner, attempt, started_at, executor, event.
+/// KEYS: job, user index, active set, tombstone, channel, starts set.
+/// ARGV: owner, attempt, started_at, executor, event, id.
+/// Every distinct start (executor + time) is remembered: a job redelivered after an
+/// executor crash starts again with the same attempt number, and still counts.
 const APPLY_STARTED: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+if redis.call('SADD', KEYS[6], ARGV[4] .. '|' .. ARGV[3]) == 0 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'queued' and status ~= 'running' then return 0 end
-local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
-if status == 'running' and attempt >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'attempt', ARGV[2],
+local attempt = math.max(tonumber(ARGV[2]), redis.call('SCARD', KEYS[6]))
+redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'attempt', attempt,
            'started_at', ARGV[3], 'executor_id', ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[6])
@@ -33,15 +36,27 @@ return 1
 "#;
 
 /// KEYS as above. ARGV: owner, status, result json, started_at, executor, attempt, event, id.
+/// The first terminal result wins; its attempt counts every start seen.
 const APPLY_FINISHED: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'queued' and status ~= 'running' then return 0 end
+local attempt = math.max(tonumber(ARGV[6]), redis.call('SCARD', KEYS[6]))
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'owner', ARGV[1], 'result', ARGV[3],
-           'started_at', ARGV[4], 'executor_id', ARGV[5], 'attempt', ARGV[6])
+           'started_at', ARGV[4], 'executor_id', ARGV[5], 'attempt', attempt)
 redis.call('ZADD', KEYS[2], 0, ARGV[8])
 redis.call('SREM', KEYS[3], ARGV[8])
 redis.call('PUBLISH', KEYS[5], ARGV[7])
+return 1
+"#;
+
+/// KEYS: job, user index, active set, tombstone. ARGV: owner, job json, id.
+/// Restores a queued job from the jobs topic unless the store knows it already.
+const RESTORE_QUEUED: &str = r#"
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'status', 'queued', 'job', ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 "#;
 
@@ -88,6 +103,12 @@ impl JobStore {
     }
     fn active_key(&self) -> String {
         format!("{}:active", self.prefix)
+    }
+    fn starts_key(&self, id: JobId) -> String {
+        format!("{}:starts:{id}", self.prefix)
+    }
+    fn marker_key(&self) -> String {
+        format!("{}:initialized", self.prefix)
     }
     fn tombstone_key(&self, id: JobId) -> String {
         format!("{}:erased:{id}", self.prefix)
@@ -169,10 +190,41 @@ impl JobStore {
         Ok(applied == 1)
     }
 
+    /// Restores a job read back from the jobs topic, unless already known or erased.
+    pub async fn restore_queued(&self, job: &Job) -> redis::RedisResult<bool> {
+        let json = serde_json::to_string(job).expect("jobs serialise");
+        let restored: i32 = redis::Script::new(RESTORE_QUEUED)
+            .key(self.job_key(job.id))
+            .key(self.user_key(&job.owner.subject))
+            .key(self.active_key())
+            .key(self.tombstone_key(job.id))
+            .arg(&job.owner.subject)
+            .arg(json)
+            .arg(job.id.to_string())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(restored == 1)
+    }
+
+    /// Whether this store has been filled since it was (last) empty.
+    pub async fn is_initialized(&self) -> redis::RedisResult<bool> {
+        self.redis.clone().exists(self.marker_key()).await
+    }
+
+    pub async fn mark_initialized(&self) -> redis::RedisResult<()> {
+        self.redis.clone().set(self.marker_key(), chrono::Utc::now().to_rfc3339()).await
+    }
+
     pub async fn get(&self, id: JobId) -> redis::RedisResult<Option<JobRecord>> {
         let fields: std::collections::HashMap<String, String> = self.redis.clone().hgetall(self.job_key(id)).await?;
         let Some(owner) = fields.get("owner").cloned() else { return Ok(None) };
         let status = fields.get("status").and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Queued);
+        let attempt = fields.get("attempt").and_then(|a| a.parse().ok());
+        let mut result: Option<JobResult> = fields.get("result").and_then(|r| serde_json::from_str(r).ok());
+        if let (Some(result), Some(attempts)) = (result.as_mut(), attempt) {
+            // starts of redelivered copies count too (the executor cannot know of them)
+            result.attempt = result.attempt.max(attempts);
+        }
         Ok(Some(JobRecord {
             id,
             owner,
@@ -180,8 +232,8 @@ impl JobStore {
             job: fields.get("job").and_then(|j| serde_json::from_str(j).ok()),
             started_at: fields.get("started_at").filter(|s| !s.is_empty()).cloned(),
             executor_id: fields.get("executor_id").cloned(),
-            attempt: fields.get("attempt").and_then(|a| a.parse().ok()),
-            result: fields.get("result").and_then(|r| serde_json::from_str(r).ok()),
+            attempt,
+            result,
         }))
     }
 
@@ -231,6 +283,7 @@ impl JobStore {
                     .atomic()
                     .set_ex(self.tombstone_key(id), 1, 7 * 24 * 3600)
                     .del(self.job_key(id))
+                    .del(self.starts_key(id))
                     .zrem(self.user_key(subject), id.to_string())
                     .srem(self.active_key(), id.to_string())
                     .query_async::<()>(&mut self.redis.clone())

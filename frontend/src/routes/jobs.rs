@@ -150,7 +150,10 @@ pub async fn submit(
     if state.store.backlog().await? >= settings.max_backlog {
         return Err(ApiError::Overloaded(10));
     }
-    let job = Job::new(caller.owner(), spec);
+    let mut job = Job::new(caller.owner(), spec);
+    if settings.job_ttl_secs > 0 {
+        job.expires_at = Some(job.submitted_at + chrono::Duration::seconds(settings.job_ttl_secs as i64));
+    }
     let idempotency_key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(key) = &idempotency_key {
         if key.is_empty() || key.len() > 200 {

@@ -1,0 +1,111 @@
+//! Rebuilding the job store from Kafka. The topics are the source of truth: when
+//! Redis comes back empty (its marker key is gone), the jobs topic is replayed
+//! (jobs become `queued` unless known) and then the results topic (every event
+//! applied again — idempotently), up to the end offsets seen when the rebuild began.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gitfaas_common::kafka::client_config;
+use gitfaas_common::schema::{decode_event, decode_job};
+use gitfaas_common::settings::KafkaSettings;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::JobStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the replay of {0} did not reach its end in time")]
+    Timeout(String),
+}
+
+/// Rebuilds the store if it is empty; returns whether it did.
+pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result<bool, RebuildError> {
+    if store.is_initialized().await? {
+        return Ok(false);
+    }
+    tracing::warn!("job store is empty: rebuilding it from the jobs and results topics");
+    let jobs = replay(kafka, &kafka.topics.jobs, |payload| async move {
+        match decode_job(&payload) {
+            Ok(job) => store.restore_queued(&job).await.map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    })
+    .await?;
+    let events = replay(kafka, &kafka.topics.results, |payload| async move {
+        match decode_event(&payload) {
+            Ok(event) => store.apply(&event).await.map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    })
+    .await?;
+    store.mark_initialized().await?;
+    tracing::info!(jobs, events, "job store rebuilt");
+    Ok(true)
+}
+
+/// Feeds every message of `topic`, up to its current end, to `apply`.
+async fn replay<F, Fut>(kafka: &KafkaSettings, topic: &str, apply: F) -> Result<u64, RebuildError>
+where
+    F: Fn(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<()>>,
+{
+    let consumer: StreamConsumer = client_config(kafka)
+        .set("group.id", format!("gitfaas-rebuild-{}", gitfaas_common::JobId::new()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        if high > low {
+            remaining.insert(partition, high);
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(0);
+    }
+    consumer.assign(&assignment)?;
+    let mut applied = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while !remaining.is_empty() {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .map_err(|_| RebuildError::Timeout(topic.to_owned()))??;
+        let partition = message.partition();
+        let Some(&end) = remaining.get(&partition) else { continue };
+        if message.offset() < end {
+            apply(message.payload().unwrap_or_default().to_vec()).await?;
+            applied += 1;
+        }
+        if message.offset() + 1 >= end {
+            remaining.remove(&partition);
+        }
+    }
+    Ok(applied)
+}
+
+/// Checks every few seconds that the store still has its data; rebuilds it when
+/// Redis came back empty while this frontend was running.
+pub async fn watch(kafka: KafkaSettings, store: JobStore, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        if let Err(error) = rebuild_if_empty(&kafka, &store).await {
+            tracing::warn!(%error, "job store rebuild failed; will retry");
+        }
+    }
+}
