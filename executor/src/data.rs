@@ -159,7 +159,7 @@ mod tests {
             (link("x", "http://h/x", Some("DELETE")), true),
             (link("x", "http://h/x", Some("PUT")), false),
         ] {
-            assert!(check_links(&[l.clone()], sink, &limits).is_err(), "{l:?}");
+            assert!(check_links(std::slice::from_ref(&l), sink, &limits).is_err(), "{l:?}");
         }
     }
 }

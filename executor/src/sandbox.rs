@@ -158,10 +158,26 @@ fn binds(spec: &SandboxSpec) -> Vec<String> {
 
 async fn remove(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    if let Err(error) = docker.remove_container(id, Some(options)).await {
-        tracing::warn!(container = %id, %error, "container removal failed");
+    let removal = docker.remove_container(id, Some(options));
+    match tokio::time::timeout(DOCKER_CALL_LIMIT, removal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(container = %id, %error, "container removal failed"),
+        Err(_) => {
+            // finish in the background: the job's result must not wait on a wedged engine
+            tracing::warn!(container = %id, "container removal is slow; continuing in the background");
+            let (docker, id) = (docker.clone(), id.to_owned());
+            tokio::spawn(async move {
+                let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+                if let Err(error) = docker.remove_container(&id, Some(options)).await {
+                    tracing::warn!(container = %id, %error, "container removal failed");
+                }
+            });
+        }
     }
 }
+
+/// The longest the executor waits on one Docker call that ends a container.
+const DOCKER_CALL_LIMIT: Duration = Duration::from_secs(15);
 
 impl Sandbox {
     pub fn new(docker: Docker, policy: SandboxPolicy) -> Self {
@@ -335,16 +351,21 @@ impl Sandbox {
 
     async fn kill(&self, id: &str) {
         let options = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
-        if let Err(error) = self.docker.kill_container(id, Some(options)).await {
-            tracing::debug!(container = %id, %error, "kill failed (container may have exited)");
+        match tokio::time::timeout(DOCKER_CALL_LIMIT, self.docker.kill_container(id, Some(options))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(container = %id, %error, "kill failed (container may have exited)"),
+            Err(_) => tracing::warn!(container = %id, "kill did not complete in time"),
         }
     }
 
     /// Waits until the container is no longer running; returns (exit code, oom killed).
     async fn wait_exit(&self, id: &str) -> Result<(Option<i64>, bool), SandboxError> {
         let mut wait = self.docker.wait_container(id, None);
-        let _ = tokio::time::timeout(Duration::from_secs(30), wait.next()).await;
-        let inspect = self.docker.inspect_container(id, None).await?;
+        let _ = tokio::time::timeout(DOCKER_CALL_LIMIT, wait.next()).await;
+        let inspect = match tokio::time::timeout(DOCKER_CALL_LIMIT, self.docker.inspect_container(id, None)).await {
+            Ok(inspect) => inspect?,
+            Err(_) => return Ok((None, false)), // a wedged container still gets its result
+        };
         let state = inspect.state.unwrap_or_default();
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
     }

@@ -15,6 +15,7 @@ use rdkafka::message::Message;
 use serde_json::Value;
 
 pub mod oidc;
+pub mod sandbox;
 
 pub use oidc::Provider;
 

@@ -1,0 +1,221 @@
+//! Helpers of the sandbox, hostile-job, credentials and data-link tests: stacks
+//! whose executor settings the test chooses (OCI runtime, key pair), a look at a
+//! job's running container through the Docker API, captured service logs, and a
+//! small HTTP server on 127.0.0.1 for sources and sinks.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bollard::models::ContainerInspectResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{executor_settings, frontend_settings, Provider, Stack};
+
+/// How a test stack's executor (and its frontend) are set up.
+#[derive(Clone)]
+pub struct Options {
+    pub oci_runtime: &'static str,
+    /// An executor private key; the frontend gets its public half.
+    pub private_key: Option<String>,
+}
+
+impl Options {
+    pub fn runtime(oci_runtime: &'static str) -> Self {
+        Self { oci_runtime, private_key: None }
+    }
+}
+
+/// Starts a frontend and an executor configured by `options`, on a runtime of
+/// their own (like [`Stack::start`]).
+pub fn start(options: Options) -> Stack {
+    if !tracing::dispatcher::has_been_set() {
+        crate::telemetry();
+    }
+    let topic_prefix = format!("{}.", crate::unique("s"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefix = topic_prefix.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let state = tempfile::tempdir().expect("tempdir").keep();
+            let mut frontend = frontend_settings(&prefix);
+            let mut executor = executor_settings(&prefix, &state);
+            executor.executor.oci_runtime = options.oci_runtime.into();
+            if let Some(key) = &options.private_key {
+                let private = gitfaas_common::sealed::PrivateKey::from_base64(key).expect("key");
+                frontend.frontend.executor_public_key = Some(private.public_base64());
+                executor.executor.private_key = Some(key.clone().into());
+            }
+            let redis_prefix = frontend.frontend.key_prefix.clone();
+            let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
+            let port = app.port();
+            tokio::spawn(app.run_until_stopped(std::future::pending()));
+            let executor_id = executor.executor_id();
+            let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
+            tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+            let token = Provider::shared().token("alice").await;
+            tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, token)).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    let (base_url, redis_prefix, executor_id, token) = rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
+    Stack { base_url, topic_prefix, redis_prefix, executor_id, token }
+}
+
+/// The running container of a job, as Docker describes it (waits up to 30 s).
+pub async fn running_container(job_id: &str) -> ContainerInspectResponse {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = bollard::Docker::connect_with_defaults().expect("docker");
+    let label = format!("{}={job_id}", gitfaas_executor::sandbox::JOB_LABEL);
+    for _ in 0..300 {
+        let filters = HashMap::from([("label", vec![label.as_str()]), ("status", vec!["running"])]);
+        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+        let found = docker.list_containers(Some(options)).await.expect("list containers");
+        if let Some(id) = found.first().and_then(|c| c.id.clone()) {
+            return docker.inspect_container(&id, None).await.expect("inspect");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no running container for job {job_id}");
+}
+
+/// Everything the services log, from the moment [`capture_logs`] is first called
+/// (at debug level for gitfaas, info for the rest).
+pub fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("info,gitfaas=debug,gitfaas_executor=debug,gitfaas_frontend=debug")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        std::io::stderr().write(bytes)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What an upload sent: method and body.
+pub type Upload = (String, Vec<u8>);
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: `GET /<name>` answers a file put in
+/// `files` (404 otherwise); `PUT` and `POST` store the body under the path in
+/// `received`.
+#[derive(Clone, Default)]
+pub struct HttpServer {
+    pub port: u16,
+    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub received: Arc<Mutex<HashMap<String, Upload>>>,
+}
+
+impl HttpServer {
+    pub async fn start() -> HttpServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = HttpServer { port: listener.local_addr().unwrap().port(), ..Default::default() };
+        let state = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(state.clone().serve(stream));
+            }
+        });
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    async fn serve(self, mut stream: tokio::net::TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            let Ok(n) = stream.read(&mut chunk).await else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut words = head.split_whitespace();
+        let (method, path) = (words.next().unwrap_or("").to_owned(), words.next().unwrap_or("/")[1..].to_owned());
+        let length = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0usize);
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let Ok(n) = stream.read(&mut chunk).await else { return };
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let (status, reply) = match method.as_str() {
+            "GET" => match self.files.lock().unwrap().get(&path) {
+                Some(content) => ("200 OK", content.clone()),
+                None => ("404 Not Found", Vec::new()),
+            },
+            "PUT" | "POST" => {
+                self.received.lock().unwrap().insert(path, (method, body));
+                ("201 Created", Vec::new())
+            }
+            _ => ("405 Method Not Allowed", Vec::new()),
+        };
+        let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", reply.len());
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// The terminal result of job `id`, read from the stack's results topic itself
+/// (independent of the frontend's store); waits up to 120 s.
+pub async fn finished(stack: &Stack, id: &str) -> serde_json::Value {
+    let (topic, id) = (stack.topics().results, id.to_owned());
+    tokio::task::spawn_blocking(move || finished_blocking(&topic, &id)).await.expect("reader task")
+}
+
+fn finished_blocking(topic: &str, id: &str) -> serde_json::Value {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::infra::brokers())
+        .set("group.id", crate::unique("finished"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        if message.key() != Some(id.as_bytes()) {
+            continue;
+        }
+        let event: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).expect("event json");
+        if event["kind"] == "finished" {
+            return event;
+        }
+    }
+    panic!("job {id} did not finish in 120s");
+}
