@@ -12,11 +12,17 @@ export GITFAAS_TEST_REDIS="redis://127.0.0.1:${GITFAAS_REDIS_PORT:-6390}/"
 
 "$ROOT/scripts/infra.sh" up
 rm -rf "$GITFAAS_TEST_GIT_ROOT" && mkdir -p "$GITFAAS_TEST_GIT_ROOT"
+stop_bg test-git-daemon
+pkill -f -- "git daemon .*--port=$TEST_GIT_PORT" 2>/dev/null || true
 start_bg test-git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$TEST_GIT_PORT" \
   --base-path="$GITFAAS_TEST_GIT_ROOT" "$GITFAAS_TEST_GIT_ROOT"
-trap 'stop_bg test-git-daemon' EXIT
+trap 'stop_bg test-git-daemon' EXIT INT TERM
+wait_for "test git daemon on :$TEST_GIT_PORT" 30 bash -c "echo > /dev/tcp/127.0.0.1/$TEST_GIT_PORT"
 
 cd "$ROOT"
+# the fault tests run the service binaries as separate processes
+cargo build --workspace --bins
+export GITFAAS_BIN_DIR="$CARGO_TARGET_DIR/debug"
 # the OpenID provider the tests start (npm oidc-provider)
 [[ -d tests/oidc/node_modules/oidc-provider ]] || npm install --prefix tests/oidc --no-audit --no-fund --silent
 if (($#)); then

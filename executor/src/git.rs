@@ -24,6 +24,9 @@ const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
 pub enum GitError {
     #[error("could not fetch repository: {0}")]
     Fetch(String),
+    /// The server could not be reached at all: worth retrying.
+    #[error("could not reach the git server: {0}")]
+    Unreachable(String),
     #[error("ref `{0}` not found in repository")]
     RefNotFound(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
@@ -35,7 +38,7 @@ pub enum GitError {
 impl GitError {
     /// Errors of the executor's own disk or cache rather than of the job's repository.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, GitError::Cache(_))
+        matches!(self, GitError::Cache(_) | GitError::Unreachable(_))
     }
 }
 
@@ -138,6 +141,7 @@ impl GitCache {
         match result {
             Err(_) | Ok(()) if too_large => Err(GitError::TooLarge { limit_mb: limit / (1024 * 1024) }),
             Ok(()) => Ok(()),
+            Err(e) if is_unreachable(e.message()) => Err(GitError::Unreachable(e.message().to_owned())),
             Err(e) => Err(GitError::Fetch(e.message().to_owned())),
         }
     }
@@ -154,6 +158,12 @@ fn dir_size(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Connection-level failures (refused, timed out, no route), as libgit2 words them.
+fn is_unreachable(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["failed to connect", "connection refused", "timed out", "no route to host"].iter().any(|m| message.contains(m))
 }
 
 fn full_sha(git_ref: &str) -> Option<Oid> {
@@ -247,6 +257,17 @@ mod tests {
         assert!(matches!(cache.checkout(&url, "--upload-pack=x", dest.path(), None), Err(GitError::RefNotFound(_))));
         let missing = format!("file://{}/does-not-exist", cache_dir.path().display());
         assert!(matches!(cache.checkout(&missing, "main", dest.path(), None), Err(GitError::Fetch(_))));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_an_infrastructure_failure() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        // nothing listens on loopback port 1
+        let err = cache.checkout("git://127.0.0.1:1/nothing", "main", dest.path(), None).unwrap_err();
+        assert!(matches!(err, GitError::Unreachable(_)), "{err}");
+        assert!(err.is_infrastructure());
     }
 
     #[test]

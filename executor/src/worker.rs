@@ -206,7 +206,8 @@ impl Worker {
             let outcome = self.runner.run(&job, attempt, started_at, &CancellationToken::new()).await;
             let result = outcome.result;
             infrastructure_failures += u32::from(outcome.infrastructure_failure);
-            tracing::info!(status = %result.status, attempt, run_ms = result.timings.run_ms, "attempt finished");
+            let reason = result.reason.as_deref().unwrap_or_default();
+            tracing::info!(status = %result.status, attempt, reason, run_ms = result.timings.run_ms, "attempt finished");
             let next = delivery::after_attempt(
                 settings,
                 job.spec.retries,

@@ -165,8 +165,14 @@ impl JobStore {
             JobEvent::Started(s) => (s.job_id, &s.owner.subject),
             JobEvent::Finished(r) => (r.job_id, &r.owner.subject),
         };
-        let keys =
-            [self.job_key(id), self.user_key(owner), self.active_key(), self.tombstone_key(id), self.channel(owner)];
+        let keys = [
+            self.job_key(id),
+            self.user_key(owner),
+            self.active_key(),
+            self.tombstone_key(id),
+            self.channel(owner),
+            self.starts_key(id),
+        ];
         let applied: i32 = match event {
             JobEvent::Started(s) => {
                 let note = json!({"id": id, "status": "running", "at": s.started_at, "attempt": s.attempt});
