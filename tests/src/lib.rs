@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde_json::Value;
 
+pub mod cluster;
 pub mod oidc;
 pub mod sandbox;
 
@@ -230,9 +231,14 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
 pub type RawMessage = (Option<String>, Vec<u8>, Vec<(String, String)>);
 
 pub fn read_topic(topic: &str) -> Vec<RawMessage> {
+    read_topic_from(&infra::brokers(), topic)
+}
+
+/// [`read_topic`] on the broker at `brokers`.
+pub fn read_topic_from(brokers: &str, topic: &str) -> Vec<RawMessage> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", infra::brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
