@@ -63,6 +63,23 @@ async fn results(cluster: &Cluster, token: &str, ids: &[String], limit: Duration
     done
 }
 
+/// Waits until `executor` is running at least one job.
+async fn wait_running_on(cluster: &Cluster, token: &str, executor: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        let running: Value = call(|| client.get(cluster.url("/v1/jobs?status=running&limit=100")).bearer_auth(token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if running["jobs"].as_array().unwrap().iter().any(|j| j["executor_id"] == executor) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{executor} never ran a job");
+}
+
 fn finished_events(cluster: &Cluster) -> Vec<gitfaas_common::JobResult> {
     read_topic_from(&format!("127.0.0.1:{}", cluster.kafka_port), "gitfaas.results")
         .into_iter()
@@ -88,7 +105,7 @@ async fn every_job_ends_in_exactly_one_result_through_crashes_restarts_and_a_red
     for n in 0..50u32 {
         ids.push(submit(&cluster, &token, &repo, n, durations[n as usize % durations.len()]).await);
     }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_running_on(&cluster, &token, "exec-1").await;
     cluster.kill_executor("exec-1"); // kill -9 mid-job
     cluster.start_executor("exec-3", 2);
     tokio::time::sleep(Duration::from_secs(3)).await;
