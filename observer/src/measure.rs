@@ -28,10 +28,6 @@ pub struct Spans {
     pub worker_timeout: Duration,
 }
 
-/// The attempt a job message stands for. Jobs on the topic carry no attempt
-/// number yet; once `Job::attempt` exists, a retried job is keyed by it.
-const FIRST_ATTEMPT: u32 = 1;
-
 #[derive(Clone, Copy, Debug)]
 struct Completion {
     queue_ms: f64,
@@ -148,7 +144,7 @@ impl Measurements {
         if job.submitted_at < seen_at - self.spans.memory {
             return; // older than anything remembered: could not be deduplicated
         }
-        if self.step((job.id, FIRST_ATTEMPT), job.submitted_at, |t| !std::mem::replace(&mut t.submitted, true)) {
+        if self.step((job.id, job.attempt), job.submitted_at, |t| !std::mem::replace(&mut t.submitted, true)) {
             self.check_late(job.submitted_at, seen_at, self.spans.rate_window);
             self.arrivals.insert(job.submitted_at, ());
         }

@@ -156,6 +156,26 @@ fn duplicates_are_counted_once_and_never_double_the_rates() {
 }
 
 #[test]
+fn a_retry_is_a_new_arrival_and_not_a_duplicate() {
+    let mut m = Measurements::new(spans(), t0(), 2);
+    let original = job(at(0));
+    m.job_submitted(&original, at(0));
+    m.job_event(&started(&original, at(100)), at(100));
+    m.job_event(&finished(&original, at(100), at(1_000)), at(1_000));
+    let retry = Job { attempt: 2, submitted_at: at(2_000), ..original.clone() };
+    m.job_submitted(&retry, at(2_000));
+    let s = m.snapshot(at(2_500)).metrics;
+    assert_eq!((s.backlog, s.anomalies.duplicates), (1, 0), "the retry waits to run");
+    let mut second_start = started(&retry, at(3_000));
+    if let JobEvent::Started(s) = &mut second_start {
+        s.attempt = 2;
+    }
+    m.job_event(&second_start, at(3_000));
+    let s = m.snapshot(at(3_500)).metrics;
+    assert_eq!((s.backlog, s.running, s.anomalies.duplicates), (0, 1, 0));
+}
+
+#[test]
 fn results_that_arrive_after_their_window_are_counted_late() {
     let mut m = Measurements::new(spans(), t0(), 2);
     let j = job(at(0));
