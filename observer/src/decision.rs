@@ -1,10 +1,10 @@
 //! How many workers: the smallest count whose predicted response time meets the
 //! target and whose capacity works off the backlog within the drain horizon.
 //!
-//! Around that core, three rules keep the count from flapping: scale in only to a
+//! Around that core, four rules keep the count from flapping: scale in only to a
 //! count that would meet a stricter target (hysteresis), only once the rate window
-//! is covered by observation, and never within a cooldown of the last action.
-//! Removal names only idle workers.
+//! is covered by observation, only while no job waits, and never within a cooldown
+//! of the last action. Removal names only idle workers.
 
 use chrono::{DateTime, Duration, Utc};
 use gitfaas_common::observer::{ObserverParams, ScaleAction, TargetStatistic};
@@ -151,6 +151,11 @@ pub fn decide(input: &DecisionInput, params: &ObserverParams, state: &ScalingSta
     }
     if !input.window_filled {
         return none(current, format!("{why}; rate window not yet covered, not scaling in"));
+    }
+    // the steady-state model does not see a queue that is there now: while jobs
+    // wait, the capacity is still in use (a dip of the measured rate is not enough)
+    if input.backlog > 0 {
+        return none(current, format!("{why}; {} jobs waiting, not scaling in", input.backlog));
     }
     if in_cooldown(state, now, params.scale_in_cooldown_secs) {
         return none(target_in, format!("{why}; scale-in cooldown"));

@@ -23,7 +23,7 @@ fn params() -> ObserverParams {
         rate_window_secs: 10,
         latency_window_secs: 20,
         min_workers: 1,
-        max_workers: 3,
+        max_workers: 4,
         scale_out_cooldown_secs: 8,
         scale_in_cooldown_secs: 15,
         interval_secs: 2,
@@ -149,6 +149,7 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
     assert_eq!(before, Some(1), "one worker before the step");
 
     // step: 0.7 jobs a second, more than two one-slot workers serve within the target
+    // (their partitions split 2 + 2; three split 2 + 1 + 1, four 1 each)
     let step_at = Utc::now();
     let _timeline = Timeline { recorder: recorder.clone(), origin: step_at };
     let step_stop = CancellationToken::new();
@@ -264,21 +265,19 @@ fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
             }
         }
     }
-    let mut totals: Vec<u64> = log
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            JobEvent::Finished(r) => Some(r.timings.total_ms),
-            _ => None,
-        })
-        .collect();
+    // response times as users saw them: the first result of each job
+    let mut first_results: HashMap<JobId, u64> = HashMap::new();
+    for (_, event) in &log.events {
+        if let JobEvent::Finished(r) = event {
+            first_results.entry(r.job_id).or_insert(r.timings.total_ms);
+        }
+    }
+    let mut totals: Vec<u64> = jobs.iter().filter_map(|id| first_results.get(id).copied()).collect();
     totals.sort_unstable();
     if let Some(&p95) = totals.get((totals.len() * 95).div_ceil(100).saturating_sub(1)) {
-        eprintln!(
-            "{} jobs; observed response p95 {p95} ms, target (mean) {} ms",
-            jobs.len(),
-            params().target_response_ms
-        );
+        let mean = totals.iter().sum::<u64>() / totals.len() as u64;
+        let target = params().target_response_ms;
+        eprintln!("{} jobs; observed response mean {mean} ms, p95 {p95} ms; target (mean) {target} ms", jobs.len());
     }
     eprintln!("jobs re-run after a scale-out rebalance (executor behaviour): {scale_out_duplicates}");
     assert!(problems.is_empty(), "{} of {} jobs:\n{}", problems.len(), jobs.len(), problems.join("\n"));

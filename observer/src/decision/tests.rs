@@ -99,6 +99,7 @@ fn decisions_over_a_table_of_situations() {
             2,
             "more than needed",
         ),
+        case("no scale-in while jobs wait", load(0.0, 3, 4), ScaleAction::None, 4, "3 jobs waiting"),
         case(
             "no scale-in before the window is covered",
             DecisionInput { window_filled: false, ..load(0.0, 0, 3) },
