@@ -79,6 +79,5 @@ async fn draining_a_busy_executor_lets_its_job_finish_once_and_the_queued_ones_r
     for id in &ids[1..] {
         let started_at = finished[id][0].started_at.unwrap();
         assert!(started_at > exited_at, "job {id} was queued, so it ran only after the handover");
-        eprintln!("{:?}", finished[id][0].timings);
     }
 }
