@@ -95,7 +95,8 @@ build_image() {
   old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
   docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "docker build of $tag failed"; }
   new=$(docker image inspect -f '{{.Id}}' "$tag")
-  if [[ -n "$old" && "$old" != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+  # (bounded: an engine that cannot delete images must not hang the build)
+  if [[ -n "$old" && "$old" != "$new" ]]; then timeout 30 docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
 
 build() {
@@ -107,7 +108,7 @@ build() {
   local old
   old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
   faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
-  [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+  [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || timeout 30 docker rmi "$old" >/dev/null 2>&1 || true
 
   local ctx="$SMOKE_DIR/context"
   rm -rf "$ctx" && mkdir -p "$ctx/tansu" "$ctx/oidc/oidc"

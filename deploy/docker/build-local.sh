@@ -22,7 +22,8 @@ build_image() {
   old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
   docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG" >&2; die "docker build of $tag failed (log: $BUILD_LOG)"; }
   new=$(docker image inspect -f '{{.Id}}' "$tag")
-  if [[ -n "$old" && "$old" != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+  # (bounded: an engine that cannot delete images must not hang the build)
+  if [[ -n "$old" && "$old" != "$new" ]]; then timeout 30 docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
 
 binaries() {
