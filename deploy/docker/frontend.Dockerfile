@@ -20,14 +20,12 @@ COPY config/ /etc/gitfaas/
 COPY deploy/docker/healthcheck.sh /usr/local/bin/gitfaas-healthcheck
 ENV GITFAAS_CONFIG_DIR=/etc/gitfaas
 WORKDIR /var/lib/gitfaas
-COPY deploy/docker/frontend-entrypoint.sh /usr/local/bin/gitfaas-entrypoint
 ENV GITFAAS__FRONTEND__LISTEN=0.0.0.0:8080
 USER gitfaas
 EXPOSE 8080
 # readiness: the frontend reaches Redis and the broker
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["gitfaas-healthcheck", "http", "/health/ready"]
-ENTRYPOINT ["gitfaas-entrypoint"]
 CMD ["gitfaas-frontend"]
 
 FROM runtime AS prebuilt
