@@ -39,6 +39,7 @@ pub struct Cluster {
     redis: Option<Child>,
     frontend: Option<Child>,
     pub executors: HashMap<String, Child>,
+    started: Vec<String>,
 }
 
 impl Cluster {
@@ -66,6 +67,7 @@ impl Cluster {
             redis: None,
             frontend: None,
             executors: HashMap::new(),
+            started: Vec::new(),
         };
         cluster.start_broker();
         cluster.start_redis();
@@ -151,6 +153,7 @@ impl Cluster {
             .stdout(self.log(id))
             .stderr(self.log(id));
         self.executors.insert(id.to_owned(), command.spawn().expect("executor binary (scripts/test.sh builds it)"));
+        self.started.push(id.to_owned());
     }
 
     fn signal(child: &Child, signal: &str) {
@@ -233,5 +236,14 @@ impl Drop for Cluster {
         Self::stop(self.frontend.take());
         Self::stop(self.redis.take());
         Self::stop(self.broker.take());
+        // containers of executors killed with -9 have no successor to remove them
+        for id in &self.started {
+            let filter = format!("label=io.gitfaas.executor={id}");
+            if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+                for container in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-f", container]).output();
+                }
+            }
+        }
     }
 }
