@@ -85,6 +85,17 @@ pub struct DataLink {
     pub method: Option<String>,
 }
 
+/// Whether `git_ref` may name a branch, tag or commit: the one rule both the
+/// frontend (at submit) and the executor (before fetching) apply. Refuses what git
+/// would read as an option (leading `-`), ranges, revision syntax and controls.
+pub fn is_valid_ref(git_ref: &str) -> bool {
+    !(git_ref.is_empty()
+        || git_ref.len() > 255
+        || git_ref.starts_with('-')
+        || git_ref.contains("..")
+        || git_ref.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c)))
+}
+
 /// A job as published on the jobs topic.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -39,12 +39,7 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
 }
 
 pub fn check_ref(git_ref: &str) -> Result<(), PolicyError> {
-    let bad = git_ref.is_empty()
-        || git_ref.len() > 255
-        || git_ref.starts_with('-')
-        || git_ref.contains("..")
-        || git_ref.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
-    if bad {
+    if !gitfaas_common::schema::is_valid_ref(git_ref) {
         return Err(PolicyError::Ref(git_ref.to_owned()));
     }
     Ok(())

@@ -225,12 +225,7 @@ fn validate_repo(repo: &str, schemes: &[String]) -> Result<(), ApiError> {
 }
 
 fn validate_ref(git_ref: &str) -> Result<(), ApiError> {
-    let bad = git_ref.is_empty()
-        || git_ref.len() > 255
-        || git_ref.starts_with('-')
-        || git_ref.contains("..")
-        || git_ref.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
-    if bad {
+    if !gitfaas_common::schema::is_valid_ref(git_ref) {
         return Err(ApiError::invalid("ref", "ref must be a branch, tag or commit name"));
     }
     Ok(())
