@@ -107,14 +107,15 @@ pub struct Stack {
     pub token: String,
 }
 
-type Customize = Box<dyn FnOnce(&mut gitfaas_frontend::Settings) + Send>;
+/// Changes a stack's frontend and executor settings before they start.
+pub type Customize = Box<dyn FnOnce(&mut gitfaas_frontend::Settings, &mut gitfaas_executor::Settings) + Send>;
 
 impl Stack {
     pub fn start(with_executor: bool) -> Stack {
-        Self::start_with(with_executor, Box::new(|_| {}))
+        Self::start_with(with_executor, Box::new(|_, _| {}))
     }
 
-    /// Starts a stack whose frontend settings `customize` may change.
+    /// Starts a stack whose settings `customize` may change.
     pub fn start_with(with_executor: bool, customize: Customize) -> Stack {
         telemetry();
         let topic_prefix = format!("{}.", unique("t"));
@@ -125,12 +126,12 @@ impl Stack {
             runtime.block_on(async move {
                 let state = tempfile::tempdir().expect("tempdir").keep();
                 let mut frontend = frontend_settings(&prefix);
-                customize(&mut frontend);
+                let mut executor = executor_settings(&prefix, &state);
+                customize(&mut frontend, &mut executor);
                 let redis_prefix = frontend.frontend.key_prefix.clone();
                 let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
                 let port = app.port();
                 tokio::spawn(app.run_until_stopped(std::future::pending()));
-                let executor = executor_settings(&prefix, &state);
                 let executor_id = executor.executor_id();
                 if with_executor {
                     let worker = gitfaas_executor::build(&executor).await.expect("executor starts");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bollard::models::ContainerInspectResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{executor_settings, frontend_settings, Provider, Stack};
+use crate::Stack;
 
 /// How a test stack's executor (and its frontend) are set up.
 #[derive(Clone)]
@@ -27,41 +27,19 @@ impl Options {
     }
 }
 
-/// Starts a frontend and an executor configured by `options`, on a runtime of
-/// their own (like [`Stack::start`]).
+/// Starts a frontend and an executor configured by `options` (see [`Stack::start_with`]).
 pub fn start(options: Options) -> Stack {
-    if !tracing::dispatcher::has_been_set() {
-        crate::telemetry();
-    }
-    let topic_prefix = format!("{}.", crate::unique("s"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let prefix = topic_prefix.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            let state = tempfile::tempdir().expect("tempdir").keep();
-            let mut frontend = frontend_settings(&prefix);
-            let mut executor = executor_settings(&prefix, &state);
+    Stack::start_with(
+        true,
+        Box::new(move |frontend, executor| {
             executor.executor.oci_runtime = options.oci_runtime.into();
             if let Some(key) = &options.private_key {
                 let private = gitfaas_common::sealed::PrivateKey::from_base64(key).expect("key");
                 frontend.frontend.executor_public_key = Some(private.public_base64());
                 executor.executor.private_key = Some(key.clone().into());
             }
-            let redis_prefix = frontend.frontend.key_prefix.clone();
-            let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
-            let port = app.port();
-            tokio::spawn(app.run_until_stopped(std::future::pending()));
-            let executor_id = executor.executor_id();
-            let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
-            tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
-            let token = Provider::shared().token("alice").await;
-            tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, token)).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    let (base_url, redis_prefix, executor_id, token) = rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
-    Stack { base_url, topic_prefix, redis_prefix, executor_id, token }
+        }),
+    )
 }
 
 /// The running container of a job, as Docker describes it (waits up to 30 s).

@@ -155,7 +155,7 @@ async fn live_updates_stream_the_callers_own_transitions_only() {
 async fn oversized_bodies_and_inputs_are_refused_with_problems() {
     let stack = Stack::start_with(
         false,
-        Box::new(|s| {
+        Box::new(|s, _| {
             s.frontend.max_body_bytes = 4096;
             s.frontend.max_input_bytes = 1024;
         }),
@@ -175,7 +175,7 @@ async fn oversized_bodies_and_inputs_are_refused_with_problems() {
 async fn callers_over_their_rate_get_429_with_retry_after() {
     let stack = Stack::start_with(
         false,
-        Box::new(|s| {
+        Box::new(|s, _| {
             s.frontend.rate_limit.requests = 3;
             s.frontend.rate_limit.window_secs = 60;
         }),
@@ -199,7 +199,7 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_backlog_answers_503_with_retry_after() {
-    let stack = Stack::start_with(false, Box::new(|s| s.frontend.max_backlog = 2));
+    let stack = Stack::start_with(false, Box::new(|s, _| s.frontend.max_backlog = 2));
     let body = json!({"repo": "https://example.org/r.git"});
     assert_eq!(stack.submit(&body).await.status(), 202);
     assert_eq!(stack.submit(&body).await.status(), 202);

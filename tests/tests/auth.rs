@@ -105,7 +105,7 @@ async fn every_kind_of_bad_token_is_refused_with_a_401_problem() {
 async fn a_key_rotated_at_the_provider_is_picked_up_without_a_restart() {
     let provider = Box::leak(Box::new(Provider::start(0)));
     let issuer = provider.issuer.clone();
-    let stack = Stack::start_with(false, Box::new(move |s| use_oidc(s, &issuer)));
+    let stack = Stack::start_with(false, Box::new(move |s, _| use_oidc(s, &issuer)));
     let before = provider.token("bob").await;
     assert_eq!(status_of(&stack, Some(&before)).await.0, 200);
     let new_kid = provider.rotate_key();
