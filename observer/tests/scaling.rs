@@ -185,7 +185,7 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
     let trickle_stop = CancellationToken::new();
     let trickle = load(&world, &repo, 0.05, 11, trickle_stop.clone());
     let removed = recorder
-        .wait_for(Duration::from_secs(120), "scale-in back to the minimum", |log| {
+        .wait_for(Duration::from_secs(240), "scale-in back to the minimum", |log| {
             let removed: Vec<String> = reports(log)
                 .filter(|r| r.at > load_end && r.action == ScaleAction::Remove)
                 .flat_map(|r| r.remove.clone())
