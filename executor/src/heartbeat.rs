@@ -64,7 +64,8 @@ pub async fn publish_heartbeats(
 
 async fn send(producer: &FutureProducer, topic: &str, message: &ObserverMessage) {
     let payload = message.encode();
-    let record = FutureRecord::to(topic).key(message.key()).payload(&payload);
+    let key = message.key();
+    let record = FutureRecord::to(topic).key(&key).payload(&payload);
     // a heartbeat that cannot be delivered soon is worthless: the next one replaces it
     if let Err((error, _)) = producer.send(record, Timeout::After(Duration::from_secs(5))).await {
         tracing::debug!(%error, "heartbeat not published");

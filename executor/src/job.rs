@@ -141,6 +141,9 @@ impl JobRunner {
         if let Err(e) = data::download(&spec.sources, &dirs.input(), limits).await {
             return Ending::failed(JobStatus::Failed, e.to_string());
         }
+        if cancel.is_cancelled() {
+            return Ending::failed(JobStatus::Cancelled, "cancelled before it ran");
+        }
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
         let planned =
             runtime::plan(&dirs.code(), CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json());

@@ -6,8 +6,10 @@
 //! - [`git`]: the bare-mirror cache and per-job checkouts;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
 //! - [`sandbox`]: the only code that talks to Docker;
-//! - [`offsets`]: which offsets may be committed.
+//! - [`offsets`]: which offsets may be committed;
+//! - [`cancel`]: cancel requests and abandoned runs.
 
+pub mod cancel;
 pub mod credentials;
 pub mod data;
 pub mod delivery;
@@ -68,6 +70,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
 
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
     let tracker = Arc::new(Mutex::new(Default::default()));
+    let lookback = Duration::from_secs(e.cancel_lookback_secs);
+    let controls = cancel::Controls::new(lookback);
+    let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
     let consumer: JobConsumer = client_config(&settings.kafka)
         .set("group.id", &e.group_id)
         .set("client.id", &executor_id)
@@ -75,7 +80,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(WorkerContext { tracker: tracker.clone() })
+        .create_with_context(WorkerContext {
+            tracker: tracker.clone(),
+            controls: controls.clone(),
+            revoke_grace: Duration::from_secs(e.revoke_grace_secs),
+        })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
     let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
@@ -89,7 +98,36 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
         grace: Duration::from_secs(e.shutdown_grace_secs),
+        controls,
+        cancels_ready,
+        stop_following,
     }))
+}
+
+/// Starts reading cancel requests from the observer topic, `lookback` back in time.
+async fn follow_cancels(
+    settings: &Settings,
+    executor_id: &str,
+    controls: Arc<cancel::Controls>,
+    lookback: Duration,
+) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, CancellationToken)> {
+    let consumer: rdkafka::consumer::StreamConsumer = client_config(&settings.kafka)
+        .set("group.id", format!("{}-cancels-{executor_id}", settings.executor.group_id))
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the cancel request consumer")?;
+    let topic = settings.kafka.topics.observer.clone();
+    let (consumer, ends) = tokio::task::spawn_blocking(move || {
+        let ends = cancel::assign_recent(&consumer, &topic, lookback);
+        (consumer, ends)
+    })
+    .await
+    .context("cancel request consumer setup")?;
+    let ends = ends.context("assigning the observer topic")?;
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));
+    Ok((ready, stop))
 }
 
 /// Runs the executor until `shutdown` completes, then drains gracefully.

@@ -45,6 +45,12 @@ impl OffsetTracker {
         Some(next)
     }
 
+    /// Whether `offset` was received and is still this consumer's to finish (not
+    /// forgotten by a rebalance).
+    pub fn owns(&self, tp: &TopicPartition, offset: i64) -> bool {
+        self.partitions.get(tp).is_some_and(|p| p.in_flight.contains(&offset))
+    }
+
     /// Drops what is known about a partition this consumer no longer owns.
     pub fn forget(&mut self, tp: &TopicPartition) {
         self.partitions.remove(tp);
@@ -89,7 +95,9 @@ mod tests {
         let tp = ("jobs".to_owned(), 3);
         let mut t = OffsetTracker::default();
         t.begin(&tp, 5);
+        assert!(t.owns(&tp, 5) && !t.owns(&tp, 6));
         t.forget(&tp);
+        assert!(!t.owns(&tp, 5));
         assert_eq!(t.finish(&tp, 5), None);
     }
 }

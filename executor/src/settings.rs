@@ -43,6 +43,14 @@ pub struct ExecutorSettings {
     pub stderr_tail_bytes: usize,
     /// How long running jobs may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// How far back a starting executor reads cancel requests; at least the
+    /// frontend's `job_ttl_secs` (older jobs expire anyway).
+    #[serde(default = "default_cancel_lookback_secs")]
+    pub cancel_lookback_secs: u64,
+    /// How long jobs of a partition taken away by a rebalance may take to finish
+    /// before they are abandoned (killed, no result; the new owner runs them).
+    #[serde(default = "default_revoke_grace_secs")]
+    pub revoke_grace_secs: u64,
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -65,6 +73,14 @@ pub struct ExecutorSettings {
     /// Caps on downloads into /input and uploads from /output.
     #[serde(default)]
     pub data: DataLimits,
+}
+
+fn default_cancel_lookback_secs() -> u64 {
+    3600
+}
+
+fn default_revoke_grace_secs() -> u64 {
+    10
 }
 
 /// Allowed schemes and hosts of repository URLs; an empty host list allows any host.

@@ -6,6 +6,11 @@
 //! frees. A job's offset is stored for commit only once its result was acknowledged
 //! by the broker, and only as part of the contiguous prefix per partition
 //! ([`OffsetTracker`]).
+//!
+//! Every run is registered with [`Controls`]: an owner's cancel request kills it,
+//! and when a rebalance takes a partition away, its running jobs get
+//! `revoke_grace` to finish and publish; the rest are abandoned (killed, no result)
+//! and the partition's new owner runs them again — one result either way.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -26,27 +31,42 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::cancel::{Admission, Controls, RunGuard, Stop};
 use crate::delivery;
-use crate::job::JobRunner;
+use crate::job::{JobRunner, RunOutcome};
 use crate::offsets::{OffsetTracker, TopicPartition};
 
-/// Forgets the in-flight offsets of partitions taken away by a rebalance, so that
-/// nothing is committed for partitions another member now owns.
+/// Before a partition goes to another member: lets its running jobs finish for up
+/// to `revoke_grace`, abandons the rest, commits what is done and forgets the
+/// partition's in-flight offsets, so that nothing is committed for it any more.
 pub struct WorkerContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub controls: Arc<Controls>,
+    pub revoke_grace: Duration,
 }
 
 impl ClientContext for WorkerContext {}
 
 impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let mut tracker = self.tracker.lock().expect("tracker lock");
-            for element in list.elements() {
-                tracing::info!(topic = element.topic(), partition = element.partition(), "partition revoked");
-                tracker.forget(&(element.topic().to_owned(), element.partition()));
-            }
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else { return };
+        let revoked: Vec<TopicPartition> =
+            list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        let deadline = std::time::Instant::now() + self.revoke_grace;
+        let mut running = self.controls.running_on(&revoked);
+        while running > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            running = self.controls.running_on(&revoked);
         }
+        let abandoned = if running > 0 { self.controls.abandon(&revoked) } else { 0 };
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "commit before revocation");
+        }
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        for tp in &revoked {
+            tracker.forget(tp);
+        }
+        tracing::info!(partitions = ?revoked.iter().map(|tp| tp.1).collect::<Vec<_>>(), abandoned, "partitions revoked");
     }
 }
 
@@ -60,12 +80,23 @@ pub struct Worker {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub slots: Arc<Semaphore>,
     pub grace: Duration,
+    pub controls: Arc<Controls>,
+    /// True once the recent cancel requests have been read.
+    pub cancels_ready: tokio::sync::watch::Receiver<bool>,
+    /// Stops following cancel requests when the worker is done.
+    pub stop_following: CancellationToken,
 }
 
 impl Worker {
     /// Consumes until `shutdown` is cancelled, then lets running jobs finish (up to
     /// the grace period), commits and returns.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let _stop_following = self.stop_following.clone().drop_guard();
+        let mut ready = self.cancels_ready.clone();
+        let wait = Duration::from_secs(60);
+        if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
+            tracing::warn!("cancel requests not read within 60 s; taking jobs anyway");
+        }
         let mut running = JoinSet::new();
         let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
@@ -150,16 +181,25 @@ impl Worker {
         set_parent_from_headers(&span, message.headers());
         let done = async {
             let payload = message.payload().unwrap_or_default();
-            match decode_job(payload) {
-                Ok(job) => {
-                    tracing::Span::current().record("job_id", tracing::field::display(job.id));
-                    self.process(job).await
+            let job = match decode_job(payload) {
+                Ok(job) => job,
+                Err(error) => return (self.reject_malformed(payload, &error.to_string()).await, None),
+            };
+            tracing::Span::current().record("job_id", tracing::field::display(job.id));
+            if !self.tracker.lock().expect("tracker lock").owns(&tp, message.offset()) {
+                tracing::info!("partition revoked before the job started; its new owner runs it");
+                return (false, None);
+            }
+            match self.controls.admit(job.id, tp.clone()) {
+                Admission::Cancelled(request) => {
+                    (self.cancelled_before_start(&job, request.result_published).await, None)
                 }
-                Err(error) => self.reject_malformed(payload, &error.to_string()).await,
+                Admission::Run(guard) => (self.process(job, &guard).await, Some(guard)),
             }
         }
         .instrument(span)
         .await;
+        let (done, _guard) = done; // held until the offset is stored: a revocation waits for it
         if done {
             let next = self.tracker.lock().expect("tracker lock").finish(&tp, message.offset());
             if let Some(next) = next {
@@ -180,7 +220,7 @@ impl Worker {
     /// Runs the job — again after infrastructure failures, and after function
     /// failures when the job asks for retries — and publishes its one result;
     /// true once the broker has it.
-    async fn process(&self, job: Job) -> bool {
+    async fn process(&self, job: Job, guard: &RunGuard) -> bool {
         let executor_id = &self.runner.executor_id;
         if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
             tracing::info!("job expired before it could start");
@@ -189,6 +229,9 @@ impl Worker {
         let settings = &self.runner.settings.delivery;
         let (mut tries, mut infrastructure_failures) = (0, 0);
         loop {
+            if let Some(stop) = guard.stop() {
+                return self.stopped(&job, stop, None).await;
+            }
             tries += 1;
             let attempt = job.attempt + tries - 1;
             let started_at = Utc::now();
@@ -203,7 +246,10 @@ impl Worker {
             if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
                 tracing::warn!(%error, "could not publish the started event");
             }
-            let outcome = self.runner.run(&job, attempt, started_at, &CancellationToken::new()).await;
+            let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
+            if let Some(stop) = guard.stop() {
+                return self.stopped(&job, stop, Some(outcome)).await;
+            }
             let result = outcome.result;
             infrastructure_failures += u32::from(outcome.infrastructure_failure);
             let reason = result.reason.as_deref().unwrap_or_default();
@@ -220,11 +266,62 @@ impl Worker {
                 delivery::Next::Publish => return self.publish_until_acked(result).await,
                 delivery::Next::RetryAfter(backoff) => {
                     tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = guard.token().cancelled() => {}
+                    }
                 }
                 delivery::Next::GiveUp => return self.give_up(&job, result).await,
             }
         }
+    }
+
+    /// A job cancelled before this executor started it: its `cancelled` result,
+    /// unless the frontend published that already.
+    async fn cancelled_before_start(&self, job: &Job, result_published: bool) -> bool {
+        tracing::info!(result_published, "job cancelled before it started");
+        if result_published {
+            return true;
+        }
+        let reason = "cancelled by its owner before it started".to_owned();
+        let executor_id = &self.runner.executor_id;
+        let result = delivery::result_without_run(
+            job.id,
+            job.owner.clone(),
+            job.submitted_at,
+            JobStatus::Cancelled,
+            reason,
+            executor_id,
+            job.attempt,
+        );
+        self.publish_until_acked(result).await
+    }
+
+    /// A run stopped from outside. Abandoned (partition revoked): no result, the
+    /// new owner runs it. Cancelled: the `cancelled` result — or what the run
+    /// produced, when it finished before the kill — unless the frontend published
+    /// one already.
+    async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>) -> bool {
+        let request = match stop {
+            Stop::Abandoned => {
+                tracing::info!("job abandoned: its partition was revoked");
+                return false;
+            }
+            Stop::Cancelled(request) if request.result_published => return true,
+            Stop::Cancelled(request) => request,
+        };
+        let reason = format!("cancelled by its owner at {}", request.requested_at);
+        let result = match outcome {
+            Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => o.result,
+            Some(RunOutcome { mut result, .. }) => {
+                result.status = JobStatus::Cancelled;
+                result.reason = Some(reason);
+                result
+            }
+            None => return self.cancelled_before_start(job, false).await,
+        };
+        tracing::info!(status = %result.status, "cancelled job ends");
+        self.publish_until_acked(result).await
     }
 
     /// After repeated infrastructure failures: the job goes to the dead-letter topic

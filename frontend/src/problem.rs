@@ -28,6 +28,8 @@ pub enum ApiError {
     NoReport,
     #[error("job has not finished; its status is {status}")]
     NotFinished { status: String },
+    #[error("job has already finished; its status is {status}")]
+    AlreadyFinished { status: String },
     #[error("{0} is unavailable; try again later")]
     Unavailable(&'static str),
     #[error("too many requests; retry after {0}s")]
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => ("not-found", "Not found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::NotFinished { .. } => ("job-not-finished", "The job has not finished"),
+            ApiError::AlreadyFinished { .. } => ("job-finished", "The job has already finished"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
             ApiError::Overloaded(_) => ("overloaded", "Backlog full"),
@@ -91,7 +94,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFinished { .. } => StatusCode::CONFLICT,
+            ApiError::NotFinished { .. } | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
@@ -114,7 +117,7 @@ impl ResponseError for ApiError {
                 _ => None,
             },
             job_status: match self {
-                ApiError::NotFinished { status } => Some(status),
+                ApiError::NotFinished { status } | ApiError::AlreadyFinished { status } => Some(status),
                 _ => None,
             },
         };

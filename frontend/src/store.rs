@@ -1,7 +1,7 @@
 //! The frontend's view of jobs, in Redis.
 //!
 //! - `<p>:job:<id>` — hash: `owner`, `status`, `job` (published job JSON), `started_at`,
-//!   `executor_id`, `attempt`, `result` (terminal result JSON);
+//!   `executor_id`, `attempt`, `result` (terminal result JSON), `cancel_requested_at`;
 //! - `<p>:user:<subject>:jobs` — the owner's job ids, all with score 0 so that the
 //!   lexicographic order of UUIDv7 ids is submission order (cursor pagination);
 //! - `<p>:active` — ids of jobs not yet terminal (the backlog the frontend admits);
@@ -71,6 +71,8 @@ pub struct JobRecord {
     pub executor_id: Option<String>,
     pub attempt: Option<u32>,
     pub result: Option<JobResult>,
+    /// When the owner asked to cancel the job (while it was running).
+    pub cancel_requested_at: Option<String>,
 }
 
 /// Outcome of erasing a job.
@@ -196,6 +198,21 @@ impl JobStore {
         Ok(applied == 1)
     }
 
+    /// Notes that the owner asked to cancel a job that is not terminal yet.
+    pub async fn note_cancel_requested(&self, id: JobId, at: chrono::DateTime<chrono::Utc>) -> redis::RedisResult<()> {
+        const NOTE: &str = r#"
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1]) end
+return 0
+"#;
+        redis::Script::new(NOTE)
+            .key(self.job_key(id))
+            .arg(at.to_rfc3339())
+            .invoke_async::<i32>(&mut self.redis.clone())
+            .await
+            .map(|_| ())
+    }
+
     /// Restores a job read back from the jobs topic, unless already known or erased.
     pub async fn restore_queued(&self, job: &Job) -> redis::RedisResult<bool> {
         let json = serde_json::to_string(job).expect("jobs serialise");
@@ -240,6 +257,7 @@ impl JobStore {
             executor_id: fields.get("executor_id").cloned(),
             attempt,
             result,
+            cancel_requested_at: fields.get("cancel_requested_at").cloned(),
         }))
     }
 

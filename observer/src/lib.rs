@@ -123,6 +123,7 @@ pub async fn send(
     message: &ObserverMessage,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let payload = message.encode();
-    let record = FutureRecord::to(topic).key(message.key()).payload(&payload);
+    let key = message.key();
+    let record = FutureRecord::to(topic).key(&key).payload(&payload);
     producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
 }

@@ -38,7 +38,8 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: None })?;
     let message = ObserverMessage::Config(ConfigUpdate::new(admin.0.subject.clone(), update));
     let payload = message.encode();
-    let record = FutureRecord::to(&state.topics.observer).key(message.key()).payload(&payload);
+    let key = message.key();
+    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload);
     state
         .producer
         .send(record, Timeout::After(Duration::from_secs(10)))

@@ -27,11 +27,13 @@ pub struct JobLinks {
     #[serde(rename = "self")]
     pub self_: String,
     pub result: String,
+    pub cancel: String,
 }
 
 impl JobLinks {
     fn of(id: JobId) -> Self {
-        Self { self_: format!("/v1/jobs/{id}"), result: format!("/v1/jobs/{id}/result") }
+        let self_ = format!("/v1/jobs/{id}");
+        Self { result: format!("{self_}/result"), cancel: format!("{self_}/cancel"), self_ }
     }
 }
 
@@ -59,6 +61,9 @@ pub struct JobView {
     pub attempt: Option<u32>,
     pub executor_id: Option<String>,
     pub commit_sha: Option<String>,
+    /// When the owner asked to cancel the job while it ran (the kill is under way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<String>,
     pub links: JobLinks,
 }
 
@@ -78,6 +83,7 @@ impl From<JobRecord> for JobView {
             attempt: record.attempt,
             executor_id: record.executor_id.clone(),
             commit_sha: result.and_then(|r| r.commit_sha.clone()),
+            cancel_requested_at: record.cancel_requested_at.clone().filter(|_| !record.status.is_terminal()),
             links: JobLinks::of(record.id),
         }
     }
@@ -205,7 +211,7 @@ async fn publish(state: &AppState, job: &Job) -> Result<(), rdkafka::error::Kafk
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.
-async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
+pub(crate) async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
     match state.store.get(id).await? {
         Some(record) if record.owner == caller.subject => Ok(record),

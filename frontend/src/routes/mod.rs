@@ -1,6 +1,7 @@
 //! HTTP routes. Every error is problem+json (see [`crate::problem`]).
 
 pub mod admin;
+pub mod cancel;
 pub mod events;
 pub mod health;
 pub mod jobs;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(jobs::erase)),
             )
             .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
+            .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(cancel::cancel)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status))),

@@ -1,0 +1,122 @@
+//! Cancelling a job. The request travels as a `cancel` message on the observer
+//! topic, which every executor reads: a job not started yet never runs, a running
+//! one is killed. A job the store still sees queued gets its `cancelled` result
+//! from the frontend at once (executors then publish none); a running job's result
+//! comes from the executor that kills it.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use gitfaas_common::kafka::trace_headers;
+use gitfaas_common::observer::{CancelRequest, ObserverMessage};
+use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::{JobEvent, JobResult, JobStatus, Timings};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+
+use crate::identity::Caller;
+use crate::problem::{ApiError, Problem};
+use crate::routes::jobs::{own_job, JobView};
+use crate::store::JobRecord;
+use crate::AppState;
+
+/// Who published a result the frontend made itself.
+pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
+
+/// Cancel one of the caller's jobs.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job was still queued: it is cancelled and will not run", body = JobView),
+        (status = 202, description = "the job is running: its executor kills it; the result will say `cancelled`", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the job has already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[tracing::instrument(name = "cancel job", skip_all, fields(job_id = %path, owner = %caller.subject))]
+pub async fn cancel(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let record = own_job(&state, &caller, &path).await?;
+    if record.status.is_terminal() {
+        return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
+    }
+    let now = Utc::now();
+    let queued = record.status == JobStatus::Queued;
+    let request = CancelRequest {
+        version: SCHEMA_VERSION,
+        job_id: record.id,
+        owner: caller.subject.clone(),
+        requested_at: now,
+        result_published: queued,
+    };
+    if queued {
+        // the result first: should the request then fail to go out, the job may
+        // still run, but its result loses to this one; the other order could leave
+        // a job with no result at all
+        let result = cancelled_result(&record, now);
+        publish_result(&state, &result).await?;
+        publish_request(&state, &request).await?;
+        state.store.apply(&JobEvent::Finished(result)).await?;
+    } else {
+        publish_request(&state, &request).await?;
+        state.store.note_cancel_requested(record.id, now).await?;
+    }
+    tracing::info!(queued, "cancel requested");
+    let record = own_job(&state, &caller, &path).await?;
+    let mut response =
+        if record.status == JobStatus::Cancelled { HttpResponse::Ok() } else { HttpResponse::Accepted() };
+    Ok(response.json(JobView::from(record)))
+}
+
+fn cancelled_result(record: &JobRecord, now: chrono::DateTime<Utc>) -> JobResult {
+    let submitted_at = record.job.as_ref().map_or(now, |j| j.submitted_at);
+    let owner = record
+        .job
+        .as_ref()
+        .map(|j| j.owner.clone())
+        .unwrap_or_else(|| gitfaas_common::Owner { subject: record.owner.clone(), name: None });
+    JobResult {
+        version: SCHEMA_VERSION,
+        job_id: record.id,
+        owner,
+        status: JobStatus::Cancelled,
+        reason: Some("cancelled by its owner before it started".into()),
+        exit_code: None,
+        output: None,
+        stderr_tail: String::new(),
+        commit_sha: None,
+        executor_id: FRONTEND_EXECUTOR_ID.into(),
+        attempt: record.attempt.unwrap_or(1),
+        submitted_at,
+        started_at: None,
+        finished_at: now,
+        timings: Timings::between(submitted_at, None, now),
+    }
+}
+
+async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
+    let event = JobEvent::Finished(result.clone());
+    let payload = serde_json::to_vec(&event).expect("events serialise");
+    let key = result.job_id.to_string();
+    let record = FutureRecord::to(&state.topics.results).key(&key).payload(&payload).headers(trace_headers());
+    send(state, record).await
+}
+
+async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
+    let message = ObserverMessage::Cancel(request.clone());
+    let (key, payload) = (message.key(), message.encode());
+    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload).headers(trace_headers());
+    send(state, record).await
+}
+
+async fn send(state: &AppState, record: FutureRecord<'_, String, Vec<u8>>) -> Result<(), ApiError> {
+    state.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map(|_| ()).map_err(|(error, _)| {
+        tracing::warn!(%error, "publish failed");
+        ApiError::Unavailable("the message broker")
+    })
+}
