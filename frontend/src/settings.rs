@@ -48,6 +48,34 @@ pub struct FrontendSettings {
     /// Runtimes a job may name.
     pub runtimes: Vec<String>,
     pub auth: AuthSettings,
+    /// The web app served at `/`.
+    #[serde(default)]
+    pub web: WebSettings,
+}
+
+/// How the web app signs users in: the authorization code flow with PKCE, in the
+/// browser, against `auth.issuer`, as the public client `client_id`. Without a
+/// client id the page only offers pasting an access token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// A public client of the issuer whose redirect URIs allow this frontend's `/`
+    /// (Keycloak realm of `deploy/compose`: `gitfaas-web`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Space-separated scopes the page asks for.
+    #[serde(default = "default_web_scopes")]
+    pub scopes: String,
+    /// Resource indicator (RFC 8707) sent with the authorization and token requests,
+    /// for issuers that bind the audience that way; Keycloak needs none.
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self { client_id: None, scopes: default_web_scopes(), resource: None }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -138,6 +166,9 @@ impl AuthSettings {
     }
 }
 
+fn default_web_scopes() -> String {
+    "openid".into()
+}
 fn default_subject() -> String {
     "anonymous".into()
 }
@@ -178,6 +209,8 @@ impl Settings {
         }
         if self.frontend.auth.mode == AuthMode::Oidc {
             self.frontend.auth.oidc()?;
+        } else if self.frontend.web.client_id.is_some() {
+            return Err(SettingsError::Invalid("frontend.web.client_id needs frontend.auth.mode oidc".into()));
         }
         for (name, default, max) in pairs {
             if default == 0 || default > max {
