@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod openapi;
+pub mod webapp;
 
 use actix_web::web;
 
@@ -33,6 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/openapi.json", "GET").route(web::get().to(openapi::document)))
     .service(resource("/health/live", "GET").route(web::get().to(health::live)))
     .service(resource("/health/ready", "GET").route(web::get().to(health::ready)))
+    .service(resource("/", "GET").route(web::get().to(webapp::index)))
+    .service(resource("/app/config.json", "GET").route(web::get().to(webapp::config)))
+    .service(resource("/app/{name}", "GET").route(web::get().to(webapp::asset)))
     .default_service(web::to(not_found));
 }
 

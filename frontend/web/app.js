@@ -1,0 +1,187 @@
+// gitfaas web app: sign in, submit jobs, follow them live, read results, cancel
+// and erase. Every API error is shown with its problem details.
+
+import { ApiError, followEvents, jobs, session } from './api.js';
+import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
+import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
+
+const $ = (id) => document.getElementById(id);
+
+let config;
+let events;
+let table;
+// The job whose result the page shows as soon as it finishes (the last one submitted).
+let awaited;
+
+function showError(error) {
+  console.warn(error);
+  $('error-title').textContent = error instanceof ApiError ? `${error.title} (${error.status}):` : 'Error:';
+  $('error-detail').textContent = error instanceof ApiError ? error.detail : error.message || String(error);
+  $('error').hidden = false;
+  if (error instanceof ApiError && error.status === 401) signOut();
+}
+
+function clearError() {
+  $('error').hidden = true;
+}
+
+// Runs an action, showing whatever it throws.
+const guarded = (action) => async (...args) => {
+  try {
+    await action(...args);
+  } catch (error) {
+    showError(error);
+  }
+};
+
+function showSignIn() {
+  $('app').hidden = true;
+  $('sign-out').hidden = true;
+  $('live').hidden = true;
+  $('who').textContent = '';
+  $('signin').hidden = false;
+  $('oidc').hidden = !config.client_id;
+  $('issuer').textContent = config.issuer || '';
+}
+
+function claimsOf(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload));
+  } catch {
+    return {};
+  }
+}
+
+async function showApp() {
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('sign-out').hidden = config.auth === 'none';
+  const claims = claimsOf(session.token());
+  $('who').textContent = config.auth === 'none' ? 'no sign-in needed' : `signed in as ${claims.preferred_username || claims.sub || 'unknown'}`;
+  events = followEvents(onEvent, (open) => {
+    $('live').hidden = false;
+    $('live').textContent = open ? 'live' : 'reconnecting…';
+    $('live').classList.toggle('down', !open);
+  });
+  await reload();
+}
+
+function signOut() {
+  session.signOut();
+  if (events) events.close();
+  events = undefined;
+  hideResult();
+  showSignIn();
+}
+
+async function reload() {
+  const { body } = await jobs.list();
+  table.load(body.jobs);
+}
+
+async function viewResult(id) {
+  clearError();
+  const { body } = await jobs.result(id);
+  showResult(body);
+}
+
+function onEvent(event) {
+  if (!table.apply(event)) {
+    // a job this page has not listed yet (submitted elsewhere, or just now)
+    guarded(reload)();
+  }
+  if (event.id === awaited && isFinished(event.status)) {
+    awaited = undefined;
+    guarded(viewResult)(event.id);
+  }
+}
+
+async function cancel(id) {
+  clearError();
+  const { status, body } = await jobs.cancel(id);
+  table.update(body);
+  // 200: it was queued and is cancelled now; 202: its executor is killing it and the
+  // event stream brings the `cancelled` result
+  if (status === 200) table.apply({ id, status: body.status, at: new Date().toISOString() });
+}
+
+async function erase(id) {
+  clearError();
+  await jobs.erase(id);
+  table.remove(id);
+  hideResult(id);
+}
+
+function submission() {
+  const request = { repo: $('repo').value.trim() };
+  const gitRef = $('ref').value.trim();
+  if (gitRef) request.ref = gitRef;
+  if ($('runtime').value) request.runtime = $('runtime').value;
+  const timeout = $('timeout').value.trim();
+  if (timeout) request.timeout_secs = Number(timeout);
+  const input = $('input').value.trim();
+  try {
+    request.input = input ? JSON.parse(input) : {};
+  } catch (error) {
+    throw new Error(`the input is not JSON: ${error.message}`);
+  }
+  return request;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  clearError();
+  $('submit').disabled = true;
+  try {
+    const { body } = await jobs.submit(submission());
+    awaited = body.id;
+    hideResult();
+    await reload();
+  } finally {
+    $('submit').disabled = false;
+  }
+}
+
+function useToken(event) {
+  event.preventDefault();
+  clearError();
+  const token = $('token').value.trim().replace(/^bearer\s+/i, '');
+  if (!token) return;
+  $('token').value = '';
+  session.signIn(token);
+  return showApp();
+}
+
+async function start() {
+  const response = await fetch('/app/config.json', { cache: 'no-store' });
+  if (!response.ok) throw new Error(`cannot load the page's configuration (${response.status})`);
+  config = await response.json();
+  for (const runtime of config.runtimes || []) {
+    const option = document.createElement('option');
+    option.value = runtime;
+    option.textContent = runtime;
+    $('runtime').append(option);
+  }
+  table = new JobTable({ view: guarded(viewResult), cancel: guarded(cancel), erase: guarded(erase) });
+  $('error-close').addEventListener('click', clearError);
+  $('token-form').addEventListener('submit', guarded(useToken));
+  $('oidc-sign-in').addEventListener('click', guarded(() => beginSignIn(config)));
+  $('sign-out').addEventListener('click', signOut);
+  $('submit-form').addEventListener('submit', guarded(submit));
+  $('refresh').addEventListener('click', guarded(reload));
+
+  if (config.auth === 'none') session.signIn('none');
+  if (isSignInRedirect()) {
+    try {
+      session.signIn(await completeSignIn(config));
+    } catch (error) {
+      showSignIn();
+      throw error;
+    }
+  }
+  if (session.token()) await showApp();
+  else showSignIn();
+}
+
+guarded(start)();
