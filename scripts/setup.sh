@@ -4,7 +4,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(docker.io redis-server runsc debootstrap busybox-static cmake pkg-config
-  libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev curl jq git iproute2)
+  libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev curl jq git iproute2
+  chromium)   # chromium: the web app's browser test (tests/web)
 TANSU_VERSION=0.6.0
 
 install_packages() {

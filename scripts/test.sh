@@ -25,6 +25,13 @@ cargo build --workspace --bins
 export GITFAAS_BIN_DIR="$CARGO_TARGET_DIR/debug"
 # the OpenID provider the tests start (npm oidc-provider)
 [[ -d tests/oidc/node_modules/oidc-provider ]] || npm install --prefix tests/oidc --no-audit --no-fund --silent
+# the web app's browser test (npm playwright-core driving Debian's chromium): installed again
+# only when its package.json or lock file changed
+web_deps="$(cat tests/web/package.json tests/web/package-lock.json | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat tests/web/node_modules/.gitfaas-deps 2>/dev/null)" != "$web_deps" ]]; then
+  npm ci --prefix tests/web --no-audit --no-fund --silent
+  echo "$web_deps" >tests/web/node_modules/.gitfaas-deps
+fi
 if (($#)); then
   cargo test --no-fail-fast "$@"   # e.g. scripts/test.sh -p gitfaas-tests --test auth
 else

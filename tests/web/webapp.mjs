@@ -1,0 +1,272 @@
+// Drives the frontend's web app in a real browser (Debian's chromium through
+// playwright-core) and asserts what a user sees. Run by tests/tests/webapp.rs:
+//
+//   GITFAAS_WEB_URL        the frontend, e.g. http://127.0.0.1:8080
+//   GITFAAS_WEB_TOKEN      an access token of alice
+//   GITFAAS_WEB_ISSUER     the issuer the frontend trusts (stubbed here for the PKCE sign-in)
+//   GITFAAS_WEB_CLIENT_ID  the web client id the frontend is configured with
+//   GITFAAS_WEB_RESOURCE   its resource indicator
+//   GITFAAS_WEB_PYTHON_REPO  a python function: returns {"greeting": "hello, " + name}, prints a line
+//   GITFAAS_WEB_SLOW_REPO    a command function that sleeps 60 s
+//   CHROMIUM               the browser (default /usr/bin/chromium)
+//
+// Prints `ok - <step>` per step; exits non-zero at the first failure.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env('GITFAAS_WEB_URL').replace(/\/$/, '');
+const token = env('GITFAAS_WEB_TOKEN');
+const issuer = env('GITFAAS_WEB_ISSUER').replace(/\/$/, '');
+const clientId = env('GITFAAS_WEB_CLIENT_ID');
+const resource = env('GITFAAS_WEB_RESOURCE');
+const pythonRepo = env('GITFAAS_WEB_PYTHON_REPO');
+const slowRepo = env('GITFAAS_WEB_SLOW_REPO');
+const origin = new URL(base).origin;
+const issuerOrigin = new URL(issuer).origin;
+
+const ok = (step) => console.log(`ok - ${step}`);
+const watchdog = setTimeout(() => {
+  console.error('not ok - the browser test did not finish in 200 s');
+  process.exit(2);
+}, 200_000);
+
+// Everything a page asks for, and what goes wrong in it.
+function record(page) {
+  const seen = { requests: [], sockets: [], frames: [], errors: [], navigations: 0 };
+  page.on('request', (request) => seen.requests.push(request.url()));
+  page.on('websocket', (socket) => {
+    seen.sockets.push(socket.url());
+    socket.on('framereceived', (frame) => seen.frames.push(String(frame.payload)));
+  });
+  page.on('pageerror', (error) => seen.errors.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') seen.errors.push(`console: ${message.text()}`);
+  });
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) seen.navigations += 1;
+  });
+  return seen;
+}
+
+async function checkHeaders() {
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type'), /^text\/html/);
+  const csp = page.headers.get('content-security-policy') ?? '';
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self';/);
+  assert.ok(csp.includes(`connect-src 'self' ${issuerOrigin};`), csp);
+  assert.ok(!csp.includes('unsafe'), csp);
+  const script = await fetch(`${base}/app/app.js`);
+  assert.match(script.headers.get('content-type'), /^text\/javascript/);
+  const missing = await fetch(`${base}/app/nothing.js`);
+  assert.equal(missing.status, 404);
+  assert.match(missing.headers.get('content-type'), /^application\/problem\+json/);
+  const config = await (await fetch(`${base}/app/config.json`)).json();
+  assert.equal(config.client_id, clientId);
+  assert.equal(config.issuer, issuer);
+  ok('page, assets and config.json are served without a token, with a strict policy');
+}
+
+const row = (page, id, status) =>
+  page.locator(`#jobs tbody tr[data-id="${id}"]${status ? `[data-status="${status}"]` : ''}`);
+const newestId = (page) => page.locator('#jobs tbody tr').first().getAttribute('data-id');
+
+async function submit(page, { repo, runtime = '', input = '{}', timeout = '' }) {
+  await page.fill('#repo', repo);
+  await page.selectOption('#runtime', runtime);
+  await page.fill('#input', input);
+  await page.fill('#timeout', timeout);
+  const before = await page.locator('#jobs tbody tr').count();
+  await page.click('#submit');
+  return before;
+}
+
+async function submitAndGetId(page, job) {
+  const before = await submit(page, job);
+  await page.waitForFunction((n) => document.querySelectorAll('#jobs tbody tr').length > n, before);
+  return newestId(page);
+}
+
+async function signInWithToken(page, seen) {
+  await page.goto(`${base}/`);
+  await page.locator('#signin').waitFor();
+  assert.ok(await page.locator('#oidc-sign-in').isVisible(), 'the provider sign-in is offered');
+  await page.fill('#token', token);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#app').waitFor();
+  assert.match(await page.textContent('#who'), /Alice|alice/);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('gitfaas.token')), token);
+  assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in local storage');
+  await page.locator('#live:not(.down)').waitFor();
+  assert.equal(seen.sockets.length, 1, 'one event stream');
+  ok('signed in with a pasted token; the event stream is open');
+}
+
+async function runPythonJob(page, seen) {
+  const navigations = seen.navigations;
+  const id = await submitAndGetId(page, { repo: pythonRepo, runtime: 'python', input: '{"name": "web"}', timeout: '30' });
+  await row(page, id, 'succeeded').waitFor({ timeout: 90_000 });
+  assert.equal(seen.navigations, navigations, 'the page was not reloaded');
+  assert.ok(seen.frames.some((f) => f.includes(id) && f.includes('"succeeded"')), 'succeeded came over the websocket');
+  assert.equal(await row(page, id).locator('.attempt').textContent(), '1');
+  await page.locator(`#result[data-id="${id}"]`).waitFor();
+  assert.equal(await page.textContent('#result-status'), 'succeeded');
+  assert.deepEqual(JSON.parse(await page.textContent('#result-output')), { greeting: 'hello, web' });
+  assert.match(await page.textContent('#result-stderr'), /hello from the web test/);
+  assert.match(await page.textContent('#result-timings'), /total \d+ ms/);
+  ok(`python job ${id} went to succeeded live and its output is shown`);
+  return id;
+}
+
+async function cancelSlowJob(page, seen) {
+  const id = await submitAndGetId(page, { repo: slowRepo, runtime: 'command', timeout: '120' });
+  await row(page, id, 'running').waitFor({ timeout: 60_000 });
+  const started = Date.now();
+  await row(page, id).locator('button.cancel').click();
+  await row(page, id, 'cancelled').waitFor({ timeout: 40_000 });
+  assert.ok(Date.now() - started < 40_000);
+  assert.ok(seen.frames.some((f) => f.includes(id) && f.includes('"cancelled"')), 'cancelled came over the websocket');
+  assert.ok(await page.locator('#error').isHidden(), 'no error shown');
+  await row(page, id).locator('button.view').click();
+  await page.locator(`#result[data-id="${id}"]`).waitFor();
+  assert.equal(await page.textContent('#result-status'), 'cancelled');
+  ok(`running command job ${id} was cancelled from the page`);
+}
+
+async function showsProblems(page) {
+  const body = { repo: 'ftp://x', input: {} };
+  const answer = await fetch(`${base}/v1/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(answer.status, 400);
+  const problem = await answer.json();
+  assert.ok(problem.detail);
+  await submit(page, { repo: body.repo });
+  await page.locator('#error').waitFor();
+  assert.equal(await page.textContent('#error-detail'), problem.detail);
+  assert.match(await page.textContent('#error-title'), /400/);
+  ok(`an invalid repository shows the problem detail: ${problem.detail}`);
+  await page.click('#error-close');
+}
+
+async function erase(page, id) {
+  await row(page, id).locator('button.erase').click();
+  await row(page, id).waitFor({ state: 'detached' });
+  const answer = await fetch(`${base}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(answer.status, 404);
+  assert.ok(await page.locator('#error').isHidden());
+  ok(`finished job ${id} was erased from the page`);
+}
+
+function onlyFrontend(seen, allowed) {
+  const foreign = [...seen.requests, ...seen.sockets].filter((url) => {
+    const u = new URL(url);
+    const home = u.protocol.startsWith('ws') ? `http://${u.host}` : u.origin;
+    return !allowed.includes(home) && u.protocol !== 'data:';
+  });
+  assert.deepEqual(foreign, [], 'requests to other hosts');
+  assert.ok(seen.requests.some((url) => url.startsWith(`${base}/v1/jobs`)));
+  assert.deepEqual(seen.errors, [], 'no script error and no policy violation');
+}
+
+async function tokenSession(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const seen = record(page);
+  await signInWithToken(page, seen);
+  const finished = await runPythonJob(page, seen);
+  await cancelSlowJob(page, seen);
+  await showsProblems(page);
+  seen.errors = seen.errors.filter((e) => !/status of 400/.test(e)); // the browser logs the refused submit
+  await erase(page, finished);
+  onlyFrontend(seen, [origin]);
+  ok(`all ${seen.requests.length} requests and the websocket went to the frontend only`);
+  await page.click('#sign-out');
+  await page.locator('#signin').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  ok('signing out forgets the token');
+  await context.close();
+}
+
+const base64url = (bytes) => Buffer.from(bytes).toString('base64url');
+
+// The provider, played by the browser's request interception: nothing leaves the browser.
+async function stubProvider(context) {
+  const cors = { 'access-control-allow-origin': origin };
+  const flow = {};
+  await context.route(`${issuerOrigin}/**`, async (route) => {
+    const request = route.request();
+    const url = new URL(request.url());
+    if (url.pathname.endsWith('/.well-known/openid-configuration')) {
+      return route.fulfill({ headers: cors, json: {
+        issuer, authorization_endpoint: `${issuer}/stub-auth`, token_endpoint: `${issuer}/stub-token` } });
+    }
+    if (url.pathname.endsWith('/stub-auth')) {
+      flow.authorize = Object.fromEntries(url.searchParams);
+      const back = new URL(flow.authorize.redirect_uri);
+      back.search = new URLSearchParams({ code: 'stub-code', state: flow.authorize.state }).toString();
+      return route.fulfill({ status: 302, headers: { location: back.toString() } });
+    }
+    if (url.pathname.endsWith('/stub-token') && request.method() === 'POST') {
+      flow.token = Object.fromEntries(new URLSearchParams(request.postData()));
+      return route.fulfill({ headers: cors, json: { access_token: token, token_type: 'Bearer', expires_in: 300 } });
+    }
+    return route.fulfill({ status: 404, headers: cors, body: 'not stubbed' });
+  });
+  return flow;
+}
+
+async function pkceSession(browser) {
+  const context = await browser.newContext();
+  const flow = await stubProvider(context);
+  const page = await context.newPage();
+  const seen = record(page);
+  await page.goto(`${base}/`);
+  await page.click('#oidc-sign-in');
+  await page.locator('#app').waitFor();
+  const a = flow.authorize;
+  assert.equal(a.response_type, 'code');
+  assert.equal(a.client_id, clientId);
+  assert.equal(a.redirect_uri, `${base}/`);
+  assert.equal(a.code_challenge_method, 'S256');
+  assert.equal(a.resource, resource);
+  assert.match(a.scope, /openid/);
+  const t = flow.token;
+  assert.equal(t.grant_type, 'authorization_code');
+  assert.equal(t.code, 'stub-code');
+  assert.equal(t.client_id, clientId);
+  assert.equal(t.redirect_uri, a.redirect_uri);
+  assert.equal(base64url(createHash('sha256').update(t.code_verifier).digest()), a.code_challenge, 'verifier matches');
+  assert.equal(new URL(page.url()).search, '', 'the code is gone from the address bar');
+  assert.match(await page.textContent('#who'), /Alice|alice/);
+  await page.locator('#jobs tbody tr').first().waitFor();
+  onlyFrontend(seen, [origin, issuerOrigin]);
+  ok('signed in with the authorization code flow and PKCE (S256) against the configured issuer');
+  await context.close();
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+try {
+  await checkHeaders();
+  await tokenSession(browser);
+  await pkceSession(browser);
+  console.log('web app: all steps passed');
+} catch (error) {
+  console.error(`not ok - ${error.stack || error}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  clearTimeout(watchdog);
+}
