@@ -118,12 +118,35 @@ impl Worker {
             running.spawn(self.clone().handle(message, permit));
         }
         tracing::info!(running = running.len(), "draining running jobs");
-        if tokio::time::timeout(self.grace, async { while running.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(self.grace, self.drain(&mut running)).await.is_err() {
             tracing::warn!(abandoned = running.len(), "grace period over; unfinished jobs will be redelivered");
             running.abort_all();
         }
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
+        }
+    }
+
+    /// Waits for the running jobs while still polling, with every partition paused:
+    /// the group's rebalances (another executor joining or leaving) are served
+    /// rather than stalled until this one exits. Messages fetched meanwhile are left
+    /// for whoever owns their partition next (their offsets are never committed).
+    async fn drain(&self, running: &mut JoinSet<()>) {
+        self.set_paused(true);
+        loop {
+            tokio::select! {
+                joined = running.join_next() => if joined.is_none() { return },
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        tracing::debug!(partition = message.partition(), offset = message.offset(), "left while draining");
+                        self.set_paused(true); // a partition assigned during the drain
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "kafka receive error while draining");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! Cancelling jobs, and jobs on partitions a rebalance takes away: each ends in
-//! exactly one terminal result, and a cancelled job never runs (or is killed).
+//! Cancelling jobs, and jobs on partitions a rebalance moves: each ends in exactly
+//! one terminal result, a cancelled job never runs (or is killed), and a stopped
+//! executor's partitions are taken over at once, not after the session timeout.
 
 use std::time::{Duration, Instant};
 
@@ -54,9 +55,18 @@ fn events_of(stack: &Stack, id: &str) -> (Vec<Value>, Vec<Value>) {
 
 /// Starts another executor in the stack's consumer group, on this test's runtime.
 async fn start_executor(stack: &Stack, id: &str) -> CancellationToken {
+    start_executor_with(stack, id, |_| {}).await
+}
+
+async fn start_executor_with(
+    stack: &Stack,
+    id: &str,
+    customize: impl FnOnce(&mut gitfaas_executor::Settings),
+) -> CancellationToken {
     let state = tempfile::tempdir().expect("tempdir").keep();
     let mut settings = executor_settings(&stack.topic_prefix, &state);
     settings.executor.id = Some(id.to_owned());
+    customize(&mut settings);
     let worker = gitfaas_executor::build(&settings).await.expect("executor starts");
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
@@ -205,4 +215,42 @@ async fn jobs_of_a_partition_taken_by_a_new_executor_run_again_there_with_one_re
     }
     assert!(moved > 0, "a partition with running jobs moved to the newcomer");
     stop.cancel();
+}
+
+/// A long session timeout, so that a member that left without saying so would
+/// hold its partitions for 30 s.
+fn slow_session(settings: &mut gitfaas_executor::Settings) {
+    settings.kafka.client.insert("session.timeout.ms".into(), "30000".into());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_executors_partitions_are_taken_over_at_once() {
+    let stack = Stack::start_with(true, Box::new(|_, executor| slow_session(executor)));
+    let repo = sleep_repo();
+    let second = format!("{}-2", stack.executor_id);
+    let stop = start_executor_with(&stack, &second, slow_session).await;
+    // both members own a partition once the newcomer has run a job
+    wait_until("a job on the second executor", Duration::from_secs(90), async || {
+        let id = submit_nap(&stack, &repo, 0).await;
+        stack.result(&id).await["executor_id"] == second.as_str()
+    })
+    .await;
+
+    stop.cancel();
+    let stopped = Instant::now();
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            ids.push(submit_nap(&stack, &repo, 0).await);
+        }
+        ids
+    };
+    for id in &ids {
+        let result = stack.result(id).await;
+        assert_eq!(result["status"], "succeeded", "{result}");
+        assert_eq!(result["executor_id"], stack.executor_id.as_str(), "the stopped executor ran nothing: {result}");
+    }
+    let takeover = stopped.elapsed();
+    println!("all jobs done {takeover:?} after the stop");
+    assert!(takeover < Duration::from_secs(25), "the group waited for the 30 s session timeout: {takeover:?}");
 }
