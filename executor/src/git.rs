@@ -27,6 +27,10 @@ pub enum GitError {
     /// The server could not be reached at all: worth retrying.
     #[error("could not reach the git server: {0}")]
     Unreachable(String),
+    /// The server wants credentials the job lacks, or refused its token: the job's
+    /// own failure, never retried.
+    #[error("repository authentication failed: {0}")]
+    Authentication(&'static str),
     #[error("ref `{0}` not found in repository")]
     RefNotFound(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
@@ -116,6 +120,7 @@ impl GitCache {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
         let mut asked = false;
+        let mut refused = None;
         let result = {
             let mut callbacks = RemoteCallbacks::new();
             callbacks.credentials(|_url, _user, allowed| match token {
@@ -124,7 +129,15 @@ impl GitCache {
                     asked = true;
                     git2::Cred::userpass_plaintext("x-access-token", token)
                 }
-                _ => Err(git2::Error::from_str("repository needs credentials (a valid `git_token`)")),
+                _ => {
+                    let why = match token {
+                        None => "the server asks for credentials and the job has no `git_token`",
+                        Some(_) if asked => "the server refused the job's `git_token`",
+                        Some(_) => "the server asks for credentials other than a token as basic-auth password",
+                    };
+                    refused = Some(why);
+                    Err(git2::Error::from_str(why))
+                }
             });
             callbacks.transfer_progress(|progress| {
                 too_large = progress.received_bytes() as u64 > limit;
@@ -141,6 +154,7 @@ impl GitCache {
         match result {
             Err(_) | Ok(()) if too_large => Err(GitError::TooLarge { limit_mb: limit / (1024 * 1024) }),
             Ok(()) => Ok(()),
+            Err(_) if refused.is_some() => Err(GitError::Authentication(refused.unwrap_or_default())),
             Err(e) if is_unreachable(e.message()) => Err(GitError::Unreachable(e.message().to_owned())),
             Err(e) => Err(GitError::Fetch(e.message().to_owned())),
         }
@@ -268,6 +282,50 @@ mod tests {
         let err = cache.checkout("git://127.0.0.1:1/nothing", "main", dest.path(), None).unwrap_err();
         assert!(matches!(err, GitError::Unreachable(_)), "{err}");
         assert!(err.is_infrastructure());
+    }
+
+    /// A server on loopback that answers every request with 401 and a basic-auth
+    /// challenge; returns its URL and the request heads it received.
+    fn server_demanding_basic_auth() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut head = String::new();
+                let mut reader = BufReader::new(&stream);
+                while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
+                seen.lock().unwrap().push(head);
+                let reply = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        (format!("http://127.0.0.1:{port}/private"), heads)
+    }
+
+    #[test]
+    fn a_refused_or_missing_token_is_an_authentication_failure_of_the_job() {
+        let (url, heads) = server_demanding_basic_auth();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        for token in [None, Some("wrong")] {
+            let err = cache.checkout(&url, "main", dest.path(), token).unwrap_err();
+            assert!(matches!(err, GitError::Authentication(_)), "{err}");
+            assert!(!err.is_infrastructure());
+            assert!(!cache.mirror_path_of(&url, token).exists(), "no empty mirror is kept");
+        }
+        let missing = cache.checkout(&url, "main", dest.path(), None).unwrap_err().to_string();
+        let refused = cache.checkout(&url, "main", dest.path(), Some("wrong")).unwrap_err().to_string();
+        assert!(missing.contains("has no `git_token`"), "{missing}");
+        assert!(refused.contains("refused the job's `git_token`"), "{refused}");
+        // the token was presented once, as a basic-auth password, then not again
+        let with_auth =
+            heads.lock().unwrap().iter().filter(|h| h.to_ascii_lowercase().contains("authorization: basic ")).count();
+        assert_eq!(with_auth, 2);
     }
 
     #[test]
