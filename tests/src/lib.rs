@@ -15,6 +15,7 @@ use rdkafka::message::Message;
 use serde_json::Value;
 
 pub mod cluster;
+pub mod git_http;
 pub mod oidc;
 pub mod sandbox;
 
