@@ -68,6 +68,19 @@ impl ConsumerContext for WorkerContext {
         }
         tracing::info!(partitions = ?revoked.iter().map(|tp| tp.1).collect::<Vec<_>>(), abandoned, "partitions revoked");
     }
+
+    /// A partition keeps the paused flag this consumer gave it before it was
+    /// revoked; assigned back later, it would never be fetched again while the worker
+    /// idles (it resumes only after its slots were full). New partitions start
+    /// resumed: when all slots are busy, what they fetch waits in the queue.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(list) = rebalance else { return };
+        if let Err(error) = consumer.resume(list) {
+            tracing::warn!(%error, "resuming assigned partitions failed");
+        }
+        let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!(?partitions, "partitions assigned");
+    }
 }
 
 pub type JobConsumer = StreamConsumer<WorkerContext>;
