@@ -249,6 +249,39 @@ pub struct JobResult {
     pub timings: Timings,
 }
 
+impl JobResult {
+    /// The terminal result of a job that never ran: expired, cancelled before it
+    /// started, malformed, or given up on.
+    pub fn without_run(
+        job_id: JobId,
+        owner: Owner,
+        submitted_at: DateTime<Utc>,
+        status: JobStatus,
+        reason: String,
+        executor_id: &str,
+        attempt: u32,
+    ) -> Self {
+        let now = Utc::now();
+        Self {
+            version: SCHEMA_VERSION,
+            job_id,
+            owner,
+            status,
+            reason: Some(reason),
+            exit_code: None,
+            output: None,
+            stderr_tail: String::new(),
+            commit_sha: None,
+            executor_id: executor_id.to_owned(),
+            attempt,
+            submitted_at,
+            started_at: None,
+            finished_at: now,
+            timings: Timings::between(submitted_at, None, now),
+        }
+    }
+}
+
 /// A message on the results topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

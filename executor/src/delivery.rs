@@ -5,40 +5,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::schema::SCHEMA_VERSION;
-use gitfaas_common::{Job, JobId, JobResult, JobStatus, Owner, Timings};
+use gitfaas_common::{Job, JobResult, JobStatus};
 
 use crate::settings::DeliverySettings;
-
-/// A terminal result for a job that did not run (expired, malformed, given up).
-pub fn result_without_run(
-    job_id: JobId,
-    owner: Owner,
-    submitted_at: DateTime<Utc>,
-    status: JobStatus,
-    reason: String,
-    executor_id: &str,
-    attempt: u32,
-) -> JobResult {
-    let now = Utc::now();
-    JobResult {
-        version: SCHEMA_VERSION,
-        job_id,
-        owner,
-        status,
-        reason: Some(reason),
-        exit_code: None,
-        output: None,
-        stderr_tail: String::new(),
-        commit_sha: None,
-        executor_id: executor_id.to_owned(),
-        attempt,
-        submitted_at,
-        started_at: None,
-        finished_at: now,
-        timings: Timings::between(submitted_at, None, now),
-    }
-}
 
 /// The job's `expired` result, when it is picked up after its deadline.
 pub fn expired(job: &Job, executor_id: &str, now: DateTime<Utc>) -> Option<JobResult> {
@@ -46,7 +15,7 @@ pub fn expired(job: &Job, executor_id: &str, now: DateTime<Utc>) -> Option<JobRe
     (now > deadline).then(|| {
         let late = (now - deadline).num_seconds();
         let reason = format!("expired {late}s before it could start (deadline {deadline})");
-        result_without_run(
+        JobResult::without_run(
             job.id,
             job.owner.clone(),
             job.submitted_at,
@@ -126,7 +95,7 @@ mod tests {
             "repo": "git://h/r", "ref": "main", "timeout_secs": 1,
             "resources": {"memory_mb": 64, "cpu_millis": 100, "pids": 16}}))
         .unwrap();
-        let mut job = Job::new(Owner { subject: "u".into(), name: None }, spec);
+        let mut job = Job::new(gitfaas_common::Owner { subject: "u".into(), name: None }, spec);
         let now = Utc::now();
         assert!(expired(&job, "e", now).is_none(), "no deadline, never expires");
         job.expires_at = Some(now + chrono::Duration::seconds(5));

@@ -321,7 +321,7 @@ impl Worker {
         }
         let reason = "cancelled by its owner before it started".to_owned();
         let executor_id = &self.runner.executor_id;
-        let result = delivery::result_without_run(
+        let result = JobResult::without_run(
             job.id,
             job.owner.clone(),
             job.submitted_at,
@@ -415,15 +415,8 @@ impl Worker {
             Some((job_id, owner, submitted_at)) => {
                 let reason = format!("malformed job: {reason}");
                 let executor_id = &self.runner.executor_id;
-                let result = delivery::result_without_run(
-                    job_id,
-                    owner,
-                    submitted_at,
-                    JobStatus::Rejected,
-                    reason,
-                    executor_id,
-                    1,
-                );
+                let result =
+                    JobResult::without_run(job_id, owner, submitted_at, JobStatus::Rejected, reason, executor_id, 1);
                 self.publish_until_acked(result).await
             }
             None => true,

@@ -24,7 +24,7 @@ use anyhow::Context;
 use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
 use gitfaas_common::settings::TopicSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::Authenticator;
@@ -39,6 +39,18 @@ pub struct AppState {
     pub store: JobStore,
     pub producer: FutureProducer,
     pub latest_report: observer_feed::LatestReport,
+}
+
+impl AppState {
+    /// Publishes `record`, waiting up to 10 s for the broker's acknowledgement.
+    pub async fn publish<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), rdkafka::error::KafkaError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
+        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
 }
 
 pub struct Application {

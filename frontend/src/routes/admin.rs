@@ -1,12 +1,9 @@
 //! Operator endpoints (admin role): set the observer's parameters — published as a
 //! typed config message on the observer topic — and read its latest report.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
 use gitfaas_common::observer::{ConfigUpdate, ObserverMessage, ParamsUpdate};
 use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 
 use crate::identity::Admin;
 use crate::problem::{ApiError, Problem};
@@ -40,11 +37,7 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
     let payload = message.encode();
     let key = message.key();
     let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload);
-    state
-        .producer
-        .send(record, Timeout::After(Duration::from_secs(10)))
-        .await
-        .map_err(|_| ApiError::Unavailable("the message broker"))?;
+    state.publish(record).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
     tracing::info!(by = %admin.0.subject, "observer parameters published");
     Ok(HttpResponse::Accepted().json(serde_json::json!({"published": message, "effective": effective})))
 }

@@ -4,16 +4,13 @@
 //! from the frontend at once (executors then publish none); a running job's result
 //! comes from the executor that kills it.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use gitfaas_common::kafka::trace_headers;
 use gitfaas_common::observer::{CancelRequest, ObserverMessage};
 use gitfaas_common::schema::SCHEMA_VERSION;
-use gitfaas_common::{JobEvent, JobResult, JobStatus, Timings};
+use gitfaas_common::{JobEvent, JobResult, JobStatus};
 use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
@@ -80,23 +77,9 @@ fn cancelled_result(record: &JobRecord, now: chrono::DateTime<Utc>) -> JobResult
         .as_ref()
         .map(|j| j.owner.clone())
         .unwrap_or_else(|| gitfaas_common::Owner { subject: record.owner.clone(), name: None });
-    JobResult {
-        version: SCHEMA_VERSION,
-        job_id: record.id,
-        owner,
-        status: JobStatus::Cancelled,
-        reason: Some("cancelled by its owner before it started".into()),
-        exit_code: None,
-        output: None,
-        stderr_tail: String::new(),
-        commit_sha: None,
-        executor_id: FRONTEND_EXECUTOR_ID.into(),
-        attempt: record.attempt.unwrap_or(1),
-        submitted_at,
-        started_at: None,
-        finished_at: now,
-        timings: Timings::between(submitted_at, None, now),
-    }
+    let reason = "cancelled by its owner before it started".to_owned();
+    let attempt = record.attempt.unwrap_or(1);
+    JobResult::without_run(record.id, owner, submitted_at, JobStatus::Cancelled, reason, FRONTEND_EXECUTOR_ID, attempt)
 }
 
 async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
@@ -115,7 +98,7 @@ async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<()
 }
 
 async fn send(state: &AppState, record: FutureRecord<'_, String, Vec<u8>>) -> Result<(), ApiError> {
-    state.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map(|_| ()).map_err(|(error, _)| {
+    state.publish(record).await.map_err(|error| {
         tracing::warn!(%error, "publish failed");
         ApiError::Unavailable("the message broker")
     })

@@ -10,7 +10,6 @@ use futures::StreamExt;
 use gitfaas_common::kafka::trace_headers;
 use gitfaas_common::{Job, JobId, JobResult, JobStatus};
 use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -207,7 +206,7 @@ async fn publish(state: &AppState, job: &Job) -> Result<(), rdkafka::error::Kafk
     let payload = serde_json::to_vec(job).expect("jobs serialise");
     let key = job.id.to_string();
     let record = FutureRecord::to(&state.topics.jobs).key(&key).payload(&payload).headers(trace_headers());
-    state.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map(|_| ()).map_err(|(e, _)| e)
+    state.publish(record).await
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.
