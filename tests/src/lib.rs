@@ -236,6 +236,19 @@ pub fn read_topic(topic: &str) -> Vec<RawMessage> {
     read_topic_from(&infra::brokers(), topic)
 }
 
+/// Every key, payload and header of `topics`, as one byte string to scan.
+pub fn topics_bytes(topics: &[&str]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for topic in topics {
+        for (key, payload, headers) in read_topic(topic) {
+            raw.extend(key.unwrap_or_default().into_bytes());
+            raw.extend(payload);
+            raw.extend(format!("{headers:?}").into_bytes());
+        }
+    }
+    raw
+}
+
 /// [`read_topic`] on the broker at `brokers`.
 pub fn read_topic_from(brokers: &str, topic: &str) -> Vec<RawMessage> {
     use rdkafka::message::Headers;

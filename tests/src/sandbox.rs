@@ -27,6 +27,22 @@ impl Options {
     }
 }
 
+/// One stack per test binary whose executor has a fresh key pair (credentials
+/// can be sealed to it), with the services' logs captured from its start.
+pub fn keyed_stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        capture_logs();
+        let key = gitfaas_common::sealed::PrivateKey::generate();
+        start(Options { oci_runtime: "runc", private_key: Some(key.to_base64().to_string()) })
+    })
+}
+
+/// Whether `needle` occurs in `haystack` (for scans of topics, Redis and logs).
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
 /// Starts a frontend and an executor configured by `options` (see [`Stack::start_with`]).
 pub fn start(options: Options) -> Stack {
     Stack::start_with(

@@ -2,24 +2,13 @@
 //! publishes), opened only by the executor, handed to the function on stdin — and
 //! found nowhere in the clear: not on the topics, not in Redis, not in the logs.
 
-use std::sync::OnceLock;
-
-use gitfaas_tests::sandbox::{capture_logs, finished, start, Options};
-use gitfaas_tests::{git_repo, read_topic, Stack};
+use gitfaas_tests::sandbox::{capture_logs, contains, finished, keyed_stack as stack};
+use gitfaas_tests::{git_repo, topics_bytes};
 use serde_json::{json, Value};
 
 /// Returns a digest of each credential, never the value itself.
 const MAIN: &str =
     "import hashlib\ndef main(d, c):\n    return {k: hashlib.sha256(v.encode()).hexdigest() for k, v in c.items()}\n";
-
-fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| {
-        capture_logs();
-        let key = gitfaas_common::sealed::PrivateKey::generate();
-        start(Options { oci_runtime: "runc", private_key: Some(key.to_base64().to_string()) })
-    })
-}
 
 fn sha256(text: &str) -> String {
     use sha2::Digest;
@@ -54,10 +43,6 @@ async fn redis_dump(prefix: &str) -> Vec<u8> {
     dump
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_reach_the_function_and_their_plaintext_is_nowhere_else() {
     let stack = stack();
@@ -81,14 +66,7 @@ async fn credentials_reach_the_function_and_their_plaintext_is_nowhere_else() {
     assert_eq!(result2["output"], json!({"token": sha256(&client_sealed_plain)}));
 
     let topics = stack.topics();
-    let mut raw = Vec::new();
-    for topic in [&topics.jobs, &topics.results] {
-        for (key, payload, headers) in read_topic(topic) {
-            raw.extend(key.unwrap_or_default().into_bytes());
-            raw.extend(payload);
-            raw.extend(format!("{headers:?}").into_bytes());
-        }
-    }
+    let raw = topics_bytes(&[&topics.jobs, &topics.results]);
     assert!(contains(&raw, &id) && contains(&raw, &id2), "the jobs are on the topics");
     let redis = redis_dump(&stack.redis_prefix).await;
     assert!(contains(&redis, &id), "the job is in redis");

@@ -8,27 +8,17 @@
 //! the right token's job already left the commit in the executor's cache; and the
 //! token shows up nowhere but in the `Authorization` header the server checks.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gitfaas_tests::git_http::{GitHttpServer, GIT_USERNAME};
-use gitfaas_tests::sandbox::{capture_logs, finished, start, Options};
-use gitfaas_tests::{read_topic, Stack};
+use gitfaas_tests::sandbox::{capture_logs, contains, finished, keyed_stack as stack};
+use gitfaas_tests::{read_topic, topics_bytes, Stack};
 use serde_json::{json, Value};
 
 /// Adds the job's two numbers and says whether it was given a `git_token`
 /// (never the token itself).
 const MAIN: &str = "def main(data, credentials):\n    \
                     return {\"sum\": data[\"a\"] + data[\"b\"], \"had_token\": \"git_token\" in credentials}\n";
-
-fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| {
-        capture_logs();
-        let key = gitfaas_common::sealed::PrivateKey::generate();
-        start(Options { oci_runtime: "runc", private_key: Some(key.to_base64().to_string()) })
-    })
-}
 
 fn new_token() -> String {
     format!("tok-{}", uuid::Uuid::now_v7().simple())
@@ -68,10 +58,6 @@ async fn assert_refused_for_authentication(stack: &Stack, result: &Value, took: 
     let dead_letter = stack.topics().dead_letter;
     let dead = tokio::task::spawn_blocking(move || read_topic(&dead_letter)).await.unwrap();
     assert!(!dead.iter().any(|(key, _, _)| key.as_deref() == Some(id.as_str())), "job {id} was dead-lettered");
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,14 +134,7 @@ async fn the_git_token_is_nowhere_but_in_the_authorization_header() {
     let event = finished(stack, &id).await;
 
     let topics = stack.topics();
-    let mut raw = Vec::new();
-    for topic in [&topics.jobs, &topics.results] {
-        for (key, payload, headers) in read_topic(topic) {
-            raw.extend(key.unwrap_or_default().into_bytes());
-            raw.extend(payload);
-            raw.extend(format!("{headers:?}").into_bytes());
-        }
-    }
+    let raw = topics_bytes(&[&topics.jobs, &topics.results]);
     assert!(contains(&raw, &id), "the job is on the topics");
     let server_log = server.log();
     assert!(server_log.contains("(credentials accepted)"), "the server checked the header: {server_log}");
