@@ -32,8 +32,17 @@ if [[ "$(cat tests/web/node_modules/.gitfaas-deps 2>/dev/null)" != "$web_deps" ]
   npm ci --prefix tests/web --no-audit --no-fund --silent
   echo "$web_deps" >tests/web/node_modules/.gitfaas-deps
 fi
-if (($#)); then
-  cargo test --no-fail-fast "$@"   # e.g. scripts/test.sh -p gitfaas-tests --test auth
-else
-  cargo test --workspace --no-fail-fast
+# the whole output goes to a log too; when a test fails, its failure sections are printed
+# again at the end, where a CI summary that keeps only the tail still shows them
+TEST_LOG="$LOG_DIR/test-$(date -u +%Y%m%dT%H%M%SZ).log"
+args=("$@")
+(($#)) || args=(--workspace)   # e.g. scripts/test.sh -p gitfaas-tests --test auth
+status=0
+cargo test --no-fail-fast "${args[@]}" 2>&1 | tee "$TEST_LOG" || status=$?
+if ((status)); then
+  say "tests failed; full output in $TEST_LOG; the failures again:"
+  # each failing test's captured output: from '---- name stdout ----' to the target's 'failures:' list
+  awk '/^---- .* stdout ----$/ {on=1} /^failures:$/ && on {on=0} on' "$TEST_LOG" | tail -n 400 >&2
+  grep -E '^test .* FAILED$|^error: .* target.* failed|^    `' "$TEST_LOG" >&2 || true
 fi
+exit "$status"

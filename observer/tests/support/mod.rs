@@ -83,6 +83,26 @@ impl World {
         self.state.path()
     }
 
+    /// On a failed test: keeps the scratch directory and prints what the executors
+    /// logged about partitions, drains and problems (the rest stays in their log files).
+    fn report_failure(&mut self) {
+        self.state.disable_cleanup(true);
+        let dir = self.state().join("log");
+        eprintln!("test failed; executor logs kept in {}", dir.display());
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        files.sort();
+        let wanted = ["WARN", "ERROR", "partitions", "drain", "stopp", "ready", "abandon"];
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| wanted.iter().any(|w| l.contains(w))).collect();
+            eprintln!("== {} ({} of {} lines)", file.display(), lines.len().min(60), text.lines().count());
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     pub fn topics(&self) -> &TopicSettings {
         &self.kafka.topics
     }
@@ -187,6 +207,14 @@ impl World {
 pub struct Log {
     pub events: Vec<(DateTime<Utc>, JobEvent)>,
     pub observer: Vec<(DateTime<Utc>, ObserverMessage)>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.report_failure();
+        }
+    }
 }
 
 /// What was read so far; cheap to clone.
