@@ -48,6 +48,22 @@ pub struct WorkerContext {
 impl ClientContext for WorkerContext {}
 
 impl ConsumerContext for WorkerContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let offsets: Vec<(i32, Offset)> =
+                    offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+                tracing::debug!(?offsets, "offsets committed");
+            }
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                let offsets: Vec<(i32, Offset)> =
+                    offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+                tracing::warn!(%error, ?offsets, "offset commit failed; the auto commit retries it");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(list) = rebalance else { return };
         let revoked: Vec<TopicPartition> =
@@ -244,11 +260,19 @@ impl Worker {
         }
     }
 
+    /// Stores the offset and commits it at once (asynchronously): a partition that
+    /// moves to another member right after this job — at a rebalance, or when a
+    /// broker hands it over before this member has let go — resumes after it instead
+    /// of running it again. The timer-driven auto commit stays as a backstop.
     fn store_offset(&self, tp: &TopicPartition, next: i64) {
         let mut list = TopicPartitionList::new();
         if list.add_partition_offset(&tp.0, tp.1, Offset::Offset(next)).is_ok() {
             if let Err(error) = self.consumer.store_offsets(&list) {
                 tracing::debug!(%error, partition = tp.1, "offset not stored (partition revoked?)");
+                return;
+            }
+            if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+                tracing::warn!(%error, partition = tp.1, offset = next, "offset commit not sent");
             }
         }
     }
