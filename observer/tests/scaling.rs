@@ -227,10 +227,11 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
     assert!(most <= params().max_workers, "never above max_workers: {most}");
 }
 
-/// No job lost; no job run twice because of a scale-in. Executors that join move
-/// partitions away from busy ones, and the executor re-runs what was in flight on
-/// a moved partition: such duplicates are counted and printed, and must follow a
-/// scaler `started` event (see the report of issue 6).
+/// No job lost, every result a success, no job run twice because of a scale-in.
+/// A partition given to a joining executor can reach it before its old owner lets
+/// go (tansu 0.6 answers JoinGroup without waiting for every member): a job in
+/// flight then runs on both. Such re-runs must follow a scaler `started` event by at
+/// most 30 s, are counted and printed, and stay a small share of the jobs.
 fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
     let mut starts: HashMap<JobId, Vec<(DateTime<Utc>, String)>> = HashMap::new();
     let mut results: HashMap<JobId, Vec<JobStatus>> = HashMap::new();
@@ -246,7 +247,7 @@ fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
         .filter(|e| e.action == ScalerAction::Draining)
         .map(|e| (e.executor_id.as_str(), e.at))
         .collect();
-    let (mut problems, mut scale_out_duplicates) = (Vec::new(), 0);
+    let (mut problems, mut scale_out_reruns) = (Vec::new(), 0);
     for id in jobs {
         let statuses = results.get(id).cloned().unwrap_or_default();
         if statuses.is_empty() || statuses.iter().any(|s| *s != JobStatus::Succeeded) {
@@ -261,9 +262,12 @@ fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
             } else if !joins.iter().any(|j| *j <= *at && *at - *j <= chrono::Duration::seconds(30)) {
                 problems.push(format!("{id}: ran on {first} and again on {executor} at {at}, after no scale-out"));
             } else {
-                scale_out_duplicates += 1;
+                scale_out_reruns += 1;
             }
         }
+    }
+    if scale_out_reruns * 4 > jobs.len() {
+        problems.push(format!("{scale_out_reruns} re-runs next to a scale-out: more than a quarter of the jobs"));
     }
     // response times as users saw them: the first result of each job
     let mut first_results: HashMap<JobId, u64> = HashMap::new();
@@ -279,6 +283,6 @@ fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
         let target = params().target_response_ms;
         eprintln!("{} jobs; observed response mean {mean} ms, p95 {p95} ms; target (mean) {target} ms", jobs.len());
     }
-    eprintln!("jobs re-run after a scale-out rebalance (executor behaviour): {scale_out_duplicates}");
+    eprintln!("jobs re-run next to a scale-out: {scale_out_reruns}");
     assert!(problems.is_empty(), "{} of {} jobs:\n{}", problems.len(), jobs.len(), problems.join("\n"));
 }

@@ -124,7 +124,10 @@ impl World {
             ("GITFAAS__EXECUTOR__WORK_DIR", state.join("work").display().to_string()),
             ("GITFAAS__EXECUTOR__CACHE_DIR", state.join("cache").display().to_string()),
             ("GITFAAS__EXECUTOR__SHUTDOWN_GRACE_SECS", "60".into()),
-            ("GITFAAS__TELEMETRY__LOG_FILTER", "info,librdkafka=warn,rdkafka=warn".into()),
+            (
+                "GITFAAS__TELEMETRY__LOG_FILTER",
+                "info,gitfaas_executor::worker=debug,librdkafka=warn,rdkafka=warn".into(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
