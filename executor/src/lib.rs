@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod data;
 pub mod delivery;
 pub mod git;
+pub mod handover;
 pub mod heartbeat;
 pub mod job;
 pub mod offsets;
@@ -73,6 +74,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let lookback = Duration::from_secs(e.cancel_lookback_secs);
     let controls = cancel::Controls::new(lookback);
     let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
+    let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms)));
     let consumer: JobConsumer = client_config(&settings.kafka)
         .set("group.id", &e.group_id)
         .set("client.id", &executor_id)
@@ -88,6 +90,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             tracker: tracker.clone(),
             controls: controls.clone(),
             revoke_grace: Duration::from_secs(e.revoke_grace_secs),
+            handover: handover.clone(),
         })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
@@ -105,6 +108,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         controls,
         cancels_ready,
         stop_following,
+        handover,
     }))
 }
 

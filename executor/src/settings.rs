@@ -51,6 +51,11 @@ pub struct ExecutorSettings {
     /// before they are abandoned (killed, no result; the new owner runs them).
     #[serde(default = "default_revoke_grace_secs")]
     pub revoke_grace_secs: u64,
+    /// How long a newly assigned partition waits before its jobs run, so that what
+    /// its previous owner finished meanwhile is committed and not run again (see
+    /// `handover`). 0 turns the hold off.
+    #[serde(default = "default_handover_hold_ms")]
+    pub handover_hold_ms: u64,
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -81,6 +86,10 @@ fn default_cancel_lookback_secs() -> u64 {
 
 fn default_revoke_grace_secs() -> u64 {
     10
+}
+
+fn default_handover_hold_ms() -> u64 {
+    3000
 }
 
 /// Allowed schemes and hosts of repository URLs; an empty host list allows any host.

@@ -33,6 +33,7 @@ use tracing::Instrument;
 
 use crate::cancel::{Admission, Controls, RunGuard, Stop};
 use crate::delivery;
+use crate::handover::Handover;
 use crate::job::{JobRunner, RunOutcome};
 use crate::offsets::{OffsetTracker, TopicPartition};
 
@@ -43,6 +44,7 @@ pub struct WorkerContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub controls: Arc<Controls>,
     pub revoke_grace: Duration,
+    pub handover: Arc<Handover>,
 }
 
 impl ClientContext for WorkerContext {}
@@ -82,18 +84,16 @@ impl ConsumerContext for WorkerContext {
         for tp in &revoked {
             tracker.forget(tp);
         }
+        self.handover.revoked(&revoked);
         tracing::info!(partitions = ?revoked.iter().map(|tp| tp.1).collect::<Vec<_>>(), abandoned, "partitions revoked");
     }
 
-    /// A partition keeps the paused flag this consumer gave it before it was
-    /// revoked; assigned back later, it would never be fetched again while the worker
-    /// idles (it resumes only after its slots were full). New partitions start
-    /// resumed: when all slots are busy, what they fetch waits in the queue.
+    /// New partitions are held for the handover (see [`Handover`]), or resumed: a
+    /// partition keeps the paused flag this consumer gave it before it was revoked,
+    /// and assigned back it would never be fetched while the worker idles.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(list) = rebalance else { return };
-        if let Err(error) = consumer.resume(list) {
-            tracing::warn!(%error, "resuming assigned partitions failed");
-        }
+        self.handover.assigned(consumer, list);
         let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
         tracing::info!(?partitions, "partitions assigned");
     }
@@ -114,6 +114,7 @@ pub struct Worker {
     pub cancels_ready: tokio::sync::watch::Receiver<bool>,
     /// Stops following cancel requests when the worker is done.
     pub stop_following: CancellationToken,
+    pub handover: Arc<Handover>,
 }
 
 impl Worker {
@@ -126,6 +127,8 @@ impl Worker {
         if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
             tracing::warn!("cancel requests not read within 60 s; taking jobs anyway");
         }
+        let mut releases = JoinSet::new(); // aborted when dropped
+        releases.spawn(self.clone().release_holds());
         let mut running = JoinSet::new();
         let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
@@ -136,6 +139,7 @@ impl Worker {
                 None => tokio::select! {
                     () = shutdown.cancelled() => break,
                     received = self.consumer.recv() => match received {
+                        Ok(message) if self.is_held(&message) => continue,
                         Ok(message) => self.accept(&message),
                         Err(error) => {
                             tracing::warn!(%error, "kafka receive error");
@@ -201,6 +205,7 @@ impl Worker {
                 () = shutdown.cancelled() => break None,
                 permit = self.slots.clone().acquire_owned() => break permit.ok(),
                 received = self.consumer.recv() => match received {
+                    Ok(message) if self.is_held(&message) => {}
                     // fetched before the pause took effect: keep it, in order
                     Ok(message) => pending.push_back(self.accept(&message)),
                     Err(error) => tracing::warn!(%error, "kafka receive error while paused"),
@@ -212,10 +217,21 @@ impl Worker {
     }
 
     fn set_paused(&self, paused: bool) {
-        let Ok(assignment) = self.consumer.assignment() else { return };
-        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
-        if let Err(error) = result {
-            tracing::warn!(%error, paused, "pause/resume failed");
+        self.handover.set_slots_full(&*self.consumer, paused);
+    }
+
+    /// A message of a partition still held for the handover: dropped, fetched
+    /// again from the committed offset once the hold is over.
+    fn is_held(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+        self.handover.is_held(&(message.topic().to_owned(), message.partition()))
+    }
+
+    /// Releases partitions whose handover hold is over, until aborted.
+    async fn release_holds(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let worker = self.clone();
+            let _ = tokio::task::spawn_blocking(move || worker.handover.release_due(&*worker.consumer)).await;
         }
     }
 
