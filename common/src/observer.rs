@@ -46,6 +46,12 @@ pub struct ExecutorHeartbeat {
     pub busy: u32,
     pub state: ExecutorState,
     pub at: DateTime<Utc>,
+    /// Partitions of the jobs topic this executor has unsettled work on: jobs
+    /// received and not finished, or finished with their offsets not yet committed.
+    /// A new owner of such a partition waits for it to settle before taking it
+    /// over, so that what this one finishes is not run twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsettled: Vec<i32>,
 }
 
 /// An owner's request to cancel a job. Every executor follows these: a job not
@@ -409,6 +415,12 @@ mod tests {
             "state": "draining", "at": "2025-01-01T00:00:00Z"});
         let decoded = decode_observer_message(heartbeat.to_string().as_bytes()).unwrap();
         assert_eq!(decoded.key(), "e1");
+        let ObserverMessage::Heartbeat(older) = &decoded else { panic!("a heartbeat: {decoded:?}") };
+        assert!(older.unsettled.is_empty(), "heartbeats without unsettled partitions still decode");
+        let mut busy = older.clone();
+        busy.unsettled = vec![0, 3];
+        let encoded: Value = serde_json::from_slice(&ObserverMessage::Heartbeat(busy).encode()).unwrap();
+        assert_eq!(encoded["unsettled"], json!([0, 3]));
         let future = json!({"kind": "heartbeat", "version": 2, "executor_id": "e1", "slots": 2, "busy": 1,
             "state": "running", "at": "2025-01-01T00:00:00Z"});
         assert!(matches!(decode_observer_message(future.to_string().as_bytes()), Err(DecodeError::Version { .. })));

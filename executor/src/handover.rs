@@ -7,39 +7,55 @@
 //! Either way the new owner starts from a committed offset that does not yet count
 //! the old owner's last jobs, and runs them a second time.
 //!
-//! [`Handover`] holds each newly assigned partition paused for `hold`; then the
-//! executor reads the partition's committed offset afresh, seeks there and resumes.
-//! Whatever the old owner finished and committed within the hold is not run again.
-//! Messages of a held partition that arrive anyway are dropped (never begun): the
-//! seek fetches them again.
+//! [`Handover`] holds each newly assigned partition paused for `hold`, and beyond it
+//! while another executor's fresh heartbeat still names the partition unsettled
+//! ([`Peers`]: jobs of it running there, or finished and not committed yet) — up to
+//! `settle_limit` more, the time an old owner has to finish its jobs after a revoke
+//! and say so. Then the executor reads the partition's committed offset afresh,
+//! seeks there and resumes. Whatever the old owner finished and committed meanwhile
+//! is not run again; what it abandoned is. Messages of a held partition that arrive
+//! anyway are dropped (never begun): the seek fetches them again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use chrono::Utc;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::offsets::TopicPartition;
-use crate::worker::WorkerContext;
+use crate::peers::Peers;
+use crate::rebalance::WorkerContext;
+
+struct Hold {
+    /// Released from then on, once no peer claims the partition.
+    from: Instant,
+    /// Released then, claimed or not.
+    until: Instant,
+    /// A peer's claim was logged.
+    waited: bool,
+}
 
 #[derive(Default)]
 struct State {
-    /// Held partitions and when they may be released.
-    held: HashMap<TopicPartition, Instant>,
+    held: HashMap<TopicPartition, Hold>,
     /// True while the worker pauses every partition because all slots are busy.
     slots_full: bool,
 }
 
 pub struct Handover {
     hold: Duration,
+    settle_limit: Duration,
+    peers: Arc<Peers>,
     state: Mutex<State>,
 }
 
 impl Handover {
-    pub fn new(hold: Duration) -> Self {
-        Self { hold, state: Mutex::default() }
+    pub fn new(hold: Duration, settle_limit: Duration, peers: Arc<Peers>) -> Self {
+        Self { hold, settle_limit, peers, state: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -52,10 +68,11 @@ impl Handover {
         let result = if self.hold.is_zero() {
             consumer.resume(list)
         } else {
-            let until = Instant::now() + self.hold;
+            let from = Instant::now() + self.hold;
+            let until = from + self.settle_limit;
             let mut state = self.lock();
             for e in list.elements() {
-                state.held.insert((e.topic().to_owned(), e.partition()), until);
+                state.held.insert((e.topic().to_owned(), e.partition()), Hold { from, until, waited: false });
             }
             consumer.pause(list)
         };
@@ -101,10 +118,7 @@ impl Handover {
     /// Partitions whose hold is over. Blocking (reads committed offsets, seeks):
     /// for `spawn_blocking`.
     pub fn release_due(&self, consumer: &impl Consumer<WorkerContext>) {
-        let now = Instant::now();
-        let due: Vec<TopicPartition> =
-            self.lock().held.iter().filter(|(_, until)| **until <= now).map(|(tp, _)| tp.clone()).collect();
-        for tp in due {
+        for tp in self.due(Instant::now()) {
             let mut list = TopicPartitionList::new();
             list.add_partition(&tp.0, tp.1);
             let committed = consumer
@@ -112,7 +126,7 @@ impl Handover {
                 .ok()
                 .and_then(|l| l.find_partition(&tp.0, tp.1).map(|e| e.offset()));
             let mut state = self.lock();
-            if state.held.get(&tp).is_none_or(|until| *until > now) {
+            if state.held.get(&tp).is_none_or(|hold| hold.from > Instant::now()) {
                 continue; // revoked (or assigned again) meanwhile
             }
             if let Some(Offset::Offset(offset)) = committed {
@@ -131,17 +145,80 @@ impl Handover {
             tracing::info!(partition = tp.1, ?committed, "partition taken over");
         }
     }
+
+    /// Held partitions to release now: past their hold and claimed by no peer, or
+    /// past the settle limit.
+    fn due(&self, now: Instant) -> Vec<TopicPartition> {
+        let mut state = self.lock();
+        let mut due = Vec::new();
+        for (tp, hold) in state.held.iter_mut().filter(|(_, hold)| hold.from <= now) {
+            let claiming = self.peers.claiming(tp.1, Utc::now());
+            if claiming.is_empty() {
+                due.push(tp.clone());
+            } else if hold.until <= now {
+                tracing::warn!(partition = tp.1, ?claiming, "previous owner did not settle in time; taking over");
+                due.push(tp.clone());
+            } else if !hold.waited {
+                hold.waited = true;
+                tracing::info!(partition = tp.1, ?claiming, "waiting for the previous owner's jobs to settle");
+            }
+        }
+        due
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState};
+    use gitfaas_common::schema::SCHEMA_VERSION;
+
+    fn handover(hold: Duration, settle_limit: Duration) -> (Handover, Arc<Peers>) {
+        let peers = Arc::new(Peers::new("me", Duration::from_secs(6)));
+        (Handover::new(hold, settle_limit, peers.clone()), peers)
+    }
+
+    fn hold(handover: &Handover, tp: &TopicPartition, from: Instant, until: Instant) {
+        handover.lock().held.insert(tp.clone(), Hold { from, until, waited: false });
+    }
+
+    fn claim(peers: &Peers, id: &str, unsettled: &[i32]) {
+        peers.observe(ExecutorHeartbeat {
+            version: SCHEMA_VERSION,
+            executor_id: id.into(),
+            slots: 1,
+            busy: 1,
+            state: ExecutorState::Running,
+            at: Utc::now(),
+            unsettled: unsettled.to_vec(),
+        });
+    }
+
+    #[test]
+    fn a_partition_is_released_after_its_hold_once_no_peer_claims_it_or_at_the_settle_limit() {
+        let (handover, peers) = handover(Duration::from_secs(3), Duration::from_secs(10));
+        let now = Instant::now();
+        let (free, claimed, overdue) = (("jobs".to_owned(), 0), ("jobs".to_owned(), 1), ("jobs".to_owned(), 2));
+        hold(&handover, &free, now, now + Duration::from_secs(10));
+        hold(&handover, &claimed, now, now + Duration::from_secs(10));
+        hold(&handover, &overdue, now - Duration::from_secs(10), now);
+        claim(&peers, "old-owner", &[1, 2]);
+        assert_eq!(handover.due(now - Duration::from_secs(1)), Vec::<TopicPartition>::new(), "still in the hold");
+        let sorted = |mut due: Vec<TopicPartition>| {
+            due.sort();
+            due
+        };
+        assert_eq!(sorted(handover.due(now)), vec![free.clone(), overdue.clone()]);
+        claim(&peers, "old-owner", &[]);
+        assert_eq!(sorted(handover.due(now)), vec![free, claimed, overdue], "settled");
+    }
+
     #[test]
     fn a_revoked_partition_is_no_longer_held() {
-        let handover = Handover::new(Duration::from_secs(60));
+        let (handover, _) = handover(Duration::from_secs(60), Duration::from_secs(60));
         let tp = ("jobs".to_owned(), 3);
-        handover.lock().held.insert(tp.clone(), Instant::now());
+        hold(&handover, &tp, Instant::now(), Instant::now());
         assert!(handover.is_held(&tp));
         handover.revoked(std::slice::from_ref(&tp));
         assert!(!handover.is_held(&tp));

@@ -7,6 +7,10 @@
 //! executor drains: the loop has let go of its permit, so taken permits are the
 //! jobs still running; heartbeats go on with state `draining` until none is left,
 //! then one `stopped` heartbeat ends the task.
+//!
+//! Each heartbeat also names the partitions with unsettled work (jobs running, or
+//! finished and not committed yet): another executor handed one of them waits for
+//! it (see [`crate::handover`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +36,14 @@ pub async fn publish_heartbeats(
     ticker.tick().await; // the first tick is immediate
     loop {
         let draining = shutdown.is_cancelled();
+        let (in_flight, unsettled) = {
+            let tracker = worker.tracker.lock().expect("tracker lock");
+            (tracker.in_flight(), tracker.unsettled())
+        };
         let busy = if draining {
             total_slots.saturating_sub(worker.slots.available_permits())
         } else {
-            worker.tracker.lock().expect("tracker lock").in_flight().min(total_slots)
+            in_flight.min(total_slots)
         };
         let state = match (draining, busy) {
             (false, _) => ExecutorState::Running,
@@ -49,6 +57,7 @@ pub async fn publish_heartbeats(
             busy: busy as u32,
             state,
             at: Utc::now(),
+            unsettled,
         };
         send(&worker.producer, &topic, &ObserverMessage::Heartbeat(heartbeat)).await;
         if state == ExecutorState::Stopped {

@@ -18,7 +18,9 @@ pub mod handover;
 pub mod heartbeat;
 pub mod job;
 pub mod offsets;
+pub mod peers;
 pub mod policy;
+pub mod rebalance;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
@@ -73,8 +75,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let tracker = Arc::new(Mutex::new(Default::default()));
     let lookback = Duration::from_secs(e.cancel_lookback_secs);
     let controls = cancel::Controls::new(lookback);
-    let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
-    let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms)));
+    let heartbeat_every = gitfaas_common::observer::HEARTBEAT_EVERY;
+    let peers = Arc::new(peers::Peers::new(&executor_id, 3 * heartbeat_every));
+    let (cancels_ready, stop_following) =
+        follow_cancels(settings, &executor_id, controls.clone(), peers.clone(), lookback).await?;
+    let revoke_grace = Duration::from_secs(e.revoke_grace_secs);
+    // an old owner learns of the revoke within about a second, finishes its jobs
+    // within the grace and says so in its next heartbeats
+    let settle_limit = revoke_grace + 3 * heartbeat_every;
+    let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms), settle_limit, peers));
     let consumer: JobConsumer = client_config(&settings.kafka)
         .set("group.id", &e.group_id)
         .set("client.id", &executor_id)
@@ -89,7 +98,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         .create_with_context(WorkerContext {
             tracker: tracker.clone(),
             controls: controls.clone(),
-            revoke_grace: Duration::from_secs(e.revoke_grace_secs),
+            revoke_grace,
             handover: handover.clone(),
         })
         .context("creating the kafka consumer")?;
@@ -112,11 +121,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     }))
 }
 
-/// Starts reading cancel requests from the observer topic, `lookback` back in time.
+/// Starts reading cancel requests and peers' heartbeats from the observer topic,
+/// `lookback` back in time.
 async fn follow_cancels(
     settings: &Settings,
     executor_id: &str,
     controls: Arc<cancel::Controls>,
+    peers: Arc<peers::Peers>,
     lookback: Duration,
 ) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, CancellationToken)> {
     let consumer: rdkafka::consumer::StreamConsumer = client_config(&settings.kafka)
@@ -134,7 +145,7 @@ async fn follow_cancels(
     let ends = ends.context("assigning the observer topic")?;
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let stop = CancellationToken::new();
-    tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));
+    tokio::spawn(cancel::follow(consumer, controls, peers, ends, ready_tx, stop.clone()));
     Ok((ready, stop))
 }
 
@@ -147,15 +158,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         shutdown.await;
         trigger.cancel();
     });
-    let heartbeats = tokio::spawn(heartbeat::publish_heartbeats(
-        worker.clone(),
-        settings.kafka.topics.observer.clone(),
-        settings.executor.slots,
-        gitfaas_common::observer::HEARTBEAT_EVERY,
-        token.clone(),
-    ));
     worker.run(token).await;
-    let _ = tokio::time::timeout(2 * gitfaas_common::observer::HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
     tracing::info!("executor stopped");
     Ok(())
 }

@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gitfaas_common::kafka::{set_parent_from_headers, trace_headers};
+use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,67 +38,7 @@ use crate::handover::Handover;
 use crate::job::{JobRunner, RunOutcome};
 use crate::offsets::{OffsetTracker, TopicPartition};
 
-/// Before a partition goes to another member: lets its running jobs finish for up
-/// to `revoke_grace`, abandons the rest, commits what is done and forgets the
-/// partition's in-flight offsets, so that nothing is committed for it any more.
-pub struct WorkerContext {
-    pub tracker: Arc<Mutex<OffsetTracker>>,
-    pub controls: Arc<Controls>,
-    pub revoke_grace: Duration,
-    pub handover: Arc<Handover>,
-}
-
-impl ClientContext for WorkerContext {}
-
-impl ConsumerContext for WorkerContext {
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                let offsets: Vec<(i32, Offset)> =
-                    offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
-                tracing::debug!(?offsets, "offsets committed");
-            }
-            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => {
-                let offsets: Vec<(i32, Offset)> =
-                    offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
-                tracing::warn!(%error, ?offsets, "offset commit failed; the auto commit retries it");
-            }
-        }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else { return };
-        let revoked: Vec<TopicPartition> =
-            list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
-        let deadline = std::time::Instant::now() + self.revoke_grace;
-        let mut running = self.controls.running_on(&revoked);
-        while running > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            running = self.controls.running_on(&revoked);
-        }
-        let abandoned = if running > 0 { self.controls.abandon(&revoked) } else { 0 };
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "commit before revocation");
-        }
-        let mut tracker = self.tracker.lock().expect("tracker lock");
-        for tp in &revoked {
-            tracker.forget(tp);
-        }
-        self.handover.revoked(&revoked);
-        tracing::info!(partitions = ?revoked.iter().map(|tp| tp.1).collect::<Vec<_>>(), abandoned, "partitions revoked");
-    }
-
-    /// New partitions are held for the handover (see [`Handover`]), or resumed: a
-    /// partition keeps the paused flag this consumer gave it before it was revoked,
-    /// and assigned back it would never be fetched while the worker idles.
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(list) = rebalance else { return };
-        self.handover.assigned(consumer, list);
-        let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
-        tracing::info!(?partitions, "partitions assigned");
-    }
-}
+pub use crate::rebalance::WorkerContext;
 
 pub type JobConsumer = StreamConsumer<WorkerContext>;
 
@@ -127,6 +68,13 @@ impl Worker {
         if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
             tracing::warn!("cancel requests not read within 60 s; taking jobs anyway");
         }
+        let heartbeats = tokio::spawn(crate::heartbeat::publish_heartbeats(
+            self.clone(),
+            self.topics.observer.clone(),
+            self.runner.settings.slots,
+            HEARTBEAT_EVERY,
+            shutdown.clone(),
+        ));
         let mut releases = JoinSet::new(); // aborted when dropped
         releases.spawn(self.clone().release_holds());
         let mut running = JoinSet::new();
@@ -158,6 +106,7 @@ impl Worker {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }
+        let _ = tokio::time::timeout(2 * HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
     }
 
     /// Waits for the running jobs while still polling, with every partition paused:

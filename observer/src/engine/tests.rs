@@ -29,6 +29,7 @@ fn heartbeat(id: &str, secs: i64) -> Input {
         busy: 0,
         state: ExecutorState::Running,
         at: at(secs),
+        unsettled: vec![],
     };
     Input::Observer { message: ObserverMessage::Heartbeat(heartbeat), seen_at: at(secs) }
 }

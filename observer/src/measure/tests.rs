@@ -192,7 +192,15 @@ fn results_that_arrive_after_their_window_are_counted_late() {
 }
 
 fn heartbeat(id: &str, busy: u32, state: ExecutorState, at_ms: i64) -> ExecutorHeartbeat {
-    ExecutorHeartbeat { version: SCHEMA_VERSION, executor_id: id.into(), slots: 2, busy, state, at: at(at_ms) }
+    ExecutorHeartbeat {
+        version: SCHEMA_VERSION,
+        executor_id: id.into(),
+        slots: 2,
+        busy,
+        state,
+        at: at(at_ms),
+        unsettled: vec![],
+    }
 }
 
 #[test]
