@@ -14,7 +14,9 @@
 //! and say so. Then the executor reads the partition's committed offset afresh,
 //! seeks there and resumes. Whatever the old owner finished and committed meanwhile
 //! is not run again; what it abandoned is. Messages of a held partition that arrive
-//! anyway are dropped (never begun): the seek fetches them again.
+//! anyway are dropped (never begun): the seek fetches them again. When no other
+//! executor heartbeats at all, nobody can be working on the partition: it is
+//! released at once (a lone executor's first job does not wait for the hold).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -126,8 +128,8 @@ impl Handover {
                 .ok()
                 .and_then(|l| l.find_partition(&tp.0, tp.1).map(|e| e.offset()));
             let mut state = self.lock();
-            if state.held.get(&tp).is_none_or(|hold| hold.from > Instant::now()) {
-                continue; // revoked (or assigned again) meanwhile
+            if !state.held.contains_key(&tp) {
+                continue; // revoked meanwhile
             }
             if let Some(Offset::Offset(offset)) = committed {
                 if let Err(error) = consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::from_secs(5)) {
@@ -146,12 +148,13 @@ impl Handover {
         }
     }
 
-    /// Held partitions to release now: past their hold and claimed by no peer, or
-    /// past the settle limit.
+    /// Held partitions to release now: past their hold (or at once, when no other
+    /// executor heartbeats) and claimed by no peer, or past the settle limit.
     fn due(&self, now: Instant) -> Vec<TopicPartition> {
+        let alone = self.peers.alone(Utc::now());
         let mut state = self.lock();
         let mut due = Vec::new();
-        for (tp, hold) in state.held.iter_mut().filter(|(_, hold)| hold.from <= now) {
+        for (tp, hold) in state.held.iter_mut().filter(|(_, hold)| alone || hold.from <= now) {
             let claiming = self.peers.claiming(tp.1, Utc::now());
             if claiming.is_empty() {
                 due.push(tp.clone());
@@ -196,19 +199,20 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_is_released_after_its_hold_once_no_peer_claims_it_or_at_the_settle_limit() {
+    fn a_partition_is_released_after_its_hold_once_no_peer_claims_it_or_at_the_settle_limit_or_at_once_when_alone() {
         let (handover, peers) = handover(Duration::from_secs(3), Duration::from_secs(10));
         let now = Instant::now();
         let (free, claimed, overdue) = (("jobs".to_owned(), 0), ("jobs".to_owned(), 1), ("jobs".to_owned(), 2));
         hold(&handover, &free, now, now + Duration::from_secs(10));
         hold(&handover, &claimed, now, now + Duration::from_secs(10));
         hold(&handover, &overdue, now - Duration::from_secs(10), now);
-        claim(&peers, "old-owner", &[1, 2]);
-        assert_eq!(handover.due(now - Duration::from_secs(1)), Vec::<TopicPartition>::new(), "still in the hold");
         let sorted = |mut due: Vec<TopicPartition>| {
             due.sort();
             due
         };
+        assert_eq!(sorted(handover.due(now)).len(), 3, "no other executor: released at once");
+        claim(&peers, "old-owner", &[1, 2]);
+        assert_eq!(handover.due(now - Duration::from_secs(1)), Vec::<TopicPartition>::new(), "still in the hold");
         assert_eq!(sorted(handover.due(now)), vec![free.clone(), overdue.clone()]);
         claim(&peers, "old-owner", &[]);
         assert_eq!(sorted(handover.due(now)), vec![free, claimed, overdue], "settled");

@@ -41,6 +41,13 @@ impl Peers {
         }
     }
 
+    /// True when no other executor heartbeats (freshly): nobody can be working
+    /// on a partition this one is handed.
+    pub fn alone(&self, now: DateTime<Utc>) -> bool {
+        let latest = self.latest.lock().expect("peers lock");
+        !latest.values().any(|h| h.state != ExecutorState::Stopped && now - h.at <= self.fresh_for)
+    }
+
     /// Peers whose fresh, latest heartbeat says they have unsettled work on
     /// `partition` of the jobs topic.
     pub fn claiming(&self, partition: i32, now: DateTime<Utc>) -> Vec<String> {
@@ -81,6 +88,7 @@ mod tests {
         let secs = chrono::Duration::seconds;
         peers.observe(heartbeat("me", t0, ExecutorState::Running, &[1]));
         assert!(peers.claiming(1, t0).is_empty(), "its own heartbeat");
+        assert!(peers.alone(t0));
 
         peers.observe(heartbeat("a", t0, ExecutorState::Running, &[1, 2]));
         peers.observe(heartbeat("b", t0, ExecutorState::Draining, &[2]));
@@ -94,7 +102,9 @@ mod tests {
 
         assert_eq!(peers.claiming(2, t0 + secs(6)), vec!["a", "b"]);
         assert_eq!(peers.claiming(2, t0 + secs(7)), vec!["a"], "b's heartbeat went stale");
+        assert!(!peers.alone(t0 + secs(7)));
         assert!(peers.claiming(2, t0 + secs(9)).is_empty(), "a's too");
+        assert!(peers.alone(t0 + secs(9)));
 
         peers.observe(heartbeat("a", t0 + secs(9), ExecutorState::Stopped, &[2]));
         assert!(peers.claiming(2, t0 + secs(9)).is_empty(), "a stopped executor works on nothing");
