@@ -151,11 +151,12 @@ impl Handover {
     /// Held partitions to release now: past their hold (or at once, when no other
     /// executor heartbeats) and claimed by no peer, or past the settle limit.
     fn due(&self, now: Instant) -> Vec<TopicPartition> {
-        let alone = self.peers.alone(Utc::now());
+        let wall_now = Utc::now();
+        let alone = self.peers.alone(wall_now);
         let mut state = self.lock();
         let mut due = Vec::new();
         for (tp, hold) in state.held.iter_mut().filter(|(_, hold)| alone || hold.from <= now) {
-            let claiming = self.peers.claiming(tp.1, Utc::now());
+            let claiming = self.peers.claiming(tp.1, wall_now);
             if claiming.is_empty() {
                 due.push(tp.clone());
             } else if hold.until <= now {

@@ -45,7 +45,7 @@ impl Peers {
     /// on a partition this one is handed.
     pub fn alone(&self, now: DateTime<Utc>) -> bool {
         let latest = self.latest.lock().expect("peers lock");
-        !latest.values().any(|h| h.state != ExecutorState::Stopped && now - h.at <= self.fresh_for)
+        !latest.values().any(|h| self.is_live(h, now))
     }
 
     /// Peers whose fresh, latest heartbeat says they have unsettled work on
@@ -54,12 +54,16 @@ impl Peers {
         let latest = self.latest.lock().expect("peers lock");
         let mut claiming: Vec<String> = latest
             .values()
-            .filter(|h| h.state != ExecutorState::Stopped && now - h.at <= self.fresh_for)
-            .filter(|h| h.unsettled.contains(&partition))
+            .filter(|h| self.is_live(h, now) && h.unsettled.contains(&partition))
             .map(|h| h.executor_id.clone())
             .collect();
         claiming.sort();
         claiming
+    }
+
+    /// A fresh heartbeat of an executor that has not stopped.
+    fn is_live(&self, heartbeat: &ExecutorHeartbeat, now: DateTime<Utc>) -> bool {
+        heartbeat.state != ExecutorState::Stopped && now - heartbeat.at <= self.fresh_for
     }
 }
 
