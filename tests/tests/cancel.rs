@@ -40,6 +40,15 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> 
     }
 }
 
+/// Submits quick jobs until one runs on `executor` (which then owns a partition).
+async fn wait_for_a_job_on(stack: &Stack, repo: &str, executor: &str) {
+    wait_until(&format!("a job on {executor}"), Duration::from_secs(90), async || {
+        let id = submit_nap(stack, repo, 0).await;
+        stack.result(&id).await["executor_id"] == executor
+    })
+    .await;
+}
+
 /// How many of alice's jobs are running; none (and the answer printed) when the
 /// frontend does not list them.
 async fn running_jobs(stack: &Stack) -> Option<usize> {
@@ -254,11 +263,7 @@ async fn jobs_running_when_their_partition_moves_finish_there_and_run_once() {
     let repo = sleep_repo();
     let second = format!("{}-2", stack.executor_id);
     let stop_second = start_executor_with(&stack, &second, patient).await;
-    wait_until("a job on the second executor", Duration::from_secs(90), async || {
-        let id = submit_nap(&stack, &repo, 0).await;
-        stack.result(&id).await["executor_id"] == second.as_str()
-    })
-    .await;
+    wait_for_a_job_on(&stack, &repo, &second).await;
 
     let mut ids = Vec::new();
     for _ in 0..JOBS {
@@ -274,11 +279,7 @@ async fn jobs_running_when_their_partition_moves_finish_there_and_run_once() {
     }
     // the newcomer owns a partition now; had it run moved jobs, it would have
     // started them by the time it runs a new one
-    wait_until("a job on the third executor", Duration::from_secs(90), async || {
-        let id = submit_nap(&stack, &repo, 0).await;
-        stack.result(&id).await["executor_id"] == third.as_str()
-    })
-    .await;
+    wait_for_a_job_on(&stack, &repo, &third).await;
     for id in &ids {
         let (started, finished) = events_of(&stack, id);
         assert_eq!(started.len(), 1, "started once: {started:?}");
@@ -301,11 +302,7 @@ async fn a_stopped_executors_partitions_are_taken_over_at_once() {
     let second = format!("{}-2", stack.executor_id);
     let stop = start_executor_with(&stack, &second, slow_session).await;
     // both members own a partition once the newcomer has run a job
-    wait_until("a job on the second executor", Duration::from_secs(90), async || {
-        let id = submit_nap(&stack, &repo, 0).await;
-        stack.result(&id).await["executor_id"] == second.as_str()
-    })
-    .await;
+    wait_for_a_job_on(&stack, &repo, &second).await;
 
     stop.cancel();
     let stopped = Instant::now();
