@@ -48,3 +48,29 @@ stop_bg() {
   fi
   rm -f "$pidfile"
 }
+
+# pom_property NAME: a version pinned in scripts/maven/pom.xml.
+pom_property() {
+  sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$ROOT/scripts/maven/pom.xml" | head -1
+}
+
+# The Kafka jars (scripts/kafka.sh install), by version, in the state directory.
+kafka_libs() { echo "$STATE_DIR/jvm/kafka-$(pom_property kafka.version)/lib"; }
+
+# kafka_ready PORT: the broker on 127.0.0.1:PORT answers an ApiVersions request without error.
+kafka_ready() {
+  python3 - "$1" <<'PY'
+import socket, struct, sys
+body = struct.pack(">hhih", 18, 0, 1, 7) + b"gitfaas"
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+    s.sendall(struct.pack(">i", len(body)) + body)
+    size = struct.unpack(">i", s.recv(4))[0]
+    data = b""
+    while len(data) < size:
+        chunk = s.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    sys.exit(0 if struct.unpack(">ih", data[:6])[1] == 0 else 1)
+PY
+}

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Idempotent machine set-up: system packages, the tansu broker, a running Docker
-# engine (runc + gVisor) and the locally built runtime images. Safe to run again.
+# Idempotent machine set-up: system packages, the Kafka jars (Maven Central), a running
+# Docker engine (runc + gVisor) and the locally built runtime images. Safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(docker.io redis-server runsc debootstrap busybox-static cmake pkg-config
   libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev curl jq git iproute2
-  chromium)   # chromium: the web app's browser test (tests/web)
-TANSU_VERSION=0.6.0
+  chromium maven openjdk-17-jre-headless)   # chromium: the web app's browser test (tests/web); maven + JRE: Kafka and Keycloak
 
 install_packages() {
   local missing=()
@@ -18,13 +17,6 @@ install_packages() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
   fi
-}
-
-install_tansu() {
-  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then return 0; fi
-  say "building tansu $TANSU_VERSION (once per machine, ~10 min)"
-  CARGO_TARGET_DIR="$STATE_DIR/tansu-target" \
-    cargo install tansu --version "$TANSU_VERSION" --features libsql,dynostore --locked
 }
 
 configure_docker() {
@@ -59,6 +51,6 @@ install_test_tools() {
 install_packages
 install_test_tools
 configure_docker
-install_tansu
+"$ROOT/scripts/kafka.sh" install >/dev/null
 "$ROOT/scripts/images.sh"
 say "setup complete"
