@@ -5,18 +5,19 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TEST_GIT_PORT="${GITFAAS_TEST_GIT_PORT:-9419}"
-export GITFAAS_TEST_GIT_ROOT="$STATE_DIR/test-repos"
+# several checkouts may test at once on one machine: each picks its own git port (and root)
+export GITFAAS_TEST_GIT_ROOT="${GITFAAS_TEST_GIT_ROOT:-$STATE_DIR/test-repos-$TEST_GIT_PORT}"
 export GITFAAS_TEST_GIT_URL="git://127.0.0.1:$TEST_GIT_PORT"
 export GITFAAS_TEST_KAFKA="127.0.0.1:${GITFAAS_KAFKA_PORT:-9092}"
 export GITFAAS_TEST_REDIS="redis://127.0.0.1:${GITFAAS_REDIS_PORT:-6390}/"
 
 "$ROOT/scripts/infra.sh" up
 rm -rf "$GITFAAS_TEST_GIT_ROOT" && mkdir -p "$GITFAAS_TEST_GIT_ROOT"
-stop_bg test-git-daemon
+stop_bg "test-git-daemon-$TEST_GIT_PORT"
 pkill -f -- "git daemon .*--port=$TEST_GIT_PORT" 2>/dev/null || true
-start_bg test-git-daemon git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$TEST_GIT_PORT" \
+start_bg "test-git-daemon-$TEST_GIT_PORT" git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$TEST_GIT_PORT" \
   --base-path="$GITFAAS_TEST_GIT_ROOT" "$GITFAAS_TEST_GIT_ROOT"
-trap 'stop_bg test-git-daemon' EXIT INT TERM
+trap 'stop_bg "test-git-daemon-$TEST_GIT_PORT"' EXIT INT TERM
 wait_for "test git daemon on :$TEST_GIT_PORT" 30 bash -c "echo > /dev/tcp/127.0.0.1/$TEST_GIT_PORT"
 
 cd "$ROOT"
