@@ -15,10 +15,16 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::settings::KafkaSettings;
 
-/// Base client configuration: brokers plus the operator's pass-through map.
+/// Base client configuration: brokers, the settings every gitfaas client shares, and
+/// the operator's pass-through map last (it wins over all of them, but for what a
+/// service sets for itself afterwards, such as its group id).
+///
+/// - `socket.nagle.disable`: jobs and results are small messages sent one at a time;
+///   with Nagle's algorithm a second small write on a connection waits for the ACK of
+///   the first, which a peer delays by up to 40 ms.
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
+    config.set("bootstrap.servers", &settings.brokers).set("socket.nagle.disable", "true");
     for (key, value) in &settings.client {
         config.set(key, value);
     }
@@ -27,18 +33,57 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// Producer configuration for messages that must not be lost or duplicated by
 /// producer retries: idempotence and acknowledgement by all in-sync replicas.
+///
+/// - `linger.ms=0`: a job or result is sent at once rather than held up to 5 ms (the
+///   librdkafka default) for a batch; under a burst, messages that queue while a
+///   request is in flight still travel together in the next one.
 pub fn reliable_producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
-    config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "0");
+    reapply_client(&mut config, settings, &["linger.ms", "message.timeout.ms"]);
     config
 }
 
-/// Creates every configured topic that does not exist yet, retrying for about a
-/// minute while the broker is starting.
+/// Consumer configuration of a job-path reader (the executors' jobs consumer, the
+/// frontend's results consumer) in `group_id`.
+///
+/// - `fetch.wait.max.ms=100`: Kafka answers a waiting fetch as soon as data arrives,
+///   so this bounds only how long an empty fetch is held — and with it how long a
+///   partition resumed after a pause (all job slots were busy) waits to be included
+///   in the next fetch (500 ms by default).
+pub fn job_path_consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = client_config(settings);
+    config.set("group.id", group_id).set("fetch.wait.max.ms", "100");
+    reapply_client(&mut config, settings, &["fetch.wait.max.ms"]);
+    config
+}
+
+/// The operator's pass-through value of any of `keys` wins over gitfaas's default.
+fn reapply_client(config: &mut ClientConfig, settings: &KafkaSettings, keys: &[&str]) {
+    for key in keys {
+        if let Some(value) = settings.client.get(*key) {
+            config.set(*key, value);
+        }
+    }
+}
+
+/// Creates every configured topic that does not exist yet and waits until each
+/// partition of each has a leader, retrying for about a minute while the broker is
+/// starting. (Kafka answers a creation before the new partitions have elected their
+/// leaders; a reader that asks for offsets or watermarks in between is refused with
+/// `NotLeaderForPartition`.)
 pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let mut attempt = 0;
     loop {
-        match create_topics(settings).await {
+        let ready = match create_topics(settings).await {
+            Ok(()) => wait_for_leaders(settings).await,
+            Err(error) => Err(error),
+        };
+        match ready {
             Ok(()) => return Ok(()),
             Err(error) if attempt < 12 => {
                 attempt += 1;
@@ -50,13 +95,53 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     }
 }
 
+/// Polls the topics' metadata until every partition has a leader that answers for
+/// it (about 15 s at most).
+async fn wait_for_leaders(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let client: rdkafka::consumer::BaseConsumer = client_config(settings).create()?;
+    let client = std::sync::Arc::new(client);
+    for _ in 0..150 {
+        let (client, topics) =
+            (client.clone(), settings.topics.all().into_iter().map(str::to_owned).collect::<Vec<_>>());
+        let led = tokio::task::spawn_blocking(move || -> Result<bool, KafkaError> {
+            use rdkafka::consumer::Consumer;
+            for topic in &topics {
+                let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+                let Some(found) = metadata.topics().first() else { return Ok(false) };
+                if found.error().is_some()
+                    || found.partitions().is_empty()
+                    || found.partitions().iter().any(|p| p.leader() < 0 || p.error().is_some())
+                {
+                    return Ok(false);
+                }
+                // the metadata names a leader a moment before that broker serves the
+                // partition: ask it for the offsets, as every reader will
+                for partition in found.partitions() {
+                    if client.fetch_watermarks(topic, partition.id(), Duration::from_secs(5)).is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .expect("metadata task");
+        if led? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(KafkaError::AdminOp(RDKafkaErrorCode::LeaderNotAvailable))
+}
+
 async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
     let topics: Vec<NewTopic<'_>> = settings
         .topics
         .all()
         .into_iter()
-        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
+        // -1: the broker's default.replication.factor (1 on one node, 3 on a cluster that says so)
+        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(-1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, reliable_producer_config};
 use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -84,8 +84,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     // within the grace and says so in its next heartbeats
     let settle_limit = revoke_grace + 3 * heartbeat_every;
     let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms), settle_limit, peers));
-    let consumer: JobConsumer = client_config(&settings.kafka)
-        .set("group.id", &e.group_id)
+    let consumer: JobConsumer = job_path_consumer_config(&settings.kafka, &e.group_id)
         .set("client.id", &executor_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")

@@ -21,7 +21,7 @@ use std::net::TcpListener;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, reliable_producer_config};
 use gitfaas_common::settings::TopicSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -68,8 +68,7 @@ impl Application {
         ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
         let producer: FutureProducer =
             reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
-        let consumer: StreamConsumer = client_config(&settings.kafka)
-            .set("group.id", &f.group_id)
+        let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &f.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
