@@ -15,13 +15,15 @@ KAFKA_CONTROLLER_PORT="${GITFAAS_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DIR="$STATE_DIR/kafka"
 
 install() {
-  local libs; libs=$(kafka_libs)
-  if [[ ! -f "$libs/.complete" ]]; then
+  local libs pom_hash; libs=$(kafka_libs)
+  pom_hash=$(sha256sum "$POM" | cut -d' ' -f1)
+  # fetched again when the pinned set changes
+  if [[ "$(cat "$libs/.complete" 2>/dev/null)" != "$pom_hash" ]]; then
     say "fetching Apache Kafka $(pom_property kafka.version) jars from Maven Central (once per machine)"
     rm -rf "$libs" && mkdir -p "$libs"
     mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" \
       >"$LOG_DIR/mvn-kafka.log" 2>&1 || { tail -20 "$LOG_DIR/mvn-kafka.log"; die "fetching the kafka jars failed"; }
-    touch "$libs/.complete"
+    echo "$pom_hash" >"$libs/.complete"
   fi
   echo "$libs"
 }
@@ -84,8 +86,10 @@ EOF
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id="${GITFAAS_KAFKA_CLUSTER_ID:-}"
     [[ -n "$cluster_id" ]] || cluster_id=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid)
+    # GITFAAS_KAFKA_FORMAT_ARGS: more format options, e.g. --add-scram=… for SASL/SCRAM users
+    # shellcheck disable=SC2086
     java -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
-      --ignore-formatted >/dev/null
+      --ignore-formatted ${GITFAAS_KAFKA_FORMAT_ARGS:-} >/dev/null
   fi
   exec java -Xms256m -Xmx${GITFAAS_KAFKA_HEAP:-768m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.yaml" \

@@ -1,41 +1,55 @@
 //! A whole gitfaas deployment as separate processes, for fault tests: its own
-//! tansu broker (durable sqlite storage), its own Redis (append-only file), the
+//! Apache Kafka node (durable log directories), its own Redis (append-only file), the
 //! frontend and executors as the real binaries. Each piece can be killed,
 //! restarted or wiped while jobs run.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use gitfaas_common::schema::decode_event;
+use gitfaas_common::{JobEvent, JobResult};
+use serde_json::{json, Value};
+
+use crate::kafka::{free_port, wait_port, KafkaNode, KafkaSpec};
 use crate::{infra, oidc, Provider};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Client settings for quick rebalances in fault tests.
+pub const FAST_REBALANCE: [(&str, &str); 2] = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "1000")];
+
+/// A python function sleeping `secs` and returning `n`, as a repository of the test git server.
+pub fn sleep_repo() -> String {
+    crate::git_repo(&[
+        ("gitfaas.toml", "runtime = \"python\"\n"),
+        ("main.py", "import time\ndef main(data, credentials):\n    time.sleep(data['secs'])\n    return data['n']\n"),
+    ])
+}
+
+/// HTTP that rides out a frontend restart (retries connection errors and 503).
+pub async fn call(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+    for _ in 0..300 {
+        match request().send().await {
+            Ok(response) if response.status().as_u16() != 503 => return response,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("the frontend did not come back");
 }
 
 fn bin_dir() -> PathBuf {
     std::env::var_os("GITFAAS_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/lib/gitfaas/target/debug".into())
 }
 
-fn wait_port(port: u16, what: &str) {
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not listen on {port}");
-}
-
 pub struct Cluster {
     pub dir: PathBuf,
-    pub kafka_port: u16,
+    /// `bootstrap.servers` of the cluster's brokers.
+    pub brokers: String,
+    pub kafka: KafkaSpec,
     pub redis_port: u16,
     pub frontend_port: u16,
     config_dir: PathBuf,
-    broker: Option<Child>,
+    pub nodes: Vec<KafkaNode>,
     redis: Option<Child>,
     frontend: Option<Child>,
     pub executors: HashMap<String, Child>,
@@ -43,8 +57,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `client` is passed to librdkafka by every service (e.g. short session timeouts).
+    /// One broker; `client` is passed to librdkafka by every service (e.g. short
+    /// session timeouts).
     pub fn start(client: &[(&str, &str)]) -> Cluster {
+        Self::start_on(KafkaSpec::single(), client)
+    }
+
+    /// The brokers of `kafka`, whose client settings (SASL) every service gets besides `client`.
+    pub fn start_on(kafka: KafkaSpec, client: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap().keep();
         let config_dir = dir.join("config");
         std::fs::create_dir_all(&config_dir).unwrap();
@@ -52,24 +72,31 @@ impl Cluster {
         for file in ["base.yaml", "frontend.yaml", "executor.yaml", "observer.yaml"] {
             std::fs::copy(source.join(file), config_dir.join(file)).unwrap();
         }
-        let client: String = client.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+        let client: String = kafka
+            .client_settings()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(client.iter().copied())
+            .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
+            .collect();
         for service in ["frontend", "executor"] {
             std::fs::write(config_dir.join(format!("{service}.faults.yaml")), format!("kafka:\n  client:\n{client}"))
                 .unwrap();
         }
+        let nodes = crate::kafka::start(&dir, &kafka);
         let mut cluster = Cluster {
-            kafka_port: free_port(),
+            brokers: crate::kafka::bootstrap(&nodes),
+            kafka,
+            nodes,
             redis_port: free_port(),
             frontend_port: free_port(),
             dir,
             config_dir,
-            broker: None,
             redis: None,
             frontend: None,
             executors: HashMap::new(),
             started: Vec::new(),
         };
-        cluster.start_broker();
         cluster.start_redis();
         cluster.start_frontend();
         cluster
@@ -83,22 +110,6 @@ impl Cluster {
 
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
-    }
-
-    pub fn start_broker(&mut self) {
-        let data = self.dir.join("tansu");
-        std::fs::create_dir_all(&data).unwrap();
-        let url = format!("tcp://127.0.0.1:{}", self.kafka_port);
-        let child = Command::new("tansu")
-            .args(["broker", "--storage-engine", "sqlite://tansu.db", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .current_dir(&data)
-            .stdout(self.log("tansu"))
-            .stderr(self.log("tansu"))
-            .spawn()
-            .expect("tansu is installed by scripts/setup.sh");
-        self.broker = Some(child);
-        wait_port(self.kafka_port, "tansu");
     }
 
     pub fn start_redis(&mut self) {
@@ -120,7 +131,7 @@ impl Cluster {
         command
             .env("GITFAAS_CONFIG_DIR", &self.config_dir)
             .env("GITFAAS_ENV", "faults")
-            .env("GITFAAS__KAFKA__BROKERS", format!("127.0.0.1:{}", self.kafka_port))
+            .env("GITFAAS__KAFKA__BROKERS", &self.brokers)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn");
     }
 
@@ -188,14 +199,20 @@ impl Cluster {
         }
     }
 
-    /// The broker crashes (SIGKILL) and comes back on the same storage: tansu's
-    /// graceful stop waits for its clients, which reconnect, so it is not used here.
+    /// The (first) broker crashes (SIGKILL) and comes back on the same log directories.
     pub fn restart_broker(&mut self) {
-        if let Some(mut broker) = self.broker.take() {
-            Self::signal(&broker, "-KILL");
-            broker.wait().unwrap();
+        self.nodes[0].kill();
+        self.nodes[0].start();
+    }
+
+    /// A client configuration for the cluster's brokers (with its SASL settings).
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in self.kafka.client_settings() {
+            config.set(key, value);
         }
-        self.start_broker();
+        config
     }
 
     pub fn restart_redis(&mut self) {
@@ -228,6 +245,71 @@ impl Cluster {
     }
 }
 
+/// The API and the results topic of a cluster, as a client sees them.
+impl Cluster {
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let response = call(|| client.get(self.url("/health/ready"))).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Submits a job of [`sleep_repo`]; its id.
+    pub async fn submit_sleep(&self, token: &str, repo: &str, n: u32, secs: f64) -> String {
+        let client = reqwest::Client::new();
+        let body = json!({"repo": repo, "ref": "main", "input": {"n": n, "secs": secs}, "timeout_secs": 120});
+        let response = call(|| client.post(self.url("/v1/jobs")).bearer_auth(token).json(&body)).await;
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Results of `ids`, waiting up to `limit` for all of them.
+    pub async fn results(&self, token: &str, ids: &[String], limit: Duration) -> HashMap<String, Value> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + limit;
+        let mut done = HashMap::new();
+        while done.len() < ids.len() {
+            assert!(Instant::now() < deadline, "only {} of {} jobs finished", done.len(), ids.len());
+            let waiting: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).collect();
+            for id in waiting {
+                let response = call(|| client.get(self.url(&format!("/v1/jobs/{id}/result"))).bearer_auth(token)).await;
+                if response.status() == 200 {
+                    done.insert(id.clone(), response.json::<Value>().await.unwrap());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        done
+    }
+
+    /// Waits until `executor` is running at least one job.
+    pub async fn wait_running_on(&self, token: &str, executor: &str) {
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let running: Value = call(|| client.get(self.url("/v1/jobs?status=running&limit=100")).bearer_auth(token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if running["jobs"].as_array().unwrap().iter().any(|j| j["executor_id"] == executor) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{executor} never ran a job");
+    }
+
+    /// Every terminal result on the results topic.
+    pub fn finished_events(&self) -> Vec<JobResult> {
+        crate::read_topic_with(self.client_config(), "gitfaas.results")
+            .into_iter()
+            .filter_map(|(_, payload, _)| match decode_event(&payload) {
+                Ok(JobEvent::Finished(result)) => Some(result),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for (_, child) in self.executors.drain() {
@@ -235,7 +317,9 @@ impl Drop for Cluster {
         }
         Self::stop(self.frontend.take());
         Self::stop(self.redis.take());
-        Self::stop(self.broker.take());
+        for node in &mut self.nodes {
+            node.stop();
+        }
         // containers of executors killed with -9 have no successor to remove them
         for id in &self.started {
             let filter = format!("label=io.gitfaas.executor={id}");

@@ -1,5 +1,5 @@
 //! Test harness: the real services, in-process, against the real infrastructure
-//! that `scripts/test.sh` starts (tansu broker, Redis, Docker, `git daemon`).
+//! that `scripts/test.sh` starts (Apache Kafka, Redis, Docker, `git daemon`).
 //!
 //! Every stack gets its own topics, consumer groups, Redis key prefix and executor
 //! id, so tests never see each other's traffic.
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub mod cluster;
 pub mod git_http;
+pub mod kafka;
 pub mod oidc;
 pub mod sandbox;
 
@@ -251,9 +252,13 @@ pub fn topics_bytes(topics: &[&str]) -> Vec<u8> {
 
 /// [`read_topic`] on the broker at `brokers`.
 pub fn read_topic_from(brokers: &str, topic: &str) -> Vec<RawMessage> {
+    read_topic_with(rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).clone(), topic)
+}
+
+/// [`read_topic`] through a client configured by `config` (brokers, SASL).
+pub fn read_topic_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<RawMessage> {
     use rdkafka::message::Headers;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = config
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
