@@ -1,0 +1,149 @@
+//! `gitfaas-bench`: measures the running local stack (`scripts/stack.sh up`) against
+//! its floors, in one run, and writes `bench/results.json` and a table. Every job
+//! figure is also given as a ratio to its floor, since absolute times on a shared
+//! 2-core machine are noisy. `scripts/bench.sh` starts the stack (release build)
+//! and runs it: `scripts/bench.sh [all|floors|cold|submit]`.
+
+mod floors;
+mod jobs;
+mod stats;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use gitfaas_common::settings::{KafkaSettings, TopicSettings};
+use serde_json::{json, Value};
+
+struct Args {
+    what: String,
+    api: String,
+    brokers: String,
+    token: String,
+    repo: String,
+    image: String,
+    runs: usize,
+    out: String,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        what: "all".into(),
+        api: "http://127.0.0.1:8080".into(),
+        brokers: "127.0.0.1:9092".into(),
+        token: std::env::var("GITFAAS_BENCH_TOKEN").unwrap_or_default(),
+        repo: "git://127.0.0.1:9418/hello-python".into(),
+        image: "gitfaas/python:bookworm".into(),
+        runs: 20,
+        out: "bench/results.json".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if !flag.starts_with("--") {
+            args.what = flag;
+            continue;
+        }
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--api" => args.api = value,
+            "--brokers" => args.brokers = value,
+            "--token" => args.token = value,
+            "--repo" => args.repo = value,
+            "--image" => args.image = value,
+            "--runs" => args.runs = value.parse()?,
+            "--out" => args.out = value,
+            _ => bail!("unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --out)"),
+        }
+    }
+    if !matches!(args.what.as_str(), "all" | "floors" | "cold" | "submit") {
+        bail!("what to measure: all | floors | cold | submit");
+    }
+    Ok(args)
+}
+
+fn ratio(value: f64, floor: f64) -> Value {
+    json!((value / floor * 100.0).round() / 100.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let kafka = KafkaSettings {
+        brokers: args.brokers.clone(),
+        topics: TopicSettings::prefixed("gitfaas-bench-unused-"),
+        partitions: 1,
+        client: Default::default(),
+    };
+    let wants = |part: &str| args.what == "all" || args.what == part;
+    let mut report = json!({
+        "version": 1,
+        "at": chrono::Utc::now(),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+    });
+    let runs = args.runs.max(1);
+    let rtt = floors::broker_round_trip(&kafka, 200, 600).await.context("broker round trip")?;
+    println!(
+        "{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms",
+        "floor: broker produce→consume", rtt.p50, rtt.p95, rtt.p99
+    );
+    report["floors"] = json!({"broker_round_trip_ms": rtt});
+    let mut docker_run_p50 = None;
+    if wants("floors") || wants("cold") {
+        let run = floors::docker_run(&args.image, runs.min(10))?;
+        let exec = floors::docker_exec(&args.image, runs.min(10))?;
+        println!("{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms", "floor: docker run --rm", run.p50, run.p95);
+        println!(
+            "{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms",
+            "floor: docker exec in a running container", exec.p50, exec.p95
+        );
+        docker_run_p50 = Some(run.p50);
+        report["floors"]["docker_run_ms"] = json!(run);
+        report["floors"]["docker_exec_ms"] = json!(exec);
+    }
+    let api = jobs::Api {
+        base: args.api.clone(),
+        token: args.token.clone(),
+        repo: args.repo.clone(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
+    };
+    if (wants("cold") || wants("submit")) && api.token.is_empty() {
+        bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
+    }
+    if wants("cold") {
+        let cold = api.cold_jobs(runs).await.context("cold jobs")?;
+        for (name, s) in [
+            ("cold job e2e (client, sync long-poll)", &cold.e2e_ms),
+            ("  queue (submitted → started)", &cold.queue_ms),
+            ("  run (started → finished)", &cold.run_ms),
+            ("  result visible (finished → client)", &cold.result_visible_ms),
+        ] {
+            println!("{name:<44} p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms", s.p50, s.p95, s.p99);
+        }
+        let floor = docker_run_p50.expect("measured with cold");
+        report["cold_job"] = json!(cold);
+        report["ratios"]["cold_e2e_p50_to_docker_run_p50"] = ratio(cold.e2e_ms.p50, floor);
+        report["ratios"]["queue_p50_to_broker_round_trip_p50"] = ratio(cold.queue_ms.p50, rtt.p50);
+        report["ratios"]["result_visible_p50_to_broker_round_trip_p50"] = ratio(cold.result_visible_ms.p50, rtt.p50);
+        println!(
+            "{:<44} {}",
+            "ratio: cold e2e p50 / docker run p50", report["ratios"]["cold_e2e_p50_to_docker_run_p50"]
+        );
+    }
+    if wants("submit") {
+        let clients = 8;
+        let (submits, size) = api.submit_rate(clients, 400).await.context("submit rate")?;
+        let topic = floors::BenchTopic::create(&kafka, "produce", 4).await?;
+        let produce = jobs::produce_rate(&kafka, &topic.name, clients, 2000, size).await;
+        topic.delete().await;
+        let produce = produce.context("produce rate")?;
+        println!("{:<44} {submits:>8.1} /s", format!("submit rate ({clients} clients, JWT, acked)"));
+        println!("{:<44} {produce:>8.1} /s", format!("floor: acked produce rate ({clients} senders)"));
+        report["submit"] =
+            json!({"clients": clients, "message_bytes": size, "submits_per_s": submits, "produce_per_s": produce});
+        report["ratios"]["submit_rate_to_produce_rate"] = ratio(submits, produce);
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", args.out))?;
+    println!("written to {}", args.out);
+    Ok(())
+}
