@@ -156,9 +156,9 @@ impl Controls {
 /// Assigns every partition of the observer topic to `consumer`, from `lookback`
 /// ago (or from the beginning, when the broker cannot look up times). Returns the
 /// partitions' end offsets at this moment: once read up to them, the executor
-/// knows every recent request. Blocking. (tansu 0.6 answers a time past the last
-/// message with offset 0 rather than the end: the executor then reads the whole
-/// partition, which costs time, not correctness.)
+/// knows every recent request. Blocking. (A broker that answers a time past the
+/// last message with offset 0 rather than the end — tansu 0.6 did — makes the
+/// executor read the whole partition, which costs time, not correctness.)
 pub fn assign_recent(
     consumer: &StreamConsumer,
     topic: &str,

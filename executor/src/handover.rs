@@ -1,9 +1,9 @@
 //! Taking over a partition only once its previous owner has let go of it.
 //!
 //! Kafka's cooperative protocol assigns a moved partition to its new owner only
-//! after the old one revoked it. A broker may hand it over early — tansu 0.6 answers
-//! JoinGroup without waiting for every member, so the leader assigns with stale
-//! metadata — and a member that lost its session may still be working (a zombie).
+//! after the old one revoked it, so on Kafka this is off (`handover_hold_ms: 0`,
+//! the default). A broker may hand it over early — tansu 0.6 answered JoinGroup
+//! without waiting for every member, so the leader assigned with stale metadata.
 //! Either way the new owner starts from a committed offset that does not yet count
 //! the old owner's last jobs, and runs them a second time.
 //!

@@ -90,9 +90,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // learn of a rebalance within a second: until then a partition given to a new
-        // member may still be fetched here (a broker that does not hold it back until
-        // this member let go of it — tansu 0.6 — makes that window an overlap)
+        // learn of a rebalance within a second, so that a revoked partition's jobs
+        // start finishing (and the new owner gets the partition) without delay
         .set("heartbeat.interval.ms", "1000")
         .create_with_context(WorkerContext {
             tracker: tracker.clone(),

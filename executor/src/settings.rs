@@ -53,7 +53,8 @@ pub struct ExecutorSettings {
     pub revoke_grace_secs: u64,
     /// How long a newly assigned partition waits before its jobs run, so that what
     /// its previous owner finished meanwhile is committed and not run again (see
-    /// `handover`). 0 turns the hold off.
+    /// `handover`), on a broker that hands partitions over before their old owner
+    /// let go. 0 (the default; Kafka needs no hold) turns it off.
     #[serde(default = "default_handover_hold_ms")]
     pub handover_hold_ms: u64,
     /// Retries of infrastructure failures, job expiry.
@@ -89,7 +90,9 @@ fn default_revoke_grace_secs() -> u64 {
 }
 
 fn default_handover_hold_ms() -> u64 {
-    3000
+    // Kafka's cooperative protocol hands a partition over only after its old owner
+    // revoked it; the hold was for brokers that do not (see `handover`)
+    0
 }
 
 /// Allowed schemes and hosts of repository URLs; an empty host list allows any host.

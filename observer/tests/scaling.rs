@@ -228,10 +228,10 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
 }
 
 /// No job lost, every result a success, no job run twice because of a scale-in.
-/// A partition given to a joining executor can reach it before its old owner lets
-/// go (tansu 0.6 answers JoinGroup without waiting for every member): a job in
-/// flight then runs on both. Such re-runs must follow a scaler `started` event by at
-/// most 30 s, are counted and printed, and stay a small share of the jobs.
+/// A job still running on a revoked partition past `revoke_grace_secs`, or a broker
+/// that hands a partition over before its old owner let go (tansu 0.6 did; Kafka
+/// does not), makes a job run on both. Such re-runs must follow a scaler `started`
+/// event by at most 30 s, are counted and printed, and stay a small share of the jobs.
 fn assert_no_job_lost_or_run_twice_by_scale_in(log: &Log, jobs: &[JobId]) {
     let mut starts: HashMap<JobId, Vec<(DateTime<Utc>, String)>> = HashMap::new();
     let mut results: HashMap<JobId, Vec<JobStatus>> = HashMap::new();

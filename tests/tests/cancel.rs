@@ -245,11 +245,10 @@ fn patient(settings: &mut gitfaas_executor::Settings) {
     settings.kafka.partitions = 4;
 }
 
-/// A partition's new owner waits until the old one settled it (its heartbeats stop
-/// naming it): jobs still running there when the partition moved finish there and
-/// are not started a second time — also on a broker that hands a partition over
-/// before its old owner let go of it (tansu 0.6 does when a third member joins: the
-/// second one's last join still says it owns nothing).
+/// Jobs still running on a partition's old owner when the partition moves (a third
+/// executor joins) finish there and are not started a second time: Kafka's
+/// cooperative protocol assigns the partition to the new owner only after the old
+/// one revoked it, and the revoke lets its jobs finish and commit first.
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_running_when_their_partition_moves_finish_there_and_run_once() {
     const JOBS: usize = 12;
