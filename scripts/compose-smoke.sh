@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compose smoke test, on this machine (no registry): deploy/compose/docker-compose.yml with
 # deploy/compose/smoke.override.yml, which substitutes only what cannot be pulled here (Kafka →
-# tansu, Redis → Debian's, Keycloak → the test OpenID provider in smoke/auth.yml) with images
+# the same Kafka jars in an image laid out like apache/kafka, Redis → Debian's, Keycloak → the test OpenID provider in smoke/auth.yml) with images
 # built locally. Builds what it needs, brings both projects up, waits until every service is
 # healthy, gets a token from the provider through its published port, submits one job per
 # runtime (python, command; from the `examples` git server) with curl, checks status and
@@ -28,7 +28,7 @@ OIDC="http://127.0.0.1:$SMOKE_OIDC_PORT"
 BUILD_LOG="$LOG_DIR/compose-smoke-build.log"
 
 # ---------------------------------------------------------------------------- prerequisites
-if ! command -v tansu >/dev/null || ! docker info >/dev/null 2>&1; then "$ROOT/scripts/setup.sh"; fi
+if [[ ! -f "$(kafka_libs)/.complete" ]] || ! docker info >/dev/null 2>&1; then "$ROOT/scripts/setup.sh"; fi
 if docker compose version >/dev/null 2>&1; then
   COMPOSE=(docker compose)
 else
@@ -104,16 +104,16 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (tansu, redis, oidc provider)"
+  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, oidc provider)"
   local old
   old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
   faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
   [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || timeout 30 docker rmi "$old" >/dev/null 2>&1 || true
 
   local ctx="$SMOKE_DIR/context"
-  rm -rf "$ctx" && mkdir -p "$ctx/tansu" "$ctx/oidc/oidc"
-  cp "$(command -v tansu)" "$ctx/tansu/tansu"
-  build_image gitfaas-smoke/tansu:local -f "$COMPOSE_DIR/smoke/tansu.Dockerfile" "$ctx/tansu"
+  rm -rf "$ctx" && mkdir -p "$ctx/kafka" "$ctx/oidc/oidc"
+  cp -R "$(kafka_libs)" "$ctx/kafka/libs" && cp -R "$COMPOSE_DIR/smoke/kafka" "$ctx/kafka/bin"
+  build_image gitfaas-smoke/kafka:local -f "$COMPOSE_DIR/smoke/kafka.Dockerfile" "$ctx/kafka"
 
   [[ -d "$ROOT/tests/oidc/node_modules/oidc-provider" ]] \
     || npm install --prefix "$ROOT/tests/oidc" --no-audit --no-fund --silent
