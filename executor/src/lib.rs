@@ -84,15 +84,22 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     // within the grace and says so in its next heartbeats
     let settle_limit = revoke_grace + 3 * heartbeat_every;
     let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms), settle_limit, peers));
-    let consumer: JobConsumer = job_path_consumer_config(&settings.kafka, &e.group_id)
+    let mut config = job_path_consumer_config(&settings.kafka, &e.group_id);
+    config
         .set("client.id", &executor_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        // learn of a rebalance within a second, so that a revoked partition's jobs
-        // start finishing (and the new owner gets the partition) without delay
-        .set("heartbeat.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest");
+    // the classic group protocol (the default); with KIP-848's `group.protocol:
+    // consumer` in kafka.client the broker assigns and sets the heartbeat itself
+    if settings.kafka.client.get("group.protocol").is_none_or(|p| p.as_str() == "classic") {
+        config
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // learn of a rebalance within a second, so that a revoked partition's jobs
+            // start finishing (and the new owner gets the partition) without delay
+            .set("heartbeat.interval.ms", "1000");
+    }
+    let consumer: JobConsumer = config
         .create_with_context(WorkerContext {
             tracker: tracker.clone(),
             controls: controls.clone(),

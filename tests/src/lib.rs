@@ -42,12 +42,15 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
 }
 
+/// Kafka settings of a test stack; `GITFAAS_TEST_KAFKA_CLIENT` (`key=value,…`) adds
+/// librdkafka settings to every service's client, e.g. `group.protocol=consumer`.
 pub fn kafka_settings(topic_prefix: &str) -> KafkaSettings {
+    let client = std::env::var("GITFAAS_TEST_KAFKA_CLIENT").unwrap_or_default();
     KafkaSettings {
         brokers: infra::brokers(),
         topics: TopicSettings::prefixed(topic_prefix),
         partitions: 2,
-        client: Default::default(),
+        client: client.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
     }
 }
 
