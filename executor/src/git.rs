@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 
+use crate::tree::{self, CheckoutLimits, TreeError};
+
 /// Where the remote's default branch is stored in each mirror.
 const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
 
@@ -35,6 +37,9 @@ pub enum GitError {
     RefNotFound(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
     TooLarge { limit_mb: u64 },
+    /// The commit's tree breaks the checkout limits or holds a submodule.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
     #[error("git cache error: {0}")]
     Cache(String),
 }
@@ -42,7 +47,12 @@ pub enum GitError {
 impl GitError {
     /// Errors of the executor's own disk or cache rather than of the job's repository.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, GitError::Cache(_) | GitError::Unreachable(_))
+        matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
+    }
+
+    /// The commit breaks the checkout limits or holds a submodule: `rejected`.
+    pub fn is_policy(&self) -> bool {
+        matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
     }
 }
 
@@ -53,13 +63,19 @@ fn cache_err(e: impl std::fmt::Display) -> GitError {
 pub struct GitCache {
     root: PathBuf,
     max_repo_bytes: u64,
+    limits: CheckoutLimits,
 }
 
 impl GitCache {
     pub fn new(root: impl Into<PathBuf>, max_repo_mb: u64) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024 })
+        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024, limits: CheckoutLimits::default() })
+    }
+
+    /// The same cache with other bounds on what one checkout may write.
+    pub fn with_limits(self, limits: CheckoutLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// Where the mirror of `url` (fetched with `token`) lives.
@@ -110,6 +126,7 @@ impl GitCache {
         };
         let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
         let tree = commit.tree().map_err(cache_err)?;
+        tree::check(&repo, &tree, &self.limits)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);
         repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)?;

@@ -135,6 +135,7 @@ impl JobRunner {
         match fetched {
             Ok(Ok(sha)) => *commit_sha = Some(sha),
             Ok(Err(e)) if e.is_infrastructure() => return Ending::infrastructure(e.to_string()),
+            Ok(Err(e)) if e.is_policy() => return Ending::failed(JobStatus::Rejected, e.to_string()),
             Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
             Err(e) => return Ending::infrastructure(format!("checkout task failed: {e}")),
         }

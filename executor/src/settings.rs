@@ -32,6 +32,9 @@ pub struct ExecutorSettings {
     /// Bare mirrors of the repositories jobs came from.
     pub cache_dir: PathBuf,
     pub max_repo_mb: u64,
+    /// Bounds on one checkout: total bytes, files, largest file.
+    #[serde(default)]
+    pub checkout: crate::tree::CheckoutLimits,
     /// Runtime name → image. Only these runtimes are offered.
     pub images: BTreeMap<String, String>,
     /// `runc`, or `runsc` (gVisor).
