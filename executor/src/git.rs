@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 
+use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
+
 use crate::tree::{self, CheckoutLimits, TreeError};
 
 /// Where the remote's default branch is stored in each mirror.
@@ -37,6 +39,9 @@ pub enum GitError {
     RefNotFound(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
     TooLarge { limit_mb: u64 },
+    /// The repository's host is (or resolves to) an address the policy blocks.
+    #[error(transparent)]
+    Refused(PolicyError),
     /// The commit's tree breaks the checkout limits or holds a submodule.
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -50,9 +55,11 @@ impl GitError {
         matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
     }
 
-    /// The commit breaks the checkout limits or holds a submodule: `rejected`.
+    /// The host is blocked, or the commit breaks the checkout limits or holds a
+    /// submodule: `rejected`.
     pub fn is_policy(&self) -> bool {
-        matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
+        matches!(self, GitError::Refused(_))
+            || matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
     }
 }
 
@@ -98,6 +105,45 @@ impl GitCache {
     /// returns the SHA of the commit checked out. `token`, if any, is the password
     /// of HTTP basic auth for a private repository.
     pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path, token: Option<&str>) -> Result<String, GitError> {
+        self.checkout_from(url, || Ok(url.to_owned()), git_ref, dest, token)
+    }
+
+    /// [`GitCache::checkout`] of a checked URL: the host is resolved and every
+    /// address checked against `policy` before git connects. A `git://` fetch
+    /// connects to the checked address itself (the URL git gets names it), so a
+    /// name that re-resolves elsewhere cannot redirect it; git follows no HTTP
+    /// redirect.
+    pub fn checkout_checked(
+        &self,
+        url: &RepoUrl,
+        policy: &PolicySettings,
+        git_ref: &str,
+        dest: &Path,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
+        let fetch_url = || {
+            let resolved = policy::resolve_checked(url.host(), url.port(), policy).map_err(|e| match e {
+                PolicyError::Unresolved(_) => GitError::Fetch(e.to_string()),
+                e => GitError::Refused(e),
+            })?;
+            Ok(match url.scheme() {
+                "git" => url.pinned_to(resolved[0].ip()),
+                _ => url.as_str().to_owned(),
+            })
+        };
+        self.checkout_from(url.as_str(), fetch_url, git_ref, dest, token)
+    }
+
+    /// Checks out from the mirror of `url`, fetching (from `fetch_url()`) only
+    /// when the mirror lacks the commit.
+    fn checkout_from(
+        &self,
+        url: &str,
+        fetch_url: impl FnOnce() -> Result<String, GitError>,
+        git_ref: &str,
+        dest: &Path,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
         let path = self.mirror_path(url, token);
         let lock = File::options()
             .create(true)
@@ -114,7 +160,8 @@ impl GitCache {
         let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
             Some(oid) => oid, // already cached: no network round trip
             None => {
-                self.fetch(&repo, url, token).inspect_err(|e| {
+                let fetched = fetch_url().and_then(|fetch_url| self.fetch(&repo, &fetch_url, token));
+                fetched.inspect_err(|e| {
                     // never keep an oversized mirror, nor a half-initialised one later jobs would trust
                     let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
                     if empty || matches!(e, GitError::TooLarge { .. }) {
@@ -161,7 +208,10 @@ impl GitCache {
                 !too_large
             });
             let mut options = FetchOptions::new();
-            options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
+            options
+                .remote_callbacks(callbacks)
+                .download_tags(git2::AutotagOption::None)
+                .follow_redirects(git2::RemoteRedirect::None);
             let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
             let refspecs =
                 ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];

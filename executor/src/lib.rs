@@ -20,7 +20,6 @@ pub mod heartbeat;
 pub mod job;
 pub mod offsets;
 pub mod peers;
-pub mod policy;
 pub mod rebalance;
 pub mod runtime;
 pub mod sandbox;

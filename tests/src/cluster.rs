@@ -121,6 +121,8 @@ impl Cluster {
             .env("GITFAAS_CONFIG_DIR", &self.config_dir)
             .env("GITFAAS_ENV", "faults")
             .env("GITFAAS__KAFKA__BROKERS", format!("127.0.0.1:{}", self.kafka_port))
+            .env("GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
+            .env("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn");
     }
 
