@@ -175,6 +175,19 @@ async fn a_repository_with_a_submodule_is_rejected_once_with_a_reason() {
     assert_refused(&result, "rejected", "submodule at `lib`").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn git_is_handed_the_normalised_url_that_was_checked() {
+    let stack = stack(); // allows loopback, as the harness does
+    let served =
+        git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", "def main(d, c):\n    return 2\n")]);
+    let decimal = served.replacen("127.0.0.1", "2130706433", 1);
+    let id = stack.submit_ok(&json!({"repo": decimal})).await;
+    let job: Value = stack.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
+    assert_eq!(job["repo"], served, "{job}");
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+}
+
 fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .unwrap()

@@ -103,16 +103,3 @@ async fn a_name_resolving_to_loopback_is_refused_before_git_connects() {
     let dead = tokio::task::spawn_blocking(move || read_topic(&dead_letter)).await.unwrap();
     assert!(!dead.iter().any(|(key, _, _)| key.as_deref() == Some(id.as_str())), "dead-lettered");
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_frontend_hands_the_executor_the_normalised_url() {
-    let stack = Stack::shared(); // the harness allows loopback
-    let served =
-        git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", "def main(d, c):\n    return 2\n")]);
-    let decimal = served.replacen("127.0.0.1", "2130706433", 1);
-    let id = stack.submit_ok(&json!({"repo": decimal})).await;
-    let job: Value = stack.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
-    assert_eq!(job["repo"], served, "{job}");
-    let result = stack.result(&id).await;
-    assert_eq!(result["status"], "succeeded", "{result}");
-}
