@@ -127,3 +127,27 @@ fn ranges_come_as_a_list_or_one_comma_separated_string() {
     let ssh = PolicySettings { repo_schemes: vec!["ssh".into()], ..Default::default() };
     assert!(ssh.validate().is_err());
 }
+
+#[test]
+fn an_environment_variable_opts_in_to_ranges_over_the_files_empty_list() {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        policy: PolicySettings,
+    }
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("svc.yaml"), "policy:\n  allowed_ranges: []\n").unwrap();
+    let blocked: Sample = crate::settings::load_from(&dir, "svc").unwrap();
+    assert!(blocked.policy.allowed_ranges.is_empty());
+    std::env::set_var("GITFAAS__POLICY__ALLOWED_RANGES", "127.0.0.0/8,::1");
+    let opted_in = crate::settings::load_from::<Sample>(&dir, "svc");
+    std::env::remove_var("GITFAAS__POLICY__ALLOWED_RANGES");
+    assert_eq!(opted_in.unwrap().policy.allowed_ranges, loopback_allowed().allowed_ranges);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gitfaas-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
