@@ -79,7 +79,7 @@ impl PolicySettings {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     #[error("repository URL is refused: {0}")]
     Repo(String),

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
 
+use crate::egress::ConnectProxy;
 use crate::tree::{self, CheckoutLimits, TreeError};
 
 /// Where the remote's default branch is stored in each mirror.
@@ -63,6 +64,12 @@ impl GitError {
     }
 }
 
+/// Where a fetch goes: the URL git is handed and the proxy it must go through.
+struct Remote {
+    url: String,
+    proxy: Option<ConnectProxy>,
+}
+
 fn cache_err(e: impl std::fmt::Display) -> GitError {
     GitError::Cache(e.to_string())
 }
@@ -105,14 +112,15 @@ impl GitCache {
     /// returns the SHA of the commit checked out. `token`, if any, is the password
     /// of HTTP basic auth for a private repository.
     pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path, token: Option<&str>) -> Result<String, GitError> {
-        self.checkout_from(url, || Ok(url.to_owned()), git_ref, dest, token)
+        self.checkout_from(url, || Ok(Remote { url: url.to_owned(), proxy: None }), git_ref, dest, token)
     }
 
     /// [`GitCache::checkout`] of a checked URL: the host is resolved and every
     /// address checked against `policy` before git connects. A `git://` fetch
-    /// connects to the checked address itself (the URL git gets names it), so a
-    /// name that re-resolves elsewhere cannot redirect it; git follows no HTTP
-    /// redirect.
+    /// connects to the checked address itself (the URL git gets names it), an
+    /// `https://` fetch tunnels through a [`ConnectProxy`] that resolves and checks
+    /// again when it connects, so a name that re-resolves elsewhere cannot redirect
+    /// either; git follows no HTTP redirect.
     pub fn checkout_checked(
         &self,
         url: &RepoUrl,
@@ -127,19 +135,23 @@ impl GitCache {
                 e => GitError::Refused(e),
             })?;
             Ok(match url.scheme() {
-                "git" => url.pinned_to(resolved[0].ip()),
-                _ => url.as_str().to_owned(),
+                "git" => Remote { url: url.pinned_to(resolved[0].ip()), proxy: None },
+                "https" => {
+                    let proxy = ConnectProxy::start(policy.clone()).map_err(cache_err)?;
+                    Remote { url: url.as_str().to_owned(), proxy: Some(proxy) }
+                }
+                _ => Remote { url: url.as_str().to_owned(), proxy: None },
             })
         };
         self.checkout_from(url.as_str(), fetch_url, git_ref, dest, token)
     }
 
-    /// Checks out from the mirror of `url`, fetching (from `fetch_url()`) only
-    /// when the mirror lacks the commit.
+    /// Checks out from the mirror of `url`, fetching (from `remote()`) only when
+    /// the mirror lacks the commit.
     fn checkout_from(
         &self,
         url: &str,
-        fetch_url: impl FnOnce() -> Result<String, GitError>,
+        remote: impl FnOnce() -> Result<Remote, GitError>,
         git_ref: &str,
         dest: &Path,
         token: Option<&str>,
@@ -160,7 +172,15 @@ impl GitCache {
         let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
             Some(oid) => oid, // already cached: no network round trip
             None => {
-                let fetched = fetch_url().and_then(|fetch_url| self.fetch(&repo, &fetch_url, token));
+                let fetched = remote().and_then(|remote| {
+                    let fetched = self.fetch(&repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
+                    let proxy = remote.proxy.as_ref();
+                    match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
+                        (Some(refusal), _) => Err(GitError::Refused(refusal)),
+                        (None, Some(why)) if fetched.is_err() => Err(GitError::Unreachable(why)),
+                        _ => fetched,
+                    }
+                });
                 fetched.inspect_err(|e| {
                     // never keep an oversized mirror, nor a half-initialised one later jobs would trust
                     let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
@@ -180,7 +200,7 @@ impl GitCache {
         Ok(oid.to_string())
     }
 
-    fn fetch(&self, repo: &Repository, url: &str, token: Option<&str>) -> Result<(), GitError> {
+    fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
         let mut asked = false;
@@ -212,6 +232,11 @@ impl GitCache {
                 .remote_callbacks(callbacks)
                 .download_tags(git2::AutotagOption::None)
                 .follow_redirects(git2::RemoteRedirect::None);
+            let mut proxy_options = git2::ProxyOptions::new();
+            if let Some(proxy) = &proxy {
+                proxy_options.url(proxy); // else none: never a proxy from the environment
+            }
+            options.proxy_options(proxy_options);
             let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
             let refspecs =
                 ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
@@ -413,5 +438,39 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let err = cache.checkout(&url, "main", dest.path(), None).unwrap_err();
         assert!(matches!(err, GitError::TooLarge { limit_mb: 1 }), "{err}");
+    }
+
+    #[test]
+    fn an_https_fetch_goes_through_the_checking_proxy() {
+        use std::io::Read;
+        // a plain TCP server: what arrives through the tunnel is the TLS client hello
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let first = std::thread::spawn(move || {
+            let (mut stream, peer) = server.accept().unwrap();
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).unwrap();
+            (byte[0], peer)
+        });
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let allowed = PolicySettings { allowed_ranges: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() };
+        let url = RepoUrl::parse(&format!("https://127.0.0.1:{port}/r.git"), &allowed).unwrap();
+        assert!(cache.checkout_checked(&url, &allowed, "main", dest.path(), None).is_err());
+        let (byte, _peer) = first.join().unwrap();
+        assert_eq!(byte, 0x16, "a TLS handshake record came through the tunnel");
+        // nothing listens on port 1: still the infrastructure failure it was without the proxy
+        let closed = RepoUrl::parse("https://127.0.0.1:1/r.git", &allowed).unwrap();
+        let err = cache.checkout_checked(&closed, &allowed, "main", dest.path(), None).unwrap_err();
+        assert!(matches!(err, GitError::Unreachable(_)) && err.is_infrastructure(), "{err}");
+
+        // under the default policy a name that resolves to loopback is refused before any connection
+        let blocking = PolicySettings::default();
+        let name = std::fs::read_to_string("/etc/hostname").unwrap().trim().to_owned();
+        let url = RepoUrl::parse(&format!("https://{name}:{port}/r.git"), &blocking).unwrap();
+        let err = cache.checkout_checked(&url, &blocking, "main", dest.path(), None).unwrap_err();
+        assert!(matches!(err, GitError::Refused(PolicyError::Internal { .. })), "{err}");
+        assert!(err.is_policy());
     }
 }

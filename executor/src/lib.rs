@@ -4,6 +4,7 @@
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
 //! - [`git`]: the bare-mirror cache and per-job checkouts;
+//! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
 //! - [`sandbox`]: the only code that talks to Docker;
@@ -14,6 +15,7 @@ pub mod cancel;
 pub mod credentials;
 pub mod data;
 pub mod delivery;
+pub mod egress;
 pub mod git;
 pub mod handover;
 pub mod heartbeat;
