@@ -1,8 +1,11 @@
-//! A CONNECT proxy on loopback that an `https://` git fetch goes through, so the
-//! address libgit2's TLS stream reaches is the one the policy checked: the proxy
-//! resolves the name itself, refuses it if any address is internal, and only
-//! then connects. TLS stays end to end (libgit2 verifies the server's
-//! certificate for the name in the URL); the proxy only moves bytes.
+//! A proxy on loopback that an `http(s)://` git fetch goes through, so the address
+//! libgit2 reaches is the one the policy checked: the proxy resolves the name
+//! itself, refuses it if any address is internal, and only then connects. For
+//! `https` libgit2 asks for a `CONNECT` tunnel and TLS stays end to end (libgit2
+//! verifies the server's certificate for the name in the URL); for plain `http`
+//! it sends absolute-form requests, which are passed on unchanged to the host
+//! the first one names (git follows no redirect, so every request on a
+//! connection is for that host). The proxy only moves bytes.
 //!
 //! One proxy per fetch, on a thread of its own, gone when dropped.
 
@@ -81,17 +84,11 @@ fn tunnel(
     failures: &Mutex<Option<String>>,
 ) {
     let _ = client.set_read_timeout(Some(CONNECT_TIMEOUT));
-    let Some(target) = read_connect_target(&mut client) else {
-        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+    let Some((head, target)) = read_head(&mut client) else {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         return;
     };
-    let (host, port) = match target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
-        Some((host, Ok(port))) if !host.is_empty() => (host.to_owned(), port),
-        _ => {
-            let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-            return;
-        }
-    };
+    let Target { host, port, forward_head } = target;
     let addrs = match policy::resolve_checked(&host, port, policy) {
         Ok(addrs) => addrs,
         Err(refusal) => {
@@ -106,14 +103,28 @@ fn tunnel(
         return;
     };
     let _ = client.set_read_timeout(None);
-    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").is_ok() {
+    let mut server = server;
+    let started = match forward_head {
+        true => server.write_all(&head),
+        false => client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n"),
+    };
+    if started.is_ok() {
         splice(client, server);
     }
 }
 
-/// The `host:port` of a `CONNECT` request head, read byte by byte so nothing
-/// after the head (the TLS hello) is consumed here.
-fn read_connect_target(client: &mut TcpStream) -> Option<String> {
+/// Where a proxied connection goes, and whether the request head read is the
+/// first request to pass on (plain http) rather than a tunnel request.
+struct Target {
+    host: String,
+    port: u16,
+    forward_head: bool,
+}
+
+/// The request head and where it goes: `CONNECT host:port`, or an absolute-form
+/// `http://host[:port]/…` request. Read byte by byte so nothing after the head
+/// (the TLS hello, a request body) is consumed here.
+fn read_head(client: &mut TcpStream) -> Option<(Vec<u8>, Target)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -124,7 +135,19 @@ fn read_connect_target(client: &mut TcpStream) -> Option<String> {
     }
     let line = String::from_utf8_lossy(&head).lines().next()?.to_owned();
     let mut words = line.split_whitespace();
-    (words.next()? == "CONNECT").then(|| words.next().map(str::to_owned)).flatten()
+    let (method, target) = (words.next()?, words.next()?);
+    let target = if method == "CONNECT" {
+        let (host, port) = target.rsplit_once(':')?;
+        Target { host: host.to_owned(), port: port.parse().ok()?, forward_head: false }
+    } else {
+        let url = url::Url::parse(target).ok().filter(|u| u.scheme() == "http")?;
+        let host = match url.host()? {
+            url::Host::Ipv6(v6) => v6.to_string(),
+            other => other.to_string(),
+        };
+        Target { host, port: url.port_or_known_default()?, forward_head: true }
+    };
+    (!target.host.is_empty()).then_some((head, target))
 }
 
 /// Copies both ways until either side closes.
@@ -184,5 +207,33 @@ mod tests {
         let (_stream, reply) = connect(&proxy, &format!("localhost:{port}"));
         assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
         assert!(matches!(proxy.refusal(), Some(PolicyError::Internal { kind: "loopback", .. })));
+    }
+
+    #[test]
+    fn plain_http_requests_pass_unchanged_to_a_checked_host_only() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let seen = std::thread::spawn(move || {
+            let (mut s, _) = server.accept().unwrap();
+            let mut head = vec![0u8; 256];
+            let n = s.read(&mut head).unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let proxy = ConnectProxy::start(loopback_allowed()).unwrap();
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        let request = format!("GET http://127.0.0.1:{port}/r/info/refs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        assert!(reply[..n].starts_with(b"HTTP/1.1 204"));
+        assert_eq!(seen.join().unwrap(), request);
+
+        let blocking = ConnectProxy::start(PolicySettings::default()).unwrap();
+        let mut stream = TcpStream::connect(blocking.addr).unwrap();
+        write!(stream, "GET http://localhost:{port}/r HTTP/1.1\r\n\r\n").unwrap();
+        let n = stream.read(&mut reply).unwrap();
+        assert!(reply[..n].starts_with(b"HTTP/1.1 403"));
+        assert!(matches!(blocking.refusal(), Some(PolicyError::Internal { kind: "loopback", .. })));
     }
 }

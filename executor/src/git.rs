@@ -118,7 +118,7 @@ impl GitCache {
     /// [`GitCache::checkout`] of a checked URL: the host is resolved and every
     /// address checked against `policy` before git connects. A `git://` fetch
     /// connects to the checked address itself (the URL git gets names it), an
-    /// `https://` fetch tunnels through a [`ConnectProxy`] that resolves and checks
+    /// `http(s)://` fetch goes through a [`ConnectProxy`] that resolves and checks
     /// again when it connects, so a name that re-resolves elsewhere cannot redirect
     /// either; git follows no HTTP redirect.
     pub fn checkout_checked(
@@ -136,11 +136,10 @@ impl GitCache {
             })?;
             Ok(match url.scheme() {
                 "git" => Remote { url: url.pinned_to(resolved[0].ip()), proxy: None },
-                "https" => {
+                _ => {
                     let proxy = ConnectProxy::start(policy.clone()).map_err(cache_err)?;
                     Remote { url: url.as_str().to_owned(), proxy: Some(proxy) }
                 }
-                _ => Remote { url: url.as_str().to_owned(), proxy: None },
             })
         };
         self.checkout_from(url.as_str(), fetch_url, git_ref, dest, token)
