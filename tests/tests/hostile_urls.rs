@@ -2,23 +2,37 @@
 //! policy (the harness's loopback opt-in removed). Literals in every spelling are
 //! refused by the frontend with problem+json before any job exists; a name that
 //! only DNS knows to be loopback is refused by the executor before git connects.
-//! No test here lets a connection leave loopback.
+//! No test here lets a connection leave loopback: the submit tests run against a
+//! frontend without an executor, so even a URL wrongly accepted is never fetched.
+
+use std::sync::{Mutex, OnceLock};
 
 use gitfaas_tests::{git_repo, read_topic, Stack};
 use serde_json::{json, Value};
 
-/// A stack whose frontend and executor both keep the default, blocking policy.
+/// A stack whose frontend and executor (if any) keep the default, blocking policy.
+/// Stacks start one at a time (topics created at once can briefly lack leaders).
+fn blocking(with_executor: bool) -> Stack {
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    Stack::start_with(
+        with_executor,
+        Box::new(|frontend, executor| {
+            frontend.frontend.policy.allowed_ranges.clear();
+            executor.executor.policy.allowed_ranges.clear();
+        }),
+    )
+}
+
+/// Only a frontend: nothing submitted to it is ever fetched.
+fn frontend_only() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| blocking(false))
+}
+
 fn blocking_stack() -> &'static Stack {
-    static STACK: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
-    STACK.get_or_init(|| {
-        Stack::start_with(
-            true,
-            Box::new(|frontend, executor| {
-                frontend.frontend.policy.allowed_ranges.clear();
-                executor.executor.policy.allowed_ranges.clear();
-            }),
-        )
-    })
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| blocking(true))
 }
 
 const INTERNAL_HOSTS: &[&str] = &[
@@ -50,7 +64,7 @@ async fn assert_problem(stack: &Stack, body: &Value, field: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_repository_urls_in_every_spelling_are_refused_at_submit() {
-    let stack = blocking_stack();
+    let stack = frontend_only();
     for host in INTERNAL_HOSTS {
         for scheme in ["git", "http", "https"] {
             // the stack's own Redis port, as an attacker would try it
@@ -64,8 +78,8 @@ async fn internal_repository_urls_in_every_spelling_are_refused_at_submit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_data_links_in_every_spelling_are_refused_at_submit() {
-    let stack = blocking_stack();
-    let repo = "https://git.example.org/r.git"; // never fetched: the request is refused
+    let stack = frontend_only();
+    let repo = "https://git.example.org/r.git"; // never fetched: there is no executor
     for host in INTERNAL_HOSTS {
         let link = json!([{"name": "in.csv", "url": format!("http://{host}/latest/meta-data")}]);
         assert_problem(stack, &json!({"repo": repo, "sources": link}), "sources").await;
