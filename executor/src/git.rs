@@ -7,6 +7,10 @@
 //! mirror makes concurrent jobs — in this process or another sharing the cache —
 //! safe. All of it is blocking work: callers run it on a blocking thread.
 //!
+//! A job's fetch ([`GitCache::checkout_checked`]) goes only to addresses the
+//! policy checked (see `egress`), and its tree is checked against the checkout
+//! bounds (see `tree`) before anything is written.
+//!
 //! A private repository is fetched with a token (HTTP basic auth, the token as the
 //! password). Its mirror is keyed by the URL *and* a digest of the token, so a job
 //! without that token never reads what was fetched with it.
