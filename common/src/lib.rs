@@ -6,12 +6,14 @@
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
 //! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
 //! - [`kafka`]: client configuration, topic creation and trace-context headers;
+//! - [`policy`]: which repository URLs, data links and addresses a job may use;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
 
 pub mod ids;
 pub mod kafka;
 pub mod observer;
+pub mod policy;
 pub mod schema;
 pub mod sealed;
 pub mod settings;

@@ -3,14 +3,17 @@
 //! does the transfers, so the container needs no network. Every transfer is capped
 //! in size and time, redirects are not followed, and only regular files directly
 //! in the output directory are uploaded (a symlink the function planted is refused).
+//! Names are resolved by [`PolicyResolver`], so every address connected to passed
+//! the policy: a name that resolves (or re-resolves) to an internal address fails.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use gitfaas_common::policy::{self, PolicySettings};
 use gitfaas_common::schema::DataLink;
 use tokio::io::AsyncWriteExt;
 
-use crate::policy::host_allowed;
 use crate::settings::DataLimits;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,55 +33,81 @@ pub enum DataError {
 }
 
 /// Checks names, methods and URLs of all links before anything is transferred.
-pub fn check_links(links: &[DataLink], sink: bool, limits: &DataLimits) -> Result<(), DataError> {
-    let refuse = |link: &DataLink, why: &str| Err(DataError::BadLink { name: link.name.clone(), why: why.to_owned() });
+pub fn check_links(
+    links: &[DataLink],
+    sink: bool,
+    limits: &DataLimits,
+    policy: &PolicySettings,
+) -> Result<(), DataError> {
     if links.len() > limits.max_links {
         let name = "*".to_owned();
         return Err(DataError::BadLink { name, why: format!("more than {} links", limits.max_links) });
     }
     for link in links {
-        let plain = !link.name.is_empty()
-            && link.name.len() <= 255
-            && !link.name.starts_with('.')
-            && link.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !plain {
-            return refuse(link, "name must be a plain file name");
-        }
-        let Ok(url) = url::Url::parse(&link.url) else { return refuse(link, "not a URL") };
-        if !["http", "https"].contains(&url.scheme()) || !url.username().is_empty() || url.password().is_some() {
-            return refuse(link, "only http(s) URLs without embedded credentials");
-        }
-        if !host_allowed(url.host_str().unwrap_or_default(), &limits.allowed_hosts) {
-            return refuse(link, "host is not in the allowlist");
-        }
-        match (sink, link.method.as_deref()) {
-            (false, None) | (true, None | Some("PUT" | "POST")) => {}
-            _ => return refuse(link, "method must be PUT or POST (sinks only)"),
-        }
+        policy::check_link(&link.name, &link.url, link.method.as_deref(), sink, policy).map_err(|e| match e {
+            policy::PolicyError::Link { name, why } => DataError::BadLink { name, why },
+            other => DataError::BadLink { name: link.name.clone(), why: other.to_string() },
+        })?;
     }
     Ok(())
 }
 
-fn client(limits: &DataLimits) -> reqwest::Client {
+/// Resolves names for the HTTP client and refuses internal addresses, so the
+/// check holds at connect time (IP literals never reach a resolver: the policy
+/// refused internal ones when the link was checked).
+struct PolicyResolver(Arc<PolicySettings>);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            policy::check_resolved(&host, &resolved, &policy)?;
+            Ok(Box::new(resolved.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+fn client(limits: &DataLimits, policy: &PolicySettings) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(PolicyResolver(Arc::new(policy.clone())))
         .timeout(Duration::from_secs(limits.transfer_timeout_secs))
         .build()
         .expect("http client builds")
 }
 
+/// Why a transfer failed, with the policy's refusal spelled out when that was it.
+fn why(error: reqwest::Error) -> String {
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<policy::PolicyError>() {
+            return refused.to_string();
+        }
+        source = cause.source();
+    }
+    error.without_url().to_string()
+}
+
 /// Downloads every source into `dir`, streaming, within the total size cap.
-pub async fn download(sources: &[DataLink], dir: &Path, limits: &DataLimits) -> Result<(), DataError> {
-    let client = client(limits);
+pub async fn download(
+    sources: &[DataLink],
+    dir: &Path,
+    limits: &DataLimits,
+    policy: &PolicySettings,
+) -> Result<(), DataError> {
+    let client = client(limits, policy);
     let mut total = 0u64;
     for link in sources {
         let fail = |why: String| DataError::Download { name: link.name.clone(), why };
-        let mut response = client.get(&link.url).send().await.map_err(|e| fail(e.without_url().to_string()))?;
+        let mut response = client.get(&link.url).send().await.map_err(|e| fail(why(e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("http status {}", response.status())));
         }
         let mut file = tokio::fs::File::create(dir.join(&link.name)).await?;
-        while let Some(chunk) = response.chunk().await.map_err(|e| fail(e.without_url().to_string()))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(why(e)))? {
             total += chunk.len() as u64;
             if total > limits.max_input_bytes {
                 return Err(DataError::InputTooLarge(limits.max_input_bytes));
@@ -91,7 +120,12 @@ pub async fn download(sources: &[DataLink], dir: &Path, limits: &DataLimits) -> 
 }
 
 /// Uploads each sink's file from `dir`; the function must have written all of them.
-pub async fn upload(sinks: &[DataLink], dir: &Path, limits: &DataLimits) -> Result<(), DataError> {
+pub async fn upload(
+    sinks: &[DataLink],
+    dir: &Path,
+    limits: &DataLimits,
+    policy: &PolicySettings,
+) -> Result<(), DataError> {
     let mut total = 0u64;
     let mut files = Vec::new();
     for link in sinks {
@@ -108,7 +142,7 @@ pub async fn upload(sinks: &[DataLink], dir: &Path, limits: &DataLimits) -> Resu
         }
         files.push((link, path));
     }
-    let client = client(limits);
+    let client = client(limits, policy);
     for (link, path) in files {
         let fail = |why: String| DataError::Upload { name: link.name.clone(), why };
         let body = read_regular(&path, limits.max_output_bytes).map_err(|e| fail(e.to_string()))?;
@@ -116,7 +150,7 @@ pub async fn upload(sinks: &[DataLink], dir: &Path, limits: &DataLimits) -> Resu
             Some("POST") => client.post(&link.url),
             _ => client.put(&link.url),
         };
-        let response = request.body(body).send().await.map_err(|e| fail(e.without_url().to_string()))?;
+        let response = request.body(body).send().await.map_err(|e| fail(why(e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("http status {}", response.status())));
         }
@@ -147,19 +181,27 @@ mod tests {
     }
 
     #[test]
-    fn links_with_paths_odd_schemes_or_methods_are_refused() {
-        let limits = DataLimits::default();
-        assert!(check_links(&[link("in.csv", "http://127.0.0.1:1/x", None)], false, &limits).is_ok());
-        assert!(check_links(&[link("out.json", "https://h/x", Some("POST"))], true, &limits).is_ok());
-        for (l, sink) in [
-            (link("../etc", "http://h/x", None), false),
-            (link("a/b", "http://h/x", None), false),
-            (link("x", "file:///etc/passwd", None), false),
-            (link("x", "http://u:p@h/x", None), false),
-            (link("x", "http://h/x", Some("DELETE")), true),
-            (link("x", "http://h/x", Some("PUT")), false),
-        ] {
-            assert!(check_links(std::slice::from_ref(&l), sink, &limits).is_err(), "{l:?}");
+    fn links_are_checked_by_the_shared_policy_and_counted() {
+        let limits = DataLimits { max_links: 1, ..DataLimits::default() };
+        let policy = PolicySettings::default();
+        assert!(check_links(&[link("in.csv", "http://data.example/x", None)], false, &limits, &policy).is_ok());
+        let two = [link("a", "http://data.example/a", None), link("b", "http://data.example/b", None)];
+        assert!(check_links(&two, false, &limits, &policy).is_err());
+        for l in [link("../etc", "http://h.example/x", None), link("x", "http://127.0.0.1:6390/x", None)] {
+            assert!(check_links(std::slice::from_ref(&l), false, &limits, &policy).is_err(), "{l:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_at_connect_time() {
+        // a real server on loopback that would answer, so only the policy can refuse
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let sources = [link("in.txt", &format!("http://localhost:{port}/x"), None)];
+        let blocking = PolicySettings::default();
+        let err = download(&sources, dir.path(), &DataLimits::default(), &blocking).await.unwrap_err();
+        assert!(err.to_string().contains("loopback address"), "{err}");
+        assert!(!dir.path().join("in.txt").exists());
     }
 }

@@ -7,6 +7,10 @@
 //! mirror makes concurrent jobs — in this process or another sharing the cache —
 //! safe. All of it is blocking work: callers run it on a blocking thread.
 //!
+//! A job's fetch ([`GitCache::checkout_checked`]) goes only to addresses the
+//! policy checked (see `egress`), and its tree is checked against the checkout
+//! bounds (see `tree`) before anything is written.
+//!
 //! A private repository is fetched with a token (HTTP basic auth, the token as the
 //! password). Its mirror is keyed by the URL *and* a digest of the token, so a job
 //! without that token never reads what was fetched with it.
@@ -16,6 +20,11 @@ use std::path::{Path, PathBuf};
 
 use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
+
+use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
+
+use crate::egress::ConnectProxy;
+use crate::tree::{self, CheckoutLimits, TreeError};
 
 /// Where the remote's default branch is stored in each mirror.
 const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
@@ -35,6 +44,12 @@ pub enum GitError {
     RefNotFound(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
     TooLarge { limit_mb: u64 },
+    /// The repository's host is (or resolves to) an address the policy blocks.
+    #[error(transparent)]
+    Refused(PolicyError),
+    /// The commit's tree breaks the checkout limits or holds a submodule.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
     #[error("git cache error: {0}")]
     Cache(String),
 }
@@ -42,8 +57,21 @@ pub enum GitError {
 impl GitError {
     /// Errors of the executor's own disk or cache rather than of the job's repository.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, GitError::Cache(_) | GitError::Unreachable(_))
+        matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
     }
+
+    /// The host is blocked, or the commit breaks the checkout limits or holds a
+    /// submodule: `rejected`.
+    pub fn is_policy(&self) -> bool {
+        matches!(self, GitError::Refused(_))
+            || matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
+    }
+}
+
+/// Where a fetch goes: the URL git is handed and the proxy it must go through.
+struct Remote {
+    url: String,
+    proxy: Option<ConnectProxy>,
 }
 
 fn cache_err(e: impl std::fmt::Display) -> GitError {
@@ -53,13 +81,19 @@ fn cache_err(e: impl std::fmt::Display) -> GitError {
 pub struct GitCache {
     root: PathBuf,
     max_repo_bytes: u64,
+    limits: CheckoutLimits,
 }
 
 impl GitCache {
     pub fn new(root: impl Into<PathBuf>, max_repo_mb: u64) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024 })
+        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024, limits: CheckoutLimits::default() })
+    }
+
+    /// The same cache with other bounds on what one checkout may write.
+    pub fn with_limits(self, limits: CheckoutLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// Where the mirror of `url` (fetched with `token`) lives.
@@ -82,6 +116,49 @@ impl GitCache {
     /// returns the SHA of the commit checked out. `token`, if any, is the password
     /// of HTTP basic auth for a private repository.
     pub fn checkout(&self, url: &str, git_ref: &str, dest: &Path, token: Option<&str>) -> Result<String, GitError> {
+        self.checkout_from(url, || Ok(Remote { url: url.to_owned(), proxy: None }), git_ref, dest, token)
+    }
+
+    /// [`GitCache::checkout`] of a checked URL: the host is resolved and every
+    /// address checked against `policy` before git connects. A `git://` fetch
+    /// connects to the checked address itself (the URL git gets names it), an
+    /// `http(s)://` fetch goes through a [`ConnectProxy`] that resolves and checks
+    /// again when it connects, so a name that re-resolves elsewhere cannot redirect
+    /// either; git follows no HTTP redirect.
+    pub fn checkout_checked(
+        &self,
+        url: &RepoUrl,
+        policy: &PolicySettings,
+        git_ref: &str,
+        dest: &Path,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
+        let fetch_url = || {
+            let resolved = policy::resolve_checked(url.host(), url.port(), policy).map_err(|e| match e {
+                PolicyError::Unresolved(_) => GitError::Fetch(e.to_string()),
+                e => GitError::Refused(e),
+            })?;
+            Ok(match url.scheme() {
+                "git" => Remote { url: url.pinned_to(resolved[0].ip()), proxy: None },
+                _ => {
+                    let proxy = ConnectProxy::start(policy.clone()).map_err(cache_err)?;
+                    Remote { url: url.as_str().to_owned(), proxy: Some(proxy) }
+                }
+            })
+        };
+        self.checkout_from(url.as_str(), fetch_url, git_ref, dest, token)
+    }
+
+    /// Checks out from the mirror of `url`, fetching (from `remote()`) only when
+    /// the mirror lacks the commit.
+    fn checkout_from(
+        &self,
+        url: &str,
+        remote: impl FnOnce() -> Result<Remote, GitError>,
+        git_ref: &str,
+        dest: &Path,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
         let path = self.mirror_path(url, token);
         let lock = File::options()
             .create(true)
@@ -98,7 +175,16 @@ impl GitCache {
         let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
             Some(oid) => oid, // already cached: no network round trip
             None => {
-                self.fetch(&repo, url, token).inspect_err(|e| {
+                let fetched = remote().and_then(|remote| {
+                    let fetched = self.fetch(&repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
+                    let proxy = remote.proxy.as_ref();
+                    match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
+                        (Some(refusal), _) => Err(GitError::Refused(refusal)),
+                        (None, Some(why)) if fetched.is_err() => Err(GitError::Unreachable(why)),
+                        _ => fetched,
+                    }
+                });
+                fetched.inspect_err(|e| {
                     // never keep an oversized mirror, nor a half-initialised one later jobs would trust
                     let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
                     if empty || matches!(e, GitError::TooLarge { .. }) {
@@ -110,13 +196,14 @@ impl GitCache {
         };
         let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
         let tree = commit.tree().map_err(cache_err)?;
+        tree::check(&repo, &tree, &self.limits)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);
         repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)?;
         Ok(oid.to_string())
     }
 
-    fn fetch(&self, repo: &Repository, url: &str, token: Option<&str>) -> Result<(), GitError> {
+    fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
         let mut asked = false;
@@ -144,7 +231,15 @@ impl GitCache {
                 !too_large
             });
             let mut options = FetchOptions::new();
-            options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
+            options
+                .remote_callbacks(callbacks)
+                .download_tags(git2::AutotagOption::None)
+                .follow_redirects(git2::RemoteRedirect::None);
+            let mut proxy_options = git2::ProxyOptions::new();
+            if let Some(proxy) = &proxy {
+                proxy_options.url(proxy); // else none: never a proxy from the environment
+            }
+            options.proxy_options(proxy_options);
             let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
             let refspecs =
                 ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
@@ -346,5 +441,39 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let err = cache.checkout(&url, "main", dest.path(), None).unwrap_err();
         assert!(matches!(err, GitError::TooLarge { limit_mb: 1 }), "{err}");
+    }
+
+    #[test]
+    fn an_https_fetch_goes_through_the_checking_proxy() {
+        use std::io::Read;
+        // a plain TCP server: what arrives through the tunnel is the TLS client hello
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let first = std::thread::spawn(move || {
+            let (mut stream, peer) = server.accept().unwrap();
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).unwrap();
+            (byte[0], peer)
+        });
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let allowed = PolicySettings { allowed_ranges: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() };
+        let url = RepoUrl::parse(&format!("https://127.0.0.1:{port}/r.git"), &allowed).unwrap();
+        assert!(cache.checkout_checked(&url, &allowed, "main", dest.path(), None).is_err());
+        let (byte, _peer) = first.join().unwrap();
+        assert_eq!(byte, 0x16, "a TLS handshake record came through the tunnel");
+        // nothing listens on port 1: still the infrastructure failure it was without the proxy
+        let closed = RepoUrl::parse("https://127.0.0.1:1/r.git", &allowed).unwrap();
+        let err = cache.checkout_checked(&closed, &allowed, "main", dest.path(), None).unwrap_err();
+        assert!(matches!(err, GitError::Unreachable(_)) && err.is_infrastructure(), "{err}");
+
+        // under the default policy a name that resolves to loopback is refused before any connection
+        let blocking = PolicySettings::default();
+        let name = std::fs::read_to_string("/etc/hostname").unwrap().trim().to_owned();
+        let url = RepoUrl::parse(&format!("https://{name}:{port}/r.git"), &blocking).unwrap();
+        let err = cache.checkout_checked(&url, &blocking, "main", dest.path(), None).unwrap_err();
+        assert!(matches!(err, GitError::Refused(PolicyError::Internal { .. })), "{err}");
+        assert!(err.is_policy());
     }
 }

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
-use crate::policy;
 use crate::runtime::{self, Launch, Offer};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
+use gitfaas_common::policy::{PolicyError, RepoUrl};
 
 const CODE_MOUNT: &str = "/code";
 
@@ -108,13 +108,19 @@ impl JobRunner {
 
     async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>, cancel: &CancellationToken) -> Ending {
         let spec = &job.spec;
-        if let Err(e) = policy::check_repo(&spec.repo, &self.settings.repos).and(policy::check_ref(&spec.git_ref)) {
-            return Ending::failed(JobStatus::Rejected, e.to_string());
-        }
+        let policy = &self.settings.policy;
+        let repo = match RepoUrl::parse(&spec.repo, policy) {
+            Ok(repo) if gitfaas_common::schema::is_valid_ref(&spec.git_ref) => repo,
+            Ok(_) => return Ending::failed(JobStatus::Rejected, PolicyError::Ref(spec.git_ref.clone()).to_string()),
+            Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
+        };
         let limits = &self.settings.data;
-        if let Err(e) =
-            data::check_links(&spec.sources, false, limits).and(data::check_links(&spec.sinks, true, limits))
-        {
+        if let Err(e) = data::check_links(&spec.sources, false, limits, policy).and(data::check_links(
+            &spec.sinks,
+            true,
+            limits,
+            policy,
+        )) {
             return Ending::failed(JobStatus::Rejected, e.to_string());
         }
         let credentials = match self.open_credentials(job) {
@@ -126,19 +132,20 @@ impl JobRunner {
             Err(e) => return Ending::infrastructure(format!("executor could not create a workspace: {e}")),
         };
         let checkout = dirs.code();
-        let (git, repo, git_ref) = (self.git.clone(), spec.repo.clone(), spec.git_ref.clone());
+        let (git, git_ref, policy) = (self.git.clone(), spec.git_ref.clone(), policy.clone());
         let token = credentials.get(GIT_TOKEN);
         let fetched = tokio::task::spawn_blocking(move || {
-            git.checkout(&repo, &git_ref, &checkout, token.as_deref().map(|t| t.as_str()))
+            git.checkout_checked(&repo, &policy, &git_ref, &checkout, token.as_deref().map(|t| t.as_str()))
         })
         .await;
         match fetched {
             Ok(Ok(sha)) => *commit_sha = Some(sha),
             Ok(Err(e)) if e.is_infrastructure() => return Ending::infrastructure(e.to_string()),
+            Ok(Err(e)) if e.is_policy() => return Ending::failed(JobStatus::Rejected, e.to_string()),
             Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
             Err(e) => return Ending::infrastructure(format!("checkout task failed: {e}")),
         }
-        if let Err(e) = data::download(&spec.sources, &dirs.input(), limits).await {
+        if let Err(e) = data::download(&spec.sources, &dirs.input(), limits, &self.settings.policy).await {
             return Ending::failed(JobStatus::Failed, e.to_string());
         }
         if cancel.is_cancelled() {
@@ -159,7 +166,7 @@ impl JobRunner {
             Err(e) => Ending::infrastructure(format!("sandbox error: {e}")),
         };
         if ending.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
-            if let Err(e) = data::upload(&spec.sinks, &dirs.output(), limits).await {
+            if let Err(e) = data::upload(&spec.sinks, &dirs.output(), limits, &self.settings.policy).await {
                 ending.status = match e {
                     DataError::OutputTooLarge(_) => JobStatus::OutputTooLarge,
                     _ => JobStatus::Failed,

@@ -4,6 +4,8 @@
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
 //! - [`git`]: the bare-mirror cache and per-job checkouts;
+//! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
+//! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
 //! - [`sandbox`]: the only code that talks to Docker;
 //! - [`offsets`]: which offsets may be committed;
@@ -13,17 +15,18 @@ pub mod cancel;
 pub mod credentials;
 pub mod data;
 pub mod delivery;
+pub mod egress;
 pub mod git;
 pub mod handover;
 pub mod heartbeat;
 pub mod job;
 pub mod offsets;
 pub mod peers;
-pub mod policy;
 pub mod rebalance;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
+pub mod tree;
 pub mod worker;
 
 use std::future::Future;
@@ -69,7 +72,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             tracing::warn!(%runtime, %image, "runtime image missing; its jobs will fail until it is built");
         }
     }
-    let git = Arc::new(GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?);
+    let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
+    let git = Arc::new(git.with_limits(e.checkout));
 
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
     let tracker = Arc::new(Mutex::new(Default::default()));

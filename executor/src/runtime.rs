@@ -19,6 +19,8 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 pub const MANIFEST_FILE: &str = "gitfaas.toml";
+/// A manifest is a few lines; anything longer is refused unread.
+const MANIFEST_MAX_BYTES: u64 = 64 << 10;
 const PYTHON_RUNNER: &str = include_str!("runner.py");
 const NODE_RUNNER: &str = include_str!("runner.js");
 
@@ -28,6 +30,9 @@ pub enum ManifestError {
     Missing,
     #[error("{MANIFEST_FILE} is invalid: {0}")]
     Invalid(String),
+    /// A symlink, directory or oversized file; the message never says what it points at.
+    #[error("{MANIFEST_FILE} must be a regular file of at most {MANIFEST_MAX_BYTES} bytes (not a symlink)")]
+    NotRegular,
     #[error("runtime `{0}` is not offered by this executor (known: {1})")]
     UnknownRuntime(String, String),
     #[error("job asks for runtime `{requested}` but the repository declares `{declared}`")]
@@ -79,11 +84,9 @@ pub fn plan(
     credentials: &[u8],
 ) -> Result<Launch, ManifestError> {
     let images = offer.images;
-    let manifest = match std::fs::read_to_string(checkout.join(MANIFEST_FILE)) {
-        Ok(text) => {
-            Some(toml::from_str::<Manifest>(&text).map_err(|e| ManifestError::Invalid(e.message().to_owned()))?)
-        }
-        Err(_) => None,
+    let manifest = match read_manifest(checkout)? {
+        Some(text) => Some(toml::from_str::<Manifest>(&text).map_err(|e| ManifestError::Invalid(explain(&text, &e)))?),
+        None => None,
     };
     let (runtime, entry) = match (&manifest, requested) {
         (Some(m), Some(r)) if m.runtime != r => {
@@ -105,17 +108,17 @@ pub fn plan(
     let input_json = serde_json::to_vec(input).expect("json values serialise");
     let (command, stdin) = match runtime.as_str() {
         "python" => {
-            let entry = checked_entry(entry.unwrap_or_else(|| "main.py".into()))?;
+            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main.py".into()))?;
             let command = ["python3", "-I", "-c", PYTHON_RUNNER, code_mount, &entry].map(String::from).to_vec();
             (command, request(&input_json, credentials))
         }
         "node" => {
-            let entry = checked_entry(entry.unwrap_or_else(|| "main.js".into()))?;
+            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
             (command, request(&input_json, credentials))
         }
         _ => {
-            let entry = checked_entry(entry.unwrap_or_else(|| "main".into()))?;
+            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main".into()))?;
             (vec![format!("{code_mount}/{entry}")], Zeroizing::new(input_json))
         }
     };
@@ -134,13 +137,78 @@ fn request(input_json: &[u8], credentials: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-fn checked_entry(entry: String) -> Result<String, ManifestError> {
+/// The manifest's text, or `None` when the repository has none. Opened without
+/// following a symlink (the checkout is the executor's own directory, so only the
+/// last component can be one) and read no further than the cap: a manifest
+/// linked to a host file, a device or a huge file is refused unread.
+fn read_manifest(checkout: &Path) -> Result<Option<String>, ManifestError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NOFOLLOW: i32 = 0o400000;
+    const O_NONBLOCK: i32 = 0o4000; // a fifo must not block the open
+    let path = checkout.join(MANIFEST_FILE);
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(O_NOFOLLOW | O_NONBLOCK).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(ManifestError::NotRegular), // ELOOP: a symlink
+    };
+    let meta = file.metadata().map_err(|_| ManifestError::NotRegular)?;
+    if !meta.file_type().is_file() || meta.len() > MANIFEST_MAX_BYTES {
+        return Err(ManifestError::NotRegular);
+    }
+    let mut bytes = Vec::new();
+    file.take(MANIFEST_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|_| ManifestError::NotRegular)?;
+    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
+        return Err(ManifestError::NotRegular);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| ManifestError::Invalid("not UTF-8 text".into()))
+}
+
+/// Where a manifest is wrong, by line and column, and what is wrong, without the
+/// source excerpt the TOML parser's display adds.
+fn explain(text: &str, error: &toml::de::Error) -> String {
+    let mut message: String = error.message().chars().take(200).collect();
+    if let Some(span) = error.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        message = format!("line {line}, column {column}: {message}");
+    }
+    message
+}
+
+fn checked_entry(checkout: &Path, entry: String) -> Result<String, ManifestError> {
     let path = Path::new(&entry);
     let inside = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
     if entry.is_empty() || !inside {
         return Err(ManifestError::BadEntry(entry));
     }
+    entry_stays_inside(checkout, &entry)?;
     Ok(entry)
+}
+
+/// Refuses an entry reached through a symlink that leaves the checkout (or leads
+/// nowhere): the same answer either way, so it tells nothing about the host. A
+/// plain entry that does not exist is the function's own failure, found at run time.
+fn entry_stays_inside(checkout: &Path, entry: &str) -> Result<(), ManifestError> {
+    let refuse = || Err(ManifestError::BadEntry(entry.to_owned()));
+    let Ok(root) = checkout.canonicalize() else { return refuse() };
+    match checkout.join(entry).canonicalize() {
+        Ok(resolved) if resolved.starts_with(&root) => Ok(()),
+        Ok(_) => refuse(),
+        Err(_) => {
+            let mut prefix = checkout.to_path_buf();
+            for part in Path::new(entry).components() {
+                prefix.push(part);
+                match std::fs::symlink_metadata(&prefix) {
+                    Ok(meta) if meta.file_type().is_symlink() => return refuse(),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +312,36 @@ mod tests {
         let escape = with_manifest(Some("runtime = \"python\"\nentry = \"../x.py\"\n"));
         assert!(matches!(plan(escape.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::BadEntry(_))));
         let typo = with_manifest(Some("runtim = \"python\"\n"));
+        let Err(ManifestError::Invalid(why)) = plan(typo.path(), "/c", None, &images(), &Value::Null) else { panic!() };
+        assert!(why.starts_with("line 1, column 1: unknown field"), "{why}");
         assert!(matches!(plan(typo.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_manifest_or_entry_leaving_the_checkout_is_refused_unread() {
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "runtime = \"host-secret\"\n").unwrap();
+        let big = tempfile::NamedTempFile::new().unwrap();
+        big.as_file().set_len(1 << 30).unwrap(); // sparse: no disk used
+        for target in [secret.path(), big.path(), Path::new("/dev/zero"), Path::new("/nonexistent"), Path::new("/etc")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(target, dir.path().join(MANIFEST_FILE)).unwrap();
+            let err = plan(dir.path(), "/c", Some("python"), &images(), &Value::Null).unwrap_err();
+            assert_eq!(err, ManifestError::NotRegular, "{target:?}");
+            assert!(!err.to_string().contains("host-secret"));
+        }
+        let huge = with_manifest(Some(&"#".repeat(70_000)));
+        assert_eq!(plan(huge.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::NotRegular));
+        for target in [secret.path(), Path::new("/nonexistent")] {
+            let dir = with_manifest(Some("runtime = \"python\"\n"));
+            std::os::unix::fs::symlink(target, dir.path().join("main.py")).unwrap();
+            let err = plan(dir.path(), "/c", None, &images(), &Value::Null).unwrap_err();
+            assert_eq!(err, ManifestError::BadEntry("main.py".into()), "{target:?}");
+        }
+        let inside = with_manifest(Some("runtime = \"python\"\nentry = \"link.py\"\n"));
+        std::fs::write(inside.path().join("real.py"), "").unwrap();
+        std::os::unix::fs::symlink("real.py", inside.path().join("link.py")).unwrap();
+        assert!(plan(inside.path(), "/c", None, &images(), &Value::Null).is_ok());
     }
 }

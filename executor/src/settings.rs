@@ -32,6 +32,9 @@ pub struct ExecutorSettings {
     /// Bare mirrors of the repositories jobs came from.
     pub cache_dir: PathBuf,
     pub max_repo_mb: u64,
+    /// Bounds on one checkout: total bytes, files, largest file.
+    #[serde(default)]
+    pub checkout: crate::tree::CheckoutLimits,
     /// Runtime name → image. Only these runtimes are offered.
     pub images: BTreeMap<String, String>,
     /// `runc`, or `runsc` (gVisor).
@@ -60,9 +63,10 @@ pub struct ExecutorSettings {
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
-    /// Which repository URLs jobs may use.
+    /// Repository schemes and hosts, data-link hosts, internal ranges allowed:
+    /// the same shape as `frontend.policy`; the executor's is the authority.
     #[serde(default)]
-    pub repos: RepoPolicy,
+    pub policy: gitfaas_common::policy::PolicySettings,
     /// Images a repository may name itself (`image = "..."` in `gitfaas.toml`).
     #[serde(default)]
     pub allowed_images: Vec<String>,
@@ -95,21 +99,6 @@ fn default_handover_hold_ms() -> u64 {
     0
 }
 
-/// Allowed schemes and hosts of repository URLs; an empty host list allows any host.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepoPolicy {
-    pub allowed_schemes: Vec<String>,
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-}
-
-impl Default for RepoPolicy {
-    fn default() -> Self {
-        Self { allowed_schemes: vec!["https".into(), "http".into(), "git".into()], allowed_hosts: Vec::new() }
-    }
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataLimits {
@@ -121,21 +110,11 @@ pub struct DataLimits {
     pub transfer_timeout_secs: u64,
     /// Most sources or sinks per job.
     pub max_links: usize,
-    /// Hosts sources and sinks may name; empty allows any host.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for DataLimits {
     fn default() -> Self {
-        let allowed_hosts = Vec::new();
-        Self {
-            max_input_bytes: 64 << 20,
-            max_output_bytes: 64 << 20,
-            transfer_timeout_secs: 30,
-            max_links: 16,
-            allowed_hosts,
-        }
+        Self { max_input_bytes: 64 << 20, max_output_bytes: 64 << 20, transfer_timeout_secs: 30, max_links: 16 }
     }
 }
 
@@ -187,8 +166,8 @@ impl Settings {
         if !["runc", "runsc"].contains(&e.oci_runtime.as_str()) {
             return invalid("executor.oci_runtime must be `runc` or `runsc`");
         }
-        if e.repos.allowed_schemes.iter().any(|s| !["https", "http", "git"].contains(&s.as_str())) {
-            return invalid("executor.repos.allowed_schemes may only name https, http and git");
+        if let Err(why) = e.policy.validate() {
+            return invalid(&format!("executor.{why}"));
         }
         e.private_key()?;
         if e.user.starts_with("0:") || e.user == "0" || e.user == "root" {

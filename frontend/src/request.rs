@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
 use gitfaas_common::schema::{DataLink, Resources};
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
@@ -101,11 +102,11 @@ pub fn parse(body: &[u8]) -> Result<SubmitRequest, ApiError> {
 impl SubmitRequest {
     /// Checks the request and fills in defaults.
     pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, ApiError> {
-        validate_repo(&self.repo, &settings.allowed_schemes)?;
-        validate_host(&self.repo, &settings.allowed_hosts)?;
+        let repo =
+            RepoUrl::parse(&self.repo, &settings.policy).map_err(|e| ApiError::invalid("repo", e.to_string()))?;
         let sealed_credentials = seal_credentials(self.credentials, self.sealed_credentials, settings)?;
         for (field, links) in [("sources", &self.sources), ("sinks", &self.sinks)] {
-            validate_links(field, links)?;
+            validate_links(field, links, &settings.policy)?;
         }
         let git_ref = self.git_ref.unwrap_or_else(|| "HEAD".into());
         validate_ref(&git_ref)?;
@@ -127,7 +128,7 @@ impl SubmitRequest {
         };
         let r = &self.resources;
         Ok(JobSpec {
-            repo: self.repo,
+            repo: repo.as_str().to_owned(),
             git_ref,
             runtime: self.runtime,
             input: self.input,
@@ -171,55 +172,11 @@ fn seal_credentials(
     }
 }
 
-/// Only the host allowlist (empty: any host); schemes and shape are checked before.
-fn validate_host(repo: &str, hosts: &[String]) -> Result<(), ApiError> {
-    let host = url::Url::parse(repo).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    if hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
-        return Ok(());
-    }
-    Err(ApiError::invalid("repo", format!("repository host `{host}` is not allowed")))
-}
-
-/// Plain file names and http(s) URLs; the executor checks again, with its own limits.
-fn validate_links(field: &str, links: &[DataLink]) -> Result<(), ApiError> {
+/// The shared policy on each link; the executor checks again, with its own limits.
+fn validate_links(field: &str, links: &[DataLink], policy: &PolicySettings) -> Result<(), ApiError> {
     for link in links {
-        let plain = !link.name.is_empty()
-            && !link.name.starts_with('.')
-            && link.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !plain {
-            return Err(ApiError::invalid(field, format!("`{}` is not a plain file name", link.name)));
-        }
-        let url = url::Url::parse(&link.url).map_err(|e| ApiError::invalid(field, format!("bad URL: {e}")))?;
-        if !["http", "https"].contains(&url.scheme()) || !url.username().is_empty() || url.password().is_some() {
-            return Err(ApiError::invalid(field, "links must be http(s) URLs without credentials"));
-        }
-        if !matches!(link.method.as_deref(), None | Some("PUT" | "POST"))
-            || (field == "sources" && link.method.is_some())
-        {
-            return Err(ApiError::invalid(field, "method must be PUT or POST, and only on sinks"));
-        }
-    }
-    Ok(())
-}
-
-fn validate_repo(repo: &str, schemes: &[String]) -> Result<(), ApiError> {
-    let invalid = |detail: &str| ApiError::invalid("repo", detail);
-    if repo.starts_with('-') {
-        return Err(invalid("repo must be a URL"));
-    }
-    let url = url::Url::parse(repo).map_err(|e| invalid(&format!("repo is not a valid URL: {e}")))?;
-    if !schemes.iter().any(|s| s == url.scheme()) {
-        return Err(invalid(&format!(
-            "repo URL scheme `{}` is not allowed (allowed: {})",
-            url.scheme(),
-            schemes.join(", ")
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("repo URL has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("repo URL must not embed credentials"));
+        policy::check_link(&link.name, &link.url, link.method.as_deref(), field == "sinks", policy)
+            .map_err(|e| ApiError::invalid(field, e.to_string()))?;
     }
     Ok(())
 }
@@ -255,16 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn repository_urls_are_checked() {
-        let schemes = vec!["https".to_owned(), "git".to_owned()];
-        assert!(validate_repo("https://example.org/a/b.git", &schemes).is_ok());
-        for bad in ["file:///etc", "ext::sh -c x", "-u", "https://user:pw@h/r", "ssh://h/r", "not a url"] {
-            assert!(validate_repo(bad, &schemes).is_err(), "{bad}");
-        }
-        let hosts = vec!["git.example.org".to_owned()];
-        assert!(validate_host("https://git.example.org/a", &hosts).is_ok());
-        assert!(validate_host("https://evil.example.net/a", &hosts).is_err());
-        assert!(validate_host("https://evil.example.net/a", &[]).is_ok());
+    fn refs_are_checked() {
         assert!(validate_ref("feature/x").is_ok());
         for bad in ["", "--upload-pack=x", "a..b", "a b", "x~1"] {
             assert!(validate_ref(bad).is_err(), "{bad:?}");

@@ -35,11 +35,10 @@ pub struct FrontendSettings {
     #[serde(default)]
     pub job_ttl_secs: u64,
     pub limits: JobLimits,
-    /// URL schemes a job's repository may use.
-    pub allowed_schemes: Vec<String>,
-    /// Hosts a job's repository may be on; empty allows any host.
+    /// Repository schemes and hosts, data-link hosts, internal ranges allowed:
+    /// the same shape, and the same checks, as `executor.policy`.
     #[serde(default)]
-    pub allowed_hosts: Vec<String>,
+    pub policy: gitfaas_common::policy::PolicySettings,
     /// The executors' X25519 public key (base64), published at
     /// `GET /v1/keys/executor` and used to seal credentials sent in the clear.
     /// Without it, jobs cannot carry credentials.
@@ -203,6 +202,7 @@ impl Settings {
             ("cpu_millis", l.cpu_millis, l.max_cpu_millis),
             ("pids", l.pids, l.max_pids),
         ];
+        self.frontend.policy.validate().map_err(|e| SettingsError::Invalid(format!("frontend.{e}")))?;
         if let Some(key) = &self.frontend.executor_public_key {
             gitfaas_common::sealed::seal(key, b"{}")
                 .map_err(|e| SettingsError::Invalid(format!("frontend.executor_public_key: {e}")))?;

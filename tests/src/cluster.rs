@@ -132,6 +132,8 @@ impl Cluster {
             .env("GITFAAS_CONFIG_DIR", &self.config_dir)
             .env("GITFAAS_ENV", "faults")
             .env("GITFAAS__KAFKA__BROKERS", &self.brokers)
+            .env("GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
+            .env("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn");
     }
 

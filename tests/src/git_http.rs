@@ -196,6 +196,11 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut words = lines.next()?.split_whitespace();
     let method = words.next()?.to_owned();
     let target = words.next()?;
+    // absolute-form, as a request arrives through a proxy (a server must accept it, RFC 9112 3.2.2)
+    let target = match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (path, query) = (path.trim_start_matches('/').to_owned(), query.to_owned());
     let headers: Vec<(String, String)> = lines

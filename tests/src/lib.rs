@@ -66,6 +66,14 @@ pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
+/// Loopback, which the default policy blocks: the tests' git daemon, git HTTP
+/// servers and data-link servers all listen on it, so the harness opts in.
+pub const LOOPBACK_RANGES: &str = "127.0.0.0/8,::1";
+
+pub fn loopback_ranges() -> Vec<gitfaas_common::policy::IpRange> {
+    LOOPBACK_RANGES.split(',').map(|r| r.parse().expect("a range")).collect()
+}
+
 pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
     let mut s: gitfaas_frontend::Settings =
         gitfaas_common::settings::load_from(&config_dir(), "frontend").expect("frontend config");
@@ -74,6 +82,7 @@ pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
     s.frontend.redis_url = infra::redis_url();
     s.frontend.key_prefix = unique("test");
     s.frontend.group_id = format!("{topic_prefix}frontend");
+    s.frontend.policy.allowed_ranges = loopback_ranges();
     use_oidc(&mut s, &Provider::shared().issuer);
     s
 }
@@ -98,6 +107,7 @@ pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::
     s.executor.work_dir = state.join("work");
     s.executor.cache_dir = state.join("cache");
     s.executor.shutdown_grace_secs = 5;
+    s.executor.policy.allowed_ranges = loopback_ranges();
     s
 }
 

@@ -121,6 +121,7 @@ impl World {
             ("GITFAAS__KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
             ("GITFAAS__EXECUTOR__GROUP_ID", format!("{}executors", self.prefix)),
             ("GITFAAS__EXECUTOR__SLOTS", slots.to_string()),
+            ("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", "127.0.0.0/8,::1".into()),
             ("GITFAAS__EXECUTOR__WORK_DIR", state.join("work").display().to_string()),
             ("GITFAAS__EXECUTOR__CACHE_DIR", state.join("cache").display().to_string()),
             ("GITFAAS__EXECUTOR__SHUTDOWN_GRACE_SECS", "60".into()),

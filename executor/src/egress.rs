@@ -1,0 +1,239 @@
+//! A proxy on loopback that an `http(s)://` git fetch goes through, so the address
+//! libgit2 reaches is the one the policy checked: the proxy resolves the name
+//! itself, refuses it if any address is internal, and only then connects. For
+//! `https` libgit2 asks for a `CONNECT` tunnel and TLS stays end to end (libgit2
+//! verifies the server's certificate for the name in the URL); for plain `http`
+//! it sends absolute-form requests, which are passed on unchanged to the host
+//! the first one names (git follows no redirect, so every request on a
+//! connection is for that host). The proxy only moves bytes.
+//!
+//! One proxy per fetch, on a thread of its own, gone when dropped.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitfaas_common::policy::{self, PolicyError, PolicySettings};
+
+const MAX_HEAD_BYTES: usize = 8 << 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ConnectProxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    refused: Arc<Mutex<Option<PolicyError>>>,
+    unreachable: Arc<Mutex<Option<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectProxy {
+    pub fn start(policy: PolicySettings) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (refused, unreachable) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
+        let (stopping, refusals, failures) = (stop.clone(), refused.clone(), unreachable.clone());
+        let policy = Arc::new(policy);
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let (policy, refusals, failures) = (policy.clone(), refusals.clone(), failures.clone());
+                std::thread::spawn(move || tunnel(client, &policy, &refusals, &failures));
+            }
+        });
+        Ok(Self { addr, stop, refused, unreachable, thread: Some(thread) })
+    }
+
+    /// The proxy URL to hand libgit2.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The policy's refusal of a tunnel asked for, if there was one.
+    pub fn refusal(&self) -> Option<PolicyError> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The `host:port` a tunnel could not connect to, if one could not.
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)); // wakes the accept
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves one `CONNECT host:port`; a refusal of the policy (or a target that does
+/// not answer) is kept before the client hears of it.
+fn tunnel(
+    mut client: TcpStream,
+    policy: &PolicySettings,
+    refusals: &Mutex<Option<PolicyError>>,
+    failures: &Mutex<Option<String>>,
+) {
+    let _ = client.set_read_timeout(Some(CONNECT_TIMEOUT));
+    let Some((head, target)) = read_head(&mut client) else {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let Target { host, port, forward_head } = target;
+    let addrs = match policy::resolve_checked(&host, port, policy) {
+        Ok(addrs) => addrs,
+        Err(refusal) => {
+            *refusals.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
+            let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+    };
+    let Some(server) = addrs.iter().find_map(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).ok()) else {
+        *failures.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("failed to connect to {host}:{port}"));
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let _ = client.set_read_timeout(None);
+    let mut server = server;
+    let started = match forward_head {
+        true => server.write_all(&head),
+        false => client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n"),
+    };
+    if started.is_ok() {
+        splice(client, server);
+    }
+}
+
+/// Where a proxied connection goes, and whether the request head read is the
+/// first request to pass on (plain http) rather than a tunnel request.
+struct Target {
+    host: String,
+    port: u16,
+    forward_head: bool,
+}
+
+/// The request head and where it goes: `CONNECT host:port`, or an absolute-form
+/// `http://host[:port]/…` request. Read byte by byte so nothing after the head
+/// (the TLS hello, a request body) is consumed here.
+fn read_head(client: &mut TcpStream) -> Option<(Vec<u8>, Target)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD_BYTES || client.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&head).lines().next()?.to_owned();
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next()?, words.next()?);
+    let target = if method == "CONNECT" {
+        let (host, port) = target.rsplit_once(':')?;
+        Target { host: host.to_owned(), port: port.parse().ok()?, forward_head: false }
+    } else {
+        let url = url::Url::parse(target).ok().filter(|u| u.scheme() == "http")?;
+        let host = match url.host()? {
+            url::Host::Ipv6(v6) => v6.to_string(),
+            other => other.to_string(),
+        };
+        Target { host, port: url.port_or_known_default()?, forward_head: true }
+    };
+    (!target.host.is_empty()).then_some((head, target))
+}
+
+/// Copies both ways until either side closes.
+fn splice(client: TcpStream, server: TcpStream) {
+    let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else { return };
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(Shutdown::Write);
+    });
+    let (mut server_in, mut client_out) = (server, client);
+    let _ = std::io::copy(&mut server_in, &mut client_out);
+    let _ = client_out.shutdown(Shutdown::Both);
+    let _ = upstream.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback_allowed() -> PolicySettings {
+        PolicySettings { allowed_ranges: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() }
+    }
+
+    fn connect(proxy: &ConnectProxy, target: &str) -> (TcpStream, String) {
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        write!(stream, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        (stream, String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+
+    #[test]
+    fn a_tunnel_to_an_allowed_address_carries_bytes_both_ways() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = echo.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = echo.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        });
+        let proxy = ConnectProxy::start(loopback_allowed()).unwrap();
+        let (mut stream, reply) = connect(&proxy, &format!("127.0.0.1:{port}"));
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        stream.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+        assert_eq!(proxy.refusal(), None);
+    }
+
+    #[test]
+    fn a_name_resolving_to_loopback_is_refused_at_connect_time() {
+        let listening = TcpListener::bind("127.0.0.1:0").unwrap(); // would answer: only the policy refuses
+        let port = listening.local_addr().unwrap().port();
+        let proxy = ConnectProxy::start(PolicySettings::default()).unwrap();
+        let (_stream, reply) = connect(&proxy, &format!("localhost:{port}"));
+        assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+        assert!(matches!(proxy.refusal(), Some(PolicyError::Internal { kind: "loopback", .. })));
+    }
+
+    #[test]
+    fn plain_http_requests_pass_unchanged_to_a_checked_host_only() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let seen = std::thread::spawn(move || {
+            let (mut s, _) = server.accept().unwrap();
+            let mut head = vec![0u8; 256];
+            let n = s.read(&mut head).unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let proxy = ConnectProxy::start(loopback_allowed()).unwrap();
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        let request = format!("GET http://127.0.0.1:{port}/r/info/refs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        assert!(reply[..n].starts_with(b"HTTP/1.1 204"));
+        assert_eq!(seen.join().unwrap(), request);
+
+        let blocking = ConnectProxy::start(PolicySettings::default()).unwrap();
+        let mut stream = TcpStream::connect(blocking.addr).unwrap();
+        write!(stream, "GET http://localhost:{port}/r HTTP/1.1\r\n\r\n").unwrap();
+        let n = stream.read(&mut reply).unwrap();
+        assert!(reply[..n].starts_with(b"HTTP/1.1 403"));
+        assert!(matches!(blocking.refusal(), Some(PolicyError::Internal { kind: "loopback", .. })));
+    }
+}
