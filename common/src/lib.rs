@@ -5,18 +5,22 @@
 //! - [`schema`]: the versioned JSON messages that travel on the Kafka topics
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
 //! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
+//! - [`limits`]: the depth and size limits every schema boundary shares;
+//! - [`unreadable`]: the job a message that does not decode was about, to end it;
 //! - [`kafka`]: client configuration, topic creation and trace-context headers;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
 
 pub mod ids;
 pub mod kafka;
+pub mod limits;
 pub mod observer;
 pub mod schema;
 pub mod sealed;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod unreadable;
 
 pub use ids::JobId;
 pub use schema::{Job, JobEvent, JobResult, JobSpec, JobStarted, JobStatus, Owner, Timings};
