@@ -23,7 +23,7 @@ async fn a_job_flooding_stdout_is_killed_within_seconds_of_passing_the_cap() {
     let stack = Stack::shared();
     let command = "runtime = \"command\"\n";
     // python's prints go to stderr: its stdout is the returned value
-    let python = "def main(d, c):\n    return 'x' * 100_000_000\n";
+    let python = "def main(d, c):\n    return ['x' * 1000] * 5000\n";
     let floods: [&[(&str, &str)]; 3] = [
         &[("gitfaas.toml", command), ("main", "#!/bin/sh\nhead -c 100000000 /dev/zero\n")],
         &[("gitfaas.toml", command), ("main", "#!/bin/sh\ncat /dev/zero\n")],
