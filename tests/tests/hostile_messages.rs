@@ -152,3 +152,42 @@ async fn an_admin_ends_a_stuck_job_through_the_results_topic_and_nobody_else_can
     let erase = client.delete(stack.url(&format!("/v1/jobs/{id}"))).bearer_auth(&stack.token).send().await.unwrap();
     assert_eq!(erase.status(), 204, "an ended job can be erased");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frontend_rebuilding_its_view_ends_a_job_whose_result_is_unreadable() {
+    use gitfaas_common::schema::{JobSpec, Resources};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let spec = JobSpec {
+        repo: "git://127.0.0.1/nothing-runs".into(),
+        git_ref: "main".into(),
+        runtime: None,
+        input: json!(1),
+        timeout_secs: 5,
+        resources: Resources { memory_mb: 64, cpu_millis: 100, pids: 16 },
+        sealed_credentials: None,
+        sources: Vec::new(),
+        sinks: Vec::new(),
+        retries: 0,
+    };
+    let job = gitfaas_common::Job::new(gitfaas_common::Owner { subject: "alice".into(), name: None }, spec);
+    let id = job.id.to_string();
+    let key = id.clone();
+    // both messages are on the topics before the frontend starts with an empty view
+    let stack = Stack::start_with(
+        false,
+        Box::new(move |frontend, _| {
+            let create = gitfaas_common::kafka::ensure_topics(&frontend.kafka);
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(create)).expect("topics");
+            let producer: BaseProducer = gitfaas_common::kafka::client_config(&frontend.kafka).create().unwrap();
+            let topics = &frontend.kafka.topics;
+            let payload = serde_json::to_vec(&job).unwrap();
+            producer.send(BaseRecord::to(&topics.jobs).key(&key).payload(&payload)).unwrap();
+            producer.send(BaseRecord::to(&topics.results).key(&key).payload("{\"kind\": \"finished\", oops")).unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
+        }),
+    );
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    assert!(result["reason"].as_str().unwrap().contains("could not be read"), "{result}");
+    assert_eq!(status(&stack, &id).await["status"], "failed");
+}
