@@ -5,6 +5,8 @@
 //! - [`schema`]: the versioned JSON messages that travel on the Kafka topics
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
 //! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
+//! - [`limits`]: the depth and size limits every schema boundary shares;
+//! - [`unreadable`]: the job a message that does not decode was about, to end it;
 //! - [`kafka`]: client configuration, topic creation and trace-context headers;
 //! - [`policy`]: which repository URLs, data links and addresses a job may use;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
@@ -12,6 +14,7 @@
 
 pub mod ids;
 pub mod kafka;
+pub mod limits;
 pub mod observer;
 pub mod policy;
 pub mod schema;
@@ -19,6 +22,7 @@ pub mod sealed;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod unreadable;
 
 pub use ids::JobId;
 pub use schema::{Job, JobEvent, JobResult, JobSpec, JobStarted, JobStatus, Owner, Timings};

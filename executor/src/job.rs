@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gitfaas_common::limits;
 use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{Job, JobResult, JobStatus, Timings};
 use serde_json::Value;
@@ -250,13 +251,64 @@ impl JobRunner {
             ending.reason = Some(format!("function exited with code {code}"));
         } else {
             match serde_json::from_slice::<Value>(&out.stdout) {
+                Ok(value) if limits::check_depth(&value).is_err() => ending.reason = Some(too_deep()),
                 Ok(value) => {
                     ending.status = JobStatus::Succeeded;
                     ending.output = Some(value);
                 }
+                // serde_json's own limit (128 levels) is past ours: the same reason
+                Err(e) if e.to_string().starts_with("recursion limit exceeded") => ending.reason = Some(too_deep()),
                 Err(e) => ending.reason = Some(format!("function output is not valid json: {e}")),
             }
         }
         ending
+    }
+}
+
+fn too_deep() -> String {
+    format!("function output is {}", limits::LimitError::TooDeep)
+}
+
+/// A result whose message would be past [`limits::MAX_MESSAGE_BYTES`] (the broker
+/// would refuse it, and the job would never end) becomes `output_too_large`,
+/// without its output and with its stderr tail cut to what fits.
+pub fn within_message_limit(mut result: JobResult) -> JobResult {
+    let encoded = |r: &JobResult| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len() + 32); // + the event tag
+    let len = encoded(&result);
+    if limits::check_message_len(len).is_ok() {
+        return result;
+    }
+    tracing::warn!(job_id = %result.job_id, len, "result past the message limit");
+    result.status = JobStatus::OutputTooLarge;
+    result.reason = Some(format!("the result is {}", limits::LimitError::TooLarge(len)));
+    result.output = None;
+    while limits::check_message_len(encoded(&result)).is_err() && !result.stderr_tail.is_empty() {
+        let keep = result.stderr_tail.len() / 2;
+        let cut = (keep..=result.stderr_tail.len()).find(|&i| result.stderr_tail.is_char_boundary(i)).unwrap_or(0);
+        result.stderr_tail.drain(..cut);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gitfaas_common::{JobId, Owner};
+
+    #[test]
+    fn a_result_past_the_message_limit_ends_output_too_large_and_fits() {
+        let owner = Owner { subject: "u".into(), name: None };
+        let mut result =
+            JobResult::without_run(JobId::new(), owner, Utc::now(), JobStatus::Succeeded, "".into(), "e", 1);
+        result.reason = None;
+        result.output = Some(Value::String("x".repeat(limits::MAX_MESSAGE_BYTES)));
+        result.stderr_tail = "y".repeat(limits::MAX_MESSAGE_BYTES);
+        let bounded = within_message_limit(result.clone());
+        assert_eq!(bounded.status, JobStatus::OutputTooLarge);
+        assert!(bounded.output.is_none() && bounded.reason.as_deref().unwrap().contains("message"));
+        assert!(serde_json::to_vec(&bounded).unwrap().len() < limits::MAX_MESSAGE_BYTES);
+        result.output = Some(Value::from(1));
+        result.stderr_tail.clear();
+        assert_eq!(within_message_limit(result.clone()), result);
     }
 }

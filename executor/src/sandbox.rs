@@ -292,7 +292,7 @@ impl Sandbox {
     ) -> Result<SandboxOutcome, SandboxError> {
         let attach =
             AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
-        let mut io = self.docker.attach_container(id, Some(attach)).await?;
+        let io = self.docker.attach_container(id, Some(attach)).await?;
         self.docker.start_container(id, None).await?;
         let stdin = spec.stdin.clone(); // zeroized when the feeder ends
         let mut input = io.input;
@@ -306,13 +306,14 @@ impl Sandbox {
         let mut stderr = Tail { buf: Vec::new(), cap: self.policy.stderr_tail_bytes, dropped: false };
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
+        let mut output = io.output;
         loop {
             tokio::select! {
-                chunk = io.output.next() => match chunk {
+                chunk = output.next() => match chunk {
                     Some(Ok(LogOutput::StdOut { message })) => {
                         if outcome.stdout.len() + message.len() > self.policy.stdout_max_bytes {
                             outcome.stdout_overflow = true;
-                            self.kill(id).await;
+                            self.kill_draining(id, &mut output, &mut stderr).await;
                             break;
                         }
                         outcome.stdout.extend_from_slice(&message);
@@ -327,16 +328,18 @@ impl Sandbox {
                 },
                 () = &mut deadline => {
                     outcome.timed_out = true;
-                    self.kill(id).await;
+                    self.kill_draining(id, &mut output, &mut stderr).await;
                     break;
                 }
                 () = cancel.cancelled() => {
                     outcome.cancelled = true;
-                    self.kill(id).await;
+                    self.kill_draining(id, &mut output, &mut stderr).await;
                     break;
                 }
             }
         }
+        // closing the attach stream lets the engine finish the exit without us reading
+        drop(output);
         feeder.abort();
         let state = self.wait_exit(id).await?;
         outcome.exit_code = state.0;
@@ -347,6 +350,29 @@ impl Sandbox {
             outcome.stderr_tail.push_str(STDOUT_CAP_MARKER);
         }
         Ok(outcome)
+    }
+
+    /// Kills the container while still reading its output, discarding stdout and
+    /// keeping the stderr tail: the engine does not complete a kill while the
+    /// attach stream it copies a flooding process's output into is full (a job
+    /// past the stdout cap took 46 s to end, two Docker call limits, before this).
+    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Tail)
+    where
+        S: futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+    {
+        let kill = self.kill(id);
+        tokio::pin!(kill);
+        let mut open = true;
+        loop {
+            tokio::select! {
+                () = &mut kill => return,
+                chunk = output.next(), if open => match chunk {
+                    Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => open = false,
+                },
+            }
+        }
     }
 
     async fn kill(&self, id: &str) {

@@ -200,7 +200,7 @@ impl Worker {
             let payload = message.payload().unwrap_or_default();
             let job = match decode_job(payload) {
                 Ok(job) => job,
-                Err(error) => return (self.reject_malformed(payload, &error.to_string()).await, None),
+                Err(error) => return (self.reject_malformed(message.key(), payload, &error.to_string()).await, None),
             };
             tracing::Span::current().record("job_id", tracing::field::display(job.id));
             if !self.tracker.lock().expect("tracker lock").owns(&tp, message.offset()) {
@@ -379,7 +379,7 @@ impl Worker {
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {
-        let event = JobEvent::Finished(result);
+        let event = JobEvent::Finished(crate::job::within_message_limit(result));
         let mut backoff = Duration::from_millis(200);
         for _ in 0..10 {
             match self.publish(&self.topics.results, event.job_id(), &event, None).await {
@@ -393,23 +393,34 @@ impl Worker {
         false
     }
 
-    /// A message that is not a job of this schema goes to the dead-letter topic;
-    /// when it still names a job id and owner, that job gets a `failed` result.
-    async fn reject_malformed(&self, payload: &[u8], reason: &str) -> bool {
+    /// A message that is not a job of this schema goes to the dead-letter topic, and
+    /// the job it names (by its fields if they are readable, else by the message key)
+    /// gets a `rejected` result that says why; an owner left unknown is the one the
+    /// frontend has on record.
+    async fn reject_malformed(&self, key: Option<&[u8]>, payload: &[u8], reason: &str) -> bool {
         tracing::warn!(reason, "malformed job message");
         if !self.dead_letter(payload, reason).await {
             return false;
         }
-        match salvage(payload) {
-            Some((job_id, owner, submitted_at)) => {
-                let reason = format!("malformed job: {reason}");
-                let executor_id = &self.runner.executor_id;
-                let result =
-                    JobResult::without_run(job_id, owner, submitted_at, JobStatus::Rejected, reason, executor_id, 1);
-                self.publish_until_acked(result).await
-            }
-            None => true,
-        }
+        let Some(found) = gitfaas_common::unreadable::salvage(key, payload) else {
+            tracing::warn!("malformed job message names no job; dead-lettered only");
+            return true;
+        };
+        let owner = found.owner.unwrap_or(Owner { subject: String::new(), name: None });
+        let submitted_at = found.submitted_at.unwrap_or_else(Utc::now);
+        let reason = format!("malformed job: {reason}");
+        let executor_id = &self.runner.executor_id;
+        let attempt = found.attempt.unwrap_or(1);
+        let result = JobResult::without_run(
+            found.job_id,
+            owner,
+            submitted_at,
+            JobStatus::Rejected,
+            reason,
+            executor_id,
+            attempt,
+        );
+        self.publish_until_acked(result).await
     }
 
     async fn publish(
@@ -424,13 +435,4 @@ impl Worker {
         let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(headers.unwrap_or_else(trace_headers));
         self.producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
     }
-}
-
-fn salvage(payload: &[u8]) -> Option<(JobId, Owner, chrono::DateTime<Utc>)> {
-    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let id = value.get("id")?.as_str()?.parse().ok()?;
-    let owner = serde_json::from_value(value.get("owner")?.clone()).ok()?;
-    let submitted_at =
-        value.get("submitted_at").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_else(Utc::now);
-    Some((id, owner, submitted_at))
 }

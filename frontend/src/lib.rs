@@ -3,8 +3,11 @@
 //! A submitted job is validated ([`request`]), stamped with the caller's identity
 //! ([`identity`]), recorded as queued in Redis ([`store`]) and published to the jobs
 //! topic. [`results`] reads the results topic back into Redis, where the status and
-//! result routes ([`routes`]) find it.
+//! result routes ([`routes`]) find it; a message it cannot read still ends its job
+//! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
 
+pub mod ending;
+pub mod event_hub;
 pub mod identity;
 pub mod observer_feed;
 pub mod oidc;
@@ -38,6 +41,10 @@ pub struct AppState {
     pub topics: TopicSettings,
     pub store: JobStore,
     pub producer: FutureProducer,
+    /// Terminal results the frontend makes itself go out through this.
+    pub results: ending::ResultPublisher,
+    /// The shared subscription behind the event websockets.
+    pub events: event_hub::EventHub,
     pub latest_report: observer_feed::LatestReport,
 }
 
@@ -78,7 +85,10 @@ impl Application {
         rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")?;
         let stop = CancellationToken::new();
         tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), stop.clone()));
-        let results = tokio::spawn(results::consume(consumer, store.clone(), stop.clone()));
+        let publisher =
+            ending::ResultPublisher { producer: producer.clone(), topic: settings.kafka.topics.results.clone() };
+        let results = tokio::spawn(results::consume(consumer, store.clone(), publisher.clone(), stop.clone()));
+        let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
             .set("enable.auto.commit", "false")
@@ -96,6 +106,8 @@ impl Application {
             topics: settings.kafka.topics.clone(),
             store,
             producer,
+            results: publisher,
+            events,
             latest_report,
         });
         let authenticator =

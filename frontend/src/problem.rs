@@ -38,6 +38,10 @@ pub enum ApiError {
     Overloaded(u64),
     #[error("this idempotency key was used for a different request")]
     IdempotencyMismatch,
+    #[error("the job of this idempotency key was erased; submit with a new key to run it again")]
+    IdempotentJobErased,
+    #[error("{0} event streams are open for this caller already; close one first")]
+    TooManyStreams(usize),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -79,6 +83,8 @@ impl ApiError {
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
             ApiError::Overloaded(_) => ("overloaded", "Backlog full"),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency key reused"),
+            ApiError::IdempotentJobErased => ("idempotency-key-job-erased", "The key's job was erased"),
+            ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -98,6 +104,8 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotentJobErased => StatusCode::GONE,
+            ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,6 +2,9 @@
 //! Redis comes back empty (its marker key is gone), the jobs topic is replayed
 //! (jobs become `queued` unless known) and then the results topic (every event
 //! applied again — idempotently), up to the end offsets seen when the rebuild began.
+//! A results message that cannot be read ends its job `failed`, as the results
+//! consumer did when it first met it; an unreadable job message was rejected by the
+//! executor, whose result the results replay brings back.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::ending::end_unreadable;
 use crate::store::JobStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +36,20 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
         return Ok(false);
     }
     tracing::warn!("job store is empty: rebuilding it from the jobs and results topics");
-    let jobs = replay(kafka, &kafka.topics.jobs, |payload| async move {
+    let jobs = replay(kafka, &kafka.topics.jobs, |_key, payload| async move {
         match decode_job(&payload) {
             Ok(job) => store.restore_queued(&job).await.map(|_| ()),
-            Err(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "unreadable job message skipped; its rejection is on the results topic");
+                Ok(())
+            }
         }
     })
     .await?;
-    let events = replay(kafka, &kafka.topics.results, |payload| async move {
+    let events = replay(kafka, &kafka.topics.results, |key, payload| async move {
         match decode_event(&payload) {
             Ok(event) => store.apply(&event).await.map(|_| ()),
-            Err(_) => Ok(()),
+            Err(error) => end_unreadable(store, None, key.as_deref(), &payload, &error.to_string()).await,
         }
     })
     .await?;
@@ -54,7 +61,7 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
 /// Feeds every message of `topic`, up to its current end, to `apply`.
 async fn replay<F, Fut>(kafka: &KafkaSettings, topic: &str, apply: F) -> Result<u64, RebuildError>
 where
-    F: Fn(Vec<u8>) -> Fut,
+    F: Fn(Option<Vec<u8>>, Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<()>>,
 {
     let consumer: StreamConsumer = client_config(kafka)
@@ -86,7 +93,7 @@ where
         let partition = message.partition();
         let Some(&end) = remaining.get(&partition) else { continue };
         if message.offset() < end {
-            apply(message.payload().unwrap_or_default().to_vec()).await?;
+            apply(message.key().map(<[u8]>::to_vec), message.payload().unwrap_or_default().to_vec()).await?;
             applied += 1;
         }
         if message.offset() + 1 >= end {

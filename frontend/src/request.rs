@@ -181,6 +181,12 @@ fn validate_links(field: &str, links: &[DataLink], policy: &PolicySettings) -> R
     Ok(())
 }
 
+/// The shared depth limit on `input`: every later reader of the job (the
+/// executor, the rebuild) must be able to decode what is accepted here.
+pub fn check_input_depth(input: &Value) -> Result<(), ApiError> {
+    gitfaas_common::limits::check_depth(input).map_err(|error| ApiError::invalid("input", format!("input is {error}")))
+}
+
 fn validate_ref(git_ref: &str) -> Result<(), ApiError> {
     if !gitfaas_common::schema::is_valid_ref(git_ref) {
         return Err(ApiError::invalid("ref", "ref must be a branch, tag or commit name"));

@@ -47,6 +47,9 @@ pub struct FrontendSettings {
     /// Runtimes a job may name.
     pub runtimes: Vec<String>,
     pub auth: AuthSettings,
+    /// Event websockets one caller may hold open at once (more get 429).
+    #[serde(default = "default_event_streams")]
+    pub max_event_streams_per_caller: usize,
     /// The web app served at `/`.
     #[serde(default)]
     pub web: WebSettings,
@@ -112,6 +115,8 @@ pub enum AuthMode {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    /// `oidc` unless set: running without authentication must be chosen explicitly.
+    #[serde(default = "default_mode")]
     pub mode: AuthMode,
     /// The caller's identity when `mode` is `none`.
     #[serde(default = "default_subject")]
@@ -152,7 +157,12 @@ pub struct OidcSettings {
 impl AuthSettings {
     /// Settings for OIDC mode; an error names what is missing.
     pub fn oidc(&self) -> Result<OidcSettings, SettingsError> {
-        let missing = |key: &str| SettingsError::Invalid(format!("frontend.auth.{key} is required when mode is oidc"));
+        let missing = |key: &str| {
+            SettingsError::Invalid(format!(
+                "frontend.auth.{key} is required when mode is oidc (the default); \
+                 set frontend.auth.mode: none to run without authentication"
+            ))
+        };
         Ok(OidcSettings {
             issuer: self.issuer.clone().ok_or_else(|| missing("issuer"))?,
             audience: self.audience.clone().ok_or_else(|| missing("audience"))?,
@@ -165,8 +175,14 @@ impl AuthSettings {
     }
 }
 
+fn default_event_streams() -> usize {
+    8
+}
 fn default_web_scopes() -> String {
     "openid".into()
+}
+fn default_mode() -> AuthMode {
+    AuthMode::Oidc
 }
 fn default_subject() -> String {
     "anonymous".into()

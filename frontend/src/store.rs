@@ -161,7 +161,18 @@ impl JobStore {
     }
 
     /// Applies an event from the results topic; false when it changed nothing.
+    /// A result whose owner is unknown (an executor could not read the job message
+    /// at all) takes the owner on record; with none on record it changes nothing.
     pub async fn apply(&self, event: &JobEvent) -> redis::RedisResult<bool> {
+        if let JobEvent::Finished(r) = event {
+            if r.owner.subject.is_empty() {
+                let owner: Option<String> = self.redis.clone().hget(self.job_key(r.job_id), "owner").await?;
+                let Some(subject) = owner else { return Ok(false) };
+                let mut result = r.clone();
+                result.owner = gitfaas_common::Owner { subject, name: None };
+                return Box::pin(self.apply(&JobEvent::Finished(result))).await;
+            }
+        }
         let mut redis = self.redis.clone();
         let (id, owner) = match event {
             JobEvent::Started(s) => (s.job_id, &s.owner.subject),
@@ -316,6 +327,11 @@ return 0
             }
             _ => Ok(Erase::NotFound),
         }
+    }
+
+    /// Whether the job was erased (its tombstone is kept for a week).
+    pub async fn is_erased(&self, id: JobId) -> redis::RedisResult<bool> {
+        self.redis.clone().exists(self.tombstone_key(id)).await
     }
 
     /// Claims an idempotency key for `subject`: returns the job id already bound to

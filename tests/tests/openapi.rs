@@ -25,6 +25,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/jobs/{id}/cancel",
         "/v1/admin/observer/config",
         "/v1/admin/observer/status",
+        "/v1/admin/jobs/{id}/end",
         "/v1/keys/executor",
     ];
     assert_eq!(paths, served.into_iter().collect(), "the document names exactly the served routes");

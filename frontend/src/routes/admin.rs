@@ -1,12 +1,19 @@
 //! Operator endpoints (admin role): set the observer's parameters — published as a
-//! typed config message on the observer topic — and read its latest report.
+//! typed config message on the observer topic — read its latest report, and end a
+//! job stuck queued or running.
 
 use actix_web::{web, HttpResponse};
-use gitfaas_common::observer::{ConfigUpdate, ObserverMessage, ParamsUpdate};
+use chrono::Utc;
+use gitfaas_common::observer::{CancelRequest, ConfigUpdate, ObserverMessage, ParamsUpdate};
+use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::{JobEvent, JobId, JobStatus};
 use rdkafka::producer::FutureRecord;
 
+use crate::ending::result_of;
 use crate::identity::Admin;
 use crate::problem::{ApiError, Problem};
+use crate::routes::cancel::publish_request;
+use crate::routes::jobs::JobView;
 use crate::AppState;
 
 /// Change some of the observer's parameters; fields left out keep their value.
@@ -52,4 +59,44 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
 pub async fn status(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let latest = state.latest_report.read().expect("report lock").clone();
     latest.map(|report| HttpResponse::Ok().json(report)).ok_or(ApiError::NoReport)
+}
+
+/// End any caller's job that is stuck `queued` or `running`: its terminal `failed`
+/// result (reason: ended by an operator) goes out on the results topic like any
+/// other, then a cancel request that stops a run still going without a second result.
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/end", tag = "admin",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, description = "the job has ended `failed`", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the job has already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[tracing::instrument(name = "end job", skip_all, fields(job_id = %path, by = %admin.0.subject))]
+pub async fn end_job(
+    admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: JobId = path.parse().map_err(|_| ApiError::NotFound)?;
+    let record = state.store.get(id).await?.ok_or(ApiError::NotFound)?;
+    if record.status.is_terminal() {
+        return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
+    }
+    let reason = format!("ended by an operator ({}) while {}", admin.0.subject, record.status);
+    let result = result_of(&record, JobStatus::Failed, reason);
+    state.results.publish(&result).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    let request = CancelRequest {
+        version: SCHEMA_VERSION,
+        job_id: id,
+        owner: record.owner.clone(),
+        requested_at: Utc::now(),
+        result_published: true,
+    };
+    publish_request(&state, &request).await?;
+    state.store.apply(&JobEvent::Finished(result)).await?;
+    tracing::warn!(was = %record.status, "job ended by an operator");
+    let record = state.store.get(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(JobView::from(record)))
 }

@@ -12,14 +12,12 @@ use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
 use rdkafka::producer::FutureRecord;
 
+use crate::ending::result_of;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::routes::jobs::{own_job, JobView};
 use crate::store::JobRecord;
 use crate::AppState;
-
-/// Who published a result the frontend made itself.
-pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
 
 /// Cancel one of the caller's jobs.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
@@ -55,7 +53,7 @@ pub async fn cancel(
         // the result first: should the request then fail to go out, the job may
         // still run, but its result loses to this one; the other order could leave
         // a job with no result at all
-        let result = cancelled_result(&record, now);
+        let result = cancelled_result(&record);
         publish_result(&state, &result).await?;
         publish_request(&state, &request).await?;
         state.store.apply(&JobEvent::Finished(result)).await?;
@@ -70,27 +68,18 @@ pub async fn cancel(
     Ok(response.json(JobView::from(record)))
 }
 
-fn cancelled_result(record: &JobRecord, now: chrono::DateTime<Utc>) -> JobResult {
-    let submitted_at = record.job.as_ref().map_or(now, |j| j.submitted_at);
-    let owner = record
-        .job
-        .as_ref()
-        .map(|j| j.owner.clone())
-        .unwrap_or_else(|| gitfaas_common::Owner { subject: record.owner.clone(), name: None });
-    let reason = "cancelled by its owner before it started".to_owned();
-    let attempt = record.attempt.unwrap_or(1);
-    JobResult::without_run(record.id, owner, submitted_at, JobStatus::Cancelled, reason, FRONTEND_EXECUTOR_ID, attempt)
+fn cancelled_result(record: &JobRecord) -> JobResult {
+    result_of(record, JobStatus::Cancelled, "cancelled by its owner before it started".to_owned())
 }
 
 async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
-    let event = JobEvent::Finished(result.clone());
-    let payload = serde_json::to_vec(&event).expect("events serialise");
-    let key = result.job_id.to_string();
-    let record = FutureRecord::to(&state.topics.results).key(&key).payload(&payload).headers(trace_headers());
-    send(state, record).await
+    state.results.publish(result).await.map_err(|error| {
+        tracing::warn!(%error, "publish failed");
+        ApiError::Unavailable("the message broker")
+    })
 }
 
-async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
+pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
     let message = ObserverMessage::Cancel(request.clone());
     let (key, payload) = (message.key(), message.encode());
     let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload).headers(trace_headers());

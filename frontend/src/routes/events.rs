@@ -1,13 +1,16 @@
 //! Live updates: a websocket streaming the caller's job transitions
 //! (`queued` → `running` → terminal) as JSON text frames, from the Redis channel the
 //! store publishes to. Browsers cannot set headers on a websocket, so the token may
-//! also come as `?access_token=`.
+//! also come as `?access_token=`. Every stream reads the one shared subscription of
+//! [`crate::event_hub`]; a caller holding too many gets 429.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use futures::StreamExt;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 
+use crate::event_hub::HubError;
 use crate::identity::{bearer, Authenticator};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -26,22 +29,27 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let token = bearer(&request).or_else(|| query.access_token.clone());
     let caller = authenticator.authenticate_token(token.as_deref()).await?;
-    let mut pubsub = state.store.pubsub().await?;
-    pubsub.subscribe(state.store.channel(&caller.subject)).await?;
+    let mut subscription = state.events.subscribe(&caller.subject).await.map_err(|error| match error {
+        HubError::TooMany(open) => ApiError::TooManyStreams(open),
+        HubError::NotReady => ApiError::Unavailable("the job store"),
+    })?;
     let (response, mut session, mut incoming) = actix_ws::handle(&request, body)
         .map_err(|e| ApiError::InvalidRequest { detail: format!("websocket upgrade required: {e}"), field: None })?;
     tracing::info!(owner = %caller.subject, "event stream opened");
     actix_web::rt::spawn(async move {
-        let mut updates = pubsub.into_on_message();
         loop {
             tokio::select! {
-                update = updates.next() => {
-                    let Some(update) = update else { break };
-                    let text: String = update.get_payload().unwrap_or_default();
-                    if session.text(text).await.is_err() {
-                        break;
+                update = subscription.updates.recv() => match update {
+                    Ok(text) => {
+                        if session.text(text).await.is_err() {
+                            break;
+                        }
                     }
-                }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "event stream lagged; updates dropped");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
                 frame = incoming.next() => match frame {
                     Some(Ok(Message::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() {

@@ -116,6 +116,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "the job of this Idempotency-Key was erased", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -145,6 +146,7 @@ pub async fn submit(
     }
     let body = read_body(payload, settings.max_body_bytes).await?;
     let spec = request::parse(&body)?.into_spec(settings)?;
+    request::check_input_depth(&spec.input)?;
     let input_bytes = serde_json::to_vec(&spec.input).map(|v| v.len()).unwrap_or(usize::MAX);
     if input_bytes > settings.max_input_bytes {
         return Err(ApiError::invalid(
@@ -158,6 +160,10 @@ pub async fn submit(
     let mut job = Job::new(caller.owner(), spec);
     if settings.job_ttl_secs > 0 {
         job.expires_at = Some(job.submitted_at + chrono::Duration::seconds(settings.job_ttl_secs as i64));
+    }
+    let message_bytes = serde_json::to_vec(&job).map_or(usize::MAX, |v| v.len());
+    if let Err(error) = gitfaas_common::limits::check_message_len(message_bytes) {
+        return Err(ApiError::invalid("input", format!("the job is {error}")));
     }
     let idempotency_key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(key) = &idempotency_key {
@@ -173,7 +179,12 @@ pub async fn submit(
             if previous != fingerprint {
                 return Err(ApiError::IdempotencyMismatch);
             }
-            let record = state.store.get(existing).await?.ok_or(ApiError::NotFound)?;
+            let Some(record) = state.store.get(existing).await? else {
+                if state.store.is_erased(existing).await? {
+                    return Err(ApiError::IdempotentJobErased);
+                }
+                return Err(ApiError::NotFound);
+            };
             return Ok(accepted(existing, record.status, record.job.map_or(job.submitted_at, |j| j.submitted_at)));
         }
     }

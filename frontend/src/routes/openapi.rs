@@ -22,7 +22,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
-    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, keys::executor),
+    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
          (name = "admin", description = "operator endpoints (admin role)"))

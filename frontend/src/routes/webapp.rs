@@ -127,6 +127,7 @@ mod tests {
     #[test]
     fn without_oidc_the_page_is_told_there_is_nothing_to_sign_in_to() {
         let mut settings = settings();
+        settings.auth.mode = AuthMode::None;
         settings.auth.issuer = Some("https://id.example.org/realms/x".into());
         settings.web.client_id = Some("gitfaas-web".into());
         let config = WebConfig::of(&settings);

@@ -1,0 +1,98 @@
+//! Terminal results the frontend makes itself, published through the results topic
+//! like an executor's, so that the view and the topics agree: for a job whose
+//! result message could not be read, and for a job an operator ends.
+
+use gitfaas_common::kafka::trace_headers;
+use gitfaas_common::{JobEvent, JobId, JobResult, JobStatus, Owner};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::store::{JobRecord, JobStore};
+
+/// Who published a result the frontend made itself.
+pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
+
+/// Publishes terminal results on the results topic, keyed by job id.
+#[derive(Clone)]
+pub struct ResultPublisher {
+    pub producer: FutureProducer,
+    pub topic: String,
+}
+
+impl ResultPublisher {
+    /// Publishes `result`, waiting up to 10 s for the broker's acknowledgement.
+    pub async fn publish(&self, result: &JobResult) -> Result<(), rdkafka::error::KafkaError> {
+        let event = JobEvent::Finished(result.clone());
+        let payload = serde_json::to_vec(&event).expect("events serialise");
+        let key = result.job_id.to_string();
+        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(trace_headers());
+        let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
+        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+}
+
+/// The terminal result of a job the store knows, ended without (more of) a run.
+pub fn result_of(record: &JobRecord, status: JobStatus, reason: String) -> JobResult {
+    let now = chrono::Utc::now();
+    let submitted_at = record.job.as_ref().map_or(now, |j| j.submitted_at);
+    let owner = record.job.as_ref().map(|j| j.owner.clone()).unwrap_or_else(|| owner_named(&record.owner));
+    let attempt = record.attempt.unwrap_or(1);
+    JobResult::without_run(record.id, owner, submitted_at, status, reason, FRONTEND_EXECUTOR_ID, attempt)
+}
+
+fn owner_named(subject: &str) -> Owner {
+    Owner { subject: subject.to_owned(), name: None }
+}
+
+/// Ends the job an unreadable results message names with `failed` and the reason,
+/// unless it has ended already: the result is published (when `publisher` is given;
+/// the rebuild replays the topic and only applies) and applied to the store.
+/// An unreadable `started` event ends nothing: the job's own result still comes.
+pub async fn end_unreadable(
+    store: &JobStore,
+    publisher: Option<&ResultPublisher>,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    error: &str,
+) -> redis::RedisResult<()> {
+    let Some(found) = gitfaas_common::unreadable::salvage(key, payload) else {
+        tracing::warn!(error, "skipping an unreadable event that names no job");
+        return Ok(());
+    };
+    let job_id: JobId = found.job_id;
+    if found.kind.as_deref() == Some("started") {
+        tracing::warn!(%job_id, error, "skipping an unreadable started event");
+        return Ok(());
+    }
+    let record = store.get(job_id).await?;
+    if record.as_ref().is_some_and(|r| r.status.is_terminal()) {
+        return Ok(());
+    }
+    let reason = format!("its result message could not be read: {error}");
+    let result = match (&record, found.owner) {
+        (Some(record), _) => result_of(record, JobStatus::Failed, reason),
+        (None, Some(owner)) if !owner.subject.is_empty() => {
+            let submitted_at = found.submitted_at.unwrap_or_else(chrono::Utc::now);
+            let attempt = found.attempt.unwrap_or(1);
+            JobResult::without_run(
+                job_id,
+                owner,
+                submitted_at,
+                JobStatus::Failed,
+                reason,
+                FRONTEND_EXECUTOR_ID,
+                attempt,
+            )
+        }
+        (None, _) => {
+            tracing::warn!(%job_id, error, "skipping an unreadable event of an unknown job");
+            return Ok(());
+        }
+    };
+    tracing::warn!(%job_id, error, "unreadable result: the job ends failed");
+    if let Some(publisher) = publisher {
+        if let Err(error) = publisher.publish(&result).await {
+            tracing::warn!(%job_id, %error, "the failed result of an unreadable event was not published");
+        }
+    }
+    store.apply(&JobEvent::Finished(result)).await.map(|_| ())
+}
