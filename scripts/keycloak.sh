@@ -50,6 +50,7 @@ realm_hash() {
 ready() { curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null; }
 
 up() {
+  [[ -x "$KEYCLOAK_JAVA_HOME/bin/java" ]] || die "no JDK at $KEYCLOAK_JAVA_HOME (set GITFAAS_KEYCLOAK_JAVA_HOME to a JDK 21 or 25)"
   local home hash; home=$(install) hash=$(realm_hash)
   if [[ "$(cat "$home/data/.realm-sha256" 2>/dev/null)" != "$hash" ]]; then
     # a changed realm: start from an empty database so that --import-realm imports it
