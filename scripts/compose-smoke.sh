@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # Compose smoke test, on this machine (no registry): deploy/compose/docker-compose.yml with
 # deploy/compose/smoke.override.yml, which substitutes only what cannot be pulled here (Kafka →
-# the same Kafka jars in an image laid out like apache/kafka, Redis → Debian's, Keycloak → the test OpenID provider in smoke/auth.yml) with images
-# built locally. Builds what it needs, brings both projects up, waits until every service is
-# healthy, gets a token from the provider through its published port, submits one job per
+# the same Kafka jars in an image laid out like apache/kafka, Redis → Debian's, Keycloak → the
+# same Keycloak in an image built from the Maven Central distribution, smoke/keycloak.Dockerfile)
+# with images built locally. Builds what it needs, brings both projects up (keycloak.yml with
+# the realm import, then docker-compose.yml), waits until every service is healthy, gets a token
+# for alice from Keycloak through its published port (its iss must be the issuer the frontend
+# trusts), submits one job per
 # runtime (python, command; from the `examples` git server) with curl, checks status and
 # output, and always takes everything
 # down again (down -v, also on failure or Ctrl-C). Exit status 0 = passed.
 #   scripts/compose-smoke.sh
-# Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_OIDC_PORT
-# (18180, the provider) — not those of scripts/stack.sh (8080, 9092, 6390, 9418).
+# Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_KEYCLOAK_PORT
+# (18180, Keycloak) — not those of scripts/stack.sh (8080, 8180, 9092, 6390, 9418).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROJECT=gitfaas-smoke
 AUTH_PROJECT=gitfaas-smoke-auth
 COMPOSE_DIR="$ROOT/deploy/compose"
 SMOKE_DIR="$STATE_DIR/compose-smoke"
-HEALTH_TIMEOUT="${SMOKE_HEALTH_TIMEOUT:-180}"
+HEALTH_TIMEOUT="${SMOKE_HEALTH_TIMEOUT:-300}"   # Keycloak: a first start-dev in a container
 
 export GITFAAS_TAG=local
 export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
-export SMOKE_OIDC_PORT="${SMOKE_OIDC_PORT:-18180}"
+export KEYCLOAK_PORT="${SMOKE_KEYCLOAK_PORT:-18180}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
-OIDC="http://127.0.0.1:$SMOKE_OIDC_PORT"
+export GITFAAS_WEB_URL="$API"   # the realm's web client redirects here
+KEYCLOAK="http://127.0.0.1:$KEYCLOAK_PORT"
 BUILD_LOG="$LOG_DIR/compose-smoke-build.log"
 
 # ---------------------------------------------------------------------------- prerequisites
@@ -49,7 +53,7 @@ exec 9>"$RUN_DIR/compose-smoke.lock"
 flock -n 9 || die "another compose smoke test is running"
 
 faas() { "${COMPOSE[@]}" --profile examples -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
-auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/smoke/auth.yml" "$@"; }
+auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/keycloak.yml" -f "$COMPOSE_DIR/smoke/keycloak.override.yml" "$@"; }
 
 down_all() {
   faas down -v --remove-orphans -t 20 >>"$LOG_DIR/compose-smoke-down.log" 2>&1 || true
@@ -104,22 +108,25 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, oidc provider)"
+  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak)"
   local old
   old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
   faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
   [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || timeout 30 docker rmi "$old" >/dev/null 2>&1 || true
 
   local ctx="$SMOKE_DIR/context"
-  rm -rf "$ctx" && mkdir -p "$ctx/kafka" "$ctx/oidc/oidc"
+  rm -rf "$ctx" && mkdir -p "$ctx/kafka" "$ctx/keycloak/keycloak" "$ctx/keycloak/java"
   cp -R "$(kafka_libs)" "$ctx/kafka/libs" && cp -R "$COMPOSE_DIR/smoke/kafka" "$ctx/kafka/bin"
   build_image gitfaas-smoke/kafka:local -f "$COMPOSE_DIR/smoke/kafka.Dockerfile" "$ctx/kafka"
 
-  [[ -d "$ROOT/tests/oidc/node_modules/oidc-provider" ]] \
-    || npm install --prefix "$ROOT/tests/oidc" --no-audit --no-fund --silent
-  cp "$(readlink -f "$(command -v node)")" "$ctx/oidc/node"
-  cp -R "$ROOT/tests/oidc/provider.mjs" "$ROOT/tests/oidc/package.json" "$ROOT/tests/oidc/node_modules" "$ctx/oidc/oidc/"
-  build_image gitfaas-smoke/oidc:local -f "$COMPOSE_DIR/smoke/oidc.Dockerfile" "$ctx/oidc"
+  # Keycloak: the distribution scripts/keycloak.sh runs (without its local data) and its JDK
+  local keycloak_home; keycloak_home=$("$ROOT/scripts/keycloak.sh" install)
+  tar -C "$keycloak_home" --exclude=./data -cf - . | tar -C "$ctx/keycloak/keycloak" -xf -
+  local java_home="${GITFAAS_KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+  cp -a "$java_home/." "$ctx/keycloak/java/"
+  # Debian's JDK links its CA store to /etc/ssl; Keycloak refuses to start without one
+  cp -L --remove-destination "$java_home/lib/security/cacerts" "$ctx/keycloak/java/lib/security/cacerts"
+  build_image gitfaas-smoke/keycloak:local -f "$COMPOSE_DIR/smoke/keycloak.Dockerfile" "$ctx/keycloak"
 
   build_image gitfaas-smoke/redis:local -f "$COMPOSE_DIR/smoke/redis.Dockerfile" "$COMPOSE_DIR/smoke"
   rm -rf "$ctx"
@@ -145,7 +152,7 @@ all_up() {
         [[ "$state" == running && "$health" == healthy ]] || pending=1 ;;
     esac
   done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' $ids)
-  for name in "${EXPECTED_SERVICES[@]}" oidc; do
+  for name in "${EXPECTED_SERVICES[@]}" keycloak; do
     [[ " ${seen[*]} " == *" $name "* ]] || pending=1
   done
   return "$pending"
@@ -180,11 +187,11 @@ run_job() {
 jwt_claims() { local p; p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+'); while (( ${#p} % 4 )); do p+='='; done; base64 -d <<<"$p"; }
 
 # ---------------------------------------------------------------------------------------- main
-for port in "$GITFAAS_HTTP_PORT" "$SMOKE_OIDC_PORT"; do
+for port in "$GITFAAS_HTTP_PORT" "$KEYCLOAK_PORT"; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     # ours, from a run that was killed hard? then down_all below frees it
     project_containers | grep -q . \
-      || die "port $port is in use (set SMOKE_HTTP_PORT / SMOKE_OIDC_PORT)"
+      || die "port $port is in use (set SMOKE_HTTP_PORT / SMOKE_KEYCLOAK_PORT)"
   fi
 done
 
@@ -203,14 +210,15 @@ auth up -d >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compos
 faas up -d --no-build >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compose-smoke-up.log" >&2; die "compose up of $PROJECT failed"; }
 for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
 wait_healthy
-say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')oidc"
+say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')keycloak"
 
-TOKEN=$(curl -sS -u alice:alice-secret -d grant_type=client_credentials -d resource=urn:gitfaas -d scope=jobs \
-  "$OIDC/token" | jq -r '.access_token // empty')
-[[ -n "$TOKEN" ]] || die "no token from $OIDC/token"
+TOKEN_URL="$KEYCLOAK/realms/gitfaas/protocol/openid-connect/token"
+TOKEN=$(curl -sS -d grant_type=password -d client_id=gitfaas-cli -d username=alice -d password=gitfaas \
+  "$TOKEN_URL" | jq -r '.access_token // empty')
+[[ -n "$TOKEN" ]] || die "no token from $TOKEN_URL"
 iss=$(jwt_claims "$TOKEN" | jq -r .iss)
-[[ "$iss" == http://oidc:8180 ]] || die "token fetched from the host has iss=$iss, not the issuer the frontend trusts"
-say "token for alice from $OIDC (iss $iss)"
+[[ "$iss" == http://keycloak:8180/realms/gitfaas ]] || die "token fetched from the host has iss=$iss, not the issuer the frontend trusts"
+say "token for alice from Keycloak at $KEYCLOAK (iss $iss, roles $(jwt_claims "$TOKEN" | jq -c .realm_access.roles))"
 
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/jobs" -H 'content-type: application/json' -d '{}')
 [[ "$code" == 401 ]] || die "a submission without a token got HTTP $code, not 401"

@@ -14,17 +14,20 @@ up() {
   start_bg redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE_DIR/redis" \
     --appendonly yes --save "" --daemonize no
   "$ROOT/scripts/kafka.sh" up
+  "$ROOT/scripts/keycloak.sh" up
   wait_for "redis on :$REDIS_PORT" 30 redis-cli -p "$REDIS_PORT" ping
-  say "infrastructure up: kafka 127.0.0.1:$KAFKA_PORT, redis 127.0.0.1:$REDIS_PORT, docker"
+  say "infrastructure up: kafka 127.0.0.1:$KAFKA_PORT, redis 127.0.0.1:$REDIS_PORT, keycloak 127.0.0.1:${GITFAAS_KEYCLOAK_PORT:-8180}, docker"
 }
 
 down() {
+  "$ROOT/scripts/keycloak.sh" down
   "$ROOT/scripts/kafka.sh" down
   stop_bg redis
 }
 
 status() {
   "$ROOT/scripts/kafka.sh" status
+  "$ROOT/scripts/keycloak.sh" status
   if is_running redis; then echo "redis: running"; else echo "redis: stopped"; fi
   docker info >/dev/null 2>&1 && echo "docker: running" || echo "docker: stopped"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent machine set-up: system packages, the Kafka jars (Maven Central), a running
+# Idempotent machine set-up: system packages, the Kafka jars and Keycloak (Maven Central), a running
 # Docker engine (runc + gVisor) and the locally built runtime images. Safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -52,5 +52,6 @@ install_packages
 install_test_tools
 configure_docker
 "$ROOT/scripts/kafka.sh" install >/dev/null
+"$ROOT/scripts/keycloak.sh" install >/dev/null
 "$ROOT/scripts/images.sh"
 say "setup complete"

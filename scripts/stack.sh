@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole gitfaas stack on this machine, plus a demo job.
-#   scripts/stack.sh up     install what is missing, start broker, Redis, git server,
+#   scripts/stack.sh up     install what is missing, start broker, Redis, Keycloak, git server,
 #                           frontend and executor, submit the demo job, print its result
 #   scripts/stack.sh down   stop everything this script started
 #   scripts/stack.sh demo   submit the demo job again
@@ -8,8 +8,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GIT_PORT="${GITFAAS_GIT_PORT:-9418}"
-OIDC_PORT="${GITFAAS_OIDC_PORT:-9556}"
-ISSUER="http://127.0.0.1:$OIDC_PORT"
+# Keycloak (scripts/keycloak.sh) with the realm of deploy/compose/keycloak/gitfaas-realm.json
+ISSUER="http://127.0.0.1:${GITFAAS_KEYCLOAK_PORT:-8180}/realms/gitfaas"
+DEMO_PASSWORD="${GITFAAS_DEMO_PASSWORD:-gitfaas}"
 FRONTEND_PORT="${GITFAAS_FRONTEND_PORT:-8080}"
 API="http://127.0.0.1:$FRONTEND_PORT"
 REPOS="$STATE_DIR/repos"
@@ -30,15 +31,15 @@ publish_examples() {
     --base-path="$REPOS" "$REPOS"
 }
 
-# An access token for a demo user (alice; bob and admin also exist) from the local
-# OpenID provider, with the client-credentials grant.
+# An access token for a demo user of the realm (alice; bob and admin also exist): the
+# password grant with the command line client.
 token() {
-  curl -fsS -u "${1:-alice}:${1:-alice}-secret" -d grant_type=client_credentials -d resource=urn:gitfaas \
-    -d scope=jobs "$ISSUER/token" | jq -r .access_token
+  curl -fsS -d grant_type=password -d client_id=gitfaas-cli -d username="${1:-alice}" \
+    --data-urlencode password="$DEMO_PASSWORD" "$ISSUER/protocol/openid-connect/token" | jq -r .access_token
 }
 
 demo() {
-  say "getting a token for alice from the local OpenID provider"
+  say "getting a token for alice from Keycloak"
   local response id token
   token=$(token alice)
   say "submitting the demo job (examples/hello-python)"
@@ -59,13 +60,15 @@ up() {
   say "building gitfaas ($PROFILE profile)"
   (cd "$ROOT" && cargo build --profile "$PROFILE" --bins)
   publish_examples
-  [[ -d "$ROOT/tests/oidc/node_modules/oidc-provider" ]] ||
-    npm install --prefix "$ROOT/tests/oidc" --no-audit --no-fund --silent
-  start_bg oidc node "$ROOT/tests/oidc/provider.mjs" --port="$OIDC_PORT"
-  wait_for "OpenID provider" 30 curl -fsS "$ISSUER/.well-known/openid-configuration"
+  # the web app signs in at Keycloak: the realm's gitfaas-web client redirects to this URL
+  GITFAAS_WEB_URL="$API" "$ROOT/scripts/keycloak.sh" up
   export GITFAAS_CONFIG_DIR="$ROOT/config"
   export GITFAAS__FRONTEND__AUTH__MODE=oidc GITFAAS__FRONTEND__AUTH__ISSUER="$ISSUER" \
-    GITFAAS__FRONTEND__AUTH__AUDIENCE=urn:gitfaas
+    GITFAAS__FRONTEND__AUTH__AUDIENCE=gitfaas GITFAAS__FRONTEND__AUTH__ROLES_CLAIM=realm_access.roles \
+    GITFAAS__FRONTEND__WEB__CLIENT_ID=gitfaas-web
+  # internal addresses are refused by default; this stack's git server is on loopback, so it
+  # opts in to loopback explicitly (a deployment allows only the ranges of its own git servers)
+  export GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1 GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1
   GITFAAS__FRONTEND__LISTEN="127.0.0.1:$FRONTEND_PORT" start_bg frontend "$BIN_DIR/gitfaas-frontend"
   GITFAAS__EXECUTOR__ID=executor-1 start_bg executor "$BIN_DIR/gitfaas-executor"
   wait_for "frontend readiness" 60 curl -fsS "$API/health/ready"
@@ -74,7 +77,7 @@ up() {
 }
 
 down() {
-  for s in executor frontend oidc git-daemon; do stop_bg "$s"; done
+  for s in executor frontend oidc git-daemon; do stop_bg "$s"; done   # oidc: what older versions started
   "$ROOT/scripts/infra.sh" down
 }
 

@@ -1,5 +1,7 @@
 //! Test harness: the real services, in-process, against the real infrastructure
-//! that `scripts/test.sh` starts (Apache Kafka, Redis, Docker, `git daemon`).
+//! that `scripts/test.sh` starts (Apache Kafka, Redis, Docker, `git daemon`, Keycloak).
+//! A stack trusts the npm test provider ([`Provider`]) unless a test makes it trust
+//! Keycloak ([`keycloak::use_keycloak`]); its `token` comes from the one it trusts.
 //!
 //! Every stack gets its own topics, consumer groups, Redis key prefix and executor
 //! id, so tests never see each other's traffic.
@@ -17,6 +19,7 @@ use serde_json::Value;
 pub mod cluster;
 pub mod git_http;
 pub mod kafka;
+pub mod keycloak;
 pub mod oidc;
 pub mod sandbox;
 
@@ -144,6 +147,7 @@ impl Stack {
                 let mut executor = executor_settings(&prefix, &state);
                 customize(&mut frontend, &mut executor);
                 let redis_prefix = frontend.frontend.key_prefix.clone();
+                let trusts_keycloak = frontend.frontend.auth.issuer == Some(keycloak::issuer());
                 let app = gitfaas_frontend::Application::build(frontend).await.expect("frontend starts");
                 let port = app.port();
                 tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -152,7 +156,11 @@ impl Stack {
                     let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
                     tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
                 }
-                let token = Provider::shared().token("alice").await;
+                let token = if trusts_keycloak {
+                    keycloak::token("alice").await
+                } else {
+                    Provider::shared().token("alice").await
+                };
                 tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, token)).unwrap();
                 std::future::pending::<()>().await;
             });

@@ -1,7 +1,10 @@
-//! Bearer tokens from a real OpenID provider: what is refused, what is accepted,
-//! and key rotation at the provider without a frontend restart.
+//! Bearer tokens from two real OpenID providers: Keycloak with the project's realm
+//! (users, roles in `realm_access.roles`, another realm, the wrong client, expiry,
+//! tampering, the device authorization grant) and the npm test provider, whose key the
+//! tests hold to forge every kind of bad token; key rotation at the provider without a
+//! frontend restart.
 
-use gitfaas_tests::{use_oidc, Provider, Stack};
+use gitfaas_tests::{keycloak, unique, use_oidc, Provider, Stack};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -114,4 +117,174 @@ async fn a_key_rotated_at_the_provider_is_picked_up_without_a_restart() {
     let after = provider.token("bob").await;
     let (status, body, _) = status_of(&stack, Some(&after)).await;
     assert_eq!(status, 200, "token signed with the rotated key: {body}");
+}
+
+fn keycloak_stack() -> Stack {
+    Stack::start_with(false, Box::new(|frontend, _| keycloak::use_keycloak(frontend)))
+}
+
+async fn admin_put(stack: &Stack, token: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .put(stack.url("/v1/admin/observer/config"))
+        .bearer_auth(token)
+        .json(&json!({"max_workers": 3}))
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keycloak_tokens_of_realm_users_are_accepted_with_their_realm_roles() {
+    let stack = keycloak_stack();
+    let (alice, bob, admin) =
+        (keycloak::token("alice").await, keycloak::token("bob").await, keycloak::token("admin").await);
+    let claims = keycloak::claims(&alice);
+    assert_eq!(claims["iss"], keycloak::issuer());
+    assert_eq!(claims["realm_access"]["roles"], json!(["user"]), "{claims}");
+    assert_eq!(status_of(&stack, Some(&alice)).await.0, 200);
+
+    assert_eq!(stack.get_as(&alice, "/v1/admin/observer/status").await.status(), 403, "alice is no admin");
+    assert_eq!(admin_put(&stack, &alice).await, 403);
+    assert_eq!(stack.get_as(&admin, "/v1/admin/observer/status").await.status(), 404, "admin passes: no report yet");
+    assert_eq!(admin_put(&stack, &admin).await, 202, "admin may set the observer's parameters");
+
+    // the owner is the token's subject: alice's job is hers, not bob's
+    let id = stack
+        .submit_ok(&json!({"repo": gitfaas_tests::git_repo(&[("gitfaas.toml", "runtime = \"python\"\n")]),
+                                      "ref": "main", "input": {}}))
+        .await;
+    let path = format!("/v1/jobs/{id}");
+    assert_eq!(stack.get_as(&alice, &path).await.status(), 200);
+    assert_eq!(stack.get_as(&bob, &path).await.status(), 404);
+
+    let machine: Value = reqwest::Client::new()
+        .post(keycloak::token_endpoint(keycloak::REALM))
+        .basic_auth("gitfaas-service", Some("gitfaas-service-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let machine = machine["access_token"].as_str().expect("a service account token");
+    assert_eq!(status_of(&stack, Some(machine)).await.0, 200, "client credentials of gitfaas-service");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keycloak_tokens_of_another_realm_or_client_expired_or_tampered_are_refused() {
+    let stack = keycloak_stack();
+    let admin = keycloak::Admin::login().await;
+
+    // the same realm under another name: same users, clients and audience, another issuer and key
+    let other = unique("gitfaas-other");
+    let mut realm = keycloak::realm_representation();
+    realm["realm"] = json!(other);
+    admin.create_realm(&realm).await;
+    let other_realm = keycloak::token_of(&other, keycloak::CLI_CLIENT, "alice").await;
+    assert_eq!(keycloak::claims(&other_realm)["aud"], keycloak::AUDIENCE);
+
+    // a client of the realm without the audience mapper: Keycloak's own admin-cli
+    let wrong_audience = keycloak::token_of(keycloak::REALM, "admin-cli", "alice").await;
+
+    // alice's token claiming the admin role, signature kept; and one with its signature altered
+    let alice = keycloak::token("alice").await;
+    let parts: Vec<&str> = alice.split('.').collect();
+    let mut claims = keycloak::claims(&alice);
+    claims["realm_access"]["roles"] = json!(["user", "admin"]);
+    let promoted = format!("{}.{}.{}", parts[0], b64(claims.to_string().as_bytes()), parts[2]);
+    let mut bad_signature = alice.clone();
+    let last = bad_signature.pop().unwrap();
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+
+    for (what, token) in [
+        ("another realm", &other_realm),
+        ("another client's audience", &wrong_audience),
+        ("claims edited", &promoted),
+        ("bad signature", &bad_signature),
+    ] {
+        let (status, body, www) = status_of(&stack, Some(token)).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["type"], "https://gitfaas.dev/problems/unauthorized", "{what}");
+        assert!(www.is_some_and(|w| w.starts_with("Bearer")), "{what}");
+    }
+    admin.delete_realm(&other).await;
+
+    // expiry: a client whose tokens live one second; accepted at first, refused after exp + leeway
+    let short = unique("gitfaas-short");
+    let id = admin
+        .create_client(
+            keycloak::REALM,
+            &json!({"clientId": short, "publicClient": true, "directAccessGrantsEnabled": true,
+                    "standardFlowEnabled": false, "attributes": {"access.token.lifespan": "1"},
+                    "protocolMappers": [keycloak::audience_mapper()]}),
+        )
+        .await;
+    let expiring = keycloak::token_of(keycloak::REALM, &short, "alice").await;
+    let exp = keycloak::claims(&expiring)["exp"].as_i64().unwrap();
+    assert!(exp - chrono_now() <= 1, "lifespan of one second");
+    assert_eq!(status_of(&stack, Some(&expiring)).await.0, 200, "still valid within the leeway");
+    let leeway = 5;
+    tokio::time::sleep(std::time::Duration::from_secs((exp + leeway + 1 - chrono_now()).max(0) as u64)).await;
+    let (status, body, _) = status_of(&stack, Some(&expiring)).await;
+    assert_eq!(status, 401, "expired: {body}");
+    admin.delete_client(keycloak::REALM, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_signs_in_with_the_device_authorization_grant_approved_in_keycloaks_pages() {
+    let stack = keycloak_stack();
+    let http = reqwest::Client::new();
+    let endpoint = format!("{}/protocol/openid-connect", keycloak::issuer());
+    let device: Value = http
+        .post(format!("{endpoint}/auth/device"))
+        .form(&[("client_id", keycloak::CLI_CLIENT), ("scope", "openid")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_code = device["device_code"].as_str().unwrap_or_else(|| panic!("device flow: {device}"));
+    let poll = || async {
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", keycloak::CLI_CLIENT),
+            ("device_code", device_code),
+        ];
+        http.post(format!("{endpoint}/token")).form(&form).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    assert_eq!(poll().await["error"], "authorization_pending", "not approved yet");
+
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let approve = tokio::process::Command::new("node")
+        .arg(web.join("device.mjs"))
+        .env("GITFAAS_DEVICE_URL", device["verification_uri"].as_str().unwrap())
+        .env("GITFAAS_DEVICE_USER_CODE", device["user_code"].as_str().unwrap())
+        .env("GITFAAS_DEVICE_USER", "bob")
+        .env("GITFAAS_DEVICE_PASSWORD", keycloak::demo_password())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), approve).await.expect("in 120 s").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ok - device login approved"), "{stdout}");
+
+    let interval = device["interval"].as_u64().unwrap_or(5);
+    let mut answer = poll().await;
+    for _ in 0..10 {
+        if answer["error"] != "slow_down" && answer["error"] != "authorization_pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        answer = poll().await;
+    }
+    let token = answer["access_token"].as_str().unwrap_or_else(|| panic!("no token after approval: {answer}"));
+    let claims = keycloak::claims(token);
+    assert_eq!((claims["preferred_username"].as_str(), claims["azp"].as_str()), (Some("bob"), Some("gitfaas-cli")));
+    let (status, body, _) = status_of(&stack, Some(token)).await;
+    assert_eq!(status, 200, "the device's token at the frontend: {body}");
+    let response = stack.submit_as(token, &json!({"repo": "git://127.0.0.1:1/x", "input": {}})).await;
+    assert_eq!(response.status(), 202, "bob may submit");
 }

@@ -1,22 +1,22 @@
 //! The web app the frontend serves at `/`: its HTTP surface, and a real browser
 //! (Debian's chromium, driven by `tests/web/webapp.mjs` through playwright-core)
 //! signing in, running a python job, cancelling a running one, showing a problem,
-//! erasing a job and signing in with the authorization code flow and PKCE, all on
-//! loopback.
+//! erasing a job, and signing in through Keycloak's real login page with the
+//! authorization code flow and PKCE (realm client `gitfaas-web`), all on loopback.
 
 use std::path::Path;
 use std::time::Duration;
 
-use gitfaas_tests::{git_repo, oidc, Provider, Stack};
+use gitfaas_tests::{git_repo, keycloak, Stack};
 
-const WEB_CLIENT_ID: &str = "gitfaas-web";
+const WEB_CLIENT_ID: &str = keycloak::WEB_CLIENT;
 
 fn web_stack(with_executor: bool) -> Stack {
     Stack::start_with(
         with_executor,
         Box::new(|frontend, _| {
+            keycloak::use_keycloak(frontend);
             frontend.frontend.web.client_id = Some(WEB_CLIENT_ID.into());
-            frontend.frontend.web.resource = Some(oidc::AUDIENCE.into());
         }),
     )
 }
@@ -29,7 +29,7 @@ async fn the_page_and_its_assets_are_served_without_a_token_under_a_strict_polic
     let header = |name: &str| page.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(header("content-type").starts_with("text/html"));
     let policy = header("content-security-policy");
-    let issuer_origin = url_origin(&Provider::shared().issuer);
+    let issuer_origin = url_origin(&keycloak::issuer());
     assert!(policy.contains(&format!("connect-src 'self' {issuer_origin};")), "{policy}");
     assert!(policy.contains("script-src 'self';") && policy.contains("default-src 'none'"), "{policy}");
     assert_eq!(header("x-content-type-options"), "nosniff");
@@ -46,9 +46,9 @@ async fn the_page_and_its_assets_are_served_without_a_token_under_a_strict_polic
     }
     let config: serde_json::Value = reqwest::get(stack.url("/app/config.json")).await.unwrap().json().await.unwrap();
     assert_eq!(config["auth"], "oidc");
-    assert_eq!(config["issuer"], Provider::shared().issuer.as_str());
+    assert_eq!(config["issuer"], keycloak::issuer());
     assert_eq!(config["client_id"], WEB_CLIENT_ID);
-    assert_eq!(config["resource"], oidc::AUDIENCE);
+    assert!(config["resource"].is_null(), "keycloak takes no resource indicator: {config}");
 
     let missing = reqwest::get(stack.url("/app/missing.js")).await.unwrap();
     assert_eq!(missing.status(), 404);
@@ -83,13 +83,16 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         web.join("node_modules/playwright-core").is_dir(),
         "playwright-core is missing: scripts/test.sh installs it (npm ci --prefix tests/web)"
     );
+    // the realm's web client redirects to GITFAAS_WEB_URL only: let it reach this frontend too
+    keycloak::Admin::login().await.allow_origin(keycloak::REALM, WEB_CLIENT_ID, &stack.base_url, true).await;
     let run = tokio::process::Command::new("node")
         .arg(web.join("webapp.mjs"))
         .env("GITFAAS_WEB_URL", &stack.base_url)
         .env("GITFAAS_WEB_TOKEN", &stack.token)
-        .env("GITFAAS_WEB_ISSUER", &Provider::shared().issuer)
+        .env("GITFAAS_WEB_ISSUER", keycloak::issuer())
         .env("GITFAAS_WEB_CLIENT_ID", WEB_CLIENT_ID)
-        .env("GITFAAS_WEB_RESOURCE", oidc::AUDIENCE)
+        .env("GITFAAS_WEB_USER", "alice")
+        .env("GITFAAS_WEB_PASSWORD", keycloak::demo_password())
         .env("GITFAAS_WEB_PYTHON_REPO", &python_repo)
         .env("GITFAAS_WEB_SLOW_REPO", &slow_repo)
         .kill_on_drop(true)
@@ -98,6 +101,8 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         .await
         .expect("the browser test finishes in 240 s")
         .expect("node runs");
+    // a fresh login: the admin's token lives a minute
+    keycloak::Admin::login().await.allow_origin(keycloak::REALM, WEB_CLIENT_ID, &stack.base_url, false).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "browser test failed ({}):\n{stdout}\n{stderr}", output.status);
@@ -110,7 +115,8 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         "was erased from the page",
         "went to the frontend only",
         "ok - signing out forgets the token",
-        "ok - signed in with the authorization code flow and PKCE",
+        "ok - signed in through the provider's login page with the authorization code flow and PKCE (S256) as alice",
+        "ran; every request went to the frontend or the provider",
         "web app: all steps passed",
     ] {
         assert!(stdout.contains(step), "step `{step}` missing from:\n{stdout}\n{stderr}");

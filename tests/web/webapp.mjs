@@ -3,9 +3,11 @@
 //
 //   GITFAAS_WEB_URL        the frontend, e.g. http://127.0.0.1:8080
 //   GITFAAS_WEB_TOKEN      an access token of alice
-//   GITFAAS_WEB_ISSUER     the issuer the frontend trusts (stubbed here for the PKCE sign-in)
+//   GITFAAS_WEB_ISSUER     the issuer the frontend trusts (Keycloak's realm), whose login page
+//                          the PKCE sign-in goes through
 //   GITFAAS_WEB_CLIENT_ID  the web client id the frontend is configured with
-//   GITFAAS_WEB_RESOURCE   its resource indicator
+//   GITFAAS_WEB_RESOURCE   its resource indicator, if it has one (Keycloak: none)
+//   GITFAAS_WEB_USER, GITFAAS_WEB_PASSWORD  the user who signs in there (alice)
 //   GITFAAS_WEB_PYTHON_REPO  a python function: returns {"greeting": "hello, " + name}, prints a line
 //   GITFAAS_WEB_SLOW_REPO    a command function that sleeps 60 s
 //   CHROMIUM               the browser (default /usr/bin/chromium)
@@ -14,6 +16,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { launchArgs, signIn } from './keycloak.mjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -24,7 +27,9 @@ const base = env('GITFAAS_WEB_URL').replace(/\/$/, '');
 const token = env('GITFAAS_WEB_TOKEN');
 const issuer = env('GITFAAS_WEB_ISSUER').replace(/\/$/, '');
 const clientId = env('GITFAAS_WEB_CLIENT_ID');
-const resource = env('GITFAAS_WEB_RESOURCE');
+const resource = process.env.GITFAAS_WEB_RESOURCE || undefined;
+const user = env('GITFAAS_WEB_USER');
+const password = env('GITFAAS_WEB_PASSWORD');
 const pythonRepo = env('GITFAAS_WEB_PYTHON_REPO');
 const slowRepo = env('GITFAAS_WEB_SLOW_REPO');
 const origin = new URL(base).origin;
@@ -199,39 +204,30 @@ async function tokenSession(browser) {
 
 const base64url = (bytes) => Buffer.from(bytes).toString('base64url');
 
-// The provider, played by the browser's request interception: nothing leaves the browser.
-async function stubProvider(context) {
-  const cors = { 'access-control-allow-origin': origin };
+// What the page sends to the provider: the authorization request and the code exchange.
+function recordFlow(page) {
   const flow = {};
-  await context.route(`${issuerOrigin}/**`, async (route) => {
-    const request = route.request();
+  page.on('request', (request) => {
     const url = new URL(request.url());
-    if (url.pathname.endsWith('/.well-known/openid-configuration')) {
-      return route.fulfill({ headers: cors, json: {
-        issuer, authorization_endpoint: `${issuer}/stub-auth`, token_endpoint: `${issuer}/stub-token` } });
-    }
-    if (url.pathname.endsWith('/stub-auth')) {
-      flow.authorize = Object.fromEntries(url.searchParams);
-      const back = new URL(flow.authorize.redirect_uri);
-      back.search = new URLSearchParams({ code: 'stub-code', state: flow.authorize.state }).toString();
-      return route.fulfill({ status: 302, headers: { location: back.toString() } });
-    }
-    if (url.pathname.endsWith('/stub-token') && request.method() === 'POST') {
+    if (!url.href.startsWith(`${issuer}/protocol/openid-connect/`)) return;
+    if (url.pathname.endsWith('/auth') && !flow.authorize) flow.authorize = Object.fromEntries(url.searchParams);
+    if (url.pathname.endsWith('/token') && request.method() === 'POST') {
       flow.token = Object.fromEntries(new URLSearchParams(request.postData()));
-      return route.fulfill({ headers: cors, json: { access_token: token, token_type: 'Bearer', expires_in: 300 } });
     }
-    return route.fulfill({ status: 404, headers: cors, body: 'not stubbed' });
   });
   return flow;
 }
 
-async function pkceSession(browser) {
+// Sign-in through the provider's own login page (Keycloak's), then a job run as that user.
+async function providerSession(browser) {
   const context = await browser.newContext();
-  const flow = await stubProvider(context);
   const page = await context.newPage();
   const seen = record(page);
+  const flow = recordFlow(page);
   await page.goto(`${base}/`);
   await page.click('#oidc-sign-in');
+  await page.waitForURL((url) => url.origin === issuerOrigin);
+  await signIn(page, user, password);
   await page.locator('#app').waitFor();
   const a = flow.authorize;
   assert.equal(a.response_type, 'code');
@@ -242,26 +238,32 @@ async function pkceSession(browser) {
   assert.match(a.scope, /openid/);
   const t = flow.token;
   assert.equal(t.grant_type, 'authorization_code');
-  assert.equal(t.code, 'stub-code');
+  assert.ok(t.code, 'a code from the provider');
   assert.equal(t.client_id, clientId);
   assert.equal(t.redirect_uri, a.redirect_uri);
   assert.equal(base64url(createHash('sha256').update(t.code_verifier).digest()), a.code_challenge, 'verifier matches');
   assert.equal(new URL(page.url()).search, '', 'the code is gone from the address bar');
   assert.match(await page.textContent('#who'), /Alice|alice/);
-  await page.locator('#jobs tbody tr').first().waitFor();
+  const own = await page.evaluate(() => sessionStorage.getItem('gitfaas.token'));
+  const claims = JSON.parse(Buffer.from(own.split('.')[1], 'base64url'));
+  assert.equal(claims.azp, clientId, 'a token issued to the web client');
+  assert.equal(claims.iss, issuer);
+  ok(`signed in through the provider's login page with the authorization code flow and PKCE (S256) as ${user}`);
+  await page.locator('#live:not(.down)').waitFor();
+  const id = await runPythonJob(page, seen);
   onlyFrontend(seen, [origin, issuerOrigin]);
-  ok('signed in with the authorization code flow and PKCE (S256) against the configured issuer');
+  ok(`after that sign-in, job ${id} ran; every request went to the frontend or the provider`);
   await context.close();
 }
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  args: launchArgs,
 });
 try {
   await checkHeaders();
   await tokenSession(browser);
-  await pkceSession(browser);
+  await providerSession(browser);
   console.log('web app: all steps passed');
 } catch (error) {
   console.error(`not ok - ${error.stack || error}`);
