@@ -210,7 +210,17 @@ auth up -d >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compos
 faas up -d --no-build >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || { tail -20 "$LOG_DIR/compose-smoke-up.log" >&2; die "compose up of $PROJECT failed"; }
 for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
 wait_healthy
-say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')keycloak"
+# internal addresses are refused by default: allow exactly the examples git server (never the
+# network: Kafka and Redis are on it), as deploy/compose/README.md tells an operator to, and
+# start the frontend and executor again with it
+examples_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(faas ps -q examples)")
+[[ -n "$examples_ip" ]] || die "no address for the examples service"
+export GITFAAS_ALLOWED_RANGES="$examples_ip/32"
+faas up -d --no-build frontend executor >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || die "restarting frontend and executor failed"
+EXECUTOR_IDS=()
+for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
+wait_healthy
+say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')keycloak (allowed: $GITFAAS_ALLOWED_RANGES)"
 
 TOKEN_URL="$KEYCLOAK/realms/gitfaas/protocol/openid-connect/token"
 TOKEN=$(curl -sS -d grant_type=password -d client_id=gitfaas-cli -d username=alice -d password=gitfaas \
@@ -228,3 +238,11 @@ run_job python '{"repo": "git://examples:9418/hello-python", "ref": "main",
   '{"greeting": "hello, compose!", "words": 6, "top": [["to", 2], ["be", 2], ["or", 1]]}'
 run_job command '{"repo": "git://examples:9418/shout-command", "input": "hello compose"}' \
   '{"shouted": "HELLO COMPOSE"}'
+# the broker's address is not allowed: the executor refuses to fetch from it
+id=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"repo": "git://kafka:9092/x", "runtime": "command"}' | jq -r '.id // empty')
+[[ -n "$id" ]] || die "internal-address job not accepted for the executor to judge"
+result=$(curl -sS "$API/v1/jobs/$id/result?wait=60" -H "authorization: Bearer $TOKEN")
+jq -e '.status == "rejected" and (.reason | test("private address"))' <<<"$result" >/dev/null \
+  || die "a repository on the broker's address was not refused: $result"
+say "internal address refused: $(jq -c '{status, reason}' <<<"$result")"
