@@ -2,8 +2,10 @@
 //!
 //! The store publishes each job transition on its owner's channel; the hub holds a
 //! single pattern subscription to all of them and fans each message out to the
-//! websockets of that owner. A caller may hold at most `max_per_caller` streams at
-//! once, so no one caller can open Redis connections or memory without bound.
+//! websockets of that owner, and to the result route's long-polls, which wake on it
+//! rather than polling. A caller may hold at most `max_per_caller` streams at once,
+//! so no one caller can open Redis connections or memory without bound; a long-poll
+//! is not counted (it ends within 60 s and holds only a channel receiver).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,9 @@ pub enum HubError {
 
 struct Caller {
     updates: broadcast::Sender<String>,
+    /// Open event streams (capped) and result waits (not capped).
     streams: usize,
+    waits: usize,
 }
 
 /// The callers with open streams, and the subscription's state.
@@ -40,19 +44,24 @@ pub struct EventHub {
     subscribed: watch::Receiver<bool>,
 }
 
-/// One open stream: its updates, and its place in the caller's count until dropped.
+/// One open stream or wait: its updates, and its place in the caller's count until dropped.
 pub struct Subscription {
     pub updates: broadcast::Receiver<String>,
     hub: EventHub,
     subject: String,
+    stream: bool,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut callers = self.hub.callers.lock().expect("hub lock");
         if let Some(caller) = callers.get_mut(&self.subject) {
-            caller.streams -= 1;
-            if caller.streams == 0 {
+            if self.stream {
+                caller.streams -= 1;
+            } else {
+                caller.waits -= 1;
+            }
+            if caller.streams == 0 && caller.waits == 0 {
                 callers.remove(&self.subject);
             }
         }
@@ -71,21 +80,37 @@ impl EventHub {
     /// Opens a stream for `subject`, once the shared subscription is in place (so
     /// no transition after this call is missed).
     pub async fn subscribe(&self, subject: &str) -> Result<Subscription, HubError> {
+        self.open(subject, true).await
+    }
+
+    /// The transitions of `subject`'s jobs for a result long-poll: like
+    /// [`EventHub::subscribe`], but not counted against the cap on streams.
+    pub async fn wait_updates(&self, subject: &str) -> Result<Subscription, HubError> {
+        self.open(subject, false).await
+    }
+
+    async fn open(&self, subject: &str, stream: bool) -> Result<Subscription, HubError> {
         let mut subscribed = self.subscribed.clone();
         let ready = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
         if !matches!(ready, Ok(Ok(_))) {
             return Err(HubError::NotReady);
         }
         let mut callers = self.callers.lock().expect("hub lock");
-        let caller = callers
-            .entry(subject.to_owned())
-            .or_insert_with(|| Caller { updates: broadcast::channel(BUFFER).0, streams: 0 });
-        if caller.streams >= self.max_per_caller {
+        let caller = callers.entry(subject.to_owned()).or_insert_with(|| Caller {
+            updates: broadcast::channel(BUFFER).0,
+            streams: 0,
+            waits: 0,
+        });
+        if stream && caller.streams >= self.max_per_caller {
             return Err(HubError::TooMany(caller.streams));
         }
-        caller.streams += 1;
+        if stream {
+            caller.streams += 1;
+        } else {
+            caller.waits += 1;
+        }
         let updates = caller.updates.subscribe();
-        Ok(Subscription { updates, hub: self.clone(), subject: subject.to_owned() })
+        Ok(Subscription { updates, hub: self.clone(), subject: subject.to_owned(), stream })
     }
 
     async fn follow(self, store: JobStore, subscribed: watch::Sender<bool>, shutdown: CancellationToken) {

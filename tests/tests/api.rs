@@ -209,3 +209,29 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "https://gitfaas.dev/problems/overloaded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_long_poll_answers_when_the_job_ends_and_a_wait_past_60_is_refused() {
+    let stack = Stack::start(false); // no executor: the job stays queued until cancelled
+    let id = stack.submit_ok(&json!({"repo": quick_repo(), "input": 1})).await;
+    let refused = stack.get(&format!("/v1/jobs/{id}/result?wait=61")).await;
+    assert_eq!(refused.status(), 400);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["field"], "wait", "{problem}");
+    let unfinished = stack.get(&format!("/v1/jobs/{id}/result?wait=1")).await;
+    assert_eq!(unfinished.status(), 409, "still queued after the wait");
+
+    let waiting = {
+        let (url, token) = (stack.url(&format!("/v1/jobs/{id}/result?wait=30")), stack.token.clone());
+        tokio::spawn(async move { reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await; // the long-poll is waiting now
+    let cancel =
+        reqwest::Client::new().post(stack.url(&format!("/v1/jobs/{id}/cancel"))).bearer_auth(&stack.token).send().await;
+    assert_eq!(cancel.unwrap().status(), 200, "a queued job is cancelled at once");
+    let answer =
+        tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("answered before its wait").unwrap();
+    assert_eq!(answer.status(), 200);
+    let result: Value = answer.json().await.unwrap();
+    assert_eq!(result["status"], "cancelled", "{result}");
+}

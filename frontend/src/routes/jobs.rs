@@ -244,10 +244,14 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(JobView::from(own_job(&state, &caller, &path).await?)))
 }
 
+/// The longest `?wait` of the result route.
+const MAX_RESULT_WAIT_SECS: u64 = 60;
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ResultQuery {
-    /// Seconds to wait for the job to finish before answering (at most 60).
+    /// Seconds to wait for the job to finish before answering, at most 60 (more is
+    /// a 400); the answer comes as soon as the job ends.
     #[param(maximum = 60, minimum = 0)]
     wait: Option<u64>,
 }
@@ -267,7 +271,14 @@ pub async fn result(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.unwrap_or(0).min(60));
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_RESULT_WAIT_SECS {
+        return Err(ApiError::invalid("wait", format!("wait is at most {MAX_RESULT_WAIT_SECS} seconds")));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // woken by the job's transitions (one Redis subscription for the whole frontend);
+    // the second's sleep is only a safety net for a lost or lagging subscription
+    let mut updates = if wait > 0 { state.events.wait_updates(&caller.subject).await.ok() } else { None };
     loop {
         let record = own_job(&state, &caller, &path).await?;
         if let Some(result) = record.result {
@@ -276,7 +287,19 @@ pub async fn result(
         if tokio::time::Instant::now() >= deadline {
             return Err(ApiError::NotFinished { status: record.status.to_string() });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let safety_net = Duration::from_millis(if updates.is_some() { 1000 } else { 100 });
+        let next_check = deadline.min(tokio::time::Instant::now() + safety_net);
+        match updates.as_mut() {
+            Some(subscription) => tokio::select! {
+                update = subscription.updates.recv() => {
+                    if matches!(update, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        updates = None;
+                    }
+                }
+                () = tokio::time::sleep_until(next_check) => {}
+            },
+            None => tokio::time::sleep_until(next_check).await,
+        }
     }
 }
 
