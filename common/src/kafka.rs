@@ -23,8 +23,16 @@ use crate::settings::KafkaSettings;
 ///   with Nagle's algorithm a second small write on a connection waits for the ACK of
 ///   the first, which a peer delays by up to 40 ms.
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    with_defaults(settings, &[])
+}
+
+/// Brokers, the shared settings and `defaults`, then the pass-through map over them.
+fn with_defaults(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers).set("socket.nagle.disable", "true");
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
     for (key, value) in &settings.client {
         config.set(key, value);
     }
@@ -32,19 +40,15 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 }
 
 /// Producer configuration for messages that must not be lost or duplicated by
-/// producer retries: idempotence and acknowledgement by all in-sync replicas.
+/// producer retries: idempotence and acknowledgement by all in-sync replicas (these
+/// two the pass-through map cannot turn off).
 ///
 /// - `linger.ms=0`: a job or result is sent at once rather than held up to 5 ms (the
 ///   librdkafka default) for a batch; under a burst, messages that queue while a
 ///   request is in flight still travel together in the next one.
 pub fn reliable_producer_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = client_config(settings);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .set("linger.ms", "0");
-    reapply_client(&mut config, settings, &["linger.ms", "message.timeout.ms"]);
+    let mut config = with_defaults(settings, &[("message.timeout.ms", "30000"), ("linger.ms", "0")]);
+    config.set("enable.idempotence", "true").set("acks", "all");
     config
 }
 
@@ -56,19 +60,9 @@ pub fn reliable_producer_config(settings: &KafkaSettings) -> ClientConfig {
 ///   partition resumed after a pause (all job slots were busy) waits to be included
 ///   in the next fetch (500 ms by default).
 pub fn job_path_consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
-    let mut config = client_config(settings);
-    config.set("group.id", group_id).set("fetch.wait.max.ms", "100");
-    reapply_client(&mut config, settings, &["fetch.wait.max.ms"]);
+    let mut config = with_defaults(settings, &[("fetch.wait.max.ms", "100")]);
+    config.set("group.id", group_id);
     config
-}
-
-/// The operator's pass-through value of any of `keys` wins over gitfaas's default.
-fn reapply_client(config: &mut ClientConfig, settings: &KafkaSettings, keys: &[&str]) {
-    for key in keys {
-        if let Some(value) = settings.client.get(*key) {
-            config.set(*key, value);
-        }
-    }
 }
 
 /// Creates every configured topic that does not exist yet and waits until each

@@ -189,15 +189,7 @@ impl Cluster {
 
     fn stop(child: Option<Child>) {
         if let Some(mut child) = child {
-            Self::signal(&child, "-TERM");
-            for _ in 0..100 {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::kafka::stop_child(&mut child, Duration::from_secs(10));
         }
     }
 
@@ -209,12 +201,7 @@ impl Cluster {
 
     /// A client configuration for the cluster's brokers (with its SASL settings).
     pub fn client_config(&self) -> rdkafka::ClientConfig {
-        let mut config = rdkafka::ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
-        for (key, value) in self.kafka.client_settings() {
-            config.set(key, value);
-        }
-        config
+        self.kafka.client_config(&self.nodes)
     }
 
     pub fn restart_redis(&mut self) {

@@ -22,6 +22,20 @@ pub fn wait_port(port: u16, what: &str) {
     panic!("{what} did not listen on {port}");
 }
 
+/// SIGTERM, then SIGKILL if `child` has not exited within `grace`.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh")
 }
@@ -42,10 +56,6 @@ pub struct KafkaNode {
 impl KafkaNode {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Starts the node and waits until its client port listens.
@@ -89,20 +99,8 @@ impl KafkaNode {
     /// SIGTERM and a wait for the controlled shutdown.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            for _ in 0..300 {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child, Duration::from_secs(30));
         }
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.with_extension("log")
     }
 }
 
@@ -127,6 +125,16 @@ pub struct KafkaSpec {
 impl KafkaSpec {
     pub fn single() -> Self {
         Self { nodes: 1, extra: Vec::new(), scram: None }
+    }
+
+    /// A client of `nodes` (brokers of this spec), with its SASL settings.
+    pub fn client_config(&self, nodes: &[KafkaNode]) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap(nodes));
+        for (key, value) in self.client_settings() {
+            config.set(key, value);
+        }
+        config
     }
 
     /// What a client of these brokers needs besides `bootstrap.servers`.

@@ -104,21 +104,12 @@ async fn a_client_with_a_wrong_scram_password_is_refused_by_the_cluster() {
     let spec = KafkaSpec { nodes: 1, ..spec() };
     let dir = tempfile::tempdir().unwrap();
     let nodes = gitfaas_tests::kafka::start(dir.path(), &spec);
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("bootstrap.servers", gitfaas_tests::kafka::bootstrap(&nodes));
-    for (key, value) in spec.client_settings() {
-        let value = if key == "sasl.password" { "wrong".to_owned() } else { value };
-        config.set(key, value);
-    }
+    let mut config = spec.client_config(&nodes);
+    config.set("sasl.password", "wrong");
     let consumer: BaseConsumer = config.create().unwrap();
     let refused = consumer.fetch_metadata(None, Duration::from_secs(10));
     assert!(refused.is_err(), "metadata without the right password: {:?}", refused.map(|m| m.brokers().len()));
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("bootstrap.servers", gitfaas_tests::kafka::bootstrap(&nodes));
-    for (key, value) in spec.client_settings() {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = config.create().unwrap();
+    let consumer: BaseConsumer = spec.client_config(&nodes).create().unwrap();
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(30)).expect("the right password is accepted");
     assert_eq!(metadata.brokers().len(), 1);
 }
