@@ -19,12 +19,21 @@ pub struct ResultPublisher {
 }
 
 impl ResultPublisher {
-    /// Publishes `result`, waiting up to 10 s for the broker's acknowledgement.
+    /// Publishes `result` (see [`ResultPublisher::send`]).
     pub async fn publish(&self, result: &JobResult) -> Result<(), rdkafka::error::KafkaError> {
         let event = JobEvent::Finished(result.clone());
         let payload = serde_json::to_vec(&event).expect("events serialise");
         let key = result.job_id.to_string();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(trace_headers());
+        self.send(FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(trace_headers())).await
+    }
+
+    /// Sends `record` through the frontend's producer, waiting up to 10 s for the
+    /// broker's acknowledgement: the one send of the frontend, for every topic.
+    pub async fn send<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), rdkafka::error::KafkaError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
         let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
         self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
     }

@@ -55,8 +55,7 @@ impl AppState {
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
-        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+        self.results.send(record).await
     }
 }
 
