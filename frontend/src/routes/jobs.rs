@@ -1,8 +1,6 @@
 //! Submit, read, list and erase jobs. Every route sees only the caller's own jobs:
 //! anyone else's job answers 404, exactly like a missing one.
 
-use std::time::Duration;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -19,6 +17,8 @@ use crate::problem::{ApiError, Problem};
 use crate::request;
 use crate::store::{Erase, JobRecord};
 use crate::AppState;
+
+use super::wait;
 
 /// Links to a job's resources.
 #[derive(Serialize, ToSchema)]
@@ -110,9 +110,13 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 /// Submit a job.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = request::SubmitRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retried submit with the same key returns the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retried submit with the same key returns the same job"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): answer with the result if the job ends within N seconds (at most 60; more is taken as 60)"),
+        WaitQuery),
     responses(
-        (status = 202, description = "accepted", body = SubmitResponse, headers(("Location" = String))),
+        (status = 200, description = "the job ended within the requested wait: its result", body = JobResult,
+            headers(("Location" = String), ("Preference-Applied" = String, description = "`wait=N` when the wait came from `Prefer`"))),
+        (status = 202, description = "accepted (and, with a wait, still queued or running at its end)", body = SubmitResponse, headers(("Location" = String))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -127,9 +131,38 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 pub async fn submit(
     http: HttpRequest,
     payload: web::Payload,
+    query: web::Query<WaitQuery>,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let preferred = wait::from_prefer(http.headers());
+    let wait = match query.wait {
+        Some(_) => wait::from_query(query.wait)?,
+        None => preferred.unwrap_or(0),
+    };
+    let applied = preferred.filter(|_| query.wait.is_none());
+    let (id, status, submitted_at) = enqueue(&http, payload, &caller, &state).await?;
+    if wait > 0 {
+        if let Ok(result) = wait::for_result(&state, &caller, &id.to_string(), wait).await? {
+            let mut ok = HttpResponse::Ok();
+            ok.insert_header((header::LOCATION, JobLinks::of(id).self_));
+            if let Some(applied) = applied {
+                ok.insert_header(("Preference-Applied", format!("wait={applied}")));
+            }
+            return Ok(ok.json(result));
+        }
+    }
+    Ok(accepted(id, status, submitted_at))
+}
+
+/// Validates, records and publishes a job (or finds the one of a retried
+/// Idempotency-Key): its id, status and submission time.
+async fn enqueue(
+    http: &HttpRequest,
+    payload: web::Payload,
+    caller: &Caller,
+    state: &AppState,
+) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
     let settings = &state.settings;
     let json_body = http
         .headers()
@@ -185,13 +218,13 @@ pub async fn submit(
                 }
                 return Err(ApiError::NotFound);
             };
-            return Ok(accepted(existing, record.status, record.job.map_or(job.submitted_at, |j| j.submitted_at)));
+            return Ok((existing, record.status, record.job.map_or(job.submitted_at, |j| j.submitted_at)));
         }
     }
     tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
     state.store.insert_queued(&job).await?;
-    if let Err(error) = publish(&state, &job).await {
+    if let Err(error) = publish(state, &job).await {
         tracing::warn!(%error, "job not published");
         state.store.remove(&job).await?;
         if let Some(key) = &idempotency_key {
@@ -200,7 +233,7 @@ pub async fn submit(
         return Err(ApiError::Unavailable("the message broker"));
     }
     tracing::info!(repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");
-    Ok(accepted(job.id, JobStatus::Queued, job.submitted_at))
+    Ok((job.id, JobStatus::Queued, job.submitted_at))
 }
 
 fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
@@ -244,12 +277,9 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(JobView::from(own_job(&state, &caller, &path).await?)))
 }
 
-/// The longest `?wait` of the result route.
-const MAX_RESULT_WAIT_SECS: u64 = 60;
-
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ResultQuery {
+pub struct WaitQuery {
     /// Seconds to wait for the job to finish before answering, at most 60 (more is
     /// a 400); the answer comes as soon as the job ends.
     #[param(maximum = 60, minimum = 0)]
@@ -258,7 +288,7 @@ pub struct ResultQuery {
 
 /// The terminal result of one of the caller's jobs, with elapsed times.
 #[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs",
-    params(("id" = String, Path, description = "job id"), ResultQuery),
+    params(("id" = String, Path, description = "job id"), WaitQuery),
     responses((status = 200, body = JobResult),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -267,39 +297,14 @@ pub struct ResultQuery {
     security(("bearer" = [])))]
 pub async fn result(
     path: web::Path<String>,
-    query: web::Query<ResultQuery>,
+    query: web::Query<WaitQuery>,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let wait = query.wait.unwrap_or(0);
-    if wait > MAX_RESULT_WAIT_SECS {
-        return Err(ApiError::invalid("wait", format!("wait is at most {MAX_RESULT_WAIT_SECS} seconds")));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    // woken by the job's transitions (one Redis subscription for the whole frontend);
-    // the second's sleep is only a safety net for a lost or lagging subscription
-    let mut updates = if wait > 0 { state.events.wait_updates(&caller.subject).await.ok() } else { None };
-    loop {
-        let record = own_job(&state, &caller, &path).await?;
-        if let Some(result) = record.result {
-            return Ok(HttpResponse::Ok().json(result));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::NotFinished { status: record.status.to_string() });
-        }
-        let safety_net = Duration::from_millis(if updates.is_some() { 1000 } else { 100 });
-        let next_check = deadline.min(tokio::time::Instant::now() + safety_net);
-        match updates.as_mut() {
-            Some(subscription) => tokio::select! {
-                update = subscription.updates.recv() => {
-                    if matches!(update, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        updates = None;
-                    }
-                }
-                () = tokio::time::sleep_until(next_check) => {}
-            },
-            None => tokio::time::sleep_until(next_check).await,
-        }
+    let wait = wait::from_query(query.wait)?;
+    match wait::for_result(&state, &caller, &path, wait).await? {
+        Ok(result) => Ok(HttpResponse::Ok().json(result)),
+        Err(status) => Err(ApiError::NotFinished { status }),
     }
 }
 

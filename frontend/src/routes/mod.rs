@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod openapi;
+mod wait;
 pub mod webapp;
 
 use actix_web::web;
