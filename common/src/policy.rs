@@ -94,6 +94,9 @@ pub enum PolicyError {
     Unresolved(String),
 }
 
+/// The longest repository or data-link URL, in characters.
+pub const MAX_URL_CHARS: usize = 2048;
+
 /// A repository URL that passed the policy; [`RepoUrl::as_str`] is its normalised form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoUrl(url::Url);
@@ -101,6 +104,9 @@ pub struct RepoUrl(url::Url);
 impl RepoUrl {
     pub fn parse(raw: &str, policy: &PolicySettings) -> Result<Self, PolicyError> {
         let refuse = |why: String| PolicyError::Repo(why);
+        if raw.chars().count() > MAX_URL_CHARS {
+            return Err(refuse(format!("longer than {MAX_URL_CHARS} characters")));
+        }
         let url = parse_url(raw).ok_or_else(|| refuse("not a URL".into()))?;
         if !policy.repo_schemes.iter().any(|s| s == url.scheme()) {
             let allowed = policy.repo_schemes.join(", ");
@@ -173,6 +179,9 @@ pub fn check_link(
     let refuse = |why: &str| PolicyError::Link { name: name.to_owned(), why: why.to_owned() };
     if !is_plain_name(name) {
         return Err(refuse("name must be a plain file name"));
+    }
+    if raw.chars().count() > MAX_URL_CHARS {
+        return Err(refuse("URL is longer than 2048 characters"));
     }
     let url = parse_url(raw).ok_or_else(|| refuse("not a URL"))?;
     if !["http", "https"].contains(&url.scheme()) || !url.username().is_empty() || url.password().is_some() {

@@ -85,12 +85,15 @@ pub struct DataLink {
     pub method: Option<String>,
 }
 
+/// The longest ref a job may name, in characters.
+pub const MAX_REF_CHARS: usize = 255;
+
 /// Whether `git_ref` may name a branch, tag or commit: the one rule both the
 /// frontend (at submit) and the executor (before fetching) apply. Refuses what git
 /// would read as an option (leading `-`), ranges, revision syntax and controls.
 pub fn is_valid_ref(git_ref: &str) -> bool {
     !(git_ref.is_empty()
-        || git_ref.len() > 255
+        || git_ref.chars().count() > MAX_REF_CHARS
         || git_ref.starts_with('-')
         || git_ref.contains("..")
         || git_ref.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c)))

@@ -13,6 +13,14 @@ use zeroize::Zeroizing;
 use crate::problem::ApiError;
 use crate::settings::FrontendSettings;
 
+/// The least memory (MiB), CPU (thousandths of a core) and pids a job may ask for;
+/// the most are the operator's (`limits.max_*`). The served document states both.
+pub const MIN_MEMORY_MB: u32 = 16;
+pub const MIN_CPU_MILLIS: u32 = 10;
+pub const MIN_PIDS: u32 = 8;
+/// The longest `Idempotency-Key`, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
 /// A job submission. Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +38,7 @@ pub struct SubmitRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub input: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub timeout_secs: Option<u32>,
     #[serde(default)]
     pub resources: ResourceRequest,
@@ -75,9 +83,23 @@ impl Drop for PlainCredentials {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRequest {
+    #[serde(default, deserialize_with = "whole_number")]
     pub memory_mb: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub cpu_millis: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub pids: Option<u32>,
+}
+
+/// A count: JSON's `889` or `889.0` (the same integer to JSON Schema, and so to a
+/// client generated from the document); `889.5` and negatives are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    let whole = number.as_u64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    match whole {
+        Some(value) => u32::try_from(value).map(Some).map_err(|_| serde::de::Error::custom("a number out of range")),
+        None => Err(serde::de::Error::custom(format!("invalid value: {number}, expected a whole number"))),
+    }
 }
 
 /// Parses a JSON body, naming the offending field in the error.
@@ -134,9 +156,15 @@ impl SubmitRequest {
             input: self.input,
             timeout_secs: bounded("timeout_secs", self.timeout_secs, l.timeout_secs, 1, l.max_timeout_secs)?,
             resources: Resources {
-                memory_mb: bounded("resources.memory_mb", r.memory_mb, l.memory_mb, 16, l.max_memory_mb)?,
-                cpu_millis: bounded("resources.cpu_millis", r.cpu_millis, l.cpu_millis, 10, l.max_cpu_millis)?,
-                pids: bounded("resources.pids", r.pids, l.pids, 8, l.max_pids)?,
+                memory_mb: bounded("resources.memory_mb", r.memory_mb, l.memory_mb, MIN_MEMORY_MB, l.max_memory_mb)?,
+                cpu_millis: bounded(
+                    "resources.cpu_millis",
+                    r.cpu_millis,
+                    l.cpu_millis,
+                    MIN_CPU_MILLIS,
+                    l.max_cpu_millis,
+                )?,
+                pids: bounded("resources.pids", r.pids, l.pids, MIN_PIDS, l.max_pids)?,
             },
             sealed_credentials,
             sources: self.sources,
@@ -215,6 +243,18 @@ mod tests {
             Some("resources.memory_mb")
         );
         assert_eq!(field_of("{not json"), None);
+    }
+
+    #[test]
+    fn counts_may_be_written_as_integral_floats() {
+        let parsed = parse(br#"{"repo": "x", "timeout_secs": 30.0, "resources": {"pids": 64}}"#).unwrap();
+        assert_eq!(
+            (parsed.timeout_secs, parsed.resources.pids, parsed.resources.memory_mb),
+            (Some(30), Some(64), None)
+        );
+        assert_eq!(field_of(r#"{"repo": "x", "timeout_secs": 1.5}"#).as_deref(), Some("timeout_secs"));
+        assert_eq!(field_of(r#"{"repo": "x", "timeout_secs": -1}"#).as_deref(), Some("timeout_secs"));
+        assert_eq!(field_of(r#"{"repo": "x", "resources": {"pids": 5000000000}}"#).as_deref(), Some("resources.pids"));
     }
 
     #[test]

@@ -200,8 +200,9 @@ async fn enqueue(
     }
     let idempotency_key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::invalid("Idempotency-Key", "must be 1 to 200 characters"));
+        if key.is_empty() || key.chars().count() > request::MAX_IDEMPOTENCY_KEY_CHARS {
+            let most = request::MAX_IDEMPOTENCY_KEY_CHARS;
+            return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {most} characters")));
         }
         let fingerprint = hex::encode(Sha256::digest(&body));
         let claimed = state

@@ -1,11 +1,17 @@
 //! The OpenAPI 3 document of exactly the routes this frontend serves, generated
 //! from the handlers' annotations.
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
+use gitfaas_common::policy::MAX_URL_CHARS;
+use gitfaas_common::schema::MAX_REF_CHARS;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{admin, cancel, jobs, keys};
+use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
+use crate::settings::FrontendSettings;
+use crate::AppState;
 
 struct BearerAuth;
 
@@ -29,6 +35,95 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+pub async fn document(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(served(&state.settings))
+}
+
+/// The generated document with what this deployment's validation applies stated in
+/// the submit body's schema: the limits of `config/frontend.yaml`, the runtimes
+/// offered, the URL schemes allowed, the lengths and patterns of `common`, and that
+/// no request body takes fields it does not name. A body the schema allows is then
+/// one the validation accepts, short of the policy on hosts (not expressible).
+pub fn served(settings: &FrontendSettings) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    let schemas = &mut doc["components"]["schemas"];
+    for body in ["SubmitRequest", "ResourceRequest", "DataLink", "ParamsUpdate"] {
+        if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
+    if let Some(Value::Array(parameters)) = doc.pointer_mut("/paths/~1v1~1jobs/post/parameters") {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
+            merge(&mut parameter["schema"], json!({"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS}));
+        }
+    }
+    let schemas = &mut doc["components"]["schemas"];
+    let l = &settings.limits;
+    let submit = &mut schemas["SubmitRequest"]["properties"];
+    let schemes = settings.policy.repo_schemes.join("|");
+    merge(
+        &mut submit["repo"],
+        json!({"maxLength": MAX_URL_CHARS, "pattern": format!("^({schemes})://{HOST_PATTERN}(/\\S*)?$")}),
+    );
+    merge(&mut submit["ref"], json!({"minLength": 1, "maxLength": MAX_REF_CHARS, "pattern": REF_PATTERN}));
+    merge(
+        &mut submit["runtime"],
+        json!({"enum": settings.runtimes.iter().map(|r| json!(r)).chain([Value::Null]).collect::<Vec<_>>()}),
+    );
+    merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
+    let resources = &mut schemas["ResourceRequest"]["properties"];
+    merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));
+    merge(&mut resources["cpu_millis"], json!({"minimum": MIN_CPU_MILLIS, "maximum": l.max_cpu_millis}));
+    merge(&mut resources["pids"], json!({"minimum": MIN_PIDS, "maximum": l.max_pids}));
+    let link = &mut schemas["DataLink"]["properties"];
+    merge(&mut link["name"], json!({"pattern": NAME_PATTERN}));
+    merge(
+        &mut link["url"],
+        json!({"maxLength": MAX_URL_CHARS, "pattern": format!("^https?://{HOST_PATTERN}(/\\S*)?$")}),
+    );
+    merge(&mut link["method"], json!({"enum": ["PUT", "POST", null]}));
+    // a source takes no method: its items are the link without one
+    let mut source = schemas["DataLink"].clone();
+    if let Some(properties) = source["properties"].as_object_mut() {
+        properties.remove("method");
+    }
+    schemas["SubmitRequest"]["properties"]["sources"]["items"] = source;
+    // credentials in the clear or sealed by the client, not both
+    schemas["SubmitRequest"]["not"] = json!({
+        "required": ["credentials", "sealed_credentials"],
+        "properties": {"credentials": {"type": "object"}, "sealed_credentials": {"type": "string"}},
+    });
+    merge(&mut schemas["SubmitRequest"]["properties"]["sealed_credentials"], json!({"pattern": SEALED_PATTERN}));
+    doc
+}
+
+/// `common::schema::is_valid_ref` as a pattern: no leading `-`, no `..`, none of
+/// git's revision characters, no whitespace or control characters.
+const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[\\\\]+$";
+/// A host name (and port) as the document states it: beginning with a letter, so
+/// that no address literal (`git://5` is 0.0.0.5) is schema-valid. Literals the
+/// policy allows (`allowed_ranges`) are accepted all the same.
+const HOST_PATTERN: &str = "[A-Za-z][A-Za-z0-9.-]*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}))?";
+/// `common::sealed::check_sealed`: standard base64 of at least 48 bytes (the
+/// ephemeral key and the tag: 16 groups of 4 characters) and at most 64 KiB.
+const SEALED_PATTERN: &str =
+    "^[ \\t\\r\\n]*([A-Za-z0-9+/]{4}){16,21845}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?[ \\t\\r\\n]*$";
+/// `common::policy::is_plain_name`: a file name directly in /input or /output.
+const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$";
+
+/// Adds `extra`'s keywords to a property's schema (or to each branch of a
+/// `oneOf`/`anyOf` that is not `null`, as utoipa writes an `Option`).
+fn merge(schema: &mut Value, extra: Value) {
+    let Some(object) = schema.as_object_mut() else { return };
+    for key in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(branches)) = object.get_mut(key) {
+            for branch in branches.iter_mut().filter(|b| b["type"] != "null") {
+                merge(branch, extra.clone());
+            }
+            return;
+        }
+    }
+    for (key, value) in extra.as_object().expect("keywords").clone() {
+        object.insert(key, value);
+    }
 }
