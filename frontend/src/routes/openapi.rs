@@ -94,6 +94,8 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "properties": {"credentials": {"type": "object"}, "sealed_credentials": {"type": "string"}},
     });
     merge(&mut schemas["SubmitRequest"]["properties"]["sealed_credentials"], json!({"pattern": SEALED_PATTERN}));
+    let strings = json!({"additionalProperties": {"type": "string"}});
+    merge(&mut schemas["SubmitRequest"]["properties"]["credentials"], strings);
     doc
 }
 
@@ -104,10 +106,11 @@ const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[
 /// that no address literal (`git://5` is 0.0.0.5) is schema-valid. Literals the
 /// policy allows (`allowed_ranges`) are accepted all the same.
 const HOST_PATTERN: &str = "[A-Za-z][A-Za-z0-9.-]*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}))?";
-/// `common::sealed::check_sealed`: standard base64 of at least 48 bytes (the
-/// ephemeral key and the tag: 16 groups of 4 characters) and at most 64 KiB.
+/// `common::sealed::check_sealed`: canonical standard base64 (padded, no stray bits
+/// in the last symbol) of at least 48 bytes (the ephemeral key and the tag: 16
+/// groups of 4 characters) and at most 64 KiB.
 const SEALED_PATTERN: &str =
-    "^[ \\t\\r\\n]*([A-Za-z0-9+/]{4}){16,21845}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?[ \\t\\r\\n]*$";
+    "^[ \\t\\r\\n]*([A-Za-z0-9+/]{4}){16,21845}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?[ \\t\\r\\n]*$";
 /// `common::policy::is_plain_name`: a file name directly in /input or /output.
 const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$";
 
