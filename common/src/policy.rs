@@ -116,6 +116,9 @@ impl RepoUrl {
             return Err(refuse("credentials must not be embedded in the URL".into()));
         }
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| refuse("no host".into()))?.to_owned();
+        if url.port() == Some(0) {
+            return Err(refuse("port 0".into()));
+        }
         if !host_listed(&host, &policy.repo_hosts) {
             return Err(refuse(format!("host `{host}` is not in the allowlist")));
         }
@@ -188,6 +191,9 @@ pub fn check_link(
         return Err(refuse("only http(s) URLs without embedded credentials"));
     }
     let host = url.host_str().unwrap_or_default().to_owned();
+    if url.port() == Some(0) {
+        return Err(refuse("port 0"));
+    }
     if host.is_empty() || !host_listed(&host, &policy.data_hosts) {
         return Err(refuse("host is not in the allowlist"));
     }
@@ -236,6 +242,9 @@ pub fn resolve_checked(host: &str, port: u16, policy: &PolicySettings) -> Result
 
 /// Parsed unless git or a shell would read it as something else.
 fn parse_url(raw: &str) -> Option<url::Url> {
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
     if raw.starts_with('-') || raw.contains("::") && !raw.contains("://[") {
         return None;
     }

@@ -151,3 +151,16 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn urls_with_whitespace_controls_port_zero_or_past_the_length_are_refused() {
+    let p = policy(&[]);
+    let long = format!("https://example.org/{}", "a".repeat(MAX_URL_CHARS));
+    for bad in ["https://example.org/a b", "git://example.org/a\tb", "https://example.org:0/r", "git://h/\u{85}", &long]
+    {
+        assert!(RepoUrl::parse(bad, &p).is_err(), "{bad:?}");
+        assert!(check_link("f", bad, None, false, &p).is_err(), "{bad:?}");
+    }
+    let longest = format!("https://example.org/{}", "a".repeat(MAX_URL_CHARS - 20));
+    assert!(RepoUrl::parse(&longest, &p).is_ok());
+}

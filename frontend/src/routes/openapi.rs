@@ -61,10 +61,8 @@ pub fn served(settings: &FrontendSettings) -> Value {
     let l = &settings.limits;
     let submit = &mut schemas["SubmitRequest"]["properties"];
     let schemes = settings.policy.repo_schemes.join("|");
-    merge(
-        &mut submit["repo"],
-        json!({"maxLength": MAX_URL_CHARS, "pattern": format!("^({schemes})://{HOST_PATTERN}(/\\S*)?$")}),
-    );
+    let repo_pattern = url_pattern(&schemes, &settings.policy.repo_hosts);
+    merge(&mut submit["repo"], json!({"maxLength": MAX_URL_CHARS, "pattern": repo_pattern}));
     merge(&mut submit["ref"], json!({"minLength": 1, "maxLength": MAX_REF_CHARS, "pattern": REF_PATTERN}));
     merge(
         &mut submit["runtime"],
@@ -77,10 +75,8 @@ pub fn served(settings: &FrontendSettings) -> Value {
     merge(&mut resources["pids"], json!({"minimum": MIN_PIDS, "maximum": l.max_pids}));
     let link = &mut schemas["DataLink"]["properties"];
     merge(&mut link["name"], json!({"pattern": NAME_PATTERN}));
-    merge(
-        &mut link["url"],
-        json!({"maxLength": MAX_URL_CHARS, "pattern": format!("^https?://{HOST_PATTERN}(/\\S*)?$")}),
-    );
+    let link_pattern = url_pattern("https?", &settings.policy.data_hosts);
+    merge(&mut link["url"], json!({"maxLength": MAX_URL_CHARS, "pattern": link_pattern}));
     merge(&mut link["method"], json!({"enum": ["PUT", "POST", null]}));
     // a source takes no method: its items are the link without one
     let mut source = schemas["DataLink"].clone();
@@ -96,16 +92,47 @@ pub fn served(settings: &FrontendSettings) -> Value {
     merge(&mut schemas["SubmitRequest"]["properties"]["sealed_credentials"], json!({"pattern": SEALED_PATTERN}));
     let strings = json!({"additionalProperties": {"type": "string"}});
     merge(&mut schemas["SubmitRequest"]["properties"]["credentials"], strings);
+    if settings.executor_public_key.is_none() {
+        // nothing to seal them to: this deployment takes no credentials in the clear
+        if let Some(properties) = schemas["SubmitRequest"]["properties"].as_object_mut() {
+            properties.remove("credentials");
+        }
+    }
     doc
 }
 
 /// `common::schema::is_valid_ref` as a pattern: no leading `-`, no `..`, none of
 /// git's revision characters, no whitespace or control characters.
 const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[\\\\]+$";
-/// A host name (and port) as the document states it: beginning with a letter, so
-/// that no address literal (`git://5` is 0.0.0.5) is schema-valid. Literals the
-/// policy allows (`allowed_ranges`) are accepted all the same.
-const HOST_PATTERN: &str = "[A-Za-z][A-Za-z0-9.-]*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}))?";
+/// A URL of one of `schemes` (a regex alternation) as the policy takes it: no
+/// whitespace or controls, no `::`, no credentials, a host of `hosts` in any case
+/// when the operator lists them — then the pattern is exact — else any host, which
+/// the policy on addresses still decides (an internal literal or `localhost` is
+/// refused; no pattern states that).
+fn url_pattern(schemes: &str, hosts: &[String]) -> String {
+    let host = if hosts.is_empty() {
+        "[^/?#@\\\\\\s:\\[\\]]+".to_owned()
+    } else {
+        let names: Vec<String> = hosts.iter().map(|h| any_case(h)).collect();
+        format!("({})", names.join("|"))
+    };
+    format!("^(?!.*::)({schemes})://{host}(:{PORT})?([/?#\\\\][^\\s\\x00-\\x1f\\x7f-\\x9f]*)?$")
+}
+
+/// A port: 1 to 65535, without leading zeros.
+const PORT: &str = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+
+/// `name` as a pattern matching it in any ASCII case, its other characters escaped.
+fn any_case(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            c if c.is_ascii_alphabetic() => format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()),
+            c if c.is_ascii_alphanumeric() || c == '-' => c.to_string(),
+            c => format!("\\{c}"),
+        })
+        .collect()
+}
+
 /// `common::sealed::check_sealed`: canonical standard base64 (padded, no stray bits
 /// in the last symbol) of at least 48 bytes (the ephemeral key and the tag: 16
 /// groups of 4 characters) and at most 64 KiB.
