@@ -29,8 +29,8 @@ build_image() {
 binaries() {
   case "$1" in
     frontend) echo gitfaas-frontend ;;
-    executor) echo gitfaas-executor ;;
-    observer) echo gitfaas-observer gitfaas-scaler ;;
+    executor) echo gitfaas-executor gitfaas-scaler ;;
+    observer) echo gitfaas-observer ;;
   esac
 }
 

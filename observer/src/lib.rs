@@ -1,14 +1,12 @@
 //! gitfaas observer: measures the traffic on the jobs and results topics, decides
 //! how many executors there should be, and says so on the observer topic. The
-//! scaler acts on what it says.
+//! scaler (its own crate, `gitfaas-scaler`) acts on what it says.
 //!
 //! - [`feed`]: reads the three topics (all partitions, replaying recent history on
 //!   start) into [`engine::Input`]s;
 //! - [`engine`]: the observer proper, Kafka-free — ingests inputs, evaluates, builds
 //!   reports; [`measure`] keeps the windows and job states it reads from, and
-//!   [`decision`] turns them into a worker count using [`queueing`] (M/M/c);
-//! - [`scaler`]: a second service (`gitfaas-scaler`) that starts and drains
-//!   executor processes on this machine as reports ask, through [`pool`].
+//!   [`decision`] turns them into a worker count using [`queueing`] (M/M/c).
 //!
 //! Message types live in `gitfaas_common::observer`; the model and its limits are
 //! described in `paper/observer.md`.
@@ -17,9 +15,7 @@ pub mod decision;
 pub mod engine;
 pub mod feed;
 pub mod measure;
-pub mod pool;
 pub mod queueing;
-pub mod scaler;
 pub mod settings;
 pub mod window;
 

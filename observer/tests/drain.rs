@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::{JobEvent, JobStatus};
-use gitfaas_observer::pool::ExecutorPool;
+use gitfaas_scaler::ExecutorPool;
 use support::{sleep_job, sleep_repo, submit, World};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -16,7 +16,7 @@ async fn draining_a_busy_executor_lets_its_job_finish_once_and_the_queued_ones_r
     let recorder = world.record(&[&world.topics().results]).await;
     let producer = world.producer();
     let repo = sleep_repo();
-    let mut pool = ExecutorPool::new(world.scaler_settings(1));
+    let mut pool = ExecutorPool::new(world.pool_settings(1));
     let (first, _) = pool.start().expect("executor starts");
 
     let jobs: Vec<_> = (0..3).map(|n| sleep_job(&repo, n, 4.0)).collect();

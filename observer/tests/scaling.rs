@@ -122,8 +122,8 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
     let repo = sleep_repo();
     let settings = world.settings(params(), 1);
     let stop = CancellationToken::new();
-    let observer = tokio::spawn(gitfaas_observer::run(settings.clone(), stop.clone().cancelled_owned()));
-    let scaler = tokio::spawn(gitfaas_observer::scaler::run(settings, stop.clone().cancelled_owned()));
+    let observer = tokio::spawn(gitfaas_observer::run(settings, stop.clone().cancelled_owned()));
+    let scaler = tokio::spawn(gitfaas_scaler::run(world.scaler_settings(1), stop.clone().cancelled_owned()));
 
     // the observer asks for its minimum by itself; warm the git cache and measure E[S]
     recorder

@@ -17,7 +17,8 @@ use gitfaas_common::observer::{decode_observer_message, ObserverMessage, Observe
 use gitfaas_common::schema::decode_event;
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use gitfaas_common::{Job, JobEvent, JobSpec, Owner};
-use gitfaas_observer::settings::{ObserverSettings, ScalerSettings, Settings};
+use gitfaas_observer::settings::{ObserverSettings, Settings};
+use gitfaas_scaler::ScalerSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -135,9 +136,18 @@ impl World {
         .collect()
     }
 
-    pub fn scaler_settings(&self, slots: usize) -> ScalerSettings {
+    pub fn scaler_settings(&self, slots: usize) -> gitfaas_scaler::Settings {
+        gitfaas_scaler::Settings {
+            kafka: self.kafka.clone(),
+            telemetry: TelemetrySettings::default(),
+            scaler: self.pool_settings(slots),
+        }
+    }
+
+    pub fn pool_settings(&self, slots: usize) -> ScalerSettings {
         ScalerSettings {
             id: Some(format!("{}scaler", self.prefix)),
+            group_id: format!("{}observer-scaler", self.prefix),
             executor_bin: executor_bin(),
             executor_id_prefix: format!("{}executor", self.prefix),
             log_dir: self.state().join("log"),
@@ -161,7 +171,6 @@ impl World {
                 replay_timeout_secs: 20,
                 params,
             },
-            scaler: Some(self.scaler_settings(slots)),
         }
     }
 
