@@ -11,13 +11,13 @@
 //! Message types live in `gitfaas_common::observer`; the model and its limits are
 //! described in `paper/observer.md`.
 
-pub mod decision;
-pub mod engine;
-pub mod feed;
-pub mod measure;
-pub mod queueing;
-pub mod settings;
-pub mod window;
+mod decision;
+mod engine;
+mod feed;
+mod measure;
+mod queueing;
+mod settings;
+mod window;
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Input, Observer, ObserverOptions};
 use crate::feed::Feed;
-pub use crate::settings::Settings;
+pub use crate::settings::{ObserverSettings, Settings};
 
 /// Runs the observer until `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -113,7 +113,7 @@ async fn publish_report(producer: &FutureProducer, topic: &str, report: Observer
 }
 
 /// Publishes one observer-topic message under its key.
-pub async fn send(
+async fn send(
     producer: &FutureProducer,
     topic: &str,
     message: &ObserverMessage,

@@ -17,7 +17,7 @@ use gitfaas_common::observer::{decode_observer_message, ObserverMessage, Observe
 use gitfaas_common::schema::decode_event;
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use gitfaas_common::{Job, JobEvent, JobSpec, Owner};
-use gitfaas_observer::settings::{ObserverSettings, Settings};
+use gitfaas_observer::{ObserverSettings, Settings};
 use gitfaas_scaler::ScalerSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -308,7 +308,7 @@ pub async fn publish_raw(producer: &FutureProducer, topic: &str, key: &str, payl
 }
 
 pub async fn publish(producer: &FutureProducer, topics: &TopicSettings, message: &ObserverMessage) {
-    gitfaas_observer::send(producer, &topics.observer, message).await.expect("observer message published");
+    publish_raw(producer, &topics.observer, &message.key(), &message.encode()).await;
 }
 
 /// Exponential gaps between arrivals (a Poisson stream), reproducible from `seed`.
