@@ -1,14 +1,13 @@
 //! Scale-in never kills a job: a drained executor finishes what it runs and
 //! exits 0, and what it had not started runs once, elsewhere.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::{JobEvent, JobStatus};
 use gitfaas_scaler::ExecutorPool;
-use support::{sleep_job, sleep_repo, submit, World};
+use gitfaas_tests::scaling::{sleep_job, submit, World};
+use gitfaas_tests::sleep_repo;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn draining_a_busy_executor_lets_its_job_finish_once_and_the_queued_ones_run_elsewhere() {
