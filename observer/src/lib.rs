@@ -2,12 +2,13 @@
 //! how many executors there should be, and says so on the observer topic. The
 //! scaler (its own crate, `gitfaas-scaler`) acts on what it says.
 //!
-//! - [`feed`]: reads the three topics (all partitions, replaying recent history on
-//!   start) into [`engine::Input`]s;
-//! - [`engine`]: the observer proper, Kafka-free — ingests inputs, evaluates, builds
-//!   reports; [`measure`] keeps the windows and job states it reads from, and
-//!   [`decision`] turns them into a worker count using [`queueing`] (M/M/c).
+//! - `feed`: reads the three topics (all partitions, replaying recent history on
+//!   start) into `engine::Input`s;
+//! - `engine`: the observer proper, Kafka-free — ingests inputs, evaluates, builds
+//!   reports; `measure` keeps the windows and job states it reads from, and
+//!   `decision` turns them into a worker count using `queueing` (M/M/c).
 //!
+//! Those modules are private: [`run`] and its [`Settings`] are the crate's surface.
 //! Message types live in `gitfaas_common::observer`; the model and its limits are
 //! described in `paper/observer.md`.
 
