@@ -16,6 +16,7 @@ use std::time::Duration;
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 pub mod cluster;
@@ -258,6 +259,18 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
     git(&["add", "."]);
     git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "function"]);
     format!("{}/{name}", infra::git_url())
+}
+
+/// A producer on the test broker, for messages a test writes itself.
+pub fn producer() -> FutureProducer {
+    gitfaas_common::kafka::client_config(&kafka_settings("")).create().expect("test producer")
+}
+
+/// Publishes `payload` under `key` on `topic`, as a service would (the key is the job id,
+/// or an observer-topic message's own key): for messages a test makes up or breaks.
+pub async fn publish_raw(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer.send(record, Duration::from_secs(10)).await.expect("published");
 }
 
 /// A python function sleeping `input.secs` seconds and returning `input.n`, as a

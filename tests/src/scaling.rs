@@ -19,11 +19,11 @@ use gitfaas_observer::ObserverSettings;
 use gitfaas_scaler::ScalerSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use crate::{config_dir, infra, kafka_settings, telemetry, unique, LOOPBACK_RANGES};
+use crate::{config_dir, infra, kafka_settings, publish_raw, telemetry, unique, LOOPBACK_RANGES};
 
 /// The executor binary of this build (`GITFAAS_BIN_DIR`, see [`infra::bin_dir`]).
 pub fn executor_bin() -> PathBuf {
@@ -248,12 +248,6 @@ pub async fn submit(producer: &FutureProducer, topics: &TopicSettings, job: &Job
 /// Publishes a message on the observer topic under its key, as the services do.
 pub async fn publish(producer: &FutureProducer, topics: &TopicSettings, message: &ObserverMessage) {
     publish_raw(producer, &topics.observer, &message.key(), &message.encode()).await;
-}
-
-/// Publishes raw bytes, also for malformed-message cases.
-pub async fn publish_raw(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
-    let record = FutureRecord::to(topic).key(key).payload(payload);
-    producer.send(record, Duration::from_secs(10)).await.expect("published");
 }
 
 /// Exponential gaps between arrivals (a Poisson stream), reproducible from `seed`.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use gitfaas_common::observer::{
     ConfigUpdate, ObserverMessage, ObserverParams, ObserverReport, ParamsUpdate, ScaleAction,
 };
-use gitfaas_tests::scaling::{publish, publish_raw, sleep_job, submit, Log, Recorder, World};
+use gitfaas_tests::publish_raw;
+use gitfaas_tests::scaling::{publish, sleep_job, submit, Log, Recorder, World};
 use tokio_util::sync::CancellationToken;
 
 fn reports_since(log: &Log, skip: usize) -> impl Iterator<Item = &ObserverReport> {
