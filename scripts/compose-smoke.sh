@@ -32,12 +32,12 @@ KEYCLOAK="http://127.0.0.1:$KEYCLOAK_PORT"
 BUILD_LOG="$LOG_DIR/compose-smoke-build.log"
 
 # ---------------------------------------------------------------------------- prerequisites
-if [[ ! -f "$(kafka_libs)/.complete" ]] || ! docker info >/dev/null 2>&1; then "$ROOT/scripts/setup.sh"; fi
+ensure_setup "the compose smoke test (scripts/compose-smoke.sh)"
 if docker compose version >/dev/null 2>&1; then
   COMPOSE=(docker compose)
 else
   if ! command -v docker-compose >/dev/null; then
-    say "installing docker-compose"
+    say "installing docker-compose (apt-get): this Docker engine has no compose plugin, and the smoke test runs compose"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose
   fi
   COMPOSE=(docker-compose)
@@ -92,17 +92,6 @@ cleanup() {
 }
 
 # -------------------------------------------------------------------------------------- build
-# build_image TAG DOCKER-BUILD-ARGS... — quiet build; the image it replaces is removed, so
-# repeated runs leave no dangling images behind.
-build_image() {
-  local tag="$1" old new; shift
-  old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-  docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "docker build of $tag failed"; }
-  new=$(docker image inspect -f '{{.Id}}' "$tag")
-  # (bounded: an engine that cannot delete images must not hang the build)
-  if [[ -n "$old" && "$old" != "$new" ]]; then timeout 30 docker rmi "$old" >/dev/null 2>&1 || true; fi
-}
-
 build() {
   : >"$BUILD_LOG"
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
@@ -122,7 +111,7 @@ build() {
   # Keycloak: the distribution scripts/keycloak.sh runs (without its local data) and its JDK
   local keycloak_home; keycloak_home=$("$ROOT/scripts/keycloak.sh" install)
   tar -C "$keycloak_home" --exclude=./data -cf - . | tar -C "$ctx/keycloak/keycloak" -xf -
-  local java_home="${GITFAAS_KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+  local java_home="$KEYCLOAK_JAVA_HOME"
   cp -a "$java_home/." "$ctx/keycloak/java/"
   # Debian's JDK links its CA store to /etc/ssl; Keycloak refuses to start without one
   cp -L --remove-destination "$java_home/lib/security/cacerts" "$ctx/keycloak/java/lib/security/cacerts"

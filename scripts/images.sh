@@ -4,6 +4,8 @@
 #   gitfaas/node:bookworm    — Debian bookworm minbase + nodejs (node runtime)
 #   gitfaas/command:busybox  — busybox-static, for the command runtime
 # Root filesystems are cached as tarballs under $STATE_DIR/images, so re-importing is quick.
+#   scripts/images.sh          build the missing ones
+#   scripts/images.sh check    list the missing ones (exit 1 if any)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE_DIR="$STATE_DIR/images"
@@ -60,6 +62,17 @@ build_busybox() {
   rm -rf "$dir"
 }
 
-build_busybox
-build_python
-build_node
+# check: the images above that this engine lacks, one a line; exit 1 if any.
+check() {
+  local image status=0
+  for image in gitfaas/command:busybox gitfaas/python:bookworm debian:bookworm-slim gitfaas/node:bookworm; do
+    have_image "$image" || { echo "$image"; status=1; }
+  done
+  return "$status"
+}
+
+case "${1:-}" in
+  check) check ;;
+  "") build_busybox; build_python; build_node ;;
+  *) die "usage: $0 [check]" ;;
+esac

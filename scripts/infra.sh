@@ -9,7 +9,7 @@ KAFKA_PORT="${GITFAAS_KAFKA_PORT:-9092}"
 REDIS_PORT="${GITFAAS_REDIS_PORT:-6390}"
 
 up() {
-  "$ROOT/scripts/setup.sh"
+  ensure_setup "the local infrastructure (scripts/infra.sh up, which stack.sh up and test.sh run)"
   mkdir -p "$STATE_DIR/redis"
   start_bg redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE_DIR/redis" \
     --appendonly yes --save "" --daemonize no

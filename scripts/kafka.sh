@@ -15,15 +15,14 @@ KAFKA_CONTROLLER_PORT="${GITFAAS_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DIR="$STATE_DIR/kafka"
 
 install() {
-  local libs pom_hash; libs=$(kafka_libs)
-  pom_hash=$(sha256sum "$POM" | cut -d' ' -f1)
+  local libs; libs=$(kafka_libs)
   # fetched again when the pinned set changes
-  if [[ "$(cat "$libs/.complete" 2>/dev/null)" != "$pom_hash" ]]; then
+  if ! kafka_installed; then
     say "fetching Apache Kafka $(pom_property kafka.version) jars from Maven Central (once per machine)"
     rm -rf "$libs" && mkdir -p "$libs"
     mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" \
       >"$LOG_DIR/mvn-kafka.log" 2>&1 || { tail -20 "$LOG_DIR/mvn-kafka.log"; die "fetching the kafka jars failed"; }
-    echo "$pom_hash" >"$libs/.complete"
+    pom_hash >"$libs/.complete"
   fi
   echo "$libs"
 }

@@ -15,18 +15,14 @@ REALM_FILE="$ROOT/deploy/compose/keycloak/gitfaas-realm.json"
 KEYCLOAK_PORT="${GITFAAS_KEYCLOAK_PORT:-8180}"
 KEYCLOAK_URL="http://127.0.0.1:$KEYCLOAK_PORT"
 ISSUER="$KEYCLOAK_URL/realms/gitfaas"
-# Java 25 is supported from Keycloak 26.6 on; Debian's 17 is deprecated there
-KEYCLOAK_JAVA_HOME="${GITFAAS_KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 # what the realm file's ${…} placeholders become at import
 export GITFAAS_WEB_URL="${GITFAAS_WEB_URL:-http://127.0.0.1:8080}"
 export GITFAAS_DEMO_PASSWORD="${GITFAAS_DEMO_PASSWORD:-gitfaas}"
 export GITFAAS_SERVICE_CLIENT_SECRET="${GITFAAS_SERVICE_CLIENT_SECRET:-gitfaas-service-secret}"
 
-keycloak_home() { echo "$STATE_DIR/jvm/keycloak-$(pom_property keycloak.version)"; }
-
 install() {
   local home version; home=$(keycloak_home) version=$(pom_property keycloak.version)
-  if [[ ! -f "$home/.complete" ]]; then
+  if ! keycloak_installed; then
     say "fetching Keycloak $version from Maven Central (once per machine)"
     local download; download=$(mktemp -d)
     mvn -q -B -f "$POM" dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$version:tar.gz" \

@@ -49,13 +49,63 @@ stop_bg() {
   rm -f "$pidfile"
 }
 
+# bin_dir [PROFILE]: where cargo puts the binaries of a profile (default GITFAAS_PROFILE, dev).
+bin_dir() {
+  local profile="${1:-${GITFAAS_PROFILE:-dev}}"
+  echo "$CARGO_TARGET_DIR/$([[ "$profile" == dev ]] && echo debug || echo "$profile")"
+}
+
+# build_image TAG DOCKER-BUILD-ARGS... — a quiet docker build (output appended to $BUILD_LOG)
+# that removes the image it replaces, so that rebuilding leaves no dangling images behind.
+build_image() {
+  local tag="$1" old new log="${BUILD_LOG:-$LOG_DIR/docker-build.log}"; shift
+  old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  docker build -t "$tag" "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; die "docker build of $tag failed (log: $log)"; }
+  new=$(docker image inspect -f '{{.Id}}' "$tag")
+  # (bounded: an engine that cannot delete images must not hang the build)
+  if [[ -n "$old" && "$old" != "$new" ]]; then timeout 30 docker rmi "$old" >/dev/null 2>&1 || true; fi
+}
+
+# npm_deps DIR WHY — the npm packages of DIR's package-lock.json (npm ci), installed again
+# only when its package.json or lock file changed since the last install.
+npm_deps() {
+  local dir="$ROOT/$1" why="$2" stamp
+  stamp="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)"
+  [[ "$(cat "$dir/node_modules/.gitfaas-deps" 2>/dev/null)" == "$stamp" ]] && return 0
+  command -v npm >/dev/null || die "npm is required for $why (Debian: apt-get install npm)"
+  say "installing the npm packages of $1 ($why)"
+  npm ci --prefix "$dir" --no-audit --no-fund --silent
+  echo "$stamp" >"$dir/node_modules/.gitfaas-deps"
+}
+
+# ensure_setup WHO — runs scripts/setup.sh when this machine lacks something it installs,
+# after saying what is missing and why WHO needs it. Nothing is installed without that message.
+ensure_setup() {
+  local missing
+  if missing=$("$ROOT/scripts/setup.sh" --check); then return 0; fi
+  say "$1 needs what scripts/setup.sh installs, and this machine lacks:"
+  sed 's/^/  - /' <<<"$missing" >&2
+  say "running scripts/setup.sh now (as root: apt-get, pip into $STATE_DIR/venv, Maven Central, docker);"
+  say "run it yourself beforehand to keep this step apart"
+  "$ROOT/scripts/setup.sh"
+}
+
 # pom_property NAME: a version pinned in scripts/maven/pom.xml.
 pom_property() {
   sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$ROOT/scripts/maven/pom.xml" | head -1
 }
 
-# The Kafka jars (scripts/kafka.sh install), by version, in the state directory.
+# The Kafka jars (scripts/kafka.sh install), by version, in the state directory; installed when
+# their marker names the current pom.
 kafka_libs() { echo "$STATE_DIR/jvm/kafka-$(pom_property kafka.version)/lib"; }
+pom_hash() { sha256sum "$ROOT/scripts/maven/pom.xml" | cut -d' ' -f1; }
+kafka_installed() { [[ "$(cat "$(kafka_libs)/.complete" 2>/dev/null)" == "$(pom_hash)" ]]; }
+
+# The Keycloak distribution (scripts/keycloak.sh install), by version, in the state directory.
+keycloak_home() { echo "$STATE_DIR/jvm/keycloak-$(pom_property keycloak.version)"; }
+keycloak_installed() { [[ -f "$(keycloak_home)/.complete" ]]; }
+# The JDK Keycloak runs on (Java 25 is supported from Keycloak 26.6 on; Debian's 17 is deprecated there).
+KEYCLOAK_JAVA_HOME="${GITFAAS_KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 
 # kafka_ready PORT: the broker on 127.0.0.1:PORT answers an ApiVersions request without error.
 kafka_ready() {

@@ -15,7 +15,7 @@ FRONTEND_PORT="${GITFAAS_FRONTEND_PORT:-8080}"
 API="http://127.0.0.1:$FRONTEND_PORT"
 REPOS="$STATE_DIR/repos"
 PROFILE="${GITFAAS_PROFILE:-dev}"
-BIN_DIR="$CARGO_TARGET_DIR/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
+BIN_DIR="$(bin_dir "$PROFILE")"
 
 publish_examples() {
   mkdir -p "$REPOS"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The full test suite on real components: installs and starts what is missing
-# (broker, Redis, Docker, images), serves test repositories with `git daemon`,
-# then runs every test of the workspace.
+# The full test suite on real components: starts what is missing (broker, Redis, Keycloak,
+# Docker; scripts/infra.sh, which runs scripts/setup.sh after saying what it lacks), installs
+# the tests' npm packages, serves test repositories with `git daemon`, then runs every test of
+# the workspace.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TEST_GIT_PORT="${GITFAAS_TEST_GIT_PORT:-9419}"
@@ -24,16 +25,10 @@ wait_for "test git daemon on :$TEST_GIT_PORT" 30 bash -c "echo > /dev/tcp/127.0.
 cd "$ROOT"
 # the fault tests run the service binaries as separate processes
 cargo build --workspace --bins
-export GITFAAS_BIN_DIR="$CARGO_TARGET_DIR/debug"
-# the OpenID provider the tests start (npm oidc-provider)
-[[ -d tests/oidc/node_modules/oidc-provider ]] || npm install --prefix tests/oidc --no-audit --no-fund --silent
-# the web app's browser test (npm playwright-core driving Debian's chromium): installed again
-# only when its package.json or lock file changed
-web_deps="$(cat tests/web/package.json tests/web/package-lock.json | sha256sum | cut -d' ' -f1)"
-if [[ "$(cat tests/web/node_modules/.gitfaas-deps 2>/dev/null)" != "$web_deps" ]]; then
-  npm ci --prefix tests/web --no-audit --no-fund --silent
-  echo "$web_deps" >tests/web/node_modules/.gitfaas-deps
-fi
+GITFAAS_BIN_DIR="$(bin_dir dev)"
+export GITFAAS_BIN_DIR
+npm_deps tests/oidc "the OpenID provider the tests start, npm oidc-provider"
+npm_deps tests/web "the web app's browser test, npm playwright-core driving Debian's chromium"
 # the whole output goes to a log too; when a test fails, its failure sections are printed
 # again at the end, where a CI summary that keeps only the tail still shows them
 TEST_LOG="$LOG_DIR/test-$(date -u +%Y%m%dT%H%M%SZ).log"

@@ -1,6 +1,6 @@
 //! Shared vocabulary of the gitfaas services.
 //!
-//! Every service (frontend, executor, observer) depends on this crate and on no
+//! Every service (frontend, executor, observer, scaler) depends on this crate and on no
 //! other service. It holds:
 //! - [`schema`]: the versioned JSON messages that travel on the Kafka topics
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;

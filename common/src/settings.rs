@@ -99,6 +99,16 @@ pub fn config_dir() -> PathBuf {
     std::env::var_os("GITFAAS_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"))
 }
 
+/// This machine's host name (`/etc/hostname`), or `localhost`: the default id of the
+/// services that name themselves after the machine they run on.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// Loads `T` for `service` from the layers described in the module docs. A
 /// section set only through the environment must still appear in the files (`{}`).
 pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {

@@ -10,27 +10,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 TAG="${1:-local}"
 PROFILE="${GITFAAS_PROFILE:-dev}"
-BIN_DIR="$CARGO_TARGET_DIR/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
+BIN_DIR="$(bin_dir "$PROFILE")"
 SERVICES=(frontend executor observer)
 
-BUILD_LOG="$LOG_DIR/build-local.log"
-
-# build_image TAG DOCKER-BUILD-ARGS... — a quiet build (output in $BUILD_LOG) that removes the
-# image it replaces, so that rebuilding leaves no dangling images behind.
-build_image() {
-  local tag="$1" old new; shift
-  old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-  docker build -t "$tag" "$@" >>"$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG" >&2; die "docker build of $tag failed (log: $BUILD_LOG)"; }
-  new=$(docker image inspect -f '{{.Id}}' "$tag")
-  # (bounded: an engine that cannot delete images must not hang the build)
-  if [[ -n "$old" && "$old" != "$new" ]]; then timeout 30 docker rmi "$old" >/dev/null 2>&1 || true; fi
-}
+BUILD_LOG="$LOG_DIR/build-local.log"   # build_image (scripts/lib.sh) writes here
 
 binaries() {
   case "$1" in
     frontend) echo gitfaas-frontend ;;
-    executor) echo gitfaas-executor ;;
-    observer) echo gitfaas-observer gitfaas-scaler ;;
+    executor) echo gitfaas-executor gitfaas-scaler ;;
+    observer) echo gitfaas-observer ;;
   esac
 }
 

@@ -34,6 +34,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["gitfaas-healthcheck", "kafka"]
 ENTRYPOINT ["gitfaas-entrypoint"]
 CMD ["gitfaas-executor"]
+# gitfaas-scaler is in this image too, next to the executor it starts as processes on its own
+# machine (`gitfaas-scaler` as the command, GITFAAS__SCALER__EXECUTOR_BIN=/usr/local/bin/gitfaas-executor);
+# compose does not run it (there: `docker compose up --scale executor=N`).
 
 FROM runtime AS prebuilt
 # in the repository this directory holds only a .gitignore; build-local.sh fills a copy of it
@@ -53,4 +56,4 @@ RUN cargo build --release --locked --bins \
         target/release/gitfaas-observer target/release/gitfaas-scaler
 
 FROM runtime AS release
-COPY --from=build /out/gitfaas-executor /usr/local/bin/gitfaas-executor
+COPY --from=build /out/gitfaas-executor /out/gitfaas-scaler /usr/local/bin/

@@ -24,8 +24,6 @@ USER gitfaas
 # no HTTP endpoint: alive and connected to the broker
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["gitfaas-healthcheck", "kafka"]
-# gitfaas-scaler is in the image too; it starts executors as processes on its own machine,
-# which is not how compose runs them (there: `docker compose up --scale executor=N`).
 CMD ["gitfaas-observer"]
 
 FROM runtime AS prebuilt
@@ -46,4 +44,4 @@ RUN cargo build --release --locked --bins \
         target/release/gitfaas-observer target/release/gitfaas-scaler
 
 FROM runtime AS release
-COPY --from=build /out/gitfaas-observer /out/gitfaas-scaler /usr/local/bin/
+COPY --from=build /out/gitfaas-observer /usr/local/bin/gitfaas-observer

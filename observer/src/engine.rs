@@ -24,10 +24,7 @@ pub enum Input {
         event: JobEvent,
         seen_at: DateTime<Utc>,
     },
-    Observer {
-        message: ObserverMessage,
-        seen_at: DateTime<Utc>,
-    },
+    Observer(ObserverMessage),
     /// Not a message of this schema; `at` says where it was.
     Malformed {
         at: String,
@@ -87,6 +84,7 @@ impl Observer {
         }
     }
 
+    #[cfg(test)]
     pub fn params(&self) -> &ObserverParams {
         &self.params
     }
@@ -99,7 +97,7 @@ impl Observer {
         match input {
             Input::Job { job, seen_at } => self.measurements.job_submitted(&job, seen_at),
             Input::Event { event, seen_at } => self.measurements.job_event(&event, seen_at),
-            Input::Observer { message, .. } => self.observer_message(message),
+            Input::Observer(message) => self.observer_message(message),
             Input::Malformed { at, reason } => {
                 self.measurements.anomalies.malformed += 1;
                 tracing::warn!(%at, %reason, "malformed message ignored");

@@ -114,7 +114,7 @@ fn decode(topics: &TopicSettings, message: &BorrowedMessage<'_>) -> Input {
     } else if topic == topics.results {
         decode_event(payload).map(|event| Input::Event { event, seen_at })
     } else {
-        decode_observer_message(payload).map(|message| Input::Observer { message, seen_at })
+        decode_observer_message(payload).map(Input::Observer)
     };
     decoded.unwrap_or_else(|error| Input::Malformed {
         at: format!("{topic}/{}@{}", message.partition(), message.offset()),

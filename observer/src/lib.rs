@@ -1,27 +1,24 @@
 //! gitfaas observer: measures the traffic on the jobs and results topics, decides
 //! how many executors there should be, and says so on the observer topic. The
-//! scaler acts on what it says.
+//! scaler (its own crate, `gitfaas-scaler`) acts on what it says.
 //!
-//! - [`feed`]: reads the three topics (all partitions, replaying recent history on
-//!   start) into [`engine::Input`]s;
-//! - [`engine`]: the observer proper, Kafka-free — ingests inputs, evaluates, builds
-//!   reports; [`measure`] keeps the windows and job states it reads from, and
-//!   [`decision`] turns them into a worker count using [`queueing`] (M/M/c);
-//! - [`scaler`]: a second service (`gitfaas-scaler`) that starts and drains
-//!   executor processes on this machine as reports ask, through [`pool`].
+//! - `feed`: reads the three topics (all partitions, replaying recent history on
+//!   start) into `engine::Input`s;
+//! - `engine`: the observer proper, Kafka-free — ingests inputs, evaluates, builds
+//!   reports; `measure` keeps the windows and job states it reads from, and
+//!   `decision` turns them into a worker count using `queueing` (M/M/c).
 //!
+//! Those modules are private: [`run`] and its [`Settings`] are the crate's surface.
 //! Message types live in `gitfaas_common::observer`; the model and its limits are
 //! described in `paper/observer.md`.
 
-pub mod decision;
-pub mod engine;
-pub mod feed;
-pub mod measure;
-pub mod pool;
-pub mod queueing;
-pub mod scaler;
-pub mod settings;
-pub mod window;
+mod decision;
+mod engine;
+mod feed;
+mod measure;
+mod queueing;
+mod settings;
+mod window;
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Input, Observer, ObserverOptions};
 use crate::feed::Feed;
-pub use crate::settings::Settings;
+pub use crate::settings::{ObserverSettings, Settings};
 
 /// Runs the observer until `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -117,7 +114,7 @@ async fn publish_report(producer: &FutureProducer, topic: &str, report: Observer
 }
 
 /// Publishes one observer-topic message under its key.
-pub async fn send(
+async fn send(
     producer: &FutureProducer,
     topic: &str,
     message: &ObserverMessage,

@@ -48,12 +48,9 @@ impl<T> TimeWindow<T> {
         self.within(now, span).count() as f64 / seconds
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.samples.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
     }
 }
 

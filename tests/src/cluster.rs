@@ -18,14 +18,6 @@ use crate::{infra, oidc, Provider};
 /// Client settings for quick rebalances in fault tests.
 pub const FAST_REBALANCE: [(&str, &str); 2] = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "1000")];
 
-/// A python function sleeping `secs` and returning `n`, as a repository of the test git server.
-pub fn sleep_repo() -> String {
-    crate::git_repo(&[
-        ("gitfaas.toml", "runtime = \"python\"\n"),
-        ("main.py", "import time\ndef main(data, credentials):\n    time.sleep(data['secs'])\n    return data['n']\n"),
-    ])
-}
-
 /// HTTP that rides out a frontend restart (retries connection errors and 503).
 pub async fn call(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
     for _ in 0..300 {
@@ -35,10 +27,6 @@ pub async fn call(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Res
         }
     }
     panic!("the frontend did not come back");
-}
-
-fn bin_dir() -> PathBuf {
-    std::env::var_os("GITFAAS_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/lib/gitfaas/target/debug".into())
 }
 
 pub struct Cluster {
@@ -138,7 +126,7 @@ impl Cluster {
     }
 
     pub fn start_frontend(&mut self) {
-        let mut command = Command::new(bin_dir().join("gitfaas-frontend"));
+        let mut command = Command::new(infra::bin_dir().join("gitfaas-frontend"));
         self.env(&mut command);
         command
             .env("GITFAAS__FRONTEND__LISTEN", format!("127.0.0.1:{}", self.frontend_port))
@@ -154,7 +142,7 @@ impl Cluster {
     }
 
     pub fn start_executor(&mut self, id: &str, slots: u32) {
-        let mut command = Command::new(bin_dir().join("gitfaas-executor"));
+        let mut command = Command::new(infra::bin_dir().join("gitfaas-executor"));
         self.env(&mut command);
         let state = self.dir.join(id);
         command
@@ -242,7 +230,7 @@ impl Cluster {
         assert_eq!(response.status(), 200);
     }
 
-    /// Submits a job of [`sleep_repo`]; its id.
+    /// Submits a job of [`crate::sleep_repo`]; its id.
     pub async fn submit_sleep(&self, token: &str, repo: &str, n: u32, secs: f64) -> String {
         let client = reqwest::Client::new();
         let body = json!({"repo": repo, "ref": "main", "input": {"n": n, "secs": secs}, "timeout_secs": 120});

@@ -4,7 +4,9 @@
 //! Keycloak ([`keycloak::use_keycloak`]); its `token` comes from the one it trusts.
 //!
 //! Every stack gets its own topics, consumer groups, Redis key prefix and executor
-//! id, so tests never see each other's traffic.
+//! id, so tests never see each other's traffic. [`cluster`] runs a deployment as
+//! separate processes for fault tests; [`scaling`] is the world of the observer and
+//! scaler tests (executor processes started and drained by the real scaler).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 pub mod cluster;
@@ -22,6 +25,7 @@ pub mod kafka;
 pub mod keycloak;
 pub mod oidc;
 pub mod sandbox;
+pub mod scaling;
 
 pub use oidc::Provider;
 
@@ -38,6 +42,14 @@ pub mod infra {
     }
     pub fn git_url() -> String {
         std::env::var("GITFAAS_TEST_GIT_URL").unwrap_or_else(|_| "git://127.0.0.1:9419".into())
+    }
+    /// Where the service binaries of this build are (`scripts/test.sh` builds them and
+    /// sets `GITFAAS_BIN_DIR`); by default the target directory this test binary is in.
+    pub fn bin_dir() -> std::path::PathBuf {
+        std::env::var_os("GITFAAS_BIN_DIR").map(Into::into).unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps").to_owned()
+        })
     }
 }
 
@@ -247,6 +259,27 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
     git(&["add", "."]);
     git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "function"]);
     format!("{}/{name}", infra::git_url())
+}
+
+/// A producer on the test broker, for messages a test writes itself.
+pub fn producer() -> FutureProducer {
+    gitfaas_common::kafka::client_config(&kafka_settings("")).create().expect("test producer")
+}
+
+/// Publishes `payload` under `key` on `topic`, as a service would (the key is the job id,
+/// or an observer-topic message's own key): for messages a test makes up or breaks.
+pub async fn publish_raw(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer.send(record, Duration::from_secs(10)).await.expect("published");
+}
+
+/// A python function sleeping `input.secs` seconds and returning `input.n`, as a
+/// repository of the test git server.
+pub fn sleep_repo() -> String {
+    git_repo(&[
+        ("gitfaas.toml", "runtime = \"python\"\n"),
+        ("main.py", "import time\ndef main(data, credentials):\n    time.sleep(data['secs'])\n    return data['n']\n"),
+    ])
 }
 
 /// Every message on `topic` (all partitions, from the beginning), read with a

@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gitfaas_tests::cluster::{call, sleep_repo, Cluster, FAST_REBALANCE};
+use gitfaas_tests::cluster::{call, Cluster, FAST_REBALANCE};
+use gitfaas_tests::sleep_repo;
 use gitfaas_tests::Provider;
 use serde_json::Value;
 

@@ -8,19 +8,10 @@ use std::time::Duration;
 use gitfaas_common::limits::{nested, MAX_VALUE_DEPTH};
 use gitfaas_common::JobId;
 use gitfaas_tests::sandbox::finished;
-use gitfaas_tests::{git_repo, kafka_settings, read_topic, Provider, Stack};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use gitfaas_tests::{git_repo, producer, publish_raw, read_topic, Provider, Stack};
 use serde_json::{json, Value};
 
 const PY: &str = "runtime = \"python\"\n";
-
-/// Publishes `payload` on `topic` with the job id as its key, as the services do.
-async fn publish_raw(stack: &Stack, topic: &str, key: &str, payload: &[u8]) {
-    let producer: FutureProducer =
-        gitfaas_common::kafka::client_config(&kafka_settings(&stack.topic_prefix)).create().unwrap();
-    let record = FutureRecord::to(topic).key(key).payload(payload);
-    producer.send(record, Duration::from_secs(10)).await.expect("published");
-}
 
 /// The terminal results of `id` on the stack's results topic.
 fn terminal_results(stack: &Stack, id: &str) -> Vec<Value> {
@@ -84,7 +75,7 @@ async fn an_undecodable_job_message_still_ends_its_job_rejected() {
     let job = json!({"version": 1, "id": deep, "owner": {"subject": "alice"}, "submitted_at": chrono::Utc::now(),
         "spec": {"repo": "git://127.0.0.1/x", "ref": "main", "input": nested(127), "timeout_secs": 5,
                  "resources": {"memory_mb": 64, "cpu_millis": 100, "pids": 16}}});
-    publish_raw(stack, &jobs, &deep, &serde_json::to_vec(&job).unwrap()).await;
+    publish_raw(&producer(), &jobs, &deep, &serde_json::to_vec(&job).unwrap()).await;
     let result = finished(stack, &deep).await;
     assert_eq!(result["status"], "rejected", "{result}");
     assert!(result["reason"].as_str().unwrap().contains("malformed job"), "{result}");
@@ -92,7 +83,7 @@ async fn an_undecodable_job_message_still_ends_its_job_rejected() {
     assert_eq!(view["status"], "rejected", "its owner sees it ended: {view}");
     // not json at all: the key alone names the job
     let garbage = JobId::new().to_string();
-    publish_raw(stack, &jobs, &garbage, b"\x00\xffnot a job").await;
+    publish_raw(&producer(), &jobs, &garbage, b"\x00\xffnot a job").await;
     let result = finished(stack, &garbage).await;
     assert_eq!(result["status"], "rejected", "{result}");
     for id in [&deep, &garbage] {
@@ -110,9 +101,9 @@ async fn an_undecodable_result_message_still_ends_its_job_failed() {
         "status": "succeeded", "output": nested(127), "executor_id": "e", "attempt": 1,
         "submitted_at": chrono::Utc::now(), "finished_at": chrono::Utc::now(),
         "timings": {"queue_ms": 0, "run_ms": 0, "total_ms": 0}});
-    publish_raw(&stack, &results, &deep, &serde_json::to_vec(&event).unwrap()).await;
+    publish_raw(&producer(), &results, &deep, &serde_json::to_vec(&event).unwrap()).await;
     let garbage = stack.submit_ok(&json!({"repo": repo})).await;
-    publish_raw(&stack, &results, &garbage, b"{\"kind\": \"finished\", oops").await;
+    publish_raw(&producer(), &results, &garbage, b"{\"kind\": \"finished\", oops").await;
     for id in [&deep, &garbage] {
         let result = stack.result(id).await;
         assert_eq!(result["status"], "failed", "{result}");

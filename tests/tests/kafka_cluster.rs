@@ -10,8 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use gitfaas_tests::cluster::{call, sleep_repo, Cluster, FAST_REBALANCE};
+use gitfaas_tests::cluster::{call, Cluster, FAST_REBALANCE};
 use gitfaas_tests::kafka::KafkaSpec;
+use gitfaas_tests::sleep_repo;
 use gitfaas_tests::Provider;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;

@@ -90,16 +90,8 @@ async fn observer_parameters_and_status_are_for_admins_only() {
                     {"malformed": 0, "duplicates": 0, "late": 0, "rejected_config": 0}},
         "current_workers": 1, "desired_workers": 2, "action": "add", "reason": "test",
         "params": serde_json::to_value(gitfaas_common::observer::ObserverParams::default()).unwrap()});
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", gitfaas_tests::infra::brokers()).create().unwrap();
     let payload = report.to_string();
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::to(&stack.topics().observer).key("obs-1").payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    gitfaas_tests::publish_raw(&gitfaas_tests::producer(), &stack.topics().observer, "obs-1", payload.as_bytes()).await;
     for _ in 0..100 {
         let response = stack.get_as(&admin, "/v1/admin/observer/status").await;
         if response.status() == 200 {

@@ -130,23 +130,13 @@ async fn refused_repositories_are_400_at_submit_and_rejected_by_the_executor() {
         spec.repo = repo.into();
         let job = gitfaas_common::Job::new(owner.clone(), spec.clone());
         ids.push(job.id.to_string());
-        publish(&stack.topics().jobs, &job).await;
+        let payload = serde_json::to_vec(&job).unwrap();
+        gitfaas_tests::publish_raw(&gitfaas_tests::producer(), &stack.topics().jobs, &job.id.to_string(), &payload)
+            .await;
     }
     for id in ids {
         let result = finished(stack, &id).await;
         assert_eq!(result["status"], "rejected", "{result}");
         assert!(result["reason"].as_str().unwrap().starts_with("repository URL is refused"), "{result}");
     }
-}
-
-async fn publish(topic: &str, job: &gitfaas_common::Job) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", gitfaas_tests::infra::brokers()).create().unwrap();
-    let payload = serde_json::to_vec(job).unwrap();
-    let key = job.id.to_string();
-    producer
-        .send(FutureRecord::to(topic).key(&key).payload(&payload), std::time::Duration::from_secs(10))
-        .await
-        .expect("published");
 }

@@ -18,7 +18,7 @@ fn observer() -> Observer {
 }
 
 fn config(params: ParamsUpdate) -> Input {
-    Input::Observer { message: ObserverMessage::Config(ConfigUpdate::new("ops", params)), seen_at: at(0) }
+    Input::Observer(ObserverMessage::Config(ConfigUpdate::new("ops", params)))
 }
 
 fn heartbeat(id: &str, secs: i64) -> Input {
@@ -31,7 +31,7 @@ fn heartbeat(id: &str, secs: i64) -> Input {
         at: at(secs),
         unsettled: vec![],
     };
-    Input::Observer { message: ObserverMessage::Heartbeat(heartbeat), seen_at: at(secs) }
+    Input::Observer(ObserverMessage::Heartbeat(heartbeat))
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn an_earlier_decision_of_this_observer_keeps_its_cooldown_after_a_restart() {
     assert_eq!(add.action, ScaleAction::Add);
 
     let mut restarted = observer();
-    let echo = Input::Observer { message: ObserverMessage::Report(Box::new(add.clone())), seen_at: at(0) };
+    let echo = Input::Observer(ObserverMessage::Report(Box::new(add.clone())));
     restarted.ingest(echo);
     restarted.ingest(Input::CaughtUp);
     let report = restarted.evaluate(at(5)).unwrap();
@@ -92,7 +92,7 @@ fn an_earlier_decision_of_this_observer_keeps_its_cooldown_after_a_restart() {
         },
         at(-600),
     );
-    other.ingest(Input::Observer { message: ObserverMessage::Report(Box::new(add)), seen_at: at(0) });
+    other.ingest(Input::Observer(ObserverMessage::Report(Box::new(add))));
     other.ingest(Input::CaughtUp);
     assert_eq!(other.evaluate(at(5)).unwrap().action, ScaleAction::Add);
 }

@@ -67,16 +67,12 @@ impl ExecutorPool {
         Ok((id, pid))
     }
 
-    pub fn manages(&self, executor_id: &str) -> bool {
+    pub(crate) fn manages(&self, executor_id: &str) -> bool {
         self.children.contains_key(executor_id)
     }
 
-    pub fn is_draining(&self, executor_id: &str) -> bool {
-        self.children.get(executor_id).is_some_and(|c| c.draining_since.is_some())
-    }
-
     /// Children started less than the start-up timeout ago that are not in `live` yet.
-    pub fn num_starting(&self, live: &HashSet<&str>) -> usize {
+    pub(crate) fn num_starting(&self, live: &HashSet<&str>) -> usize {
         let timeout = Duration::from_secs(self.settings.startup_timeout_secs);
         self.children
             .iter()
@@ -148,11 +144,7 @@ impl ExecutorPool {
         exits
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.children.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.children.is_empty()
     }
 }

@@ -1,8 +1,6 @@
 //! The closed loop on real components: jobs on the broker, executors as processes
 //! started and drained by the scaler, the observer deciding in between.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -11,7 +9,8 @@ use gitfaas_common::observer::{
     ObserverMessage, ObserverParams, ObserverReport, ScaleAction, ScalerAction, ScalerEvent, TargetStatistic,
 };
 use gitfaas_common::{JobEvent, JobId, JobStatus};
-use support::{sleep_job, sleep_repo, submit, Log, PoissonGaps, World};
+use gitfaas_tests::scaling::{sleep_job, submit, Log, PoissonGaps, Recorder, World};
+use gitfaas_tests::sleep_repo;
 use tokio_util::sync::CancellationToken;
 
 const JOB_SECS: f64 = 1.5;
@@ -72,7 +71,7 @@ fn load(
 
 /// Prints the observer's reports when dropped, also when the test fails.
 struct Timeline {
-    recorder: support::Recorder,
+    recorder: Recorder,
     origin: DateTime<Utc>,
 }
 
@@ -120,10 +119,10 @@ async fn a_step_of_load_adds_workers_and_when_it_ends_idle_ones_are_drained_with
     let world = World::new(4).await;
     let recorder = world.record(&[&world.topics().results, &world.topics().observer]).await;
     let repo = sleep_repo();
-    let settings = world.settings(params(), 1);
+    let settings = world.observer_settings(params(), 1);
     let stop = CancellationToken::new();
-    let observer = tokio::spawn(gitfaas_observer::run(settings.clone(), stop.clone().cancelled_owned()));
-    let scaler = tokio::spawn(gitfaas_observer::scaler::run(settings, stop.clone().cancelled_owned()));
+    let observer = tokio::spawn(gitfaas_observer::run(settings, stop.clone().cancelled_owned()));
+    let scaler = tokio::spawn(gitfaas_scaler::run(world.scaler_settings(1), stop.clone().cancelled_owned()));
 
     // the observer asks for its minimum by itself; warm the git cache and measure E[S]
     recorder

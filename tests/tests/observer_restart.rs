@@ -2,14 +2,13 @@
 //! messages, the backlog of jobs nobody started, the cooldown of its last action.
 //! Messages it cannot read are counted, never fatal.
 
-mod support;
-
 use std::time::Duration;
 
 use gitfaas_common::observer::{
     ConfigUpdate, ObserverMessage, ObserverParams, ObserverReport, ParamsUpdate, ScaleAction,
 };
-use support::{publish, publish_raw, sleep_job, submit, Log, Recorder, World};
+use gitfaas_tests::publish_raw;
+use gitfaas_tests::scaling::{publish, sleep_job, submit, Log, Recorder, World};
 use tokio_util::sync::CancellationToken;
 
 fn reports_since(log: &Log, skip: usize) -> impl Iterator<Item = &ObserverReport> {
@@ -24,7 +23,8 @@ async fn observe_until(world: &World, recorder: &Recorder, done: impl Fn(&Observ
     let skip = recorder.log.lock().unwrap().observer.len();
     let stop = CancellationToken::new();
     let params = ObserverParams { interval_secs: 1, ..ObserverParams::default() };
-    let observer = tokio::spawn(gitfaas_observer::run(world.settings(params, 2), stop.clone().cancelled_owned()));
+    let observer =
+        tokio::spawn(gitfaas_observer::run(world.observer_settings(params, 2), stop.clone().cancelled_owned()));
     let found = recorder
         .wait_for(Duration::from_secs(30), "a matching report", |log| {
             reports_since(log, skip).find(|r| done(r)).cloned()

@@ -1,5 +1,5 @@
-//! The scaler closes the loop on one machine: it reads the observer's reports and
-//! starts or drains executor processes so that their number follows
+//! gitfaas scaler: closes the loop on one machine. It reads the observer's reports
+//! and starts or drains executor processes so that their number follows
 //! `desired_workers`.
 //!
 //! - an `add` report: start executors until those live or starting reach
@@ -9,9 +9,14 @@
 //!   they finish their running jobs and exit 0). Nothing is ever killed to scale in;
 //! - on shutdown every executor it started is drained.
 //!
+//! [`run`] is the service: the reports consumer and the decisions above, which
+//! [`ExecutorPool`] (the processes) carries out; [`Settings`] is its configuration.
 //! What it did is published on the observer topic as [`ScalerEvent`]s. On Kumori
 //! the same reports would be applied by changing the executor role's `hsize`
 //! instead (see `paper/observer.md`).
+
+mod pool;
+mod settings;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,12 +31,13 @@ use gitfaas_common::observer::{
 use gitfaas_common::schema::SCHEMA_VERSION;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::{ExecutorPool, Exit};
-use crate::settings::{host_name, Settings};
+pub use crate::pool::{ExecutorPool, Exit};
+pub use crate::settings::{ScalerSettings, Settings};
 
 struct Scaler {
     id: String,
@@ -42,8 +48,8 @@ struct Scaler {
 
 /// Runs the scaler until `shutdown` completes, then drains its executors.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let scaler_settings = settings.scaler.clone().context("the scaler needs a `scaler` configuration section")?;
-    let id = scaler_settings.id.clone().unwrap_or_else(|| format!("scaler-{}", host_name()));
+    let id = settings.scaler_id();
+    let scaler_settings = settings.scaler.clone();
     anyhow::ensure!(
         scaler_settings.executor_bin.is_file(),
         "executor binary {} not found (cargo build -p gitfaas-executor)",
@@ -97,7 +103,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 /// was away is given again by the observer after its cooldown, if still needed.
 async fn reports_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = client_config(&settings.kafka)
-        .set("group.id", format!("{}-scaler", settings.observer.group_id))
+        .set("group.id", &settings.scaler.group_id)
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the scaler consumer")?;
@@ -176,7 +182,10 @@ impl Scaler {
             at: Utc::now(),
             action,
         };
-        if let Err(error) = crate::send(&self.producer, &self.topic, &ObserverMessage::Scaler(event)).await {
+        let message = ObserverMessage::Scaler(event);
+        let (key, payload) = (message.key(), message.encode());
+        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        if let Err((error, _)) = self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
             tracing::warn!(%error, "scaler event not published");
         }
     }

@@ -1,14 +1,13 @@
 //! Scale-in never kills a job: a drained executor finishes what it runs and
 //! exits 0, and what it had not started runs once, elsewhere.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::{JobEvent, JobStatus};
-use gitfaas_observer::pool::ExecutorPool;
-use support::{sleep_job, sleep_repo, submit, World};
+use gitfaas_scaler::ExecutorPool;
+use gitfaas_tests::scaling::{sleep_job, submit, World};
+use gitfaas_tests::sleep_repo;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn draining_a_busy_executor_lets_its_job_finish_once_and_the_queued_ones_run_elsewhere() {
@@ -16,7 +15,7 @@ async fn draining_a_busy_executor_lets_its_job_finish_once_and_the_queued_ones_r
     let recorder = world.record(&[&world.topics().results]).await;
     let producer = world.producer();
     let repo = sleep_repo();
-    let mut pool = ExecutorPool::new(world.scaler_settings(1));
+    let mut pool = ExecutorPool::new(world.pool_settings(1));
     let (first, _) = pool.start().expect("executor starts");
 
     let jobs: Vec<_> = (0..3).map(|n| sleep_job(&repo, n, 4.0)).collect();

@@ -1,13 +1,11 @@
-//! Harness of the observer's integration tests: the real broker, real executor
-//! processes (the `gitfaas-executor` binary, built beforehand), Docker, and the
-//! test `git daemon` that `scripts/test.sh` starts. Every test has its own topics
-//! and consumer groups.
-
-#![allow(dead_code)] // each test binary uses a different part of it
+//! The world of the observer and scaler tests: the real broker, real executor
+//! processes (the `gitfaas-executor` binary that `scripts/test.sh` builds), Docker
+//! and the test `git daemon`; the observer and the scaler run in-process. Every
+//! [`World`] has its own topics, consumer groups and scratch directory, and a
+//! [`Recorder`] reads what the services publish as it happens.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,40 +15,19 @@ use gitfaas_common::observer::{decode_observer_message, ObserverMessage, Observe
 use gitfaas_common::schema::decode_event;
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use gitfaas_common::{Job, JobEvent, JobSpec, Owner};
-use gitfaas_observer::settings::{ObserverSettings, ScalerSettings, Settings};
+use gitfaas_observer::ObserverSettings;
+use gitfaas_scaler::ScalerSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-pub fn brokers() -> String {
-    std::env::var("GITFAAS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+use crate::{config_dir, infra, kafka_settings, publish_raw, telemetry, unique, LOOPBACK_RANGES};
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
-}
-
-pub fn telemetry() {
-    static INIT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    INIT.get_or_init(|| {
-        let settings = TelemetrySettings { log_filter: "warn,gitfaas_observer=info".into(), ..Default::default() };
-        std::mem::forget(gitfaas_common::telemetry::init("gitfaas-observer-tests", &settings));
-    });
-}
-
-pub fn config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
-}
-
-/// The executor binary next to this test's own target directory (or `GITFAAS_EXECUTOR_BIN`).
+/// The executor binary of this build (`GITFAAS_BIN_DIR`, see [`infra::bin_dir`]).
 pub fn executor_bin() -> PathBuf {
-    let bin = std::env::var_os("GITFAAS_EXECUTOR_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join("gitfaas-executor")
-    });
+    let bin = infra::bin_dir().join("gitfaas-executor");
     assert!(bin.is_file(), "{} missing: run `cargo build -p gitfaas-executor` before these tests", bin.display());
     bin
 }
@@ -66,12 +43,7 @@ impl World {
     pub async fn new(partitions: i32) -> World {
         telemetry();
         let prefix = format!("{}.", unique("obs"));
-        let kafka = KafkaSettings {
-            brokers: brokers(),
-            topics: TopicSettings::prefixed(&prefix),
-            partitions,
-            client: Default::default(),
-        };
+        let kafka = KafkaSettings { partitions, ..kafka_settings(&prefix) };
         ensure_topics(&kafka).await.expect("topics created");
         let mut state = tempfile::Builder::new().prefix("gitfaas-observer-test-").tempdir().expect("tempdir");
         // GITFAAS_TEST_KEEP=1 keeps the executors' logs and work dirs for a look afterwards
@@ -79,7 +51,7 @@ impl World {
         World { prefix, kafka, state }
     }
 
-    pub fn state(&self) -> &Path {
+    fn state(&self) -> &Path {
         self.state.path()
     }
 
@@ -108,7 +80,7 @@ impl World {
     }
 
     /// What a `gitfaas-executor` started by the scaler needs to join this world.
-    pub fn executor_env(&self, slots: usize) -> BTreeMap<String, String> {
+    fn executor_env(&self, slots: usize) -> BTreeMap<String, String> {
         let t = self.topics();
         let state = self.state();
         [
@@ -121,7 +93,7 @@ impl World {
             ("GITFAAS__KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
             ("GITFAAS__EXECUTOR__GROUP_ID", format!("{}executors", self.prefix)),
             ("GITFAAS__EXECUTOR__SLOTS", slots.to_string()),
-            ("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", "127.0.0.0/8,::1".into()),
+            ("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", LOOPBACK_RANGES.into()),
             ("GITFAAS__EXECUTOR__WORK_DIR", state.join("work").display().to_string()),
             ("GITFAAS__EXECUTOR__CACHE_DIR", state.join("cache").display().to_string()),
             ("GITFAAS__EXECUTOR__SHUTDOWN_GRACE_SECS", "60".into()),
@@ -135,9 +107,11 @@ impl World {
         .collect()
     }
 
-    pub fn scaler_settings(&self, slots: usize) -> ScalerSettings {
+    /// The scaler's section: executors with `slots` slots each, in this world.
+    pub fn pool_settings(&self, slots: usize) -> ScalerSettings {
         ScalerSettings {
             id: Some(format!("{}scaler", self.prefix)),
+            group_id: format!("{}observer-scaler", self.prefix),
             executor_bin: executor_bin(),
             executor_id_prefix: format!("{}executor", self.prefix),
             log_dir: self.state().join("log"),
@@ -147,8 +121,17 @@ impl World {
         }
     }
 
-    pub fn settings(&self, params: ObserverParams, slots: usize) -> Settings {
-        Settings {
+    pub fn scaler_settings(&self, slots: usize) -> gitfaas_scaler::Settings {
+        gitfaas_scaler::Settings {
+            kafka: self.kafka.clone(),
+            telemetry: TelemetrySettings::default(),
+            scaler: self.pool_settings(slots),
+        }
+    }
+
+    /// An observer that assumes `slots` slots per executor until heartbeats tell.
+    pub fn observer_settings(&self, params: ObserverParams, slots: usize) -> gitfaas_observer::Settings {
+        gitfaas_observer::Settings {
             kafka: self.kafka.clone(),
             telemetry: TelemetrySettings::default(),
             observer: ObserverSettings {
@@ -161,7 +144,6 @@ impl World {
                 replay_timeout_secs: 20,
                 params,
             },
-            scaler: Some(self.scaler_settings(slots)),
         }
     }
 
@@ -207,18 +189,19 @@ impl World {
     }
 }
 
-#[derive(Default)]
-pub struct Log {
-    pub events: Vec<(DateTime<Utc>, JobEvent)>,
-    pub observer: Vec<(DateTime<Utc>, ObserverMessage)>,
-}
-
 impl Drop for World {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.report_failure();
         }
     }
+}
+
+/// What a [`Recorder`] read, each message with the time it was read.
+#[derive(Default)]
+pub struct Log {
+    pub events: Vec<(DateTime<Utc>, JobEvent)>,
+    pub observer: Vec<(DateTime<Utc>, ObserverMessage)>,
 }
 
 /// What was read so far; cheap to clone.
@@ -241,35 +224,7 @@ impl Recorder {
     }
 }
 
-/// A repository served by the test git daemon; returns its URL.
-pub fn git_repo(files: &[(&str, &str)]) -> String {
-    let root =
-        PathBuf::from(std::env::var("GITFAAS_TEST_GIT_ROOT").unwrap_or_else(|_| "/var/lib/gitfaas/test-repos".into()));
-    let url = std::env::var("GITFAAS_TEST_GIT_URL").unwrap_or_else(|_| "git://127.0.0.1:9419".into());
-    let name = unique("observer-repo");
-    let dir = root.join(&name);
-    std::fs::create_dir_all(&dir).expect("repo dir");
-    let git = |args: &[&str]| {
-        let out = Command::new("git").args(args).current_dir(&dir).output().expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    git(&["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        std::fs::write(dir.join(path), content).unwrap();
-    }
-    git(&["add", "."]);
-    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "function"]);
-    format!("{url}/{name}")
-}
-
-/// A python function that sleeps `input.secs` seconds.
-pub fn sleep_repo() -> String {
-    git_repo(&[
-        ("gitfaas.toml", "runtime = \"python\"\n"),
-        ("main.py", "import time\ndef main(data, credentials):\n    time.sleep(data['secs'])\n    return data['n']\n"),
-    ])
-}
-
+/// A job of [`crate::sleep_repo`] that sleeps `secs` and returns `n`.
 pub fn sleep_job(repo: &str, n: u32, secs: f64) -> Job {
     // through JSON, so that fields the schema gains later take their defaults
     let spec: JobSpec = serde_json::from_value(serde_json::json!({
@@ -287,19 +242,12 @@ pub fn sleep_job(repo: &str, n: u32, secs: f64) -> Job {
 /// Publishes a job on the jobs topic as the frontend would (key = job id).
 pub async fn submit(producer: &FutureProducer, topics: &TopicSettings, job: &Job) {
     let payload = serde_json::to_vec(job).unwrap();
-    let key = job.id.to_string();
-    let record = FutureRecord::to(&topics.jobs).key(&key).payload(&payload);
-    producer.send(record, Timeout::After(Duration::from_secs(10))).await.expect("job published");
+    publish_raw(producer, &topics.jobs, &job.id.to_string(), &payload).await;
 }
 
-/// Publishes raw bytes, for malformed-message cases.
-pub async fn publish_raw(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
-    let record = FutureRecord::to(topic).key(key).payload(payload);
-    producer.send(record, Timeout::After(Duration::from_secs(10))).await.expect("published");
-}
-
+/// Publishes a message on the observer topic under its key, as the services do.
 pub async fn publish(producer: &FutureProducer, topics: &TopicSettings, message: &ObserverMessage) {
-    gitfaas_observer::send(producer, &topics.observer, message).await.expect("observer message published");
+    publish_raw(producer, &topics.observer, &message.key(), &message.encode()).await;
 }
 
 /// Exponential gaps between arrivals (a Poisson stream), reproducible from `seed`.
