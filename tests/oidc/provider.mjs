@@ -88,7 +88,8 @@ function start(issuer, listenPort) {
 }
 
 start(issuerOverride ?? (port === 0 ? `http://${host}:0` : `http://${host}:${port}`), port);
-if (args['stdin-exit'] !== undefined) {
+// a bare flag parses to [name] with no value: test for the name, not its value
+if (Object.hasOwn(args, 'stdin-exit')) {
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
 }
