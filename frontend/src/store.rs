@@ -128,11 +128,6 @@ impl JobStore {
         self.client.get_async_pubsub().await
     }
 
-    /// Jobs admitted and not yet terminal.
-    pub async fn backlog(&self) -> redis::RedisResult<u64> {
-        self.redis.clone().scard(self.active_key()).await
-    }
-
     /// Records a job as queued, before it is published.
     pub async fn insert_queued(&self, job: &Job) -> redis::RedisResult<()> {
         let json = serde_json::to_string(job).expect("jobs serialise");
@@ -365,21 +360,29 @@ return 0
         self.redis.clone().del(format!("{}:idem:{subject}:{key}", self.prefix)).await
     }
 
-    /// Counts a request in the caller's fixed window; returns the seconds to wait
-    /// when over `max` requests per `window_secs`.
-    pub async fn rate_limit(&self, subject: &str, max: u64, window_secs: u64) -> redis::RedisResult<Option<u64>> {
+    /// A submission's two admission checks in one round trip: counts it against
+    /// the caller's fixed window (`retry_after`: the seconds to wait when over `max`
+    /// requests per `window_secs`) and reads the backlog.
+    pub async fn admission(&self, subject: &str, max: u64, window_secs: u64) -> redis::RedisResult<Admission> {
         let window = chrono::Utc::now().timestamp() as u64 / window_secs;
         let key = format!("{}:rate:{subject}:{window}", self.prefix);
-        let (count, _): (u64, bool) = redis::pipe()
+        let (count, _, backlog): (u64, bool, u64) = redis::pipe()
             .atomic()
             .incr(&key, 1)
             .expire(&key, window_secs as i64 + 1)
+            .scard(self.active_key())
             .query_async(&mut self.redis.clone())
             .await?;
-        if count <= max {
-            return Ok(None);
-        }
         let now = chrono::Utc::now().timestamp() as u64;
-        Ok(Some(((window + 1) * window_secs).saturating_sub(now).max(1)))
+        let retry_after = (count > max).then(|| ((window + 1) * window_secs).saturating_sub(now).max(1));
+        Ok(Admission { retry_after, backlog })
     }
+}
+
+/// What [`JobStore::admission`] found.
+pub struct Admission {
+    /// Seconds until the caller's window ends, when the caller is over its rate.
+    pub retry_after: Option<u64>,
+    /// Jobs admitted and not finished.
+    pub backlog: u64,
 }

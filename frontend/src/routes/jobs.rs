@@ -172,9 +172,9 @@ async fn enqueue(
     if !json_body {
         return Err(ApiError::UnsupportedMediaType);
     }
-    if let Some(wait) =
-        state.store.rate_limit(&caller.subject, settings.rate_limit.requests, settings.rate_limit.window_secs).await?
-    {
+    let admission =
+        state.store.admission(&caller.subject, settings.rate_limit.requests, settings.rate_limit.window_secs).await?;
+    if let Some(wait) = admission.retry_after {
         return Err(ApiError::RateLimited(wait));
     }
     let body = read_body(payload, settings.max_body_bytes).await?;
@@ -187,7 +187,7 @@ async fn enqueue(
             format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes),
         ));
     }
-    if state.store.backlog().await? >= settings.max_backlog {
+    if admission.backlog >= settings.max_backlog {
         return Err(ApiError::Overloaded(10));
     }
     let mut job = Job::new(caller.owner(), spec);
