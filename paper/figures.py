@@ -176,6 +176,7 @@ macros = {
     "GitSpeedup": f"{git['speedup']:.2f}",
 }
 with open(os.path.join(OUT, "numbers.tex"), "w") as f:
+    f.write("\\graphicspath{{%s/}}\n" % os.path.abspath(OUT))
     for k, v in macros.items():
         f.write(f"\\newcommand{{\\{k}}}{{{v}}}\n")
 print("numbers.tex", file=sys.stderr)

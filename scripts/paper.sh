@@ -14,7 +14,7 @@ PAPER="$ROOT/paper"
 OUT="$PAPER/build"
 VENV="$STATE_DIR/venv-paper"
 # the chapters, in order
-CHAPTERS=(gitfaas.md)
+CHAPTERS=(gitfaas.md observer.md rest.md)
 
 python_with_matplotlib() {
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
