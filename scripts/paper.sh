@@ -57,7 +57,7 @@ say "building paper/build/gitfaas.pdf (pandoc $(pandoc --version | head -1 | cut
 cd "$PAPER"
 pandoc "${CHAPTERS[@]}" metadata.yaml \
   --from markdown+raw_tex+pipe_tables+tex_math_dollars+implicit_figures \
-  --pdf-engine=pdflatex --number-sections --toc --toc-depth=2 \
+  --pdf-engine=pdflatex --number-sections --toc --toc-depth=1 \
   --resource-path="$OUT:$PAPER" --include-in-header="$PAPER/header.tex" --include-in-header="$OUT/numbers.tex" \
   -o "$OUT/gitfaas.pdf"
 pages=$(pdfinfo "$OUT/gitfaas.pdf" 2>/dev/null | awk '/^Pages:/ {print $2}' || true)
