@@ -169,6 +169,7 @@ macros = {
     "SubmitRate": f"{bench['submit']['submits_per_s']:.0f}",
     "ProduceRate": f"{bench['submit']['produce_per_s']:.0f}",
     "SubmitClients": str(bench["submit"]["clients"]),
+    "SubmitBytes": str(bench["submit"]["message_bytes"]),
     "RatioColdRun": f"{ratios['cold_e2e_p50_to_docker_run_p50']:.2f}",
     "RatioSubmit": f"{ratios['submit_rate_to_produce_rate']:.2f}",
     "RatioQueue": f"{ratios['queue_p50_to_broker_round_trip_p50']:.2f}",
