@@ -134,7 +134,7 @@ a1.annotate("partitions (cap)", (t[0], step["parameters"]["partitions"]), textco
             xytext=(0, 2), fontsize=6, color="grey")
 a1.set_ylabel("workers")
 a1.set_ylim(0, step["parameters"]["partitions"] + 1)
-a1.legend(fontsize=7, loc="lower right")
+a1.legend(fontsize=7, loc="lower center", ncol=2)
 a2.plot(t, [x["backlog"] for x in rep], marker="o", ms=3, label="backlog (jobs)", color="#2ca02c")
 a2b = a2.twinx()
 a2b.plot(t, [x["lambda"] for x in rep], marker="s", ms=3, label="λ measured (jobs/s)", color="#9467bd")
