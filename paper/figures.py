@@ -8,7 +8,8 @@ Inputs (paths relative to the repository root):
   bench/git.json             cargo run -p gitfaas-executor --release --bin bench-git
   paper/data/scaling-step.json  the observer's reports of one run of tests/tests/scaling.rs
                              (transcribed from paper/observer.md; the test writes no JSON)
-Every number drawn comes from one of these files; nothing is typed in here.
+Every number drawn comes from one of these files; nothing is typed in here. The architecture
+diagram is drawn here too (no data; the topic names come from config/base.yaml).
 Also writes OUT_DIR/numbers.tex: the figures' numbers as LaTeX macros, so the text can
 quote them from the same files.
 """
@@ -147,6 +148,76 @@ h1, l1 = a2.get_legend_handles_labels()
 h2, l2 = a2b.get_legend_handles_labels()
 a2.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
 save(fig, "step.pdf")
+
+
+# 5. The architecture (a diagram, no data): services, topics, stores; topic names from config/base.yaml.
+def base_topics():
+    topics, inside = {}, False
+    with open(os.path.join(ROOT, "config", "base.yaml")) as f:
+        for line in f:
+            if line.strip() == "topics:":
+                inside = True
+            elif inside and line.startswith("    ") and ":" in line:
+                k, v = line.strip().split(":", 1)
+                topics[k] = v.strip()
+            elif inside:
+                break
+    return topics
+
+
+topics = base_topics()
+fig, ax = plt.subplots(figsize=(7.2, 3.6))
+ax.set_xlim(-2, 101)
+ax.set_ylim(0, 52)
+ax.set_axis_off()
+
+
+def box(x, y, w, h, text, color, style="round,pad=0.4"):
+    ax.add_patch(matplotlib.patches.FancyBboxPatch((x, y), w, h, boxstyle=style, fc=color, ec="black", lw=0.8))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=7)
+
+
+def arrow(x1, y1, x2, y2, text="", dy=1.2):
+    ax.annotate("", (x2, y2), (x1, y1), arrowprops=dict(arrowstyle="->", lw=0.8))
+    if text:
+        ax.text((x1 + x2) / 2, (y1 + y2) / 2 + dy, text, ha="center", fontsize=6)
+
+
+svc, top, store = "#cfe2f3", "#fff2cc", "#e6e6e6"
+box(0, 36, 12, 8, "client\n(REST, web app)", store)
+box(24, 36, 13, 8, "frontend\n(actix-web)", svc)
+box(24, 22, 13, 7, "Redis\n(view of jobs)", store)
+box(0, 20, 12, 7, "Keycloak\n(OIDC issuer)", store)
+box(44, 40, 16, 6, topics.get("jobs", "jobs"), top, "square,pad=0.3")
+box(44, 28, 16, 6, topics.get("results", "results"), top, "square,pad=0.3")
+box(44, 16, 16, 6, topics.get("observer", "observer"), top, "square,pad=0.3")
+box(44, 4, 16, 6, topics.get("dead_letter", "dead-letter"), top, "square,pad=0.3")
+box(70, 34, 13, 10, "executor × N\n(slots, git2\nmirror cache)", svc)
+box(88, 34, 11, 10, "job\ncontainer\n(no network)", store)
+box(70, 14, 13, 8, "observer\n(M/M/c)", svc)
+box(86, 2, 13, 8, "scaler", svc)
+arrow(12.5, 40.5, 23.5, 40.5, "POST /v1/jobs")
+arrow(23.5, 38.5, 12.5, 38.5, "status, result", dy=-2.8)
+arrow(30.5, 35.5, 30.5, 29.5, "")
+arrow(12.5, 26, 23.5, 35.5, "")
+ax.text(15, 31, "JWKS", fontsize=6)
+arrow(37.5, 42, 43.5, 43, "publish")
+arrow(43.5, 31, 37.5, 38, "")
+ax.text(37, 33, "consume", fontsize=6)
+arrow(60.5, 43, 69.5, 41, "consume")
+arrow(69.5, 37, 60.5, 31, "")
+ax.text(61.5, 35.2, "started,\nfinished", fontsize=6)
+arrow(83.5, 39, 87.5, 39, "")
+arrow(69.5, 35, 60.5, 19, "")
+ax.text(63, 23.5, "heartbeats", fontsize=6, rotation=-58)
+arrow(69.5, 34.5, 60.5, 7, "after retries", dy=-6)
+arrow(60.5, 18, 69.5, 17, "")
+arrow(69.5, 19, 60.5, 20, "reports", dy=0.5)
+arrow(83.5, 14, 90, 10.5, "add/remove", dy=1.5)
+ax.annotate("", (76, 33.5), (92, 10.5), arrowprops=dict(arrowstyle="->", lw=0.8, ls="--"))
+ax.text(88, 22, "starts /\nSIGTERMs", fontsize=6)
+ax.text(52, 49, "Kafka topics", ha="center", fontsize=7, style="italic")
+save(fig, "architecture.pdf")
 
 
 # Numbers quoted in the text, from the same files.
