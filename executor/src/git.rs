@@ -133,20 +133,7 @@ impl GitCache {
         dest: &Path,
         token: Option<&str>,
     ) -> Result<String, GitError> {
-        let fetch_url = || {
-            let resolved = policy::resolve_checked(url.host(), url.port(), policy).map_err(|e| match e {
-                PolicyError::Unresolved(_) => GitError::Fetch(e.to_string()),
-                e => GitError::Refused(e),
-            })?;
-            Ok(match url.scheme() {
-                "git" => Remote { url: url.pinned_to(resolved[0].ip()), proxy: None },
-                _ => {
-                    let proxy = ConnectProxy::start(policy.clone()).map_err(cache_err)?;
-                    Remote { url: url.as_str().to_owned(), proxy: Some(proxy) }
-                }
-            })
-        };
-        self.checkout_from(url.as_str(), fetch_url, git_ref, dest, token)
+        self.checkout_from(url.as_str(), || checked_remote(url, policy), git_ref, dest, token)
     }
 
     /// Checks out from the mirror of `url`, fetching (from `remote()`) only when
@@ -159,6 +146,36 @@ impl GitCache {
         dest: &Path,
         token: Option<&str>,
     ) -> Result<String, GitError> {
+        let (repo, _lock) = self.open_locked(url, token)?;
+        let oid = self.resolve_in(&repo, url, remote, git_ref, token)?;
+        self.write_tree(&repo, oid, git_ref, dest)?;
+        Ok(oid.to_string())
+    }
+
+    /// [`GitCache::checkout_checked`] without the checkout: the commit `git_ref` names
+    /// now (fetched when the mirror lacks it), so that a job whose commit is already
+    /// checked out elsewhere (a warm sandbox) writes nothing.
+    pub fn resolve_checked(
+        &self,
+        url: &RepoUrl,
+        policy: &PolicySettings,
+        git_ref: &str,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
+        let (repo, _lock) = self.open_locked(url.as_str(), token)?;
+        let oid = self.resolve_in(&repo, url.as_str(), || checked_remote(url, policy), git_ref, token)?;
+        Ok(oid.to_string())
+    }
+
+    /// Checks out `sha` (a commit [`GitCache::resolve_checked`] returned) into `dest`.
+    pub fn checkout_commit(&self, url: &str, sha: &str, dest: &Path, token: Option<&str>) -> Result<(), GitError> {
+        let (repo, _lock) = self.open_locked(url, token)?;
+        let oid = full_sha(sha).ok_or_else(|| GitError::RefNotFound(sha.to_owned()))?;
+        self.write_tree(&repo, oid, sha, dest)
+    }
+
+    /// The mirror of `url`, opened (or created) under its exclusive lock.
+    fn open_locked(&self, url: &str, token: Option<&str>) -> Result<(Repository, File), GitError> {
         let path = self.mirror_path(url, token);
         let lock = File::options()
             .create(true)
@@ -167,40 +184,51 @@ impl GitCache {
             .open(path.with_extension("lock"))
             .map_err(cache_err)?;
         lock.lock().map_err(cache_err)?;
-
         let repo = match Repository::open_bare(&path) {
             Ok(repo) => repo,
             Err(_) => Repository::init_bare(&path).map_err(cache_err)?,
         };
-        let oid = match full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
-            Some(oid) => oid, // already cached: no network round trip
-            None => {
-                let fetched = remote().and_then(|remote| {
-                    let fetched = self.fetch(&repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
-                    let proxy = remote.proxy.as_ref();
-                    match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
-                        (Some(refusal), _) => Err(GitError::Refused(refusal)),
-                        (None, Some(why)) if fetched.is_err() => Err(GitError::Unreachable(why)),
-                        _ => fetched,
-                    }
-                });
-                fetched.inspect_err(|e| {
-                    // never keep an oversized mirror, nor a half-initialised one later jobs would trust
-                    let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
-                    if empty || matches!(e, GitError::TooLarge { .. }) {
-                        let _ = std::fs::remove_dir_all(&path);
-                    }
-                })?;
-                resolve(&repo, git_ref)?
+        Ok((repo, lock))
+    }
+
+    fn resolve_in(
+        &self,
+        repo: &Repository,
+        url: &str,
+        remote: impl FnOnce() -> Result<Remote, GitError>,
+        git_ref: &str,
+        token: Option<&str>,
+    ) -> Result<Oid, GitError> {
+        if let Some(oid) = full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
+            return Ok(oid); // already cached: no network round trip
+        }
+        let path = self.mirror_path(url, token);
+        let fetched = remote().and_then(|remote| {
+            let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
+            let proxy = remote.proxy.as_ref();
+            match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
+                (Some(refusal), _) => Err(GitError::Refused(refusal)),
+                (None, Some(why)) if fetched.is_err() => Err(GitError::Unreachable(why)),
+                _ => fetched,
             }
-        };
+        });
+        fetched.inspect_err(|e| {
+            // never keep an oversized mirror, nor a half-initialised one later jobs would trust
+            let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
+            if empty || matches!(e, GitError::TooLarge { .. }) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        })?;
+        resolve(repo, git_ref)
+    }
+
+    fn write_tree(&self, repo: &Repository, oid: Oid, git_ref: &str, dest: &Path) -> Result<(), GitError> {
         let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
         let tree = commit.tree().map_err(cache_err)?;
-        tree::check(&repo, &tree, &self.limits)?;
+        tree::check(repo, &tree, &self.limits)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);
-        repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)?;
-        Ok(oid.to_string())
+        repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)
     }
 
     fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
@@ -254,6 +282,22 @@ impl GitCache {
             Err(e) => Err(GitError::Fetch(e.message().to_owned())),
         }
     }
+}
+
+/// Where a checked URL is fetched from: a `git://` fetch connects to the checked
+/// address itself, an `http(s)://` fetch goes through a [`ConnectProxy`].
+fn checked_remote(url: &RepoUrl, policy: &PolicySettings) -> Result<Remote, GitError> {
+    let resolved = policy::resolve_checked(url.host(), url.port(), policy).map_err(|e| match e {
+        PolicyError::Unresolved(_) => GitError::Fetch(e.to_string()),
+        e => GitError::Refused(e),
+    })?;
+    Ok(match url.scheme() {
+        "git" => Remote { url: url.pinned_to(resolved[0].ip()), proxy: None },
+        _ => {
+            let proxy = ConnectProxy::start(policy.clone()).map_err(cache_err)?;
+            Remote { url: url.as_str().to_owned(), proxy: Some(proxy) }
+        }
+    })
 }
 
 /// Bytes used by the files below `path` (a mirror is small enough to walk).

@@ -100,14 +100,18 @@ pub struct Sandbox {
 }
 
 /// Keeps the last `cap` bytes written to it, and whether any were dropped.
-struct Tail {
+pub(crate) struct Tail {
     buf: Vec<u8>,
     cap: usize,
     dropped: bool,
 }
 
 impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { buf: Vec::new(), cap, dropped: false }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         let bytes = &bytes[bytes.len().saturating_sub(self.cap)..];
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > self.cap {
@@ -117,7 +121,7 @@ impl Tail {
         }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let marker = if self.dropped { "[gitfaas: earlier stderr truncated]\n" } else { "" };
         format!("{marker}{}", String::from_utf8_lossy(&self.buf))
     }
@@ -190,6 +194,70 @@ impl Sandbox {
 
     pub async fn image_exists(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()
+    }
+
+    pub(crate) fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    /// The image's id (its digest), or why it cannot be used.
+    pub(crate) async fn image_id(&self, image: &str) -> Result<String, SandboxError> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => inspect.id.ok_or_else(|| SandboxError::MissingImage(image.to_owned())),
+            Err(_) => Err(SandboxError::MissingImage(image.to_owned())),
+        }
+    }
+
+    /// Creates and starts a long-lived container (a warm sandbox) with the same
+    /// hardening as [`Sandbox::run`], its stdin kept open and an init process that
+    /// reaps what its runner kills; the caller drives its attached streams and
+    /// ends it with [`Sandbox::discard`].
+    pub(crate) async fn start_attached(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(String, bollard::container::AttachContainerResults), SandboxError> {
+        if spec.job_network {
+            self.create_network(spec).await?;
+        }
+        let mut config = self.container_config(spec);
+        config.stdin_once = Some(false);
+        if let Some(host) = config.host_config.as_mut() {
+            host.init = Some(true);
+        }
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let started = async {
+            let id = self.docker.create_container(Some(options), config).await?.id;
+            let attach =
+                AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
+            let io = self.docker.attach_container(&id, Some(attach)).await;
+            let io = match io {
+                Ok(io) => io,
+                Err(e) => {
+                    remove(&self.docker, &id).await;
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = self.docker.start_container(&id, None).await {
+                remove(&self.docker, &id).await;
+                return Err(e.into());
+            }
+            Ok((id, io))
+        };
+        let started = started.await;
+        if started.is_err() && spec.job_network {
+            let _ = self.docker.remove_network(&spec.name).await;
+        }
+        started
+    }
+
+    /// Removes a container [`Sandbox::start_attached`] started, and its network.
+    pub(crate) async fn discard(&self, id: &str, network: Option<&str>) {
+        remove(&self.docker, id).await;
+        if let Some(network) = network {
+            if let Err(error) = self.docker.remove_network(network).await {
+                tracing::warn!(%network, %error, "job network removal failed");
+            }
+        }
     }
 
     fn container_config(&self, spec: &SandboxSpec) -> ContainerCreateBody {
@@ -303,7 +371,7 @@ impl Sandbox {
         });
 
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail { buf: Vec::new(), cap: self.policy.stderr_tail_bytes, dropped: false };
+        let mut stderr = Tail::new(self.policy.stderr_tail_bytes);
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
         let mut output = io.output;
