@@ -140,26 +140,39 @@ impl JobRunner {
             Err(ending) => return ending,
         };
         let token = credentials.get(GIT_TOKEN);
+        let clock = std::time::Instant::now();
         let sha = match self.git_task(repo.clone(), spec.git_ref.clone(), None, token.clone()).await {
             Ok(sha) => sha,
             Err(ending) => return ending,
         };
-        *commit_sha = Some(sha.clone());
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
         let plan = |dir: &Path| {
             runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json())
         };
+        let resolved = clock.elapsed();
         let placed = self.place(job, &repo, &sha, token, plan).await;
         drop(credentials);
         let (launch, place) = match placed {
             Ok(placed) => placed,
             Err(ending) => return ending,
         };
+        *commit_sha = Some(sha); // checked out (now or for the warm sandbox)
         *warm = matches!(&place, Place::Warm(lease) if lease.warm);
+        let placed = clock.elapsed();
         let (ending, place) = self.run_placed(job, launch, place, cancel).await;
+        let ran = clock.elapsed();
         if let (Place::Warm(lease), Some(pool)) = (place, &self.warm) {
             pool.finish(*lease).await;
         }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            warm = *warm,
+            resolve_ms = ms(resolved),
+            place_ms = ms(placed - resolved),
+            run_ms = ms(ran - placed),
+            finish_ms = ms(clock.elapsed() - ran),
+            "attempt stages"
+        );
         ending
     }
 

@@ -464,6 +464,18 @@ impl Sandbox {
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
     }
 
+    /// (exit code, oom killed) of a container that is no longer running, without
+    /// waiting; `Ok((None, false))` for one still running.
+    pub(crate) async fn wait_exit_if_exited(&self, id: &str) -> Result<(Option<i64>, bool), SandboxError> {
+        let inspect = tokio::time::timeout(DOCKER_CALL_LIMIT, self.docker.inspect_container(id, None)).await;
+        let Ok(inspect) = inspect else { return Ok((None, false)) };
+        let state = inspect?.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Ok((None, false));
+        }
+        Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
+    }
+
     /// Networks left by a crashed executor go with its containers.
     async fn remove_orphan_networks(&self, label: &str) -> Result<(), SandboxError> {
         let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()

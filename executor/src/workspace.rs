@@ -34,11 +34,17 @@ impl Workspace {
     }
 
     /// Empties `input` (the executor wrote it) for the next invocation of a warm
-    /// sandbox; `output` is emptied by the sandbox's own runner, whose user wrote it.
+    /// sandbox, keeping the directory itself: it is what the container has mounted.
+    /// `output` is emptied by the sandbox's own runner, whose user wrote it.
     pub fn clear_input(&self) -> std::io::Result<()> {
-        let input = self.input();
-        std::fs::remove_dir_all(&input)?;
-        std::fs::create_dir(&input)?;
-        std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o755))
+        for entry in std::fs::read_dir(self.input())? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 }

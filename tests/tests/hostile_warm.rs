@@ -63,6 +63,7 @@ def look():
     return {
         'tmp': sorted(os.listdir('/tmp')),
         'output': sorted(os.listdir('/output')),
+        'input': os.path.isdir('/input'),
         'shm': sorted(os.listdir('/dev/shm')),
         'lingering': [p for p in procs if 'gitfaas-left-behind' in p],
         'state': list(STATE),
@@ -92,7 +93,7 @@ def main(d, c):
 "#;
 
 fn clean() -> Value {
-    json!({"tmp": [], "output": [], "shm": [], "lingering": [], "state": [], "patched": false, "env": null})
+    json!({"tmp": [], "output": [], "input": true, "shm": [], "lingering": [], "state": [], "patched": false, "env": null})
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -57,8 +57,13 @@ impl WarmContainer {
         Ok(Self { id, network, input: io.input, output: io.output, buf: Vec::new(), workspace })
     }
 
+    /// Removes the container while still reading its output: the engine does not
+    /// complete a kill while the attach stream of a flooding runner is full.
     pub async fn remove(self, sandbox: &Sandbox) {
-        sandbox.discard(&self.id, self.network.as_deref()).await;
+        let Self { id, network, mut output, .. } = self;
+        let drainer = tokio::spawn(async move { while output.next().await.is_some() {} });
+        sandbox.discard(&id, network.as_deref()).await;
+        drainer.abort();
     }
 
     /// Runs one invocation: `request` is what a cold runner reads on stdin.
@@ -106,6 +111,11 @@ impl WarmContainer {
                         }
                         None => {
                             tracing::warn!(container = %self.id, "warm runner ended or broke its protocol");
+                            // the container itself died (e.g. the whole sandbox was out of memory): Docker says how
+                            if let Ok((code, oom)) = sandbox.wait_exit_if_exited(&self.id).await {
+                                outcome.exit_code = code;
+                                outcome.oom_killed = oom;
+                            }
                             break;
                         }
                     },
