@@ -266,8 +266,11 @@ impl JobRunner {
                 return (Ending::infrastructure(format!("executor could not empty the input: {e}")), place);
             }
         }
-        if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
-            return (Ending::failed(JobStatus::Failed, e.to_string()), place);
+        // (building the download client loads the TLS roots: not for a job without sources)
+        if !spec.sources.is_empty() {
+            if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
+                return (Ending::failed(JobStatus::Failed, e.to_string()), place);
+            }
         }
         if cancel.is_cancelled() {
             return (Ending::failed(JobStatus::Cancelled, "cancelled before it ran"), place);

@@ -165,6 +165,8 @@ async fn remove(docker: &Docker, id: &str) {
     let removal = docker.remove_container(id, Some(options));
     match tokio::time::timeout(DOCKER_CALL_LIMIT, removal).await {
         Ok(Ok(())) => {}
+        // gone already, or being removed: a warm container the engine removes itself
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. })) => {}
         Ok(Err(error)) => tracing::warn!(container = %id, %error, "container removal failed"),
         Err(_) => {
             // finish in the background: the job's result must not wait on a wedged engine
@@ -209,8 +211,8 @@ impl Sandbox {
     }
 
     /// Creates and starts a long-lived container (a warm sandbox) with the same
-    /// hardening as [`Sandbox::run`], its stdin kept open and an init process that
-    /// reaps what its runner kills; the caller drives its attached streams and
+    /// hardening as [`Sandbox::run`] and an init process that reaps what its runner
+    /// kills; the caller drives its attached streams and
     /// ends it with [`Sandbox::discard`].
     pub(crate) async fn start_attached(
         &self,
@@ -220,9 +222,12 @@ impl Sandbox {
             self.create_network(spec).await?;
         }
         let mut config = self.container_config(spec);
-        config.stdin_once = Some(false);
         if let Some(host) = config.host_config.as_mut() {
             host.init = Some(true);
+            // stdin closes when the executor's attach ends (stdin_once), the runner
+            // exits on that, and the engine removes the container: a warm container
+            // does not outlive an executor that died without removing it
+            host.auto_remove = Some(true);
         }
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let started = async {

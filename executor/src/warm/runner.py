@@ -9,6 +9,8 @@
 # killed; /tmp, /dev/shm, /dev/mqueue and System V IPC are emptied after each
 # invocation and, with /output, before each one.
 import ctypes
+import importlib.util
+import inspect
 import io
 import json
 import os
@@ -20,7 +22,10 @@ import subprocess
 import sys
 import traceback
 
-CODE_DIR, ENTRY, COLD = sys.argv[1], sys.argv[2], sys.argv[3]
+CODE_DIR, ENTRY = sys.argv[1], sys.argv[2]
+# compiled once; what it imports (importlib.util, inspect, json, traceback) is loaded
+# here, before any fork, so an invocation starts at the import of the function itself
+COLD = compile(sys.argv[3], "<string>", "exec")
 SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"]
 CHUNK = 65536
 libc = ctypes.CDLL(None, use_errno=True)
@@ -146,7 +151,7 @@ def child(request, out_w, err_w):
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
         sys.argv = ["-c", CODE_DIR, ENTRY]
         try:
-            exec(compile(COLD, "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            exec(COLD, {"__name__": "__main__", "__builtins__": __builtins__})
             code = 0
         except SystemExit as end:
             if end.code is None:
