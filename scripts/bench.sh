@@ -2,11 +2,15 @@
 # The benchmark command: starts the local stack from a release build (scripts/stack.sh up),
 # then measures it against its floors in one run (gitfaas-bench) and writes bench/results.json
 # (figures of parts not measured in this run are kept from the last one).
-#   scripts/bench.sh [all|floors|cold|warm|burst|submit] [--runs N] [--burst N] [--out FILE]
+#   scripts/bench.sh [all|floors|cold|warm|burst|submit] [--runs N] [--burst N] [--clients N] [--out FILE]
 #   GITFAAS_BENCH_EXECUTORS=2 scripts/bench.sh burst   a second executor (executor-2) joins for the run
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export GITFAAS_PROFILE=release
+# the bench's own stack: a burst is more submissions than a user's default rate limit allows,
+# and each executor gets enough slots for the burst's clients (GITFAAS_BENCH_SLOTS, default 8)
+export GITFAAS__FRONTEND__RATE_LIMIT__REQUESTS=1000000
+export GITFAAS__EXECUTOR__SLOTS="${GITFAAS_BENCH_SLOTS:-8}"
 EXECUTORS="${GITFAAS_BENCH_EXECUTORS:-1}"
 export GITFAAS_BENCH_EXECUTORS="$EXECUTORS"
 # services of an earlier `stack.sh up` may be debug builds: start them again from release

@@ -24,6 +24,7 @@ struct Args {
     image: String,
     runs: usize,
     burst: usize,
+    clients: usize,
     out: String,
 }
 
@@ -37,6 +38,7 @@ fn args() -> anyhow::Result<Args> {
         image: "gitfaas/python:bookworm".into(),
         runs: 20,
         burst: 500,
+        clients: 6,
         out: "bench/results.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -54,8 +56,11 @@ fn args() -> anyhow::Result<Args> {
             "--image" => args.image = value,
             "--runs" => args.runs = value.parse()?,
             "--burst" => args.burst = value.parse()?,
+            "--clients" => args.clients = value.parse()?,
             "--out" => args.out = value,
-            _ => bail!("unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --burst, --out)"),
+            _ => bail!(
+                "unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --burst, --clients, --out)"
+            ),
         }
     }
     if !matches!(args.what.as_str(), "all" | "floors" | "cold" | "warm" | "burst" | "submit") {
@@ -145,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         warm_report(&api, runs.max(50), rtt.p50, &mut report).await?;
     }
     if wants("burst") {
-        burst_report(&api, args.burst, &mut report).await?;
+        burst_report(&api, args.burst, args.clients.max(1), &mut report).await?;
     }
     if wants("submit") {
         let clients = 8;
@@ -193,9 +198,9 @@ async fn warm_report(api: &jobs::Api, runs: usize, rtt_p50: f64, report: &mut Va
 }
 
 /// A burst of jobs of one function from concurrent clients, against 200 jobs/s.
-async fn burst_report(api: &jobs::Api, total: usize, report: &mut Value) -> anyhow::Result<()> {
+async fn burst_report(api: &jobs::Api, total: usize, clients: usize, report: &mut Value) -> anyhow::Result<()> {
     let executors: usize = std::env::var("GITFAAS_BENCH_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
-    let burst = api.burst(total, 16).await.context("burst")?;
+    let burst = api.burst(total, clients).await.context("burst")?;
     println!(
         "{:<44} {:>8.1} /s  (warm hit rate {:.2})",
         format!("burst: {} jobs, {} clients, {executors} executor(s)", burst.jobs, burst.clients),

@@ -91,7 +91,8 @@ impl Api {
             let response = self.client.get(url).bearer_auth(&self.token).send().await?;
             match response.status().as_u16() {
                 200 => return Ok(response.json().await?),
-                202 | 404 | 408 => continue,
+                // 409: not finished within the wait
+                202 | 404 | 408 | 409 => continue,
                 other => bail!("result of {id} answered {other}"),
             }
         }

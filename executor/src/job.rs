@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
+use crate::refs::SharedResolutions;
 use crate::runtime::{self, Launch, ManifestError, Offer};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
@@ -33,6 +34,8 @@ pub struct JobRunner {
     pub sandbox: Sandbox,
     /// Warm sandboxes; `None` when `executor.warm.enabled` is off.
     pub warm: Option<Arc<WarmPool>>,
+    /// Ref resolutions shared by the jobs submitted before they started.
+    pub refs: SharedResolutions,
 }
 
 /// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container.
@@ -141,7 +144,9 @@ impl JobRunner {
         };
         let token = credentials.get(GIT_TOKEN);
         let clock = std::time::Instant::now();
-        let sha = match self.git_task(repo.clone(), spec.git_ref.clone(), None, token.clone()).await {
+        let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
+        let resolve = || self.git_task(repo.clone(), spec.git_ref.clone(), None, token.clone());
+        let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).await {
             Ok(sha) => sha,
             Err(ending) => return ending,
         };

@@ -3,7 +3,8 @@
 //!
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
-//! - [`git`]: the bare-mirror cache and per-job checkouts;
+//! - [`git`]: the bare-mirror cache and per-job checkouts; `refs`: ref resolutions
+//!   shared by the jobs submitted before they started;
 //! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
@@ -24,6 +25,7 @@ pub mod job;
 pub mod offsets;
 pub mod peers;
 pub mod rebalance;
+mod refs;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
@@ -122,7 +124,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     Ok(Arc::new(Worker {
         consumer: Arc::new(consumer),
         producer,
-        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox, warm }),
+        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox, warm, refs: Default::default() }),
         topics: settings.kafka.topics.clone(),
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
