@@ -29,6 +29,7 @@ mod refs;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
+mod tail;
 pub mod tree;
 pub mod warm;
 pub mod worker;

@@ -24,6 +24,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::tail::Tail;
+
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
 pub const JOB_LABEL: &str = "io.gitfaas.job";
@@ -97,34 +99,6 @@ pub struct SandboxOutcome {
 pub struct Sandbox {
     docker: Docker,
     policy: SandboxPolicy,
-}
-
-/// Keeps the last `cap` bytes written to it, and whether any were dropped.
-pub(crate) struct Tail {
-    buf: Vec<u8>,
-    cap: usize,
-    dropped: bool,
-}
-
-impl Tail {
-    pub(crate) fn new(cap: usize) -> Self {
-        Self { buf: Vec::new(), cap, dropped: false }
-    }
-
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[bytes.len().saturating_sub(self.cap)..];
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > self.cap {
-            let excess = self.buf.len() - self.cap;
-            self.buf.drain(..excess);
-            self.dropped = true;
-        }
-    }
-
-    pub(crate) fn text(&self) -> String {
-        let marker = if self.dropped { "[gitfaas: earlier stderr truncated]\n" } else { "" };
-        format!("{marker}{}", String::from_utf8_lossy(&self.buf))
-    }
 }
 
 /// The marker appended to the stderr tail of a job stopped for too much output.

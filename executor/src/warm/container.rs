@@ -13,7 +13,8 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, Tail, STDOUT_CAP_MARKER};
+use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
+use crate::tail::Tail;
 use crate::workspace::Workspace;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
