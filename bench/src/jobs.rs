@@ -35,7 +35,7 @@ pub struct JobFigures {
 }
 
 impl Api {
-    fn body(&self, n: usize) -> Value {
+    pub fn body(&self, n: usize) -> Value {
         json!({"repo": self.repo, "ref": "main", "input": {"name": format!("bench-{n}"), "text": "to be or not to be"}})
     }
 

@@ -2,11 +2,12 @@
 //! its floors, in one run, and writes `bench/results.json` and a table. Every job
 //! figure is also given as a ratio to its floor, since absolute times on a shared
 //! 2-core machine are noisy. `scripts/bench.sh` starts the stack (release build)
-//! and runs it: `scripts/bench.sh [all|floors|cold|submit]`.
+//! and runs it: `scripts/bench.sh [all|floors|cold|warm|burst|submit]`.
 
 mod floors;
 mod jobs;
 mod stats;
+mod warm;
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ struct Args {
     repo: String,
     image: String,
     runs: usize,
+    burst: usize,
+    clients: usize,
     out: String,
 }
 
@@ -34,6 +37,8 @@ fn args() -> anyhow::Result<Args> {
         repo: "git://127.0.0.1:9418/hello-python".into(),
         image: "gitfaas/python:bookworm".into(),
         runs: 20,
+        burst: 500,
+        clients: 6,
         out: "bench/results.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -50,12 +55,16 @@ fn args() -> anyhow::Result<Args> {
             "--repo" => args.repo = value,
             "--image" => args.image = value,
             "--runs" => args.runs = value.parse()?,
+            "--burst" => args.burst = value.parse()?,
+            "--clients" => args.clients = value.parse()?,
             "--out" => args.out = value,
-            _ => bail!("unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --out)"),
+            _ => bail!(
+                "unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --burst, --clients, --out)"
+            ),
         }
     }
-    if !matches!(args.what.as_str(), "all" | "floors" | "cold" | "submit") {
-        bail!("what to measure: all | floors | cold | submit");
+    if !matches!(args.what.as_str(), "all" | "floors" | "cold" | "warm" | "burst" | "submit") {
+        bail!("what to measure: all | floors | cold | warm | burst | submit");
     }
     Ok(args)
 }
@@ -74,19 +83,27 @@ async fn main() -> anyhow::Result<()> {
         client: Default::default(),
     };
     let wants = |part: &str| args.what == "all" || args.what == part;
-    let mut report = json!({
-        "version": 1,
-        "at": chrono::Utc::now(),
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
-    });
+    // the parts not measured in this run keep their figures of the last one
+    let mut report: Value = std::fs::read(&args.out)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    for (key, value) in [
+        ("version", json!(1)),
+        ("at", json!(chrono::Utc::now())),
+        ("cores", json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))),
+        ("profile", json!(if cfg!(debug_assertions) { "debug" } else { "release" })),
+    ] {
+        report[key] = value;
+    }
     let runs = args.runs.max(1);
     let rtt = floors::broker_round_trip(&kafka, 200, 600).await.context("broker round trip")?;
     println!(
         "{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms",
         "floor: broker produce→consume", rtt.p50, rtt.p95, rtt.p99
     );
-    report["floors"] = json!({"broker_round_trip_ms": rtt});
+    report["floors"]["broker_round_trip_ms"] = json!(rtt);
     let mut docker_run_p50 = None;
     if wants("floors") || wants("cold") {
         let run = floors::docker_run(&args.image, runs.min(10))?;
@@ -106,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         repo: args.repo.clone(),
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
     };
-    if (wants("cold") || wants("submit")) && api.token.is_empty() {
+    if (wants("cold") || wants("warm") || wants("burst") || wants("submit")) && api.token.is_empty() {
         bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
     }
     if wants("cold") {
@@ -129,6 +146,12 @@ async fn main() -> anyhow::Result<()> {
             "ratio: cold e2e p50 / docker run p50", report["ratios"]["cold_e2e_p50_to_docker_run_p50"]
         );
     }
+    if wants("warm") {
+        warm_report(&api, runs.max(50), rtt.p50, &mut report).await?;
+    }
+    if wants("burst") {
+        burst_report(&api, args.burst, args.clients.max(1), &mut report).await?;
+    }
     if wants("submit") {
         let clients = 8;
         let (submits, size) = api.submit_rate(clients, 400).await.context("submit rate")?;
@@ -145,5 +168,50 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", args.out))?;
     println!("written to {}", args.out);
+    Ok(())
+}
+
+fn print_split(name: &str, s: &stats::Summary) {
+    println!("{name:<44} p50 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms", s.p50, s.p95, s.p99);
+}
+
+/// Sequential jobs of one function served warm, against 2 × the broker round trip + 5 ms.
+async fn warm_report(api: &jobs::Api, runs: usize, rtt_p50: f64, report: &mut Value) -> anyhow::Result<()> {
+    let warm = api.warm_jobs(runs, 3).await.context("warm jobs")?;
+    let j = &warm.jobs;
+    print_split("warm job e2e (Prefer: wait, else long-poll)", &j.e2e_ms);
+    print_split("  queue (submitted → started)", &j.queue_ms);
+    print_split("  run (started → finished)", &j.run_ms);
+    print_split("  result visible (finished → client)", &j.result_visible_ms);
+    let floor = 2.0 * rtt_p50 + 5.0;
+    report["ratios"]["warm_e2e_p50_to_2_round_trips_plus_5ms"] = ratio(j.e2e_ms.p50, floor);
+    report["ratios"]["warm_e2e_p99_to_p50"] = ratio(j.e2e_ms.p99, j.e2e_ms.p50);
+    report["ratios"]["warm_hit_rate"] = json!(warm.warm_hit_rate);
+    println!("{:<44} {:.2}", "warm hit rate", warm.warm_hit_rate);
+    println!(
+        "{:<44} {}",
+        "ratio: warm e2e p50 / (2 rtt + 5 ms)", report["ratios"]["warm_e2e_p50_to_2_round_trips_plus_5ms"]
+    );
+    println!("{:<44} {}", "ratio: warm e2e p99 / p50", report["ratios"]["warm_e2e_p99_to_p50"]);
+    report["warm_job"] = json!(warm);
+    Ok(())
+}
+
+/// A burst of jobs of one function from concurrent clients, against 200 jobs/s.
+async fn burst_report(api: &jobs::Api, total: usize, clients: usize, report: &mut Value) -> anyhow::Result<()> {
+    let executors: usize = std::env::var("GITFAAS_BENCH_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+    let burst = api.burst(total, clients).await.context("burst")?;
+    println!(
+        "{:<44} {:>8.1} /s  (warm hit rate {:.2})",
+        format!("burst: {} jobs, {} clients, {executors} executor(s)", burst.jobs, burst.clients),
+        burst.jobs_per_s,
+        burst.warm_hit_rate
+    );
+    print_split("  e2e per job", &burst.e2e_ms);
+    print_split("  queue", &burst.queue_ms);
+    print_split("  run", &burst.run_ms);
+    let key = format!("burst_{executors}_executor");
+    report["ratios"][format!("{key}_jobs_per_s_to_200")] = ratio(burst.jobs_per_s, 200.0);
+    report[key] = json!({"executors": executors, "figures": burst});
     Ok(())
 }

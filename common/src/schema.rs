@@ -250,6 +250,10 @@ pub struct JobResult {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: DateTime<Utc>,
     pub timings: Timings,
+    /// The function ran in a warm sandbox (one that had served its function
+    /// before), not in a container started for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
 }
 
 impl JobResult {
@@ -281,6 +285,7 @@ impl JobResult {
             started_at: None,
             finished_at: now,
             timings: Timings::between(submitted_at, None, now),
+            warm: false,
         }
     }
 }

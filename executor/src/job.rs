@@ -12,38 +12,45 @@ use gitfaas_common::{Job, JobResult, JobStatus, Timings};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
-use crate::runtime::{self, Launch, Offer};
+use crate::refs::SharedResolutions;
+use crate::runtime::{self, Launch, ManifestError, Offer};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
+use crate::warm::{self, Lease, WarmPool};
+use crate::workspace::Workspace;
 use gitfaas_common::policy::{PolicyError, RepoUrl};
 
 const CODE_MOUNT: &str = "/code";
-
-/// The job's directories on the host; removed when dropped.
-struct Workspace(tempfile::TempDir);
-
-impl Workspace {
-    fn code(&self) -> PathBuf {
-        self.0.path().join("code")
-    }
-    fn input(&self) -> PathBuf {
-        self.0.path().join("input")
-    }
-    fn output(&self) -> PathBuf {
-        self.0.path().join("output")
-    }
-}
 
 pub struct JobRunner {
     pub executor_id: String,
     pub settings: ExecutorSettings,
     pub git: Arc<GitCache>,
     pub sandbox: Sandbox,
+    /// Warm sandboxes; `None` when `executor.warm.enabled` is off.
+    pub warm: Option<Arc<WarmPool>>,
+    /// Ref resolutions shared by the jobs submitted before they started.
+    pub refs: SharedResolutions,
+}
+
+/// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container.
+enum Place {
+    Warm(Box<Lease>),
+    Cold(Workspace),
+}
+
+impl Place {
+    fn workspace(&self) -> &Workspace {
+        match self {
+            Place::Warm(lease) => lease.workspace(),
+            Place::Cold(workspace) => workspace,
+        }
+    }
 }
 
 /// How an attempt ended before it produced a result value.
@@ -83,8 +90,8 @@ impl JobRunner {
         started_at: DateTime<Utc>,
         cancel: &CancellationToken,
     ) -> RunOutcome {
-        let mut commit_sha = None;
-        let ending = self.attempt(job, &mut commit_sha, cancel).await;
+        let (mut commit_sha, mut warm) = (None, false);
+        let ending = self.attempt(job, &mut commit_sha, &mut warm, cancel).await;
         let finished_at = Utc::now();
         let infrastructure_failure = ending.infrastructure;
         let result = JobResult {
@@ -103,11 +110,18 @@ impl JobRunner {
             started_at: Some(started_at),
             finished_at,
             timings: Timings::between(job.submitted_at, Some(started_at), finished_at),
+            warm,
         };
         RunOutcome { result, infrastructure_failure }
     }
 
-    async fn attempt(&self, job: &Job, commit_sha: &mut Option<String>, cancel: &CancellationToken) -> Ending {
+    async fn attempt(
+        &self,
+        job: &Job,
+        commit_sha: &mut Option<String>,
+        warm: &mut bool,
+        cancel: &CancellationToken,
+    ) -> Ending {
         let spec = &job.spec;
         let policy = &self.settings.policy;
         let repo = match RepoUrl::parse(&spec.repo, policy) {
@@ -128,46 +142,157 @@ impl JobRunner {
             Ok(credentials) => credentials,
             Err(ending) => return ending,
         };
-        let dirs = match self.workspace() {
-            Ok(dirs) => dirs,
-            Err(e) => return Ending::infrastructure(format!("executor could not create a workspace: {e}")),
-        };
-        let checkout = dirs.code();
-        let (git, git_ref, policy) = (self.git.clone(), spec.git_ref.clone(), policy.clone());
         let token = credentials.get(GIT_TOKEN);
+        let clock = std::time::Instant::now();
+        let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
+        let resolve = || self.git_task(repo.clone(), spec.git_ref.clone(), None, token.clone());
+        let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).await {
+            Ok(sha) => sha,
+            Err(ending) => return ending,
+        };
+        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
+        let plan = |dir: &Path| {
+            runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json())
+        };
+        let resolved = clock.elapsed();
+        let placed = self.place(job, &repo, &sha, token, plan).await;
+        drop(credentials);
+        let (launch, place) = match placed {
+            Ok(placed) => placed,
+            Err(ending) => return ending,
+        };
+        *commit_sha = Some(sha); // checked out (now or for the warm sandbox)
+        *warm = matches!(&place, Place::Warm(lease) if lease.warm);
+        let placed = clock.elapsed();
+        let (ending, place) = self.run_placed(job, launch, place, cancel).await;
+        let ran = clock.elapsed();
+        if let (Place::Warm(lease), Some(pool)) = (place, &self.warm) {
+            pool.finish(*lease).await;
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            warm = *warm,
+            resolve_ms = ms(resolved),
+            place_ms = ms(placed - resolved),
+            run_ms = ms(ran - placed),
+            finish_ms = ms(clock.elapsed() - ran),
+            "attempt stages"
+        );
+        ending
+    }
+
+    /// Runs a git step on a blocking thread: with `checkout` `None`, resolves
+    /// `git_ref` to a commit (fetching when the mirror lacks it or the ref may have
+    /// moved); with `Some(dir)`, checks the commit `git_ref` out there.
+    async fn git_task(
+        &self,
+        repo: RepoUrl,
+        git_ref: String,
+        checkout: Option<PathBuf>,
+        token: Option<zeroize::Zeroizing<String>>,
+    ) -> Result<String, Ending> {
+        let (git, policy) = (self.git.clone(), self.settings.policy.clone());
         let fetched = tokio::task::spawn_blocking(move || {
-            git.checkout_checked(&repo, &policy, &git_ref, &checkout, token.as_deref().map(|t| t.as_str()))
+            let token = token.as_deref().map(|t| t.as_str());
+            match checkout {
+                None => git.resolve_checked(&repo, &policy, &git_ref, token),
+                Some(dir) => git.checkout_commit(repo.as_str(), &git_ref, &dir, token).map(|()| git_ref),
+            }
         })
         .await;
         match fetched {
-            Ok(Ok(sha)) => *commit_sha = Some(sha),
-            Ok(Err(e)) if e.is_infrastructure() => return Ending::infrastructure(e.to_string()),
-            Ok(Err(e)) if e.is_policy() => return Ending::failed(JobStatus::Rejected, e.to_string()),
-            Ok(Err(e)) => return Ending::failed(JobStatus::Failed, e.to_string()),
-            Err(e) => return Ending::infrastructure(format!("checkout task failed: {e}")),
+            Ok(Ok(sha)) => Ok(sha),
+            Ok(Err(e)) if e.is_infrastructure() => Err(Ending::infrastructure(e.to_string())),
+            Ok(Err(e)) if e.is_policy() => Err(Ending::failed(JobStatus::Rejected, e.to_string())),
+            Ok(Err(e)) => Err(Ending::failed(JobStatus::Failed, e.to_string())),
+            Err(e) => Err(Ending::infrastructure(format!("checkout task failed: {e}"))),
         }
-        if let Err(e) = data::download(&spec.sources, &dirs.input(), limits, &self.settings.policy).await {
-            return Ending::failed(JobStatus::Failed, e.to_string());
+    }
+
+    /// The plan and the place of the run: an idle warm sandbox of the same key
+    /// (nothing written), else a fresh checkout — in a new warm sandbox when the
+    /// runtime is served warm and the pool has room, else for a cold container.
+    async fn place(
+        &self,
+        job: &Job,
+        repo: &RepoUrl,
+        sha: &str,
+        token: Option<zeroize::Zeroizing<String>>,
+        plan: impl Fn(&Path) -> Result<Launch, ManifestError>,
+    ) -> Result<(Launch, Place), Ending> {
+        let owner = &job.owner.subject;
+        let (resources, network) = (&job.spec.resources, self.settings.job_network);
+        if let Some(pool) = &self.warm {
+            // the same commit has the same manifest: plan from the warm checkout
+            if let Some(launch) = pool.code_dir_of(owner, sha).and_then(|code| plan(&code).ok()) {
+                if let Ok(key) = pool.key(owner, sha, &launch, resources, network).await {
+                    if let Some(lease) = pool.take(&key) {
+                        return Ok((launch, Place::Warm(Box::new(lease))));
+                    }
+                }
+            }
+        }
+        let workspace = Workspace::create(&self.settings.work_dir)
+            .map_err(|e| Ending::infrastructure(format!("executor could not create a workspace: {e}")))?;
+        self.git_task(repo.clone(), sha.to_owned(), Some(workspace.code()), token).await?;
+        let launch = plan(&workspace.code()).map_err(|e| Ending::failed(JobStatus::Rejected, e.to_string()))?;
+        let Some((pool, command)) = self.warm.as_ref().zip(warm::warm_command(&launch.runtime, &launch.command)) else {
+            return Ok((launch, Place::Cold(workspace)));
+        };
+        let key = match pool.key(owner, sha, &launch, resources, network).await {
+            Ok(key) => key,
+            Err(e @ SandboxError::MissingImage(_)) => return Err(Ending::failed(JobStatus::Rejected, e.to_string())),
+            Err(e) => return Err(Ending::infrastructure(format!("sandbox error: {e}"))),
+        };
+        let mut spec = self.sandbox_spec(job, launch.clone(), &workspace, "warm");
+        spec.command = command;
+        spec.labels.insert(warm::WARM_LABEL.to_owned(), "true".to_owned());
+        spec.labels.insert(warm::OWNER_LABEL.to_owned(), warm::owner_digest(owner));
+        match pool.start(key, &spec, workspace).await {
+            Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
+            Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace))),
+            Err(e) => Err(Ending::infrastructure(format!("sandbox error: {e}"))),
+        }
+    }
+
+    /// Downloads the sources, runs the function where it was placed and uploads
+    /// the sinks; hands the place back for the warm sandbox to be finished.
+    async fn run_placed(
+        &self,
+        job: &Job,
+        launch: Launch,
+        mut place: Place,
+        cancel: &CancellationToken,
+    ) -> (Ending, Place) {
+        let spec = &job.spec;
+        let (limits, policy) = (&self.settings.data, &self.settings.policy);
+        if let Place::Warm(lease) = &place {
+            if let Err(e) = lease.workspace().clear_input() {
+                return (Ending::infrastructure(format!("executor could not empty the input: {e}")), place);
+            }
+        }
+        // (building the download client loads the TLS roots: not for a job without sources)
+        if !spec.sources.is_empty() {
+            if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
+                return (Ending::failed(JobStatus::Failed, e.to_string()), place);
+            }
         }
         if cancel.is_cancelled() {
-            return Ending::failed(JobStatus::Cancelled, "cancelled before it ran");
+            return (Ending::failed(JobStatus::Cancelled, "cancelled before it ran"), place);
         }
-        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
-        let planned =
-            runtime::plan(&dirs.code(), CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json());
-        drop(credentials);
-        let launch = match planned {
-            Ok(launch) => launch,
-            Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
-        };
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
-        let mut ending = match self.sandbox.run(self.sandbox_spec(job, launch, &dirs), cancel).await {
+        let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
+        let outcome = match &mut place {
+            Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, cancel).await),
+            Place::Cold(workspace) => self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await,
+        };
+        let mut ending = match outcome {
             Ok(outcome) => self.interpret(outcome, spec.timeout_secs),
             Err(e @ SandboxError::MissingImage(_)) => Ending::failed(JobStatus::Rejected, e.to_string()),
             Err(e) => Ending::infrastructure(format!("sandbox error: {e}")),
         };
         if ending.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
-            if let Err(e) = data::upload(&spec.sinks, &dirs.output(), limits, &self.settings.policy).await {
+            if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 ending.status = match e {
                     DataError::OutputTooLarge(_) => JobStatus::OutputTooLarge,
                     _ => JobStatus::Failed,
@@ -175,7 +300,7 @@ impl JobRunner {
                 ending.reason = Some(e.to_string());
             }
         }
-        ending
+        (ending, place)
     }
 
     fn open_credentials(&self, job: &Job) -> Result<Credentials, Ending> {
@@ -184,25 +309,10 @@ impl JobRunner {
         Credentials::open(Some(sealed), key.as_ref()).map_err(|e| Ending::failed(JobStatus::Rejected, e.to_string()))
     }
 
-    /// A directory of the job's own: `code` (the checkout, read-only in the
-    /// container), `input` (read-only) and `output` (writable by the sandbox user).
-    fn workspace(&self) -> std::io::Result<Workspace> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(&self.settings.work_dir)?;
-        let dir = tempfile::Builder::new().prefix("job-").tempdir_in(&self.settings.work_dir)?;
-        // the sandbox user is not root: it must be able to read the checkout and input
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        for (sub, mode) in [("code", 0o755), ("input", 0o755), ("output", 0o777)] {
-            std::fs::create_dir(dir.path().join(sub))?;
-            std::fs::set_permissions(dir.path().join(sub), std::fs::Permissions::from_mode(mode))?;
-        }
-        Ok(Workspace(dir))
-    }
-
-    fn sandbox_spec(&self, job: &Job, launch: Launch, dirs: &Workspace) -> SandboxSpec {
+    fn sandbox_spec(&self, job: &Job, launch: Launch, dirs: &Workspace, kind: &str) -> SandboxSpec {
         let suffix = uuid::Uuid::now_v7().simple().to_string(); // last hex digits are random
         SandboxSpec {
-            name: format!("gitfaas-{}-{}", job.id, &suffix[24..]),
+            name: format!("gitfaas-{kind}-{}-{}", job.id, &suffix[24..]),
             image: launch.image,
             command: launch.command,
             labels: HashMap::from([

@@ -3,11 +3,13 @@
 //!
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
-//! - [`git`]: the bare-mirror cache and per-job checkouts;
+//! - [`git`]: the bare-mirror cache and per-job checkouts; `refs`: ref resolutions
+//!   shared by the jobs submitted before they started;
 //! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
 //! - [`sandbox`]: the only code that talks to Docker;
+//! - [`warm`]: warm sandboxes kept between runs of one function, and their pool;
 //! - [`offsets`]: which offsets may be committed;
 //! - [`cancel`]: cancel requests and abandoned runs.
 
@@ -23,11 +25,15 @@ pub mod job;
 pub mod offsets;
 pub mod peers;
 pub mod rebalance;
+mod refs;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
+mod tail;
 pub mod tree;
+pub mod warm;
 pub mod worker;
+mod workspace;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -114,11 +120,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
     let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
 
-    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, "executor ready");
+    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm));
+    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
     Ok(Arc::new(Worker {
         consumer: Arc::new(consumer),
         producer,
-        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox }),
+        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox, warm, refs: Default::default() }),
         topics: settings.kafka.topics.clone(),
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),

@@ -24,6 +24,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::tail::Tail;
+
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
 pub const JOB_LABEL: &str = "io.gitfaas.job";
@@ -99,30 +101,6 @@ pub struct Sandbox {
     policy: SandboxPolicy,
 }
 
-/// Keeps the last `cap` bytes written to it, and whether any were dropped.
-struct Tail {
-    buf: Vec<u8>,
-    cap: usize,
-    dropped: bool,
-}
-
-impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[bytes.len().saturating_sub(self.cap)..];
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > self.cap {
-            let excess = self.buf.len() - self.cap;
-            self.buf.drain(..excess);
-            self.dropped = true;
-        }
-    }
-
-    fn text(&self) -> String {
-        let marker = if self.dropped { "[gitfaas: earlier stderr truncated]\n" } else { "" };
-        format!("{marker}{}", String::from_utf8_lossy(&self.buf))
-    }
-}
-
 /// The marker appended to the stderr tail of a job stopped for too much output.
 pub const STDOUT_CAP_MARKER: &str = "[gitfaas: stdout passed its limit; the function was stopped]";
 
@@ -161,6 +139,8 @@ async fn remove(docker: &Docker, id: &str) {
     let removal = docker.remove_container(id, Some(options));
     match tokio::time::timeout(DOCKER_CALL_LIMIT, removal).await {
         Ok(Ok(())) => {}
+        // gone already, or being removed: a warm container the engine removes itself
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. })) => {}
         Ok(Err(error)) => tracing::warn!(container = %id, %error, "container removal failed"),
         Err(_) => {
             // finish in the background: the job's result must not wait on a wedged engine
@@ -190,6 +170,73 @@ impl Sandbox {
 
     pub async fn image_exists(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()
+    }
+
+    pub(crate) fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    /// The image's id (its digest), or why it cannot be used.
+    pub(crate) async fn image_id(&self, image: &str) -> Result<String, SandboxError> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => inspect.id.ok_or_else(|| SandboxError::MissingImage(image.to_owned())),
+            Err(_) => Err(SandboxError::MissingImage(image.to_owned())),
+        }
+    }
+
+    /// Creates and starts a long-lived container (a warm sandbox) with the same
+    /// hardening as [`Sandbox::run`] and an init process that reaps what its runner
+    /// kills; the caller drives its attached streams and
+    /// ends it with [`Sandbox::discard`].
+    pub(crate) async fn start_attached(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(String, bollard::container::AttachContainerResults), SandboxError> {
+        if spec.job_network {
+            self.create_network(spec).await?;
+        }
+        let mut config = self.container_config(spec);
+        if let Some(host) = config.host_config.as_mut() {
+            host.init = Some(true);
+            // stdin closes when the executor's attach ends (stdin_once), the runner
+            // exits on that, and the engine removes the container: a warm container
+            // does not outlive an executor that died without removing it
+            host.auto_remove = Some(true);
+        }
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let started = async {
+            let id = self.docker.create_container(Some(options), config).await?.id;
+            let attach =
+                AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
+            let io = self.docker.attach_container(&id, Some(attach)).await;
+            let io = match io {
+                Ok(io) => io,
+                Err(e) => {
+                    remove(&self.docker, &id).await;
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = self.docker.start_container(&id, None).await {
+                remove(&self.docker, &id).await;
+                return Err(e.into());
+            }
+            Ok((id, io))
+        };
+        let started = started.await;
+        if started.is_err() && spec.job_network {
+            let _ = self.docker.remove_network(&spec.name).await;
+        }
+        started
+    }
+
+    /// Removes a container [`Sandbox::start_attached`] started, and its network.
+    pub(crate) async fn discard(&self, id: &str, network: Option<&str>) {
+        remove(&self.docker, id).await;
+        if let Some(network) = network {
+            if let Err(error) = self.docker.remove_network(network).await {
+                tracing::warn!(%network, %error, "job network removal failed");
+            }
+        }
     }
 
     fn container_config(&self, spec: &SandboxSpec) -> ContainerCreateBody {
@@ -303,7 +350,7 @@ impl Sandbox {
         });
 
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail { buf: Vec::new(), cap: self.policy.stderr_tail_bytes, dropped: false };
+        let mut stderr = Tail::new(self.policy.stderr_tail_bytes);
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
         let mut output = io.output;
@@ -393,6 +440,18 @@ impl Sandbox {
             Err(_) => return Ok((None, false)), // a wedged container still gets its result
         };
         let state = inspect.state.unwrap_or_default();
+        Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
+    }
+
+    /// (exit code, oom killed) of a container that is no longer running, without
+    /// waiting; `Ok((None, false))` for one still running.
+    pub(crate) async fn wait_exit_if_exited(&self, id: &str) -> Result<(Option<i64>, bool), SandboxError> {
+        let inspect = tokio::time::timeout(DOCKER_CALL_LIMIT, self.docker.inspect_container(id, None)).await;
+        let Ok(inspect) = inspect else { return Ok((None, false)) };
+        let state = inspect?.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Ok((None, false));
+        }
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
     }
 

@@ -83,6 +83,9 @@ pub struct ExecutorSettings {
     /// Caps on downloads into /input and uploads from /output.
     #[serde(default)]
     pub data: DataLimits,
+    /// Warm sandboxes: on by default (`warm.enabled: false` turns them off).
+    #[serde(default)]
+    pub warm: crate::warm::WarmSettings,
 }
 
 fn default_cancel_lookback_secs() -> u64 {
@@ -170,6 +173,11 @@ impl Settings {
             return invalid(&format!("executor.{why}"));
         }
         e.private_key()?;
+        if e.warm.enabled && (e.warm.max_containers == 0 || e.warm.memory_budget_mb == 0) {
+            return invalid(
+                "executor.warm.max_containers and memory_budget_mb must be at least 1 (or warm.enabled false)",
+            );
+        }
         if e.user.starts_with("0:") || e.user == "0" || e.user == "root" {
             return invalid("executor.user must not be root");
         }

@@ -106,6 +106,9 @@ impl Worker {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }
+        if let Some(pool) = &self.runner.warm {
+            pool.shutdown().await;
+        }
         let _ = tokio::time::timeout(2 * HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
     }
 

@@ -6,9 +6,16 @@ use serde_json::{json, Value};
 
 const PY_MANIFEST: &str = "runtime = \"python\"\n";
 
+/// A stack whose executor keeps no sandbox warm: every job's container is removed
+/// after its run (warm runs are `hostile_warm`'s).
+fn cold_stack() -> &'static Stack {
+    static STACK: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
+    STACK.get_or_init(|| Stack::start_with(true, Box::new(|_, executor| executor.executor.warm.enabled = false)))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn python_job_returns_what_its_main_returned() {
-    let stack = Stack::shared();
+    let stack = cold_stack();
     let repo = git_repo(&[
         ("gitfaas.toml", PY_MANIFEST),
         ("main.py", "def main(data, credentials):\n    print('hello from the log')\n    return {'sum': sum(data['numbers']), 'creds': credentials}\n"),
@@ -46,7 +53,7 @@ async fn command_job_transforms_its_stdin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn function_that_raises_fails_with_the_exception_in_its_stderr_tail() {
-    let stack = Stack::shared();
+    let stack = cold_stack();
     let repo = git_repo(&[
         ("gitfaas.toml", PY_MANIFEST),
         ("main.py", "def main(data, credentials):\n    raise ValueError('no good input: ' + str(data))\n"),

@@ -21,7 +21,8 @@ async fn inspect_sleeping_job(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn running_container_is_locked_down_as_configured() {
-    let stack = Stack::shared();
+    // cold: the container is removed after the run (warm ones: `hostile_warm`)
+    let stack = &Stack::start_with(true, Box::new(|_, executor| executor.executor.warm.enabled = false));
     let (id, container) = inspect_sleeping_job(stack, json!({"memory_mb": 96, "cpu_millis": 500, "pids": 40})).await;
     let host = container.host_config.clone().unwrap();
     let config = container.config.clone().unwrap();

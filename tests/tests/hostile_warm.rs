@@ -1,0 +1,207 @@
+//! Warm sandboxes against hostile functions: whatever one invocation leaves
+//! behind (files in /tmp and /output, a background process, a patched module, a
+//! global, an environment variable) the next invocation of the same function does
+//! not find; a timeout or a crash discards the container, so the next run starts
+//! cold — seen from Docker's side, by container ids; two owners never share a
+//! container. The executor's warm pool is on, as by default.
+
+use std::collections::HashMap;
+
+use gitfaas_tests::sandbox::{finished, start, Options};
+use gitfaas_tests::{git_repo, Provider, Stack};
+use serde_json::{json, Value};
+
+fn stack() -> &'static Stack {
+    static STACK: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
+    STACK.get_or_init(|| start(Options::runtime("runc")))
+}
+
+async fn run(stack: &Stack, token: &str, repo: &str, extra: Value) -> (String, Value) {
+    let mut body = json!({"repo": repo, "timeout_secs": 20});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let response = stack.submit_as(token, &body).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let result = finished(stack, &id).await;
+    (id, result)
+}
+
+fn warm(result: &Value) -> bool {
+    result["warm"] == true
+}
+
+/// The warm containers of the stack's executor: id → the labels Docker holds.
+async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, String>> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = bollard::Docker::connect_with_defaults().expect("docker");
+    let executor = format!("{}={}", gitfaas_executor::sandbox::EXECUTOR_LABEL, stack.executor_id);
+    let warm = format!("{}=true", gitfaas_executor::warm::WARM_LABEL);
+    let filters = HashMap::from([("label", vec![executor.as_str(), warm.as_str()])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let found = docker.list_containers(Some(options)).await.expect("list containers");
+    found.into_iter().map(|c| (c.id.unwrap_or_default(), c.labels.unwrap_or_default())).collect()
+}
+
+/// The id of the warm container first started for job `id`, if it still exists.
+async fn container_of(stack: &Stack, id: &str) -> Option<String> {
+    let containers = warm_containers(stack).await;
+    containers.into_iter().find(|(_, labels)| labels[gitfaas_executor::sandbox::JOB_LABEL] == id).map(|(c, _)| c)
+}
+
+const LEAVER: &str = r#"import json, os, subprocess, sys
+STATE = []
+
+def look():
+    me = os.getpid()
+    procs = []
+    for p in os.listdir('/proc'):
+        if p.isdigit() and int(p) != me:
+            try:
+                procs.append(open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace'))
+            except OSError:
+                pass
+    return {
+        'tmp': sorted(os.listdir('/tmp')),
+        'output': sorted(os.listdir('/output')),
+        'input': os.path.isdir('/input'),
+        'shm': sorted(os.listdir('/dev/shm')),
+        'lingering': [p for p in procs if 'gitfaas-left-behind' in p],
+        'state': list(STATE),
+        'patched': hasattr(json, 'left_behind') or os.getcwd() == 'patched',
+        'env': os.environ.get('LEFT_BEHIND'),
+    }
+
+def main(d, c):
+    seen = look()
+    if d == 'dirty':
+        open('/tmp/left', 'w').write('x')
+        os.makedirs('/tmp/locked/deeper')
+        os.chmod('/tmp/locked', 0)
+        open('/output/left', 'w').write('x')
+        open('/dev/shm/left', 'w').write('x')
+        subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', 'gitfaas-left-behind'],
+                         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        if os.fork() == 0:
+            os.setsid()
+            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(300)', 'gitfaas-left-behind'])
+        STATE.append('left')
+        json.left_behind = True
+        os.getcwd = lambda: 'patched'
+        os.environ['LEFT_BEHIND'] = '1'
+    return seen
+"#;
+
+fn clean() -> Value {
+    json!({"tmp": [], "output": [], "input": true, "shm": [], "lingering": [], "state": [], "patched": false, "env": null})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_python_invocation_finds_nothing_the_last_one_left_behind() {
+    let stack = stack();
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", LEAVER)]);
+    let (first, dirty) = run(stack, &stack.token, &repo, json!({"input": "dirty"})).await;
+    assert_eq!(dirty["status"], "succeeded", "{dirty}");
+    assert_eq!(dirty["output"], clean());
+    assert!(!warm(&dirty), "the first run of a function starts its container: {dirty}");
+    let container = container_of(stack, &first).await.expect("the container is kept warm");
+    for _ in 0..2 {
+        let (_, next) = run(stack, &stack.token, &repo, json!({"input": "look"})).await;
+        assert_eq!(next["status"], "succeeded", "{next}");
+        assert!(warm(&next), "served by the warm container: {next}");
+        assert_eq!(next["output"], clean(), "left behind: {next}");
+    }
+    assert_eq!(container_of(stack, &first).await, Some(container), "one container served all three");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_node_invocation_finds_no_global_and_no_file_of_the_last_one() {
+    let stack = stack();
+    let main = "const fs = require('fs');\nlet calls = 0;\nexports.main = (d) => {\n  calls += 1;\n  const seen = {calls, global: globalThis.leftBehind || null, tmp: fs.readdirSync('/tmp')};\n  globalThis.leftBehind = 'yes';\n  fs.writeFileSync('/tmp/left', 'x');\n  require('path').join = () => 'patched';\n  return seen;\n};\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"node\"\n"), ("main.js", main)]);
+    let expected = json!({"calls": 1, "global": null, "tmp": []});
+    let (_, first) = run(stack, &stack.token, &repo, json!({})).await;
+    assert_eq!((&first["status"], &first["output"]), (&json!("succeeded"), &expected), "{first}");
+    let (_, second) = run(stack, &stack.token, &repo, json!({})).await;
+    assert!(warm(&second), "{second}");
+    assert_eq!((&second["status"], &second["output"]), (&json!("succeeded"), &expected), "{second}");
+}
+
+const MOODY: &str = "import os, time\ndef main(d, c):\n    if d == 'hang':\n        time.sleep(60)\n    if d == 'crash':\n        os.kill(os.getpid(), 11)\n    return 'fine'\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_or_a_crash_discards_the_container_and_the_next_run_starts_cold() {
+    let stack = stack();
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", MOODY)]);
+    let (first, cold) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    let (_, hot) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    assert_eq!(
+        (cold["output"].as_str(), warm(&cold), hot["output"].as_str(), warm(&hot)),
+        (Some("fine"), false, Some("fine"), true)
+    );
+    assert!(container_of(stack, &first).await.is_some());
+
+    let (_, hung) = run(stack, &stack.token, &repo, json!({"input": "hang", "timeout_secs": 2})).await;
+    assert_eq!(hung["status"], "timed_out", "{hung}");
+    assert!(warm(&hung), "the timeout hit a warm invocation: {hung}");
+    assert_eq!(container_of(stack, &first).await, None, "the timed-out container is gone");
+
+    let (restarted, after) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    assert_eq!((after["output"].as_str(), warm(&after)), (Some("fine"), false), "{after}");
+    let (_, crashed) = run(stack, &stack.token, &repo, json!({"input": "crash"})).await;
+    assert_eq!((crashed["status"].as_str(), crashed["exit_code"].as_i64()), (Some("failed"), Some(139)), "{crashed}");
+    assert_eq!(container_of(stack, &restarted).await, None, "the crashed container is gone");
+    let (last, cold_again) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    assert_eq!((cold_again["output"].as_str(), warm(&cold_again)), (Some("fine"), false), "{cold_again}");
+    assert!(container_of(stack, &last).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_owners_never_share_a_warm_container() {
+    let stack = stack();
+    let bob = Provider::shared().token("bob").await;
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", MOODY)]);
+    let (alices, first) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    let (_, again) = run(stack, &stack.token, &repo, json!({"input": "ok"})).await;
+    assert!(!warm(&first) && warm(&again), "{first} {again}");
+    let (bobs, bob_first) = run(stack, &bob, &repo, json!({"input": "ok"})).await;
+    assert_eq!(bob_first["output"], "fine");
+    assert!(!warm(&bob_first), "bob's first run does not reuse alice's container: {bob_first}");
+    let (_, bob_again) = run(stack, &bob, &repo, json!({"input": "ok"})).await;
+    assert!(warm(&bob_again), "{bob_again}");
+    let containers = warm_containers(stack).await;
+    let alice_container = container_of(stack, &alices).await.expect("alice's container");
+    let bob_container = container_of(stack, &bobs).await.expect("bob's container");
+    assert_ne!(alice_container, bob_container);
+    let owner = gitfaas_executor::warm::OWNER_LABEL;
+    assert_ne!(containers[&alice_container][owner], containers[&bob_container][owner]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_container_is_locked_down_like_a_cold_one() {
+    let stack = stack();
+    let main = "import time\ndef main(d, c):\n    time.sleep(d)\n    return 'rested'\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", main)]);
+    let body = json!({"repo": repo, "input": 3, "resources": {"memory_mb": 96, "cpu_millis": 500, "pids": 40}});
+    let id = stack.submit_ok(&body).await;
+    let container = gitfaas_tests::sandbox::running_container(&id).await;
+    let (host, config) = (container.host_config.clone().unwrap(), container.config.clone().unwrap());
+    assert_eq!(config.labels.unwrap()[gitfaas_executor::warm::WARM_LABEL], "true");
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert!(host.tmpfs.unwrap()["/tmp"].contains("noexec"));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(config.user.as_deref(), Some("65534:65534"));
+    assert_eq!((host.memory, host.memory_swap), (Some(96 << 20), Some(96 << 20)));
+    assert_eq!((host.nano_cpus, host.pids_limit), (Some(500_000_000), Some(40)));
+    let mounts = container.mounts.unwrap();
+    let rw: HashMap<_, _> = mounts.iter().map(|m| (m.destination.clone().unwrap(), m.rw.unwrap())).collect();
+    assert_eq!(rw, HashMap::from([("/code".into(), false), ("/input".into(), false), ("/output".into(), true)]));
+    let result = finished(stack, &id).await;
+    assert_eq!(result["output"], "rested", "{result}");
+    let (_, again) = run(stack, &stack.token, &repo, json!({"input": 0, "resources": body["resources"]})).await;
+    assert!(warm(&again), "the same limits reuse it: {again}");
+    let (_, other) = run(stack, &stack.token, &repo, json!({"input": 0, "resources": {"memory_mb": 128}})).await;
+    assert!(!warm(&other), "other limits get a container of their own: {other}");
+}
