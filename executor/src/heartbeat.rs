@@ -18,8 +18,6 @@ use std::time::Duration;
 use chrono::Utc;
 use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState, ObserverMessage};
 use gitfaas_common::schema::SCHEMA_VERSION;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::Worker;
@@ -59,7 +57,11 @@ pub async fn publish_heartbeats(
             at: Utc::now(),
             unsettled,
         };
-        send(&worker.producer, &topic, &ObserverMessage::Heartbeat(heartbeat)).await;
+        let message = ObserverMessage::Heartbeat(heartbeat);
+        // a heartbeat that cannot be delivered is worthless: the next one replaces it
+        if let Err(error) = worker.publisher.send(&topic, &message.key(), &message).await {
+            tracing::debug!(%error, "heartbeat not published");
+        }
         if state == ExecutorState::Stopped {
             return;
         }
@@ -68,15 +70,5 @@ pub async fn publish_heartbeats(
             // announce `draining` at once rather than up to one interval later
             () = shutdown.cancelled(), if !draining => {}
         }
-    }
-}
-
-async fn send(producer: &FutureProducer, topic: &str, message: &ObserverMessage) {
-    let payload = message.encode();
-    let key = message.key();
-    let record = FutureRecord::to(topic).key(&key).payload(&payload);
-    // a heartbeat that cannot be delivered soon is worthless: the next one replaces it
-    if let Err((error, _)) = producer.send(record, Timeout::After(Duration::from_secs(5))).await {
-        tracing::debug!(%error, "heartbeat not published");
     }
 }

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
 use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -112,12 +112,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
-    let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
 
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, "executor ready");
     Ok(Arc::new(Worker {
         consumer: Arc::new(consumer),
-        producer,
+        publisher,
         runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox }),
         topics: settings.kafka.topics.clone(),
         tracker,

@@ -17,15 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::kafka::{set_parent_from_headers, trace_headers};
+use gitfaas_common::kafka::{set_parent_from_headers, PublishError, Publisher};
 use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
-use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner};
+use gitfaas_common::{Job, JobEvent, JobResult, JobStatus, Owner};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -44,7 +42,7 @@ pub type JobConsumer = StreamConsumer<WorkerContext>;
 
 pub struct Worker {
     pub consumer: Arc<JobConsumer>,
-    pub producer: FutureProducer,
+    pub publisher: Publisher,
     pub runner: Arc<JobRunner>,
     pub topics: TopicSettings,
     pub tracker: Arc<Mutex<OffsetTracker>>,
@@ -268,7 +266,7 @@ impl Worker {
                 attempt,
                 started_at,
             });
-            if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
+            if let Err(error) = self.publish(&started).await {
                 tracing::warn!(%error, "could not publish the started event");
             }
             let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
@@ -367,11 +365,10 @@ impl Worker {
     }
 
     async fn dead_letter(&self, payload: &[u8], reason: &str) -> bool {
-        let headers = OwnedHeaders::new().insert(Header { key: "gitfaas-error", value: Some(reason.as_bytes()) });
-        let record = FutureRecord::<(), [u8]>::to(&self.topics.dead_letter).payload(payload).headers(headers);
-        match self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
-            Ok(_) => true,
-            Err((error, _)) => {
+        let headers = [("gitfaas-error", reason.as_bytes())];
+        match self.publisher.send_raw(&self.topics.dead_letter, None, payload, &headers).await {
+            Ok(()) => true,
+            Err(error) => {
                 tracing::error!(%error, "dead-letter publish failed");
                 false
             }
@@ -382,7 +379,7 @@ impl Worker {
         let event = JobEvent::Finished(crate::job::within_message_limit(result));
         let mut backoff = Duration::from_millis(200);
         for _ in 0..10 {
-            match self.publish(&self.topics.results, event.job_id(), &event, None).await {
+            match self.publish(&event).await {
                 Ok(()) => return true,
                 Err(error) => tracing::warn!(%error, "result not acknowledged; retrying"),
             }
@@ -423,16 +420,8 @@ impl Worker {
         self.publish_until_acked(result).await
     }
 
-    async fn publish(
-        &self,
-        topic: &str,
-        key: JobId,
-        event: &JobEvent,
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), rdkafka::error::KafkaError> {
-        let payload = serde_json::to_vec(event).expect("events serialise");
-        let key = key.to_string();
-        let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(headers.unwrap_or_else(trace_headers));
-        self.producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+    /// Publishes `event` on the results topic under its job id.
+    async fn publish(&self, event: &JobEvent) -> Result<(), PublishError> {
+        self.publisher.send(&self.topics.results, &event.job_id().to_string(), event).await
     }
 }

@@ -2,9 +2,8 @@
 //! like an executor's, so that the view and the topics agree: for a job whose
 //! result message could not be read, and for a job an operator ends.
 
-use gitfaas_common::kafka::trace_headers;
+use gitfaas_common::kafka::{PublishError, Publisher};
 use gitfaas_common::{JobEvent, JobId, JobResult, JobStatus, Owner};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::store::{JobRecord, JobStore};
 
@@ -14,28 +13,15 @@ pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
 /// Publishes terminal results on the results topic, keyed by job id.
 #[derive(Clone)]
 pub struct ResultPublisher {
-    pub producer: FutureProducer,
+    pub publisher: Publisher,
     pub topic: String,
 }
 
 impl ResultPublisher {
-    /// Publishes `result` (see [`ResultPublisher::send`]).
-    pub async fn publish(&self, result: &JobResult) -> Result<(), rdkafka::error::KafkaError> {
+    /// Publishes `result` as a `finished` event, once the broker has it.
+    pub async fn publish(&self, result: &JobResult) -> Result<(), PublishError> {
         let event = JobEvent::Finished(result.clone());
-        let payload = serde_json::to_vec(&event).expect("events serialise");
-        let key = result.job_id.to_string();
-        self.send(FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(trace_headers())).await
-    }
-
-    /// Sends `record` through the frontend's producer, waiting up to 10 s for the
-    /// broker's acknowledgement: the one send of the frontend, for every topic.
-    pub async fn send<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), rdkafka::error::KafkaError>
-    where
-        K: rdkafka::message::ToBytes + ?Sized,
-        P: rdkafka::message::ToBytes + ?Sized,
-    {
-        let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
-        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+        self.publisher.send(&self.topic, &result.job_id.to_string(), &event).await
     }
 }
 

@@ -7,7 +7,6 @@ use chrono::Utc;
 use gitfaas_common::observer::{CancelRequest, ConfigUpdate, ObserverMessage, ParamsUpdate};
 use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{JobEvent, JobId, JobStatus};
-use rdkafka::producer::FutureRecord;
 
 use crate::ending::result_of;
 use crate::identity::Admin;
@@ -41,10 +40,8 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         .apply(&update)
         .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: None })?;
     let message = ObserverMessage::Config(ConfigUpdate::new(admin.0.subject.clone(), update));
-    let payload = message.encode();
-    let key = message.key();
-    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload);
-    state.publish(record).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    let sent = state.publisher.send(&state.topics.observer, &message.key(), &message).await;
+    sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
     tracing::info!(by = %admin.0.subject, "observer parameters published");
     Ok(HttpResponse::Accepted().json(serde_json::json!({"published": message, "effective": effective})))
 }

@@ -6,11 +6,9 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use gitfaas_common::kafka::trace_headers;
 use gitfaas_common::observer::{CancelRequest, ObserverMessage};
 use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
-use rdkafka::producer::FutureRecord;
 
 use crate::ending::result_of;
 use crate::identity::Caller;
@@ -81,13 +79,7 @@ async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiE
 
 pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
     let message = ObserverMessage::Cancel(request.clone());
-    let (key, payload) = (message.key(), message.encode());
-    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload).headers(trace_headers());
-    send(state, record).await
-}
-
-async fn send(state: &AppState, record: FutureRecord<'_, String, Vec<u8>>) -> Result<(), ApiError> {
-    state.publish(record).await.map_err(|error| {
+    state.publisher.send(&state.topics.observer, &message.key(), &message).await.map_err(|error| {
         tracing::warn!(%error, "publish failed");
         ApiError::Unavailable("the message broker")
     })
