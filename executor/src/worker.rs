@@ -21,7 +21,7 @@ use gitfaas_common::kafka::{set_parent_from_headers, PublishError, Publisher};
 use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
-use gitfaas_common::{Job, JobEvent, JobResult, JobStatus, Owner};
+use gitfaas_common::{Job, JobEvent, JobResult};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
@@ -207,7 +207,9 @@ impl Worker {
             }
             match self.controls.admit(job.id, tp.clone()) {
                 Admission::Cancelled(request) => {
-                    (self.cancelled_before_start(&job, request.result_published).await, None)
+                    tracing::info!(request.result_published, "job cancelled before it started");
+                    let end = delivery::cancelled_before_start(&job, &request, &self.runner.executor_id);
+                    (self.conclude(end).await, None)
                 }
                 Admission::Run(guard) => (self.process(job, &guard).await, Some(guard)),
             }
@@ -299,68 +301,36 @@ impl Worker {
         }
     }
 
-    /// A job cancelled before this executor started it: its `cancelled` result,
-    /// unless the frontend published that already.
-    async fn cancelled_before_start(&self, job: &Job, result_published: bool) -> bool {
-        tracing::info!(result_published, "job cancelled before it started");
-        if result_published {
-            return true;
+    /// Publishes what `end` asks for; true once the job is done here.
+    async fn conclude(&self, end: delivery::End) -> bool {
+        match end {
+            delivery::End::Leave => false,
+            delivery::End::Done => true,
+            delivery::End::Publish(result) => self.publish_until_acked(result).await,
         }
-        let reason = "cancelled by its owner before it started".to_owned();
-        let executor_id = &self.runner.executor_id;
-        let result = JobResult::without_run(
-            job.id,
-            job.owner.clone(),
-            job.submitted_at,
-            JobStatus::Cancelled,
-            reason,
-            executor_id,
-            job.attempt,
-        );
-        self.publish_until_acked(result).await
     }
 
-    /// A run stopped from outside. Abandoned (partition revoked): no result, the
-    /// new owner runs it. Cancelled: the `cancelled` result — or what the run
-    /// produced, when it finished before the kill — unless the frontend published
-    /// one already.
+    /// A run stopped from outside (see [`delivery::stopped`]).
     async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>) -> bool {
-        let request = match stop {
-            Stop::Abandoned => {
-                tracing::info!("job abandoned: its partition was revoked");
-                return false;
-            }
-            Stop::Cancelled(request) if request.result_published => return true,
-            Stop::Cancelled(request) => request,
-        };
-        let reason = format!("cancelled by its owner at {}", request.requested_at);
-        let result = match outcome {
-            Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => o.result,
-            Some(RunOutcome { mut result, .. }) => {
-                result.status = JobStatus::Cancelled;
-                result.reason = Some(reason);
-                result
-            }
-            None => return self.cancelled_before_start(job, false).await,
-        };
-        tracing::info!(status = %result.status, "cancelled job ends");
-        self.publish_until_acked(result).await
+        let end = delivery::stopped(job, stop, outcome, &self.runner.executor_id);
+        match &end {
+            delivery::End::Leave => tracing::info!("job abandoned: its partition was revoked"),
+            delivery::End::Done => {}
+            delivery::End::Publish(result) => tracing::info!(status = %result.status, "cancelled job ends"),
+        }
+        self.conclude(end).await
     }
 
     /// After repeated infrastructure failures: the job goes to the dead-letter topic
     /// with the reason, and gets a terminal `failed` result.
-    async fn give_up(&self, job: &Job, mut result: JobResult) -> bool {
-        let reason = format!(
-            "gave up after {} attempts failing in the executor: {}",
-            result.attempt - job.attempt + 1,
-            result.reason.as_deref().unwrap_or("unknown")
-        );
+    async fn give_up(&self, job: &Job, last: JobResult) -> bool {
+        let result = delivery::given_up(job, last);
+        let reason = result.reason.as_deref().unwrap_or_default();
         tracing::error!(%reason, "dead-lettering job");
         let payload = serde_json::to_vec(job).expect("jobs serialise");
-        if !self.dead_letter(&payload, &reason).await {
+        if !self.dead_letter(&payload, reason).await {
             return false;
         }
-        result.reason = Some(reason);
         self.publish_until_acked(result).await
     }
 
@@ -376,7 +346,7 @@ impl Worker {
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {
-        let event = JobEvent::Finished(crate::job::within_message_limit(result));
+        let event = JobEvent::Finished(result.within_message_limit());
         let mut backoff = Duration::from_millis(200);
         for _ in 0..10 {
             match self.publish(&event).await {
@@ -399,25 +369,13 @@ impl Worker {
         if !self.dead_letter(payload, reason).await {
             return false;
         }
-        let Some(found) = gitfaas_common::unreadable::salvage(key, payload) else {
-            tracing::warn!("malformed job message names no job; dead-lettered only");
-            return true;
-        };
-        let owner = found.owner.unwrap_or(Owner { subject: String::new(), name: None });
-        let submitted_at = found.submitted_at.unwrap_or_else(Utc::now);
-        let reason = format!("malformed job: {reason}");
-        let executor_id = &self.runner.executor_id;
-        let attempt = found.attempt.unwrap_or(1);
-        let result = JobResult::without_run(
-            found.job_id,
-            owner,
-            submitted_at,
-            JobStatus::Rejected,
-            reason,
-            executor_id,
-            attempt,
-        );
-        self.publish_until_acked(result).await
+        match delivery::malformed(key, payload, reason, &self.runner.executor_id) {
+            Some(result) => self.publish_until_acked(result).await,
+            None => {
+                tracing::warn!("malformed job message names no job; dead-lettered only");
+                true
+            }
+        }
     }
 
     /// Publishes `event` on the results topic under its job id.

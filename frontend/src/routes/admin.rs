@@ -6,9 +6,9 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use gitfaas_common::observer::{CancelRequest, ConfigUpdate, ObserverMessage, ParamsUpdate};
 use gitfaas_common::schema::SCHEMA_VERSION;
-use gitfaas_common::{JobEvent, JobId, JobStatus};
+use gitfaas_common::{JobEvent, JobId, JobResult};
 
-use crate::ending::result_of;
+use crate::ending::attempt_of;
 use crate::identity::Admin;
 use crate::problem::{ApiError, Problem};
 use crate::routes::cancel::publish_request;
@@ -81,8 +81,7 @@ pub async fn end_job(
     if record.status.is_terminal() {
         return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
     }
-    let reason = format!("ended by an operator ({}) while {}", admin.0.subject, record.status);
-    let result = result_of(&record, JobStatus::Failed, reason);
+    let result = JobResult::ended_by_operator(&attempt_of(&record), &admin.0.subject, record.status);
     state.results.publish(&result).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
     let request = CancelRequest {
         version: SCHEMA_VERSION,

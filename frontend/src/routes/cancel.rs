@@ -10,7 +10,7 @@ use gitfaas_common::observer::{CancelRequest, ObserverMessage};
 use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
 
-use crate::ending::result_of;
+use crate::ending::attempt_of;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::routes::jobs::{own_job, JobView};
@@ -67,7 +67,7 @@ pub async fn cancel(
 }
 
 fn cancelled_result(record: &JobRecord) -> JobResult {
-    result_of(record, JobStatus::Cancelled, "cancelled by its owner before it started".to_owned())
+    JobResult::cancelled_before_start(&attempt_of(record))
 }
 
 async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
