@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::offsets::TopicPartition;
-use crate::peers::Peers;
 
 /// Why a job was stopped from outside.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,14 +198,12 @@ pub fn assign_recent(
     Ok(ends)
 }
 
-/// Feeds cancel requests into `controls`, and other executors' heartbeats into
-/// `peers`, until `stop`. `ends` are the offsets to
+/// Feeds cancel requests into `controls` until `stop`. `ends` are the offsets to
 /// reach before `ready` turns true; it also turns true after a quiet spell, so a
 /// broker that under-reports never blocks the executor.
 pub async fn follow(
     consumer: StreamConsumer,
     controls: Arc<Controls>,
-    peers: Arc<Peers>,
     mut ends: HashMap<i32, i64>,
     ready: watch::Sender<bool>,
     stop: CancellationToken,
@@ -235,14 +232,10 @@ pub async fn follow(
             }
             Ok(Ok(message)) => message,
         };
-        match decode_observer_message(message.payload().unwrap_or_default()) {
-            Ok(ObserverMessage::Cancel(request)) => {
-                let job_id = request.job_id;
-                let stopped = controls.request(request);
-                tracing::info!(%job_id, stopped, "cancel request");
-            }
-            Ok(ObserverMessage::Heartbeat(heartbeat)) => peers.observe(heartbeat),
-            _ => {}
+        if let Ok(ObserverMessage::Cancel(request)) = decode_observer_message(message.payload().unwrap_or_default()) {
+            let job_id = request.job_id;
+            let stopped = controls.request(request);
+            tracing::info!(%job_id, stopped, "cancel request");
         }
         if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
             ends.remove(&message.partition());

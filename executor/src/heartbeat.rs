@@ -7,10 +7,6 @@
 //! executor drains: the loop has let go of its permit, so taken permits are the
 //! jobs still running; heartbeats go on with state `draining` until none is left,
 //! then one `stopped` heartbeat ends the task.
-//!
-//! Each heartbeat also names the partitions with unsettled work (jobs running, or
-//! finished and not committed yet): another executor handed one of them waits for
-//! it (see [`crate::handover`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +30,7 @@ pub async fn publish_heartbeats(
     ticker.tick().await; // the first tick is immediate
     loop {
         let draining = shutdown.is_cancelled();
-        let (in_flight, unsettled) = {
-            let tracker = worker.tracker.lock().expect("tracker lock");
-            (tracker.in_flight(), tracker.unsettled())
-        };
+        let in_flight = worker.tracker.lock().expect("tracker lock").in_flight();
         let busy = if draining {
             total_slots.saturating_sub(worker.slots.available_permits())
         } else {
@@ -55,7 +48,7 @@ pub async fn publish_heartbeats(
             busy: busy as u32,
             state,
             at: Utc::now(),
-            unsettled,
+            unsettled: Vec::new(),
         };
         let message = ObserverMessage::Heartbeat(heartbeat);
         // a heartbeat that cannot be delivered is worthless: the next one replaces it

@@ -17,11 +17,9 @@ pub mod data;
 pub mod delivery;
 pub mod egress;
 pub mod git;
-pub mod handover;
 pub mod heartbeat;
 pub mod job;
 pub mod offsets;
-pub mod peers;
 pub mod rebalance;
 pub mod runtime;
 pub mod sandbox;
@@ -79,15 +77,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let tracker = Arc::new(Mutex::new(Default::default()));
     let lookback = Duration::from_secs(e.cancel_lookback_secs);
     let controls = cancel::Controls::new(lookback);
-    let heartbeat_every = gitfaas_common::observer::HEARTBEAT_EVERY;
-    let peers = Arc::new(peers::Peers::new(&executor_id, 3 * heartbeat_every));
-    let (cancels_ready, stop_following) =
-        follow_cancels(settings, &executor_id, controls.clone(), peers.clone(), lookback).await?;
+    let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
     let revoke_grace = Duration::from_secs(e.revoke_grace_secs);
-    // an old owner learns of the revoke within about a second, finishes its jobs
-    // within the grace and says so in its next heartbeats
-    let settle_limit = revoke_grace + 3 * heartbeat_every;
-    let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms), settle_limit, peers));
     let mut config = job_path_consumer_config(&settings.kafka, &e.group_id);
     config
         .set("client.id", &executor_id)
@@ -104,12 +95,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             .set("heartbeat.interval.ms", "1000");
     }
     let consumer: JobConsumer = config
-        .create_with_context(WorkerContext {
-            tracker: tracker.clone(),
-            controls: controls.clone(),
-            revoke_grace,
-            handover: handover.clone(),
-        })
+        .create_with_context(WorkerContext { tracker: tracker.clone(), controls: controls.clone(), revoke_grace })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
@@ -126,17 +112,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         controls,
         cancels_ready,
         stop_following,
-        handover,
     }))
 }
 
-/// Starts reading cancel requests and peers' heartbeats from the observer topic,
-/// `lookback` back in time.
+/// Starts reading cancel requests from the observer topic, `lookback` back in time.
 async fn follow_cancels(
     settings: &Settings,
     executor_id: &str,
     controls: Arc<cancel::Controls>,
-    peers: Arc<peers::Peers>,
     lookback: Duration,
 ) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, CancellationToken)> {
     let consumer: rdkafka::consumer::StreamConsumer = client_config(&settings.kafka)
@@ -154,7 +137,7 @@ async fn follow_cancels(
     let ends = ends.context("assigning the observer topic")?;
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let stop = CancellationToken::new();
-    tokio::spawn(cancel::follow(consumer, controls, peers, ends, ready_tx, stop.clone()));
+    tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));
     Ok((ready, stop))
 }
 

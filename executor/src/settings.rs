@@ -54,12 +54,6 @@ pub struct ExecutorSettings {
     /// before they are abandoned (killed, no result; the new owner runs them).
     #[serde(default = "default_revoke_grace_secs")]
     pub revoke_grace_secs: u64,
-    /// How long a newly assigned partition waits before its jobs run, so that what
-    /// its previous owner finished meanwhile is committed and not run again (see
-    /// `handover`), on a broker that hands partitions over before their old owner
-    /// let go. 0 (the default; Kafka needs no hold) turns it off.
-    #[serde(default = "default_handover_hold_ms")]
-    pub handover_hold_ms: u64,
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -91,12 +85,6 @@ fn default_cancel_lookback_secs() -> u64 {
 
 fn default_revoke_grace_secs() -> u64 {
     10
-}
-
-fn default_handover_hold_ms() -> u64 {
-    // Kafka's cooperative protocol hands a partition over only after its old owner
-    // revoked it; the hold was for brokers that do not (see `handover`)
-    0
 }
 
 #[derive(Clone, Debug, Deserialize)]

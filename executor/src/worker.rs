@@ -32,7 +32,6 @@ use tracing::Instrument;
 
 use crate::cancel::{Admission, Controls, RunGuard, Stop};
 use crate::delivery;
-use crate::handover::Handover;
 use crate::job::{JobRunner, RunOutcome};
 use crate::offsets::{OffsetTracker, TopicPartition};
 
@@ -53,7 +52,6 @@ pub struct Worker {
     pub cancels_ready: tokio::sync::watch::Receiver<bool>,
     /// Stops following cancel requests when the worker is done.
     pub stop_following: CancellationToken,
-    pub handover: Arc<Handover>,
 }
 
 impl Worker {
@@ -73,8 +71,6 @@ impl Worker {
             HEARTBEAT_EVERY,
             shutdown.clone(),
         ));
-        let mut releases = JoinSet::new(); // aborted when dropped
-        releases.spawn(self.clone().release_holds());
         let mut running = JoinSet::new();
         let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
@@ -85,7 +81,6 @@ impl Worker {
                 None => tokio::select! {
                     () = shutdown.cancelled() => break,
                     received = self.consumer.recv() => match received {
-                        Ok(message) if self.is_held(&message) => continue,
                         Ok(message) => self.accept(&message),
                         Err(error) => {
                             tracing::warn!(%error, "kafka receive error");
@@ -152,7 +147,6 @@ impl Worker {
                 () = shutdown.cancelled() => break None,
                 permit = self.slots.clone().acquire_owned() => break permit.ok(),
                 received = self.consumer.recv() => match received {
-                    Ok(message) if self.is_held(&message) => {}
                     // fetched before the pause took effect: keep it, in order
                     Ok(message) => pending.push_back(self.accept(&message)),
                     Err(error) => tracing::warn!(%error, "kafka receive error while paused"),
@@ -163,22 +157,12 @@ impl Worker {
         permit
     }
 
+    /// Pauses or resumes the whole assignment (for want of slots, or to drain).
     fn set_paused(&self, paused: bool) {
-        self.handover.set_slots_full(&*self.consumer, paused);
-    }
-
-    /// A message of a partition still held for the handover: dropped, fetched
-    /// again from the committed offset once the hold is over.
-    fn is_held(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
-        self.handover.is_held(&(message.topic().to_owned(), message.partition()))
-    }
-
-    /// Releases partitions whose handover hold is over, until aborted.
-    async fn release_holds(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let worker = self.clone();
-            let _ = tokio::task::spawn_blocking(move || worker.handover.release_due(&*worker.consumer)).await;
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(error) = result {
+            tracing::warn!(%error, paused, "pause/resume failed");
         }
     }
 
