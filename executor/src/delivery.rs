@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::observer::CancelRequest;
+use gitfaas_common::control::CancelRequest;
 use gitfaas_common::schema::Attempt;
 use gitfaas_common::{Job, JobResult, JobStatus, Owner};
 

@@ -115,7 +115,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     }))
 }
 
-/// Starts reading cancel requests from the observer topic, `lookback` back in time.
+/// Starts reading cancel requests from the control topic, `lookback` back in time.
 async fn follow_cancels(
     settings: &Settings,
     executor_id: &str,
@@ -127,14 +127,14 @@ async fn follow_cancels(
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the cancel request consumer")?;
-    let topic = settings.kafka.topics.observer.clone();
+    let topic = settings.kafka.topics.control.clone();
     let (consumer, ends) = tokio::task::spawn_blocking(move || {
         let ends = cancel::assign_recent(&consumer, &topic, lookback);
         (consumer, ends)
     })
     .await
     .context("cancel request consumer setup")?;
-    let ends = ends.context("assigning the observer topic")?;
+    let ends = ends.context("assigning the control topic")?;
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let stop = CancellationToken::new();
     tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));

@@ -91,7 +91,7 @@ fn default_revoke_grace_secs() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct DataLimits {
     /// Largest total of a job's downloaded sources.
-    pub max_input_bytes: u64,
+    pub max_source_bytes: u64,
     /// Largest total of a job's uploaded outputs.
     pub max_output_bytes: u64,
     /// Time allowed for each download or upload.
@@ -102,7 +102,7 @@ pub struct DataLimits {
 
 impl Default for DataLimits {
     fn default() -> Self {
-        Self { max_input_bytes: 64 << 20, max_output_bytes: 64 << 20, transfer_timeout_secs: 30, max_links: 16 }
+        Self { max_source_bytes: 64 << 20, max_output_bytes: 64 << 20, transfer_timeout_secs: 30, max_links: 16 }
     }
 }
 

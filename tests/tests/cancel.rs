@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use gitfaas_common::observer::{CancelRequest, ObserverMessage};
+use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::Publisher;
 use gitfaas_common::schema::{decode_event, SCHEMA_VERSION};
 use gitfaas_common::{JobEvent, JobId};
 use gitfaas_tests::{containers_of_job, executor_settings, git_repo, kafka_settings, read_topic, Provider, Stack};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -147,14 +147,9 @@ async fn queued_jobs_are_cancelled_at_once_and_a_later_executor_never_runs_them(
         requested_at: chrono::Utc::now(),
         result_published: false,
     };
-    let message = ObserverMessage::Cancel(request);
-    let producer: FutureProducer =
-        gitfaas_common::kafka::client_config(&kafka_settings(&stack.topic_prefix)).create().unwrap();
-    let (key, payload) = (message.key(), message.encode());
-    producer
-        .send(FutureRecord::to(&stack.topics().observer).key(&key).payload(&payload), Duration::from_secs(10))
-        .await
-        .expect("cancel request published");
+    let message = ControlMessage::Cancel(request);
+    let publisher = Publisher::new(&kafka_settings(&stack.topic_prefix)).unwrap();
+    publisher.send(&stack.topics().control, &message.key(), &message).await.expect("cancel request published");
 
     // the executor starts after both requests; it reads them back before taking jobs
     let stop = start_executor(&stack, &stack.executor_id).await;

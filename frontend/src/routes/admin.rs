@@ -3,9 +3,8 @@
 //! job stuck queued or running.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
-use gitfaas_common::observer::{CancelRequest, ConfigUpdate, ObserverMessage, ParamsUpdate};
-use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::control::CancelRequest;
+use gitfaas_common::observer::{ConfigUpdate, ObserverMessage, ParamsUpdate};
 use gitfaas_common::{JobEvent, JobId, JobResult};
 
 use crate::ending::attempt_of;
@@ -83,13 +82,7 @@ pub async fn end_job(
     }
     let result = JobResult::ended_by_operator(&attempt_of(&record), &admin.0.subject, record.status);
     state.results.publish(&result).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
-    let request = CancelRequest {
-        version: SCHEMA_VERSION,
-        job_id: id,
-        owner: record.owner.clone(),
-        requested_at: Utc::now(),
-        result_published: true,
-    };
+    let request = CancelRequest::new(id, record.owner.clone(), true);
     publish_request(&state, &request).await?;
     state.store.apply(&JobEvent::Finished(result)).await?;
     tracing::warn!(was = %record.status, "job ended by an operator");
