@@ -32,6 +32,7 @@ use tracing::Instrument;
 
 use crate::cancel::{Admission, Controls, RunGuard, Stop};
 use crate::delivery;
+use crate::heartbeat::{publish_heartbeats, Beat, Load};
 use crate::job::{JobRunner, RunOutcome};
 use crate::offsets::{OffsetTracker, TopicPartition};
 
@@ -64,13 +65,15 @@ impl Worker {
         if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
             tracing::warn!("cancel requests not read within 60 s; taking jobs anyway");
         }
-        let heartbeats = tokio::spawn(crate::heartbeat::publish_heartbeats(
-            self.clone(),
-            self.topics.observer.clone(),
-            self.runner.settings.slots,
-            HEARTBEAT_EVERY,
-            shutdown.clone(),
-        ));
+        let beat = Beat {
+            publisher: self.publisher.clone(),
+            topic: self.topics.observer.clone(),
+            executor_id: self.runner.executor_id.clone(),
+            interval: HEARTBEAT_EVERY,
+        };
+        let load =
+            Load { tracker: self.tracker.clone(), slots: self.slots.clone(), total_slots: self.runner.settings.slots };
+        let heartbeats = tokio::spawn(publish_heartbeats(beat, load, shutdown.clone()));
         let mut running = JoinSet::new();
         let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
