@@ -249,7 +249,7 @@ impl Extractor for MapExtractor<'_> {
 }
 
 /// Headers carrying the current span's trace context (`traceparent`, `tracestate`).
-pub fn trace_headers() -> OwnedHeaders {
+fn trace_headers() -> OwnedHeaders {
     let mut carrier = HashMap::new();
     let context = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut MapInjector(&mut carrier)));

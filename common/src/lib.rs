@@ -16,7 +16,7 @@
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
 
 pub mod control;
-pub mod ids;
+mod ids;
 pub mod kafka;
 pub mod limits;
 pub mod observer;
@@ -28,5 +28,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod unreadable;
 
-pub use ids::JobId;
+pub use ids::{InvalidJobId, JobId};
 pub use schema::{Job, JobEvent, JobResult, JobSpec, JobStarted, JobStatus, Owner, Timings};

@@ -11,21 +11,21 @@
 //! - [`offsets`]: which offsets may be committed;
 //! - [`cancel`]: cancel requests and abandoned runs.
 
-pub mod cancel;
-pub mod credentials;
-pub mod data;
-pub mod delivery;
-pub mod egress;
-pub mod git;
-pub mod heartbeat;
-pub mod job;
-pub mod offsets;
-pub mod rebalance;
-pub mod runtime;
-pub mod sandbox;
-pub mod settings;
-pub mod tree;
-pub mod worker;
+mod cancel;
+mod credentials;
+mod data;
+mod delivery;
+mod egress;
+mod git;
+mod heartbeat;
+mod job;
+mod offsets;
+mod rebalance;
+mod runtime;
+mod sandbox;
+mod settings;
+mod tree;
+mod worker;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -37,11 +37,14 @@ use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::git::GitCache;
+pub use crate::git::GitCache;
 use crate::job::JobRunner;
+pub use crate::sandbox::JOB_LABEL;
 use crate::sandbox::{Sandbox, SandboxPolicy};
 pub use crate::settings::Settings;
-use crate::worker::{JobConsumer, Worker, WorkerContext};
+pub use crate::tree::CheckoutLimits;
+pub use crate::worker::Worker;
+use crate::worker::{JobConsumer, WorkerContext};
 
 /// Builds the executor from its settings: connects to Docker and Kafka, removes
 /// containers a crashed predecessor left, and joins the consumer group.

@@ -6,18 +6,18 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
 
-pub mod ending;
-pub mod event_hub;
-pub mod identity;
-pub mod observer_feed;
-pub mod oidc;
-pub mod problem;
-pub mod rebuild;
-pub mod request;
-pub mod results;
-pub mod routes;
-pub mod settings;
-pub mod store;
+mod ending;
+mod event_hub;
+mod identity;
+mod observer_feed;
+mod oidc;
+mod problem;
+mod rebuild;
+mod request;
+mod results;
+mod routes;
+mod settings;
+mod store;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::Authenticator;
 use crate::settings::FrontendSettings;
-pub use crate::settings::Settings;
+pub use crate::settings::{AuthMode, Settings};
 use crate::store::JobStore;
 
 /// Shared by every request handler.
