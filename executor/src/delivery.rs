@@ -24,7 +24,7 @@ pub enum End {
     /// Done: its result is out already.
     Done,
     /// Done once this result is acknowledged.
-    Publish(JobResult),
+    Publish(Box<JobResult>),
 }
 
 /// The `rejected` result of the job a message that is not a job of this schema
@@ -49,7 +49,7 @@ pub fn cancelled_before_start(job: &Job, request: &CancelRequest, executor_id: &
     if request.result_published {
         return End::Done;
     }
-    End::Publish(JobResult::cancelled_before_start(&Attempt::of(job, executor_id, job.attempt)))
+    End::Publish(Box::new(JobResult::cancelled_before_start(&Attempt::of(job, executor_id, job.attempt))))
 }
 
 /// The job's `expired` result, when it is picked up after its deadline.
@@ -69,8 +69,10 @@ pub fn stopped(job: &Job, stop: Stop, outcome: Option<RunOutcome>, executor_id: 
     };
     match outcome {
         _ if request.result_published => End::Done,
-        Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => End::Publish(o.result),
-        Some(o) => End::Publish(o.result.cancelled_by_owner(request.requested_at)),
+        Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => {
+            End::Publish(Box::new(o.result))
+        }
+        Some(o) => End::Publish(Box::new(o.result.cancelled_by_owner(request.requested_at))),
         None => cancelled_before_start(job, &request, executor_id),
     }
 }
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(stopped(&job, Stop::Abandoned, ran(finished.clone(), false), "e"), End::Leave);
         let request = cancel(&job, false);
         let keep = stopped(&job, Stop::Cancelled(request.clone()), ran(finished.clone(), false), "e");
-        assert_eq!(keep, End::Publish(finished), "a run that finished before the kill keeps its result");
+        assert_eq!(keep, End::Publish(Box::new(finished)), "a run that finished before the kill keeps its result");
         let killed = JobResult::cancelled_while_running(&attempt);
         let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e") else {
             panic!("a killed run ends cancelled")

@@ -112,7 +112,7 @@ impl JobRunner {
         }
         let credentials = match self.open_credentials(job, at) {
             Ok(credentials) => credentials,
-            Err(ending) => return ending,
+            Err(ending) => return *ending,
         };
         let dirs = match self.workspace() {
             Ok(dirs) => dirs,
@@ -165,10 +165,11 @@ impl JobRunner {
         ending
     }
 
-    fn open_credentials(&self, job: &Job, at: &Attempt) -> Result<Credentials, Ending> {
+    fn open_credentials(&self, job: &Job, at: &Attempt) -> Result<Credentials, Box<Ending>> {
         let Some(sealed) = job.spec.sealed_credentials.as_deref() else { return Ok(Credentials::none()) };
-        let key = self.settings.private_key().map_err(|e| Ending::infrastructure(at, e.to_string()))?;
-        Credentials::open(Some(sealed), key.as_ref()).map_err(|e| JobResult::rejected(at, e.to_string()).into())
+        let key = self.settings.private_key().map_err(|e| Box::new(Ending::infrastructure(at, e.to_string())))?;
+        Credentials::open(Some(sealed), key.as_ref())
+            .map_err(|e| Box::new(JobResult::rejected(at, e.to_string()).into()))
     }
 
     /// A directory of the job's own: `code` (the checkout, read-only in the

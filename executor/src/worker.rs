@@ -293,7 +293,7 @@ impl Worker {
         match end {
             delivery::End::Leave => false,
             delivery::End::Done => true,
-            delivery::End::Publish(result) => self.publish_until_acked(result).await,
+            delivery::End::Publish(result) => self.publish_until_acked(*result).await,
         }
     }
 
