@@ -118,6 +118,13 @@ async fn a_running_job_is_killed_and_ends_cancelled_once() {
     assert_eq!(containers_of_job(&id).await, 0, "the container is gone");
     let (started, finished) = events_of(&stack, &id);
     assert_eq!((started.len(), finished.len()), (1, 1), "one run, one result: {finished:?}");
+    let requests = read_topic(&stack.topics().control);
+    let (_, payload, headers) = requests.iter().find(|(k, ..)| k.as_deref() == Some(id.as_str())).expect("on control");
+    let request = gitfaas_common::control::decode_control_message(payload).expect("a control message");
+    assert!(matches!(request, ControlMessage::Cancel(ref r) if !r.result_published), "{request:?}");
+    assert!(headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-")), "traced: {headers:?}");
+    let observer = read_topic(&stack.topics().observer);
+    assert!(!observer.iter().any(|(k, ..)| k.as_deref() == Some(id.as_str())), "no cancel on the observer topic");
 
     let again = cancel_as(&stack, &stack.token, &id).await;
     assert_eq!(again.status(), 409);
