@@ -2,6 +2,8 @@
 //! repository inside a locked-down container, and publishes one result per attempt.
 //!
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
+//! - [`processing`]: a job's attempts and its one result; [`delivery`] decides
+//!   (pure) what each ending comes to;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
 //! - [`git`]: the bare-mirror cache and per-job checkouts;
 //! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
@@ -20,6 +22,7 @@ mod git;
 mod heartbeat;
 mod job;
 mod offsets;
+mod processing;
 mod rebalance;
 mod runtime;
 mod sandbox;
@@ -39,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
+use crate::processing::Processing;
 pub use crate::sandbox::JOB_LABEL;
 use crate::sandbox::{Sandbox, SandboxPolicy};
 pub use crate::settings::Settings;
@@ -106,9 +110,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, "executor ready");
     Ok(Arc::new(Worker {
         consumer: Arc::new(consumer),
-        publisher,
-        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox }),
-        topics: settings.kafka.topics.clone(),
+        processing: Processing {
+            publisher,
+            runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox }),
+            topics: settings.kafka.topics.clone(),
+        },
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
         grace: Duration::from_secs(e.shutdown_grace_secs),
