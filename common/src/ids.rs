@@ -16,10 +16,6 @@ impl JobId {
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
-
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
 }
 
 impl Default for JobId {

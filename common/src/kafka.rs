@@ -1,5 +1,6 @@
 //! Kafka helpers: client configuration from [`KafkaSettings`], idempotent topic
-//! creation, and W3C trace context (`traceparent`) carried in message headers.
+//! creation, the one [`Publisher`] every service sends through, and W3C trace
+//! context (`traceparent`) carried in message headers.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,8 +10,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use serde::Serialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::settings::KafkaSettings;
@@ -63,6 +67,79 @@ pub fn job_path_consumer_config(settings: &KafkaSettings, group_id: &str) -> Cli
     let mut config = with_defaults(settings, &[("fetch.wait.max.ms", "100")]);
     config.set("group.id", group_id);
     config
+}
+
+/// How long a send may wait for room in the producer's local queue. Delivery itself
+/// is bounded by `message.timeout.ms` (30 s, [`reliable_producer_config`]): a send
+/// returns once the broker acknowledged the message, or with the error that ended
+/// its delivery.
+pub const SEND_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a message was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("message could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("message not acknowledged by the broker: {0}")]
+    Broker(#[from] KafkaError),
+}
+
+/// The one way a gitfaas service publishes: the idempotent producer of
+/// [`reliable_producer_config`], the current trace context on every message, and
+/// [`SEND_QUEUE_TIMEOUT`]. Cloning shares the producer.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Ok(Self { producer: reliable_producer_config(settings).create()? })
+    }
+
+    /// Publishes `message` as JSON under `key`, once the broker has it.
+    pub async fn send<T: Serialize + ?Sized>(&self, topic: &str, key: &str, message: &T) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(message)?;
+        self.send_raw(topic, Some(key), &payload, &[]).await
+    }
+
+    /// Publishes `payload` as it is (a dead-lettered message), with `headers` next
+    /// to the trace context.
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), PublishError> {
+        let headers =
+            headers.iter().fold(trace_headers(), |all, (key, value)| all.insert(Header { key, value: Some(*value) }));
+        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Timeout::After(SEND_QUEUE_TIMEOUT))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error.into())
+    }
+
+    /// Whether the broker serves `topic`'s metadata within `timeout` (readiness).
+    pub async fn serves(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        let (producer, topic) = (self.producer.clone(), topic.to_owned());
+        let fetched = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.client().fetch_metadata(Some(&topic), timeout).map(|_| ())
+        });
+        fetched.await.unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+impl From<FutureProducer> for Publisher {
+    fn from(producer: FutureProducer) -> Self {
+        Self { producer }
+    }
 }
 
 /// Creates every configured topic that does not exist yet and waits until each
@@ -172,7 +249,7 @@ impl Extractor for MapExtractor<'_> {
 }
 
 /// Headers carrying the current span's trace context (`traceparent`, `tracestate`).
-pub fn trace_headers() -> OwnedHeaders {
+fn trace_headers() -> OwnedHeaders {
     let mut carrier = HashMap::new();
     let context = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut MapInjector(&mut carrier)));

@@ -6,13 +6,17 @@
 //!   (jobs, job events/results), with [`ids::JobId`] as the time-ordered key;
 //! - [`settings`]: typed, layered configuration (`config/*.yaml` + `GITFAAS__*` env);
 //! - [`limits`]: the depth and size limits every schema boundary shares;
+//! - [`observer`]: the observer topic's messages (heartbeats, parameters, reports);
+//! - [`control`]: the control topic's messages to every executor (cancel requests);
 //! - [`unreadable`]: the job a message that does not decode was about, to end it;
-//! - [`kafka`]: client configuration, topic creation and trace-context headers;
+//! - [`kafka`]: client configuration, topic creation, the one publisher and
+//!   trace-context headers;
 //! - [`policy`]: which repository URLs, data links and addresses a job may use;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
 
-pub mod ids;
+pub mod control;
+mod ids;
 pub mod kafka;
 pub mod limits;
 pub mod observer;
@@ -24,5 +28,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod unreadable;
 
-pub use ids::JobId;
+pub use ids::{InvalidJobId, JobId};
 pub use schema::{Job, JobEvent, JobResult, JobSpec, JobStarted, JobStatus, Owner, Timings};

@@ -8,15 +8,15 @@
 //!   topic on start, so parameters survive a restart;
 //! - `report` ([`ObserverReport`]): what the observer measured and decided, every
 //!   interval and on change, keyed by observer id;
-//! - `scaler` ([`ScalerEvent`]): what the scaler did with a decision;
-//! - `cancel` ([`CancelRequest`]): the owner asked to cancel a job; published by the
-//!   frontend keyed by job id, read by every executor.
+//! - `scaler` ([`ScalerEvent`]): what the scaler did with a decision.
+//!
+//! Cancel requests, which only the executors read, are on the control topic
+//! ([`crate::control`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{DecodeError, SCHEMA_VERSION};
-use crate::JobId;
 
 /// Key of every config message: one key, one partition, a total order.
 pub const CONFIG_KEY: &str = "observer-config";
@@ -46,27 +46,11 @@ pub struct ExecutorHeartbeat {
     pub busy: u32,
     pub state: ExecutorState,
     pub at: DateTime<Utc>,
-    /// Partitions of the jobs topic this executor has unsettled work on: jobs
-    /// received and not finished, or finished with their offsets not yet committed.
-    /// A new owner of such a partition waits for it to settle before taking it
-    /// over, so that what this one finishes is not run twice.
+    /// No longer sent: partitions of the jobs topic an executor had unsettled work
+    /// on, for a handover hold that Kafka does not need. Kept so that heartbeats
+    /// of older executors decode as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsettled: Vec<i32>,
-}
-
-/// An owner's request to cancel a job. Every executor follows these: a job not
-/// started yet ends `cancelled` without running, a running one is killed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {
-    pub version: u32,
-    pub job_id: JobId,
-    /// Subject of the job's owner (the only one who may cancel it).
-    pub owner: String,
-    pub requested_at: DateTime<Utc>,
-    /// The frontend saw the job still queued and published its `cancelled` result
-    /// itself: executors publish none, they only make sure it does not run.
-    pub result_published: bool,
 }
 
 /// Which statistic of the response time the target bounds.
@@ -349,7 +333,6 @@ pub enum ObserverMessage {
     Config(ConfigUpdate),
     Report(Box<ObserverReport>),
     Scaler(ScalerEvent),
-    Cancel(CancelRequest),
 }
 
 impl ObserverMessage {
@@ -359,7 +342,6 @@ impl ObserverMessage {
             ObserverMessage::Config(m) => m.version,
             ObserverMessage::Report(m) => m.version,
             ObserverMessage::Scaler(m) => m.version,
-            ObserverMessage::Cancel(m) => m.version,
         }
     }
 
@@ -370,7 +352,6 @@ impl ObserverMessage {
             ObserverMessage::Config(_) => CONFIG_KEY.to_owned(),
             ObserverMessage::Report(m) => m.observer_id.clone(),
             ObserverMessage::Scaler(m) => m.executor_id.clone(),
-            ObserverMessage::Cancel(m) => m.job_id.to_string(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! well-known name; names are checked again after DNS resolution, and the
 //! executor connects only to addresses that passed ([`check_resolved`]).
 
-pub mod net;
+mod net;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -206,7 +206,7 @@ pub fn check_link(
 }
 
 /// A file name directly in a job's input or output directory.
-pub fn is_plain_name(name: &str) -> bool {
+fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')

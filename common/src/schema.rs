@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use crate::JobId;
 
+mod result;
+
+pub use result::{Attempt, JobResult, Timings};
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Who submitted a job. Filled in by the frontend from the authenticated caller;
@@ -201,95 +205,6 @@ pub struct JobStarted {
     pub started_at: DateTime<Utc>,
 }
 
-/// Elapsed times in milliseconds: waiting in the queue, running, and both.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timings {
-    pub queue_ms: u64,
-    pub run_ms: u64,
-    pub total_ms: u64,
-}
-
-impl Timings {
-    /// A job that never started spent all of its time in the queue.
-    pub fn between(submitted: DateTime<Utc>, started: Option<DateTime<Utc>>, finished: DateTime<Utc>) -> Self {
-        let ms = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0) as u64;
-        let started = started.unwrap_or(finished);
-        let (queue_ms, run_ms) = (ms(submitted, started), ms(started, finished));
-        // the sum rather than a third rounding, so that the parts always add up
-        Self { queue_ms, run_ms, total_ms: queue_ms + run_ms }
-    }
-}
-
-/// The terminal outcome of one attempt of a job.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobResult {
-    pub version: u32,
-    pub job_id: JobId,
-    pub owner: Owner,
-    pub status: JobStatus,
-    /// Why the job ended the way it did, for anything but success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i64>,
-    /// The function's return value (python) or its JSON stdout (command).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    /// The last bytes the function wrote to stderr.
-    #[serde(default)]
-    pub stderr_tail: String,
-    /// The commit that ran, once the ref was resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit_sha: Option<String>,
-    pub executor_id: String,
-    pub attempt: u32,
-    pub submitted_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: DateTime<Utc>,
-    pub timings: Timings,
-    /// The function ran in a warm sandbox (one that had served its function
-    /// before), not in a container started for it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub warm: bool,
-}
-
-impl JobResult {
-    /// The terminal result of a job that never ran: expired, cancelled before it
-    /// started, malformed, or given up on.
-    pub fn without_run(
-        job_id: JobId,
-        owner: Owner,
-        submitted_at: DateTime<Utc>,
-        status: JobStatus,
-        reason: String,
-        executor_id: &str,
-        attempt: u32,
-    ) -> Self {
-        let now = Utc::now();
-        Self {
-            version: SCHEMA_VERSION,
-            job_id,
-            owner,
-            status,
-            reason: Some(reason),
-            exit_code: None,
-            output: None,
-            stderr_tail: String::new(),
-            commit_sha: None,
-            executor_id: executor_id.to_owned(),
-            attempt,
-            submitted_at,
-            started_at: None,
-            finished_at: now,
-            timings: Timings::between(submitted_at, None, now),
-            warm: false,
-        }
-    }
-}
-
 /// A message on the results topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -387,17 +302,6 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["kind"], "started");
         assert!(matches!(decode_event(&bytes), Err(DecodeError::Version { found: 2 })));
         assert!(matches!(decode_event(b"{}"), Err(DecodeError::Json(_))));
-    }
-
-    #[test]
-    fn timings_of_a_job_that_never_started_are_all_queue() {
-        let submitted = Utc::now();
-        let finished = submitted + chrono::Duration::milliseconds(1500);
-        let t = Timings::between(submitted, None, finished);
-        assert_eq!((t.queue_ms, t.run_ms, t.total_ms), (1500, 0, 1500));
-        let started = submitted + chrono::Duration::milliseconds(500);
-        let t = Timings::between(submitted, Some(started), finished);
-        assert_eq!((t.queue_ms, t.run_ms, t.total_ms), (500, 1000, 1500));
     }
 
     #[test]

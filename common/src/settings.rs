@@ -44,6 +44,8 @@ pub struct TopicSettings {
     pub jobs: String,
     pub results: String,
     pub observer: String,
+    /// Control traffic to every executor (cancel requests).
+    pub control: String,
     pub dead_letter: String,
 }
 
@@ -54,12 +56,13 @@ impl TopicSettings {
             jobs: format!("{prefix}jobs"),
             results: format!("{prefix}results"),
             observer: format!("{prefix}observer"),
+            control: format!("{prefix}control"),
             dead_letter: format!("{prefix}dead-letter"),
         }
     }
 
-    pub fn all(&self) -> [&str; 4] {
-        [&self.jobs, &self.results, &self.observer, &self.dead_letter]
+    pub fn all(&self) -> [&str; 5] {
+        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter]
     }
 }
 
@@ -163,7 +166,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("base.yaml"),
-            "kafka:\n  brokers: a:1\n  topics: {jobs: j, results: r, observer: o, dead_letter: d}\n",
+            "kafka:\n  brokers: a:1\n  topics: {jobs: j, results: r, observer: o, control: c, dead_letter: d}\n",
         )
         .unwrap();
         std::fs::write(dir.join("svc.yaml"), "port: 81\nkafka:\n  brokers: b:2\n").unwrap();

@@ -2,7 +2,7 @@
 //! because their partition was revoked.
 //!
 //! [`Controls`] knows the jobs this executor is running (a token each) and every
-//! cancel request seen on the observer topic over the last `lookback`. A request for
+//! cancel request seen on the control topic over the last `lookback`. A request for
 //! a running job kills its container; a request seen before a job starts keeps it
 //! from running at all. [`follow`] feeds the requests in, starting `lookback` back
 //! in time, so that an executor started after the request still honours it.
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::observer::{decode_observer_message, CancelRequest, ObserverMessage};
+use gitfaas_common::control::{decode_control_message, CancelRequest, ControlMessage};
 use gitfaas_common::JobId;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::offsets::TopicPartition;
-use crate::peers::Peers;
 
 /// Why a job was stopped from outside.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,7 +152,7 @@ impl Controls {
     }
 }
 
-/// Assigns every partition of the observer topic to `consumer`, from `lookback`
+/// Assigns every partition of the control topic to `consumer`, from `lookback`
 /// ago (or from the beginning, when the broker cannot look up times). Returns the
 /// partitions' end offsets at this moment: once read up to them, the executor
 /// knows every recent request. Blocking. (A broker that answers a time past the
@@ -199,14 +198,12 @@ pub fn assign_recent(
     Ok(ends)
 }
 
-/// Feeds cancel requests into `controls`, and other executors' heartbeats into
-/// `peers`, until `stop`. `ends` are the offsets to
+/// Feeds cancel requests into `controls` until `stop`. `ends` are the offsets to
 /// reach before `ready` turns true; it also turns true after a quiet spell, so a
 /// broker that under-reports never blocks the executor.
 pub async fn follow(
     consumer: StreamConsumer,
     controls: Arc<Controls>,
-    peers: Arc<Peers>,
     mut ends: HashMap<i32, i64>,
     ready: watch::Sender<bool>,
     stop: CancellationToken,
@@ -229,20 +226,16 @@ pub async fn follow(
                 continue;
             }
             Ok(Err(error)) => {
-                tracing::warn!(%error, "observer topic receive error");
+                tracing::warn!(%error, "control topic receive error");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
             Ok(Ok(message)) => message,
         };
-        match decode_observer_message(message.payload().unwrap_or_default()) {
-            Ok(ObserverMessage::Cancel(request)) => {
-                let job_id = request.job_id;
-                let stopped = controls.request(request);
-                tracing::info!(%job_id, stopped, "cancel request");
-            }
-            Ok(ObserverMessage::Heartbeat(heartbeat)) => peers.observe(heartbeat),
-            _ => {}
+        if let Ok(ControlMessage::Cancel(request)) = decode_control_message(message.payload().unwrap_or_default()) {
+            let job_id = request.job_id;
+            let stopped = controls.request(request);
+            tracing::info!(%job_id, stopped, "cancel request");
         }
         if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
             ends.remove(&message.partition());

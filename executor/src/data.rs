@@ -109,8 +109,8 @@ pub async fn download(
         let mut file = tokio::fs::File::create(dir.join(&link.name)).await?;
         while let Some(chunk) = response.chunk().await.map_err(|e| fail(why(e)))? {
             total += chunk.len() as u64;
-            if total > limits.max_input_bytes {
-                return Err(DataError::InputTooLarge(limits.max_input_bytes));
+            if total > limits.max_source_bytes {
+                return Err(DataError::InputTooLarge(limits.max_source_bytes));
             }
             file.write_all(&chunk).await?;
         }

@@ -1,30 +1,87 @@
-//! Delivery rules of one job message: expiry before running, retries of
+//! Delivery rules of one job message, the worker loop's decisions as pure
+//! functions: what a malformed message comes to, a job cancelled before it
+//! started, one past its deadline, a run stopped from outside; retries of
 //! infrastructure failures with exponential backoff (then dead letter), and retries
 //! of the function's own failures when the job asked for them.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::{Job, JobResult, JobStatus};
+use gitfaas_common::control::CancelRequest;
+use gitfaas_common::schema::Attempt;
+use gitfaas_common::{Job, JobResult, JobStatus, Owner};
 
+use crate::cancel::Stop;
+use crate::job::RunOutcome;
 use crate::settings::DeliverySettings;
+
+/// What becomes of a job message.
+#[derive(Debug, PartialEq)]
+pub enum End {
+    /// No result from here, and the offset stays uncommitted: whoever owns the
+    /// partition next runs the job.
+    Leave,
+    /// Done: its result is out already.
+    Done,
+    /// Done once this result is acknowledged.
+    Publish(Box<JobResult>),
+}
+
+/// The `rejected` result of the job a message that is not a job of this schema
+/// names (by its readable fields, else by its key), if it names one; an owner
+/// left unknown is the one the frontend has on record.
+pub fn malformed(key: Option<&[u8]>, payload: &[u8], error: &str, executor_id: &str) -> Option<JobResult> {
+    let found = gitfaas_common::unreadable::salvage(key, payload)?;
+    let attempt = Attempt {
+        job_id: found.job_id,
+        owner: found.owner.unwrap_or(Owner { subject: String::new(), name: None }),
+        submitted_at: found.submitted_at.unwrap_or_else(Utc::now),
+        executor_id: executor_id.to_owned(),
+        number: found.attempt.unwrap_or(1),
+        started_at: None,
+    };
+    Some(JobResult::malformed(&attempt, error))
+}
+
+/// A job cancelled before this executor started it: its `cancelled` result,
+/// unless the frontend published that already.
+pub fn cancelled_before_start(job: &Job, request: &CancelRequest, executor_id: &str) -> End {
+    if request.result_published {
+        return End::Done;
+    }
+    End::Publish(Box::new(JobResult::cancelled_before_start(&Attempt::of(job, executor_id, job.attempt))))
+}
 
 /// The job's `expired` result, when it is picked up after its deadline.
 pub fn expired(job: &Job, executor_id: &str, now: DateTime<Utc>) -> Option<JobResult> {
     let deadline = job.expires_at?;
-    (now > deadline).then(|| {
-        let late = (now - deadline).num_seconds();
-        let reason = format!("expired {late}s before it could start (deadline {deadline})");
-        JobResult::without_run(
-            job.id,
-            job.owner.clone(),
-            job.submitted_at,
-            JobStatus::Expired,
-            reason,
-            executor_id,
-            job.attempt,
-        )
-    })
+    (now > deadline).then(|| JobResult::expired(&Attempt::of(job, executor_id, job.attempt), deadline, now))
+}
+
+/// A run stopped from outside, with what it produced if it got that far.
+/// Abandoned (partition revoked): no result, the new owner runs it. Cancelled:
+/// the `cancelled` result — or what the run produced, when it finished before the
+/// kill — unless the frontend published one already.
+pub fn stopped(job: &Job, stop: Stop, outcome: Option<RunOutcome>, executor_id: &str) -> End {
+    let request = match stop {
+        Stop::Abandoned => return End::Leave,
+        Stop::Cancelled(request) => request,
+    };
+    match outcome {
+        _ if request.result_published => End::Done,
+        Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => {
+            End::Publish(Box::new(o.result))
+        }
+        Some(o) => End::Publish(Box::new(o.result.cancelled_by_owner(request.requested_at))),
+        None => cancelled_before_start(job, &request, executor_id),
+    }
+}
+
+/// The result of a job given up after repeated infrastructure failures, the last
+/// of them `last`: its reason also goes with the job to the dead-letter topic.
+pub fn given_up(job: &Job, last: JobResult) -> JobResult {
+    let attempts = last.attempt - job.attempt + 1;
+    last.given_up(attempts)
 }
 
 /// What to do after an attempt.
@@ -89,13 +146,87 @@ mod tests {
         assert_eq!(after_attempt(&S, 5, 1, 0, JobStatus::Rejected, false), Next::Publish, "policy is final");
     }
 
-    #[test]
-    fn jobs_past_their_deadline_expire_without_running() {
+    fn job() -> Job {
         let spec: gitfaas_common::JobSpec = serde_json::from_value(serde_json::json!({
             "repo": "git://h/r", "ref": "main", "timeout_secs": 1,
             "resources": {"memory_mb": 64, "cpu_millis": 100, "pids": 16}}))
         .unwrap();
-        let mut job = Job::new(gitfaas_common::Owner { subject: "u".into(), name: None }, spec);
+        Job::new(Owner { subject: "u".into(), name: None }, spec)
+    }
+
+    fn cancel(job: &Job, result_published: bool) -> CancelRequest {
+        let version = gitfaas_common::schema::SCHEMA_VERSION;
+        CancelRequest { version, job_id: job.id, owner: "u".into(), requested_at: Utc::now(), result_published }
+    }
+
+    fn ran(result: JobResult, infrastructure_failure: bool) -> Option<RunOutcome> {
+        Some(RunOutcome { result, infrastructure_failure })
+    }
+
+    #[test]
+    fn a_malformed_message_rejects_the_job_it_names_and_a_nameless_one_ends_nothing() {
+        let id = gitfaas_common::JobId::new();
+        let result = malformed(Some(id.to_string().as_bytes()), b"\xff", "not json", "e").unwrap();
+        assert_eq!((result.job_id, result.status, result.attempt), (id, JobStatus::Rejected, 1));
+        assert_eq!((result.reason.as_deref(), result.owner.subject.as_str()), (Some("malformed job: not json"), ""));
+        let mut readable = serde_json::to_value(job()).unwrap();
+        readable["version"] = 7.into();
+        readable["attempt"] = 3.into();
+        let payload = serde_json::to_vec(&readable).unwrap();
+        let result = malformed(None, &payload, "unsupported version", "e").unwrap();
+        assert_eq!((result.owner.subject.as_str(), result.attempt), ("u", 3), "its own fields win");
+        assert_eq!(malformed(None, b"garbage", "not json", "e"), None);
+    }
+
+    #[test]
+    fn a_job_cancelled_before_it_started_ends_cancelled_once() {
+        let job = job();
+        let End::Publish(result) = cancelled_before_start(&job, &cancel(&job, false), "e") else {
+            panic!("the executor publishes the result the frontend did not")
+        };
+        assert_eq!((result.status, result.attempt, result.started_at), (JobStatus::Cancelled, job.attempt, None));
+        assert_eq!(cancelled_before_start(&job, &cancel(&job, true), "e"), End::Done, "the frontend's result stands");
+    }
+
+    #[test]
+    fn a_stopped_run_is_left_to_the_new_owner_or_ends_cancelled_unless_it_finished_first() {
+        let job = job();
+        let attempt = Attempt::of(&job, "e", 1).started(Utc::now());
+        let finished = JobResult::succeeded(&attempt, 1.into());
+        assert_eq!(stopped(&job, Stop::Abandoned, ran(finished.clone(), false), "e"), End::Leave);
+        let request = cancel(&job, false);
+        let keep = stopped(&job, Stop::Cancelled(request.clone()), ran(finished.clone(), false), "e");
+        assert_eq!(keep, End::Publish(Box::new(finished)), "a run that finished before the kill keeps its result");
+        let killed = JobResult::cancelled_while_running(&attempt);
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e") else {
+            panic!("a killed run ends cancelled")
+        };
+        assert_eq!(result.status, JobStatus::Cancelled);
+        assert_eq!(result.reason, Some(format!("cancelled by its owner at {}", request.requested_at)));
+        let broken = JobResult::failed(&attempt, "docker went away");
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(broken, true), "e") else {
+            panic!("an infrastructure failure of a cancelled run ends cancelled")
+        };
+        assert_eq!(result.status, JobStatus::Cancelled);
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request), None, "e") else {
+            panic!("cancelled between attempts")
+        };
+        assert_eq!(result.reason.as_deref(), Some("cancelled by its owner before it started"));
+        assert_eq!(stopped(&job, Stop::Cancelled(cancel(&job, true)), None, "e"), End::Done);
+    }
+
+    #[test]
+    fn a_job_given_up_names_its_attempts_and_last_failure() {
+        let job = job();
+        let last = JobResult::failed(&Attempt::of(&job, "e", job.attempt + 2), "disk full");
+        let result = given_up(&job, last);
+        assert_eq!(result.status, JobStatus::Failed);
+        assert_eq!(result.reason.as_deref(), Some("gave up after 3 attempts failing in the executor: disk full"));
+    }
+
+    #[test]
+    fn jobs_past_their_deadline_expire_without_running() {
+        let mut job = job();
         let now = Utc::now();
         assert!(expired(&job, "e", now).is_none(), "no deadline, never expires");
         job.expires_at = Some(now + chrono::Duration::seconds(5));

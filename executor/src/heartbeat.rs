@@ -7,44 +7,53 @@
 //! executor drains: the loop has let go of its permit, so taken permits are the
 //! jobs still running; heartbeats go on with state `draining` until none is left,
 //! then one `stopped` heartbeat ends the task.
-//!
-//! Each heartbeat also names the partitions with unsettled work (jobs running, or
-//! finished and not committed yet): another executor handed one of them waits for
-//! it (see [`crate::handover`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use gitfaas_common::kafka::Publisher;
 use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState, ObserverMessage};
 use gitfaas_common::schema::SCHEMA_VERSION;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::Worker;
+use crate::offsets::OffsetTracker;
 
-pub async fn publish_heartbeats(
-    worker: Arc<Worker>,
-    topic: String,
-    total_slots: usize,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
+/// What the heartbeats read of the worker at each beat: handles it shares.
+pub struct Load {
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub slots: Arc<Semaphore>,
+    pub total_slots: usize,
+}
+
+impl Load {
+    /// Jobs busy now (see the module header for why running and draining differ).
+    fn busy(&self, draining: bool) -> usize {
+        if draining {
+            self.total_slots.saturating_sub(self.slots.available_permits())
+        } else {
+            self.tracker.lock().expect("tracker lock").in_flight().min(self.total_slots)
+        }
+    }
+}
+
+/// Where and as whom heartbeats go out.
+pub struct Beat {
+    pub publisher: Publisher,
+    pub topic: String,
+    pub executor_id: String,
+    pub interval: Duration,
+}
+
+pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationToken) {
+    let Beat { publisher, topic, executor_id, interval } = beat;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
     loop {
         let draining = shutdown.is_cancelled();
-        let (in_flight, unsettled) = {
-            let tracker = worker.tracker.lock().expect("tracker lock");
-            (tracker.in_flight(), tracker.unsettled())
-        };
-        let busy = if draining {
-            total_slots.saturating_sub(worker.slots.available_permits())
-        } else {
-            in_flight.min(total_slots)
-        };
+        let busy = load.busy(draining);
         let state = match (draining, busy) {
             (false, _) => ExecutorState::Running,
             (true, 0) => ExecutorState::Stopped,
@@ -52,14 +61,18 @@ pub async fn publish_heartbeats(
         };
         let heartbeat = ExecutorHeartbeat {
             version: SCHEMA_VERSION,
-            executor_id: worker.runner.executor_id.clone(),
-            slots: total_slots as u32,
+            executor_id: executor_id.clone(),
+            slots: load.total_slots as u32,
             busy: busy as u32,
             state,
             at: Utc::now(),
-            unsettled,
+            unsettled: Vec::new(),
         };
-        send(&worker.producer, &topic, &ObserverMessage::Heartbeat(heartbeat)).await;
+        let message = ObserverMessage::Heartbeat(heartbeat);
+        // a heartbeat that cannot be delivered is worthless: the next one replaces it
+        if let Err(error) = publisher.send(&topic, &message.key(), &message).await {
+            tracing::debug!(%error, "heartbeat not published");
+        }
         if state == ExecutorState::Stopped {
             return;
         }
@@ -68,15 +81,5 @@ pub async fn publish_heartbeats(
             // announce `draining` at once rather than up to one interval later
             () = shutdown.cancelled(), if !draining => {}
         }
-    }
-}
-
-async fn send(producer: &FutureProducer, topic: &str, message: &ObserverMessage) {
-    let payload = message.encode();
-    let key = message.key();
-    let record = FutureRecord::to(topic).key(&key).payload(&payload);
-    // a heartbeat that cannot be delivered soon is worthless: the next one replaces it
-    if let Err((error, _)) = producer.send(record, Timeout::After(Duration::from_secs(5))).await {
-        tracing::debug!(%error, "heartbeat not published");
     }
 }

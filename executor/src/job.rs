@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gitfaas_common::limits;
-use gitfaas_common::schema::SCHEMA_VERSION;
-use gitfaas_common::{Job, JobResult, JobStatus, Timings};
+use gitfaas_common::schema::Attempt;
+use gitfaas_common::{Job, JobResult, JobStatus};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -53,25 +53,22 @@ impl Place {
     }
 }
 
-/// How an attempt ended before it produced a result value.
+/// How an attempt ended: its result, and whether a failure was the executor's own.
 struct Ending {
-    status: JobStatus,
-    reason: Option<String>,
-    exit_code: Option<i64>,
-    output: Option<Value>,
-    stderr_tail: String,
+    result: JobResult,
     /// The executor's own trouble (disk, Docker), not the job's: worth retrying.
     infrastructure: bool,
 }
 
-impl Ending {
-    fn failed(status: JobStatus, reason: impl Into<String>) -> Self {
-        let reason = Some(reason.into());
-        Self { status, reason, exit_code: None, output: None, stderr_tail: String::new(), infrastructure: false }
+impl From<JobResult> for Ending {
+    fn from(result: JobResult) -> Self {
+        Self { result, infrastructure: false }
     }
+}
 
-    fn infrastructure(reason: impl Into<String>) -> Self {
-        Self { infrastructure: true, ..Self::failed(JobStatus::Failed, reason) }
+impl Ending {
+    fn infrastructure(attempt: &Attempt, reason: impl Into<String>) -> Self {
+        Self { result: JobResult::failed(attempt, reason), infrastructure: true }
     }
 }
 
@@ -90,34 +87,17 @@ impl JobRunner {
         started_at: DateTime<Utc>,
         cancel: &CancellationToken,
     ) -> RunOutcome {
+        let at = Attempt::of(job, &self.executor_id, attempt).started(started_at);
         let (mut commit_sha, mut warm) = (None, false);
-        let ending = self.attempt(job, &mut commit_sha, &mut warm, cancel).await;
-        let finished_at = Utc::now();
-        let infrastructure_failure = ending.infrastructure;
-        let result = JobResult {
-            version: SCHEMA_VERSION,
-            job_id: job.id,
-            owner: job.owner.clone(),
-            status: ending.status,
-            reason: ending.reason,
-            exit_code: ending.exit_code,
-            output: ending.output,
-            stderr_tail: ending.stderr_tail,
-            commit_sha,
-            executor_id: self.executor_id.clone(),
-            attempt,
-            submitted_at: job.submitted_at,
-            started_at: Some(started_at),
-            finished_at,
-            timings: Timings::between(job.submitted_at, Some(started_at), finished_at),
-            warm,
-        };
-        RunOutcome { result, infrastructure_failure }
+        let ending = self.attempt(job, &at, &mut commit_sha, &mut warm, cancel).await;
+        let result = JobResult { commit_sha, warm, ..ending.result.finished(Utc::now()) };
+        RunOutcome { result, infrastructure_failure: ending.infrastructure }
     }
 
     async fn attempt(
         &self,
         job: &Job,
+        at: &Attempt,
         commit_sha: &mut Option<String>,
         warm: &mut bool,
         cancel: &CancellationToken,
@@ -126,8 +106,8 @@ impl JobRunner {
         let policy = &self.settings.policy;
         let repo = match RepoUrl::parse(&spec.repo, policy) {
             Ok(repo) if gitfaas_common::schema::is_valid_ref(&spec.git_ref) => repo,
-            Ok(_) => return Ending::failed(JobStatus::Rejected, PolicyError::Ref(spec.git_ref.clone()).to_string()),
-            Err(e) => return Ending::failed(JobStatus::Rejected, e.to_string()),
+            Ok(_) => return JobResult::rejected(at, PolicyError::Ref(spec.git_ref.clone()).to_string()).into(),
+            Err(e) => return JobResult::rejected(at, e.to_string()).into(),
         };
         let limits = &self.settings.data;
         if let Err(e) = data::check_links(&spec.sources, false, limits, policy).and(data::check_links(
@@ -136,16 +116,16 @@ impl JobRunner {
             limits,
             policy,
         )) {
-            return Ending::failed(JobStatus::Rejected, e.to_string());
+            return JobResult::rejected(at, e.to_string()).into();
         }
-        let credentials = match self.open_credentials(job) {
+        let credentials = match self.open_credentials(job, at) {
             Ok(credentials) => credentials,
-            Err(ending) => return ending,
+            Err(ending) => return *ending,
         };
         let token = credentials.get(GIT_TOKEN);
         let clock = std::time::Instant::now();
         let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
-        let resolve = || self.git_task(repo.clone(), spec.git_ref.clone(), None, token.clone());
+        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.clone(), None, token.clone());
         let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).await {
             Ok(sha) => sha,
             Err(ending) => return ending,
@@ -155,7 +135,7 @@ impl JobRunner {
             runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
-        let placed = self.place(job, &repo, &sha, token, plan).await;
+        let placed = self.place(job, at, &repo, &sha, token, plan).await;
         drop(credentials);
         let (launch, place) = match placed {
             Ok(placed) => placed,
@@ -164,7 +144,7 @@ impl JobRunner {
         *commit_sha = Some(sha); // checked out (now or for the warm sandbox)
         *warm = matches!(&place, Place::Warm(lease) if lease.warm);
         let placed = clock.elapsed();
-        let (ending, place) = self.run_placed(job, launch, place, cancel).await;
+        let (ending, place) = self.run_placed(job, at, launch, place, cancel).await;
         let ran = clock.elapsed();
         if let (Place::Warm(lease), Some(pool)) = (place, &self.warm) {
             pool.finish(*lease).await;
@@ -186,6 +166,7 @@ impl JobRunner {
     /// moved); with `Some(dir)`, checks the commit `git_ref` out there.
     async fn git_task(
         &self,
+        at: &Attempt,
         repo: RepoUrl,
         git_ref: String,
         checkout: Option<PathBuf>,
@@ -202,10 +183,10 @@ impl JobRunner {
         .await;
         match fetched {
             Ok(Ok(sha)) => Ok(sha),
-            Ok(Err(e)) if e.is_infrastructure() => Err(Ending::infrastructure(e.to_string())),
-            Ok(Err(e)) if e.is_policy() => Err(Ending::failed(JobStatus::Rejected, e.to_string())),
-            Ok(Err(e)) => Err(Ending::failed(JobStatus::Failed, e.to_string())),
-            Err(e) => Err(Ending::infrastructure(format!("checkout task failed: {e}"))),
+            Ok(Err(e)) if e.is_infrastructure() => Err(Ending::infrastructure(at, e.to_string())),
+            Ok(Err(e)) if e.is_policy() => Err(JobResult::rejected(at, e.to_string()).into()),
+            Ok(Err(e)) => Err(JobResult::failed(at, e.to_string()).into()),
+            Err(e) => Err(Ending::infrastructure(at, format!("checkout task failed: {e}"))),
         }
     }
 
@@ -215,6 +196,7 @@ impl JobRunner {
     async fn place(
         &self,
         job: &Job,
+        at: &Attempt,
         repo: &RepoUrl,
         sha: &str,
         token: Option<zeroize::Zeroizing<String>>,
@@ -233,16 +215,16 @@ impl JobRunner {
             }
         }
         let workspace = Workspace::create(&self.settings.work_dir)
-            .map_err(|e| Ending::infrastructure(format!("executor could not create a workspace: {e}")))?;
-        self.git_task(repo.clone(), sha.to_owned(), Some(workspace.code()), token).await?;
-        let launch = plan(&workspace.code()).map_err(|e| Ending::failed(JobStatus::Rejected, e.to_string()))?;
+            .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
+        self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).await?;
+        let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
         let Some((pool, command)) = self.warm.as_ref().zip(warm::warm_command(&launch.runtime, &launch.command)) else {
             return Ok((launch, Place::Cold(workspace)));
         };
         let key = match pool.key(owner, sha, &launch, resources, network).await {
             Ok(key) => key,
-            Err(e @ SandboxError::MissingImage(_)) => return Err(Ending::failed(JobStatus::Rejected, e.to_string())),
-            Err(e) => return Err(Ending::infrastructure(format!("sandbox error: {e}"))),
+            Err(e @ SandboxError::MissingImage(_)) => return Err(JobResult::rejected(at, e.to_string()).into()),
+            Err(e) => return Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         };
         let mut spec = self.sandbox_spec(job, launch.clone(), &workspace, "warm");
         spec.command = command;
@@ -251,7 +233,7 @@ impl JobRunner {
         match pool.start(key, &spec, workspace).await {
             Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
             Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace))),
-            Err(e) => Err(Ending::infrastructure(format!("sandbox error: {e}"))),
+            Err(e) => Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         }
     }
 
@@ -260,6 +242,7 @@ impl JobRunner {
     async fn run_placed(
         &self,
         job: &Job,
+        at: &Attempt,
         launch: Launch,
         mut place: Place,
         cancel: &CancellationToken,
@@ -268,17 +251,17 @@ impl JobRunner {
         let (limits, policy) = (&self.settings.data, &self.settings.policy);
         if let Place::Warm(lease) = &place {
             if let Err(e) = lease.workspace().clear_input() {
-                return (Ending::infrastructure(format!("executor could not empty the input: {e}")), place);
+                return (Ending::infrastructure(at, format!("executor could not empty the input: {e}")), place);
             }
         }
         // (building the download client loads the TLS roots: not for a job without sources)
         if !spec.sources.is_empty() {
             if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
-                return (Ending::failed(JobStatus::Failed, e.to_string()), place);
+                return (JobResult::failed(at, e.to_string()).into(), place);
             }
         }
         if cancel.is_cancelled() {
-            return (Ending::failed(JobStatus::Cancelled, "cancelled before it ran"), place);
+            return (JobResult::cancelled_before_run(at).into(), place);
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
@@ -287,26 +270,28 @@ impl JobRunner {
             Place::Cold(workspace) => self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await,
         };
         let mut ending = match outcome {
-            Ok(outcome) => self.interpret(outcome, spec.timeout_secs),
-            Err(e @ SandboxError::MissingImage(_)) => Ending::failed(JobStatus::Rejected, e.to_string()),
-            Err(e) => Ending::infrastructure(format!("sandbox error: {e}")),
+            Ok(outcome) => self.interpret(at, outcome, spec.timeout_secs).into(),
+            Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
+            Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };
-        if ending.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
+        if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
-                ending.status = match e {
-                    DataError::OutputTooLarge(_) => JobStatus::OutputTooLarge,
-                    _ => JobStatus::Failed,
+                let failed = match e {
+                    DataError::OutputTooLarge(_) => JobResult::output_too_large(at, e.to_string()),
+                    _ => JobResult::failed(at, e.to_string()),
                 };
-                ending.reason = Some(e.to_string());
+                // the run's result (output, stderr) with the status and reason of the upload
+                ending.result = JobResult { status: failed.status, reason: failed.reason, ..ending.result };
             }
         }
         (ending, place)
     }
 
-    fn open_credentials(&self, job: &Job) -> Result<Credentials, Ending> {
+    fn open_credentials(&self, job: &Job, at: &Attempt) -> Result<Credentials, Box<Ending>> {
         let Some(sealed) = job.spec.sealed_credentials.as_deref() else { return Ok(Credentials::none()) };
-        let key = self.settings.private_key().map_err(|e| Ending::infrastructure(e.to_string()))?;
-        Credentials::open(Some(sealed), key.as_ref()).map_err(|e| Ending::failed(JobStatus::Rejected, e.to_string()))
+        let key = self.settings.private_key().map_err(|e| Box::new(Ending::infrastructure(at, e.to_string())))?;
+        Credentials::open(Some(sealed), key.as_ref())
+            .map_err(|e| Box::new(JobResult::rejected(at, e.to_string()).into()))
     }
 
     fn sandbox_spec(&self, job: &Job, launch: Launch, dirs: &Workspace, kind: &str) -> SandboxSpec {
@@ -332,93 +317,30 @@ impl JobRunner {
         }
     }
 
-    fn interpret(&self, out: SandboxOutcome, timeout_secs: u32) -> Ending {
-        let mut ending = Ending {
-            status: JobStatus::Failed,
-            reason: None,
-            exit_code: out.exit_code,
-            output: None,
-            stderr_tail: out.stderr_tail,
-            infrastructure: false,
-        };
-        if out.cancelled {
-            ending.status = JobStatus::Cancelled;
-            ending.reason = Some("cancelled while running".into());
+    fn interpret(&self, at: &Attempt, out: SandboxOutcome, timeout_secs: u32) -> JobResult {
+        let result = if out.cancelled {
+            JobResult::cancelled_while_running(at)
         } else if out.timed_out {
-            ending.status = JobStatus::TimedOut;
-            ending.reason = Some(format!("killed after the {timeout_secs}s timeout"));
+            JobResult::timed_out(at, timeout_secs)
         } else if out.stdout_overflow {
-            ending.status = JobStatus::OutputTooLarge;
-            ending.reason = Some(format!(
-                "output exceeded the {} byte limit; the function was stopped",
-                self.settings.stdout_max_bytes
-            ));
+            JobResult::stdout_too_large(at, self.settings.stdout_max_bytes)
         } else if out.oom_killed {
-            ending.status = JobStatus::OomKilled;
-            ending.reason = Some("killed: out of memory".into());
+            JobResult::oom_killed(at)
         } else if out.exit_code != Some(0) {
-            let code = out.exit_code.map_or("unknown".into(), |c| c.to_string());
-            ending.reason = Some(format!("function exited with code {code}"));
+            JobResult::exited_with(at, out.exit_code)
         } else {
             match serde_json::from_slice::<Value>(&out.stdout) {
-                Ok(value) if limits::check_depth(&value).is_err() => ending.reason = Some(too_deep()),
-                Ok(value) => {
-                    ending.status = JobStatus::Succeeded;
-                    ending.output = Some(value);
+                Ok(value) if limits::check_depth(&value).is_err() => {
+                    JobResult::bad_output(at, limits::LimitError::TooDeep)
                 }
+                Ok(value) => JobResult::succeeded(at, value),
                 // serde_json's own limit (128 levels) is past ours: the same reason
-                Err(e) if e.to_string().starts_with("recursion limit exceeded") => ending.reason = Some(too_deep()),
-                Err(e) => ending.reason = Some(format!("function output is not valid json: {e}")),
+                Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+                    JobResult::bad_output(at, limits::LimitError::TooDeep)
+                }
+                Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
             }
-        }
-        ending
-    }
-}
-
-fn too_deep() -> String {
-    format!("function output is {}", limits::LimitError::TooDeep)
-}
-
-/// A result whose message would be past [`limits::MAX_MESSAGE_BYTES`] (the broker
-/// would refuse it, and the job would never end) becomes `output_too_large`,
-/// without its output and with its stderr tail cut to what fits.
-pub fn within_message_limit(mut result: JobResult) -> JobResult {
-    let encoded = |r: &JobResult| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len() + 32); // + the event tag
-    let len = encoded(&result);
-    if limits::check_message_len(len).is_ok() {
-        return result;
-    }
-    tracing::warn!(job_id = %result.job_id, len, "result past the message limit");
-    result.status = JobStatus::OutputTooLarge;
-    result.reason = Some(format!("the result is {}", limits::LimitError::TooLarge(len)));
-    result.output = None;
-    while limits::check_message_len(encoded(&result)).is_err() && !result.stderr_tail.is_empty() {
-        let keep = result.stderr_tail.len() / 2;
-        let cut = (keep..=result.stderr_tail.len()).find(|&i| result.stderr_tail.is_char_boundary(i)).unwrap_or(0);
-        result.stderr_tail.drain(..cut);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gitfaas_common::{JobId, Owner};
-
-    #[test]
-    fn a_result_past_the_message_limit_ends_output_too_large_and_fits() {
-        let owner = Owner { subject: "u".into(), name: None };
-        let mut result =
-            JobResult::without_run(JobId::new(), owner, Utc::now(), JobStatus::Succeeded, "".into(), "e", 1);
-        result.reason = None;
-        result.output = Some(Value::String("x".repeat(limits::MAX_MESSAGE_BYTES)));
-        result.stderr_tail = "y".repeat(limits::MAX_MESSAGE_BYTES);
-        let bounded = within_message_limit(result.clone());
-        assert_eq!(bounded.status, JobStatus::OutputTooLarge);
-        assert!(bounded.output.is_none() && bounded.reason.as_deref().unwrap().contains("message"));
-        assert!(serde_json::to_vec(&bounded).unwrap().len() < limits::MAX_MESSAGE_BYTES);
-        result.output = Some(Value::from(1));
-        result.stderr_tail.clear();
-        assert_eq!(within_message_limit(result.clone()), result);
+        };
+        result.with_process(out.exit_code, out.stderr_tail)
     }
 }

@@ -2,6 +2,8 @@
 //! repository inside a locked-down container, and publishes one result per attempt.
 //!
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
+//! - [`processing`]: a job's attempts and its one result; [`delivery`] decides
+//!   (pure) what each ending comes to;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
 //! - [`git`]: the bare-mirror cache and per-job checkouts; `refs`: ref resolutions
 //!   shared by the jobs submitted before they started;
@@ -13,26 +15,25 @@
 //! - [`offsets`]: which offsets may be committed;
 //! - [`cancel`]: cancel requests and abandoned runs.
 
-pub mod cancel;
-pub mod credentials;
-pub mod data;
-pub mod delivery;
-pub mod egress;
-pub mod git;
-pub mod handover;
-pub mod heartbeat;
-pub mod job;
-pub mod offsets;
-pub mod peers;
-pub mod rebalance;
+mod cancel;
+mod credentials;
+mod data;
+mod delivery;
+mod egress;
+mod git;
+mod heartbeat;
+mod job;
+mod offsets;
+mod processing;
+mod rebalance;
 mod refs;
-pub mod runtime;
-pub mod sandbox;
-pub mod settings;
+mod runtime;
+mod sandbox;
+mod settings;
 mod tail;
-pub mod tree;
-pub mod warm;
-pub mod worker;
+mod tree;
+mod warm;
+mod worker;
 mod workspace;
 
 use std::future::Future;
@@ -40,16 +41,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
 use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::git::GitCache;
+pub use crate::git::GitCache;
 use crate::job::JobRunner;
+use crate::processing::Processing;
 use crate::sandbox::{Sandbox, SandboxPolicy};
+pub use crate::sandbox::{EXECUTOR_LABEL, JOB_LABEL};
 pub use crate::settings::Settings;
-use crate::worker::{JobConsumer, Worker, WorkerContext};
+pub use crate::tree::CheckoutLimits;
+/// Labels of warm containers (which are warm, and whose: a digest of the owner).
+pub use crate::warm::{OWNER_LABEL, WARM_LABEL};
+pub use crate::worker::Worker;
+use crate::worker::{JobConsumer, WorkerContext};
 
 /// Builds the executor from its settings: connects to Docker and Kafka, removes
 /// containers a crashed predecessor left, and joins the consumer group.
@@ -85,15 +92,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let tracker = Arc::new(Mutex::new(Default::default()));
     let lookback = Duration::from_secs(e.cancel_lookback_secs);
     let controls = cancel::Controls::new(lookback);
-    let heartbeat_every = gitfaas_common::observer::HEARTBEAT_EVERY;
-    let peers = Arc::new(peers::Peers::new(&executor_id, 3 * heartbeat_every));
-    let (cancels_ready, stop_following) =
-        follow_cancels(settings, &executor_id, controls.clone(), peers.clone(), lookback).await?;
+    let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
     let revoke_grace = Duration::from_secs(e.revoke_grace_secs);
-    // an old owner learns of the revoke within about a second, finishes its jobs
-    // within the grace and says so in its next heartbeats
-    let settle_limit = revoke_grace + 3 * heartbeat_every;
-    let handover = Arc::new(handover::Handover::new(Duration::from_millis(e.handover_hold_ms), settle_limit, peers));
     let mut config = job_path_consumer_config(&settings.kafka, &e.group_id);
     config
         .set("client.id", &executor_id)
@@ -110,40 +110,41 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             .set("heartbeat.interval.ms", "1000");
     }
     let consumer: JobConsumer = config
-        .create_with_context(WorkerContext {
-            tracker: tracker.clone(),
-            controls: controls.clone(),
-            revoke_grace,
-            handover: handover.clone(),
-        })
+        .create_with_context(WorkerContext { tracker: tracker.clone(), controls: controls.clone(), revoke_grace })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
-    let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
 
     let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm));
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
     Ok(Arc::new(Worker {
         consumer: Arc::new(consumer),
-        producer,
-        runner: Arc::new(JobRunner { executor_id, settings: e.clone(), git, sandbox, warm, refs: Default::default() }),
-        topics: settings.kafka.topics.clone(),
+        processing: Processing {
+            publisher,
+            runner: Arc::new(JobRunner {
+                executor_id,
+                settings: e.clone(),
+                git,
+                sandbox,
+                warm,
+                refs: Default::default(),
+            }),
+            topics: settings.kafka.topics.clone(),
+        },
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
         grace: Duration::from_secs(e.shutdown_grace_secs),
         controls,
         cancels_ready,
         stop_following,
-        handover,
     }))
 }
 
-/// Starts reading cancel requests and peers' heartbeats from the observer topic,
-/// `lookback` back in time.
+/// Starts reading cancel requests from the control topic, `lookback` back in time.
 async fn follow_cancels(
     settings: &Settings,
     executor_id: &str,
     controls: Arc<cancel::Controls>,
-    peers: Arc<peers::Peers>,
     lookback: Duration,
 ) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, CancellationToken)> {
     let consumer: rdkafka::consumer::StreamConsumer = client_config(&settings.kafka)
@@ -151,17 +152,17 @@ async fn follow_cancels(
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the cancel request consumer")?;
-    let topic = settings.kafka.topics.observer.clone();
+    let topic = settings.kafka.topics.control.clone();
     let (consumer, ends) = tokio::task::spawn_blocking(move || {
         let ends = cancel::assign_recent(&consumer, &topic, lookback);
         (consumer, ends)
     })
     .await
     .context("cancel request consumer setup")?;
-    let ends = ends.context("assigning the observer topic")?;
+    let ends = ends.context("assigning the control topic")?;
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let stop = CancellationToken::new();
-    tokio::spawn(cancel::follow(consumer, controls, peers, ends, ready_tx, stop.clone()));
+    tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));
     Ok((ready, stop))
 }
 

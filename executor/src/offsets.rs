@@ -1,10 +1,6 @@
 //! Which offsets may be committed: per partition, only the contiguous prefix of
 //! messages whose results the broker acknowledged. A job that finishes early does
 //! not let the commit pass a slower job received before it.
-//!
-//! It also knows which partitions are *unsettled* — jobs received and not finished,
-//! or a committable offset the broker has not confirmed committing — which the
-//! executor's heartbeats announce, so that a partition's next owner waits for them.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,9 +11,6 @@ struct PartitionState {
     in_flight: BTreeSet<i64>,
     highest_done: Option<i64>,
     committable: Option<i64>,
-    /// The highest offset the broker confirmed committing (or the first received,
-    /// which was committed before this consumer got it).
-    confirmed: Option<i64>,
 }
 
 #[derive(Default, Debug)]
@@ -30,7 +23,6 @@ impl OffsetTracker {
     pub fn begin(&mut self, tp: &TopicPartition, offset: i64) {
         let state = self.partitions.entry(tp.clone()).or_default();
         state.committable.get_or_insert(offset);
-        state.confirmed.get_or_insert(offset);
         state.in_flight.insert(offset);
     }
 
@@ -66,26 +58,6 @@ impl OffsetTracker {
 
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.in_flight.len()).sum()
-    }
-
-    /// Records the broker's confirmation that `offset` was committed.
-    pub fn committed(&mut self, tp: &TopicPartition, offset: i64) {
-        if let Some(state) = self.partitions.get_mut(tp) {
-            state.confirmed = Some(state.confirmed.map_or(offset, |c| c.max(offset)));
-        }
-    }
-
-    /// Partitions (of any topic) with jobs not finished, or with finished jobs whose
-    /// offsets are not confirmed committed yet; sorted.
-    pub fn unsettled(&self) -> Vec<i32> {
-        let mut partitions: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| !p.in_flight.is_empty() || p.committable > p.confirmed)
-            .map(|((_, partition), _)| *partition)
-            .collect();
-        partitions.sort_unstable();
-        partitions
     }
 }
 
@@ -127,25 +99,5 @@ mod tests {
         t.forget(&tp);
         assert!(!t.owns(&tp, 5));
         assert_eq!(t.finish(&tp, 5), None);
-    }
-
-    #[test]
-    fn a_partition_is_unsettled_until_its_finished_jobs_are_committed() {
-        let (a, b) = (("jobs".to_owned(), 0), ("jobs".to_owned(), 1));
-        let mut t = OffsetTracker::default();
-        assert!(t.unsettled().is_empty());
-        t.begin(&a, 4);
-        t.begin(&b, 9);
-        assert_eq!(t.unsettled(), vec![0, 1], "running");
-        assert_eq!(t.finish(&b, 9), Some(10));
-        assert_eq!(t.unsettled(), vec![0, 1], "b finished, not committed yet");
-        t.committed(&b, 9);
-        assert_eq!(t.unsettled(), vec![0, 1], "an older commit confirms nothing new");
-        t.committed(&b, 10);
-        assert_eq!(t.unsettled(), vec![0]);
-        t.forget(&a);
-        assert!(t.unsettled().is_empty(), "a revoked partition is no longer this consumer's");
-        t.committed(&a, 5); // a late confirmation for a forgotten partition
-        assert!(t.unsettled().is_empty());
     }
 }

@@ -1,6 +1,10 @@
 //! The consumer's side of a rebalance: revoked partitions' running jobs finish or
-//! are abandoned, newly assigned ones are held for the handover, and commits the
-//! broker confirmed settle their partitions (see [`OffsetTracker::unsettled`]).
+//! are abandoned before the partition goes; newly assigned ones are resumed.
+//!
+//! Kafka's cooperative protocol (`cooperative-sticky`, or the `consumer` group
+//! protocol of KIP-848) gives a moved partition to its new owner only after the
+//! old one revoked it, so what the old owner finished and committed in the revoke
+//! is not run again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +13,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::cancel::Controls;
-use crate::handover::Handover;
 use crate::offsets::{OffsetTracker, TopicPartition};
 
 /// Before a partition goes to another member: lets its running jobs finish for up
@@ -19,7 +22,6 @@ pub struct WorkerContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub controls: Arc<Controls>,
     pub revoke_grace: Duration,
-    pub handover: Arc<Handover>,
 }
 
 impl ClientContext for WorkerContext {}
@@ -28,13 +30,6 @@ impl ConsumerContext for WorkerContext {
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
-                let mut tracker = self.tracker.lock().expect("tracker lock");
-                for e in offsets.elements() {
-                    if let Offset::Offset(offset) = e.offset() {
-                        tracker.committed(&(e.topic().to_owned(), e.partition()), offset);
-                    }
-                }
-                drop(tracker);
                 let offsets: Vec<(i32, Offset)> =
                     offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
                 tracing::debug!(?offsets, "offsets committed");
@@ -66,16 +61,17 @@ impl ConsumerContext for WorkerContext {
         for tp in &revoked {
             tracker.forget(tp);
         }
-        self.handover.revoked(&revoked);
         tracing::info!(partitions = ?revoked.iter().map(|tp| tp.1).collect::<Vec<_>>(), abandoned, "partitions revoked");
     }
 
-    /// New partitions are held for the handover (see [`Handover`]), or resumed: a
-    /// partition keeps the paused flag this consumer gave it before it was revoked,
-    /// and assigned back it would never be fetched while the worker idles.
+    /// New partitions are resumed: a partition keeps the paused flag this consumer
+    /// gave it before it was revoked, and assigned back it would never be fetched
+    /// while the worker idles.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(list) = rebalance else { return };
-        self.handover.assigned(consumer, list);
+        if let Err(error) = consumer.resume(list) {
+            tracing::warn!(%error, "resuming assigned partitions failed");
+        }
         let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
         tracing::info!(?partitions, "partitions assigned");
     }

@@ -54,12 +54,6 @@ pub struct ExecutorSettings {
     /// before they are abandoned (killed, no result; the new owner runs them).
     #[serde(default = "default_revoke_grace_secs")]
     pub revoke_grace_secs: u64,
-    /// How long a newly assigned partition waits before its jobs run, so that what
-    /// its previous owner finished meanwhile is committed and not run again (see
-    /// `handover`), on a broker that hands partitions over before their old owner
-    /// let go. 0 (the default; Kafka needs no hold) turns it off.
-    #[serde(default = "default_handover_hold_ms")]
-    pub handover_hold_ms: u64,
     /// Retries of infrastructure failures, job expiry.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -96,17 +90,11 @@ fn default_revoke_grace_secs() -> u64 {
     10
 }
 
-fn default_handover_hold_ms() -> u64 {
-    // Kafka's cooperative protocol hands a partition over only after its old owner
-    // revoked it; the hold was for brokers that do not (see `handover`)
-    0
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataLimits {
     /// Largest total of a job's downloaded sources.
-    pub max_input_bytes: u64,
+    pub max_source_bytes: u64,
     /// Largest total of a job's uploaded outputs.
     pub max_output_bytes: u64,
     /// Time allowed for each download or upload.
@@ -117,7 +105,7 @@ pub struct DataLimits {
 
 impl Default for DataLimits {
     fn default() -> Self {
-        Self { max_input_bytes: 64 << 20, max_output_bytes: 64 << 20, transfer_timeout_secs: 30, max_links: 16 }
+        Self { max_source_bytes: 64 << 20, max_output_bytes: 64 << 20, transfer_timeout_secs: 30, max_links: 16 }
     }
 }
 

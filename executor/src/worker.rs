@@ -11,32 +11,31 @@
 //! and when a rebalance takes a partition away, its running jobs get
 //! `revoke_grace` to finish and publish; the rest are abandoned (killed, no result)
 //! and the partition's new owner runs them again — one result either way.
+//!
+//! This file keeps the loop; what each message comes to — its attempts, its one
+//! result, a dead letter — is [`crate::processing`]'s, on decisions of
+//! [`crate::delivery`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
-use gitfaas_common::kafka::{set_parent_from_headers, trace_headers};
+use gitfaas_common::kafka::set_parent_from_headers;
 use gitfaas_common::observer::HEARTBEAT_EVERY;
-use gitfaas_common::schema::{decode_job, JobStarted, SCHEMA_VERSION};
-use gitfaas_common::settings::TopicSettings;
-use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus, Owner};
+use gitfaas_common::schema::decode_job;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cancel::{Admission, Controls, RunGuard, Stop};
+use crate::cancel::{Admission, Controls};
 use crate::delivery;
-use crate::handover::Handover;
-use crate::job::{JobRunner, RunOutcome};
+use crate::heartbeat::{publish_heartbeats, Beat, Load};
 use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::processing::Processing;
 
 pub use crate::rebalance::WorkerContext;
 
@@ -44,9 +43,7 @@ pub type JobConsumer = StreamConsumer<WorkerContext>;
 
 pub struct Worker {
     pub consumer: Arc<JobConsumer>,
-    pub producer: FutureProducer,
-    pub runner: Arc<JobRunner>,
-    pub topics: TopicSettings,
+    pub processing: Processing,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub slots: Arc<Semaphore>,
     pub grace: Duration,
@@ -55,7 +52,6 @@ pub struct Worker {
     pub cancels_ready: tokio::sync::watch::Receiver<bool>,
     /// Stops following cancel requests when the worker is done.
     pub stop_following: CancellationToken,
-    pub handover: Arc<Handover>,
 }
 
 impl Worker {
@@ -68,15 +64,18 @@ impl Worker {
         if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
             tracing::warn!("cancel requests not read within 60 s; taking jobs anyway");
         }
-        let heartbeats = tokio::spawn(crate::heartbeat::publish_heartbeats(
-            self.clone(),
-            self.topics.observer.clone(),
-            self.runner.settings.slots,
-            HEARTBEAT_EVERY,
-            shutdown.clone(),
-        ));
-        let mut releases = JoinSet::new(); // aborted when dropped
-        releases.spawn(self.clone().release_holds());
+        let beat = Beat {
+            publisher: self.processing.publisher.clone(),
+            topic: self.processing.topics.observer.clone(),
+            executor_id: self.processing.runner.executor_id.clone(),
+            interval: HEARTBEAT_EVERY,
+        };
+        let load = Load {
+            tracker: self.tracker.clone(),
+            slots: self.slots.clone(),
+            total_slots: self.processing.runner.settings.slots,
+        };
+        let heartbeats = tokio::spawn(publish_heartbeats(beat, load, shutdown.clone()));
         let mut running = JoinSet::new();
         let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
@@ -87,7 +86,6 @@ impl Worker {
                 None => tokio::select! {
                     () = shutdown.cancelled() => break,
                     received = self.consumer.recv() => match received {
-                        Ok(message) if self.is_held(&message) => continue,
                         Ok(message) => self.accept(&message),
                         Err(error) => {
                             tracing::warn!(%error, "kafka receive error");
@@ -106,7 +104,7 @@ impl Worker {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }
-        if let Some(pool) = &self.runner.warm {
+        if let Some(pool) = &self.processing.runner.warm {
             pool.shutdown().await;
         }
         let _ = tokio::time::timeout(2 * HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
@@ -157,7 +155,6 @@ impl Worker {
                 () = shutdown.cancelled() => break None,
                 permit = self.slots.clone().acquire_owned() => break permit.ok(),
                 received = self.consumer.recv() => match received {
-                    Ok(message) if self.is_held(&message) => {}
                     // fetched before the pause took effect: keep it, in order
                     Ok(message) => pending.push_back(self.accept(&message)),
                     Err(error) => tracing::warn!(%error, "kafka receive error while paused"),
@@ -168,22 +165,12 @@ impl Worker {
         permit
     }
 
+    /// Pauses or resumes the whole assignment (for want of slots, or to drain).
     fn set_paused(&self, paused: bool) {
-        self.handover.set_slots_full(&*self.consumer, paused);
-    }
-
-    /// A message of a partition still held for the handover: dropped, fetched
-    /// again from the committed offset once the hold is over.
-    fn is_held(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
-        self.handover.is_held(&(message.topic().to_owned(), message.partition()))
-    }
-
-    /// Releases partitions whose handover hold is over, until aborted.
-    async fn release_holds(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let worker = self.clone();
-            let _ = tokio::task::spawn_blocking(move || worker.handover.release_due(&*worker.consumer)).await;
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(error) = result {
+            tracing::warn!(%error, paused, "pause/resume failed");
         }
     }
 
@@ -203,7 +190,9 @@ impl Worker {
             let payload = message.payload().unwrap_or_default();
             let job = match decode_job(payload) {
                 Ok(job) => job,
-                Err(error) => return (self.reject_malformed(message.key(), payload, &error.to_string()).await, None),
+                Err(error) => {
+                    return (self.processing.reject_malformed(message.key(), payload, &error.to_string()).await, None)
+                }
             };
             tracing::Span::current().record("job_id", tracing::field::display(job.id));
             if !self.tracker.lock().expect("tracker lock").owns(&tp, message.offset()) {
@@ -212,9 +201,11 @@ impl Worker {
             }
             match self.controls.admit(job.id, tp.clone()) {
                 Admission::Cancelled(request) => {
-                    (self.cancelled_before_start(&job, request.result_published).await, None)
+                    tracing::info!(request.result_published, "job cancelled before it started");
+                    let end = delivery::cancelled_before_start(&job, &request, &self.processing.runner.executor_id);
+                    (self.processing.conclude(end).await, None)
                 }
-                Admission::Run(guard) => (self.process(job, &guard).await, Some(guard)),
+                Admission::Run(guard) => (self.processing.process(job, &guard).await, Some(guard)),
             }
         }
         .instrument(span)
@@ -243,199 +234,5 @@ impl Worker {
                 tracing::warn!(%error, partition = tp.1, offset = next, "offset commit not sent");
             }
         }
-    }
-
-    /// Runs the job — again after infrastructure failures, and after function
-    /// failures when the job asks for retries — and publishes its one result;
-    /// true once the broker has it.
-    async fn process(&self, job: Job, guard: &RunGuard) -> bool {
-        let executor_id = &self.runner.executor_id;
-        if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
-            tracing::info!("job expired before it could start");
-            return self.publish_until_acked(result).await;
-        }
-        let settings = &self.runner.settings.delivery;
-        let (mut tries, mut infrastructure_failures) = (0, 0);
-        loop {
-            if let Some(stop) = guard.stop() {
-                return self.stopped(&job, stop, None).await;
-            }
-            tries += 1;
-            let attempt = job.attempt + tries - 1;
-            let started_at = Utc::now();
-            let started = JobEvent::Started(JobStarted {
-                version: SCHEMA_VERSION,
-                job_id: job.id,
-                owner: job.owner.clone(),
-                executor_id: executor_id.clone(),
-                attempt,
-                started_at,
-            });
-            if let Err(error) = self.publish(&self.topics.results, job.id, &started, None).await {
-                tracing::warn!(%error, "could not publish the started event");
-            }
-            let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
-            if let Some(stop) = guard.stop() {
-                return self.stopped(&job, stop, Some(outcome)).await;
-            }
-            let result = outcome.result;
-            infrastructure_failures += u32::from(outcome.infrastructure_failure);
-            let reason = result.reason.as_deref().unwrap_or_default();
-            tracing::info!(status = %result.status, attempt, reason, run_ms = result.timings.run_ms, "attempt finished");
-            let next = delivery::after_attempt(
-                settings,
-                job.spec.retries,
-                tries,
-                infrastructure_failures,
-                result.status,
-                outcome.infrastructure_failure,
-            );
-            match next {
-                delivery::Next::Publish => return self.publish_until_acked(result).await,
-                delivery::Next::RetryAfter(backoff) => {
-                    tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = guard.token().cancelled() => {}
-                    }
-                }
-                delivery::Next::GiveUp => return self.give_up(&job, result).await,
-            }
-        }
-    }
-
-    /// A job cancelled before this executor started it: its `cancelled` result,
-    /// unless the frontend published that already.
-    async fn cancelled_before_start(&self, job: &Job, result_published: bool) -> bool {
-        tracing::info!(result_published, "job cancelled before it started");
-        if result_published {
-            return true;
-        }
-        let reason = "cancelled by its owner before it started".to_owned();
-        let executor_id = &self.runner.executor_id;
-        let result = JobResult::without_run(
-            job.id,
-            job.owner.clone(),
-            job.submitted_at,
-            JobStatus::Cancelled,
-            reason,
-            executor_id,
-            job.attempt,
-        );
-        self.publish_until_acked(result).await
-    }
-
-    /// A run stopped from outside. Abandoned (partition revoked): no result, the
-    /// new owner runs it. Cancelled: the `cancelled` result — or what the run
-    /// produced, when it finished before the kill — unless the frontend published
-    /// one already.
-    async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>) -> bool {
-        let request = match stop {
-            Stop::Abandoned => {
-                tracing::info!("job abandoned: its partition was revoked");
-                return false;
-            }
-            Stop::Cancelled(request) if request.result_published => return true,
-            Stop::Cancelled(request) => request,
-        };
-        let reason = format!("cancelled by its owner at {}", request.requested_at);
-        let result = match outcome {
-            Some(o) if o.result.status != JobStatus::Cancelled && !o.infrastructure_failure => o.result,
-            Some(RunOutcome { mut result, .. }) => {
-                result.status = JobStatus::Cancelled;
-                result.reason = Some(reason);
-                result
-            }
-            None => return self.cancelled_before_start(job, false).await,
-        };
-        tracing::info!(status = %result.status, "cancelled job ends");
-        self.publish_until_acked(result).await
-    }
-
-    /// After repeated infrastructure failures: the job goes to the dead-letter topic
-    /// with the reason, and gets a terminal `failed` result.
-    async fn give_up(&self, job: &Job, mut result: JobResult) -> bool {
-        let reason = format!(
-            "gave up after {} attempts failing in the executor: {}",
-            result.attempt - job.attempt + 1,
-            result.reason.as_deref().unwrap_or("unknown")
-        );
-        tracing::error!(%reason, "dead-lettering job");
-        let payload = serde_json::to_vec(job).expect("jobs serialise");
-        if !self.dead_letter(&payload, &reason).await {
-            return false;
-        }
-        result.reason = Some(reason);
-        self.publish_until_acked(result).await
-    }
-
-    async fn dead_letter(&self, payload: &[u8], reason: &str) -> bool {
-        let headers = OwnedHeaders::new().insert(Header { key: "gitfaas-error", value: Some(reason.as_bytes()) });
-        let record = FutureRecord::<(), [u8]>::to(&self.topics.dead_letter).payload(payload).headers(headers);
-        match self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
-            Ok(_) => true,
-            Err((error, _)) => {
-                tracing::error!(%error, "dead-letter publish failed");
-                false
-            }
-        }
-    }
-
-    async fn publish_until_acked(&self, result: JobResult) -> bool {
-        let event = JobEvent::Finished(crate::job::within_message_limit(result));
-        let mut backoff = Duration::from_millis(200);
-        for _ in 0..10 {
-            match self.publish(&self.topics.results, event.job_id(), &event, None).await {
-                Ok(()) => return true,
-                Err(error) => tracing::warn!(%error, "result not acknowledged; retrying"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-        tracing::error!("result could not be published; the job will be redelivered");
-        false
-    }
-
-    /// A message that is not a job of this schema goes to the dead-letter topic, and
-    /// the job it names (by its fields if they are readable, else by the message key)
-    /// gets a `rejected` result that says why; an owner left unknown is the one the
-    /// frontend has on record.
-    async fn reject_malformed(&self, key: Option<&[u8]>, payload: &[u8], reason: &str) -> bool {
-        tracing::warn!(reason, "malformed job message");
-        if !self.dead_letter(payload, reason).await {
-            return false;
-        }
-        let Some(found) = gitfaas_common::unreadable::salvage(key, payload) else {
-            tracing::warn!("malformed job message names no job; dead-lettered only");
-            return true;
-        };
-        let owner = found.owner.unwrap_or(Owner { subject: String::new(), name: None });
-        let submitted_at = found.submitted_at.unwrap_or_else(Utc::now);
-        let reason = format!("malformed job: {reason}");
-        let executor_id = &self.runner.executor_id;
-        let attempt = found.attempt.unwrap_or(1);
-        let result = JobResult::without_run(
-            found.job_id,
-            owner,
-            submitted_at,
-            JobStatus::Rejected,
-            reason,
-            executor_id,
-            attempt,
-        );
-        self.publish_until_acked(result).await
-    }
-
-    async fn publish(
-        &self,
-        topic: &str,
-        key: JobId,
-        event: &JobEvent,
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), rdkafka::error::KafkaError> {
-        let payload = serde_json::to_vec(event).expect("events serialise");
-        let key = key.to_string();
-        let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(headers.unwrap_or_else(trace_headers));
-        self.producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }

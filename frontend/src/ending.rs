@@ -2,9 +2,9 @@
 //! like an executor's, so that the view and the topics agree: for a job whose
 //! result message could not be read, and for a job an operator ends.
 
-use gitfaas_common::kafka::trace_headers;
-use gitfaas_common::{JobEvent, JobId, JobResult, JobStatus, Owner};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use gitfaas_common::kafka::{PublishError, Publisher};
+use gitfaas_common::schema::Attempt;
+use gitfaas_common::{JobEvent, JobId, JobResult, Owner};
 
 use crate::store::{JobRecord, JobStore};
 
@@ -14,38 +14,29 @@ pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
 /// Publishes terminal results on the results topic, keyed by job id.
 #[derive(Clone)]
 pub struct ResultPublisher {
-    pub producer: FutureProducer,
+    pub publisher: Publisher,
     pub topic: String,
 }
 
 impl ResultPublisher {
-    /// Publishes `result` (see [`ResultPublisher::send`]).
-    pub async fn publish(&self, result: &JobResult) -> Result<(), rdkafka::error::KafkaError> {
+    /// Publishes `result` as a `finished` event, once the broker has it.
+    pub async fn publish(&self, result: &JobResult) -> Result<(), PublishError> {
         let event = JobEvent::Finished(result.clone());
-        let payload = serde_json::to_vec(&event).expect("events serialise");
-        let key = result.job_id.to_string();
-        self.send(FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(trace_headers())).await
-    }
-
-    /// Sends `record` through the frontend's producer, waiting up to 10 s for the
-    /// broker's acknowledgement: the one send of the frontend, for every topic.
-    pub async fn send<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), rdkafka::error::KafkaError>
-    where
-        K: rdkafka::message::ToBytes + ?Sized,
-        P: rdkafka::message::ToBytes + ?Sized,
-    {
-        let timeout = rdkafka::util::Timeout::After(std::time::Duration::from_secs(10));
-        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+        self.publisher.send(&self.topic, &result.job_id.to_string(), &event).await
     }
 }
 
-/// The terminal result of a job the store knows, ended without (more of) a run.
-pub fn result_of(record: &JobRecord, status: JobStatus, reason: String) -> JobResult {
-    let now = chrono::Utc::now();
-    let submitted_at = record.job.as_ref().map_or(now, |j| j.submitted_at);
-    let owner = record.job.as_ref().map(|j| j.owner.clone()).unwrap_or_else(|| owner_named(&record.owner));
-    let attempt = record.attempt.unwrap_or(1);
-    JobResult::without_run(record.id, owner, submitted_at, status, reason, FRONTEND_EXECUTOR_ID, attempt)
+/// The attempt of a job the store knows that the frontend ends without (more of)
+/// a run: its results come from the constructors of [`JobResult`].
+pub fn attempt_of(record: &JobRecord) -> Attempt {
+    Attempt {
+        job_id: record.id,
+        owner: record.job.as_ref().map(|j| j.owner.clone()).unwrap_or_else(|| owner_named(&record.owner)),
+        submitted_at: record.job.as_ref().map_or_else(chrono::Utc::now, |j| j.submitted_at),
+        executor_id: FRONTEND_EXECUTOR_ID.to_owned(),
+        number: record.attempt.unwrap_or(1),
+        started_at: None,
+    }
 }
 
 fn owner_named(subject: &str) -> Owner {
@@ -76,27 +67,22 @@ pub async fn end_unreadable(
     if record.as_ref().is_some_and(|r| r.status.is_terminal()) {
         return Ok(());
     }
-    let reason = format!("its result message could not be read: {error}");
-    let result = match (&record, found.owner) {
-        (Some(record), _) => result_of(record, JobStatus::Failed, reason),
-        (None, Some(owner)) if !owner.subject.is_empty() => {
-            let submitted_at = found.submitted_at.unwrap_or_else(chrono::Utc::now);
-            let attempt = found.attempt.unwrap_or(1);
-            JobResult::without_run(
-                job_id,
-                owner,
-                submitted_at,
-                JobStatus::Failed,
-                reason,
-                FRONTEND_EXECUTOR_ID,
-                attempt,
-            )
-        }
+    let attempt = match (&record, found.owner) {
+        (Some(record), _) => attempt_of(record),
+        (None, Some(owner)) if !owner.subject.is_empty() => Attempt {
+            job_id,
+            owner,
+            submitted_at: found.submitted_at.unwrap_or_else(chrono::Utc::now),
+            executor_id: FRONTEND_EXECUTOR_ID.to_owned(),
+            number: found.attempt.unwrap_or(1),
+            started_at: None,
+        },
         (None, _) => {
             tracing::warn!(%job_id, error, "skipping an unreadable event of an unknown job");
             return Ok(());
         }
     };
+    let result = JobResult::unreadable(&attempt, error);
     tracing::warn!(%job_id, error, "unreadable result: the job ends failed");
     if let Some(publisher) = publisher {
         if let Err(error) = publisher.publish(&result).await {

@@ -9,7 +9,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use gitfaas_common::Owner;
 
-use crate::oidc::{AuthError, OidcVerifier};
+use crate::oidc::{Claims, OidcVerifier, TokenError};
 use crate::problem::ApiError;
 use crate::settings::{AuthMode, AuthSettings};
 
@@ -23,6 +23,27 @@ pub struct Caller {
 impl Caller {
     pub fn owner(&self) -> Owner {
         Owner { subject: self.subject.clone(), name: self.name.clone() }
+    }
+}
+
+impl From<Claims> for Caller {
+    fn from(claims: Claims) -> Self {
+        Self { subject: claims.subject, name: claims.name, roles: claims.roles }
+    }
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::Unauthorized(error.to_string())
     }
 }
 
@@ -61,10 +82,11 @@ impl Authenticator {
             }
             Authenticator::Oidc(verifier) => {
                 let token = token.ok_or(AuthError::Missing)?;
-                verifier.verify(token).await.map_err(|e| {
+                let claims = verifier.verify(token).await.map_err(|e| {
                     tracing::info!(error = %e, "token refused");
-                    ApiError::from(e)
-                })
+                    ApiError::from(AuthError::from(e))
+                })?;
+                Ok(Caller::from(claims))
             }
         }
     }

@@ -6,33 +6,32 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
 
-pub mod ending;
-pub mod event_hub;
-pub mod identity;
-pub mod observer_feed;
-pub mod oidc;
-pub mod problem;
-pub mod rebuild;
-pub mod request;
-pub mod results;
-pub mod routes;
-pub mod settings;
-pub mod store;
+mod ending;
+mod event_hub;
+mod identity;
+mod observer_feed;
+mod oidc;
+mod problem;
+mod rebuild;
+mod request;
+mod results;
+mod routes;
+mod settings;
+mod store;
 
 use std::future::Future;
 use std::net::TcpListener;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
 use gitfaas_common::settings::TopicSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::Authenticator;
 use crate::settings::FrontendSettings;
-pub use crate::settings::Settings;
+pub use crate::settings::{AuthMode, Settings};
 use crate::store::JobStore;
 
 /// Shared by every request handler.
@@ -40,23 +39,13 @@ pub struct AppState {
     pub settings: FrontendSettings,
     pub topics: TopicSettings,
     pub store: JobStore,
-    pub producer: FutureProducer,
+    /// Every message the frontend publishes goes out through this.
+    pub publisher: Publisher,
     /// Terminal results the frontend makes itself go out through this.
     pub results: ending::ResultPublisher,
     /// The shared subscription behind the event websockets.
     pub events: event_hub::EventHub,
     pub latest_report: observer_feed::LatestReport,
-}
-
-impl AppState {
-    /// Publishes `record`, waiting up to 10 s for the broker's acknowledgement.
-    pub async fn publish<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<(), rdkafka::error::KafkaError>
-    where
-        K: rdkafka::message::ToBytes + ?Sized,
-        P: rdkafka::message::ToBytes + ?Sized,
-    {
-        self.results.send(record).await
-    }
 }
 
 pub struct Application {
@@ -72,8 +61,7 @@ impl Application {
         let f = &settings.frontend;
         let store = JobStore::connect(&f.redis_url, &f.key_prefix).await.context("connecting to redis")?;
         ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
-        let producer: FutureProducer =
-            reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+        let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
         let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &f.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -84,9 +72,9 @@ impl Application {
         rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")?;
         let stop = CancellationToken::new();
         tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), stop.clone()));
-        let publisher =
-            ending::ResultPublisher { producer: producer.clone(), topic: settings.kafka.topics.results.clone() };
-        let results = tokio::spawn(results::consume(consumer, store.clone(), publisher.clone(), stop.clone()));
+        let result_publisher =
+            ending::ResultPublisher { publisher: publisher.clone(), topic: settings.kafka.topics.results.clone() };
+        let results = tokio::spawn(results::consume(consumer, store.clone(), result_publisher.clone(), stop.clone()));
         let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
@@ -104,8 +92,8 @@ impl Application {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
             store,
-            producer,
-            results: publisher,
+            publisher,
+            results: result_publisher,
             events,
             latest_report,
         });

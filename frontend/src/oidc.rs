@@ -17,7 +17,6 @@ use openidconnect::IssuerUrl;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::identity::Caller;
 use crate::settings::OidcSettings;
 
 const ACCEPTED: [Algorithm; 8] = [
@@ -31,10 +30,9 @@ const ACCEPTED: [Algorithm; 8] = [
     Algorithm::ES384,
 ];
 
+/// Why a bearer token was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing bearer token")]
-    Missing,
+pub enum TokenError {
     #[error("malformed token: {0}")]
     Malformed(String),
     #[error("token algorithm {0:?} is not accepted")]
@@ -45,6 +43,14 @@ pub enum AuthError {
     Invalid(String),
     #[error("token is not meant for this service (audience)")]
     Audience,
+}
+
+/// What a verified token says about its bearer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    pub subject: String,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,19 +139,19 @@ impl OidcVerifier {
         }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if !ACCEPTED.contains(&header.alg) {
-            return Err(AuthError::Algorithm(header.alg));
+            return Err(TokenError::Algorithm(header.alg));
         }
-        let kid = header.kid.clone().ok_or(AuthError::UnknownKey)?;
+        let kid = header.kid.clone().ok_or(TokenError::UnknownKey)?;
         if !self.keys.read().await.contains_key(&kid) {
             self.refresh_rate_limited().await;
         }
         let keys = self.keys.read().await;
-        let (key, key_alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
+        let (key, key_alg) = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
         if key_alg.is_some_and(|a| a != header.alg) {
-            return Err(AuthError::Algorithm(header.alg));
+            return Err(TokenError::Algorithm(header.alg));
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.settings.leeway_secs;
@@ -154,14 +160,14 @@ impl OidcVerifier {
         validation.validate_nbf = true;
         validation.validate_aud = false; // checked below: Keycloak puts the client in `azp`
         let data =
-            jsonwebtoken::decode::<Value>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            jsonwebtoken::decode::<Value>(token, key, &validation).map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
         if !self.audience_matches(&claims) {
-            return Err(AuthError::Audience);
+            return Err(TokenError::Audience);
         }
         let subject =
-            claims["sub"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| AuthError::Invalid("no sub".into()))?;
-        Ok(Caller {
+            claims["sub"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| TokenError::Invalid("no sub".into()))?;
+        Ok(Claims {
             subject: subject.to_owned(),
             name: claims["preferred_username"].as_str().map(str::to_owned),
             roles: roles(&claims, &self.settings.roles_claim),

@@ -150,12 +150,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<crate::oidc::AuthError> for ApiError {
-    fn from(error: crate::oidc::AuthError) -> Self {
-        ApiError::Unauthorized(error.to_string())
-    }
-}
-
 impl From<redis::RedisError> for ApiError {
     fn from(error: redis::RedisError) -> Self {
         tracing::warn!(%error, "redis error");

@@ -25,10 +25,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use gitfaas_common::kafka::{ensure_topics, reliable_producer_config};
+use gitfaas_common::kafka::{ensure_topics, PublishError, Publisher};
 use gitfaas_common::observer::{ObserverMessage, ObserverReport};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +40,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let o = &settings.observer;
     let observer_id = settings.observer_id();
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
-    let producer: FutureProducer =
-        reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let lookback = chrono::Duration::seconds(o.lookback_secs as i64);
     let replay_from = Utc::now() - lookback;
     let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from).await?;
@@ -79,7 +77,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                     observer.ingest(Input::CaughtUp);
                 }
                 if let Some(report) = observer.evaluate(Utc::now()) {
-                    publish_report(&producer, &settings.kafka.topics.observer, report).await;
+                    publish_report(&publisher, &settings.kafka.topics.observer, report).await;
                 }
             }
         }
@@ -89,7 +87,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     Ok(())
 }
 
-async fn publish_report(producer: &FutureProducer, topic: &str, report: ObserverReport) {
+async fn publish_report(publisher: &Publisher, topic: &str, report: ObserverReport) {
     let m = &report.metrics;
     let fields = (report.action.as_str(), report.current_workers, report.desired_workers);
     if report.action == gitfaas_common::observer::ScaleAction::None {
@@ -108,19 +106,13 @@ async fn publish_report(producer: &FutureProducer, topic: &str, report: Observer
         );
     }
     let message = ObserverMessage::Report(Box::new(report));
-    if let Err(error) = send(producer, topic, &message).await {
+    if let Err(error) = publisher.send(topic, &message.key(), &message).await {
         tracing::warn!(%error, "report not published");
     }
 }
 
-/// Publishes one observer-topic message under its key.
-async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    message: &ObserverMessage,
-) -> Result<(), rdkafka::error::KafkaError> {
-    let payload = message.encode();
-    let key = message.key();
-    let record = FutureRecord::to(topic).key(&key).payload(&payload);
-    producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+/// Publishes one observer-topic message under its key, through the common
+/// [`Publisher`] (the scaler's producer wrapped: it shares the producer).
+pub async fn send(producer: &FutureProducer, topic: &str, message: &ObserverMessage) -> Result<(), PublishError> {
+    Publisher::from(producer.clone()).send(topic, &message.key(), message).await
 }

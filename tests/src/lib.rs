@@ -105,7 +105,7 @@ pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
 /// Makes the frontend trust `issuer` (a test provider).
 pub fn use_oidc(settings: &mut gitfaas_frontend::Settings, issuer: &str) {
     let auth = &mut settings.frontend.auth;
-    auth.mode = gitfaas_frontend::settings::AuthMode::Oidc;
+    auth.mode = gitfaas_frontend::AuthMode::Oidc;
     auth.issuer = Some(issuer.to_owned());
     auth.audience = Some(oidc::AUDIENCE.into());
     auth.roles_claim = "roles".into();
@@ -351,7 +351,7 @@ pub fn read_topic_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<Ra
 pub async fn containers_of_job(job_id: &str) -> usize {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
-    let label = format!("{}={job_id}", gitfaas_executor::sandbox::JOB_LABEL);
+    let label = format!("{}={job_id}", gitfaas_executor::JOB_LABEL);
     let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     docker.list_containers(Some(options)).await.expect("list containers").len()

@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use gitfaas_common::observer::{CancelRequest, ObserverMessage};
+use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::Publisher;
 use gitfaas_common::schema::{decode_event, SCHEMA_VERSION};
 use gitfaas_common::{JobEvent, JobId};
-use gitfaas_tests::{
-    containers_of_job, executor_settings, git_repo, producer, publish_raw, read_topic, Provider, Stack,
-};
+use gitfaas_tests::{containers_of_job, executor_settings, git_repo, kafka_settings, read_topic, Provider, Stack};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -119,6 +118,13 @@ async fn a_running_job_is_killed_and_ends_cancelled_once() {
     assert_eq!(containers_of_job(&id).await, 0, "the container is gone");
     let (started, finished) = events_of(&stack, &id);
     assert_eq!((started.len(), finished.len()), (1, 1), "one run, one result: {finished:?}");
+    let requests = read_topic(&stack.topics().control);
+    let (_, payload, headers) = requests.iter().find(|(k, ..)| k.as_deref() == Some(id.as_str())).expect("on control");
+    let request = gitfaas_common::control::decode_control_message(payload).expect("a control message");
+    assert!(matches!(request, ControlMessage::Cancel(ref r) if !r.result_published), "{request:?}");
+    assert!(headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-")), "traced: {headers:?}");
+    let observer = read_topic(&stack.topics().observer);
+    assert!(!observer.iter().any(|(k, ..)| k.as_deref() == Some(id.as_str())), "no cancel on the observer topic");
 
     let again = cancel_as(&stack, &stack.token, &id).await;
     assert_eq!(again.status(), 409);
@@ -148,8 +154,9 @@ async fn queued_jobs_are_cancelled_at_once_and_a_later_executor_never_runs_them(
         requested_at: chrono::Utc::now(),
         result_published: false,
     };
-    let message = ObserverMessage::Cancel(request);
-    publish_raw(&producer(), &stack.topics().observer, &message.key(), &message.encode()).await;
+    let message = ControlMessage::Cancel(request);
+    let publisher = Publisher::new(&kafka_settings(&stack.topic_prefix)).unwrap();
+    publisher.send(&stack.topics().control, &message.key(), &message).await.expect("cancel request published");
 
     // the executor starts after both requests; it reads them back before taking jobs
     let stop = start_executor(&stack, &stack.executor_id).await;

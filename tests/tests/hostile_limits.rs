@@ -103,7 +103,7 @@ async fn one_caller_holds_at_most_the_configured_event_streams_all_fed_by_one_su
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frontend_without_an_issuer_refuses_to_start_unless_auth_is_explicitly_none() {
-    use gitfaas_frontend::settings::AuthMode;
+    use gitfaas_frontend::AuthMode;
     let prefix = format!("{}.", gitfaas_tests::unique("t"));
     // the shipped file as it is, pointed at the test infrastructure
     let shipped = || {

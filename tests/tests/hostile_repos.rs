@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use gitfaas_executor::tree::CheckoutLimits;
+use gitfaas_executor::CheckoutLimits;
 use gitfaas_tests::sandbox::capture_logs;
 use gitfaas_tests::{git_repo, infra, read_topic, unique, Stack};
 use serde_json::{json, Value};

@@ -89,7 +89,7 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
 
 /// Why `ip` is blocked (e.g. `loopback`), or `None` when it may be connected to.
 /// A range in `allowed` lifts the block for the addresses it holds.
-pub fn blocked_kind(ip: IpAddr, allowed: &[IpRange]) -> Option<&'static str> {
+pub(super) fn blocked_kind(ip: IpAddr, allowed: &[IpRange]) -> Option<&'static str> {
     let ip = match ip {
         IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -102,7 +102,7 @@ pub fn blocked_kind(ip: IpAddr, allowed: &[IpRange]) -> Option<&'static str> {
 
 /// Names that mean an internal address without asking DNS: `localhost` (and its
 /// subdomains) and the cloud metadata names. Compared without a trailing dot.
-pub fn well_known_address(host: &str) -> Option<IpAddr> {
+pub(super) fn well_known_address(host: &str) -> Option<IpAddr> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host == "localhost" || host.ends_with(".localhost") {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -113,7 +113,7 @@ pub fn well_known_address(host: &str) -> Option<IpAddr> {
 
 /// An IP literal in any spelling WHATWG URL parsing accepts for IPv4 (decimal
 /// `2130706433`, hex `0x7f000001`, octal, short forms) or a bracketed IPv6.
-pub fn literal_address(host: &str) -> Option<IpAddr> {
+pub(super) fn literal_address(host: &str) -> Option<IpAddr> {
     let host = host.trim_end_matches('.');
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse().ok();

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use gitfaas_executor::git::GitCache;
+use gitfaas_executor::GitCache;
 
 struct Args {
     out: String,

@@ -3,13 +3,11 @@
 //! job stuck queued or running.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
-use gitfaas_common::observer::{CancelRequest, ConfigUpdate, ObserverMessage, ParamsUpdate};
-use gitfaas_common::schema::SCHEMA_VERSION;
-use gitfaas_common::{JobEvent, JobId, JobStatus};
-use rdkafka::producer::FutureRecord;
+use gitfaas_common::control::CancelRequest;
+use gitfaas_common::observer::{ConfigUpdate, ObserverMessage, ParamsUpdate};
+use gitfaas_common::{JobEvent, JobId, JobResult};
 
-use crate::ending::result_of;
+use crate::ending::attempt_of;
 use crate::identity::Admin;
 use crate::problem::{ApiError, Problem};
 use crate::routes::cancel::publish_request;
@@ -41,10 +39,8 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         .apply(&update)
         .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: None })?;
     let message = ObserverMessage::Config(ConfigUpdate::new(admin.0.subject.clone(), update));
-    let payload = message.encode();
-    let key = message.key();
-    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload);
-    state.publish(record).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    let sent = state.publisher.send(&state.topics.observer, &message.key(), &message).await;
+    sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
     tracing::info!(by = %admin.0.subject, "observer parameters published");
     Ok(HttpResponse::Accepted().json(serde_json::json!({"published": message, "effective": effective})))
 }
@@ -84,16 +80,9 @@ pub async fn end_job(
     if record.status.is_terminal() {
         return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
     }
-    let reason = format!("ended by an operator ({}) while {}", admin.0.subject, record.status);
-    let result = result_of(&record, JobStatus::Failed, reason);
+    let result = JobResult::ended_by_operator(&attempt_of(&record), &admin.0.subject, record.status);
     state.results.publish(&result).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
-    let request = CancelRequest {
-        version: SCHEMA_VERSION,
-        job_id: id,
-        owner: record.owner.clone(),
-        requested_at: Utc::now(),
-        result_published: true,
-    };
+    let request = CancelRequest::new(id, record.owner.clone(), true);
     publish_request(&state, &request).await?;
     state.store.apply(&JobEvent::Finished(result)).await?;
     tracing::warn!(was = %record.status, "job ended by an operator");

@@ -1,18 +1,14 @@
-//! Cancelling a job. The request travels as a `cancel` message on the observer
+//! Cancelling a job. The request travels as a `cancel` message on the control
 //! topic, which every executor reads: a job not started yet never runs, a running
 //! one is killed. A job the store still sees queued gets its `cancelled` result
 //! from the frontend at once (executors then publish none); a running job's result
 //! comes from the executor that kills it.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
-use gitfaas_common::kafka::trace_headers;
-use gitfaas_common::observer::{CancelRequest, ObserverMessage};
-use gitfaas_common::schema::SCHEMA_VERSION;
+use gitfaas_common::control::{CancelRequest, ControlMessage};
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
-use rdkafka::producer::FutureRecord;
 
-use crate::ending::result_of;
+use crate::ending::attempt_of;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::routes::jobs::{own_job, JobView};
@@ -40,15 +36,8 @@ pub async fn cancel(
     if record.status.is_terminal() {
         return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
     }
-    let now = Utc::now();
     let queued = record.status == JobStatus::Queued;
-    let request = CancelRequest {
-        version: SCHEMA_VERSION,
-        job_id: record.id,
-        owner: caller.subject.clone(),
-        requested_at: now,
-        result_published: queued,
-    };
+    let request = CancelRequest::new(record.id, caller.subject.clone(), queued);
     if queued {
         // the result first: should the request then fail to go out, the job may
         // still run, but its result loses to this one; the other order could leave
@@ -59,7 +48,7 @@ pub async fn cancel(
         state.store.apply(&JobEvent::Finished(result)).await?;
     } else {
         publish_request(&state, &request).await?;
-        state.store.note_cancel_requested(record.id, now).await?;
+        state.store.note_cancel_requested(record.id, request.requested_at).await?;
     }
     tracing::info!(queued, "cancel requested");
     let record = own_job(&state, &caller, &path).await?;
@@ -69,7 +58,7 @@ pub async fn cancel(
 }
 
 fn cancelled_result(record: &JobRecord) -> JobResult {
-    result_of(record, JobStatus::Cancelled, "cancelled by its owner before it started".to_owned())
+    JobResult::cancelled_before_start(&attempt_of(record))
 }
 
 async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
@@ -80,14 +69,8 @@ async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiE
 }
 
 pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
-    let message = ObserverMessage::Cancel(request.clone());
-    let (key, payload) = (message.key(), message.encode());
-    let record = FutureRecord::to(&state.topics.observer).key(&key).payload(&payload).headers(trace_headers());
-    send(state, record).await
-}
-
-async fn send(state: &AppState, record: FutureRecord<'_, String, Vec<u8>>) -> Result<(), ApiError> {
-    state.publish(record).await.map_err(|error| {
+    let message = ControlMessage::Cancel(request.clone());
+    state.publisher.send(&state.topics.control, &message.key(), &message).await.map_err(|error| {
         tracing::warn!(%error, "publish failed");
         ApiError::Unavailable("the message broker")
     })

@@ -13,15 +13,7 @@ pub async fn live() -> HttpResponse {
 /// Ready when Redis answers and the broker serves the jobs topic's metadata.
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
-    let producer = state.producer.clone();
-    let topic = state.topics.jobs.clone();
-    let metadata = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer;
-        producer.client().fetch_metadata(Some(&topic), Duration::from_secs(3)).map(|_| ())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    if let Err(error) = metadata {
+    if let Err(error) = state.publisher.serves(&state.topics.jobs, Duration::from_secs(3)).await {
         tracing::warn!(%error, "broker not ready");
         return Err(ApiError::Unavailable("the message broker"));
     }

@@ -5,9 +5,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use gitfaas_common::kafka::trace_headers;
+use gitfaas_common::kafka::PublishError;
 use gitfaas_common::{Job, JobId, JobResult, JobStatus};
-use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -247,11 +246,8 @@ fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpRe
     })
 }
 
-async fn publish(state: &AppState, job: &Job) -> Result<(), rdkafka::error::KafkaError> {
-    let payload = serde_json::to_vec(job).expect("jobs serialise");
-    let key = job.id.to_string();
-    let record = FutureRecord::to(&state.topics.jobs).key(&key).payload(&payload).headers(trace_headers());
-    state.publish(record).await
+async fn publish(state: &AppState, job: &Job) -> Result<(), PublishError> {
+    state.publisher.send(&state.topics.jobs, &job.id.to_string(), job).await
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.

@@ -1,14 +1,14 @@
 //! HTTP routes. Every error is problem+json (see [`crate::problem`]).
 
-pub mod admin;
-pub mod cancel;
-pub mod events;
-pub mod health;
-pub mod jobs;
-pub mod keys;
-pub mod openapi;
+mod admin;
+mod cancel;
+mod events;
+mod health;
+mod jobs;
+mod keys;
+mod openapi;
 mod wait;
-pub mod webapp;
+mod webapp;
 
 use actix_web::web;
 

@@ -1,0 +1,169 @@
+//! Taking a job message to its one result: the attempts of a job (again after
+//! infrastructure failures, and after function failures when the job asks), the
+//! results of the endings [`delivery`] decides, the dead letter, and publishing
+//! until the broker acknowledged. The consumer loop ([`crate::worker`]) stores a
+//! message's offset once this says the job is done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use gitfaas_common::kafka::{PublishError, Publisher};
+use gitfaas_common::schema::{JobStarted, SCHEMA_VERSION};
+use gitfaas_common::settings::TopicSettings;
+use gitfaas_common::{Job, JobEvent, JobResult};
+
+use crate::cancel::{RunGuard, Stop};
+use crate::delivery;
+use crate::job::{JobRunner, RunOutcome};
+
+/// What a job needs on its way to a result: the runner of its attempts, and where
+/// its results and dead letters go.
+pub struct Processing {
+    pub publisher: Publisher,
+    pub runner: Arc<JobRunner>,
+    pub topics: TopicSettings,
+}
+
+impl Processing {
+    /// Runs the job — again after infrastructure failures, and after function
+    /// failures when the job asks for retries — and publishes its one result;
+    /// true once the broker has it.
+    pub async fn process(&self, job: Job, guard: &RunGuard) -> bool {
+        let executor_id = &self.runner.executor_id;
+        if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
+            tracing::info!("job expired before it could start");
+            return self.publish_until_acked(result).await;
+        }
+        let settings = &self.runner.settings.delivery;
+        let (mut tries, mut infrastructure_failures) = (0, 0);
+        loop {
+            if let Some(stop) = guard.stop() {
+                return self.stopped(&job, stop, None).await;
+            }
+            tries += 1;
+            let attempt = job.attempt + tries - 1;
+            let started_at = Utc::now();
+            let started = JobEvent::Started(JobStarted {
+                version: SCHEMA_VERSION,
+                job_id: job.id,
+                owner: job.owner.clone(),
+                executor_id: executor_id.clone(),
+                attempt,
+                started_at,
+            });
+            if let Err(error) = self.publish(&started).await {
+                tracing::warn!(%error, "could not publish the started event");
+            }
+            let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
+            if let Some(stop) = guard.stop() {
+                return self.stopped(&job, stop, Some(outcome)).await;
+            }
+            let result = outcome.result;
+            infrastructure_failures += u32::from(outcome.infrastructure_failure);
+            let reason = result.reason.as_deref().unwrap_or_default();
+            tracing::info!(status = %result.status, attempt, reason, run_ms = result.timings.run_ms, "attempt finished");
+            let next = delivery::after_attempt(
+                settings,
+                job.spec.retries,
+                tries,
+                infrastructure_failures,
+                result.status,
+                outcome.infrastructure_failure,
+            );
+            match next {
+                delivery::Next::Publish => return self.publish_until_acked(result).await,
+                delivery::Next::RetryAfter(backoff) => {
+                    tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = guard.token().cancelled() => {}
+                    }
+                }
+                delivery::Next::GiveUp => return self.give_up(&job, result).await,
+            }
+        }
+    }
+
+    /// Publishes what `end` asks for; true once the job is done here.
+    pub async fn conclude(&self, end: delivery::End) -> bool {
+        match end {
+            delivery::End::Leave => false,
+            delivery::End::Done => true,
+            delivery::End::Publish(result) => self.publish_until_acked(*result).await,
+        }
+    }
+
+    /// A run stopped from outside (see [`delivery::stopped`]).
+    async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>) -> bool {
+        let end = delivery::stopped(job, stop, outcome, &self.runner.executor_id);
+        match &end {
+            delivery::End::Leave => tracing::info!("job abandoned: its partition was revoked"),
+            delivery::End::Done => {}
+            delivery::End::Publish(result) => tracing::info!(status = %result.status, "cancelled job ends"),
+        }
+        self.conclude(end).await
+    }
+
+    /// After repeated infrastructure failures: the job goes to the dead-letter topic
+    /// with the reason, and gets a terminal `failed` result.
+    async fn give_up(&self, job: &Job, last: JobResult) -> bool {
+        let result = delivery::given_up(job, last);
+        let reason = result.reason.as_deref().unwrap_or_default();
+        tracing::error!(%reason, "dead-lettering job");
+        let payload = serde_json::to_vec(job).expect("jobs serialise");
+        if !self.dead_letter(&payload, reason).await {
+            return false;
+        }
+        self.publish_until_acked(result).await
+    }
+
+    async fn dead_letter(&self, payload: &[u8], reason: &str) -> bool {
+        let headers = [("gitfaas-error", reason.as_bytes())];
+        match self.publisher.send_raw(&self.topics.dead_letter, None, payload, &headers).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "dead-letter publish failed");
+                false
+            }
+        }
+    }
+
+    async fn publish_until_acked(&self, result: JobResult) -> bool {
+        let event = JobEvent::Finished(result.within_message_limit());
+        let mut backoff = Duration::from_millis(200);
+        for _ in 0..10 {
+            match self.publish(&event).await {
+                Ok(()) => return true,
+                Err(error) => tracing::warn!(%error, "result not acknowledged; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        tracing::error!("result could not be published; the job will be redelivered");
+        false
+    }
+
+    /// A message that is not a job of this schema goes to the dead-letter topic, and
+    /// the job it names (by its fields if they are readable, else by the message key)
+    /// gets a `rejected` result that says why; an owner left unknown is the one the
+    /// frontend has on record.
+    pub async fn reject_malformed(&self, key: Option<&[u8]>, payload: &[u8], reason: &str) -> bool {
+        tracing::warn!(reason, "malformed job message");
+        if !self.dead_letter(payload, reason).await {
+            return false;
+        }
+        match delivery::malformed(key, payload, reason, &self.runner.executor_id) {
+            Some(result) => self.publish_until_acked(result).await,
+            None => {
+                tracing::warn!("malformed job message names no job; dead-lettered only");
+                true
+            }
+        }
+    }
+
+    /// Publishes `event` on the results topic under its job id.
+    async fn publish(&self, event: &JobEvent) -> Result<(), PublishError> {
+        self.publisher.send(&self.topics.results, &event.job_id().to_string(), event).await
+    }
+}
