@@ -20,6 +20,7 @@ pub mod git;
 pub mod handover;
 pub mod heartbeat;
 pub mod job;
+mod local;
 pub mod offsets;
 pub mod peers;
 pub mod rebalance;
@@ -41,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::git::GitCache;
 use crate::job::JobRunner;
+pub use crate::local::{run_local, LocalOutcome, LocalRun};
 use crate::sandbox::{Sandbox, SandboxPolicy};
 pub use crate::settings::Settings;
 use crate::worker::{JobConsumer, Worker, WorkerContext};
