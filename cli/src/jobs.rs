@@ -18,11 +18,12 @@ pub async fn status(api: &Api, output: Output, id: &str) -> Result<(), CliError>
     Ok(())
 }
 
-/// Waits up to `wait` seconds (in requests of at most a minute) for the result.
-pub async fn wait_for_result(api: &Api, id: &str, wait: u64) -> Result<Option<Value>, CliError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+/// Waits up to `wait` seconds (in requests of at most a minute; `None`: until the
+/// job ends) for the result.
+pub async fn wait_for_result(api: &Api, id: &str, wait: Option<u64>) -> Result<Option<Value>, CliError> {
+    let deadline = wait.and_then(|secs| std::time::Instant::now().checked_add(std::time::Duration::from_secs(secs)));
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_secs();
+        let left = deadline.map_or(MAX_WAIT_SECS, |d| d.saturating_duration_since(std::time::Instant::now()).as_secs());
         match api.result(id, left.min(MAX_WAIT_SECS)).await? {
             Some(result) => return Ok(Some(result)),
             None if left == 0 => return Ok(None),
@@ -39,7 +40,7 @@ pub fn status_of(result: &Value) -> Result<JobStatus, CliError> {
 
 /// `gitfaas result`: exits with the job's code, so scripts can branch on it.
 pub async fn result(api: &Api, output: Output, args: &ResultArgs) -> Result<ExitCode, CliError> {
-    match wait_for_result(api, &args.id, args.wait).await? {
+    match wait_for_result(api, &args.id, Some(args.wait)).await? {
         Some(result) => {
             show::result(output, &result);
             Ok(exit_of(status_of(&result)?))
@@ -61,7 +62,7 @@ pub async fn result(api: &Api, output: Output, args: &ResultArgs) -> Result<Exit
 
 /// `gitfaas logs`: the stderr tail the result keeps (live logs are a later part).
 pub async fn logs(api: &Api, args: &LogsArgs) -> Result<(), CliError> {
-    let wait = if args.follow { u64::MAX / 2 } else { 0 };
+    let wait = if args.follow { None } else { Some(0) };
     match wait_for_result(api, &args.id, wait).await? {
         Some(result) => {
             print!("{}", result["stderr_tail"].as_str().unwrap_or_default());
