@@ -134,7 +134,17 @@ async fn open_events(api: &Api) -> Option<EventStream> {
     let mut request = url.into_client_request().ok()?;
     request.headers_mut().insert("authorization", format!("Bearer {}", api.token()).parse().ok()?);
     let opened = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(request)).await;
-    opened.ok()?.ok().map(|(stream, _)| stream)
+    match opened {
+        Ok(Ok((stream, _))) => Some(stream),
+        Ok(Err(e)) => {
+            eprintln!("note: no event stream ({e}); following the job's status instead");
+            None
+        }
+        Err(_) => {
+            eprintln!("note: the event stream did not open in 5 s; following the job's status instead");
+            None
+        }
+    }
 }
 
 /// The next event as JSON; `None` when there is no stream or it ended. Without a

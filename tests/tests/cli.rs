@@ -181,10 +181,14 @@ async fn run_prints_only_the_output_on_stdout_and_follows_a_longer_job_through_i
     let slow = as_alice(&["run", &sleep_repo(), "--input", &format!("@{}", input.path().display())]).await;
     assert_eq!((code(&slow), out(&slow)), (0, "[1,2]\n".into()), "{}", err(&slow));
     let stderr = err(&slow);
+    eprintln!("gitfaas run of a 4 s job:\n{stderr}");
+    assert!(!stderr.contains("no event stream"), "followed on the events websocket: {stderr}");
     let at = |what: &str| stderr.find(what).unwrap_or_else(|| panic!("no `{what}` in {stderr}"));
     assert!(at(" queued") < at(" running") && at(" running") < at(" succeeded"), "{stderr}");
 
+    let clock = std::time::Instant::now();
     let whole = as_alice(&["run", &quick, "--input", "{\"n\": 1}", "-o", "json"]).await;
+    eprintln!("gitfaas run of a quick python job, process start to exit: {:?}", clock.elapsed());
     let result: Value = serde_json::from_str(&out(&whole)).unwrap();
     assert_eq!((result["status"].as_str(), &result["output"]), (Some("succeeded"), &serde_json::json!({"n": 2})));
 }
