@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{self, Offer};
-use crate::sandbox::{Sandbox, SandboxError, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::Settings;
 
 const CODE_MOUNT: &str = "/code";
@@ -62,22 +62,12 @@ pub async fn run_local(
     };
     let sandbox = Sandbox::new(docker, policy);
     let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
-    let (code, input, output) =
-        (workspace.path().join("code"), workspace.path().join("input"), workspace.path().join("output"));
+    let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
     let offer = Offer { images: &e.images, allowed_images: &e.allowed_images };
-    let refused = |reason: String| LocalOutcome {
-        status: JobStatus::Rejected,
-        reason: Some(reason),
-        runtime: String::new(),
-        image: String::new(),
-        exit_code: None,
-        output: None,
-        stderr_tail: String::new(),
-    };
     let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &offer, run.input, b"{}") {
         Ok(launch) => launch,
-        Err(error) => return Ok(refused(error.to_string())),
+        Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let spec = SandboxSpec {
@@ -90,8 +80,8 @@ pub async fn run_local(
         ]),
         code_dir: code,
         code_mount: CODE_MOUNT.to_owned(),
-        input_dir: Some(input),
-        output_dir: Some(output),
+        input_dir: Some(workspace.path().join("input")),
+        output_dir: Some(workspace.path().join("output")),
         job_network: e.job_network,
         stdin: launch.stdin.clone(),
         memory_mb: run.resources.memory_mb,
@@ -101,38 +91,58 @@ pub async fn run_local(
     };
     let out = match sandbox.run(spec, cancel).await {
         Ok(out) => out,
-        Err(error @ SandboxError::MissingImage(_)) => return Ok(refused(error.to_string())),
+        Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
         Err(error) => return Err(error).context("running the sandbox"),
     };
-    let mut outcome =
-        LocalOutcome { runtime: launch.runtime.clone(), image: launch.image.clone(), ..refused(String::new()) };
-    outcome.exit_code = out.exit_code;
-    outcome.stderr_tail = out.stderr_tail;
-    // the same reading of a run as the executor's (`job::JobRunner::interpret`)
-    let (status, reason) = if out.cancelled {
-        (JobStatus::Cancelled, Some("cancelled while running".to_owned()))
+    let (status, reason, output) = interpret(&out, run.timeout, e.stdout_max_bytes);
+    let (runtime, image, exit_code, stderr_tail) =
+        (launch.runtime.clone(), launch.image.clone(), out.exit_code, out.stderr_tail);
+    Ok(LocalOutcome { status, reason, runtime, image, exit_code, output, stderr_tail })
+}
+
+impl LocalOutcome {
+    fn refused(reason: String) -> Self {
+        Self {
+            status: JobStatus::Rejected,
+            reason: Some(reason),
+            runtime: String::new(),
+            image: String::new(),
+            exit_code: None,
+            output: None,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+/// The same reading of a run as the executor's (`job::JobRunner::interpret`, to be
+/// shared once the executor's job module settles).
+fn interpret(out: &SandboxOutcome, timeout: Duration, stdout_max: usize) -> (JobStatus, Option<String>, Option<Value>) {
+    let ended = |status, reason: String| (status, Some(reason), None);
+    if out.cancelled {
+        ended(JobStatus::Cancelled, "cancelled while running".into())
     } else if out.timed_out {
-        (JobStatus::TimedOut, Some(format!("killed after the {}s timeout", run.timeout.as_secs())))
+        ended(JobStatus::TimedOut, format!("killed after the {}s timeout", timeout.as_secs()))
     } else if out.stdout_overflow {
-        let limit = e.stdout_max_bytes;
-        (JobStatus::OutputTooLarge, Some(format!("output exceeded the {limit} byte limit; the function was stopped")))
+        ended(
+            JobStatus::OutputTooLarge,
+            format!("output exceeded the {stdout_max} byte limit; the function was stopped"),
+        )
     } else if out.oom_killed {
-        (JobStatus::OomKilled, Some("killed: out of memory".to_owned()))
+        ended(JobStatus::OomKilled, "killed: out of memory".into())
     } else if out.exit_code != Some(0) {
         let code = out.exit_code.map_or("unknown".into(), |c| c.to_string());
-        (JobStatus::Failed, Some(format!("function exited with code {code}")))
+        ended(JobStatus::Failed, format!("function exited with code {code}"))
     } else {
         match serde_json::from_slice::<Value>(&out.stdout) {
-            Ok(value) if limits::check_depth(&value).is_ok() => {
-                outcome.output = Some(value);
-                (JobStatus::Succeeded, None)
+            Ok(value) if limits::check_depth(&value).is_ok() => (JobStatus::Succeeded, None, Some(value)),
+            Ok(_) => ended(JobStatus::Failed, format!("function output is {}", limits::LimitError::TooDeep)),
+            // serde_json's own limit (128 levels) is past ours: the same reason
+            Err(error) if error.to_string().starts_with("recursion limit exceeded") => {
+                ended(JobStatus::Failed, format!("function output is {}", limits::LimitError::TooDeep))
             }
-            Ok(_) => (JobStatus::Failed, Some(format!("function output is {}", limits::LimitError::TooDeep))),
-            Err(error) => (JobStatus::Failed, Some(format!("function output is not valid json: {error}"))),
+            Err(error) => ended(JobStatus::Failed, format!("function output is not valid json: {error}")),
         }
-    };
-    (outcome.status, outcome.reason) = (status, reason);
-    Ok(outcome)
+    }
 }
 
 /// The workspace's `code` (a copy of `source`), `input` and `output`, readable by

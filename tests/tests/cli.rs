@@ -305,3 +305,35 @@ async fn completions_are_printed_for_each_shell() {
         assert!(out(&printed).contains(mark) && out(&printed).contains("local"), "{shell}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_comes_from_the_flag_then_the_environment_then_the_config_file() {
+    let config = tempfile::tempdir().unwrap();
+    std::fs::create_dir(config.path().join("gitfaas")).unwrap();
+    std::fs::write(config.path().join("gitfaas/config.toml"), "api = \"http://127.0.0.1:1\"\noutput = \"json\"\n")
+        .unwrap();
+    let alice = |command: &mut tokio::process::Command| {
+        command.env("GITFAAS_TOKEN", &stack().token).env_remove("GITFAAS_API");
+    };
+    let mut from_file = gitfaas(config.path());
+    alice(&mut from_file);
+    let refused = run(from_file.arg("ls")).await;
+    assert_eq!(code(&refused), 6);
+    assert!(
+        err(&refused).contains("cannot reach http://127.0.0.1:1") && err(&refused).contains("hint: is the frontend up")
+    );
+    let mut from_env = gitfaas(config.path());
+    alice(&mut from_env);
+    let listed = run(from_env.env("GITFAAS_API", &stack().base_url).arg("ls")).await;
+    assert_eq!(code(&listed), 0, "{}", err(&listed));
+    assert!(serde_json::from_str::<Value>(&out(&listed)).unwrap()["jobs"].is_array(), "json from the file");
+    let mut from_flag = gitfaas(config.path());
+    alice(&mut from_flag);
+    let table = run(from_flag.args(["ls", "-o", "table", "--api", &stack().base_url])).await;
+    assert!(code(&table) == 0 && out(&table).starts_with("ID "), "{}", err(&table));
+
+    std::fs::write(config.path().join("gitfaas/config.toml"), "colour = \"blue\"\n").unwrap();
+    let bad = run(gitfaas(config.path()).arg("ls")).await;
+    assert_eq!(code(&bad), 6);
+    assert!(err(&bad).contains("config.toml") && err(&bad).contains("unknown field `colour`"), "{}", err(&bad));
+}
