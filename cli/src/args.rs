@@ -12,7 +12,8 @@ const EXIT_CODES: &str = "Exit codes of `run`, `result` and `local run`:
   3  the job was rejected (policy, manifest, unknown runtime)
   4  the job timed out
   5  the job was cancelled
-  6  the API, the identity provider or the sandbox refused or could not be reached";
+  6  the API, the identity provider or the sandbox refused or could not be reached
+  130  interrupted while following (the job goes on)";
 
 #[derive(Debug, Parser)]
 #[command(name = "gitfaas", version, about = "Run functions from git on gitfaas, and manage your jobs", after_help = EXIT_CODES)]

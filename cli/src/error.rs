@@ -37,6 +37,8 @@ pub enum CliError {
     Git(String),
     #[error("local run: {0}")]
     Local(String),
+    #[error("interrupted; job {id} goes on")]
+    Interrupted { id: String },
 }
 
 pub const EXIT_FAILED: u8 = 1;
@@ -45,10 +47,16 @@ pub const EXIT_REJECTED: u8 = 3;
 pub const EXIT_TIMED_OUT: u8 = 4;
 pub const EXIT_CANCELLED: u8 = 5;
 pub const EXIT_ERROR: u8 = 6;
+/// 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(if matches!(self, CliError::Usage(_)) { EXIT_USAGE } else { EXIT_ERROR })
+        ExitCode::from(match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Interrupted { .. } => EXIT_INTERRUPTED,
+            _ => EXIT_ERROR,
+        })
     }
 
     /// What the user may do about it.
@@ -70,6 +78,9 @@ impl CliError {
             CliError::NotLoggedIn => "run `gitfaas login`, or set GITFAAS_TOKEN".into(),
             CliError::Login(_) => "check --issuer and --client-id (or GITFAAS_ISSUER, GITFAAS_CLIENT_ID)".into(),
             CliError::Local(_) => "is Docker running and are the runtime images built (scripts/images.sh)?".into(),
+            CliError::Interrupted { id } => {
+                format!("`gitfaas result {id} --wait 60` waits for it, `gitfaas cancel {id}` stops it")
+            }
             _ => return None,
         };
         Some(hint)

@@ -104,6 +104,8 @@ async fn follow(
 ) -> Result<Value, CliError> {
     let mut poll = Box::pin(api.result(id, MAX_WAIT_SECS));
     let mut tick = tokio::time::interval(Duration::from_millis(if events.is_some() { 200 } else { 1000 }));
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         tokio::select! {
             answer = &mut poll => match answer? {
@@ -115,6 +117,7 @@ async fn follow(
                 Some(_) => {}
                 None => events = None, // the stream ended: the ticks read the status
             },
+            _ = &mut interrupted => return Err(CliError::Interrupted { id: id.to_owned() }),
             _ = tick.tick() => {
                 if events.is_none() {
                     if let Ok(view) = api.status(id).await {

@@ -337,3 +337,32 @@ async fn the_api_comes_from_the_flag_then_the_environment_then_the_config_file()
     assert_eq!(code(&bad), 6);
     assert!(err(&bad).contains("config.toml") && err(&bad).contains("unknown field `colour`"), "{}", err(&bad));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_leaves_the_job_running_and_says_how_to_find_it() {
+    use tokio::io::AsyncBufReadExt;
+    let config = tempfile::tempdir().unwrap();
+    let mut command = gitfaas(config.path());
+    command.env("GITFAAS_TOKEN", &stack().token).args(["run", &sleep_repo(), "--input", r#"{"secs": 4, "n": 5}"#]);
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut id = None;
+    while id.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+        id = line.strip_prefix("job ").and_then(|l| l.strip_suffix(" running")).map(str::to_owned);
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    let id = id.unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains(&format!("`gitfaas cancel {id}` stops it")), "{rest}");
+    let result = as_alice(&["result", &id, "--wait", "30", "-o", "json"]).await;
+    assert_eq!(code(&result), 0, "the job went on: {}", err(&result));
+    assert_eq!(serde_json::from_str::<Value>(&out(&result)).unwrap()["output"], 5);
+}
