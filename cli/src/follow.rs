@@ -19,6 +19,7 @@ use crate::api::{Api, Submitted};
 use crate::args::{Output, RunArgs};
 use crate::error::{exit_of, CliError};
 use crate::jobs::{status_of, MAX_WAIT_SECS};
+use crate::show::out;
 use crate::{input, show, upstream};
 
 /// How long the submit itself waits for the job's end before following it.
@@ -34,7 +35,7 @@ pub async fn run(api: &Api, output: Output, args: RunArgs) -> Result<ExitCode, C
             Submitted::Finished(result) => result["job_id"].as_str().unwrap_or_default().to_owned(),
         };
         eprintln!("submitted {id}: `gitfaas result {id} --wait 60` waits for its result");
-        println!("{id}");
+        out!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
     let mut events = open_events(api).await;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::api::Api;
 use crate::args::{LogsArgs, LsArgs, Output, ResultArgs};
 use crate::error::{exit_of, CliError};
-use crate::show;
+use crate::show::{self, out};
 
 /// The longest wait the API takes in one request; longer waits are several.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -65,7 +65,7 @@ pub async fn logs(api: &Api, args: &LogsArgs) -> Result<(), CliError> {
     let wait = if args.follow { None } else { Some(0) };
     match wait_for_result(api, &args.id, wait).await? {
         Some(result) => {
-            print!("{}", result["stderr_tail"].as_str().unwrap_or_default());
+            show::raw(result["stderr_tail"].as_str().unwrap_or_default().as_bytes());
             Ok(())
         }
         None => {
@@ -91,9 +91,9 @@ pub async fn cancel(api: &Api, output: Output, id: &str) -> Result<(), CliError>
     match output {
         Output::Json => show::json(&view),
         Output::Table if view["cancel_requested_at"].is_string() => {
-            println!("{id} {}: cancel requested, the executor is stopping it", show_status(&view))
+            out!("{id} {}: cancel requested, the executor is stopping it", show_status(&view))
         }
-        Output::Table => println!("{id} {}", show_status(&view)),
+        Output::Table => out!("{id} {}", show_status(&view)),
     }
     Ok(())
 }

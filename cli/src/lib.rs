@@ -53,7 +53,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let command = cli.command;
     if let Command::Completions { shell } = command {
         let mut clap_command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut clap_command, "gitfaas", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut clap_command, "gitfaas", &mut script);
+        show::raw(&script);
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Local(LocalCommand::Run(args)) = command {

@@ -7,12 +7,29 @@ use serde_json::Value;
 
 use crate::args::Output;
 
+/// `println!` that stops quietly at a closed pipe (`gitfaas ls | head -1`) instead
+/// of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
+/// Bytes on stdout, a closed pipe ignored.
+pub fn raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
 /// A JSON value on stdout: pretty on a terminal, one line in a pipe.
 pub fn json(value: &Value) {
     if std::io::stdout().is_terminal() {
-        println!("{}", serde_json::to_string_pretty(value).expect("json values serialise"));
+        out!("{}", serde_json::to_string_pretty(value).expect("json values serialise"));
     } else {
-        println!("{value}");
+        out!("{value}");
     }
 }
 
@@ -28,7 +45,7 @@ fn text(value: &Value) -> String {
 fn pairs(value: &Value, keys: &[&str]) {
     for key in keys {
         if !value[*key].is_null() {
-            println!("{:<13} {}", format!("{key}:"), text(&value[*key]));
+            out!("{:<13} {}", format!("{key}:"), text(&value[*key]));
         }
     }
 }
@@ -63,9 +80,9 @@ pub fn result(output: Output, result: &Value) {
         Output::Json => json(result),
         Output::Table => {
             pairs(result, &["job_id", "status", "reason", "exit_code", "commit_sha", "executor_id", "attempt"]);
-            println!("{:<13} {}", "timings:", timings(result));
+            out!("{:<13} {}", "timings:", timings(result));
             if let Some(out) = result.get("output") {
-                println!("output:\n{}", serde_json::to_string_pretty(out).expect("json values serialise"));
+                out!("output:\n{}", serde_json::to_string_pretty(out).expect("json values serialise"));
             }
         }
     }
@@ -90,7 +107,7 @@ pub fn list(output: Output, list: &Value) {
         .collect();
     let line = |cells: Vec<String>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end());
     };
     line(columns.iter().map(|c| c.to_uppercase()).collect());
     for row in rows {

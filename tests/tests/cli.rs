@@ -304,6 +304,20 @@ async fn completions_are_printed_for_each_shell() {
         assert_eq!(code(&printed), 0);
         assert!(out(&printed).contains(mark) && out(&printed).contains("local"), "{shell}");
     }
+    // a reader that stops early (`| head -1`) ends the output, not in a panic
+    for args in [&["completions", "zsh"][..], &["ls", "-o", "json"]] {
+        let mut child = gitfaas(tempfile::tempdir().unwrap().path())
+            .env("GITFAAS_TOKEN", &stack().token)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let ended = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+        assert_eq!(code(&ended), 0, "{args:?}: {}", err(&ended));
+        assert!(!err(&ended).contains("panicked"), "{}", err(&ended));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
