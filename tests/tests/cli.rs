@@ -186,6 +186,17 @@ async fn run_prints_only_the_output_on_stdout_and_follows_a_longer_job_through_i
     let at = |what: &str| stderr.find(what).unwrap_or_else(|| panic!("no `{what}` in {stderr}"));
     assert!(at(" queued") < at(" running") && at(" running") < at(" succeeded"), "{stderr}");
 
+    let mut piped = gitfaas(tempfile::tempdir().unwrap().path());
+    piped
+        .env("GITFAAS_TOKEN", &stack().token)
+        .args(["run", &quick, "--input", "-"])
+        .stdin(std::process::Stdio::piped());
+    let mut child = piped.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    child.stdin.take().unwrap().write_all(br#"{"n": 5}"#).await.unwrap();
+    let from_stdin = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!((code(&from_stdin), out(&from_stdin)), (0, "{\"n\":10}\n".into()), "{}", err(&from_stdin));
+
     let clock = std::time::Instant::now();
     let whole = as_alice(&["run", &quick, "--input", "{\"n\": 1}", "-o", "json"]).await;
     eprintln!("gitfaas run of a quick python job, process start to exit: {:?}", clock.elapsed());
