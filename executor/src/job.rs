@@ -270,7 +270,7 @@ impl JobRunner {
             Place::Cold(workspace) => self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await,
         };
         let mut ending = match outcome {
-            Ok(outcome) => self.interpret(at, outcome, spec.timeout_secs).into(),
+            Ok(outcome) => interpret(at, outcome, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };
@@ -316,31 +316,31 @@ impl JobRunner {
             timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
         }
     }
+}
 
-    fn interpret(&self, at: &Attempt, out: SandboxOutcome, timeout_secs: u32) -> JobResult {
-        let result = if out.cancelled {
-            JobResult::cancelled_while_running(at)
-        } else if out.timed_out {
-            JobResult::timed_out(at, timeout_secs)
-        } else if out.stdout_overflow {
-            JobResult::stdout_too_large(at, self.settings.stdout_max_bytes)
-        } else if out.oom_killed {
-            JobResult::oom_killed(at)
-        } else if out.exit_code != Some(0) {
-            JobResult::exited_with(at, out.exit_code)
-        } else {
-            match serde_json::from_slice::<Value>(&out.stdout) {
-                Ok(value) if limits::check_depth(&value).is_err() => {
-                    JobResult::bad_output(at, limits::LimitError::TooDeep)
-                }
-                Ok(value) => JobResult::succeeded(at, value),
-                // serde_json's own limit (128 levels) is past ours: the same reason
-                Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
-                    JobResult::bad_output(at, limits::LimitError::TooDeep)
-                }
-                Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
+/// What a finished run of a function means, as one terminal result of `at`: the
+/// one reading of a sandbox's outcome, for jobs and for `gitfaas local run`.
+pub(crate) fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_max_bytes: usize) -> JobResult {
+    let result = if out.cancelled {
+        JobResult::cancelled_while_running(at)
+    } else if out.timed_out {
+        JobResult::timed_out(at, timeout_secs)
+    } else if out.stdout_overflow {
+        JobResult::stdout_too_large(at, stdout_max_bytes)
+    } else if out.oom_killed {
+        JobResult::oom_killed(at)
+    } else if out.exit_code != Some(0) {
+        JobResult::exited_with(at, out.exit_code)
+    } else {
+        match serde_json::from_slice::<Value>(&out.stdout) {
+            Ok(value) if limits::check_depth(&value).is_err() => JobResult::bad_output(at, limits::LimitError::TooDeep),
+            Ok(value) => JobResult::succeeded(at, value),
+            // serde_json's own limit (128 levels) is past ours: the same reason
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+                JobResult::bad_output(at, limits::LimitError::TooDeep)
             }
-        };
-        result.with_process(out.exit_code, out.stderr_tail)
-    }
+            Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
+        }
+    };
+    result.with_process(out.exit_code, out.stderr_tail)
 }

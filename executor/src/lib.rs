@@ -23,6 +23,7 @@ mod egress;
 mod git;
 mod heartbeat;
 mod job;
+mod local;
 mod offsets;
 mod processing;
 mod rebalance;
@@ -48,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
+pub use crate::local::{run_local, LocalOutcome, LocalRun};
 use crate::processing::Processing;
 use crate::sandbox::{Sandbox, SandboxPolicy};
 pub use crate::sandbox::{EXECUTOR_LABEL, JOB_LABEL};

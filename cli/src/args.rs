@@ -1,0 +1,176 @@
+//! The command line: every subcommand and flag, parsed by clap. Global flags take
+//! their defaults from the environment, then the config file (see [`crate::config`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "Exit codes of `run`, `result` and `local run`:
+  0  the job succeeded
+  1  the job failed (also oom_killed, output_too_large, expired)
+  2  usage error
+  3  the job was rejected (policy, manifest, unknown runtime)
+  4  the job timed out
+  5  the job was cancelled
+  6  the API, the identity provider or the sandbox refused or could not be reached
+  130  interrupted while following (the job goes on)";
+
+#[derive(Debug, Parser)]
+#[command(name = "gitfaas", version, about = "Run functions from git on gitfaas, and manage your jobs", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The frontend's base URL [default: config file `api`, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "GITFAAS_API")]
+    pub api: Option<String>,
+    /// An access token to use instead of the one `gitfaas login` cached
+    #[arg(long, global = true, env = "GITFAAS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// How to print what a command shows [default: config file `output`, else table]
+    #[arg(long, short = 'o', global = true, env = "GITFAAS_OUTPUT")]
+    pub output: Option<Output>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in: the device authorization grant (a URL and a code to open), or a client's credentials
+    Login(LoginArgs),
+    /// Forget the cached tokens
+    Logout,
+    /// Submit a job and follow it to its end; its output JSON goes to stdout
+    Run(RunArgs),
+    /// A job's status
+    Status(IdArg),
+    /// A finished job's result (`--wait` seconds for it to finish)
+    Result(ResultArgs),
+    /// A job's log: for now the tail of stderr the result keeps (live logs come later)
+    Logs(LogsArgs),
+    /// Your jobs, newest first
+    Ls(LsArgs),
+    /// Cancel a queued or running job
+    Cancel(IdArg),
+    /// Erase a finished job
+    Rm(IdArg),
+    /// Run a function from a local directory
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Use the client credentials grant (a confidential client) instead of the device grant
+    #[arg(long)]
+    pub client_credentials: bool,
+    /// The OAuth client [default: config file `client_id`, else gitfaas-cli]
+    #[arg(long, env = "GITFAAS_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client's secret, for --client-credentials
+    #[arg(long, env = "GITFAAS_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// The OpenID issuer [default: config file `issuer`, else the one the frontend names]
+    #[arg(long, env = "GITFAAS_ISSUER")]
+    pub issuer: Option<String>,
+    /// Scopes to ask for
+    #[arg(long, default_value = "openid")]
+    pub scope: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Repository URL, optionally with @REF (branch, tag or commit); default: the pushed
+    /// upstream commit of the current git checkout's branch
+    pub repo: Option<String>,
+    /// The job's input: JSON text, @FILE, or - for stdin
+    #[arg(long, short)]
+    pub input: Option<String>,
+    /// The runtime the job expects (python, node, command)
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// The job's timeout in seconds
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Print the job id and return at once instead of following the job
+    #[arg(long, short)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The job id
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    pub id: String,
+    /// Wait up to this many seconds for the job to finish
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub id: String,
+    /// Wait for the job to end, then print its log tail (live streaming comes later)
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only jobs with this status (queued, running, succeeded, failed, …)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Page size, 1 to 100
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only jobs older than this job id (the `next` of the previous page)
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Run the function in DIR in the executor's sandbox (Docker), without broker or frontend
+    Run(LocalRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalRunArgs {
+    /// The function's directory [default: .]
+    pub dir: Option<PathBuf>,
+    /// The input: JSON text, @FILE, or - for stdin
+    #[arg(long, short)]
+    pub input: Option<String>,
+    /// The runtime, when the directory has no gitfaas.toml (or to check it)
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Timeout in seconds [default: the frontend's default limit]
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Memory limit in MiB
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// CPU quota in thousandths of a core
+    #[arg(long)]
+    pub cpu_millis: Option<u32>,
+    /// The gitfaas config directory to read the executor's images and limits from
+    /// [default: GITFAAS_CONFIG_DIR, else ./config when it exists, else the shipped defaults]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}

@@ -1,0 +1,88 @@
+//! `gitfaas local run`: the function in a local directory, run once in the
+//! executor's sandbox through the executor's library (`gitfaas_executor::run_local`),
+//! with the executor's images and limits: from `--config`, `GITFAAS_CONFIG_DIR` or
+//! `./config` when one has an `executor.yaml`, else the shipped defaults compiled in.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gitfaas_common::schema::Resources;
+use gitfaas_executor::{LocalRun, Settings};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::LocalRunArgs;
+use crate::error::{exit_of, CliError};
+use crate::{input, show};
+
+const SHIPPED_BASE: &str = include_str!("../../config/base.yaml");
+const SHIPPED_EXECUTOR: &str = include_str!("../../config/executor.yaml");
+/// A job's default limits, as the shipped `config/frontend.yaml` sets them.
+const DEFAULT_TIMEOUT_SECS: u32 = 60;
+const DEFAULT_RESOURCES: Resources = Resources { memory_mb: 256, cpu_millis: 1000, pids: 128 };
+
+pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
+    let settings = settings(args.config.as_deref())?;
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!("{} is not a directory", dir.display())));
+    }
+    let input = input::read(args.input.as_deref())?.unwrap_or(Value::Null);
+    let resources = Resources {
+        memory_mb: args.memory_mb.unwrap_or(DEFAULT_RESOURCES.memory_mb),
+        cpu_millis: args.cpu_millis.unwrap_or(DEFAULT_RESOURCES.cpu_millis),
+        pids: DEFAULT_RESOURCES.pids,
+    };
+    let timeout = Duration::from_secs(u64::from(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)));
+    let run = LocalRun { dir: &dir, runtime: args.runtime.as_deref(), input: &input, resources, timeout };
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel(); // the container is killed and removed
+        }
+    });
+    eprintln!("running {} in the sandbox", dir.display());
+    let outcome =
+        gitfaas_executor::run_local(&settings, run, &cancel).await.map_err(|e| CliError::Local(format!("{e:#}")))?;
+    if !outcome.stderr_tail.is_empty() {
+        eprint!("{}", outcome.stderr_tail);
+        if !outcome.stderr_tail.ends_with('\n') {
+            eprintln!();
+        }
+    }
+    let reason = outcome.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let image =
+        if outcome.image.is_empty() { String::new() } else { format!(" ({} in {})", outcome.runtime, outcome.image) };
+    eprintln!("{}{reason}{image}", outcome.status);
+    if let Some(output) = &outcome.output {
+        show::json(output);
+    }
+    Ok(exit_of(outcome.status))
+}
+
+/// The executor's settings, layered as the executor loads them (files, then
+/// `GITFAAS__*` variables).
+fn settings(flag: Option<&Path>) -> Result<Settings, CliError> {
+    let env_dir = std::env::var_os("GITFAAS_CONFIG_DIR").map(PathBuf::from);
+    let chosen = flag.map(Path::to_owned).or(env_dir).or_else(|| Some(PathBuf::from("config")));
+    let shipped;
+    let dir = match chosen.filter(|d| d.join("executor.yaml").is_file()) {
+        Some(dir) => dir,
+        None if flag.is_some() => {
+            return Err(CliError::Usage(format!("{} has no executor.yaml", flag.unwrap().display())))
+        }
+        None => {
+            shipped = tempfile::tempdir().map_err(|e| CliError::Local(e.to_string()))?;
+            for (name, text) in [("base.yaml", SHIPPED_BASE), ("executor.yaml", SHIPPED_EXECUTOR)] {
+                std::fs::write(shipped.path().join(name), text).map_err(|e| CliError::Local(e.to_string()))?;
+            }
+            shipped.path().to_owned()
+        }
+    };
+    let settings: Settings = gitfaas_common::settings::load_from(&dir, "executor")
+        .map_err(|e| CliError::Config(format!("{}: {e}", dir.display())))?;
+    settings.validate().map_err(|e| CliError::Config(e.to_string()))?;
+    Ok(settings)
+}

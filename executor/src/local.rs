@@ -1,0 +1,172 @@
+//! A function from a local directory, run once in the sandbox every job runs in —
+//! the same images, policy (user, tmpfs, nofile, stdout cap, OCI runtime), runtime
+//! plan and runner — with no broker, git server or frontend: what `gitfaas local
+//! run` calls. The directory is copied (without `.git`) into a workspace of its own,
+//! as a checkout would be, and the container is removed after its run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use gitfaas_common::schema::Attempt;
+use gitfaas_common::schema::Resources;
+use gitfaas_common::{JobId, JobStatus, Owner};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::job;
+use crate::runtime::{self, Offer};
+use crate::sandbox::{Sandbox, SandboxError, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::Settings;
+
+const CODE_MOUNT: &str = "/code";
+
+/// What to run.
+pub struct LocalRun<'a> {
+    pub dir: &'a Path,
+    pub runtime: Option<&'a str>,
+    pub input: &'a Value,
+    pub resources: Resources,
+    pub timeout: Duration,
+}
+
+/// How it ended, in the terms of a job's result.
+#[derive(Debug)]
+pub struct LocalOutcome {
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    /// The runtime and image the plan chose (empty when the plan was refused).
+    pub runtime: String,
+    pub image: String,
+    pub exit_code: Option<i64>,
+    pub output: Option<Value>,
+    pub stderr_tail: String,
+}
+
+/// Runs the function in `run.dir` once; an error is the machine's (Docker, disk), a
+/// refused plan or a failed function is an outcome.
+pub async fn run_local(
+    settings: &Settings,
+    run: LocalRun<'_>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<LocalOutcome> {
+    let e = &settings.executor;
+    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
+    docker.ping().await.context("docker engine is not reachable")?;
+    let policy = SandboxPolicy {
+        oci_runtime: e.oci_runtime.clone(),
+        user: e.user.clone(),
+        tmpfs_mb: e.tmpfs_mb,
+        nofile: e.nofile,
+        stdout_max_bytes: e.stdout_max_bytes,
+        stderr_tail_bytes: e.stderr_tail_bytes,
+    };
+    let sandbox = Sandbox::new(docker, policy);
+    let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
+    let code = workspace.path().join("code");
+    prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
+    let offer = Offer { images: &e.images, allowed_images: &e.allowed_images };
+    let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &offer, run.input, b"{}") {
+        Ok(launch) => launch,
+        Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
+    };
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let spec = SandboxSpec {
+        name: format!("gitfaas-local-{}", &suffix[16..]),
+        image: launch.image.clone(),
+        command: launch.command.clone(),
+        labels: HashMap::from([
+            (EXECUTOR_LABEL.to_owned(), "local".to_owned()),
+            (JOB_LABEL.to_owned(), format!("local-{suffix}")),
+        ]),
+        code_dir: code,
+        code_mount: CODE_MOUNT.to_owned(),
+        input_dir: Some(workspace.path().join("input")),
+        output_dir: Some(workspace.path().join("output")),
+        job_network: e.job_network,
+        stdin: launch.stdin.clone(),
+        memory_mb: run.resources.memory_mb,
+        cpu_millis: run.resources.cpu_millis,
+        pids: run.resources.pids,
+        timeout: run.timeout,
+    };
+    let out = match sandbox.run(spec, cancel).await {
+        Ok(out) => out,
+        Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
+        Err(error) => return Err(error).context("running the sandbox"),
+    };
+    // a local run is one attempt of no job: only the reading of its outcome matters
+    let started_at = chrono::Utc::now();
+    let at = Attempt {
+        job_id: JobId::new(),
+        owner: Owner { subject: "local".into(), name: None },
+        submitted_at: started_at,
+        executor_id: "local".into(),
+        number: 1,
+        started_at: Some(started_at),
+    };
+    let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
+    let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
+    let result = job::interpret(&at, out, timeout_secs, e.stdout_max_bytes);
+    Ok(LocalOutcome {
+        status: result.status,
+        reason: result.reason,
+        runtime,
+        image,
+        exit_code: result.exit_code,
+        output: result.output,
+        stderr_tail: result.stderr_tail,
+    })
+}
+
+impl LocalOutcome {
+    fn refused(reason: String) -> Self {
+        Self {
+            status: JobStatus::Rejected,
+            reason: Some(reason),
+            runtime: String::new(),
+            image: String::new(),
+            exit_code: None,
+            output: None,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+/// The workspace's `code` (a copy of `source`), `input` and `output`, readable by
+/// the sandbox's non-root user (and `output` writable by it).
+fn prepare(root: &Path, source: &Path, code: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
+    copy_tree(source, code)?;
+    for (sub, mode) in [("input", 0o755), ("output", 0o777)] {
+        std::fs::create_dir(root.join(sub))?;
+        std::fs::set_permissions(root.join(sub), std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Copies files, directories and symlinks (as links, like a checkout), leaving out
+/// `.git`; files keep their executable bit and become world-readable.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (kind, target) = (entry.file_type()?, to.join(entry.file_name()));
+        if entry.file_name() == ".git" {
+            continue;
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+            let executable = entry.metadata()?.permissions().mode() & 0o111 != 0;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))?;
+        }
+    }
+    Ok(())
+}
