@@ -103,6 +103,23 @@ impl Publisher {
         self.send_raw(topic, Some(key), &payload, &[]).await
     }
 
+    /// Publishes `message` as JSON under `key` to `partition` of `topic` (`None`:
+    /// the partition the key hashes to), once the broker has it.
+    pub async fn send_to<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        message: &T,
+    ) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(message)?;
+        let mut record = FutureRecord::<str, [u8]>::to(topic).key(key).payload(&payload).headers(trace_headers());
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        self.deliver(record).await
+    }
+
     /// Publishes `payload` as it is (a dead-lettered message), with `headers` next
     /// to the trace context.
     pub async fn send_raw(
@@ -118,11 +135,26 @@ impl Publisher {
         if let Some(key) = key {
             record = record.key(key);
         }
+        self.deliver(record).await
+    }
+
+    async fn deliver(&self, record: FutureRecord<'_, str, [u8]>) -> Result<(), PublishError> {
         self.producer
             .send(record, Timeout::After(SEND_QUEUE_TIMEOUT))
             .await
             .map(|_| ())
             .map_err(|(error, _)| error.into())
+    }
+
+    /// How many partitions `topic` has, as the broker answers within `timeout`.
+    pub async fn partitions(&self, topic: &str, timeout: Duration) -> Result<usize, KafkaError> {
+        let (producer, topic) = (self.producer.clone(), topic.to_owned());
+        let fetched = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            let metadata = producer.client().fetch_metadata(Some(&topic), timeout)?;
+            Ok(metadata.topics().first().map_or(0, |t| t.partitions().len()))
+        });
+        fetched.await.unwrap_or(Err(KafkaError::Canceled))
     }
 
     /// Whether the broker serves `topic`'s metadata within `timeout` (readiness).

@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gitfaas_common::kafka::Publisher;
 use gitfaas_common::{Job, JobId};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 /// The partition count of the jobs topic as last read from the broker (0 while
 /// unknown), shared by the request handlers.
@@ -44,33 +46,31 @@ impl Affinity {
         place(&function_key(job), job.id, self.partitions.load(Ordering::Relaxed), self.spread)
     }
 
-    /// Reads the jobs topic's partition count now and then, so that partitions an
+    /// Reads the jobs topic's partition count every minute, so that partitions an
     /// operator adds are used (a job placed by a stale count still lands on a
     /// partition that exists).
-    pub async fn follow(self, producer: rdkafka::producer::FutureProducer, topic: String, stop: tokio_util::sync::CancellationToken) {
-        use rdkafka::producer::Producer;
+    pub async fn follow(self, publisher: Publisher, topic: String, stop: CancellationToken) {
         if self.spread == 0 {
             return;
         }
         loop {
-            let client = producer.clone();
-            let name = topic.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                client.client().fetch_metadata(Some(&name), Duration::from_secs(5)).map(|m| {
-                    m.topics().first().map_or(0, |t| t.partitions().len() as i32)
-                })
-            })
-            .await;
-            match read {
-                Ok(Ok(count)) if count > 0 => self.set_partitions(count),
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "jobs topic partitions not read"),
-                Err(error) => tracing::warn!(%error, "jobs topic partitions not read"),
-            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
+            self.read_partitions(&publisher, &topic).await;
+        }
+    }
+
+    /// Reads the partition count of `topic` once (kept as it was when unread).
+    pub async fn read_partitions(&self, publisher: &Publisher, topic: &str) {
+        if self.spread == 0 {
+            return;
+        }
+        match publisher.partitions(topic, Duration::from_secs(5)).await {
+            Ok(count) if count > 0 => self.set_partitions(i32::try_from(count).unwrap_or(i32::MAX)),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "jobs topic partitions not read"),
         }
     }
 }
@@ -116,8 +116,7 @@ mod tests {
     #[test]
     fn a_functions_jobs_stay_on_its_spread_of_neighbouring_partitions() {
         let f = key(1);
-        let seen: std::collections::BTreeSet<i32> =
-            (0..200).map(|_| place(&f, JobId::new(), 12, 2).unwrap()).collect();
+        let seen: std::collections::BTreeSet<i32> = (0..200).map(|_| place(&f, JobId::new(), 12, 2).unwrap()).collect();
         assert_eq!(seen.len(), 2, "{seen:?}");
         let (a, b) = (*seen.first().unwrap(), *seen.last().unwrap());
         assert!(b == a + 1 || (a == 0 && b == 11), "neighbours: {seen:?}");
@@ -125,7 +124,8 @@ mod tests {
 
     #[test]
     fn functions_spread_over_the_partitions() {
-        let homes: std::collections::BTreeSet<i32> = (0..64).map(|n| place(&key(n), JobId::new(), 8, 1).unwrap()).collect();
+        let homes: std::collections::BTreeSet<i32> =
+            (0..64).map(|n| place(&key(n), JobId::new(), 8, 1).unwrap()).collect();
         assert_eq!(homes.len(), 8, "64 functions use every one of 8 partitions");
     }
 

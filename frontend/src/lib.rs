@@ -6,6 +6,7 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
 
+mod affinity;
 mod ending;
 mod event_hub;
 mod identity;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// The shared subscription behind the event websockets.
     pub events: event_hub::EventHub,
     pub latest_report: observer_feed::LatestReport,
+    /// Which partition of the jobs topic a job goes to.
+    pub affinity: affinity::Affinity,
 }
 
 pub struct Application {
@@ -83,6 +86,10 @@ impl Application {
             .create()
             .context("creating the observer topic consumer")?;
         observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
+        let affinity = affinity::Affinity::new(f.affinity_spread);
+        // known before the first request (the topics exist: ensure_topics above)
+        affinity.read_partitions(&publisher, &settings.kafka.topics.jobs).await;
+        tokio::spawn(affinity.clone().follow(publisher.clone(), settings.kafka.topics.jobs.clone(), stop.clone()));
         let latest_report = observer_feed::LatestReport::default();
         tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), stop.clone()));
 
@@ -96,6 +103,7 @@ impl Application {
             results: result_publisher,
             events,
             latest_report,
+            affinity,
         });
         let authenticator =
             web::Data::new(Authenticator::from_settings(&f.auth).await.context("setting up authentication")?);

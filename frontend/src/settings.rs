@@ -53,6 +53,11 @@ pub struct FrontendSettings {
     /// The web app served at `/`.
     #[serde(default)]
     pub web: WebSettings,
+    /// Partitions of the jobs topic one function's jobs go to (see `affinity`): 0
+    /// places jobs by their id (no affinity); the partition count spreads every
+    /// function everywhere.
+    #[serde(default = "default_affinity_spread")]
+    pub affinity_spread: u32,
 }
 
 /// How the web app signs users in: the authorization code flow with PKCE, in the
@@ -177,6 +182,9 @@ impl AuthSettings {
 
 fn default_event_streams() -> usize {
     8
+}
+fn default_affinity_spread() -> u32 {
+    2
 }
 fn default_web_scopes() -> String {
     "openid".into()

@@ -310,7 +310,19 @@ pub fn read_topic_from(brokers: &str, topic: &str) -> Vec<RawMessage> {
 }
 
 /// [`read_topic`] through a client configured by `config` (brokers, SASL).
-pub fn read_topic_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<RawMessage> {
+pub fn read_topic_with(config: rdkafka::ClientConfig, topic: &str) -> Vec<RawMessage> {
+    read_partitions_with(config, topic).into_iter().map(|(_, message)| message).collect()
+}
+
+/// Every message of `topic` with the partition it is on.
+pub fn read_topic_partitions(topic: &str) -> Vec<(i32, RawMessage)> {
+    read_partitions_with(rdkafka::ClientConfig::new().set("bootstrap.servers", infra::brokers()).clone(), topic)
+}
+
+/// Reads each partition of `topic` up to its end as it was when the read began
+/// (per partition: messages others publish meanwhile neither end the read early
+/// nor keep it going).
+fn read_partitions_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<(i32, RawMessage)> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = config
         .set("group.id", unique("reader"))
@@ -320,18 +332,28 @@ pub fn read_topic_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<Ra
         .expect("reader");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
     let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut expected = 0;
+    let mut ends = std::collections::HashMap::new();
     let mut list = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks");
-        expected += high - low;
-        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+        if high > low {
+            ends.insert(p, high);
+            list.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+        }
+    }
+    let mut messages = Vec::new();
+    if ends.is_empty() {
+        return messages;
     }
     consumer.assign(&list).expect("assign");
-    let mut messages = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (messages.len() as i64) < expected && std::time::Instant::now() < deadline {
+    while !ends.is_empty() && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let Some(&end) = ends.get(&m.partition()) else { continue };
+            if m.offset() >= end {
+                ends.remove(&m.partition());
+                continue;
+            }
             let headers = m
                 .headers()
                 .map(|h| {
@@ -341,7 +363,10 @@ pub fn read_topic_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<Ra
                 })
                 .unwrap_or_default();
             let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            messages.push((key, m.payload().unwrap_or_default().to_vec(), headers));
+            messages.push((m.partition(), (key, m.payload().unwrap_or_default().to_vec(), headers)));
+            if m.offset() + 1 >= end {
+                ends.remove(&m.partition());
+            }
         }
     }
     messages

@@ -247,7 +247,7 @@ fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpRe
 }
 
 async fn publish(state: &AppState, job: &Job) -> Result<(), PublishError> {
-    state.publisher.send(&state.topics.jobs, &job.id.to_string(), job).await
+    state.publisher.send_to(&state.topics.jobs, state.affinity.partition(job), &job.id.to_string(), job).await
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.
