@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use gitfaas_common::policy::MAX_URL_CHARS;
-use gitfaas_common::schema::MAX_REF_CHARS;
+use gitfaas_common::schema::{MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS, MAX_REF_CHARS};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -90,6 +90,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "properties": {"credentials": {"type": "object"}, "sealed_credentials": {"type": "string"}},
     });
     merge(&mut schemas["SubmitRequest"]["properties"]["sealed_credentials"], json!({"pattern": SEALED_PATTERN}));
+    entry_fields(&mut schemas["SubmitRequest"], &settings.runtimes);
     let strings = json!({"additionalProperties": {"type": "string"}});
     merge(&mut schemas["SubmitRequest"]["properties"]["credentials"], strings);
     if settings.executor_public_key.is_none() {
@@ -101,6 +102,26 @@ pub fn served(settings: &FrontendSettings) -> Value {
     doc
 }
 
+/// `entry`, `workdir` and `args` as `common::schema` bounds them, and args refused
+/// with a runtime other than `command`. What the checkout holds (a symlink out, a
+/// missing file) only the executor can tell: it rejects the job.
+fn entry_fields(submit: &mut Value, runtimes: &[String]) {
+    let path = json!({"maxLength": MAX_PATH_CHARS, "pattern": CHECKOUT_PATH_PATTERN});
+    merge(&mut submit["properties"]["entry"], path.clone());
+    merge(&mut submit["properties"]["workdir"], path);
+    merge(&mut submit["properties"]["args"], json!({"maxItems": MAX_ARGS}));
+    merge(&mut submit["properties"]["args"]["items"], json!({"maxLength": MAX_ARG_CHARS, "pattern": "^[^\\x00]*$"}));
+    let others: Vec<&String> = runtimes.iter().filter(|r| *r != "command").collect();
+    submit["allOf"] = json!([{"not": {
+        "required": ["runtime", "args"],
+        "properties": {"runtime": {"enum": others}, "args": {"type": "array", "minItems": 1}},
+    }}]);
+}
+
+/// `common::schema::is_checkout_path`: `/`-separated non-empty parts, none `.` or
+/// `..`, no control characters (so neither absolute nor escaping by its text).
+const CHECKOUT_PATH_PATTERN: &str =
+    "^(?!\\.\\.?(/|$))[^/\\x00-\\x1f\\x7f-\\x9f]+(/(?!\\.\\.?(/|$))[^/\\x00-\\x1f\\x7f-\\x9f]+)*$";
 /// `common::schema::is_valid_ref` as a pattern: no leading `-`, no `..`, none of
 /// git's revision characters, no whitespace or control characters.
 const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[\\\\]+$";
