@@ -14,8 +14,10 @@ use serde_json::Value;
 
 use crate::JobId;
 
+mod entry;
 mod result;
 
+pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
 pub use result::{Attempt, JobResult, Timings};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -73,6 +75,16 @@ pub struct JobSpec {
     /// failures are retried regardless, up to the executor's limit).
     #[serde(default)]
     pub retries: u32,
+    /// What to run, overriding the manifest's `entry`: a path inside the checkout,
+    /// or for python `package.module:function`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Arguments of the `command` runtime's executable, passed exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Directory inside the checkout the function runs in; default its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
 }
 
 /// A data source or sink: a file of the job's input or output directory and the
@@ -275,6 +287,9 @@ mod tests {
             sources: Vec::new(),
             sinks: Vec::new(),
             retries: 0,
+            entry: None,
+            args: Vec::new(),
+            workdir: None,
         }
     }
 

@@ -132,7 +132,8 @@ impl JobRunner {
         };
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
         let plan = |dir: &Path| {
-            runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &offer, &spec.input, credentials.json())
+            let chosen = runtime::Chosen::of(spec);
+            runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
         let placed = self.place(job, at, &repo, &sha, token, plan).await;
@@ -306,6 +307,7 @@ impl JobRunner {
             ]),
             code_dir: dirs.code(),
             code_mount: CODE_MOUNT.to_owned(),
+            working_dir: launch.working_dir,
             input_dir: Some(dirs.input()),
             output_dir: Some(dirs.output()),
             job_network: self.settings.job_network,

@@ -67,7 +67,7 @@ pub async fn run_local(
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
     let offer = Offer { images: &e.images, allowed_images: &e.allowed_images };
-    let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &offer, run.input, b"{}") {
+    let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &Default::default(), &offer, run.input, b"{}") {
         Ok(launch) => launch,
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
@@ -82,6 +82,7 @@ pub async fn run_local(
         ]),
         code_dir: code,
         code_mount: CODE_MOUNT.to_owned(),
+        working_dir: launch.working_dir.clone(),
         input_dir: Some(workspace.path().join("input")),
         output_dir: Some(workspace.path().join("output")),
         job_network: e.job_network,

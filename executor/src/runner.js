@@ -4,7 +4,8 @@
 // stderr, so stdout carries the result alone.
 const fs = require("fs");
 const path = require("path");
-const [codeDir, entry] = process.argv.slice(1);
+const [codeDir, entry, workdir = "."] = process.argv.slice(1);
+process.chdir(path.join(codeDir, workdir));
 const out = process.stdout.write.bind(process.stdout);
 const fail = (code, message) => {
   process.stderr.write("gitfaas: " + message + "\n");

@@ -1,6 +1,7 @@
 # gitfaas python runner: reads {"data": ..., "credentials": ...} as JSON on stdin,
-# calls main(data, credentials) from the repository's entry file, and writes the
-# return value as JSON to stdout. Anything the function prints goes to stderr, so
+# calls main(data, credentials) from the repository's entry file — or, for an
+# entry `package.module:function`, that function of the module imported from the
+# working directory — and writes the return value as JSON to stdout. Anything the function prints goes to stderr, so
 # stdout carries the result alone.
 import importlib.util
 import inspect
@@ -16,28 +17,45 @@ def fail(code, message):
     sys.exit(code)
 
 
+def load(code_dir, workdir, entry):
+    """The function to call: main of the entry file, or module:function."""
+    module_name, _, function_name = entry.partition(":")
+    is_module = function_name and all(part.isidentifier() and part.isascii() for part in module_name.split(".") + [function_name])
+    path = os.path.join(code_dir, entry)
+    search = [workdir] if is_module else [os.path.dirname(path), workdir]
+    for directory in reversed(search + [code_dir]):
+        if directory in sys.path:
+            sys.path.remove(directory)
+        sys.path.insert(0, directory)
+    if not is_module and not os.path.isfile(path):
+        fail(2, "entry file %r not found in the repository" % entry)
+    try:
+        if is_module:
+            module = importlib.import_module(module_name)
+        else:
+            spec = importlib.util.spec_from_file_location("gitfaas_main", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+    except BaseException:
+        traceback.print_exc()
+        fail(1, "importing %r failed" % entry)
+    function = getattr(module, function_name if is_module else "main", None)
+    if not callable(function):
+        fail(2, "%r defines no callable %s" % (entry, function_name if is_module else "main"))
+    return function
+
+
 def main():
     code_dir, entry = sys.argv[1], sys.argv[2]
+    workdir = os.path.normpath(os.path.join(code_dir, sys.argv[3] if len(sys.argv) > 3 else "."))
     try:
         request = json.load(sys.stdin)
     except ValueError as error:
         fail(2, "job input is not valid json: %s" % error)
     result_out = sys.stdout
     sys.stdout = sys.stderr
-    sys.path.insert(0, code_dir)
-    path = os.path.join(code_dir, entry)
-    if not os.path.isfile(path):
-        fail(2, "entry file %r not found in the repository" % entry)
-    try:
-        spec = importlib.util.spec_from_file_location("gitfaas_main", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    except BaseException:
-        traceback.print_exc()
-        fail(1, "importing %r failed" % entry)
-    function = getattr(module, "main", None)
-    if not callable(function):
-        fail(2, "%r defines no callable main" % entry)
+    os.chdir(workdir)
+    function = load(code_dir, workdir, entry)
     args = [request.get("data"), request.get("credentials") or {}]
     try:
         params = inspect.signature(function).parameters.values()

@@ -10,6 +10,10 @@
 //!                      # command: executable reading JSON on stdin; default ./main
 //! image = "..."        # optional; only an image in `executor.allowed_images`
 //! ```
+//!
+//! A job may name its own `entry` (for python also `package.module:function`),
+//! `workdir` and, for `command`, `args`; with a `runtime`, a repository needs no
+//! manifest. Where they point is checked in [`entry`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +21,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
+
+mod entry;
 
 pub const MANIFEST_FILE: &str = "gitfaas.toml";
 /// A manifest is a few lines; anything longer is refused unread.
@@ -39,6 +45,12 @@ pub enum ManifestError {
     Mismatch { requested: String, declared: String },
     #[error("entry `{0}` must be a relative path inside the repository")]
     BadEntry(String),
+    #[error("entry `{0}` not found in the repository")]
+    EntryMissing(String),
+    #[error("workdir `{0}` must be a directory inside the repository")]
+    BadWorkdir(String),
+    #[error("{0}")]
+    BadArgs(String),
     #[error("image `{0}` is not in this executor's allowed images")]
     ImageNotAllowed(String),
 }
@@ -58,6 +70,8 @@ pub struct Launch {
     pub runtime: String,
     pub image: String,
     pub command: Vec<String>,
+    /// The container's working directory (the code mount or a directory in it).
+    pub working_dir: String,
     pub stdin: Zeroizing<Vec<u8>>,
 }
 
@@ -73,12 +87,27 @@ pub struct Offer<'a> {
     pub allowed_images: &'a [String],
 }
 
+/// What the job itself says of what to run, over the manifest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chosen<'a> {
+    pub entry: Option<&'a str>,
+    pub args: &'a [String],
+    pub workdir: Option<&'a str>,
+}
+
+impl<'a> Chosen<'a> {
+    pub fn of(spec: &'a gitfaas_common::JobSpec) -> Self {
+        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref() }
+    }
+}
+
 /// Reads the manifest in `checkout` and decides image, command and stdin.
 /// `credentials` is the opened credentials object's JSON text.
 pub fn plan(
     checkout: &Path,
     code_mount: &str,
     requested: Option<&str>,
+    chosen: &Chosen<'_>,
     offer: &Offer<'_>,
     input: &Value,
     credentials: &[u8],
@@ -105,24 +134,42 @@ pub fn plan(
         }
         image = declared;
     }
+    gitfaas_common::schema::check_args(chosen.args).map_err(ManifestError::BadArgs)?;
+    if !chosen.args.is_empty() && runtime != "command" {
+        return Err(ManifestError::BadArgs("args are taken by the command runtime only".into()));
+    }
+    let workdir = entry::checked_workdir(checkout, chosen.workdir)?;
+    let entry = chosen.entry.map(str::to_owned).or(entry);
     let input_json = serde_json::to_vec(input).expect("json values serialise");
     let (command, stdin) = match runtime.as_str() {
         "python" => {
-            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main.py".into()))?;
+            let entry = entry.unwrap_or_else(|| "main.py".into());
+            let entry = match entry::python_module(&entry) {
+                Some((module, _)) => entry::checked_module(checkout, &workdir, &entry, module).map(|()| entry)?,
+                None => entry::checked_file(checkout, entry)?,
+            };
             let command = ["python3", "-I", "-c", PYTHON_RUNNER, code_mount, &entry].map(String::from).to_vec();
             (command, request(&input_json, credentials))
         }
         "node" => {
-            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
+            let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
             (command, request(&input_json, credentials))
         }
         _ => {
-            let entry = checked_entry(checkout, entry.unwrap_or_else(|| "main".into()))?;
-            (vec![format!("{code_mount}/{entry}")], Zeroizing::new(input_json))
+            let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;
+            let command = std::iter::once(format!("{code_mount}/{entry}")).chain(chosen.args.iter().cloned()).collect();
+            (command, Zeroizing::new(input_json))
         }
     };
-    Ok(Launch { runtime, image, command, stdin })
+    let (mut command, mut working_dir) = (command, code_mount.to_owned());
+    if workdir != "." {
+        working_dir = format!("{code_mount}/{workdir}");
+        if runtime != "command" {
+            command.push(workdir); // the runners' last argument, so part of a warm sandbox's key
+        }
+    }
+    Ok(Launch { runtime, image, command, working_dir, stdin })
 }
 
 /// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy
@@ -177,40 +224,6 @@ fn explain(text: &str, error: &toml::de::Error) -> String {
     message
 }
 
-fn checked_entry(checkout: &Path, entry: String) -> Result<String, ManifestError> {
-    let path = Path::new(&entry);
-    let inside = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-    if entry.is_empty() || !inside {
-        return Err(ManifestError::BadEntry(entry));
-    }
-    entry_stays_inside(checkout, &entry)?;
-    Ok(entry)
-}
-
-/// Refuses an entry reached through a symlink that leaves the checkout (or leads
-/// nowhere): the same answer either way, so it tells nothing about the host. A
-/// plain entry that does not exist is the function's own failure, found at run time.
-fn entry_stays_inside(checkout: &Path, entry: &str) -> Result<(), ManifestError> {
-    let refuse = || Err(ManifestError::BadEntry(entry.to_owned()));
-    let Ok(root) = checkout.canonicalize() else { return refuse() };
-    match checkout.join(entry).canonicalize() {
-        Ok(resolved) if resolved.starts_with(&root) => Ok(()),
-        Ok(_) => refuse(),
-        Err(_) => {
-            let mut prefix = checkout.to_path_buf();
-            for part in Path::new(entry).components() {
-                prefix.push(part);
-                match std::fs::symlink_metadata(&prefix) {
-                    Ok(meta) if meta.file_type().is_symlink() => return refuse(),
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,13 +246,17 @@ mod tests {
         images: &BTreeMap<String, String>,
         input: &Value,
     ) -> Result<Launch, ManifestError> {
-        super::plan(dir, mount, requested, &Offer { images, allowed_images: ALLOWED }, input, b"{}")
+        super::plan(dir, mount, requested, &Chosen::default(), &Offer { images, allowed_images: ALLOWED }, input, b"{}")
     }
 
     fn with_manifest(text: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         if let Some(text) = text {
             std::fs::write(dir.path().join(MANIFEST_FILE), text).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        for entry in ["main.py", "main.js", "main", "src/handler.py"] {
+            std::fs::write(dir.path().join(entry), "").unwrap();
         }
         dir
     }
@@ -260,7 +277,7 @@ mod tests {
         let dir = with_manifest(Some("runtime = \"node\"\n"));
         let offer = Offer { images: &images(), allowed_images: ALLOWED };
         let creds = br#"{"k":"v"}"#;
-        let launch = super::plan(dir.path(), "/code", None, &offer, &json!(1), creds).unwrap();
+        let launch = super::plan(dir.path(), "/code", None, &Chosen::default(), &offer, &json!(1), creds).unwrap();
         assert_eq!(
             (launch.image.as_str(), &launch.command[..2]),
             ("node:1", &["node".to_owned(), "-e".to_owned()][..])
@@ -270,7 +287,7 @@ mod tests {
         assert_eq!(stdin, json!({"data": 1, "credentials": {"k": "v"}}));
         assert!(!format!("{launch:?}").contains("credentials"));
         let cmd = with_manifest(Some("runtime = \"command\"\n"));
-        let launch = super::plan(cmd.path(), "/code", None, &offer, &json!(1), creds).unwrap();
+        let launch = super::plan(cmd.path(), "/code", None, &Chosen::default(), &offer, &json!(1), creds).unwrap();
         assert_eq!(launch.stdin.as_slice(), b"1");
     }
 
@@ -278,12 +295,22 @@ mod tests {
     fn a_repository_may_name_only_an_allowed_image() {
         let dir = with_manifest(Some("runtime = \"python\"\nimage = \"py:custom\"\n"));
         let images = images();
-        let refused =
-            super::plan(dir.path(), "/c", None, &Offer { images: &images, allowed_images: &[] }, &json!(1), b"{}");
+        let refused = super::plan(
+            dir.path(),
+            "/c",
+            None,
+            &Chosen::default(),
+            &Offer { images: &images, allowed_images: &[] },
+            &json!(1),
+            b"{}",
+        );
         assert_eq!(refused, Err(ManifestError::ImageNotAllowed("py:custom".into())));
         let allowed = ["py:custom".to_owned()];
         let offer = Offer { images: &images, allowed_images: &allowed };
-        assert_eq!(super::plan(dir.path(), "/c", None, &offer, &json!(1), b"{}").unwrap().image, "py:custom");
+        assert_eq!(
+            super::plan(dir.path(), "/c", None, &Chosen::default(), &offer, &json!(1), b"{}").unwrap().image,
+            "py:custom"
+        );
     }
 
     #[test]
@@ -335,6 +362,7 @@ mod tests {
         assert_eq!(plan(huge.path(), "/c", None, &images(), &Value::Null), Err(ManifestError::NotRegular));
         for target in [secret.path(), Path::new("/nonexistent")] {
             let dir = with_manifest(Some("runtime = \"python\"\n"));
+            std::fs::remove_file(dir.path().join("main.py")).unwrap();
             std::os::unix::fs::symlink(target, dir.path().join("main.py")).unwrap();
             let err = plan(dir.path(), "/c", None, &images(), &Value::Null).unwrap_err();
             assert_eq!(err, ManifestError::BadEntry("main.py".into()), "{target:?}");

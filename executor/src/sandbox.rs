@@ -53,6 +53,8 @@ pub struct SandboxSpec {
     /// Host directory mounted read-only at [`SandboxSpec::code_mount`].
     pub code_dir: std::path::PathBuf,
     pub code_mount: String,
+    /// The container's working directory: the code mount or a directory in it.
+    pub working_dir: String,
     /// Host directories mounted at [`INPUT_MOUNT`] (read-only) and [`OUTPUT_MOUNT`].
     pub input_dir: Option<std::path::PathBuf>,
     pub output_dir: Option<std::path::PathBuf>,
@@ -266,7 +268,7 @@ impl Sandbox {
             image: Some(spec.image.clone()),
             cmd: Some(spec.command.clone()),
             user: Some(p.user.clone()),
-            working_dir: Some(spec.code_mount.clone()),
+            working_dir: Some(spec.working_dir.clone()),
             env: Some(vec![
                 "HOME=/tmp".into(),
                 "TMPDIR=/tmp".into(),

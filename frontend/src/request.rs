@@ -58,6 +58,18 @@ pub struct SubmitRequest {
     /// Files of `/output` uploaded after the function succeeded.
     #[serde(default)]
     pub sinks: Vec<DataLink>,
+    /// What to run, overriding the manifest's `entry`: a path inside the repository
+    /// (relative, no `.` or `..` parts), or for python `package.module:function`.
+    /// With `runtime`, a repository needs no `gitfaas.toml`.
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// Arguments of the `command` runtime's executable, passed exactly (at most 64,
+    /// each at most 4096 characters, no NUL). Other runtimes take none.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Directory inside the repository the function runs in; default its root.
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -126,6 +138,7 @@ impl SubmitRequest {
     pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, ApiError> {
         let repo =
             RepoUrl::parse(&self.repo, &settings.policy).map_err(|e| ApiError::invalid("repo", e.to_string()))?;
+        self.validate_entry()?;
         let sealed_credentials = seal_credentials(self.credentials, self.sealed_credentials, settings)?;
         for (field, links) in [("sources", &self.sources), ("sinks", &self.sinks)] {
             validate_links(field, links, &settings.policy)?;
@@ -170,7 +183,27 @@ impl SubmitRequest {
             sources: self.sources,
             sinks: self.sinks,
             retries: 0,
+            entry: self.entry,
+            args: self.args,
+            workdir: self.workdir,
         })
+    }
+
+    /// What the strings alone tell of `entry`, `workdir` and `args`; the executor
+    /// decides the rest against the checkout.
+    fn validate_entry(&self) -> Result<(), ApiError> {
+        use gitfaas_common::schema::{check_args, is_checkout_path, MAX_PATH_CHARS};
+        for (field, path) in [("entry", &self.entry), ("workdir", &self.workdir)] {
+            if path.as_deref().is_some_and(|p| !is_checkout_path(p)) {
+                let why = format!("{field} must be a relative path inside the repository (at most {MAX_PATH_CHARS} characters, no `.` or `..` parts)");
+                return Err(ApiError::invalid(field, why));
+            }
+        }
+        check_args(&self.args).map_err(|why| ApiError::invalid("args", why))?;
+        if !self.args.is_empty() && self.runtime.as_deref().is_some_and(|r| r != "command") {
+            return Err(ApiError::invalid("args", "args are taken by the command runtime only"));
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +288,27 @@ mod tests {
         assert_eq!(field_of(r#"{"repo": "x", "timeout_secs": 1.5}"#).as_deref(), Some("timeout_secs"));
         assert_eq!(field_of(r#"{"repo": "x", "timeout_secs": -1}"#).as_deref(), Some("timeout_secs"));
         assert_eq!(field_of(r#"{"repo": "x", "resources": {"pids": 5000000000}}"#).as_deref(), Some("resources.pids"));
+    }
+
+    #[test]
+    fn entry_workdir_and_args_are_checked_by_their_text() {
+        let check = |body: serde_json::Value| parse(body.to_string().as_bytes()).unwrap().validate_entry();
+        let field = |body| match check(body) {
+            Err(ApiError::InvalidRequest { field, .. }) => field,
+            other => panic!("expected invalid request, got {other:?}"),
+        };
+        assert!(check(serde_json::json!({"repo": "x", "entry": "src/a.py", "workdir": "src", "args": ["a b"]})).is_ok());
+        assert!(check(serde_json::json!({"repo": "x", "runtime": "command", "args": ["\"q\" ü"]})).is_ok());
+        for bad in ["../x", "/etc/passwd", "a//b", ""] {
+            assert_eq!(field(serde_json::json!({"repo": "x", "entry": bad})).as_deref(), Some("entry"), "{bad}");
+            assert_eq!(field(serde_json::json!({"repo": "x", "workdir": bad})).as_deref(), Some("workdir"), "{bad}");
+        }
+        assert_eq!(field(serde_json::json!({"repo": "x", "args": vec!["a"; 65]})).as_deref(), Some("args"));
+        assert_eq!(
+            field(serde_json::json!({"repo": "x", "runtime": "python", "args": ["a"]})).as_deref(),
+            Some("args")
+        );
+        assert_eq!(field_of(r#"{"repo": "x", "args": [1]}"#).as_deref(), Some("args[0]"));
     }
 
     #[test]

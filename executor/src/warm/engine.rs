@@ -14,7 +14,8 @@ pub struct WarmKey {
     pub commit: String,
     /// The runtime image by id (its digest), not by tag.
     pub image_id: String,
-    /// The runner command, which names the entry file.
+    /// The runner command, which names the entry, the working directory and (for
+    /// `command`, which runs cold) the arguments.
     pub command: Vec<String>,
     pub memory_mb: u32,
     pub cpu_millis: u32,

@@ -6,7 +6,9 @@
 const fs = require("fs");
 const path = require("path");
 const { spawn, spawnSync } = require("child_process");
-const [codeDir, entry, cold] = process.argv.slice(1);
+// the cold runner's arguments (code dir, entry, working directory), then the cold runner
+const coldArgs = process.argv.slice(1, -1);
+const cold = process.argv[process.argv.length - 1];
 const SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"];
 
 const frame = (kind, payload = Buffer.alloc(0)) => {
@@ -89,7 +91,7 @@ const SIGNALS = require("os").constants.signals;
 const invoke = (request, done) => {
   clean(true);
   const before = oomKills();
-  const child = spawn(process.execPath, ["-e", cold, codeDir, entry], {
+  const child = spawn(process.execPath, ["-e", cold, ...coldArgs], {
     stdio: ["pipe", "pipe", "pipe"],
     detached: true,
   });

@@ -22,10 +22,11 @@ import subprocess
 import sys
 import traceback
 
-CODE_DIR, ENTRY = sys.argv[1], sys.argv[2]
+# the cold runner's arguments (code dir, entry, working directory), then the cold runner
+ARGS = sys.argv[1:-1]
 # compiled once; what it imports (importlib.util, inspect, json, traceback) is loaded
 # here, before any fork, so an invocation starts at the import of the function itself
-COLD = compile(sys.argv[3], "<string>", "exec")
+COLD = compile(sys.argv[-1], "<string>", "exec")
 SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"]
 CHUNK = 65536
 libc = ctypes.CDLL(None, use_errno=True)
@@ -149,7 +150,7 @@ def child(request, out_w, err_w):
         sys.stdin = io.TextIOWrapper(io.BytesIO(data))
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
-        sys.argv = ["-c", CODE_DIR, ENTRY]
+        sys.argv = ["-c"] + ARGS
         try:
             exec(COLD, {"__name__": "__main__", "__builtins__": __builtins__})
             code = 0

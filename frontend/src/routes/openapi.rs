@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use gitfaas_common::policy::MAX_URL_CHARS;
-use gitfaas_common::schema::MAX_REF_CHARS;
+use gitfaas_common::schema::{MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS, MAX_REF_CHARS};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -60,8 +60,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
     let schemas = &mut doc["components"]["schemas"];
     let l = &settings.limits;
     let submit = &mut schemas["SubmitRequest"]["properties"];
-    let schemes = settings.policy.repo_schemes.join("|");
-    let repo_pattern = url_pattern(&schemes, &settings.policy.repo_hosts);
+    let repo_pattern = url_pattern(&settings.policy.repo_schemes, &settings.policy.repo_hosts);
     merge(&mut submit["repo"], json!({"maxLength": MAX_URL_CHARS, "pattern": repo_pattern}));
     merge(&mut submit["ref"], json!({"minLength": 1, "maxLength": MAX_REF_CHARS, "pattern": REF_PATTERN}));
     merge(
@@ -75,7 +74,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
     merge(&mut resources["pids"], json!({"minimum": MIN_PIDS, "maximum": l.max_pids}));
     let link = &mut schemas["DataLink"]["properties"];
     merge(&mut link["name"], json!({"pattern": NAME_PATTERN}));
-    let link_pattern = url_pattern("https?", &settings.policy.data_hosts);
+    let link_pattern = url_pattern(&["http".to_owned(), "https".to_owned()], &settings.policy.data_hosts);
     merge(&mut link["url"], json!({"maxLength": MAX_URL_CHARS, "pattern": link_pattern}));
     merge(&mut link["method"], json!({"enum": ["PUT", "POST", null]}));
     // a source takes no method: its items are the link without one
@@ -90,6 +89,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "properties": {"credentials": {"type": "object"}, "sealed_credentials": {"type": "string"}},
     });
     merge(&mut schemas["SubmitRequest"]["properties"]["sealed_credentials"], json!({"pattern": SEALED_PATTERN}));
+    entry_fields(&mut schemas["SubmitRequest"], &settings.runtimes);
     let strings = json!({"additionalProperties": {"type": "string"}});
     merge(&mut schemas["SubmitRequest"]["properties"]["credentials"], strings);
     if settings.executor_public_key.is_none() {
@@ -101,6 +101,26 @@ pub fn served(settings: &FrontendSettings) -> Value {
     doc
 }
 
+/// `entry`, `workdir` and `args` as `common::schema` bounds them, and args refused
+/// with a runtime other than `command`. What the checkout holds (a symlink out, a
+/// missing file) only the executor can tell: it rejects the job.
+fn entry_fields(submit: &mut Value, runtimes: &[String]) {
+    let path = json!({"maxLength": MAX_PATH_CHARS, "pattern": CHECKOUT_PATH_PATTERN});
+    merge(&mut submit["properties"]["entry"], path.clone());
+    merge(&mut submit["properties"]["workdir"], path);
+    merge(&mut submit["properties"]["args"], json!({"maxItems": MAX_ARGS}));
+    merge(&mut submit["properties"]["args"]["items"], json!({"maxLength": MAX_ARG_CHARS, "pattern": "^[^\\x00]*$"}));
+    let others: Vec<&String> = runtimes.iter().filter(|r| *r != "command").collect();
+    submit["allOf"] = json!([{"not": {
+        "required": ["runtime", "args"],
+        "properties": {"runtime": {"enum": others}, "args": {"type": "array", "minItems": 1}},
+    }}]);
+}
+
+/// `common::schema::is_checkout_path`: `/`-separated non-empty parts, none `.` or
+/// `..`, no control characters (so neither absolute nor escaping by its text).
+const CHECKOUT_PATH_PATTERN: &str =
+    "^(?!\\.\\.?(/|$))[^/\\x00-\\x1f\\x7f-\\x9f]+(/(?!\\.\\.?(/|$))[^/\\x00-\\x1f\\x7f-\\x9f]+)*$";
 /// `common::schema::is_valid_ref` as a pattern: no leading `-`, no `..`, none of
 /// git's revision characters, no whitespace or control characters.
 const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[\\\\]+$";
@@ -108,15 +128,26 @@ const REF_PATTERN: &str = "^(?!-)(?!.*\\.\\.)[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[
 /// whitespace or controls, no `::`, no credentials, a host of `hosts` in any case
 /// when the operator lists them — then the pattern is exact — else any host, which
 /// the policy on addresses still decides (an internal literal or `localhost` is
-/// refused; no pattern states that).
-fn url_pattern(schemes: &str, hosts: &[String]) -> String {
+/// refused; no pattern states that). A `\` ends the host only for a special scheme
+/// (`http`, `https`, …, where the URL standard reads it as `/`); after a `git://`
+/// host it is part of the host, which is then no host at all.
+fn url_pattern(schemes: &[String], hosts: &[String]) -> String {
     let host = if hosts.is_empty() {
         "[^/?#@\\\\\\s:\\[\\]]+".to_owned()
     } else {
         let names: Vec<String> = hosts.iter().map(|h| any_case(h)).collect();
         format!("({})", names.join("|"))
     };
-    format!("^(?!.*::)({schemes})://{host}(:{PORT})?([/?#\\\\][^\\s\\x00-\\x1f\\x7f-\\x9f]*)?$")
+    let special = ["http", "https", "ws", "wss", "ftp", "file"];
+    let (with_backslash, without): (Vec<&str>, Vec<&str>) =
+        schemes.iter().map(String::as_str).partition(|s| special.contains(s));
+    let rest = "[^\\s\\x00-\\x1f\\x7f-\\x9f]*";
+    let branches: Vec<String> = [(with_backslash, "[/?#\\\\]"), (without, "[/?#]")]
+        .into_iter()
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, ends)| format!("({})://{host}(:{PORT})?({ends}{rest})?", group.join("|")))
+        .collect();
+    format!("^(?!.*::)({})$", branches.join("|"))
 }
 
 /// A port: 1 to 65535, without leading zeros.
