@@ -16,7 +16,7 @@ use crate::JobId;
 
 mod result;
 
-pub use result::{Attempt, JobResult, Timings};
+pub use result::{Attempt, JobResult, Timings, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -73,6 +73,32 @@ pub struct JobSpec {
     /// failures are retried regardless, up to the executor's limit).
     #[serde(default)]
     pub retries: u32,
+    /// The processing guarantee: at most once, or at least once (the default, and
+    /// what a message without the field gets).
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// How often a job's function may run. `at_most_once`: its start is made durable
+/// before the function can have any effect, so it never runs twice; a run whose
+/// executor is lost ends `failed`. `at_least_once`: a run whose executor is lost
+/// runs again elsewhere; either way the job has one terminal result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    AtMostOnce,
+    #[default]
+    AtLeastOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtMostOnce => "at_most_once",
+            Delivery::AtLeastOnce => "at_least_once",
+        }
+    }
 }
 
 /// A data source or sink: a file of the job's input or output directory and the
@@ -275,6 +301,7 @@ mod tests {
             sources: Vec::new(),
             sinks: Vec::new(),
             retries: 0,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 
@@ -302,6 +329,18 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["kind"], "started");
         assert!(matches!(decode_event(&bytes), Err(DecodeError::Version { found: 2 })));
         assert!(matches!(decode_event(b"{}"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn a_job_without_a_delivery_mode_is_at_least_once_and_the_mode_round_trips() {
+        let mut text = serde_json::to_value(Job::new(Owner { subject: "u".into(), name: None }, spec())).unwrap();
+        text["spec"].as_object_mut().unwrap().remove("delivery");
+        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        assert_eq!(job.spec.delivery, Delivery::AtLeastOnce, "older messages decode");
+        text["spec"]["delivery"] = "at_most_once".into();
+        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        assert_eq!(job.spec.delivery, Delivery::AtMostOnce);
+        assert_eq!(serde_json::to_value(Delivery::AtMostOnce).unwrap(), Delivery::AtMostOnce.as_str());
     }
 
     #[test]

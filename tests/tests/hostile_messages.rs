@@ -159,6 +159,7 @@ async fn a_frontend_rebuilding_its_view_ends_a_job_whose_result_is_unreadable() 
         sources: Vec::new(),
         sinks: Vec::new(),
         retries: 0,
+        delivery: Default::default(),
     };
     let job = gitfaas_common::Job::new(gitfaas_common::Owner { subject: "alice".into(), name: None }, spec);
     let id = job.id.to_string();

@@ -68,6 +68,14 @@ pub fn served(settings: &FrontendSettings) -> Value {
         &mut submit["runtime"],
         json!({"enum": settings.runtimes.iter().map(|r| json!(r)).chain([Value::Null]).collect::<Vec<_>>()}),
     );
+    // the modes this deployment allows (both unless the operator restricts them)
+    let modes = settings.delivery.allowed.iter().map(|d| json!(d.as_str())).chain([Value::Null]);
+    submit["delivery"] = json!({
+        "description": "The processing guarantee. `at_most_once`: the function never runs twice; a run whose \
+            executor is lost ends `failed` (\"executor lost during an at-most-once run\"). `at_least_once` \
+            (the default): a run whose executor is lost runs again elsewhere. Either way one terminal result.",
+        "enum": modes.collect::<Vec<_>>(),
+    });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
     merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));
