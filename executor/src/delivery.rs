@@ -222,13 +222,15 @@ mod tests {
         let keep = stopped(&job, Stop::Cancelled(request.clone()), ran(finished.clone(), false), "e", false);
         assert_eq!(keep, End::Publish(Box::new(finished)), "a run that finished before the kill keeps its result");
         let killed = JobResult::cancelled_while_running(&attempt);
-        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e", false) else {
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e", false)
+        else {
             panic!("a killed run ends cancelled")
         };
         assert_eq!(result.status, JobStatus::Cancelled);
         assert_eq!(result.reason, Some(format!("cancelled by its owner at {}", request.requested_at)));
         let broken = JobResult::failed(&attempt, "docker went away");
-        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(broken, true), "e", false) else {
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(broken, true), "e", false)
+        else {
             panic!("an infrastructure failure of a cancelled run ends cancelled")
         };
         assert_eq!(result.status, JobStatus::Cancelled);
@@ -249,7 +251,10 @@ mod tests {
         let End::Publish(result) = stopped(&job, Stop::Abandoned, ran(finished, false), "e", true) else {
             panic!("a durable start is never left to the new owner")
         };
-        assert_eq!((result.status, result.reason.as_deref()), (JobStatus::Failed, Some(gitfaas_common::schema::EXECUTOR_LOST)));
+        assert_eq!(
+            (result.status, result.reason.as_deref()),
+            (JobStatus::Failed, Some(gitfaas_common::schema::EXECUTOR_LOST))
+        );
         assert_eq!((result.started_at, result.delivery), (Some(started), Delivery::AtMostOnce));
     }
 

@@ -4,11 +4,14 @@
 //! ([`identity`]), recorded as queued in Redis ([`store`]) and published to the jobs
 //! topic. [`results`] reads the results topic back into Redis, where the status and
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
-//! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
+//! ([`ending`]), and so does an at-most-once job whose executor was lost
+//! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
+//! subscription feeds every event websocket ([`event_hub`]).
 
 mod ending;
 mod event_hub;
 mod identity;
+mod lost_runs;
 mod observer_feed;
 mod oidc;
 mod problem;
@@ -84,7 +87,10 @@ impl Application {
             .context("creating the observer topic consumer")?;
         observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
         let latest_report = observer_feed::LatestReport::default();
-        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), stop.clone()));
+        let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new(std::time::Instant::now())));
+        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
+        let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
+        tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));
 
         let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
         let port = listener.local_addr()?.port();
