@@ -165,3 +165,32 @@ fn merge(schema: &mut Value, extra: Value) {
         object.insert(key, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use gitfaas_common::schema::Delivery;
+
+    fn settings() -> FrontendSettings {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let settings: Settings = gitfaas_common::settings::load_from(&dir, "frontend").expect("frontend config");
+        settings.frontend
+    }
+
+    #[test]
+    fn the_served_document_states_the_delivery_modes_this_deployment_allows() {
+        let mut settings = settings();
+        let delivery = |settings: &FrontendSettings| {
+            served(settings)["components"]["schemas"]["SubmitRequest"]["properties"]["delivery"]["enum"].clone()
+        };
+        assert_eq!(delivery(&settings), json!(["at_most_once", "at_least_once", null]));
+        settings.delivery.allowed = vec![Delivery::AtLeastOnce];
+        assert_eq!(delivery(&settings), json!(["at_least_once", null]));
+        let body = r#"{"repo": "https://git.example.org/f.git", "delivery": "at_most_once"}"#;
+        let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
+        assert!(
+            matches!(refused, Err(crate::problem::ApiError::InvalidRequest { field: Some(f), .. }) if f == "delivery")
+        );
+    }
+}
