@@ -87,7 +87,7 @@ impl Application {
             .context("creating the observer topic consumer")?;
         observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
         let latest_report = observer_feed::LatestReport::default();
-        let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new(std::time::Instant::now())));
+        let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new()));
         tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
         let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
         tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));

@@ -30,9 +30,10 @@ const STOPPED_GRACE: Duration = Duration::from_secs(2);
 /// The last sign of life of each executor this frontend heard of.
 #[derive(Debug)]
 pub struct Liveness {
-    /// When this frontend started listening: an executor never heard of since
-    /// counts from then.
-    listening_since: Instant,
+    /// When this frontend first read the observer topic: an executor never heard
+    /// of since counts from then (none yet: the consumer may still be joining, and
+    /// no executor counts as lost).
+    listening_since: Option<Instant>,
     seen: HashMap<String, Sign>,
 }
 
@@ -46,11 +47,17 @@ struct Sign {
 pub type SharedLiveness = Arc<Mutex<Liveness>>;
 
 impl Liveness {
-    pub fn new(now: Instant) -> Self {
-        Self { listening_since: now, seen: HashMap::new() }
+    pub fn new() -> Self {
+        Self { listening_since: None, seen: HashMap::new() }
+    }
+
+    /// Any message read from the observer topic: the feed is live.
+    pub fn listening(&mut self, now: Instant) {
+        self.listening_since.get_or_insert(now);
     }
 
     pub fn heard(&mut self, heartbeat: &ExecutorHeartbeat, now: Instant) {
+        self.listening(now);
         let sign = Sign { at: now, stopped: heartbeat.state == ExecutorState::Stopped, process_since: heartbeat.since };
         self.seen.insert(heartbeat.executor_id.clone(), sign);
     }
@@ -58,7 +65,7 @@ impl Liveness {
     /// Whether executor `id`, which started a job at `started_at`, is lost.
     pub fn lost(&self, id: &str, started_at: Option<DateTime<Utc>>, now: Instant, bound: Duration) -> bool {
         let Some(sign) = self.seen.get(id) else {
-            return now.saturating_duration_since(self.listening_since) > bound;
+            return self.listening_since.is_some_and(|since| now.saturating_duration_since(since) > bound);
         };
         if sign.process_since.zip(started_at).is_some_and(|(since, started)| since > started) {
             return true; // a new process under the same id: the one that ran the job is gone
@@ -155,7 +162,9 @@ mod tests {
     fn an_executor_is_lost_after_the_bound_without_heartbeats_soon_after_it_stopped_or_once_it_restarted() {
         let (t0, bound, started) = (Instant::now(), Duration::from_secs(6), Utc::now());
         let s = Duration::from_secs;
-        let mut liveness = Liveness::new(t0);
+        let mut liveness = Liveness::new();
+        assert!(!liveness.lost("e", Some(started), t0 + s(60), bound), "the feed is not live yet");
+        liveness.listening(t0);
         assert!(!liveness.lost("e", Some(started), t0 + s(5), bound), "never heard of: counted from the start");
         assert!(liveness.lost("e", Some(started), t0 + s(7), bound));
         liveness.heard(&beat(ExecutorState::Running, started - chrono::Duration::seconds(60)), t0 + s(10));

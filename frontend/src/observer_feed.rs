@@ -32,6 +32,7 @@ pub async fn follow(
                 }
             },
         };
+        liveness.lock().expect("liveness lock").listening(std::time::Instant::now());
         match decode_observer_message(message.payload().unwrap_or_default()) {
             Ok(ObserverMessage::Report(report)) => {
                 let mut latest = latest.write().expect("report lock");
