@@ -46,6 +46,10 @@ pub struct ExecutorHeartbeat {
     pub busy: u32,
     pub state: ExecutorState,
     pub at: DateTime<Utc>,
+    /// When this executor process started: a job it started before then was lost
+    /// with an earlier process of the same id (none: an older executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
     /// No longer sent: partitions of the jobs topic an executor had unsettled work
     /// on, for a handover hold that Kafka does not need. Kept so that heartbeats
     /// of older executors decode as they are.

@@ -18,7 +18,7 @@ mod entry;
 mod result;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
-pub use result::{Attempt, JobResult, Timings};
+pub use result::{Attempt, JobResult, Timings, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -85,6 +85,32 @@ pub struct JobSpec {
     /// Directory inside the checkout the function runs in; default its root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// The processing guarantee: at most once, or at least once (the default, and
+    /// what a message without the field gets).
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// How often a job's function may run. `at_most_once`: its start is made durable
+/// before the function can have any effect, so it never runs twice; a run whose
+/// executor is lost ends `failed`. `at_least_once`: a run whose executor is lost
+/// runs again elsewhere; either way the job has one terminal result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    AtMostOnce,
+    #[default]
+    AtLeastOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtMostOnce => "at_most_once",
+            Delivery::AtLeastOnce => "at_least_once",
+        }
+    }
 }
 
 /// A data source or sink: a file of the job's input or output directory and the
@@ -290,6 +316,7 @@ mod tests {
             entry: None,
             args: Vec::new(),
             workdir: None,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 
@@ -317,6 +344,18 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["kind"], "started");
         assert!(matches!(decode_event(&bytes), Err(DecodeError::Version { found: 2 })));
         assert!(matches!(decode_event(b"{}"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn a_job_without_a_delivery_mode_is_at_least_once_and_the_mode_round_trips() {
+        let mut text = serde_json::to_value(Job::new(Owner { subject: "u".into(), name: None }, spec())).unwrap();
+        text["spec"].as_object_mut().unwrap().remove("delivery");
+        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        assert_eq!(job.spec.delivery, Delivery::AtLeastOnce, "older messages decode");
+        text["spec"]["delivery"] = "at_most_once".into();
+        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        assert_eq!(job.spec.delivery, Delivery::AtMostOnce);
+        assert_eq!(serde_json::to_value(Delivery::AtMostOnce).unwrap(), Delivery::AtMostOnce.as_str());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gitfaas_common::control::CancelRequest;
-use gitfaas_common::schema::Attempt;
+use gitfaas_common::schema::{Attempt, Delivery};
 use gitfaas_common::{Job, JobResult, JobStatus, Owner};
 
 use crate::cancel::Stop;
@@ -39,6 +39,7 @@ pub fn malformed(key: Option<&[u8]>, payload: &[u8], error: &str, executor_id: &
         executor_id: executor_id.to_owned(),
         number: found.attempt.unwrap_or(1),
         started_at: None,
+        delivery: Default::default(),
     };
     Some(JobResult::malformed(&attempt, error))
 }
@@ -59,11 +60,22 @@ pub fn expired(job: &Job, executor_id: &str, now: DateTime<Utc>) -> Option<JobRe
 }
 
 /// A run stopped from outside, with what it produced if it got that far.
-/// Abandoned (partition revoked): no result, the new owner runs it. Cancelled:
+/// Abandoned (partition revoked): no result, the new owner runs it — unless its
+/// at-most-once start was `durable` (committed): then it is never run again and
+/// ends `failed`, executor lost. Cancelled:
 /// the `cancelled` result — or what the run produced, when it finished before the
 /// kill — unless the frontend published one already.
-pub fn stopped(job: &Job, stop: Stop, outcome: Option<RunOutcome>, executor_id: &str) -> End {
+pub fn stopped(job: &Job, stop: Stop, outcome: Option<RunOutcome>, executor_id: &str, durable: bool) -> End {
     let request = match stop {
+        Stop::Abandoned if durable => {
+            let number = outcome.as_ref().map_or(job.attempt, |o| o.result.attempt);
+            let attempt = Attempt::of(job, executor_id, number);
+            let attempt = match outcome.and_then(|o| o.result.started_at) {
+                Some(at) => attempt.started(at),
+                None => attempt,
+            };
+            return End::Publish(Box::new(JobResult::executor_lost(&attempt)));
+        }
         Stop::Abandoned => return End::Leave,
         Stop::Cancelled(request) => request,
     };
@@ -82,6 +94,18 @@ pub fn stopped(job: &Job, stop: Stop, outcome: Option<RunOutcome>, executor_id: 
 pub fn given_up(job: &Job, last: JobResult) -> JobResult {
     let attempts = last.attempt - job.attempt + 1;
     last.given_up(attempts)
+}
+
+/// `next` for an at-most-once job: no retry once the function may have run — a
+/// failure of the function itself, or of the executor after the sandbox was placed
+/// (the result names the commit that was checked out) — only infrastructure
+/// failures before that are retried.
+pub fn at_most_once(next: Next, job: &Job, result: &JobResult, infrastructure: bool) -> Next {
+    let may_have_run = !infrastructure || result.commit_sha.is_some();
+    match next {
+        Next::RetryAfter(_) if job.spec.delivery == Delivery::AtMostOnce && may_have_run => Next::Publish,
+        next => next,
+    }
 }
 
 /// What to do after an attempt.
@@ -193,26 +217,60 @@ mod tests {
         let job = job();
         let attempt = Attempt::of(&job, "e", 1).started(Utc::now());
         let finished = JobResult::succeeded(&attempt, 1.into());
-        assert_eq!(stopped(&job, Stop::Abandoned, ran(finished.clone(), false), "e"), End::Leave);
+        assert_eq!(stopped(&job, Stop::Abandoned, ran(finished.clone(), false), "e", false), End::Leave);
         let request = cancel(&job, false);
-        let keep = stopped(&job, Stop::Cancelled(request.clone()), ran(finished.clone(), false), "e");
+        let keep = stopped(&job, Stop::Cancelled(request.clone()), ran(finished.clone(), false), "e", false);
         assert_eq!(keep, End::Publish(Box::new(finished)), "a run that finished before the kill keeps its result");
         let killed = JobResult::cancelled_while_running(&attempt);
-        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e") else {
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(killed, false), "e", false)
+        else {
             panic!("a killed run ends cancelled")
         };
         assert_eq!(result.status, JobStatus::Cancelled);
         assert_eq!(result.reason, Some(format!("cancelled by its owner at {}", request.requested_at)));
         let broken = JobResult::failed(&attempt, "docker went away");
-        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(broken, true), "e") else {
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request.clone()), ran(broken, true), "e", false)
+        else {
             panic!("an infrastructure failure of a cancelled run ends cancelled")
         };
         assert_eq!(result.status, JobStatus::Cancelled);
-        let End::Publish(result) = stopped(&job, Stop::Cancelled(request), None, "e") else {
+        let End::Publish(result) = stopped(&job, Stop::Cancelled(request), None, "e", false) else {
             panic!("cancelled between attempts")
         };
         assert_eq!(result.reason.as_deref(), Some("cancelled by its owner before it started"));
-        assert_eq!(stopped(&job, Stop::Cancelled(cancel(&job, true)), None, "e"), End::Done);
+        assert_eq!(stopped(&job, Stop::Cancelled(cancel(&job, true)), None, "e", false), End::Done);
+    }
+
+    #[test]
+    fn an_at_most_once_job_abandoned_after_its_durable_start_ends_executor_lost_and_is_not_rerun() {
+        let mut job = job();
+        job.spec.delivery = Delivery::AtMostOnce;
+        let started = Utc::now();
+        let finished = JobResult::succeeded(&Attempt::of(&job, "e", 1).started(started), 1.into());
+        assert_eq!(stopped(&job, Stop::Abandoned, None, "e", false), End::Leave, "not started: the new owner runs it");
+        let End::Publish(result) = stopped(&job, Stop::Abandoned, ran(finished, false), "e", true) else {
+            panic!("a durable start is never left to the new owner")
+        };
+        assert_eq!(
+            (result.status, result.reason.as_deref()),
+            (JobStatus::Failed, Some(gitfaas_common::schema::EXECUTOR_LOST))
+        );
+        assert_eq!((result.started_at, result.delivery), (Some(started), Delivery::AtMostOnce));
+    }
+
+    #[test]
+    fn an_at_most_once_job_retries_only_infrastructure_failures_before_the_sandbox_was_placed() {
+        let mut job = job();
+        job.spec.delivery = Delivery::AtMostOnce;
+        let retry = || Next::RetryAfter(Duration::from_millis(100));
+        let clone_failed = JobResult::failed(&Attempt::of(&job, "e", 1), "clone failed");
+        assert_eq!(at_most_once(retry(), &job, &clone_failed, true), retry(), "before placement: retried");
+        let placed = JobResult { commit_sha: Some("abc".into()), ..clone_failed.clone() };
+        assert_eq!(at_most_once(retry(), &job, &placed, true), Next::Publish, "after placement: never");
+        assert_eq!(at_most_once(retry(), &job, &clone_failed, false), Next::Publish, "the function's failure: never");
+        assert_eq!(at_most_once(Next::GiveUp, &job, &clone_failed, true), Next::GiveUp);
+        job.spec.delivery = Delivery::AtLeastOnce;
+        assert_eq!(at_most_once(retry(), &job, &placed, true), retry(), "at least once: unchanged");
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct Beat {
 
 pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationToken) {
     let Beat { publisher, topic, executor_id, interval } = beat;
+    let since = Utc::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
@@ -67,6 +68,7 @@ pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationTo
             state,
             at: Utc::now(),
             unsettled: Vec::new(),
+            since: Some(since),
         };
         let message = ObserverMessage::Heartbeat(heartbeat);
         // a heartbeat that cannot be delivered is worthless: the next one replaces it

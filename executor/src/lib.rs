@@ -19,6 +19,7 @@ mod cancel;
 mod credentials;
 mod data;
 mod delivery;
+mod durable;
 mod egress;
 mod git;
 mod heartbeat;

@@ -1,6 +1,7 @@
 //! Which offsets may be committed: per partition, only the contiguous prefix of
-//! messages whose results the broker acknowledged. A job that finishes early does
-//! not let the commit pass a slower job received before it.
+//! messages whose results the broker acknowledged — or, for an at-most-once job,
+//! whose start it acknowledged ([`OffsetTracker::settle`]). A job that finishes
+//! early does not let the commit pass a slower job received before it.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,6 +10,8 @@ pub type TopicPartition = (String, i32);
 #[derive(Default, Debug)]
 struct PartitionState {
     in_flight: BTreeSet<i64>,
+    /// At-most-once jobs still running whose offsets count as done.
+    settled: BTreeSet<i64>,
     highest_done: Option<i64>,
     committable: Option<i64>,
 }
@@ -30,9 +33,34 @@ impl OffsetTracker {
     /// the committable position moved forward.
     pub fn finish(&mut self, tp: &TopicPartition, offset: i64) -> Option<i64> {
         let state = self.partitions.get_mut(tp)?;
+        if state.settled.remove(&offset) {
+            return None; // counted as done when it started
+        }
         if !state.in_flight.remove(&offset) {
             return None; // forgotten by a rebalance
         }
+        Self::advance(state, offset)
+    }
+
+    /// Counts a still running message as done for the commit (an at-most-once job
+    /// whose start the broker has): whoever owns the partition next resumes after
+    /// it. Returns the next offset to consume when the committable position moved.
+    pub fn settle(&mut self, tp: &TopicPartition, offset: i64) -> Option<i64> {
+        let state = self.partitions.get_mut(tp)?;
+        if !state.in_flight.remove(&offset) {
+            return None;
+        }
+        state.settled.insert(offset);
+        Self::advance(state, offset)
+    }
+
+    /// The committable position of `tp` (the next offset to consume), if this
+    /// consumer still owns the partition.
+    pub fn committable(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.get(tp).and_then(|p| p.committable)
+    }
+
+    fn advance(state: &mut PartitionState, offset: i64) -> Option<i64> {
         state.highest_done = Some(state.highest_done.map_or(offset, |h| h.max(offset)));
         let next = match state.in_flight.first() {
             Some(&lowest) => lowest,
@@ -48,7 +76,7 @@ impl OffsetTracker {
     /// Whether `offset` was received and is still this consumer's to finish (not
     /// forgotten by a rebalance).
     pub fn owns(&self, tp: &TopicPartition, offset: i64) -> bool {
-        self.partitions.get(tp).is_some_and(|p| p.in_flight.contains(&offset))
+        self.partitions.get(tp).is_some_and(|p| p.in_flight.contains(&offset) || p.settled.contains(&offset))
     }
 
     /// Drops what is known about a partition this consumer no longer owns.
@@ -57,7 +85,7 @@ impl OffsetTracker {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(|p| p.in_flight.len()).sum()
+        self.partitions.values().map(|p| p.in_flight.len() + p.settled.len()).sum()
     }
 }
 
@@ -88,6 +116,22 @@ mod tests {
         assert_eq!(t.finish(&a, 0), Some(1));
         assert_eq!(t.finish(&b, 7), Some(8));
         assert_eq!(t.finish(&a, 1), Some(2));
+    }
+
+    #[test]
+    fn a_settled_message_commits_past_itself_while_running_but_not_past_an_earlier_one() {
+        let tp = ("jobs".to_owned(), 0);
+        let mut t = OffsetTracker::default();
+        for o in 4..7 {
+            t.begin(&tp, o);
+        }
+        assert_eq!(t.settle(&tp, 5), None, "4 still running");
+        assert_eq!(t.committable(&tp), Some(4));
+        assert_eq!(t.finish(&tp, 4), Some(6), "past the settled 5");
+        assert!(t.owns(&tp, 5) && t.in_flight() == 2, "5 still runs and counts as busy");
+        assert_eq!(t.finish(&tp, 5), None, "finishing a settled message moves nothing");
+        assert_eq!(t.settle(&tp, 6), Some(7));
+        assert_eq!((t.finish(&tp, 6), t.in_flight()), (None, 0));
     }
 
     #[test]

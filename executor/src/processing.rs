@@ -2,19 +2,21 @@
 //! infrastructure failures, and after function failures when the job asks), the
 //! results of the endings [`delivery`] decides, the dead letter, and publishing
 //! until the broker acknowledged. The consumer loop ([`crate::worker`]) stores a
-//! message's offset once this says the job is done.
+//! message's offset once this says the job is done — an at-most-once job's before
+//! its function runs ([`crate::durable`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use gitfaas_common::kafka::{PublishError, Publisher};
-use gitfaas_common::schema::{JobStarted, SCHEMA_VERSION};
+use gitfaas_common::schema::{Attempt, Delivery, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
 use gitfaas_common::{Job, JobEvent, JobResult};
 
 use crate::cancel::{RunGuard, Stop};
 use crate::delivery;
+use crate::durable::StartCommit;
 use crate::job::{JobRunner, RunOutcome};
 
 /// What a job needs on its way to a result: the runner of its attempts, and where
@@ -28,8 +30,9 @@ pub struct Processing {
 impl Processing {
     /// Runs the job — again after infrastructure failures, and after function
     /// failures when the job asks for retries — and publishes its one result;
-    /// true once the broker has it.
-    pub async fn process(&self, job: Job, guard: &RunGuard) -> bool {
+    /// true once the broker has it. An at-most-once job starts only once its
+    /// `started` event is acknowledged and its offset committed (`start`).
+    pub async fn process(&self, job: Job, guard: &RunGuard, start: &StartCommit) -> bool {
         let executor_id = &self.runner.executor_id;
         if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
             tracing::info!("job expired before it could start");
@@ -37,9 +40,11 @@ impl Processing {
         }
         let settings = &self.runner.settings.delivery;
         let (mut tries, mut infrastructure_failures) = (0, 0);
+        let at_most_once = job.spec.delivery == Delivery::AtMostOnce;
+        let mut durable = false;
         loop {
             if let Some(stop) = guard.stop() {
-                return self.stopped(&job, stop, None).await;
+                return self.stopped(&job, stop, None, durable).await;
             }
             tries += 1;
             let attempt = job.attempt + tries - 1;
@@ -52,12 +57,22 @@ impl Processing {
                 attempt,
                 started_at,
             });
-            if let Err(error) = self.publish(&started).await {
+            if at_most_once && !durable {
+                if !self.deliver(&started).await {
+                    return false; // nothing ran and nothing is committed: a redelivery may start it
+                }
+                if let Err(error) = start.commit().await {
+                    tracing::warn!(%error, "at-most-once start not durable; the job is not run");
+                    let lost = JobResult::executor_lost(&Attempt::of(&job, executor_id, attempt));
+                    return self.publish_until_acked(lost).await;
+                }
+                durable = true;
+            } else if let Err(error) = self.publish(&started).await {
                 tracing::warn!(%error, "could not publish the started event");
             }
             let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
             if let Some(stop) = guard.stop() {
-                return self.stopped(&job, stop, Some(outcome)).await;
+                return self.stopped(&job, stop, Some(outcome), durable).await;
             }
             let result = outcome.result;
             infrastructure_failures += u32::from(outcome.infrastructure_failure);
@@ -71,7 +86,7 @@ impl Processing {
                 result.status,
                 outcome.infrastructure_failure,
             );
-            match next {
+            match delivery::at_most_once(next, &job, &result, outcome.infrastructure_failure) {
                 delivery::Next::Publish => return self.publish_until_acked(result).await,
                 delivery::Next::RetryAfter(backoff) => {
                     tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
@@ -95,8 +110,8 @@ impl Processing {
     }
 
     /// A run stopped from outside (see [`delivery::stopped`]).
-    async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>) -> bool {
-        let end = delivery::stopped(job, stop, outcome, &self.runner.executor_id);
+    async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>, durable: bool) -> bool {
+        let end = delivery::stopped(job, stop, outcome, &self.runner.executor_id, durable);
         match &end {
             delivery::End::Leave => tracing::info!("job abandoned: its partition was revoked"),
             delivery::End::Done => {}
@@ -130,17 +145,24 @@ impl Processing {
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {
-        let event = JobEvent::Finished(result.within_message_limit());
+        let delivered = self.deliver(&JobEvent::Finished(result.within_message_limit())).await;
+        if !delivered {
+            tracing::error!("result could not be published; the job will be redelivered");
+        }
+        delivered
+    }
+
+    /// Publishes `event`, retrying with backoff; true once the broker has it.
+    async fn deliver(&self, event: &JobEvent) -> bool {
         let mut backoff = Duration::from_millis(200);
         for _ in 0..10 {
-            match self.publish(&event).await {
+            match self.publish(event).await {
                 Ok(()) => return true,
-                Err(error) => tracing::warn!(%error, "result not acknowledged; retrying"),
+                Err(error) => tracing::warn!(%error, "event not acknowledged; retrying"),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
-        tracing::error!("result could not be published; the job will be redelivered");
         false
     }
 

@@ -33,6 +33,7 @@ use tracing::Instrument;
 
 use crate::cancel::{Admission, Controls};
 use crate::delivery;
+use crate::durable::StartCommit;
 use crate::heartbeat::{publish_heartbeats, Beat, Load};
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::processing::Processing;
@@ -205,7 +206,15 @@ impl Worker {
                     let end = delivery::cancelled_before_start(&job, &request, &self.processing.runner.executor_id);
                     (self.processing.conclude(end).await, None)
                 }
-                Admission::Run(guard) => (self.processing.process(job, &guard).await, Some(guard)),
+                Admission::Run(guard) => {
+                    let start = StartCommit {
+                        consumer: self.consumer.clone(),
+                        tracker: self.tracker.clone(),
+                        tp: tp.clone(),
+                        offset: message.offset(),
+                    };
+                    (self.processing.process(job, &guard, &start).await, Some(guard))
+                }
             }
         }
         .instrument(span)

@@ -36,6 +36,7 @@ pub fn attempt_of(record: &JobRecord) -> Attempt {
         executor_id: FRONTEND_EXECUTOR_ID.to_owned(),
         number: record.attempt.unwrap_or(1),
         started_at: None,
+        delivery: record.job.as_ref().map(|j| j.spec.delivery).unwrap_or_default(),
     }
 }
 
@@ -76,6 +77,7 @@ pub async fn end_unreadable(
             executor_id: FRONTEND_EXECUTOR_ID.to_owned(),
             number: found.attempt.unwrap_or(1),
             started_at: None,
+            delivery: Default::default(),
         },
         (None, _) => {
             tracing::warn!(%job_id, error, "skipping an unreadable event of an unknown job");

@@ -4,12 +4,15 @@
 //! ([`identity`]), recorded as queued in Redis ([`store`]) and published to the jobs
 //! topic. [`results`] reads the results topic back into Redis, where the status and
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
-//! ([`ending`]). One Redis subscription feeds every event websocket ([`event_hub`]).
+//! ([`ending`]), and so does an at-most-once job whose executor was lost
+//! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
+//! subscription feeds every event websocket ([`event_hub`]).
 
 mod affinity;
 mod ending;
 mod event_hub;
 mod identity;
+mod lost_runs;
 mod observer_feed;
 mod oidc;
 mod problem;
@@ -91,7 +94,10 @@ impl Application {
         affinity.read_partitions(&publisher, &settings.kafka.topics.jobs).await;
         tokio::spawn(affinity.clone().follow(publisher.clone(), settings.kafka.topics.jobs.clone(), stop.clone()));
         let latest_report = observer_feed::LatestReport::default();
-        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), stop.clone()));
+        let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new()));
+        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
+        let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
+        tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));
 
         let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
         let port = listener.local_addr()?.port();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
-use gitfaas_common::schema::{DataLink, Resources};
+use gitfaas_common::schema::{DataLink, Delivery, Resources};
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -70,6 +70,11 @@ pub struct SubmitRequest {
     /// Directory inside the repository the function runs in; default its root.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// The processing guarantee: `at_most_once` (never run twice; a run whose
+    /// executor is lost ends `failed`) or `at_least_once` (the default: run again
+    /// elsewhere). The operator may allow only some.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -153,6 +158,14 @@ impl SubmitRequest {
                 ));
             }
         }
+        let delivery = self.delivery.unwrap_or_default();
+        if !settings.delivery.allowed.contains(&delivery) {
+            let allowed: Vec<&str> = settings.delivery.allowed.iter().map(|d| d.as_str()).collect();
+            return Err(ApiError::invalid(
+                "delivery",
+                format!("delivery `{}` is not allowed here; allowed: {}", delivery.as_str(), allowed.join(", ")),
+            ));
+        }
         let l = &settings.limits;
         let bounded = |field: &str, value: Option<u32>, default: u32, min: u32, max: u32| {
             let value = value.unwrap_or(default);
@@ -186,6 +199,7 @@ impl SubmitRequest {
             entry: self.entry,
             args: self.args,
             workdir: self.workdir,
+            delivery,
         })
     }
 
@@ -276,6 +290,14 @@ mod tests {
             Some("resources.memory_mb")
         );
         assert_eq!(field_of("{not json"), None);
+    }
+
+    #[test]
+    fn delivery_is_one_of_the_two_modes_and_defaults_to_none_given() {
+        assert_eq!(field_of(r#"{"repo": "x", "delivery": "sometimes"}"#).as_deref(), Some("delivery"));
+        assert_eq!(parse(br#"{"repo": "x"}"#).unwrap().delivery, None);
+        let parsed = parse(br#"{"repo": "x", "delivery": "at_most_once"}"#).unwrap();
+        assert_eq!(parsed.delivery, Some(Delivery::AtMostOnce));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Frontend configuration (`config/frontend.yaml`, `GITFAAS__FRONTEND__*`).
 
+use gitfaas_common::schema::Delivery;
 use gitfaas_common::settings::{KafkaSettings, SettingsError, TelemetrySettings};
 use serde::Deserialize;
 
@@ -58,6 +59,38 @@ pub struct FrontendSettings {
     /// function everywhere.
     #[serde(default = "default_affinity_spread")]
     pub affinity_spread: u32,
+    /// The processing guarantees jobs may ask for, and how an at-most-once run's
+    /// lost executor is noticed.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+/// Which delivery modes a job may name, and when the executor of a running
+/// at-most-once job counts as lost.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Modes a job may ask for; the default mode must be among them for jobs that name none.
+    #[serde(default = "default_delivery_modes")]
+    pub allowed: Vec<Delivery>,
+    /// A running at-most-once job ends `failed` ("executor lost…") once its executor
+    /// sent no heartbeat for this long, announced it stopped this long ago, or came
+    /// back as a new process. Heartbeats go every 2 s: the default is 3 of them.
+    #[serde(default = "default_executor_lost_after")]
+    pub executor_lost_after_secs: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self { allowed: default_delivery_modes(), executor_lost_after_secs: default_executor_lost_after() }
+    }
+}
+
+fn default_delivery_modes() -> Vec<Delivery> {
+    vec![Delivery::AtMostOnce, Delivery::AtLeastOnce]
+}
+fn default_executor_lost_after() -> u64 {
+    6
 }
 
 /// How the web app signs users in: the authorization code flow with PKCE, in the
@@ -235,6 +268,11 @@ impl Settings {
             self.frontend.auth.oidc()?;
         } else if self.frontend.web.client_id.is_some() {
             return Err(SettingsError::Invalid("frontend.web.client_id needs frontend.auth.mode oidc".into()));
+        }
+        if self.frontend.delivery.allowed.is_empty() || self.frontend.delivery.executor_lost_after_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "frontend.delivery.allowed must name a mode and executor_lost_after_secs be at least 1".into(),
+            ));
         }
         for (name, default, max) in pairs {
             if default == 0 || default > max {

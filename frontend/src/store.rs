@@ -235,6 +235,12 @@ return 0
         Ok(restored == 1)
     }
 
+    /// The jobs not yet terminal.
+    pub async fn active_ids(&self) -> redis::RedisResult<Vec<JobId>> {
+        let ids: Vec<String> = self.redis.clone().smembers(self.active_key()).await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
     /// Whether this store has been filled since it was (last) empty.
     pub async fn is_initialized(&self) -> redis::RedisResult<bool> {
         self.redis.clone().exists(self.marker_key()).await

@@ -120,6 +120,7 @@ function submission() {
   if ($('runtime').value) request.runtime = $('runtime').value;
   const timeout = $('timeout').value.trim();
   if (timeout) request.timeout_secs = Number(timeout);
+  if ($('delivery').value) request.delivery = $('delivery').value;
   const input = $('input').value.trim();
   try {
     request.input = input ? JSON.parse(input) : {};

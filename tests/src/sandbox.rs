@@ -109,13 +109,15 @@ impl Write for LogWriter {
 pub type Upload = (String, Vec<u8>);
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: `GET /<name>` answers a file put in
-/// `files` (404 otherwise); `PUT` and `POST` store the body under the path in
-/// `received`.
+/// `files` (404 otherwise) and counts it in `fetched`; `PUT` and `POST` store the
+/// body under the path in `received`.
 #[derive(Clone, Default)]
 pub struct HttpServer {
     pub port: u16,
     pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     pub received: Arc<Mutex<HashMap<String, Upload>>>,
+    /// How often each path was asked for with `GET`.
+    pub fetched: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl HttpServer {
@@ -164,7 +166,9 @@ impl HttpServer {
             body.extend_from_slice(&chunk[..n]);
         }
         let (status, reply) = match method.as_str() {
-            "GET" => match self.files.lock().unwrap().get(&path) {
+            "GET" => match self.files.lock().unwrap().get(&path).inspect(|_| {
+                *self.fetched.lock().unwrap().entry(path.clone()).or_default() += 1;
+            }) {
                 Some(content) => ("200 OK", content.clone()),
                 None => ("404 Not Found", Vec::new()),
             },

@@ -6,9 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Job, JobStatus, Owner, SCHEMA_VERSION};
+use super::{Delivery, Job, JobStatus, Owner, SCHEMA_VERSION};
 use crate::limits;
 use crate::JobId;
+
+/// The reason of a job ended by [`JobResult::executor_lost`].
+pub const EXECUTOR_LOST: &str = "executor lost during an at-most-once run";
 
 /// Elapsed times in milliseconds: waiting in the queue, running, and both.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -63,6 +66,9 @@ pub struct JobResult {
     /// before), not in a container started for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warm: bool,
+    /// The job's processing guarantee (results of older executors: at least once).
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 /// What every result of one attempt shares: the job, its owner, which attempt,
@@ -75,6 +81,7 @@ pub struct Attempt {
     pub executor_id: String,
     pub number: u32,
     pub started_at: Option<DateTime<Utc>>,
+    pub delivery: Delivery,
 }
 
 impl Attempt {
@@ -87,6 +94,7 @@ impl Attempt {
             executor_id: executor_id.to_owned(),
             number,
             started_at: None,
+            delivery: job.spec.delivery,
         }
     }
 
@@ -118,6 +126,7 @@ impl JobResult {
             finished_at: now,
             timings: Timings::between(attempt.submitted_at, attempt.started_at, now),
             warm: false,
+            delivery: attempt.delivery,
         }
     }
 
@@ -192,6 +201,12 @@ impl JobResult {
         Self::ended(attempt, JobStatus::Cancelled, Some("cancelled while running".into()))
     }
 
+    /// An at-most-once run whose executor died or lost the job's partition: it is
+    /// never run again.
+    pub fn executor_lost(attempt: &Attempt) -> Self {
+        Self::failed(attempt, EXECUTOR_LOST)
+    }
+
     /// Its result message could not be read (`error`): the job ends failed.
     pub fn unreadable(attempt: &Attempt, error: &str) -> Self {
         Self::failed(attempt, format!("its result message could not be read: {error}"))
@@ -261,6 +276,7 @@ mod tests {
             executor_id: "e".into(),
             number: 2,
             started_at: None,
+            delivery: Delivery::AtMostOnce,
         }
     }
 
@@ -296,6 +312,7 @@ mod tests {
             (JobResult::oom_killed(&at), JobStatus::OomKilled, "killed: out of memory"),
             (JobResult::exited_with(&at, Some(2)), JobStatus::Failed, "function exited with code 2"),
             (JobResult::exited_with(&at, None), JobStatus::Failed, "function exited with code unknown"),
+            (JobResult::executor_lost(&at), JobStatus::Failed, "executor lost during an at-most-once run"),
             (JobResult::unreadable(&at, "x"), JobStatus::Failed, "its result message could not be read: x"),
             (
                 JobResult::ended_by_operator(&at, "ops", JobStatus::Running),
@@ -312,6 +329,7 @@ mod tests {
             assert_eq!((result.status, result.reason.as_deref()), (status, Some(reason)));
         }
         assert_eq!(JobResult::exited_with(&at, Some(2)).exit_code, Some(2));
+        assert_eq!(JobResult::executor_lost(&at).delivery, Delivery::AtMostOnce, "the mode comes from the attempt");
         let late = JobResult::expired(&at, at.submitted_at, at.submitted_at + chrono::Duration::seconds(7));
         assert_eq!(late.status, JobStatus::Expired);
         assert!(late.reason.unwrap().starts_with("expired 7s before it could start"));

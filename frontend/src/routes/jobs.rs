@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use gitfaas_common::kafka::PublishError;
+use gitfaas_common::schema::Delivery;
 use gitfaas_common::{Job, JobId, JobResult, JobStatus};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -52,6 +53,8 @@ pub struct JobView {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
     pub runtime: Option<String>,
+    /// The job's processing guarantee.
+    pub delivery: Option<Delivery>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub started_at: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -75,6 +78,7 @@ impl From<JobRecord> for JobView {
             repo: spec.map(|s| s.repo.clone()),
             git_ref: spec.map(|s| s.git_ref.clone()),
             runtime: spec.and_then(|s| s.runtime.clone()),
+            delivery: spec.map(|s| s.delivery).or(result.map(|r| r.delivery)),
             submitted_at: record.job.as_ref().map(|j| j.submitted_at).or(result.map(|r| r.submitted_at)),
             started_at: record.started_at.clone(),
             finished_at: result.map(|r| r.finished_at),

@@ -67,6 +67,14 @@ pub fn served(settings: &FrontendSettings) -> Value {
         &mut submit["runtime"],
         json!({"enum": settings.runtimes.iter().map(|r| json!(r)).chain([Value::Null]).collect::<Vec<_>>()}),
     );
+    // the modes this deployment allows (both unless the operator restricts them)
+    let modes = settings.delivery.allowed.iter().map(|d| json!(d.as_str())).chain([Value::Null]);
+    submit["delivery"] = json!({
+        "description": "The processing guarantee. `at_most_once`: the function never runs twice; a run whose \
+            executor is lost ends `failed` (\"executor lost during an at-most-once run\"). `at_least_once` \
+            (the default): a run whose executor is lost runs again elsewhere. Either way one terminal result.",
+        "enum": modes.collect::<Vec<_>>(),
+    });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
     merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));
@@ -186,5 +194,34 @@ fn merge(schema: &mut Value, extra: Value) {
     }
     for (key, value) in extra.as_object().expect("keywords").clone() {
         object.insert(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use gitfaas_common::schema::Delivery;
+
+    fn settings() -> FrontendSettings {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let settings: Settings = gitfaas_common::settings::load_from(&dir, "frontend").expect("frontend config");
+        settings.frontend
+    }
+
+    #[test]
+    fn the_served_document_states_the_delivery_modes_this_deployment_allows() {
+        let mut settings = settings();
+        let delivery = |settings: &FrontendSettings| {
+            served(settings)["components"]["schemas"]["SubmitRequest"]["properties"]["delivery"]["enum"].clone()
+        };
+        assert_eq!(delivery(&settings), json!(["at_most_once", "at_least_once", null]));
+        settings.delivery.allowed = vec![Delivery::AtLeastOnce];
+        assert_eq!(delivery(&settings), json!(["at_least_once", null]));
+        let body = r#"{"repo": "https://git.example.org/f.git", "delivery": "at_most_once"}"#;
+        let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
+        assert!(
+            matches!(refused, Err(crate::problem::ApiError::InvalidRequest { field: Some(f), .. }) if f == "delivery")
+        );
     }
 }

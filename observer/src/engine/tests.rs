@@ -30,6 +30,7 @@ fn heartbeat(id: &str, secs: i64) -> Input {
         state: ExecutorState::Running,
         at: at(secs),
         unsettled: vec![],
+        since: None,
     };
     Input::Observer(ObserverMessage::Heartbeat(heartbeat))
 }

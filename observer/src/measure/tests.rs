@@ -200,6 +200,7 @@ fn heartbeat(id: &str, busy: u32, state: ExecutorState, at_ms: i64) -> ExecutorH
         state,
         at: at(at_ms),
         unsettled: vec![],
+        since: None,
     }
 }
 

@@ -1,0 +1,68 @@
+//! The durable start of an at-most-once job: its offset counts as done
+//! ([`OffsetTracker::settle`]) and is committed synchronously before the function
+//! can have any effect, so that a redelivery — to this executor after a restart,
+//! or to the partition's next owner — never starts it again.
+//!
+//! Offsets commit contiguously per partition: the commit waits until every
+//! message received before the job on its partition is done (or settled too).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::worker::JobConsumer;
+
+/// Why a start could not be made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum NotDurable {
+    #[error("the partition was revoked before the start was committed")]
+    Revoked,
+    #[error("the start's offset could not be committed: {0}")]
+    Commit(String),
+}
+
+/// Where the job's message came from, and how to commit past it.
+pub struct StartCommit {
+    pub consumer: Arc<JobConsumer>,
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub tp: TopicPartition,
+    pub offset: i64,
+}
+
+impl StartCommit {
+    /// Settles the job's offset, waits until the partition's committable position
+    /// is past it, and commits that position synchronously.
+    pub async fn commit(&self) -> Result<(), NotDurable> {
+        self.tracker.lock().expect("tracker lock").settle(&self.tp, self.offset);
+        let next = loop {
+            let position = {
+                let tracker = self.tracker.lock().expect("tracker lock");
+                if !tracker.owns(&self.tp, self.offset) {
+                    return Err(NotDurable::Revoked);
+                }
+                tracker.committable(&self.tp)
+            };
+            match position {
+                Some(next) if next > self.offset => break next,
+                Some(_) => tokio::time::sleep(Duration::from_millis(50)).await, // an earlier message still runs
+                None => return Err(NotDurable::Revoked),
+            }
+        };
+        let (consumer, tp) = (self.consumer.clone(), self.tp.clone());
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&tp.0, tp.1, Offset::Offset(next)).map_err(|e| e.to_string())?;
+            // stored too, so that the auto commit never moves the position back
+            consumer.store_offsets(&list).map_err(|e| e.to_string())?;
+            consumer.commit(&list, CommitMode::Sync).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| NotDurable::Commit(e.to_string()))?;
+        committed.map_err(NotDurable::Commit)?;
+        tracing::info!(partition = self.tp.1, offset = self.offset, next, "at-most-once start committed");
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The processing guarantee per job, on separate processes with an executor
+//! killed (SIGKILL) mid-run. Each job downloads a source from a loopback server
+//! the test runs just before its function starts: the downloads count the runs.
+//! at-most-once: no job runs twice, each has one result, the killed ones end
+//! `executor lost…`; at-least-once: the killed ones run again (attempt > 1), still
+//! one result each.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gitfaas_common::schema::EXECUTOR_LOST;
+use gitfaas_tests::cluster::{call, Cluster, FAST_REBALANCE};
+use gitfaas_tests::sandbox::HttpServer;
+use gitfaas_tests::{sleep_repo, Provider};
+use serde_json::{json, Value};
+
+const JOBS: u32 = 12;
+
+/// Runs `JOBS` jobs of `delivery` (none: the default) on two executors, one of
+/// them killed while it runs some; their results, and how often each job's
+/// source was fetched (by job number).
+async fn run_with_a_killed_executor(delivery: Option<&str>) -> (Vec<Value>, HashMap<u32, u32>) {
+    let mut cluster = Cluster::start(&FAST_REBALANCE);
+    let token = Provider::shared().token("alice").await;
+    cluster.wait_ready().await;
+    let server = HttpServer::start().await;
+    cluster.start_executor("exec-1", 2);
+    cluster.start_executor("exec-2", 2);
+    let repo = sleep_repo();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..JOBS {
+        server.files.lock().unwrap().insert(format!("job/{n}"), b"x".to_vec());
+        let mut body = json!({
+            "repo": repo, "ref": "main", "input": {"n": n, "secs": 3.0}, "timeout_secs": 120,
+            "sources": [{"name": "in.txt", "url": server.url(&format!("job/{n}"))}],
+        });
+        if let Some(delivery) = delivery {
+            body["delivery"] = delivery.into();
+        }
+        let response = call(|| client.post(cluster.url("/v1/jobs")).bearer_auth(&token).json(&body)).await;
+        assert_eq!(response.status(), 202);
+        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    cluster.wait_running_on(&token, "exec-1").await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // past the download: the function runs
+    cluster.kill_executor("exec-1");
+    let done = cluster.results(&token, &ids, Duration::from_secs(150)).await;
+    let listed: Value =
+        call(|| client.get(cluster.url("/v1/jobs?limit=100")).bearer_auth(&token)).await.json().await.unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), JOBS as usize, "each job listed once");
+    for id in &ids {
+        let view: Value =
+            call(|| client.get(cluster.url(&format!("/v1/jobs/{id}"))).bearer_auth(&token)).await.json().await.unwrap();
+        assert_eq!(view["delivery"], delivery.unwrap_or("at_least_once"), "the job view shows the mode");
+    }
+    let fetched =
+        server.fetched.lock().unwrap().iter().map(|(path, &count)| (path[4..].parse().unwrap(), count)).collect();
+    (ids.iter().map(|id| done[id].clone()).collect(), fetched)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_most_once_jobs_never_run_twice_and_those_of_a_killed_executor_end_executor_lost() {
+    let (results, fetched) = run_with_a_killed_executor(Some("at_most_once")).await;
+    let mut lost = 0;
+    for (n, result) in results.iter().enumerate() {
+        let runs = fetched.get(&(n as u32)).copied().unwrap_or(0);
+        assert!(runs <= 1, "job {n} started {runs} times: {result}");
+        assert_eq!(result["delivery"], "at_most_once", "{result}");
+        if result["status"] == "failed" {
+            assert_eq!(result["reason"], EXECUTOR_LOST, "job {n}: {result}");
+            lost += 1;
+        } else {
+            assert_eq!((result["status"].as_str(), runs), (Some("succeeded"), 1), "job {n}: {result}");
+            assert_eq!(result["output"], n, "job {n}");
+        }
+    }
+    assert!(lost > 0, "the jobs running on the killed executor ended executor lost");
+    eprintln!("delivery_modes: at most once, {JOBS} jobs, {lost} lost with their executor, none run twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_least_once_jobs_of_a_killed_executor_run_again_with_one_result_each() {
+    let (results, fetched) = run_with_a_killed_executor(None).await;
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!((result["status"].as_str(), &result["output"]), (Some("succeeded"), &json!(n)), "job {n}: {result}");
+        assert_eq!(result["delivery"], "at_least_once");
+    }
+    let rerun: Vec<usize> =
+        (0..JOBS as usize).filter(|&n| fetched.get(&(n as u32)).copied().unwrap_or(0) > 1).collect();
+    assert!(!rerun.is_empty(), "the killed executor's jobs ran again: {fetched:?}");
+    let redelivered = results.iter().filter(|r| r["attempt"].as_u64().unwrap() > 1).count();
+    assert!(redelivered > 0, "re-runs count as later attempts");
+    eprintln!("delivery_modes: at least once, {JOBS} jobs, {} run again, all succeeded once", rerun.len());
+}
