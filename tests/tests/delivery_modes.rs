@@ -20,12 +20,16 @@ const JOBS: u32 = 12;
 /// them killed while it runs some; their results, and how often each job's
 /// source was fetched (by job number).
 async fn run_with_a_killed_executor(delivery: Option<&str>) -> (Vec<Value>, HashMap<u32, u32>) {
+    // executor ids of this run's own: an executor removes the containers labelled
+    // with its id when it starts, and the two tests of this file run at once
+    let mode = delivery.unwrap_or("default");
+    let (first, second) = (format!("{mode}-exec-1"), format!("{mode}-exec-2"));
     let mut cluster = Cluster::start(&FAST_REBALANCE);
     let token = Provider::shared().token("alice").await;
     cluster.wait_ready().await;
     let server = HttpServer::start().await;
-    cluster.start_executor("exec-1", 2);
-    cluster.start_executor("exec-2", 2);
+    cluster.start_executor(&first, 2);
+    cluster.start_executor(&second, 2);
     let repo = sleep_repo();
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -42,9 +46,9 @@ async fn run_with_a_killed_executor(delivery: Option<&str>) -> (Vec<Value>, Hash
         assert_eq!(response.status(), 202);
         ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
-    cluster.wait_running_on(&token, "exec-1").await;
+    cluster.wait_running_on(&token, &first).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // past the download: the function runs
-    cluster.kill_executor("exec-1");
+    cluster.kill_executor(&first);
     let done = cluster.results(&token, &ids, Duration::from_secs(150)).await;
     let listed: Value =
         call(|| client.get(cluster.url("/v1/jobs?limit=100")).bearer_auth(&token)).await.json().await.unwrap();
