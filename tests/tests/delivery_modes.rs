@@ -46,8 +46,11 @@ async fn run_with_a_killed_executor(delivery: Option<&str>) -> (Vec<Value>, Hash
         assert_eq!(response.status(), 202);
         ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
+    // killed once one of its jobs has made its side effect (its download, just before
+    // its 3 s function): a "running" status alone may still be cloning or starting
     cluster.wait_running_on(&token, &first).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // past the download: the function runs
+    wait_for_a_side_effect_on(&cluster, &token, &first, &ids, &server).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.kill_executor(&first);
     let done = cluster.results(&token, &ids, Duration::from_secs(150)).await;
     let listed: Value =
@@ -61,6 +64,34 @@ async fn run_with_a_killed_executor(delivery: Option<&str>) -> (Vec<Value>, Hash
     let fetched =
         server.fetched.lock().unwrap().iter().map(|(path, &count)| (path[4..].parse().unwrap(), count)).collect();
     (ids.iter().map(|id| done[id].clone()).collect(), fetched)
+}
+
+/// Waits until a job `executor` is running has fetched its source.
+async fn wait_for_a_side_effect_on(
+    cluster: &Cluster,
+    token: &str,
+    executor: &str,
+    ids: &[String],
+    server: &HttpServer,
+) {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        let running: Value = call(|| client.get(cluster.url("/v1/jobs?status=running&limit=100")).bearer_auth(token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let fetched = server.fetched.lock().unwrap().clone();
+        let on_it = running["jobs"].as_array().unwrap().iter().filter(|j| j["executor_id"] == executor);
+        let started = on_it
+            .filter_map(|j| ids.iter().position(|id| j["id"] == id.as_str()))
+            .any(|n| fetched.get(&format!("job/{n}")).copied().unwrap_or(0) > 0);
+        if started {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no job of {executor} reached its function");
 }
 
 #[tokio::test(flavor = "multi_thread")]
