@@ -135,6 +135,8 @@ impl Cluster {
             .env("GITFAAS__FRONTEND__AUTH__ISSUER", &Provider::shared().issuer)
             .env("GITFAAS__FRONTEND__AUTH__AUDIENCE", oidc::AUDIENCE)
             .env("GITFAAS__FRONTEND__MAX_BACKLOG", "100000")
+            // jobs placed by their id: the fault tests count on every partition getting jobs
+            .env("GITFAAS__FRONTEND__AFFINITY_SPREAD", "0")
             .stdout(self.log("frontend"))
             .stderr(self.log("frontend"));
         self.frontend = Some(command.spawn().expect("frontend binary (scripts/test.sh builds it)"));

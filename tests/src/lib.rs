@@ -93,6 +93,9 @@ pub fn frontend_settings(topic_prefix: &str) -> gitfaas_frontend::Settings {
     let mut s: gitfaas_frontend::Settings =
         gitfaas_common::settings::load_from(&config_dir(), "frontend").expect("frontend config");
     s.kafka = kafka_settings(topic_prefix);
+    // jobs placed by their id, as without affinity: tests of partitions moving between
+    // executors count on every partition getting jobs (tests/tests/affinity.rs turns it on)
+    s.frontend.affinity_spread = 0;
     s.frontend.listen = "127.0.0.1:0".into();
     s.frontend.redis_url = infra::redis_url();
     s.frontend.key_prefix = unique("test");

@@ -10,8 +10,14 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread")]
 async fn one_functions_jobs_stay_on_its_spread_and_functions_spread_over_the_topic() {
     // no executor: only where the frontend puts jobs is looked at; a jobs topic of 8
-    // partitions (the frontend creates the topics), the spread is the default 2
-    let stack = Stack::start_with(false, Box::new(|frontend, _| frontend.kafka.partitions = 8));
+    // partitions (the frontend creates the topics), the spread of 2
+    let stack = Stack::start_with(
+        false,
+        Box::new(|frontend, _| {
+            frontend.kafka.partitions = 8;
+            frontend.frontend.affinity_spread = 2; // the shipped default (the harness turns it off)
+        }),
+    );
     let (repo, mut ids) = (format!("{}/one-function", gitfaas_tests::infra::git_url()), BTreeSet::new());
     for n in 0..24 {
         ids.insert(stack.submit_ok(&json!({"repo": repo, "ref": "main", "input": n})).await);
