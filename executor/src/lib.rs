@@ -61,24 +61,28 @@ pub use crate::warm::{OWNER_LABEL, WARM_LABEL};
 pub use crate::worker::Worker;
 use crate::worker::{JobConsumer, WorkerContext};
 
+/// The job sandbox of these settings, on a Docker engine that answers: the one
+/// policy every run gets (jobs, warm sandboxes, `gitfaas local run`).
+async fn connect_sandbox(e: &settings::ExecutorSettings) -> anyhow::Result<Sandbox> {
+    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
+    docker.ping().await.context("docker engine is not reachable")?;
+    let policy = SandboxPolicy {
+        oci_runtime: e.oci_runtime.clone(),
+        user: e.user.clone(),
+        tmpfs_mb: e.tmpfs_mb,
+        nofile: e.nofile,
+        stdout_max_bytes: e.stdout_max_bytes,
+        stderr_tail_bytes: e.stderr_tail_bytes,
+    };
+    Ok(Sandbox::new(docker, policy))
+}
+
 /// Builds the executor from its settings: connects to Docker and Kafka, removes
 /// containers a crashed predecessor left, and joins the consumer group.
 pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let executor_id = settings.executor_id();
     let e = &settings.executor;
-    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
-    docker.ping().await.context("docker engine is not reachable")?;
-    let sandbox = Sandbox::new(
-        docker,
-        SandboxPolicy {
-            oci_runtime: e.oci_runtime.clone(),
-            user: e.user.clone(),
-            tmpfs_mb: e.tmpfs_mb,
-            nofile: e.nofile,
-            stdout_max_bytes: e.stdout_max_bytes,
-            stderr_tail_bytes: e.stderr_tail_bytes,
-        },
-    );
+    let sandbox = connect_sandbox(e).await?;
     let orphans = sandbox.remove_orphans(Some(&executor_id)).await.context("removing orphan containers")?;
     if orphans > 0 {
         tracing::warn!(orphans, "removed containers left by a previous run");

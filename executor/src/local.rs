@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::job;
 use crate::runtime::{self, Offer};
-use crate::sandbox::{Sandbox, SandboxError, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::sandbox::{SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::Settings;
 
 const CODE_MOUNT: &str = "/code";
@@ -52,17 +52,7 @@ pub async fn run_local(
     cancel: &CancellationToken,
 ) -> anyhow::Result<LocalOutcome> {
     let e = &settings.executor;
-    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
-    docker.ping().await.context("docker engine is not reachable")?;
-    let policy = SandboxPolicy {
-        oci_runtime: e.oci_runtime.clone(),
-        user: e.user.clone(),
-        tmpfs_mb: e.tmpfs_mb,
-        nofile: e.nofile,
-        stdout_max_bytes: e.stdout_max_bytes,
-        stderr_tail_bytes: e.stderr_tail_bytes,
-    };
-    let sandbox = Sandbox::new(docker, policy);
+    let sandbox = crate::connect_sandbox(e).await?;
     let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
