@@ -8,7 +8,9 @@
 //!   topic on start, so parameters survive a restart;
 //! - `report` ([`ObserverReport`]): what the observer measured and decided, every
 //!   interval and on change, keyed by observer id;
-//! - `scaler` ([`ScalerEvent`]): what the scaler did with a decision.
+//! - `scaler` ([`ScalerEvent`]): what the scaler did with a decision;
+//! - `beacon` ([`FeedBeacon`]): every frontend, every [`HEARTBEAT_EVERY`]: the
+//!   topic carries messages, so silent executors are silent, not cut off.
 //!
 //! Cancel requests, which only the executors read, are on the control topic
 //! ([`crate::control`]).
@@ -55,6 +57,24 @@ pub struct ExecutorHeartbeat {
     /// of older executors decode as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsettled: Vec<i32>,
+}
+
+/// A frontend's sign that the observer topic carries its messages: each frontend
+/// sends one every [`HEARTBEAT_EVERY`] and reads them back, so a silence of the
+/// whole topic is an outage of the feed (the broker, or the link to it), which
+/// says nothing about the executors whose heartbeats it also stopped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedBeacon {
+    pub version: u32,
+    /// The sending frontend instance.
+    pub from: String,
+    pub at: DateTime<Utc>,
+}
+
+impl FeedBeacon {
+    pub fn new(from: impl Into<String>) -> Self {
+        Self { version: SCHEMA_VERSION, from: from.into(), at: Utc::now() }
+    }
 }
 
 /// Which statistic of the response time the target bounds.
@@ -337,6 +357,7 @@ pub enum ObserverMessage {
     Config(ConfigUpdate),
     Report(Box<ObserverReport>),
     Scaler(ScalerEvent),
+    Beacon(FeedBeacon),
 }
 
 impl ObserverMessage {
@@ -346,6 +367,7 @@ impl ObserverMessage {
             ObserverMessage::Config(m) => m.version,
             ObserverMessage::Report(m) => m.version,
             ObserverMessage::Scaler(m) => m.version,
+            ObserverMessage::Beacon(m) => m.version,
         }
     }
 
@@ -356,6 +378,7 @@ impl ObserverMessage {
             ObserverMessage::Config(_) => CONFIG_KEY.to_owned(),
             ObserverMessage::Report(m) => m.observer_id.clone(),
             ObserverMessage::Scaler(m) => m.executor_id.clone(),
+            ObserverMessage::Beacon(m) => m.from.clone(),
         }
     }
 

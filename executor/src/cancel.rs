@@ -29,7 +29,8 @@ pub enum Stop {
     /// Its owner cancelled it.
     Cancelled(CancelRequest),
     /// Its partition went to another executor, which will run it again: this run
-    /// publishes nothing.
+    /// publishes nothing. (A run whose at-most-once start is durable is never
+    /// abandoned: nobody runs it again, so it goes on and publishes its result.)
     Abandoned,
 }
 
@@ -38,6 +39,7 @@ struct Running {
     partition: TopicPartition,
     token: CancellationToken,
     abandoned: Arc<AtomicBool>,
+    durable: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -59,9 +61,16 @@ pub struct RunGuard {
     job_id: JobId,
     token: CancellationToken,
     abandoned: Arc<AtomicBool>,
+    durable: Arc<AtomicBool>,
 }
 
 impl RunGuard {
+    /// The run's at-most-once start is committed: no other executor will run the
+    /// job, so losing its partition no longer stops it.
+    pub fn mark_durable(&self) {
+        self.durable.store(true, Ordering::SeqCst);
+    }
+
     /// Cancelled when the job must stop (cancel request or abandonment).
     pub fn token(&self) -> &CancellationToken {
         &self.token
@@ -109,9 +118,11 @@ impl Controls {
         }
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let (token, abandoned) = (CancellationToken::new(), Arc::new(AtomicBool::new(false)));
-        let running = Running { job_id, partition, token: token.clone(), abandoned: abandoned.clone() };
+        let durable = Arc::new(AtomicBool::new(false));
+        let running =
+            Running { job_id, partition, token: token.clone(), abandoned: abandoned.clone(), durable: durable.clone() };
         inner.running.insert(key, running);
-        Admission::Run(RunGuard { controls: self.clone(), key, job_id, token, abandoned })
+        Admission::Run(RunGuard { controls: self.clone(), key, job_id, token, abandoned, durable })
     }
 
     /// Records a cancel request and stops the job if it runs here. Returns how
@@ -133,17 +144,23 @@ impl Controls {
         self.lock().requests.get(&job_id).cloned()
     }
 
-    /// Jobs running from these partitions.
+    /// Jobs running from these partitions that their next owner would run again
+    /// (not those with a durable at-most-once start).
     pub fn running_on(&self, partitions: &[TopicPartition]) -> usize {
-        self.lock().running.values().filter(|r| partitions.contains(&r.partition)).count()
+        self.lock().running.values().filter(|r| Self::moves_with(r, partitions)).count()
+    }
+
+    fn moves_with(running: &Running, partitions: &[TopicPartition]) -> bool {
+        partitions.contains(&running.partition) && !running.durable.load(Ordering::SeqCst)
     }
 
     /// Stops the jobs running from these partitions without a result: their new
-    /// owner runs them again. Returns how many.
+    /// owner runs them again. Returns how many. Runs with a durable at-most-once
+    /// start go on: their offset is committed and nobody else will run them.
     pub fn abandon(&self, partitions: &[TopicPartition]) -> usize {
         let inner = self.lock();
         let mut abandoned = 0;
-        for running in inner.running.values().filter(|r| partitions.contains(&r.partition)) {
+        for running in inner.running.values().filter(|r| Self::moves_with(r, partitions)) {
             running.abandoned.store(true, Ordering::SeqCst);
             running.token.cancel();
             abandoned += 1;
@@ -290,6 +307,18 @@ mod tests {
         assert_eq!(on_2.stop(), None);
         drop(on_1);
         assert_eq!(controls.running_on(&[tp(1), tp(2)]), 1, "a finished run is forgotten");
+    }
+
+    #[test]
+    fn a_run_with_a_durable_at_most_once_start_goes_on_when_its_partition_moves() {
+        let controls = Controls::new(Duration::from_secs(60));
+        let Admission::Run(durable) = controls.admit(JobId::new(), tp(1)) else { panic!() };
+        let Admission::Run(plain) = controls.admit(JobId::new(), tp(1)) else { panic!() };
+        durable.mark_durable();
+        assert_eq!(controls.running_on(&[tp(1)]), 1, "only the run the next owner repeats holds the revocation");
+        assert_eq!(controls.abandon(&[tp(1)]), 1);
+        assert_eq!((durable.stop(), durable.token().is_cancelled()), (None, false));
+        assert_eq!(plain.stop(), Some(Stop::Abandoned));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::worker::JobConsumer;
 
+/// How often a failed commit of a start is tried, over about half a minute.
+const COMMIT_TRIES: u32 = 9;
+
 /// Why a start could not be made durable.
 #[derive(Debug, thiserror::Error)]
 pub enum NotDurable {
@@ -34,8 +37,25 @@ pub struct StartCommit {
 
 impl StartCommit {
     /// Settles the job's offset, waits until the partition's committable position
-    /// is past it, and commits that position synchronously.
+    /// is past it, and commits that position synchronously — again, while the
+    /// partition is still this consumer's, when the commit fails (a broker
+    /// restarting, its group coordinator moving).
     pub async fn commit(&self) -> Result<(), NotDurable> {
+        let mut backoff = Duration::from_millis(200);
+        for _ in 1..COMMIT_TRIES {
+            match self.commit_once().await {
+                Err(NotDurable::Commit(error)) => {
+                    tracing::warn!(%error, ?backoff, "at-most-once start commit failed; retrying")
+                }
+                done => return done,
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        self.commit_once().await
+    }
+
+    async fn commit_once(&self) -> Result<(), NotDurable> {
         self.tracker.lock().expect("tracker lock").settle(&self.tp, self.offset);
         let next = loop {
             let position = {

@@ -67,6 +67,7 @@ impl Processing {
                     return self.publish_until_acked(lost).await;
                 }
                 durable = true;
+                guard.mark_durable();
             } else if let Err(error) = self.publish(&started).await {
                 tracing::warn!(%error, "could not publish the started event");
             }

@@ -96,6 +96,9 @@ impl Application {
         let latest_report = observer_feed::LatestReport::default();
         let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new()));
         tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
+        let beacon_from = format!("frontend-{}", gitfaas_common::JobId::new());
+        let observer_topic = settings.kafka.topics.observer.clone();
+        tokio::spawn(observer_feed::beacon(publisher.clone(), observer_topic, beacon_from, stop.clone()));
         let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
         tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));
 

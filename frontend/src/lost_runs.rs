@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState};
+use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState, HEARTBEAT_EVERY};
 use gitfaas_common::schema::Delivery;
 use gitfaas_common::{JobResult, JobStatus};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,12 @@ use crate::store::{JobRecord, JobStore};
 /// on the topic before its `stopped` heartbeat; this lets them be read first).
 const STOPPED_GRACE: Duration = Duration::from_secs(2);
 
+/// Every frontend's beacon comes back every [`HEARTBEAT_EVERY`]: a longer
+/// silence of the whole observer topic is an outage of the feed (a broker
+/// restart, this frontend cut off), during which no executor is judged, and
+/// which counts against none of them once the feed is back.
+const FEED_GAP: Duration = HEARTBEAT_EVERY.saturating_mul(2);
+
 /// The last sign of life of each executor this frontend heard of.
 #[derive(Debug)]
 pub struct Liveness {
@@ -34,6 +40,8 @@ pub struct Liveness {
     /// of since counts from then (none yet: the consumer may still be joining, and
     /// no executor counts as lost).
     listening_since: Option<Instant>,
+    /// When the last message of any kind was read.
+    last_read: Option<Instant>,
     seen: HashMap<String, Sign>,
 }
 
@@ -48,12 +56,26 @@ pub type SharedLiveness = Arc<Mutex<Liveness>>;
 
 impl Liveness {
     pub fn new() -> Self {
-        Self { listening_since: None, seen: HashMap::new() }
+        Self { listening_since: None, last_read: None, seen: HashMap::new() }
     }
 
-    /// Any message read from the observer topic: the feed is live.
+    /// Any message read from the observer topic: the feed is live. After an
+    /// outage of the feed, every executor's silence is counted from its end.
     pub fn listening(&mut self, now: Instant) {
+        if let Some(gap) = self.last_read.map(|last| now.saturating_duration_since(last)) {
+            if gap > FEED_GAP {
+                let outage = gap - HEARTBEAT_EVERY;
+                tracing::info!(outage_ms = outage.as_millis() as u64, "observer feed back after an outage");
+                for sign in self.seen.values_mut() {
+                    sign.at += outage;
+                }
+                if let Some(since) = self.listening_since.as_mut() {
+                    *since += outage;
+                }
+            }
+        }
         self.listening_since.get_or_insert(now);
+        self.last_read = Some(now);
     }
 
     pub fn heard(&mut self, heartbeat: &ExecutorHeartbeat, now: Instant) {
@@ -63,7 +85,11 @@ impl Liveness {
     }
 
     /// Whether executor `id`, which started a job at `started_at`, is lost.
+    /// Never while the feed itself is silent.
     pub fn lost(&self, id: &str, started_at: Option<DateTime<Utc>>, now: Instant, bound: Duration) -> bool {
+        if self.last_read.is_none_or(|last| now.saturating_duration_since(last) > FEED_GAP) {
+            return false;
+        }
         let Some(sign) = self.seen.get(id) else {
             return self.listening_since.is_some_and(|since| now.saturating_duration_since(since) > bound);
         };
@@ -107,7 +133,7 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) {
     let mut published: HashSet<gitfaas_common::JobId> = HashSet::new();
-    let mut ticker = tokio::time::interval(gitfaas_common::observer::HEARTBEAT_EVERY);
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -158,24 +184,61 @@ mod tests {
         }
     }
 
+    /// `liveness` with the feed live (a beacon read) every second from `from` to `to`.
+    fn beacons(liveness: &mut Liveness, t0: Instant, from: u64, to: u64) {
+        (from..=to).for_each(|t| liveness.listening(t0 + Duration::from_secs(t)));
+    }
+
     #[test]
     fn an_executor_is_lost_after_the_bound_without_heartbeats_soon_after_it_stopped_or_once_it_restarted() {
         let (t0, bound, started) = (Instant::now(), Duration::from_secs(6), Utc::now());
         let s = Duration::from_secs;
         let mut liveness = Liveness::new();
         assert!(!liveness.lost("e", Some(started), t0 + s(60), bound), "the feed is not live yet");
-        liveness.listening(t0);
+        beacons(&mut liveness, t0, 0, 5);
         assert!(!liveness.lost("e", Some(started), t0 + s(5), bound), "never heard of: counted from the start");
+        beacons(&mut liveness, t0, 6, 7);
         assert!(liveness.lost("e", Some(started), t0 + s(7), bound));
+        beacons(&mut liveness, t0, 8, 10);
         liveness.heard(&beat(ExecutorState::Running, started - chrono::Duration::seconds(60)), t0 + s(10));
+        beacons(&mut liveness, t0, 11, 15);
         assert!(!liveness.lost("e", Some(started), t0 + s(15), bound), "heard within the bound");
+        beacons(&mut liveness, t0, 16, 17);
         assert!(liveness.lost("e", Some(started), t0 + s(17), bound), "silent past the bound");
+        beacons(&mut liveness, t0, 18, 20);
         liveness.heard(&beat(ExecutorState::Stopped, started - chrono::Duration::seconds(60)), t0 + s(20));
+        beacons(&mut liveness, t0, 21, 21);
         assert!(!liveness.lost("e", Some(started), t0 + s(21), bound));
+        beacons(&mut liveness, t0, 22, 23);
         assert!(liveness.lost("e", Some(started), t0 + s(23), bound), "stopped: lost after the short grace");
+        beacons(&mut liveness, t0, 24, 30);
         liveness.heard(&beat(ExecutorState::Running, started + chrono::Duration::seconds(1)), t0 + s(30));
         assert!(liveness.lost("e", Some(started), t0 + s(30), bound), "a new process of the same id");
         let later = started + chrono::Duration::seconds(2);
         assert!(!liveness.lost("e", Some(later), t0 + s(30), bound), "its own jobs are not lost");
+    }
+
+    #[test]
+    fn an_outage_of_the_feed_counts_against_no_executor() {
+        let (t0, bound, started) = (Instant::now(), Duration::from_secs(6), Utc::now());
+        let s = Duration::from_secs;
+        let mut liveness = Liveness::new();
+        beacons(&mut liveness, t0, 0, 2);
+        liveness.heard(&beat(ExecutorState::Running, started - chrono::Duration::seconds(60)), t0 + s(2));
+        // the broker is down from 2 s to 20 s: nothing is read
+        assert!(!liveness.lost("e", Some(started), t0 + s(12), bound), "the feed is silent: nobody is judged");
+        beacons(&mut liveness, t0, 20, 23);
+        assert!(!liveness.lost("e", Some(started), t0 + s(23), bound), "the outage counts against nobody");
+        liveness.heard(&beat(ExecutorState::Running, started - chrono::Duration::seconds(60)), t0 + s(23));
+        beacons(&mut liveness, t0, 24, 28);
+        assert!(!liveness.lost("e", Some(started), t0 + s(28), bound), "heard since the outage");
+        // an executor that died in the outage: its silence counts from the feed's return
+        let mut dead = Liveness::new();
+        beacons(&mut dead, t0, 0, 2);
+        dead.heard(&beat(ExecutorState::Running, started - chrono::Duration::seconds(60)), t0 + s(2));
+        beacons(&mut dead, t0, 20, 24);
+        assert!(!dead.lost("e", Some(started), t0 + s(24), bound), "not yet a bound of live feed since");
+        beacons(&mut dead, t0, 25, 28);
+        assert!(dead.lost("e", Some(started), t0 + s(28), bound), "silent for the bound after the outage");
     }
 }

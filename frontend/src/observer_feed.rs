@@ -1,11 +1,13 @@
 //! Keeps the latest observer report, read from the observer topic, for the admin
 //! status endpoint, and the executors' heartbeats for [`crate::lost_runs`]. Each
 //! frontend instance reads the topic itself (a group of its own, from the newest
-//! messages on), so every instance can answer.
+//! messages on), so every instance can answer. Each also sends a beacon there, so
+//! that it knows when the feed itself was out (see [`crate::lost_runs`]).
 
 use std::sync::{Arc, RwLock};
 
-use gitfaas_common::observer::{decode_observer_message, ObserverMessage, ObserverReport};
+use gitfaas_common::kafka::Publisher;
+use gitfaas_common::observer::{decode_observer_message, FeedBeacon, ObserverMessage, ObserverReport, HEARTBEAT_EVERY};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +47,23 @@ pub async fn follow(
             }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "skipping unreadable observer message"),
+        }
+    }
+}
+
+/// Sends this frontend's beacon to the observer topic every [`HEARTBEAT_EVERY`].
+pub async fn beacon(publisher: Publisher, topic: String, from: String, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let message = ObserverMessage::Beacon(FeedBeacon::new(from.clone()));
+        // a send outlasting the interval is an outage the reader sees; the next goes on time
+        let sent = tokio::time::timeout(HEARTBEAT_EVERY, publisher.send(&topic, &message.key(), &message)).await;
+        if let Ok(Err(error)) = sent {
+            tracing::debug!(%error, "beacon not sent");
         }
     }
 }

@@ -119,7 +119,7 @@ impl Observer {
             ObserverMessage::Report(report) if report.observer_id == self.id && report.action != ScaleAction::None => {
                 self.scaling.last_action_at = self.scaling.last_action_at.max(Some(report.at));
             }
-            ObserverMessage::Report(_) | ObserverMessage::Scaler(_) => {}
+            ObserverMessage::Report(_) | ObserverMessage::Scaler(_) | ObserverMessage::Beacon(_) => {}
         }
     }
 
