@@ -138,6 +138,11 @@ impl Publisher {
         self.deliver(record).await
     }
 
+    /// Publishes a tombstone (no value) for `key`: on a compacted topic, its end.
+    pub async fn tombstone(&self, topic: &str, key: &str) -> Result<(), PublishError> {
+        self.deliver(FutureRecord::<str, [u8]>::to(topic).key(key).headers(trace_headers())).await
+    }
+
     async fn deliver(&self, record: FutureRecord<'_, str, [u8]>) -> Result<(), PublishError> {
         self.producer
             .send(record, Timeout::After(SEND_QUEUE_TIMEOUT))
@@ -244,7 +249,15 @@ async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
         .all()
         .into_iter()
         // -1: the broker's default.replication.factor (1 on one node, 3 on a cluster that says so)
-        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(-1)))
+        .map(|name| {
+            let topic = NewTopic::new(name, settings.partitions, TopicReplication::Fixed(-1));
+            // a function's latest state is its truth: older ones may go
+            if name == settings.topics.functions {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {

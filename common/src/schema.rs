@@ -15,9 +15,14 @@ use serde_json::Value;
 use crate::JobId;
 
 mod entry;
+mod function;
 mod result;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
+pub use function::{
+    decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
+    MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
+};
 pub use result::{Attempt, JobResult, Timings, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -89,6 +94,13 @@ pub struct JobSpec {
     /// what a message without the field gets).
     #[serde(default)]
     pub delivery: Delivery,
+    /// The named function (and version) this job invokes, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionRef>,
+    /// Only resolve `ref` to a commit (the deployment of a named function): the
+    /// result's `commit_sha`, and nothing runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolve_only: bool,
 }
 
 /// How often a job's function may run. `at_most_once`: its start is made durable
@@ -316,6 +328,8 @@ mod tests {
             entry: None,
             args: Vec::new(),
             workdir: None,
+            function: None,
+            resolve_only: false,
             delivery: Delivery::AtLeastOnce,
         }
     }

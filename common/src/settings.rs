@@ -47,6 +47,8 @@ pub struct TopicSettings {
     /// Control traffic to every executor (cancel requests).
     pub control: String,
     pub dead_letter: String,
+    /// Named functions' definitions: compacted, one message per function.
+    pub functions: String,
 }
 
 impl TopicSettings {
@@ -58,11 +60,12 @@ impl TopicSettings {
             observer: format!("{prefix}observer"),
             control: format!("{prefix}control"),
             dead_letter: format!("{prefix}dead-letter"),
+            functions: format!("{prefix}functions"),
         }
     }
 
-    pub fn all(&self) -> [&str; 5] {
-        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter]
+    pub fn all(&self) -> [&str; 6] {
+        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter, &self.functions]
     }
 }
 
@@ -166,7 +169,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("base.yaml"),
-            "kafka:\n  brokers: a:1\n  topics: {jobs: j, results: r, observer: o, control: c, dead_letter: d}\n",
+            "kafka:\n  brokers: a:1\n  topics: {jobs: j, results: r, observer: o, control: c, dead_letter: d, functions: f}\n",
         )
         .unwrap();
         std::fs::write(dir.join("svc.yaml"), "port: 81\nkafka:\n  brokers: b:2\n").unwrap();

@@ -40,6 +40,7 @@ pub fn malformed(key: Option<&[u8]>, payload: &[u8], error: &str, executor_id: &
         number: found.attempt.unwrap_or(1),
         started_at: None,
         delivery: Default::default(),
+        function: None,
     };
     Some(JobResult::malformed(&attempt, error))
 }

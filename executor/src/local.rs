@@ -97,6 +97,7 @@ pub async fn run_local(
         number: 1,
         started_at: Some(started_at),
         delivery: Default::default(),
+        function: None,
     };
     let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
     let (runtime, image) = (launch.runtime.clone(), launch.image.clone());

@@ -37,6 +37,7 @@ pub fn attempt_of(record: &JobRecord) -> Attempt {
         number: record.attempt.unwrap_or(1),
         started_at: None,
         delivery: record.job.as_ref().map(|j| j.spec.delivery).unwrap_or_default(),
+        function: record.job.as_ref().and_then(|j| j.spec.function.clone()),
     }
 }
 
@@ -78,6 +79,7 @@ pub async fn end_unreadable(
             number: found.attempt.unwrap_or(1),
             started_at: None,
             delivery: Default::default(),
+            function: None,
         },
         (None, _) => {
             tracing::warn!(%job_id, error, "skipping an unreadable event of an unknown job");

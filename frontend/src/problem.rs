@@ -42,6 +42,14 @@ pub enum ApiError {
     IdempotentJobErased,
     #[error("{0} event streams are open for this caller already; close one first")]
     TooManyStreams(usize),
+    #[error("function not found")]
+    FunctionNotFound,
+    #[error("another change of this function is under way; try again")]
+    FunctionBusy,
+    #[error("the function could not be deployed: {0}")]
+    DeployFailed(String),
+    #[error("the function's ref was not resolved within {0}s; its deployment job is {1}")]
+    DeployTimeout(u64, String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -85,6 +93,10 @@ impl ApiError {
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency key reused"),
             ApiError::IdempotentJobErased => ("idempotency-key-job-erased", "The key's job was erased"),
             ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
+            ApiError::FunctionNotFound => ("not-found", "Not found"),
+            ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
+            ApiError::DeployFailed(_) => ("deploy-failed", "The function could not be deployed"),
+            ApiError::DeployTimeout(..) => ("deploy-timeout", "The deployment did not finish in time"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -106,6 +118,10 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotentJobErased => StatusCode::GONE,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::FunctionNotFound => StatusCode::NOT_FOUND,
+            ApiError::FunctionBusy => StatusCode::CONFLICT,
+            ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,6 +2,7 @@
 //! Redis comes back empty (its marker key is gone), the jobs topic is replayed
 //! (jobs become `queued` unless known) and then the results topic (every event
 //! applied again — idempotently), up to the end offsets seen when the rebuild began.
+//! Then the functions topic (each function's latest state, or its tombstone).
 //! A results message that cannot be read ends its job `failed`, as the results
 //! consumer did when it first met it; an unreadable job message was rejected by the
 //! executor, whose result the results replay brings back.
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::kafka::client_config;
-use gitfaas_common::schema::{decode_event, decode_job};
+use gitfaas_common::schema::{decode_event, decode_function, decode_job};
 use gitfaas_common::settings::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -53,9 +54,32 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
         }
     })
     .await?;
+    let functions = replay(kafka, &kafka.topics.functions, |key, payload| async move {
+        apply_function(store, key.as_deref(), &payload).await
+    })
+    .await?;
     store.mark_initialized().await?;
-    tracing::info!(jobs, events, "job store rebuilt");
+    tracing::info!(jobs, events, functions, "job store rebuilt");
     Ok(true)
+}
+
+/// A message of the functions topic: a function's state, or the tombstone (no
+/// value) of a deleted one.
+async fn apply_function(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) -> redis::RedisResult<()> {
+    if payload.is_empty() {
+        let named = key.and_then(|k| serde_json::from_slice::<(String, String)>(k).ok());
+        return match named {
+            Some((subject, name)) => store.remove_function(&subject, &name).await,
+            None => Ok(()),
+        };
+    }
+    match decode_function(payload) {
+        Ok(state) => store.put_function(&state).await.map(|_| ()),
+        Err(error) => {
+            tracing::warn!(%error, "unreadable function message skipped");
+            Ok(())
+        }
+    }
 }
 
 /// Feeds every message of `topic`, up to its current end, to `apply`.

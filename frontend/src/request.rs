@@ -200,6 +200,8 @@ impl SubmitRequest {
             args: self.args,
             workdir: self.workdir,
             delivery,
+            function: None,
+            resolve_only: false,
         })
     }
 

@@ -6,11 +6,14 @@
 //!   lexicographic order of UUIDv7 ids is submission order (cursor pagination);
 //! - `<p>:active` — ids of jobs not yet terminal (the backlog the frontend admits);
 //! - `<p>:erased:<id>` — tombstone of an erased job, so late events do not revive it;
-//! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions.
+//! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions;
+//! - named functions: see `store/functions.rs`.
 //!
 //! Events are applied by Lua scripts: each update is atomic, and the first terminal
 //! result of a job wins — a late `started`, or the result of a redelivered attempt,
 //! never overwrites it.
+
+mod functions;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};
 use redis::aio::ConnectionManager;

@@ -34,6 +34,11 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/admin/observer/status",
         "/v1/admin/jobs/{id}/end",
         "/v1/keys/executor",
+        "/v1/functions",
+        "/v1/functions/{name}",
+        "/v1/functions/{name}/versions",
+        "/v1/functions/{name}/rollback",
+        "/v1/functions/{name}/invoke",
     ];
     assert_eq!(paths, served.into_iter().collect(), "the document names exactly the served routes");
 

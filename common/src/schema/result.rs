@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Delivery, Job, JobStatus, Owner, SCHEMA_VERSION};
+use super::{Delivery, FunctionRef, Job, JobStatus, Owner, SCHEMA_VERSION};
 use crate::limits;
 use crate::JobId;
 
@@ -69,6 +69,9 @@ pub struct JobResult {
     /// The job's processing guarantee (results of older executors: at least once).
     #[serde(default)]
     pub delivery: Delivery,
+    /// The named function (and version) the job invoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionRef>,
 }
 
 /// What every result of one attempt shares: the job, its owner, which attempt,
@@ -82,6 +85,7 @@ pub struct Attempt {
     pub number: u32,
     pub started_at: Option<DateTime<Utc>>,
     pub delivery: Delivery,
+    pub function: Option<FunctionRef>,
 }
 
 impl Attempt {
@@ -95,6 +99,7 @@ impl Attempt {
             number,
             started_at: None,
             delivery: job.spec.delivery,
+            function: job.spec.function.clone(),
         }
     }
 
@@ -127,6 +132,7 @@ impl JobResult {
             timings: Timings::between(attempt.submitted_at, attempt.started_at, now),
             warm: false,
             delivery: attempt.delivery,
+            function: attempt.function.clone(),
         }
     }
 
@@ -277,6 +283,7 @@ mod tests {
             number: 2,
             started_at: None,
             delivery: Delivery::AtMostOnce,
+            function: None,
         }
     }
 

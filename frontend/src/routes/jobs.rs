@@ -55,6 +55,9 @@ pub struct JobView {
     pub runtime: Option<String>,
     /// The job's processing guarantee.
     pub delivery: Option<Delivery>,
+    /// The named function (and version) the job invokes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<gitfaas_common::schema::FunctionRef>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub started_at: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -79,6 +82,7 @@ impl From<JobRecord> for JobView {
             git_ref: spec.map(|s| s.git_ref.clone()),
             runtime: spec.and_then(|s| s.runtime.clone()),
             delivery: spec.map(|s| s.delivery).or(result.map(|r| r.delivery)),
+            function: spec.and_then(|s| s.function.clone()).or(result.and_then(|r| r.function.clone())),
             submitted_at: record.job.as_ref().map(|j| j.submitted_at).or(result.map(|r| r.submitted_at)),
             started_at: record.started_at.clone(),
             finished_at: result.map(|r| r.finished_at),
@@ -138,15 +142,28 @@ pub async fn submit(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    wait::from_query(query.wait)?; // refused before anything is queued
+    let queued = enqueue(&http, payload, &caller, &state).await?;
+    answer(&http, &query, &caller, &state, queued).await
+}
+
+/// The answer to a request that queued a job: the result when it ends within the
+/// wait asked for (`?wait`, or `Prefer: wait`), else 202 with the job's links.
+pub(super) async fn answer(
+    http: &HttpRequest,
+    query: &WaitQuery,
+    caller: &Caller,
+    state: &AppState,
+    (id, status, submitted_at): (JobId, JobStatus, DateTime<Utc>),
+) -> Result<HttpResponse, ApiError> {
     let preferred = wait::from_prefer(http.headers());
     let wait = match query.wait {
         Some(_) => wait::from_query(query.wait)?,
         None => preferred.unwrap_or(0),
     };
     let applied = preferred.filter(|_| query.wait.is_none());
-    let (id, status, submitted_at) = enqueue(&http, payload, &caller, &state).await?;
     if wait > 0 {
-        if let Ok(result) = wait::for_result(&state, &caller, &id.to_string(), wait).await? {
+        if let Ok(result) = wait::for_result(state, caller, &id.to_string(), wait).await? {
             let mut ok = HttpResponse::Ok();
             ok.insert_header((header::LOCATION, JobLinks::of(id).self_));
             if let Some(applied) = applied {
@@ -166,6 +183,20 @@ async fn enqueue(
     caller: &Caller,
     state: &AppState,
 ) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
+    let (body, backlog) = admit_json(http, payload, caller, state).await?;
+    let spec = request::parse(&body)?.into_spec(&state.settings)?;
+    let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    queue(spec, Some((&body, key)), backlog, caller, state).await
+}
+
+/// The checks of every body that makes jobs: JSON, within the caller's rate, not
+/// too large. The body, and the backlog of unfinished jobs.
+pub(super) async fn admit_json(
+    http: &HttpRequest,
+    payload: web::Payload,
+    caller: &Caller,
+    state: &AppState,
+) -> Result<(web::BytesMut, u64), ApiError> {
     let settings = &state.settings;
     let json_body = http
         .headers()
@@ -180,8 +211,20 @@ async fn enqueue(
     if let Some(wait) = admission.retry_after {
         return Err(ApiError::RateLimited(wait));
     }
-    let body = read_body(payload, settings.max_body_bytes).await?;
-    let spec = request::parse(&body)?.into_spec(settings)?;
+    Ok((read_body(payload, settings.max_body_bytes).await?, admission.backlog))
+}
+
+/// Records and publishes the job of `spec` (or, given the request's body and
+/// its `Idempotency-Key`, finds the job of a retried one): its id, status and
+/// submission time.
+pub(super) async fn queue(
+    spec: gitfaas_common::JobSpec,
+    idempotency: Option<(&[u8], Option<String>)>,
+    backlog: u64,
+    caller: &Caller,
+    state: &AppState,
+) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
+    let settings = &state.settings;
     request::check_input_depth(&spec.input)?;
     let input_bytes = serde_json::to_vec(&spec.input).map(|v| v.len()).unwrap_or(usize::MAX);
     if input_bytes > settings.max_input_bytes {
@@ -190,7 +233,7 @@ async fn enqueue(
             format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes),
         ));
     }
-    if admission.backlog >= settings.max_backlog {
+    if backlog >= settings.max_backlog {
         return Err(ApiError::Overloaded(10));
     }
     let mut job = Job::new(caller.owner(), spec);
@@ -201,13 +244,13 @@ async fn enqueue(
     if let Err(error) = gitfaas_common::limits::check_message_len(message_bytes) {
         return Err(ApiError::invalid("input", format!("the job is {error}")));
     }
-    let idempotency_key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (body, idempotency_key) = idempotency.unwrap_or((&[], None));
     if let Some(key) = &idempotency_key {
         if key.is_empty() || key.chars().count() > request::MAX_IDEMPOTENCY_KEY_CHARS {
             let most = request::MAX_IDEMPOTENCY_KEY_CHARS;
             return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {most} characters")));
         }
-        let fingerprint = hex::encode(Sha256::digest(&body));
+        let fingerprint = hex::encode(Sha256::digest(body));
         let claimed = state
             .store
             .claim_idempotency_key(&caller.subject, key, job.id, &fingerprint, settings.idempotency_ttl_secs)
@@ -240,7 +283,7 @@ async fn enqueue(
     Ok((job.id, JobStatus::Queued, job.submitted_at))
 }
 
-fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
+pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
     let links = JobLinks::of(id);
     HttpResponse::Accepted().insert_header((header::LOCATION, links.self_.clone())).json(SubmitResponse {
         id,
@@ -284,7 +327,7 @@ pub struct WaitQuery {
     /// Seconds to wait for the job to finish before answering, at most 60 (more is
     /// a 400); the answer comes as soon as the job ends.
     #[param(maximum = 60, minimum = 0)]
-    wait: Option<u64>,
+    pub wait: Option<u64>,
 }
 
 /// The terminal result of one of the caller's jobs, with elapsed times.

@@ -3,6 +3,7 @@
 mod admin;
 mod cancel;
 mod events;
+mod functions;
 mod health;
 mod jobs;
 mod keys;
@@ -28,6 +29,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
             .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(cancel::cancel)))
+            .service(resource("/functions", "GET").route(web::get().to(functions::list)))
+            .service(
+                resource("/functions/{name}", "GET, PUT, DELETE")
+                    .route(web::get().to(functions::get))
+                    .route(web::put().to(functions::deploy))
+                    .route(web::delete().to(functions::delete)),
+            )
+            .service(resource("/functions/{name}/versions", "GET").route(web::get().to(functions::versions)))
+            .service(resource("/functions/{name}/rollback", "POST").route(web::post().to(functions::rollback)))
+            .service(resource("/functions/{name}/invoke", "POST").route(web::post().to(functions::invoke)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))

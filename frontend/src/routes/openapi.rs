@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, jobs, keys};
+use super::{admin, cancel, functions, jobs, keys};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -28,9 +28,11 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
-    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor),
+    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
+        functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
+         (name = "functions", description = "named functions: deploy versions, invoke by name (the HTTP trigger)"),
          (name = "admin", description = "operator endpoints (admin role)"))
 )]
 pub struct ApiDoc;
@@ -47,7 +49,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
 pub fn served(settings: &FrontendSettings) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     let schemas = &mut doc["components"]["schemas"];
-    for body in ["SubmitRequest", "ResourceRequest", "DataLink", "ParamsUpdate"] {
+    for body in ["SubmitRequest", "ResourceRequest", "DataLink", "ParamsUpdate", "InvokeRequest", "RollbackRequest"] {
         if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {
             schema.insert("additionalProperties".into(), Value::Bool(false));
         }
@@ -57,6 +59,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
             merge(&mut parameter["schema"], json!({"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS}));
         }
     }
+    function_names(&mut doc);
     let schemas = &mut doc["components"]["schemas"];
     let l = &settings.limits;
     let submit = &mut schemas["SubmitRequest"]["properties"];
@@ -108,6 +111,21 @@ pub fn served(settings: &FrontendSettings) -> Value {
     }
     doc
 }
+
+/// Every `{name}` of a function route as `common::schema::is_valid_function_name` takes it.
+fn function_names(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (_, operations) in paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/functions/{name}")) {
+        for operation in operations.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let Some(parameters) = operation["parameters"].as_array_mut() else { continue };
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == "name" && p["in"] == "path") {
+                merge(&mut parameter["schema"], json!({"pattern": FUNCTION_NAME_PATTERN}));
+            }
+        }
+    }
+}
+
+const FUNCTION_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
 
 /// `entry`, `workdir` and `args` as `common::schema` bounds them, and args refused
 /// with a runtime other than `command`. What the checkout holds (a symlink out, a
