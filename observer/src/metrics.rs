@@ -55,6 +55,9 @@ impl ObserverMetrics {
         r.register("observer_workers", "c: executors taking jobs", m.workers.clone());
         r.register("observer_recommended_workers", "Workers the model says meet the target", m.recommended.clone());
         r.register("observer_decisions", "Reports by the action they ask for", m.decisions.clone());
+        for action in ["add", "remove", "none"] {
+            let _ = m.decisions.get_or_create(&ActionLabels { action }); // exported at zero from the start
+        }
         m
     }
 

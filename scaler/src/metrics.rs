@@ -30,6 +30,13 @@ impl ScalerMetrics {
         r.register("scaler_reports", "Observer reports read, by the action they ask for", m.reports.clone());
         r.register("scaler_executor_events", "Executors started, drained and stopped", m.events.clone());
         r.register("scaler_executors", "Executor processes this scaler runs", m.executors.clone());
+        // every series exported from the start, at zero: rates need a first sample
+        for action in ["add", "remove", "none"] {
+            let _ = m.reports.get_or_create(&ActionLabels { action });
+        }
+        for event in ["started", "draining", "stopped"] {
+            let _ = m.events.get_or_create(&EventLabels { event });
+        }
         m
     }
 
