@@ -12,7 +12,8 @@
 # down again (down -v, also on failure or Ctrl-C). Exit status 0 = passed.
 #   scripts/compose-smoke.sh
 # Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_KEYCLOAK_PORT
-# (18180, Keycloak) — not those of scripts/stack.sh (8080, 8180, 9092, 6390, 9418).
+# (18180, Keycloak), SMOKE_OBSERVER_METRICS_PORT (19102) — not those of scripts/stack.sh (8080,
+# 8180, 9092, 6390, 9418, 9101-9103).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROJECT=gitfaas-smoke
@@ -24,6 +25,7 @@ HEALTH_TIMEOUT="${SMOKE_HEALTH_TIMEOUT:-300}"   # Keycloak: a first start-dev in
 export GITFAAS_TAG=local
 export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
 export KEYCLOAK_PORT="${SMOKE_KEYCLOAK_PORT:-18180}"
+export GITFAAS_OBSERVER_METRICS_PORT="${SMOKE_OBSERVER_METRICS_PORT:-19102}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
