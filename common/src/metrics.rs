@@ -73,8 +73,10 @@ impl ConsumerLag {
         lag
     }
 
-    /// Records the lag of each partition `statistics` knows it for (librdkafka
-    /// says -1 while it does not know, and for partitions no longer assigned).
+    /// Records the lag of each partition `statistics` knows it for: librdkafka's
+    /// `consumer_lag` (from the committed offset), or for a consumer that commits
+    /// nothing (the observer) the distance from its position to the end. A
+    /// partition neither is known for (not assigned, nothing read yet) is dropped.
     pub fn record(&self, consumer: &str, statistics: &Statistics) {
         for (topic, topic_statistics) in &statistics.topics {
             for partition in topic_statistics.partitions.values().filter(|p| p.partition >= 0) {
@@ -83,14 +85,23 @@ impl ConsumerLag {
                     topic: topic.clone(),
                     partition: partition.partition,
                 };
-                if partition.consumer_lag >= 0 {
-                    self.lag.get_or_create(&labels).set(partition.consumer_lag);
-                } else {
-                    self.lag.remove(&labels);
+                match lag_of(partition) {
+                    Some(lag) => {
+                        self.lag.get_or_create(&labels).set(lag);
+                    }
+                    None => {
+                        self.lag.remove(&labels);
+                    }
                 }
             }
         }
     }
+}
+
+fn lag_of(partition: &rdkafka::statistics::Partition) -> Option<i64> {
+    let from_position = (partition.fetch_state == "active" && partition.app_offset >= 0 && partition.hi_offset >= 0)
+        .then(|| (partition.hi_offset - partition.app_offset).max(0));
+    Some(partition.consumer_lag).filter(|lag| *lag >= 0).or(from_position)
 }
 
 /// The context of a consumer that needs nothing but its lag measured; create it

@@ -47,7 +47,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let lookback = chrono::Duration::seconds(o.lookback_secs as i64);
     let replay_from = Utc::now() - lookback;
-    let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from).await?;
+    let mut registry = gitfaas_common::metrics::registry();
+    let metrics = metrics::ObserverMetrics::register(&mut registry);
+    let lag = gitfaas_common::metrics::ConsumerLag::register(&mut registry);
+    let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from, lag).await?;
 
     let token = CancellationToken::new();
     let trigger = token.clone();
@@ -55,8 +58,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         shutdown.await;
         trigger.cancel();
     });
-    let mut registry = gitfaas_common::metrics::registry();
-    let metrics = metrics::ObserverMetrics::register(&mut registry);
     if let Some(address) = &o.metrics_listen {
         let (probe, topic) = (publisher.clone(), settings.kafka.topics.observer.clone());
         let ready: gitfaas_common::ops::ReadyCheck = std::sync::Arc::new(move || {

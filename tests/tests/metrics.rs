@@ -26,6 +26,12 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// Whether `consumer`'s lag is exported for some partition of the stack's topics.
+fn has_lag(text: &str, consumer: &str) -> bool {
+    let series = format!("gitfaas_kafka_consumer_lag{{consumer=\"{consumer}\",");
+    text.lines().any(|line| line.starts_with(&series))
+}
+
 /// Scrapes `url` until `check` holds of the text, or panics with the last one.
 async fn scrape_until(url: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -115,8 +121,9 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
     let result = stack.result(&id).await;
     assert_eq!(result["status"], "succeeded", "{result}");
 
-    let front = scrape_until(&format!("{}/metrics", stack.base_url), "the applied result", |t| {
+    let front = scrape_until(&format!("{}/metrics", stack.base_url), "the applied result and the lag", |t| {
         sample(t, "gitfaas_results_applied_total{event=\"finished\"}").is_some_and(|n| n >= 1.0)
+            && has_lag(t, "frontend")
     })
     .await;
     let submits = sample(&front, "gitfaas_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"}");
@@ -126,10 +133,7 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
     assert!(sample(&front, polls).is_some_and(|n| n >= 1.0), "the result route, by template:\n{front}");
     assert!(!front.contains(&id), "no series carries a job id");
 
-    let exec = scrape_until(&format!("{executor}/metrics"), "the consumer lag", |t| {
-        t.lines().any(|l| l.starts_with("gitfaas_kafka_consumer_lag{consumer=\"executor\""))
-    })
-    .await;
+    let exec = scrape_until(&format!("{executor}/metrics"), "the consumer lag", |t| has_lag(t, "executor")).await;
     assert_eq!(sample(&exec, "gitfaas_jobs_finished_total{status=\"succeeded\"}"), Some(1.0), "{exec}");
     assert_eq!(sample(&exec, "gitfaas_jobs_started_total"), Some(1.0));
     assert_eq!(sample(&exec, "gitfaas_job_run_seconds_count"), Some(1.0));
@@ -139,10 +143,11 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
     assert_eq!(sample(&exec, "gitfaas_sandbox_start_seconds_count{kind=\"warm\"}"), Some(1.0));
     assert_eq!(sample(&exec, "gitfaas_warm_pool_containers"), Some(1.0), "the sandbox stays warm");
 
-    let obs = scrape_until(&format!("{observer}/metrics"), "an arrival rate", |t| {
+    scrape_until(&format!("{observer}/metrics"), "an arrival rate", |t| {
         sample(t, "gitfaas_observer_arrival_rate").is_some_and(|rate| rate > 0.0)
     })
     .await;
+    let obs = scrape_until(&format!("{observer}/metrics"), "the observer's lag", |t| has_lag(t, "observer")).await;
     assert!(obs.lines().any(|l| l.starts_with("gitfaas_observer_decisions_total{")), "{obs}");
     let scal = scrape_until(&format!("{scaler}/metrics"), "a report read", |t| {
         t.lines().any(|l| l.starts_with("gitfaas_scaler_reports_total{") && !l.ends_with(" 0"))
