@@ -23,7 +23,9 @@ BIN="$CARGO_TARGET_DIR/release"
 start_executor() {
   stop_bg "$1"
   GITFAAS_CONFIG_DIR="$ROOT/config" GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1 \
-    GITFAAS__EXECUTOR__ID="$2" GITFAAS__EXECUTOR__WARM__ENABLED="$3" start_bg "$1" "$BIN/gitfaas-executor"
+    GITFAAS__EXECUTOR__ID="$2" GITFAAS__EXECUTOR__WARM__ENABLED="$3" \
+    GITFAAS__EXECUTOR__METRICS_LISTEN="127.0.0.1:$([[ "$2" == executor-1 ]] && echo 9101 || echo 0)" \
+    start_bg "$1" "$BIN/gitfaas-executor"
 }
 
 # services of an earlier `stack.sh up` may be debug builds: start them again from release

@@ -12,7 +12,8 @@
 # down again (down -v, also on failure or Ctrl-C). Exit status 0 = passed.
 #   scripts/compose-smoke.sh
 # Host ports, on 127.0.0.1 only: SMOKE_HTTP_PORT (18080, the frontend) and SMOKE_KEYCLOAK_PORT
-# (18180, Keycloak) — not those of scripts/stack.sh (8080, 8180, 9092, 6390, 9418).
+# (18180, Keycloak), SMOKE_OBSERVER_METRICS_PORT (19102) — not those of scripts/stack.sh (8080,
+# 8180, 9092, 6390, 9418, 9101-9103).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROJECT=gitfaas-smoke
@@ -24,6 +25,7 @@ HEALTH_TIMEOUT="${SMOKE_HEALTH_TIMEOUT:-300}"   # Keycloak: a first start-dev in
 export GITFAAS_TAG=local
 export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
 export KEYCLOAK_PORT="${SMOKE_KEYCLOAK_PORT:-18180}"
+export GITFAAS_OBSERVER_METRICS_PORT="${SMOKE_OBSERVER_METRICS_PORT:-19102}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
@@ -235,3 +237,18 @@ result=$(curl -sS "$API/v1/jobs/$id/result?wait=60" -H "authorization: Bearer $T
 jq -e '.status == "rejected" and (.reason | test("private address"))' <<<"$result" >/dev/null \
   || die "a repository on the broker's address was not refused: $result"
 say "internal address refused: $(jq -c '{status, reason}' <<<"$result")"
+
+# metrics: the frontend on its API port, each executor replica and the observer on the host
+# ports the compose file publishes them on
+curl -fsS "$API/metrics" | grep -Eq '^gitfaas_jobs_submitted_total [1-9]' || die "the frontend's /metrics counts no submitted job"
+finished=0
+for c in $(faas ps -q executor); do
+  address=$(docker port "$c" 9101/tcp | head -1)
+  [[ -n "$address" ]] || die "executor $c publishes no metrics port"
+  metrics=$(curl -fsS "http://$address/metrics") || die "executor $c: no /metrics at $address"
+  finished=$((finished + $(awk '/^gitfaas_jobs_finished_total\{/ {n += $2} END {print n + 0}' <<<"$metrics")))
+done
+((finished >= 3)) || die "the executors' /metrics count $finished finished jobs, not 3"
+curl -fsS "http://127.0.0.1:${GITFAAS_OBSERVER_METRICS_PORT:-9102}/metrics" | grep -q '^gitfaas_observer_arrival_rate ' \
+  || die "the observer's /metrics has no arrival rate"
+say "metrics: frontend, executors ($finished jobs finished) and observer scraped"

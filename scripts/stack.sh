@@ -72,7 +72,10 @@ up() {
   GITFAAS__FRONTEND__LISTEN="127.0.0.1:$FRONTEND_PORT" start_bg frontend "$BIN_DIR/gitfaas-frontend"
   GITFAAS__EXECUTOR__ID=executor-1 start_bg executor "$BIN_DIR/gitfaas-executor"
   wait_for "frontend readiness" 60 curl -fsS "$API/health/ready"
+  wait_for "executor readiness" 60 curl -fsS http://127.0.0.1:9101/health/ready
   say "gitfaas is up: $API (logs in $LOG_DIR)"
+  say "metrics: $API/metrics (frontend), http://127.0.0.1:9101/metrics (executor-1);" \
+    "observer 127.0.0.1:9102 and scaler 127.0.0.1:9103 when started with config/"
   demo
 }
 

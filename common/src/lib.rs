@@ -13,13 +13,18 @@
 //!   trace-context headers;
 //! - [`policy`]: which repository URLs, data links and addresses a job may use;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
-//! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export.
+//! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export;
+//! - [`metrics`]: the Prometheus registry, buckets and Kafka consumer lag every
+//!   service shares; [`ops`]: the `/metrics` and `/health` listener of the services
+//!   without an HTTP API.
 
 pub mod control;
 mod ids;
 pub mod kafka;
 pub mod limits;
+pub mod metrics;
 pub mod observer;
+pub mod ops;
 pub mod policy;
 pub mod schema;
 pub mod sealed;

@@ -21,6 +21,13 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
+    /// Exports the spans ended so far (blocks until the exporter answered).
+    pub fn force_flush(&self) {
+        if let Err(error) = self.provider.force_flush() {
+            eprintln!("telemetry flush failed: {error}");
+        }
+    }
+
     pub fn shutdown(self) {
         if let Err(error) = self.provider.shutdown() {
             eprintln!("telemetry shutdown failed: {error}");

@@ -30,8 +30,12 @@ COPY deploy/docker/executor-entrypoint.sh /usr/local/bin/gitfaas-entrypoint
 # Give it more than executor.shutdown_grace_secs (60) to stop: `docker stop -t 75`.
 STOPSIGNAL SIGTERM
 # no HTTP endpoint: alive and connected to the broker
+# metrics and health (/metrics, /health/live, /health/ready) on every interface of the container
+ENV GITFAAS__EXECUTOR__METRICS_LISTEN=0.0.0.0:9101
+EXPOSE 9101
+# readiness: the consumer has partitions, or the broker answers
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["gitfaas-healthcheck", "kafka"]
+    CMD ["gitfaas-healthcheck", "http", "/health/ready", "GITFAAS__EXECUTOR__METRICS_LISTEN"]
 ENTRYPOINT ["gitfaas-entrypoint"]
 CMD ["gitfaas-executor"]
 # gitfaas-scaler is in this image too, next to the executor it starts as processes on its own

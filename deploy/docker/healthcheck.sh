@@ -2,17 +2,23 @@
 # Container health checks of the gitfaas images (installed as /usr/local/bin/gitfaas-healthcheck).
 # Only bash built-ins and /proc: the runtime image has no curl.
 #
-#   gitfaas-healthcheck http PATH   GET http://127.0.0.1:<port>PATH answers 200; the port is
-#                                   that of GITFAAS__FRONTEND__LISTEN (frontend: /health/ready,
-#                                   which itself checks Redis and the broker)
+#   gitfaas-healthcheck http PATH [VAR]
+#                                   GET http://127.0.0.1:<port>PATH answers 200; the port is that
+#                                   of the address in the variable VAR, by default
+#                                   GITFAAS__FRONTEND__LISTEN (frontend: /health/ready checks Redis
+#                                   and the broker). Executor and observer serve /health/ready on
+#                                   GITFAAS__EXECUTOR__METRICS_LISTEN / GITFAAS__OBSERVER__METRICS_LISTEN
+#                                   (ready: the consumer has partitions, or the broker answers)
 #   gitfaas-healthcheck kafka       the service (PID 1's tree; a container has its own network
 #                                   namespace) holds an established TCP connection to a port of
-#                                   GITFAAS__KAFKA__BROKERS. Executor and observer serve no HTTP:
-#                                   this says "alive and connected to the broker", no more.
+#                                   GITFAAS__KAFKA__BROKERS: "alive and connected to the broker",
+#                                   for a service started without its metrics listener.
 set -uo pipefail
 
 http_check() {
-  local path="${1:-/health/ready}" listen="${GITFAAS__FRONTEND__LISTEN:-0.0.0.0:8080}"
+  local path="${1:-/health/ready}" var="${2:-GITFAAS__FRONTEND__LISTEN}" listen
+  if [[ "$var" == GITFAAS__FRONTEND__LISTEN ]]; then listen="${GITFAAS__FRONTEND__LISTEN:-0.0.0.0:8080}"; else listen="${!var:-}"; fi
+  [[ -n "$listen" ]] || { echo "$var is not set"; return 1; }
   local port="${listen##*:}" status
   exec 3<>"/dev/tcp/127.0.0.1/$port" || { echo "nothing listens on :$port"; return 1; }
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$path" >&3
@@ -50,5 +56,5 @@ kafka_check() {
 case "${1:-}" in
   http) shift; http_check "$@" ;;
   kafka) kafka_check ;;
-  *) echo "usage: gitfaas-healthcheck http PATH | kafka" >&2; exit 2 ;;
+  *) echo "usage: gitfaas-healthcheck http PATH [VAR] | kafka" >&2; exit 2 ;;
 esac

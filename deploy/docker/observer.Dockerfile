@@ -21,9 +21,12 @@ COPY deploy/docker/healthcheck.sh /usr/local/bin/gitfaas-healthcheck
 ENV GITFAAS_CONFIG_DIR=/etc/gitfaas
 WORKDIR /var/lib/gitfaas
 USER gitfaas
-# no HTTP endpoint: alive and connected to the broker
+# metrics and health (/metrics, /health/live, /health/ready) on every interface of the container
+ENV GITFAAS__OBSERVER__METRICS_LISTEN=0.0.0.0:9102
+EXPOSE 9102
+# readiness: the broker answers
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["gitfaas-healthcheck", "kafka"]
+    CMD ["gitfaas-healthcheck", "http", "/health/ready", "GITFAAS__OBSERVER__METRICS_LISTEN"]
 CMD ["gitfaas-observer"]
 
 FROM runtime AS prebuilt

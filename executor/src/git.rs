@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
 
 use crate::egress::ConnectProxy;
+use crate::metrics::GitMetrics;
 use crate::tree::{self, CheckoutLimits, TreeError};
 
 /// Where the remote's default branch is stored in each mirror.
@@ -82,18 +83,29 @@ pub struct GitCache {
     root: PathBuf,
     max_repo_bytes: u64,
     limits: CheckoutLimits,
+    metrics: GitMetrics,
 }
 
 impl GitCache {
     pub fn new(root: impl Into<PathBuf>, max_repo_mb: u64) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, max_repo_bytes: max_repo_mb * 1024 * 1024, limits: CheckoutLimits::default() })
+        Ok(Self {
+            root,
+            max_repo_bytes: max_repo_mb * 1024 * 1024,
+            limits: CheckoutLimits::default(),
+            metrics: GitMetrics::default(),
+        })
     }
 
     /// The same cache with other bounds on what one checkout may write.
     pub fn with_limits(self, limits: CheckoutLimits) -> Self {
         Self { limits, ..self }
+    }
+
+    /// The same cache, counting its hits, misses and fetch times in `metrics`.
+    pub fn with_metrics(self, metrics: GitMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Where the mirror of `url` (fetched with `token`) lives.
@@ -200,6 +212,7 @@ impl GitCache {
         token: Option<&str>,
     ) -> Result<Oid, GitError> {
         if let Some(oid) = full_sha(git_ref).filter(|oid| repo.find_commit(*oid).is_ok()) {
+            self.metrics.hits.inc();
             return Ok(oid); // already cached: no network round trip
         }
         let path = self.mirror_path(url, token);
@@ -207,7 +220,10 @@ impl GitCache {
         if let Ok(remote) = &remote {
             // the ref as the server has it now; no fetch when the mirror has that commit already
             match advertised(repo, remote, git_ref, token) {
-                Advertised::Known(oid) => return Ok(oid),
+                Advertised::Known(oid) => {
+                    self.metrics.hits.inc();
+                    return Ok(oid);
+                }
                 Advertised::Refused(why) => {
                     let error = GitError::Authentication(why);
                     forget_if_unusable(repo, &path, &error);
@@ -216,8 +232,11 @@ impl GitCache {
                 Advertised::Unknown => {}
             }
         }
+        self.metrics.misses.inc();
         let fetched = remote.and_then(|remote| {
+            let clock = std::time::Instant::now();
             let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
+            self.metrics.fetched(clock.elapsed());
             let proxy = remote.proxy.as_ref();
             match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
                 (Some(refusal), _) => Err(GitError::Refused(refusal)),

@@ -11,6 +11,7 @@ use gitfaas_common::schema::Attempt;
 use gitfaas_common::{Job, JobResult, JobStatus};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use std::path::{Path, PathBuf};
 
@@ -126,7 +127,9 @@ impl JobRunner {
         let clock = std::time::Instant::now();
         let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
         let resolve = || self.git_task(at, repo.clone(), spec.git_ref.clone(), None, token.clone());
-        let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).await {
+        let fetch_span = tracing::info_span!("git fetch", git.r#ref = %spec.git_ref);
+        let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).instrument(fetch_span).await
+        {
             Ok(sha) => sha,
             Err(ending) => return ending,
         };
@@ -221,11 +224,13 @@ impl JobRunner {
         }
         let workspace = Workspace::create(&self.settings.work_dir)
             .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
-        self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).await?;
+        let checkout = tracing::info_span!("git checkout", git.commit = %sha);
+        self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).instrument(checkout).await?;
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
         let Some((pool, command)) = self.warm.as_ref().zip(warm::warm_command(&launch.runtime, &launch.command)) else {
             return Ok((launch, Place::Cold(workspace)));
         };
+        pool.missed();
         let key = match pool.key(owner, sha, &launch, resources, network).await {
             Ok(key) => key,
             Err(e @ SandboxError::MissingImage(_)) => return Err(JobResult::rejected(at, e.to_string()).into()),
@@ -235,7 +240,8 @@ impl JobRunner {
         spec.command = command;
         spec.labels.insert(warm::WARM_LABEL.to_owned(), "true".to_owned());
         spec.labels.insert(warm::OWNER_LABEL.to_owned(), warm::owner_digest(owner));
-        match pool.start(key, &spec, workspace).await {
+        let start = tracing::info_span!("sandbox start", sandbox.kind = "warm");
+        match pool.start(key, &spec, workspace).instrument(start).await {
             Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
             Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace))),
             Err(e) => Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
@@ -270,10 +276,17 @@ impl JobRunner {
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
-        let outcome = match &mut place {
-            Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, cancel).await),
-            Place::Cold(workspace) => self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await,
-        };
+        let run = tracing::info_span!("run", warm = matches!(&place, Place::Warm(_)));
+        let outcome = async {
+            match &mut place {
+                Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, cancel).await),
+                Place::Cold(workspace) => {
+                    self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await
+                }
+            }
+        }
+        .instrument(run)
+        .await;
         let mut ending = match outcome {
             Ok(outcome) => interpret(at, outcome, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),

@@ -13,7 +13,9 @@
 //! - [`sandbox`]: the only code that talks to Docker;
 //! - [`warm`]: warm sandboxes kept between runs of one function, and their pool;
 //! - [`offsets`]: which offsets may be committed;
-//! - [`cancel`]: cancel requests and abandoned runs.
+//! - [`cancel`]: cancel requests and abandoned runs;
+//! - [`metrics`]: what the executor counts and times, served with its health on
+//!   `executor.metrics_listen` (`gitfaas_common::ops`).
 
 mod cancel;
 mod credentials;
@@ -25,6 +27,7 @@ mod git;
 mod heartbeat;
 mod job;
 mod local;
+mod metrics;
 mod offsets;
 mod processing;
 mod rebalance;
@@ -92,8 +95,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             tracing::warn!(%runtime, %image, "runtime image missing; its jobs will fail until it is built");
         }
     }
+    let mut registry = gitfaas_common::metrics::registry();
+    let metrics = metrics::ExecutorMetrics::register(&mut registry);
+    let sandbox = sandbox.with_metrics(metrics.sandbox.clone());
     let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
-    let git = Arc::new(git.with_limits(e.checkout));
+    let git = Arc::new(git.with_limits(e.checkout).with_metrics(metrics.git.clone()));
 
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
     let tracker = Arc::new(Mutex::new(Default::default()));
@@ -106,7 +112,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         .set("client.id", &executor_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", gitfaas_common::metrics::STATISTICS_INTERVAL_MS);
     // the classic group protocol (the default); with KIP-848's `group.protocol:
     // consumer` in kafka.client the broker assigns and sets the heartbeat itself
     if settings.kafka.client.get("group.protocol").is_none_or(|p| p.as_str() == "classic") {
@@ -117,15 +124,38 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             .set("heartbeat.interval.ms", "1000");
     }
     let consumer: JobConsumer = config
-        .create_with_context(WorkerContext { tracker: tracker.clone(), controls: controls.clone(), revoke_grace })
+        .create_with_context(WorkerContext {
+            tracker: tracker.clone(),
+            controls: controls.clone(),
+            revoke_grace,
+            lag: metrics.lag.clone(),
+        })
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
 
-    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm));
+    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
+    let consumer = Arc::new(consumer);
+    let ops_port = match &e.metrics_listen {
+        Some(address) => {
+            let ready = ready_check(consumer.clone(), publisher.clone(), settings.kafka.topics.jobs.clone());
+            let listener = gitfaas_common::ops::serve(
+                address,
+                Arc::new(registry),
+                ready,
+                stop_following.clone().cancelled_owned(),
+            )
+            .await
+            .with_context(|| format!("binding the metrics listener {address}"))?;
+            tracing::info!(port = listener.port, "metrics and health listening");
+            Some(listener.port)
+        }
+        None => None,
+    };
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
     Ok(Arc::new(Worker {
-        consumer: Arc::new(consumer),
+        consumer,
+        ops_port,
         processing: Processing {
             publisher,
             runner: Arc::new(JobRunner {
@@ -137,6 +167,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
                 refs: Default::default(),
             }),
             topics: settings.kafka.topics.clone(),
+            metrics: metrics.jobs,
         },
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
@@ -145,6 +176,21 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         cancels_ready,
         stop_following,
     }))
+}
+
+/// Ready once the jobs consumer has partitions, or (an executor the group has no
+/// partition for) while the broker serves the jobs topic.
+fn ready_check(consumer: Arc<JobConsumer>, publisher: Publisher, jobs: String) -> gitfaas_common::ops::ReadyCheck {
+    Arc::new(move || {
+        let assigned = consumer.assignment().map(|list| list.count() > 0).unwrap_or(false);
+        let (publisher, jobs) = (publisher.clone(), jobs.clone());
+        Box::pin(async move {
+            if assigned {
+                return Ok(());
+            }
+            publisher.serves(&jobs, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
+        })
+    })
 }
 
 /// Starts reading cancel requests from the control topic, `lookback` back in time.

@@ -13,11 +13,13 @@ use gitfaas_common::kafka::{PublishError, Publisher};
 use gitfaas_common::schema::{Attempt, Delivery, JobStarted, SCHEMA_VERSION};
 use gitfaas_common::settings::TopicSettings;
 use gitfaas_common::{Job, JobEvent, JobResult};
+use tracing::Instrument;
 
 use crate::cancel::{RunGuard, Stop};
 use crate::delivery;
 use crate::durable::StartCommit;
 use crate::job::{JobRunner, RunOutcome};
+use crate::metrics::JobMetrics;
 
 /// What a job needs on its way to a result: the runner of its attempts, and where
 /// its results and dead letters go.
@@ -25,6 +27,7 @@ pub struct Processing {
     pub publisher: Publisher,
     pub runner: Arc<JobRunner>,
     pub topics: TopicSettings,
+    pub metrics: JobMetrics,
 }
 
 impl Processing {
@@ -71,6 +74,7 @@ impl Processing {
             } else if let Err(error) = self.publish(&started).await {
                 tracing::warn!(%error, "could not publish the started event");
             }
+            self.metrics.started.inc();
             let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
             if let Some(stop) = guard.stop() {
                 return self.stopped(&job, stop, Some(outcome), durable).await;
@@ -146,9 +150,13 @@ impl Processing {
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {
-        let delivered = self.deliver(&JobEvent::Finished(result.within_message_limit())).await;
+        let span = tracing::info_span!("result publish", otel.kind = "producer", status = %result.status);
+        let event = JobEvent::Finished(result.within_message_limit());
+        let delivered = self.deliver(&event).instrument(span).await;
         if !delivered {
             tracing::error!("result could not be published; the job will be redelivered");
+        } else if let JobEvent::Finished(result) = &event {
+            self.metrics.finished(result);
         }
         delivered
     }

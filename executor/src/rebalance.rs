@@ -9,8 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gitfaas_common::metrics::ConsumerLag;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::cancel::Controls;
 use crate::offsets::{OffsetTracker, TopicPartition};
@@ -22,9 +23,15 @@ pub struct WorkerContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub controls: Arc<Controls>,
     pub revoke_grace: Duration,
+    /// The jobs consumer's lag, from librdkafka's statistics.
+    pub lag: ConsumerLag,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.record("executor", &statistics);
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {

@@ -23,7 +23,9 @@ use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::metrics::SandboxMetrics;
 use crate::tail::Tail;
 
 /// Label put on every job container, with the executor id as its value.
@@ -101,6 +103,7 @@ pub struct SandboxOutcome {
 pub struct Sandbox {
     docker: Docker,
     policy: SandboxPolicy,
+    metrics: SandboxMetrics,
 }
 
 /// The marker appended to the stderr tail of a job stopped for too much output.
@@ -163,7 +166,12 @@ const DOCKER_CALL_LIMIT: Duration = Duration::from_secs(15);
 
 impl Sandbox {
     pub fn new(docker: Docker, policy: SandboxPolicy) -> Self {
-        Self { docker, policy }
+        Self { docker, policy, metrics: SandboxMetrics::default() }
+    }
+
+    /// The same sandbox, timing its container calls in `metrics`.
+    pub fn with_metrics(self, metrics: SandboxMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -207,7 +215,9 @@ impl Sandbox {
         }
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let started = async {
+            let clock = std::time::Instant::now();
             let id = self.docker.create_container(Some(options), config).await?.id;
+            self.metrics.created("warm", clock.elapsed());
             let attach =
                 AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
             let io = self.docker.attach_container(&id, Some(attach)).await;
@@ -218,10 +228,12 @@ impl Sandbox {
                     return Err(e.into());
                 }
             };
+            let clock = std::time::Instant::now();
             if let Err(e) = self.docker.start_container(&id, None).await {
                 remove(&self.docker, &id).await;
                 return Err(e.into());
             }
+            self.metrics.started("warm", clock.elapsed());
             Ok((id, io))
         };
         let started = started.await;
@@ -311,7 +323,11 @@ impl Sandbox {
         cancel: &CancellationToken,
     ) -> Result<SandboxOutcome, SandboxError> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let id = self.docker.create_container(Some(options), self.container_config(spec)).await?.id;
+        let clock = std::time::Instant::now();
+        let create = tracing::info_span!("sandbox create", sandbox.kind = "cold");
+        let created = self.docker.create_container(Some(options), self.container_config(spec)).instrument(create).await;
+        let id = created?.id;
+        self.metrics.created("cold", clock.elapsed());
         let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), armed: true };
         let outcome = self.run_created(&id, spec, cancel).await;
         remove(&self.docker, &id).await;
@@ -342,7 +358,10 @@ impl Sandbox {
         let attach =
             AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
         let io = self.docker.attach_container(id, Some(attach)).await?;
-        self.docker.start_container(id, None).await?;
+        let clock = std::time::Instant::now();
+        let start = tracing::info_span!("sandbox start", sandbox.kind = "cold");
+        self.docker.start_container(id, None).instrument(start).await?;
+        self.metrics.started("cold", clock.elapsed());
         let stdin = spec.stdin.clone(); // zeroized when the feeder ends
         let mut input = io.input;
         let feeder = tokio::spawn(async move {

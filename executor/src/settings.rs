@@ -80,6 +80,10 @@ pub struct ExecutorSettings {
     /// Warm sandboxes: on by default (`warm.enabled: false` turns them off).
     #[serde(default)]
     pub warm: crate::warm::WarmSettings,
+    /// Address of the `/metrics`, `/health/live` and `/health/ready` listener
+    /// (port 0 picks one); none when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 fn default_cancel_lookback_secs() -> u64 {

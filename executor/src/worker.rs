@@ -44,6 +44,8 @@ pub type JobConsumer = StreamConsumer<WorkerContext>;
 
 pub struct Worker {
     pub consumer: Arc<JobConsumer>,
+    /// Port of the metrics and health listener, when `executor.metrics_listen` is set.
+    pub ops_port: Option<u16>,
     pub processing: Processing,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub slots: Arc<Semaphore>,
@@ -176,6 +178,9 @@ impl Worker {
     }
 
     async fn handle(self: Arc<Self>, message: OwnedMessage, _slot: OwnedSemaphorePermit) {
+        let busy = self.processing.metrics.slots_busy.clone();
+        busy.inc();
+        let _busy = DecOnDrop(busy);
         let tp: TopicPartition = (message.topic().to_owned(), message.partition());
         let span = tracing::info_span!(
             "process job",
@@ -243,5 +248,14 @@ impl Worker {
                 tracing::warn!(%error, partition = tp.1, offset = next, "offset commit not sent");
             }
         }
+    }
+}
+
+/// Gives a busy slot back in the gauge however the job's task ends.
+struct DecOnDrop(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -6,13 +6,15 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]), and so does an at-most-once job whose executor was lost
 //! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
-//! subscription feeds every event websocket ([`event_hub`]).
+//! subscription feeds every event websocket ([`event_hub`]). [`metrics`] counts and
+//! times it, served at `/metrics`, and opens each request's span.
 
 mod affinity;
 mod ending;
 mod event_hub;
 mod identity;
 mod lost_runs;
+mod metrics;
 mod observer_feed;
 mod oidc;
 mod problem;
@@ -29,6 +31,7 @@ use std::net::TcpListener;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
+use gitfaas_common::metrics::{LagContext, STATISTICS_INTERVAL_MS};
 use gitfaas_common::settings::TopicSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +55,7 @@ pub struct AppState {
     pub latest_report: observer_feed::LatestReport,
     /// Which partition of the jobs topic a job goes to.
     pub affinity: affinity::Affinity,
+    pub metrics: metrics::FrontendMetrics,
 }
 
 pub struct Application {
@@ -68,19 +72,30 @@ impl Application {
         let store = JobStore::connect(&f.redis_url, &f.key_prefix).await.context("connecting to redis")?;
         ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
         let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
-        let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &f.group_id)
+        let metrics = metrics::FrontendMetrics::new();
+        let lag = LagContext { consumer: "frontend".into(), lag: metrics.lag.clone() };
+        let consumer: StreamConsumer<LagContext> = job_path_consumer_config(&settings.kafka, &f.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(lag)
             .context("creating the results consumer")?;
         consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
-        rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")?;
+        if rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")? {
+            metrics.rebuilds.inc();
+        }
         let stop = CancellationToken::new();
-        tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), stop.clone()));
+        tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), metrics.rebuilds.clone(), stop.clone()));
         let result_publisher =
             ending::ResultPublisher { publisher: publisher.clone(), topic: settings.kafka.topics.results.clone() };
-        let results = tokio::spawn(results::consume(consumer, store.clone(), result_publisher.clone(), stop.clone()));
+        let results = tokio::spawn(results::consume(
+            consumer,
+            store.clone(),
+            result_publisher.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
         let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
@@ -113,7 +128,9 @@ impl Application {
             events,
             latest_report,
             affinity,
+            metrics: metrics.clone(),
         });
+        let metrics = web::Data::new(metrics);
         let authenticator =
             web::Data::new(Authenticator::from_settings(&f.auth).await.context("setting up authentication")?);
         let server = HttpServer::new(move || {
@@ -124,6 +141,8 @@ impl Application {
                         .custom_request_replace("route", |req| format!("{} {}", req.method(), req.path()))
                         .log_target("gitfaas_frontend::http"),
                 )
+                .wrap(actix_web::middleware::from_fn(metrics::middleware))
+                .app_data(metrics.clone())
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(routes::query_config())

@@ -13,6 +13,7 @@ use std::time::Duration;
 use gitfaas_common::kafka::client_config;
 use gitfaas_common::schema::{decode_event, decode_function, decode_job};
 use gitfaas_common::settings::KafkaSettings;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -129,14 +130,18 @@ where
 
 /// Checks every few seconds that the store still has its data; rebuilds it when
 /// Redis came back empty while this frontend was running.
-pub async fn watch(kafka: KafkaSettings, store: JobStore, shutdown: CancellationToken) {
+pub async fn watch(kafka: KafkaSettings, store: JobStore, rebuilds: Counter, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
-        if let Err(error) = rebuild_if_empty(&kafka, &store).await {
-            tracing::warn!(%error, "job store rebuild failed; will retry");
+        match rebuild_if_empty(&kafka, &store).await {
+            Ok(true) => {
+                rebuilds.inc();
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "job store rebuild failed; will retry"),
         }
     }
 }

@@ -1,22 +1,30 @@
 //! Reads the results topic into the job store. Offsets are stored for commit only
 //! after Redis has the event, so a crash replays events rather than losing them;
 //! applying an event twice changes nothing. An event that cannot be read ends its
-//! job `failed` with the reason ([`crate::ending::end_unreadable`]).
+//! job `failed` with the reason ([`crate::ending::end_unreadable`]). Each event is
+//! applied in a span whose parent is the executor's that published it, so the
+//! job's trace ends here.
 
 use std::time::Duration;
 
-use gitfaas_common::schema::decode_event;
+use gitfaas_common::kafka::set_parent_from_headers;
+use gitfaas_common::metrics::LagContext;
+use gitfaas_common::schema::{decode_event, DecodeError};
+use gitfaas_common::JobEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ending::{end_unreadable, ResultPublisher};
+use crate::metrics::FrontendMetrics;
 use crate::store::JobStore;
 
 pub async fn consume(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     store: JobStore,
     publisher: ResultPublisher,
+    metrics: FrontendMetrics,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -31,34 +39,54 @@ pub async fn consume(
                 }
             },
         };
-        let payload = message.payload().unwrap_or_default();
-        let decoded = decode_event(payload);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let stored = match &decoded {
-                Ok(event) => store
-                    .apply(event)
-                    .await
-                    .map(|applied| tracing::debug!(job_id = %event.job_id(), applied, "event stored")),
-                Err(error) => {
-                    end_unreadable(&store, Some(&publisher), message.key(), payload, &error.to_string()).await
-                }
-            };
-            match stored {
-                Ok(()) => break,
-                Err(error) => tracing::warn!(%error, offset = message.offset(), "storing event failed; retrying"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        let decoded = decode_event(message.payload().unwrap_or_default());
+        let event = match &decoded {
+            Ok(JobEvent::Started(_)) => "started",
+            Ok(JobEvent::Finished(_)) => "finished",
+            Err(_) => "unreadable",
+        };
+        let span = tracing::info_span!("apply result", otel.kind = "consumer", event, offset = message.offset());
+        set_parent_from_headers(&span, message.headers());
+        if !store_until_done(&store, &publisher, &message, &decoded, &shutdown).instrument(span).await {
+            return;
         }
+        metrics.applied(event);
         if let Err(error) = consumer.store_offset_from_message(&message) {
             tracing::debug!(%error, "offset not stored");
         }
     }
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(%error, "final commit");
+    }
+}
+
+/// Stores the event (or ends the job of an unreadable one), retrying with backoff;
+/// false when shutdown came first.
+async fn store_until_done(
+    store: &JobStore,
+    publisher: &ResultPublisher,
+    message: &BorrowedMessage<'_>,
+    decoded: &Result<JobEvent, DecodeError>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let payload = message.payload().unwrap_or_default();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let stored = match decoded {
+            Ok(event) => store
+                .apply(event)
+                .await
+                .map(|applied| tracing::debug!(job_id = %event.job_id(), applied, "event stored")),
+            Err(error) => end_unreadable(store, Some(publisher), message.key(), payload, &error.to_string()).await,
+        };
+        match stored {
+            Ok(()) => return true,
+            Err(error) => tracing::warn!(%error, offset = message.offset(), "storing event failed; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

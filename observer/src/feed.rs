@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use gitfaas_common::kafka::client_config;
+use gitfaas_common::metrics::{ConsumerLag, LagContext, STATISTICS_INTERVAL_MS};
 use gitfaas_common::observer::decode_observer_message;
 use gitfaas_common::schema::{decode_event, decode_job};
 use gitfaas_common::settings::{KafkaSettings, TopicSettings};
@@ -30,7 +31,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Feed {
     /// Partitions of the jobs topic when the feed was assigned.
     pub jobs_partitions: u32,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     topics: TopicSettings,
     /// Last offset to read per partition before the replay is done.
     replay_ends: HashMap<(String, i32), i64>,
@@ -38,12 +39,19 @@ pub struct Feed {
 
 impl Feed {
     /// Assigns every partition of the three topics at its replay start.
-    pub async fn connect(kafka: &KafkaSettings, group_id: &str, replay_from: DateTime<Utc>) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = client_config(kafka)
+    /// Its lag behind each partition's end goes to `lag`.
+    pub async fn connect(
+        kafka: &KafkaSettings,
+        group_id: &str,
+        replay_from: DateTime<Utc>,
+        lag: ConsumerLag,
+    ) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer<LagContext> = client_config(kafka)
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(LagContext { consumer: "observer".into(), lag })
             .context("creating the observer consumer")?;
         let topics = kafka.topics.clone();
         let jobs_topic = topics.jobs.clone();
@@ -126,7 +134,7 @@ fn decode(topics: &TopicSettings, message: &BorrowedMessage<'_>) -> Input {
 /// or after `since` (the beginning when `since` is none or the broker cannot look
 /// offsets up by time), and records where each replay ends.
 fn assign_topic(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<LagContext>,
     topic: &str,
     since: Option<DateTime<Utc>>,
     assignment: &mut TopicPartitionList,
@@ -154,7 +162,7 @@ fn assign_topic(
 /// First offset at or after `since` per partition (none: there is no such
 /// message); none at all when the lookup fails.
 fn start_offsets(
-    consumer: &impl Consumer,
+    consumer: &impl Consumer<LagContext>,
     topic: &str,
     partitions: &[i32],
     since: DateTime<Utc>,

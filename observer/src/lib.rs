@@ -8,6 +8,9 @@
 //!   reports; `measure` keeps the windows and job states it reads from, and
 //!   `decision` turns them into a worker count using `queueing` (M/M/c).
 //!
+//! - `metrics`: the figures of each report as Prometheus gauges, served with the
+//!   observer's health on `observer.metrics_listen`.
+//!
 //! Those modules are private: [`run`] and its [`Settings`] are the crate's surface.
 //! Message types live in `gitfaas_common::observer`; the model and its limits are
 //! described in `paper/observer.md`.
@@ -16,6 +19,7 @@ mod decision;
 mod engine;
 mod feed;
 mod measure;
+mod metrics;
 mod queueing;
 mod settings;
 mod window;
@@ -43,7 +47,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let lookback = chrono::Duration::seconds(o.lookback_secs as i64);
     let replay_from = Utc::now() - lookback;
-    let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from).await?;
+    let mut registry = gitfaas_common::metrics::registry();
+    let metrics = metrics::ObserverMetrics::register(&mut registry);
+    let lag = gitfaas_common::metrics::ConsumerLag::register(&mut registry);
+    let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from, lag).await?;
 
     let token = CancellationToken::new();
     let trigger = token.clone();
@@ -51,6 +58,20 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         shutdown.await;
         trigger.cancel();
     });
+    if let Some(address) = &o.metrics_listen {
+        let (probe, topic) = (publisher.clone(), settings.kafka.topics.observer.clone());
+        let ready: gitfaas_common::ops::ReadyCheck = std::sync::Arc::new(move || {
+            let (probe, topic) = (probe.clone(), topic.clone());
+            Box::pin(async move {
+                probe.serves(&topic, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
+            })
+        });
+        let listener =
+            gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, token.clone().cancelled_owned())
+                .await
+                .with_context(|| format!("binding the metrics listener {address}"))?;
+        tracing::info!(port = listener.port, "metrics and health listening");
+    }
     let (input_tx, mut input_rx) = mpsc::channel::<Input>(4096);
     let options = ObserverOptions {
         partitions: Some(feed.jobs_partitions),
@@ -77,6 +98,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                     observer.ingest(Input::CaughtUp);
                 }
                 if let Some(report) = observer.evaluate(Utc::now()) {
+                    metrics.record(&report);
                     publish_report(&publisher, &settings.kafka.topics.observer, report).await;
                 }
             }

@@ -34,6 +34,10 @@ pub struct ObserverSettings {
     /// Longest wait for the start-up replay before deciding on what is there.
     pub replay_timeout_secs: u64,
     pub params: ObserverParams,
+    /// Address of the `/metrics`, `/health/live` and `/health/ready` listener
+    /// (port 0 picks one); none when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 impl Settings {

@@ -11,10 +11,12 @@
 //!
 //! [`run`] is the service: the reports consumer and the decisions above, which
 //! [`ExecutorPool`] (the processes) carries out; [`Settings`] is its configuration.
-//! What it did is published on the observer topic as [`ScalerEvent`]s. On Kumori
+//! What it did is published on the observer topic as [`ScalerEvent`]s, and counted
+//! in `metrics`, served with its health on `scaler.metrics_listen`. On Kumori
 //! the same reports would be applied by changing the executor role's `hsize`
 //! instead (see `paper/observer.md`).
 
+mod metrics;
 mod pool;
 mod settings;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config, Publisher};
 use gitfaas_common::observer::{
     decode_observer_message, ExecutorState, ObserverMessage, ObserverReport, ScaleAction, ScalerAction, ScalerEvent,
 };
@@ -44,6 +46,7 @@ struct Scaler {
     pool: ExecutorPool,
     producer: FutureProducer,
     topic: String,
+    metrics: metrics::ScalerMetrics,
 }
 
 /// Runs the scaler until `shutdown` completes, then drains its executors.
@@ -57,20 +60,39 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     );
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
     let consumer = reports_consumer(&settings).await?;
-    let producer = reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
-    let mut scaler = Scaler {
-        id,
-        pool: ExecutorPool::new(scaler_settings),
-        producer,
-        topic: settings.kafka.topics.observer.clone(),
-    };
-
+    let producer: FutureProducer =
+        reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let mut registry = gitfaas_common::metrics::registry();
+    let metrics = metrics::ScalerMetrics::register(&mut registry);
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
         shutdown.await;
         trigger.cancel();
     });
+    if let Some(address) = &scaler_settings.metrics_listen {
+        let probe = Publisher::from(producer.clone());
+        let topic = settings.kafka.topics.observer.clone();
+        let ready: gitfaas_common::ops::ReadyCheck = std::sync::Arc::new(move || {
+            let (probe, topic) = (probe.clone(), topic.clone());
+            Box::pin(async move {
+                probe.serves(&topic, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
+            })
+        });
+        let listener =
+            gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, token.clone().cancelled_owned())
+                .await
+                .with_context(|| format!("binding the metrics listener {address}"))?;
+        tracing::info!(port = listener.port, "metrics and health listening");
+    }
+    let mut scaler = Scaler {
+        id,
+        pool: ExecutorPool::new(scaler_settings),
+        producer,
+        topic: settings.kafka.topics.observer.clone(),
+        metrics,
+    };
+
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     tracing::info!(scaler_id = %scaler.id, "scaler started");
     loop {
@@ -80,6 +102,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                 Ok(message) => {
                     let decoded = decode_observer_message(message.payload().unwrap_or_default());
                     if let Ok(ObserverMessage::Report(report)) = decoded {
+                        scaler.metrics.report(report.action.as_str());
                         scaler.apply(&report).await;
                     }
                 }
@@ -175,6 +198,12 @@ impl Scaler {
     }
 
     async fn publish(&self, executor_id: &str, action: ScalerAction) {
+        self.metrics.event(match action {
+            ScalerAction::Started { .. } => "started",
+            ScalerAction::Draining => "draining",
+            ScalerAction::Stopped { .. } => "stopped",
+        });
+        self.metrics.executors.set(self.pool.len() as i64);
         let event = ScalerEvent {
             version: SCHEMA_VERSION,
             scaler_id: self.id.clone(),

@@ -53,6 +53,8 @@ impl ExecutorPool {
         let log_path = s.log_dir.join(format!("{id}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let process = Command::new(&s.executor_bin)
+            // executors on one machine cannot share the configured port
+            .env("GITFAAS__EXECUTOR__METRICS_LISTEN", "127.0.0.1:0")
             .envs(&s.env)
             .env("GITFAAS__EXECUTOR__ID", &id)
             .stdin(Stdio::null())

@@ -39,6 +39,12 @@ pub struct ScalerSettings {
     /// A draining executor still running after this long is killed. Keep it above
     /// the executors' `shutdown_grace_secs`.
     pub drain_timeout_secs: u64,
+    /// Address of the `/metrics`, `/health/live` and `/health/ready` listener
+    /// (port 0 picks one); none when unset. The executors it starts pick a port
+    /// each (`127.0.0.1:0`, in their logs) unless `env` sets
+    /// `GITFAAS__EXECUTOR__METRICS_LISTEN`.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 impl Settings {

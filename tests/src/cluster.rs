@@ -122,6 +122,7 @@ impl Cluster {
             .env("GITFAAS__KAFKA__BROKERS", &self.brokers)
             .env("GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
             .env("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", crate::LOOPBACK_RANGES)
+            .env("GITFAAS__EXECUTOR__METRICS_LISTEN", "127.0.0.1:0") // several executors on one machine
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn");
     }
 

@@ -6,7 +6,8 @@
 //! Every stack gets its own topics, consumer groups, Redis key prefix and executor
 //! id, so tests never see each other's traffic. [`cluster`] runs a deployment as
 //! separate processes for fault tests; [`scaling`] is the world of the observer and
-//! scaler tests (executor processes started and drained by the real scaler).
+//! scaler tests (executor processes started and drained by the real scaler); [`otlp`]
+//! receives the spans the services export.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +25,7 @@ pub mod git_http;
 pub mod kafka;
 pub mod keycloak;
 pub mod oidc;
+pub mod otlp;
 pub mod sandbox;
 pub mod scaling;
 
@@ -126,6 +128,7 @@ pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::
     s.executor.cache_dir = state.join("cache");
     s.executor.shutdown_grace_secs = 5;
     s.executor.policy.allowed_ranges = loopback_ranges();
+    s.executor.metrics_listen = Some("127.0.0.1:0".into()); // several executors share the machine
     s
 }
 
@@ -136,6 +139,8 @@ pub struct Stack {
     pub topic_prefix: String,
     pub redis_prefix: String,
     pub executor_id: String,
+    /// Port of the executor's `/metrics` and `/health` listener (with an executor).
+    pub executor_ops_port: Option<u16>,
     /// An access token of the user `alice`, used by the helpers below.
     pub token: String,
 }
@@ -167,8 +172,10 @@ impl Stack {
                 let port = app.port();
                 tokio::spawn(app.run_until_stopped(std::future::pending()));
                 let executor_id = executor.executor_id();
+                let mut executor_ops_port = None;
                 if with_executor {
                     let worker = gitfaas_executor::build(&executor).await.expect("executor starts");
+                    executor_ops_port = worker.ops_port;
                     tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
                 }
                 let token = if trusts_keycloak {
@@ -176,13 +183,14 @@ impl Stack {
                 } else {
                     Provider::shared().token("alice").await
                 };
-                tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, token)).unwrap();
+                tx.send((format!("http://127.0.0.1:{port}"), redis_prefix, executor_id, executor_ops_port, token))
+                    .unwrap();
                 std::future::pending::<()>().await;
             });
         });
-        let (base_url, redis_prefix, executor_id, token) =
+        let (base_url, redis_prefix, executor_id, executor_ops_port, token) =
             rx.recv_timeout(Duration::from_secs(60)).expect("stack started");
-        Stack { base_url, topic_prefix, redis_prefix, executor_id, token }
+        Stack { base_url, topic_prefix, redis_prefix, executor_id, executor_ops_port, token }
     }
 
     /// One stack with an executor, shared by the tests of a test binary.

@@ -120,6 +120,7 @@ impl World {
             env: self.executor_env(slots),
             startup_timeout_secs: 30,
             drain_timeout_secs: 90,
+            metrics_listen: None,
         }
     }
 
@@ -145,6 +146,7 @@ impl World {
                 default_slots: slots as u32,
                 replay_timeout_secs: 20,
                 params,
+                metrics_listen: None,
             },
         }
     }

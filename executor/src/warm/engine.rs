@@ -115,6 +115,11 @@ impl<C> Engine<C> {
         std::mem::take(&mut self.idle).into_iter().map(|i| i.item).collect()
     }
 
+    /// Sandboxes in the pool, busy and idle.
+    pub fn num_containers(&self) -> usize {
+        self.idle.len() + self.num_busy
+    }
+
     #[cfg(test)]
     pub fn num_idle(&self) -> usize {
         self.idle.len()

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use gitfaas_common::schema::Resources;
 
+use crate::metrics::WarmMetrics;
 use crate::runtime::Launch;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec};
 use crate::workspace::Workspace;
@@ -85,6 +86,7 @@ pub struct WarmPool {
     sandbox: Sandbox,
     /// Set at shutdown: sandboxes are no longer given back, but removed.
     closed: AtomicBool,
+    metrics: WarmMetrics,
 }
 
 /// A warm sandbox held by one job; given back or discarded by [`WarmPool::finish`].
@@ -115,7 +117,8 @@ impl Drop for Lease {
     /// A lease dropped before [`WarmPool::finish`] (an abandoned run) is discarded.
     fn drop(&mut self) {
         if let Some(container) = self.container.take() {
-            self.pool.engine.lock().expect("warm pool lock").release(self.key.memory_mb);
+            self.pool.engine().release(self.key.memory_mb);
+            self.pool.count();
             let sandbox = self.pool.sandbox.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move { container.remove(&sandbox).await });
@@ -125,11 +128,16 @@ impl Drop for Lease {
 }
 
 impl WarmPool {
-    pub fn new(sandbox: Sandbox, settings: &WarmSettings) -> Arc<Self> {
+    pub fn new(sandbox: Sandbox, settings: &WarmSettings, metrics: WarmMetrics) -> Arc<Self> {
         let idle_ttl = Duration::from_secs(settings.idle_ttl_secs);
         let limits =
             Limits { max_containers: settings.max_containers, memory_budget_mb: settings.memory_budget_mb, idle_ttl };
-        let pool = Arc::new(Self { engine: Mutex::new(Engine::new(limits)), sandbox, closed: AtomicBool::new(false) });
+        let pool = Arc::new(Self {
+            engine: Mutex::new(Engine::new(limits)),
+            sandbox,
+            closed: AtomicBool::new(false),
+            metrics,
+        });
         let every = (idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
         tokio::spawn(Self::expire_idle(Arc::downgrade(&pool), every));
         pool
@@ -137,6 +145,16 @@ impl WarmPool {
 
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine<WarmContainer>> {
         self.engine.lock().expect("warm pool lock")
+    }
+
+    /// Sets the pool size gauge after a change.
+    fn count(&self) {
+        self.metrics.containers.set(self.engine().num_containers() as i64);
+    }
+
+    /// A run of a warm runtime found no idle sandbox of its key.
+    pub fn missed(&self) {
+        self.metrics.misses.inc();
     }
 
     /// The checkout of an idle sandbox of `owner` at `commit`, if there is one.
@@ -168,6 +186,7 @@ impl WarmPool {
     /// An idle sandbox of `key`, if there is one.
     pub fn take(self: &Arc<Self>, key: &WarmKey) -> Option<Lease> {
         let container = self.engine().take(key)?;
+        self.metrics.hits.inc();
         Some(Lease { key: key.clone(), container: Some(container), pool: self.clone(), warm: true, reusable: true })
     }
 
@@ -181,16 +200,20 @@ impl WarmPool {
         workspace: Workspace,
     ) -> Result<Result<Lease, Workspace>, SandboxError> {
         let Some(evicted) = self.engine().admit(key.memory_mb) else { return Ok(Err(workspace)) };
+        self.count();
         for container in evicted {
             tracing::debug!(container = %container.id, "warm sandbox evicted");
+            self.metrics.evictions.inc();
             container.remove(&self.sandbox).await;
         }
         match WarmContainer::start(&self.sandbox, spec, workspace).await {
             Ok(container) => {
+                self.count();
                 Ok(Ok(Lease { key, container: Some(container), pool: self.clone(), warm: false, reusable: true }))
             }
             Err(error) => {
                 self.engine().release(key.memory_mb);
+                self.count();
                 Err(error)
             }
         }
@@ -208,6 +231,7 @@ impl WarmPool {
             self.engine().release(lease.key.memory_mb);
             container.remove(&self.sandbox).await;
         }
+        self.count();
     }
 
     /// Removes idle sandboxes past their time to live, for as long as the pool lives.
@@ -216,8 +240,10 @@ impl WarmPool {
             tokio::time::sleep(every).await;
             let Some(pool) = pool.upgrade() else { return };
             let expired = pool.engine().expire(Instant::now());
+            pool.count();
             for container in expired {
                 tracing::debug!(container = %container.id, "idle warm sandbox expired");
+                pool.metrics.evictions.inc();
                 container.remove(&pool.sandbox).await;
             }
         }
@@ -227,6 +253,7 @@ impl WarmPool {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let idle = self.engine().drain();
+        self.count();
         let num_removed = idle.len();
         for container in idle {
             container.remove(&self.sandbox).await;

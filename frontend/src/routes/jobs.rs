@@ -279,6 +279,7 @@ pub(super) async fn queue(
         }
         return Err(ApiError::Unavailable("the message broker"));
     }
+    state.metrics.jobs_submitted.inc();
     tracing::info!(repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");
     Ok((job.id, JobStatus::Queued, job.submitted_at))
 }

@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/admin/jobs/{id}/end", "POST").route(web::post().to(admin::end_job))),
     )
     .service(resource("/openapi.json", "GET").route(web::get().to(openapi::document)))
+    .service(resource("/metrics", "GET").route(web::get().to(crate::metrics::serve)))
     .service(resource("/health/live", "GET").route(web::get().to(health::live)))
     .service(resource("/health/ready", "GET").route(web::get().to(health::ready)))
     .service(resource("/", "GET").route(web::get().to(webapp::index)))

@@ -1,0 +1,87 @@
+//! The observer's figures as Prometheus gauges, set from each report it makes:
+//! λ, μ, ρ, W and the response time, the backlog, the worker count and the one
+//! the model recommends, and the decisions by action.
+
+use gitfaas_common::metrics::Registry;
+use gitfaas_common::observer::{LatencyStats, ObserverReport};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::AtomicU64;
+
+type Real = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatisticLabels {
+    statistic: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Default)]
+pub struct ObserverMetrics {
+    arrival_rate: Real,
+    completion_rate: Real,
+    service_rate: Real,
+    utilisation: Real,
+    wait: Family<StatisticLabels, Real>,
+    response: Family<StatisticLabels, Real>,
+    backlog: Gauge,
+    running: Gauge,
+    workers: Gauge,
+    recommended: Gauge,
+    decisions: Family<ActionLabels, Counter>,
+}
+
+impl ObserverMetrics {
+    pub fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        r.register(
+            "observer_arrival_rate",
+            "λ: jobs submitted per second over the rate window",
+            m.arrival_rate.clone(),
+        );
+        r.register("observer_completion_rate", "Results per second over the rate window", m.completion_rate.clone());
+        r.register("observer_service_rate", "μ: jobs one worker completes per second", m.service_rate.clone());
+        r.register("observer_utilisation", "ρ = λ / (c·μ)", m.utilisation.clone());
+        r.register("observer_wait_seconds", "W: time from submission to start, by statistic", m.wait.clone());
+        r.register("observer_response_seconds", "Time from submission to result, by statistic", m.response.clone());
+        r.register("observer_backlog", "Jobs submitted and not started", m.backlog.clone());
+        r.register("observer_running", "Jobs started and not finished", m.running.clone());
+        r.register("observer_workers", "c: executors taking jobs", m.workers.clone());
+        r.register("observer_recommended_workers", "Workers the model says meet the target", m.recommended.clone());
+        r.register("observer_decisions", "Reports by the action they ask for", m.decisions.clone());
+        for action in ["add", "remove", "none"] {
+            let _ = m.decisions.get_or_create(&ActionLabels { action }); // exported at zero from the start
+        }
+        m
+    }
+
+    /// Sets the gauges from `report`; an unknown figure reads NaN.
+    pub fn record(&self, report: &ObserverReport) {
+        let m = &report.metrics;
+        self.arrival_rate.set(m.arrival_rate);
+        self.completion_rate.set(m.completion_rate);
+        self.service_rate.set(m.service_rate_per_worker.unwrap_or(f64::NAN));
+        self.utilisation.set(m.utilisation.unwrap_or(f64::NAN));
+        set_latency(&self.wait, m.waiting.as_ref());
+        set_latency(&self.response, m.response.as_ref());
+        self.backlog.set(m.backlog as i64);
+        self.running.set(m.running as i64);
+        self.workers.set(i64::from(m.workers));
+        self.recommended.set(i64::from(report.desired_workers));
+        self.decisions.get_or_create(&ActionLabels { action: report.action.as_str() }).inc();
+    }
+}
+
+fn set_latency(family: &Family<StatisticLabels, Real>, stats: Option<&LatencyStats>) {
+    let seconds = |ms: f64| ms / 1e3;
+    let (mean, p50, p95) = stats.map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.mean_ms, s.p50_ms, s.p95_ms));
+    family.get_or_create(&StatisticLabels { statistic: "mean" }).set(seconds(mean));
+    family.get_or_create(&StatisticLabels { statistic: "p50" }).set(seconds(p50));
+    family.get_or_create(&StatisticLabels { statistic: "p95" }).set(seconds(p95));
+}
