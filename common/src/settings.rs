@@ -47,6 +47,13 @@ pub struct TopicSettings {
     /// Control traffic to every executor (cancel requests).
     pub control: String,
     pub dead_letter: String,
+    /// Live log chunks of running jobs, keyed by job id.
+    #[serde(default = "default_logs_topic")]
+    pub logs: String,
+}
+
+fn default_logs_topic() -> String {
+    "gitfaas.logs".into()
 }
 
 impl TopicSettings {
@@ -58,11 +65,12 @@ impl TopicSettings {
             observer: format!("{prefix}observer"),
             control: format!("{prefix}control"),
             dead_letter: format!("{prefix}dead-letter"),
+            logs: format!("{prefix}logs"),
         }
     }
 
-    pub fn all(&self) -> [&str; 5] {
-        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter]
+    pub fn all(&self) -> [&str; 6] {
+        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter, &self.logs]
     }
 }
 

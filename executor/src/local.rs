@@ -82,7 +82,7 @@ pub async fn run_local(
         pids: run.resources.pids,
         timeout: run.timeout,
     };
-    let out = match sandbox.run(spec, cancel).await {
+    let out = match sandbox.run(spec, &crate::logs::LogSink::off(), cancel).await {
         Ok(out) => out,
         Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
         Err(error) => return Err(error).context("running the sandbox"),

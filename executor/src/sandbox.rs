@@ -24,6 +24,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::logs::LogSink;
 use crate::tail::Tail;
 
 /// Label put on every job container, with the executor id as its value.
@@ -288,15 +289,21 @@ impl Sandbox {
         }
     }
 
-    /// Runs one container to completion (or its deadline) and removes it.
-    pub async fn run(&self, spec: SandboxSpec, cancel: &CancellationToken) -> Result<SandboxOutcome, SandboxError> {
+    /// Runs one container to completion (or its deadline) and removes it; its
+    /// stderr goes to `log` as it comes.
+    pub async fn run(
+        &self,
+        spec: SandboxSpec,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<SandboxOutcome, SandboxError> {
         if !self.image_exists(&spec.image).await {
             return Err(SandboxError::MissingImage(spec.image));
         }
         if spec.job_network {
             self.create_network(&spec).await?;
         }
-        let outcome = self.create_and_run(&spec, cancel).await;
+        let outcome = self.create_and_run(&spec, log, cancel).await;
         if spec.job_network {
             if let Err(error) = self.docker.remove_network(&spec.name).await {
                 tracing::warn!(network = %spec.name, %error, "job network removal failed");
@@ -308,12 +315,13 @@ impl Sandbox {
     async fn create_and_run(
         &self,
         spec: &SandboxSpec,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<SandboxOutcome, SandboxError> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let id = self.docker.create_container(Some(options), self.container_config(spec)).await?.id;
         let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), armed: true };
-        let outcome = self.run_created(&id, spec, cancel).await;
+        let outcome = self.run_created(&id, spec, log, cancel).await;
         remove(&self.docker, &id).await;
         guard.armed = false;
         outcome
@@ -337,6 +345,7 @@ impl Sandbox {
         &self,
         id: &str,
         spec: &SandboxSpec,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<SandboxOutcome, SandboxError> {
         let attach =
@@ -362,12 +371,15 @@ impl Sandbox {
                     Some(Ok(LogOutput::StdOut { message })) => {
                         if outcome.stdout.len() + message.len() > self.policy.stdout_max_bytes {
                             outcome.stdout_overflow = true;
-                            self.kill_draining(id, &mut output, &mut stderr).await;
+                            self.kill_draining(id, &mut output, &mut stderr, log).await;
                             break;
                         }
                         outcome.stdout.extend_from_slice(&message);
                     }
-                    Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        stderr.push(&message);
+                        log.push(&message);
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         tracing::warn!(container = %id, %error, "output stream error");
@@ -377,12 +389,12 @@ impl Sandbox {
                 },
                 () = &mut deadline => {
                     outcome.timed_out = true;
-                    self.kill_draining(id, &mut output, &mut stderr).await;
+                    self.kill_draining(id, &mut output, &mut stderr, log).await;
                     break;
                 }
                 () = cancel.cancelled() => {
                     outcome.cancelled = true;
-                    self.kill_draining(id, &mut output, &mut stderr).await;
+                    self.kill_draining(id, &mut output, &mut stderr, log).await;
                     break;
                 }
             }
@@ -405,7 +417,7 @@ impl Sandbox {
     /// keeping the stderr tail: the engine does not complete a kill while the
     /// attach stream it copies a flooding process's output into is full (a job
     /// past the stdout cap took 46 s to end, two Docker call limits, before this).
-    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Tail)
+    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Tail, log: &LogSink)
     where
         S: futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
     {
@@ -416,7 +428,10 @@ impl Sandbox {
             tokio::select! {
                 () = &mut kill => return,
                 chunk = output.next(), if open => match chunk {
-                    Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        stderr.push(&message);
+                        log.push(&message);
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => open = false,
                 },

@@ -6,12 +6,14 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]), and so does an at-most-once job whose executor was lost
 //! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
-//! subscription feeds every event websocket ([`event_hub`]).
+//! subscription feeds every event websocket ([`event_hub`]). [`job_logs`] reads the
+//! logs topic's chunks into Redis for the logs route.
 
 mod affinity;
 mod ending;
 mod event_hub;
 mod identity;
+mod job_logs;
 mod lost_runs;
 mod observer_feed;
 mod oidc;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub settings: FrontendSettings,
     pub topics: TopicSettings,
     pub store: JobStore,
+    /// The jobs' live logs (in the same Redis).
+    pub logs: job_logs::LogStore,
     /// Every message the frontend publishes goes out through this.
     pub publisher: Publisher,
     /// Terminal results the frontend makes itself go out through this.
@@ -81,6 +85,8 @@ impl Application {
         let result_publisher =
             ending::ResultPublisher { publisher: publisher.clone(), topic: settings.kafka.topics.results.clone() };
         let results = tokio::spawn(results::consume(consumer, store.clone(), result_publisher.clone(), stop.clone()));
+        let logs = store.logs(f.logs.max_bytes_per_job);
+        tokio::spawn(job_logs::consume(logs_consumer(&settings)?, logs.clone(), stop.clone()));
         let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
@@ -105,6 +111,7 @@ impl Application {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
             store,
+            logs,
             publisher,
             results: result_publisher,
             events,
@@ -150,6 +157,19 @@ impl Application {
         server.await??;
         Ok(())
     }
+}
+
+/// The consumer of the logs topic, in a group of its own next to the results one.
+fn logs_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
+    let group = format!("{}-logs", settings.frontend.group_id);
+    let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the logs consumer")?;
+    consumer.subscribe(&[&settings.kafka.topics.logs]).context("subscribing to the logs topic")?;
+    Ok(consumer)
 }
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

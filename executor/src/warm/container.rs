@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::logs::LogSink;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
 use crate::tail::Tail;
 use crate::workspace::Workspace;
@@ -67,12 +68,14 @@ impl WarmContainer {
         drainer.abort();
     }
 
-    /// Runs one invocation: `request` is what a cold runner reads on stdin.
+    /// Runs one invocation: `request` is what a cold runner reads on stdin; the
+    /// function's stderr frames go to `log` as they come.
     pub async fn invoke(
         &mut self,
         sandbox: &Sandbox,
         request: &[u8],
         timeout: Duration,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Invocation {
         let policy = sandbox.policy();
@@ -102,7 +105,10 @@ impl WarmContainer {
                             }
                             outcome.stdout.extend_from_slice(&bytes);
                         }
-                        Some(Frame::Stderr(bytes)) => stderr.push(&bytes),
+                        Some(Frame::Stderr(bytes)) => {
+                            stderr.push(&bytes);
+                            log.push(&bytes);
+                        }
                         Some(Frame::Exit { code, oom }) => {
                             outcome.exit_code = Some(code);
                             outcome.oom_killed = oom;

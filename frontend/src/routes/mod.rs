@@ -6,6 +6,7 @@ mod events;
 mod health;
 mod jobs;
 mod keys;
+mod logs;
 mod openapi;
 mod wait;
 mod webapp;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(jobs::erase)),
             )
             .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
+            .service(resource("/jobs/{id}/logs", "GET").route(web::get().to(logs::logs)))
             .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(cancel::cancel)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
