@@ -26,6 +26,7 @@ pub mod keycloak;
 pub mod oidc;
 pub mod sandbox;
 pub mod scaling;
+pub mod sse;
 
 pub use oidc::Provider;
 
