@@ -61,7 +61,11 @@ pub async fn logs(
     let record = own_job(&state, &caller, &path).await?;
     if query.follow != Some(true) {
         let chunks = state.logs.chunks(record.id, 0).await?;
-        return Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(render(&chunks)));
+        return Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            // how many chunks the text holds: a client adding live chunks starts there
+            .insert_header(("x-log-chunks", chunks.len().to_string()))
+            .body(render(&chunks)));
     }
     let subscription = state.events.subscribe(&caller.subject).await.map_err(|error| match error {
         HubError::TooMany(open) => ApiError::TooManyStreams(open),
