@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gitfaas_common::logs::decode_log_chunk;
 use gitfaas_tests::cluster::{call, Cluster, FAST_REBALANCE};
-use gitfaas_tests::sandbox::{contains, keyed_stack};
+use gitfaas_tests::sandbox::{contains, start, Options};
 use gitfaas_tests::sse::{Event, EventReader};
 use gitfaas_tests::{git_repo, read_topic, Provider, Stack};
 use serde_json::{json, Value};
@@ -36,17 +36,15 @@ fn log_text(events: &[Event]) -> (String, Vec<u64>) {
     (text, logs.map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() {
-    let stack = Stack::shared();
-    let id = stack.submit_ok(&json!({"repo": python(SLOW_PRINTER), "timeout_secs": 60})).await;
-    let response = follow_as(stack, &stack.token, &id).await;
+/// Follows the log of a slow printer's job `id` to its end and checks that each
+/// line came while it ran, in order, once; the events.
+async fn follow_slow_printer(stack: &Stack, id: &str) -> Vec<Event> {
+    let response = follow_as(stack, &stack.token, id).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = EventReader::new(response).until_end(Duration::from_secs(60)).await;
     let end = events.last().expect("events");
     assert_eq!((end.name.as_str(), end.data["status"].as_str()), ("end", Some("succeeded")), "{events:?}");
-
     let lines: Vec<(String, Instant)> = events
         .iter()
         .filter(|e| e.name == "log")
@@ -61,6 +59,15 @@ async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() 
     let (_, ids) = log_text(&events);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids increase: {ids:?}");
     assert!(events.iter().filter(|e| e.name == "log").all(|e| e.data["attempt"] == 1));
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() {
+    let stack = Stack::shared();
+    let repo = python(SLOW_PRINTER);
+    let id = stack.submit_ok(&json!({"repo": repo, "timeout_secs": 60})).await;
+    let events = follow_slow_printer(stack, &id).await;
 
     // after the end: the whole log at once, as text and as a stream that ends at once
     let plain = stack.get(&format!("/v1/jobs/{id}/logs")).await;
@@ -73,6 +80,11 @@ async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() 
     // the result keeps its tail as before
     let result = stack.result(&id).await;
     assert!(result["stderr_tail"].as_str().unwrap().contains("line 4"), "{result}");
+
+    // the same function again runs in the sandbox the first run left warm: streamed as well
+    let id = stack.submit_ok(&json!({"repo": repo, "timeout_secs": 60})).await;
+    follow_slow_printer(stack, &id).await;
+    assert_eq!(stack.result(&id).await["warm"], true, "the second run was warm");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,7 +158,7 @@ async fn a_function_printing_50_mb_keeps_a_capped_log_and_ends_with_one_result()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_credential_the_function_prints_is_redacted_from_its_log() {
-    let stack = keyed_stack();
+    let stack = &keyed_stack();
     let secret = format!("s3cret-{}", uuid::Uuid::now_v7().simple());
     let main = "def main(data, credentials):\n    print('the key is', credentials['api_key'], flush=True)\n    \
         return 1\n";
@@ -157,6 +169,13 @@ async fn a_credential_the_function_prints_is_redacted_from_its_log() {
     assert_eq!(log_text(&events).0, "the key is [redacted]\n");
     let topic: Vec<u8> = read_topic(&stack.topics().logs).into_iter().flat_map(|(_, payload, _)| payload).collect();
     assert!(!contains(&topic, &secret), "the credential is not on the logs topic");
+}
+
+/// A stack whose frontend seals credentials to its executor's key (a stack of its
+/// own: the shared one takes no credentials).
+fn keyed_stack() -> Stack {
+    let key = gitfaas_common::sealed::PrivateKey::generate();
+    start(Options { oci_runtime: "runc", private_key: Some(key.to_base64().to_string()) })
 }
 
 /// Prints `start`, works 4 s, prints `done`.

@@ -52,12 +52,15 @@ pub struct LogsQuery {
         (status = 429, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn logs(
+    caller: Caller,
     request: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<LogsQuery>,
-    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // the query is read after the caller is known: a request without a token is a 401
+    // whatever its query says
+    let query = web::Query::<LogsQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: Some("follow".into()) })?;
     let record = own_job(&state, &caller, &path).await?;
     if query.follow != Some(true) {
         let chunks = state.logs.chunks(record.id, 0).await?;
