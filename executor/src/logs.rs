@@ -135,7 +135,15 @@ impl LogStreamer {
     pub fn start(run: LogRun, limits: &LogLimits, redactor: Redactor, outlet: Outlet) -> Self {
         let shared = Arc::new(Shared::default());
         shared.pending.lock().expect("log sink lock").cap = limits.max_bytes_per_job;
-        let chunker = Chunker { run, limits: limits.clone(), redactor, seq: 0, emitted: 0, truncated: false };
+        let chunker = Chunker {
+            run,
+            limits: limits.clone(),
+            redactor,
+            seq: 0,
+            emitted: 0,
+            truncated: false,
+            partial_since: None,
+        };
         let task = tokio::spawn(chunker.run(shared.clone(), outlet));
         Self { sink: LogSink { shared: Some(shared) }, task }
     }
@@ -161,6 +169,9 @@ struct Chunker {
     /// Text bytes sent so far (after redaction).
     emitted: usize,
     truncated: bool,
+    /// Since when a line without its end waits: it goes out alone only after an
+    /// interval (a writer often sends a line's text and its newline apart).
+    partial_since: Option<Instant>,
 }
 
 impl Chunker {
@@ -184,7 +195,7 @@ impl Chunker {
                 stalled = false;
                 continue;
             }
-            let taken = self.take(&mut shared.pending.lock().expect("log sink lock"));
+            let taken = self.take(&mut shared.pending.lock().expect("log sink lock"), Instant::now());
             next_allowed = Instant::now() + interval;
             match taken {
                 Some(chunk) => {
@@ -200,14 +211,22 @@ impl Chunker {
     }
 
     /// The next chunk out of `pending`, if there is one to send now.
-    fn take(&mut self, pending: &mut Pending) -> Option<LogChunk> {
+    fn take(&mut self, pending: &mut Pending, now: Instant) -> Option<LogChunk> {
         self.redactor.redact(&mut pending.buf);
         let held = if pending.closed { 0 } else { self.redactor.hold_back() };
         let mut cut = pending.buf.len().saturating_sub(held).min(self.limits.chunk_bytes);
-        // whole lines where there are any
-        if let Some(newline) = pending.buf[..cut].iter().rposition(|b| *b == b'\n') {
-            cut = newline + 1;
+        // whole lines where there are any; a line's start alone once it waited an interval
+        match pending.buf[..cut].iter().rposition(|b| *b == b'\n') {
+            Some(newline) => cut = newline + 1,
+            None if !pending.closed && cut < self.limits.chunk_bytes => {
+                let since = *self.partial_since.get_or_insert(now);
+                if now.duration_since(since) < Duration::from_millis(self.limits.interval_ms) {
+                    return None;
+                }
+            }
+            None => {}
         }
+        self.partial_since = None;
         cut = char_boundary(&pending.buf, cut);
         let bytes: Vec<u8> = pending.buf.drain(..cut).collect();
         let mut text = String::from_utf8_lossy(&bytes).into_owned();

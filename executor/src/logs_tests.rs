@@ -28,7 +28,10 @@ async fn lines_go_out_whole_in_order_and_the_last_chunk_closes_the_run() {
     let streamer = LogStreamer::start(run(), &limits, Redactor::default(), outlet);
     let sink = streamer.sink();
     for i in 0..5 {
-        sink.push(format!("line {i}\n").as_bytes());
+        // the text and its newline apart, as python's print writes them
+        sink.push(format!("line {i}").as_bytes());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        sink.push(b"\n");
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     sink.push("ü no newline".as_bytes());

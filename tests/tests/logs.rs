@@ -45,11 +45,16 @@ async fn follow_slow_printer(stack: &Stack, id: &str) -> Vec<Event> {
     let events = EventReader::new(response).until_end(Duration::from_secs(60)).await;
     let end = events.last().expect("events");
     assert_eq!((end.name.as_str(), end.data["status"].as_str()), ("end", Some("succeeded")), "{events:?}");
-    let lines: Vec<(String, Instant)> = events
-        .iter()
-        .filter(|e| e.name == "log")
-        .flat_map(|e| e.data["text"].as_str().unwrap().lines().map(|l| (l.to_owned(), e.at)).collect::<Vec<_>>())
-        .collect();
+    // each line with the arrival of the chunk that ended it (a chunk may end mid-line)
+    let (mut lines, mut partial) = (Vec::<(String, Instant)>::new(), String::new());
+    for event in events.iter().filter(|e| e.name == "log") {
+        partial.push_str(event.data["text"].as_str().unwrap());
+        while let Some(end) = partial.find('\n') {
+            lines.push((partial[..end].to_owned(), event.at));
+            partial.drain(..=end);
+        }
+    }
+    assert!(partial.is_empty(), "the log ends with a whole line: {partial:?}");
     let texts: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(texts, ["line 0", "line 1", "line 2", "line 3", "line 4"], "in order, none twice");
     let early = end.at - lines[0].1;
