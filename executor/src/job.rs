@@ -303,7 +303,8 @@ impl JobRunner {
         let outcome = match &mut place {
             Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, log, cancel).await),
             Place::Cold(workspace) => {
-                self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), log, cancel).await
+                let spec = SandboxSpec { log: log.clone(), ..self.sandbox_spec(job, launch, workspace, "cold") };
+                self.sandbox.run(spec, cancel).await
             }
         };
         let mut ending = match outcome {
@@ -352,6 +353,7 @@ impl JobRunner {
             cpu_millis: job.spec.resources.cpu_millis,
             pids: job.spec.resources.pids,
             timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
+            log: LogSink::off(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn run_local(
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let streamer = run.live_log.then(|| print_live(&e.logs));
     let spec = SandboxSpec {
         name: format!("gitfaas-local-{}", &suffix[16..]),
         image: launch.image.clone(),
@@ -87,10 +88,9 @@ pub async fn run_local(
         cpu_millis: run.resources.cpu_millis,
         pids: run.resources.pids,
         timeout: run.timeout,
+        log: streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off),
     };
-    let streamer = run.live_log.then(|| print_live(&e.logs));
-    let sink = streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off);
-    let out = sandbox.run(spec, &sink, cancel).await;
+    let out = sandbox.run(spec, cancel).await;
     if let Some(streamer) = streamer {
         streamer.finish().await;
     }

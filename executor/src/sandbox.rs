@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogSink;
-use crate::tail::Tail;
+use crate::tail::Stderr;
 
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
@@ -66,6 +66,8 @@ pub struct SandboxSpec {
     pub cpu_millis: u32,
     pub pids: u32,
     pub timeout: Duration,
+    /// Where the container's stderr goes as it comes (a cold run's live log).
+    pub log: LogSink,
 }
 
 impl std::fmt::Debug for SandboxSpec {
@@ -289,21 +291,15 @@ impl Sandbox {
         }
     }
 
-    /// Runs one container to completion (or its deadline) and removes it; its
-    /// stderr goes to `log` as it comes.
-    pub async fn run(
-        &self,
-        spec: SandboxSpec,
-        log: &LogSink,
-        cancel: &CancellationToken,
-    ) -> Result<SandboxOutcome, SandboxError> {
+    /// Runs one container to completion (or its deadline) and removes it.
+    pub async fn run(&self, spec: SandboxSpec, cancel: &CancellationToken) -> Result<SandboxOutcome, SandboxError> {
         if !self.image_exists(&spec.image).await {
             return Err(SandboxError::MissingImage(spec.image));
         }
         if spec.job_network {
             self.create_network(&spec).await?;
         }
-        let outcome = self.create_and_run(&spec, log, cancel).await;
+        let outcome = self.create_and_run(&spec, cancel).await;
         if spec.job_network {
             if let Err(error) = self.docker.remove_network(&spec.name).await {
                 tracing::warn!(network = %spec.name, %error, "job network removal failed");
@@ -315,13 +311,12 @@ impl Sandbox {
     async fn create_and_run(
         &self,
         spec: &SandboxSpec,
-        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<SandboxOutcome, SandboxError> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let id = self.docker.create_container(Some(options), self.container_config(spec)).await?.id;
         let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), armed: true };
-        let outcome = self.run_created(&id, spec, log, cancel).await;
+        let outcome = self.run_created(&id, spec, cancel).await;
         remove(&self.docker, &id).await;
         guard.armed = false;
         outcome
@@ -345,7 +340,6 @@ impl Sandbox {
         &self,
         id: &str,
         spec: &SandboxSpec,
-        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<SandboxOutcome, SandboxError> {
         let attach =
@@ -361,7 +355,7 @@ impl Sandbox {
         });
 
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail::new(self.policy.stderr_tail_bytes);
+        let mut stderr = Stderr::new(self.policy.stderr_tail_bytes, &spec.log);
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
         let mut output = io.output;
@@ -371,15 +365,12 @@ impl Sandbox {
                     Some(Ok(LogOutput::StdOut { message })) => {
                         if outcome.stdout.len() + message.len() > self.policy.stdout_max_bytes {
                             outcome.stdout_overflow = true;
-                            self.kill_draining(id, &mut output, &mut stderr, log).await;
+                            self.kill_draining(id, &mut output, &mut stderr).await;
                             break;
                         }
                         outcome.stdout.extend_from_slice(&message);
                     }
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        stderr.push(&message);
-                        log.push(&message);
-                    }
+                    Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         tracing::warn!(container = %id, %error, "output stream error");
@@ -389,12 +380,12 @@ impl Sandbox {
                 },
                 () = &mut deadline => {
                     outcome.timed_out = true;
-                    self.kill_draining(id, &mut output, &mut stderr, log).await;
+                    self.kill_draining(id, &mut output, &mut stderr).await;
                     break;
                 }
                 () = cancel.cancelled() => {
                     outcome.cancelled = true;
-                    self.kill_draining(id, &mut output, &mut stderr, log).await;
+                    self.kill_draining(id, &mut output, &mut stderr).await;
                     break;
                 }
             }
@@ -417,7 +408,7 @@ impl Sandbox {
     /// keeping the stderr tail: the engine does not complete a kill while the
     /// attach stream it copies a flooding process's output into is full (a job
     /// past the stdout cap took 46 s to end, two Docker call limits, before this).
-    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Tail, log: &LogSink)
+    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Stderr<'_>)
     where
         S: futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
     {
@@ -428,10 +419,7 @@ impl Sandbox {
             tokio::select! {
                 () = &mut kill => return,
                 chunk = output.next(), if open => match chunk {
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        stderr.push(&message);
-                        log.push(&message);
-                    }
+                    Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => open = false,
                 },

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogSink;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
-use crate::tail::Tail;
+use crate::tail::Stderr;
 use crate::workspace::Workspace;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
@@ -80,7 +80,7 @@ impl WarmContainer {
     ) -> Invocation {
         let policy = sandbox.policy();
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail::new(policy.stderr_tail_bytes);
+        let mut stderr = Stderr::new(policy.stderr_tail_bytes, log);
         let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(request.len() + 4));
         framed.extend_from_slice(&(request.len() as u32).to_be_bytes());
         framed.extend_from_slice(request);
@@ -105,10 +105,7 @@ impl WarmContainer {
                             }
                             outcome.stdout.extend_from_slice(&bytes);
                         }
-                        Some(Frame::Stderr(bytes)) => {
-                            stderr.push(&bytes);
-                            log.push(&bytes);
-                        }
+                        Some(Frame::Stderr(bytes)) => stderr.push(&bytes),
                         Some(Frame::Exit { code, oom }) => {
                             outcome.exit_code = Some(code);
                             outcome.oom_killed = oom;
