@@ -90,6 +90,18 @@ impl Api {
         }
     }
 
+    /// The job's log so far, as text.
+    pub async fn logs(&self, id: &str) -> Result<String, CliError> {
+        let response = self.send(self.request(Method::GET, &format!("/v1/jobs/{}/logs", segment(id)))).await?;
+        response.text().await.map_err(|e| CliError::Protocol { url: self.base.clone(), reason: e.to_string() })
+    }
+
+    /// The job's log followed as Server-Sent Events, the response open.
+    pub async fn follow_logs(&self, id: &str) -> Result<Response, CliError> {
+        let path = format!("/v1/jobs/{}/logs?follow=true", segment(id));
+        self.send(self.request(Method::GET, &path).header("accept", "text/event-stream")).await
+    }
+
     pub async fn list(&self, status: Option<&str>, limit: usize, before: Option<&str>) -> Result<Value, CliError> {
         let mut query = vec![("limit", limit.to_string())];
         query.extend(status.map(|s| ("status", s.to_owned())));

@@ -56,7 +56,7 @@ pub enum Command {
     Status(IdArg),
     /// A finished job's result (`--wait` seconds for it to finish)
     Result(ResultArgs),
-    /// A job's log: for now the tail of stderr the result keeps (live logs come later)
+    /// A job's log so far, or followed live (-f) until the job ends
     Logs(LogsArgs),
     /// Your jobs, newest first
     Ls(LsArgs),
@@ -126,7 +126,7 @@ pub struct ResultArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     pub id: String,
-    /// Wait for the job to end, then print its log tail (live streaming comes later)
+    /// Follow the log live until the job ends
     #[arg(long, short)]
     pub follow: bool,
 }

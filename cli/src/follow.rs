@@ -2,8 +2,9 @@
 //! short synchronous wait (`Prefer: wait`), so a quick job is one round trip; a
 //! longer one is followed with the result route's long-poll, while the events
 //! websocket (opened before the submit, so no transition is missed) moves the
-//! progress line on stderr through queued → running → done. The output JSON is the
-//! only thing on stdout.
+//! progress line on stderr through queued → running → done, and the job's live log
+//! (the logs route's event stream) is printed on stderr as it comes. The output
+//! JSON is the only thing on stdout.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -19,6 +20,7 @@ use crate::api::{Api, Submitted};
 use crate::args::{Output, RunArgs};
 use crate::error::{exit_of, CliError};
 use crate::jobs::{status_of, MAX_WAIT_SECS};
+use crate::live::{LiveLog, Piece};
 use crate::show::out;
 use crate::{input, show, upstream};
 
@@ -41,8 +43,8 @@ pub async fn run(api: &Api, output: Output, args: RunArgs) -> Result<ExitCode, C
     let mut events = open_events(api).await;
     let mut progress = Progress::new();
     progress.show("submitting");
-    let result = match api.submit(&body, SUBMIT_WAIT_SECS).await? {
-        Submitted::Finished(result) => result,
+    let (result, logged) = match api.submit(&body, SUBMIT_WAIT_SECS).await? {
+        Submitted::Finished(result) => (result, false),
         Submitted::Accepted { id } => {
             progress.id = id.clone();
             progress.show("queued");
@@ -51,7 +53,7 @@ pub async fn run(api: &Api, output: Output, args: RunArgs) -> Result<ExitCode, C
     };
     let status = status_of(&result)?;
     progress.id = result["job_id"].as_str().unwrap_or_default().to_owned();
-    progress.finish(&result);
+    progress.finish(&result, logged);
     if output == Output::Json {
         show::json(&result);
     } else if let Some(out) = result.get("output").filter(|_| status == gitfaas_common::JobStatus::Succeeded) {
@@ -96,13 +98,16 @@ fn request_body(args: &RunArgs) -> Result<Value, CliError> {
 }
 
 /// Long-polls the result; meanwhile moves the progress line on each transition the
-/// websocket reports (or, without one, on a status read every second).
+/// websocket reports (or, without one, on a status read every second) and prints
+/// the live log. The result, and whether any of the log was printed live.
 async fn follow(
     api: &Api,
     id: &str,
     mut events: Option<&mut EventStream>,
     progress: &mut Progress,
-) -> Result<Value, CliError> {
+) -> Result<(Value, bool), CliError> {
+    let mut live = LiveLog::open(api, id).await.ok();
+    let mut logged = false;
     let mut poll = Box::pin(api.result(id, MAX_WAIT_SECS));
     let mut tick = tokio::time::interval(Duration::from_millis(if events.is_some() { 200 } else { 1000 }));
     let interrupted = tokio::signal::ctrl_c();
@@ -110,8 +115,20 @@ async fn follow(
     loop {
         tokio::select! {
             answer = &mut poll => match answer? {
-                Some(result) => return Ok(result),
+                Some(result) => {
+                    // the log's end follows the result: print what is still on its way
+                    let rest = drain(live.as_mut(), progress, &mut logged);
+                    let _ = tokio::time::timeout(LOG_DRAIN_LIMIT, rest).await;
+                    return Ok((result, logged));
+                }
                 None => poll = Box::pin(api.result(id, MAX_WAIT_SECS)),
+            },
+            piece = next_piece(live.as_mut()) => match piece {
+                Some(Piece::Text(text)) => {
+                    progress.log(&text);
+                    logged = true;
+                }
+                Some(Piece::End(_)) | None => live = None,
             },
             event = next_event(events.as_deref_mut()) => match event {
                 Some(event) if event["id"] == id => progress.transition(&event),
@@ -128,6 +145,24 @@ async fn follow(
                 progress.redraw();
             }
         }
+    }
+}
+
+/// How long `run` waits, after the result, for the rest of the live log.
+const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// The next piece of the live log; never resolves without one (or after its end).
+async fn next_piece(live: Option<&mut LiveLog>) -> Option<Piece> {
+    let Some(live) = live else { return std::future::pending().await };
+    live.next().await.ok().flatten()
+}
+
+/// Prints the live log up to its end.
+async fn drain(live: Option<&mut LiveLog>, progress: &mut Progress, logged: &mut bool) {
+    let Some(live) = live else { return };
+    while let Ok(Some(Piece::Text(text))) = live.next().await {
+        progress.log(&text);
+        *logged = true;
     }
 }
 
@@ -217,13 +252,26 @@ impl Progress {
         }
     }
 
-    /// The log tail, then the terminal line with the reason and timings.
-    fn finish(&mut self, result: &Value) {
+    /// A piece of the live log, above the progress line.
+    fn log(&mut self, text: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprint!("{text}");
+        if self.terminal && !text.ends_with('\n') {
+            eprintln!();
+        }
+        self.redraw();
+    }
+
+    /// The log tail (unless the live log was printed), then the terminal line with
+    /// the reason and timings.
+    fn finish(&mut self, result: &Value, logged: bool) {
         if self.terminal {
             eprint!("\r\x1b[2K");
         }
         let log = result["stderr_tail"].as_str().unwrap_or_default();
-        if !log.is_empty() {
+        if !logged && !log.is_empty() {
             eprint!("{log}");
             if !log.ends_with('\n') {
                 eprintln!();

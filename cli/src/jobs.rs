@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::api::Api;
 use crate::args::{LogsArgs, LsArgs, Output, ResultArgs};
 use crate::error::{exit_of, CliError};
+use crate::live::{LiveLog, Piece};
 use crate::show::{self, out};
 
 /// The longest wait the API takes in one request; longer waits are several.
@@ -60,18 +61,27 @@ pub async fn result(api: &Api, output: Output, args: &ResultArgs) -> Result<Exit
     }
 }
 
-/// `gitfaas logs`: the stderr tail the result keeps (live logs are a later part).
+/// `gitfaas logs`: the job's log so far; with `-f`, followed live until the job
+/// ends. The log is this command's output: it goes to stdout.
 pub async fn logs(api: &Api, args: &LogsArgs) -> Result<(), CliError> {
-    let wait = if args.follow { None } else { Some(0) };
-    match wait_for_result(api, &args.id, wait).await? {
-        Some(result) => {
-            show::raw(result["stderr_tail"].as_str().unwrap_or_default().as_bytes());
-            Ok(())
-        }
-        None => {
-            let view = api.status(&args.id).await?;
-            eprintln!("job {} is {}: its log is kept once it ends (-f waits for that)", args.id, show_status(&view));
-            Ok(())
+    if !args.follow {
+        show::raw(api.logs(&args.id).await?.as_bytes());
+        return Ok(());
+    }
+    let mut live = LiveLog::open(api, &args.id).await?;
+    loop {
+        match live.next().await? {
+            Some(Piece::Text(text)) => show::raw(text.as_bytes()),
+            Some(Piece::End(end)) => {
+                eprintln!("job {} ended {}", args.id, end["status"].as_str().unwrap_or("(erased)"));
+                return Ok(());
+            }
+            None => {
+                return Err(CliError::Protocol {
+                    url: api.base().to_owned(),
+                    reason: "the log stream closed before the job ended".into(),
+                })
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - [`auth`]: `login` (device grant, client credentials), `logout`, the token cache;
 //! - [`api`]: one method per REST route, refusals as problems;
 //! - [`follow`]: `run` — submit, then follow queued → running → done;
-//! - [`jobs`]: `status`, `result`, `logs`, `ls`, `cancel`, `rm`;
+//! - [`jobs`]: `status`, `result`, `logs`, `ls`, `cancel`, `rm`; [`live`]: a job's
+//!   log followed over Server-Sent Events (`logs -f`, `run`);
 //! - [`show`]: how a job, a list and a result are printed (table or json);
 //! - [`upstream`]: the pushed upstream commit of the current git checkout;
 //! - [`local`]: `local run`, through the executor's library;
@@ -23,6 +24,7 @@ mod error;
 mod follow;
 mod input;
 mod jobs;
+mod live;
 mod local;
 mod show;
 mod upstream;

@@ -35,7 +35,8 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
         pids: DEFAULT_RESOURCES.pids,
     };
     let timeout = Duration::from_secs(u64::from(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)));
-    let run = LocalRun { dir: &dir, runtime: args.runtime.as_deref(), input: &input, resources, timeout };
+    let run =
+        LocalRun { dir: &dir, runtime: args.runtime.as_deref(), input: &input, resources, timeout, live_log: true };
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     tokio::spawn(async move {
@@ -46,11 +47,9 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
     eprintln!("running {} in the sandbox", dir.display());
     let outcome =
         gitfaas_executor::run_local(&settings, run, &cancel).await.map_err(|e| CliError::Local(format!("{e:#}")))?;
-    if !outcome.stderr_tail.is_empty() {
-        eprint!("{}", outcome.stderr_tail);
-        if !outcome.stderr_tail.ends_with('\n') {
-            eprintln!();
-        }
+    // the function's stderr was printed live: only end its last line
+    if !outcome.stderr_tail.is_empty() && !outcome.stderr_tail.ends_with('\n') {
+        eprintln!();
     }
     let reason = outcome.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
     let image =

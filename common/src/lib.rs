@@ -8,6 +8,7 @@
 //! - [`limits`]: the depth and size limits every schema boundary shares;
 //! - [`observer`]: the observer topic's messages (heartbeats, parameters, reports);
 //! - [`control`]: the control topic's messages to every executor (cancel requests);
+//! - [`logs`]: the logs topic's chunks of a running job's output, and their bounds;
 //! - [`unreadable`]: the job a message that does not decode was about, to end it;
 //! - [`kafka`]: client configuration, topic creation, the one publisher and
 //!   trace-context headers;
@@ -22,6 +23,7 @@ pub mod control;
 mod ids;
 pub mod kafka;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod observer;
 pub mod ops;

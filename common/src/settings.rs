@@ -48,7 +48,19 @@ pub struct TopicSettings {
     pub control: String,
     pub dead_letter: String,
     /// Named functions' definitions: compacted, one message per function.
+    #[serde(default = "default_functions_topic")]
     pub functions: String,
+    /// Live log chunks of running jobs, keyed by job id.
+    #[serde(default = "default_logs_topic")]
+    pub logs: String,
+}
+
+fn default_functions_topic() -> String {
+    "gitfaas.functions".into()
+}
+
+fn default_logs_topic() -> String {
+    "gitfaas.logs".into()
 }
 
 impl TopicSettings {
@@ -61,11 +73,12 @@ impl TopicSettings {
             control: format!("{prefix}control"),
             dead_letter: format!("{prefix}dead-letter"),
             functions: format!("{prefix}functions"),
+            logs: format!("{prefix}logs"),
         }
     }
 
-    pub fn all(&self) -> [&str; 6] {
-        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter, &self.functions]
+    pub fn all(&self) -> [&str; 7] {
+        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter, &self.functions, &self.logs]
     }
 }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
+use crate::logs::{LogSink, LogStreamer, Redactor};
 use crate::refs::SharedResolutions;
 use crate::runtime::{self, Launch, ManifestError, Offer};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
@@ -37,6 +38,31 @@ pub struct JobRunner {
     pub warm: Option<Arc<WarmPool>>,
     /// Ref resolutions shared by the jobs submitted before they started.
     pub refs: SharedResolutions,
+    /// Where live log chunks go.
+    pub logs: LogTopic,
+}
+
+/// The logs topic and the producer the live log chunks of every run go out through.
+pub struct LogTopic {
+    pub publisher: gitfaas_common::kafka::Publisher,
+    pub topic: String,
+}
+
+impl LogTopic {
+    /// An outlet publishing one run's chunks in order, keyed by job id; a chunk the
+    /// broker refuses is logged and skipped (a log is best effort, the result is not).
+    fn outlet(&self) -> crate::logs::Outlet {
+        let (publisher, topic) = (self.publisher.clone(), self.topic.clone());
+        Box::new(move |chunk| {
+            let (publisher, topic) = (publisher.clone(), topic.clone());
+            Box::pin(async move {
+                let key = chunk.run.job_id.to_string();
+                if let Err(error) = publisher.send(&topic, &key, &chunk).await {
+                    tracing::warn!(%error, seq = chunk.seq, "log chunk not published");
+                }
+            })
+        })
+    }
 }
 
 /// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container.
@@ -90,7 +116,13 @@ impl JobRunner {
     ) -> RunOutcome {
         let at = Attempt::of(job, &self.executor_id, attempt).started(started_at);
         let (mut commit_sha, mut warm) = (None, false);
-        let ending = self.attempt(job, &at, &mut commit_sha, &mut warm, cancel).await;
+        // (the credentials are opened again in the attempt; here only to know what to redact)
+        let redactor = self.open_credentials(job, &at).map(|c| Redactor::of_credentials(c.json()));
+        let run =
+            gitfaas_common::logs::LogRun { job_id: job.id, attempt, executor_id: self.executor_id.clone(), started_at };
+        let streamer = LogStreamer::start(run, &self.settings.logs, redactor.unwrap_or_default(), self.logs.outlet());
+        let ending = self.attempt(job, &at, &mut commit_sha, &mut warm, &streamer.sink(), cancel).await;
+        streamer.finish().await; // the log's last chunk goes out before the result
         let result = JobResult { commit_sha, warm, ..ending.result.finished(Utc::now()) };
         RunOutcome { result, infrastructure_failure: ending.infrastructure }
     }
@@ -101,6 +133,7 @@ impl JobRunner {
         at: &Attempt,
         commit_sha: &mut Option<String>,
         warm: &mut bool,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Ending {
         let spec = &job.spec;
@@ -152,7 +185,7 @@ impl JobRunner {
         *commit_sha = Some(sha); // checked out (now or for the warm sandbox)
         *warm = matches!(&place, Place::Warm(lease) if lease.warm);
         let placed = clock.elapsed();
-        let (ending, place) = self.run_placed(job, at, launch, place, cancel).await;
+        let (ending, place) = self.run_placed(job, at, launch, place, log, cancel).await;
         let ran = clock.elapsed();
         if let (Place::Warm(lease), Some(pool)) = (place, &self.warm) {
             pool.finish(*lease).await;
@@ -256,6 +289,7 @@ impl JobRunner {
         at: &Attempt,
         launch: Launch,
         mut place: Place,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> (Ending, Place) {
         let spec = &job.spec;
@@ -279,9 +313,10 @@ impl JobRunner {
         let run = tracing::info_span!("run", warm = matches!(&place, Place::Warm(_)));
         let outcome = async {
             match &mut place {
-                Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, cancel).await),
+                Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, log, cancel).await),
                 Place::Cold(workspace) => {
-                    self.sandbox.run(self.sandbox_spec(job, launch, workspace, "cold"), cancel).await
+                    let spec = SandboxSpec { log: log.clone(), ..self.sandbox_spec(job, launch, workspace, "cold") };
+                    self.sandbox.run(spec, cancel).await
                 }
             }
         }
@@ -333,6 +368,7 @@ impl JobRunner {
             cpu_millis: job.spec.resources.cpu_millis,
             pids: job.spec.resources.pids,
             timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
+            log: LogSink::off(),
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
-//! - [`sandbox`]: the only code that talks to Docker;
+//! - [`sandbox`]: the only code that talks to Docker; [`logs`]: what a running
+//!   function writes, redacted and capped, as chunks on the logs topic;
 //! - [`warm`]: warm sandboxes kept between runs of one function, and their pool;
 //! - [`offsets`]: which offsets may be committed;
 //! - [`cancel`]: cancel requests and abandoned runs;
@@ -27,6 +28,7 @@ mod git;
 mod heartbeat;
 mod job;
 mod local;
+mod logs;
 mod metrics;
 mod offsets;
 mod processing;
@@ -157,7 +159,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         consumer,
         ops_port,
         processing: Processing {
-            publisher,
+            publisher: publisher.clone(),
             runner: Arc::new(JobRunner {
                 executor_id,
                 settings: e.clone(),
@@ -165,6 +167,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
                 sandbox,
                 warm,
                 refs: Default::default(),
+                logs: job::LogTopic { publisher, topic: settings.kafka.topics.logs.clone() },
             }),
             topics: settings.kafka.topics.clone(),
             metrics: metrics.jobs,

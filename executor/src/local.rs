@@ -15,7 +15,10 @@ use gitfaas_common::{JobId, JobStatus, Owner};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use gitfaas_common::logs::{LogLimits, LogRun};
+
 use crate::job;
+use crate::logs::{LogSink, LogStreamer, Outlet, Redactor};
 use crate::runtime::{self, Offer};
 use crate::sandbox::{SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::Settings;
@@ -29,6 +32,9 @@ pub struct LocalRun<'a> {
     pub input: &'a Value,
     pub resources: Resources,
     pub timeout: Duration,
+    /// Print the function's stderr on this process's stderr as it comes (the same
+    /// chunks, cap included, a job's live log has).
+    pub live_log: bool,
 }
 
 /// How it ended, in the terms of a job's result.
@@ -62,6 +68,7 @@ pub async fn run_local(
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let streamer = run.live_log.then(|| print_live(&e.logs));
     let spec = SandboxSpec {
         name: format!("gitfaas-local-{}", &suffix[16..]),
         image: launch.image.clone(),
@@ -81,8 +88,13 @@ pub async fn run_local(
         cpu_millis: run.resources.cpu_millis,
         pids: run.resources.pids,
         timeout: run.timeout,
+        log: streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off),
     };
-    let out = match sandbox.run(spec, cancel).await {
+    let out = sandbox.run(spec, cancel).await;
+    if let Some(streamer) = streamer {
+        streamer.finish().await;
+    }
+    let out = match out {
         Ok(out) => out,
         Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
         Err(error) => return Err(error).context("running the sandbox"),
@@ -111,6 +123,23 @@ pub async fn run_local(
         output: result.output,
         stderr_tail: result.stderr_tail,
     })
+}
+
+/// A live log printed on stderr, chunk by chunk, a little more often than a job's.
+fn print_live(limits: &LogLimits) -> LogStreamer {
+    let run = LogRun { job_id: JobId::new(), attempt: 1, executor_id: "local".into(), started_at: chrono::Utc::now() };
+    let limits = LogLimits { interval_ms: limits.interval_ms.min(50), ..limits.clone() };
+    let outlet: Outlet = Box::new(|chunk| {
+        use std::io::Write;
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(chunk.text.as_bytes());
+        if chunk.truncated {
+            let _ = stderr.write_all(b"\n[gitfaas: the log reached its size limit; the rest was dropped]\n");
+        }
+        let _ = stderr.flush();
+        Box::pin(async {})
+    });
+    LogStreamer::start(run, &limits, Redactor::default(), outlet)
 }
 
 impl LocalOutcome {

@@ -25,8 +25,9 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::logs::LogSink;
 use crate::metrics::SandboxMetrics;
-use crate::tail::Tail;
+use crate::tail::Stderr;
 
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
@@ -67,6 +68,8 @@ pub struct SandboxSpec {
     pub cpu_millis: u32,
     pub pids: u32,
     pub timeout: Duration,
+    /// Where the container's stderr goes as it comes (a cold run's live log).
+    pub log: LogSink,
 }
 
 impl std::fmt::Debug for SandboxSpec {
@@ -371,7 +374,7 @@ impl Sandbox {
         });
 
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail::new(self.policy.stderr_tail_bytes);
+        let mut stderr = Stderr::new(self.policy.stderr_tail_bytes, &spec.log);
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
         let mut output = io.output;
@@ -424,7 +427,7 @@ impl Sandbox {
     /// keeping the stderr tail: the engine does not complete a kill while the
     /// attach stream it copies a flooding process's output into is full (a job
     /// past the stdout cap took 46 s to end, two Docker call limits, before this).
-    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Tail)
+    async fn kill_draining<S>(&self, id: &str, output: &mut S, stderr: &mut Stderr<'_>)
     where
         S: futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
     {

@@ -84,6 +84,9 @@ pub struct ExecutorSettings {
     /// (port 0 picks one); none when unset.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Live logs on the logs topic: per-job byte cap, chunk size, chunk interval.
+    #[serde(default)]
+    pub logs: gitfaas_common::logs::LogLimits,
 }
 
 fn default_cancel_lookback_secs() -> u64 {
@@ -165,6 +168,9 @@ impl Settings {
             return invalid(&format!("executor.{why}"));
         }
         e.private_key()?;
+        if let Err(why) = e.logs.validate() {
+            return invalid(&format!("executor.{why}"));
+        }
         if e.warm.enabled && (e.warm.max_containers == 0 || e.warm.memory_budget_mb == 0) {
             return invalid(
                 "executor.warm.max_containers and memory_budget_mb must be at least 1 (or warm.enabled false)",

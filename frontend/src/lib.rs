@@ -6,13 +6,15 @@
 //! result routes ([`routes`]) find it; a message it cannot read still ends its job
 //! ([`ending`]), and so does an at-most-once job whose executor was lost
 //! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
-//! subscription feeds every event websocket ([`event_hub`]). [`metrics`] counts and
-//! times it, served at `/metrics`, and opens each request's span.
+//! subscription feeds every event websocket ([`event_hub`]). [`job_logs`] reads the
+//! logs topic's chunks into Redis for the logs route. [`metrics`] counts and times
+//! it, served at `/metrics`, and opens each request's span.
 
 mod affinity;
 mod ending;
 mod event_hub;
 mod identity;
+mod job_logs;
 mod lost_runs;
 mod metrics;
 mod observer_feed;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub settings: FrontendSettings,
     pub topics: TopicSettings,
     pub store: JobStore,
+    /// The jobs' live logs (in the same Redis).
+    pub logs: job_logs::LogStore,
     /// Every message the frontend publishes goes out through this.
     pub publisher: Publisher,
     /// Terminal results the frontend makes itself go out through this.
@@ -96,6 +100,8 @@ impl Application {
             metrics.clone(),
             stop.clone(),
         ));
+        let logs = store.logs(f.logs.max_bytes_per_job);
+        tokio::spawn(job_logs::consume(logs_consumer(&settings)?, logs.clone(), stop.clone()));
         let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
         let observer_consumer: StreamConsumer = client_config(&settings.kafka)
             .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
@@ -123,6 +129,7 @@ impl Application {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
             store,
+            logs,
             publisher,
             results: result_publisher,
             events,
@@ -172,6 +179,19 @@ impl Application {
         server.await??;
         Ok(())
     }
+}
+
+/// The consumer of the logs topic, in a group of its own next to the results one.
+fn logs_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
+    let group = format!("{}-logs", settings.frontend.group_id);
+    let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the logs consumer")?;
+    consumer.subscribe(&[&settings.kafka.topics.logs]).context("subscribing to the logs topic")?;
+    Ok(consumer)
 }
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

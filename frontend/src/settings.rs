@@ -63,6 +63,10 @@ pub struct FrontendSettings {
     /// lost executor is noticed.
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// Live logs: the bytes kept per job (`max_bytes_per_job`; the chunking fields
+    /// are the executor's and unused here).
+    #[serde(default)]
+    pub logs: gitfaas_common::logs::LogLimits,
 }
 
 /// Which delivery modes a job may name, and when the executor of a running
@@ -260,6 +264,7 @@ impl Settings {
             ("pids", l.pids, l.max_pids),
         ];
         self.frontend.policy.validate().map_err(|e| SettingsError::Invalid(format!("frontend.{e}")))?;
+        self.frontend.logs.validate().map_err(|e| SettingsError::Invalid(format!("frontend.{e}")))?;
         if let Some(key) = &self.frontend.executor_public_key {
             gitfaas_common::sealed::seal(key, b"{}")
                 .map_err(|e| SettingsError::Invalid(format!("frontend.executor_public_key: {e}")))?;

@@ -6,7 +6,8 @@
 //!   lexicographic order of UUIDv7 ids is submission order (cursor pagination);
 //! - `<p>:active` — ids of jobs not yet terminal (the backlog the frontend admits);
 //! - `<p>:erased:<id>` — tombstone of an erased job, so late events do not revive it;
-//! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions;
+//! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions (and
+//!   of their log chunks, see [`crate::job_logs`], whose keys erasing removes too);
 //! - named functions: see `store/functions.rs`.
 //!
 //! Events are applied by Lua scripts: each update is atomic, and the first terminal
@@ -120,6 +121,11 @@ impl JobStore {
     }
     pub fn channel(&self, subject: &str) -> String {
         format!("{}:events:{subject}", self.prefix)
+    }
+
+    /// The jobs' live logs, in the same Redis under the same prefix, `cap` bytes per job.
+    pub fn logs(&self, cap: usize) -> crate::job_logs::LogStore {
+        crate::job_logs::LogStore { redis: self.redis.clone(), prefix: self.prefix.clone(), cap }
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
@@ -323,6 +329,8 @@ return 0
                     .set_ex(self.tombstone_key(id), 1, 7 * 24 * 3600)
                     .del(self.job_key(id))
                     .del(self.starts_key(id))
+                    .del(crate::job_logs::LogStore::log_key(&self.prefix, id))
+                    .del(crate::job_logs::LogStore::meta_key(&self.prefix, id))
                     .zrem(self.user_key(subject), id.to_string())
                     .srem(self.active_key(), id.to_string())
                     .query_async::<()>(&mut self.redis.clone())

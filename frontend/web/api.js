@@ -48,7 +48,20 @@ export async function api(method, path, body) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
+// The text of an API path (a job's log) and how many chunks it holds.
+async function text(path) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { authorization: `Bearer ${session.token()}` }, cache: 'no-store' });
+  } catch (error) {
+    throw new ApiError(0, { title: 'Network error', detail: String(error.message || error) });
+  }
+  if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+  return { text: await response.text(), chunks: Number(response.headers.get('x-log-chunks') || 0) };
+}
+
 export const jobs = {
+  logs: (id) => text(`/v1/jobs/${encodeURIComponent(id)}/logs`),
   list: () => api('GET', '/v1/jobs?limit=100'),
   submit: (request) => api('POST', '/v1/jobs', request),
   result: (id) => api('GET', `/v1/jobs/${encodeURIComponent(id)}/result`),
@@ -56,7 +69,7 @@ export const jobs = {
   erase: (id) => api('DELETE', `/v1/jobs/${encodeURIComponent(id)}`),
 };
 
-// The websocket of the caller's job transitions; reconnects after a drop
+// The websocket of the caller's job transitions and log chunks; reconnects after a drop
 // (with a growing delay) until `close()` is called.
 export function followEvents(onEvent, onState) {
   let socket;
@@ -64,7 +77,7 @@ export function followEvents(onEvent, onState) {
   let delay = 500;
   const open = () => {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${scheme}//${location.host}/v1/jobs/events?access_token=${encodeURIComponent(session.token())}`;
+    const url = `${scheme}//${location.host}/v1/jobs/events?logs=true&access_token=${encodeURIComponent(session.token())}`;
     socket = new WebSocket(url);
     socket.addEventListener('open', () => {
       delay = 500;

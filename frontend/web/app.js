@@ -12,6 +12,9 @@ let events;
 let table;
 // The job whose result the page shows as soon as it finishes (the last one submitted).
 let awaited;
+// The job whose log the log panel shows live: its id, the next chunk index it
+// lacks, the attempt of its last chunk, and chunks that came while it loaded.
+const log = { id: undefined, next: 0, attempt: undefined, early: undefined };
 
 function showError(error) {
   console.warn(error);
@@ -86,7 +89,40 @@ async function viewResult(id) {
   showResult(body);
 }
 
+// Shows the job's log so far, then adds its chunks as the websocket brings them.
+async function showLog(id) {
+  clearError();
+  Object.assign(log, { id, next: 0, attempt: undefined, early: [] });
+  $('log').hidden = false;
+  $('log-id').textContent = id;
+  $('log-text').textContent = '';
+  const { text, chunks } = await jobs.logs(id);
+  if (log.id !== id) return;
+  $('log-text').textContent = text;
+  const early = log.early;
+  Object.assign(log, { next: chunks, early: undefined });
+  early.forEach(addChunk);
+}
+
+function addChunk(chunk) {
+  if (chunk.id !== log.id || chunk.index < 0) return;
+  if (log.early) {
+    log.early.push(chunk);
+    return;
+  }
+  if (chunk.index < log.next) return;
+  let text = chunk.text;
+  if (log.attempt !== undefined && chunk.attempt !== log.attempt) text = `[gitfaas: attempt ${chunk.attempt}]\n${text}`;
+  if (chunk.truncated) text += '\n[gitfaas: the log reached its size limit; the rest was dropped]\n';
+  $('log-text').textContent += text;
+  Object.assign(log, { next: chunk.index + 1, attempt: chunk.attempt });
+}
+
 function onEvent(event) {
+  if (event.kind === 'log') {
+    addChunk(event);
+    return;
+  }
   if (!table.apply(event)) {
     // a job this page has not listed yet (submitted elsewhere, or just now)
     guarded(reload)();
@@ -111,6 +147,10 @@ async function erase(id) {
   await jobs.erase(id);
   table.remove(id);
   hideResult(id);
+  if (log.id === id) {
+    log.id = undefined;
+    $('log').hidden = true;
+  }
 }
 
 function submission() {
@@ -139,6 +179,7 @@ async function submit(event) {
     awaited = body.id;
     hideResult();
     await reload();
+    await showLog(body.id);
   } finally {
     $('submit').disabled = false;
   }
@@ -164,7 +205,9 @@ async function start() {
     option.textContent = runtime;
     $('runtime').append(option);
   }
-  table = new JobTable({ view: guarded(viewResult), cancel: guarded(cancel), erase: guarded(erase) });
+  table = new JobTable({
+    view: guarded(viewResult), log: guarded(showLog), cancel: guarded(cancel), erase: guarded(erase),
+  });
   $('error-close').addEventListener('click', clearError);
   $('token-form').addEventListener('submit', guarded(useToken));
   $('oidc-sign-in').addEventListener('click', guarded(() => beginSignIn(config)));

@@ -91,6 +91,7 @@ export class JobTable {
       b.addEventListener('click', () => handler(job.id));
       actions.append(b);
     };
+    button('log', 'Log', this.actions.log);
     if (isFinished(job.status)) {
       button('view', 'Result', this.actions.view);
       button('erase', 'Erase', this.actions.erase);

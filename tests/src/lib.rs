@@ -28,6 +28,7 @@ pub mod oidc;
 pub mod otlp;
 pub mod sandbox;
 pub mod scaling;
+pub mod sse;
 
 pub use oidc::Provider;
 

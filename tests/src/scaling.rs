@@ -93,6 +93,7 @@ impl World {
             ("GITFAAS__KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
             ("GITFAAS__KAFKA__TOPICS__CONTROL", t.control.clone()),
             ("GITFAAS__KAFKA__TOPICS__FUNCTIONS", t.functions.clone()),
+            ("GITFAAS__KAFKA__TOPICS__LOGS", t.logs.clone()),
             ("GITFAAS__EXECUTOR__GROUP_ID", format!("{}executors", self.prefix)),
             ("GITFAAS__EXECUTOR__SLOTS", slots.to_string()),
             ("GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES", LOOPBACK_RANGES.into()),

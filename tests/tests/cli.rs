@@ -3,7 +3,8 @@
 //! client credentials grant and with the device grant (approved in Keycloak's pages
 //! by a real browser), the token cache and its refresh, `run` of succeeding and
 //! failing jobs (stdout holds the output JSON only; one exit code per ending), every
-//! job command, the pushed upstream of a checkout, problems with hints, completions.
+//! job command, the live log of `run` and `logs -f`, the pushed upstream of a
+//! checkout, problems with hints, completions.
 
 use std::path::Path;
 use std::process::Output;
@@ -390,4 +391,53 @@ async fn an_interrupted_run_leaves_the_job_running_and_says_how_to_find_it() {
     let result = as_alice(&["result", &id, "--wait", "30", "-o", "json"]).await;
     assert_eq!(code(&result), 0, "the job went on: {}", err(&result));
     assert_eq!(serde_json::from_str::<Value>(&out(&result)).unwrap()["output"], 5);
+}
+
+/// Prints `line 0` … `line 4`, one a second.
+const SLOW_PRINTER: &str = "import time\ndef main(data, credentials):\n    for i in range(5):\n        \
+    print(f'line {i}', flush=True)\n        time.sleep(1)\n    return 'done'\n";
+
+/// Runs `gitfaas args…` as alice; each line of `stream` (stdout or stderr, the other
+/// collected whole) with when it came, and the exit instant.
+async fn timed_lines(args: &[&str], stdout: bool) -> (Vec<(String, std::time::Instant)>, std::time::Instant, i32) {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let config = tempfile::tempdir().unwrap();
+    let mut command = gitfaas(config.path());
+    command.env("GITFAAS_TOKEN", &stack().token).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if stdout { Box::new(out) } else { Box::new(err) };
+    let mut lines = tokio::io::BufReader::new(reader).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push((line, std::time::Instant::now()));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), read).await.expect("gitfaas ends in 90 s");
+    let status = child.wait().await.unwrap();
+    (seen, std::time::Instant::now(), status.code().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_and_logs_follow_print_the_log_while_the_job_runs() {
+    let repo = python_repo(SLOW_PRINTER);
+    let (stderr, ended, status) = timed_lines(&["run", &repo], false).await;
+    assert_eq!(status, 0, "{stderr:?}");
+    let line = |n: usize| stderr.iter().find(|(l, _)| l.ends_with(&format!("line {n}"))).map(|(_, at)| *at);
+    let first = line(0).unwrap_or_else(|| panic!("the log on stderr: {stderr:?}"));
+    assert!(ended - first >= Duration::from_secs(3), "`run` printed the log live: {stderr:?}");
+    let count = stderr.iter().filter(|(l, _)| l.contains("line ")).count();
+    assert_eq!(count, 5, "each line once (not again from the tail): {stderr:?}");
+
+    let detached = as_alice(&["run", &repo, "--detach"]).await;
+    let id = out(&detached).trim().to_owned();
+    let (stdout, ended, status) = timed_lines(&["logs", "-f", &id], true).await;
+    assert_eq!(status, 0);
+    let texts: Vec<&str> = stdout.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(texts, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
+    assert!(ended - stdout[0].1 >= Duration::from_secs(2), "`logs -f` printed the log live");
+    let whole = as_alice(&["logs", &id]).await;
+    assert_eq!((code(&whole), out(&whole)), (0, "line 0\nline 1\nline 2\nline 3\nline 4\n".into()));
 }

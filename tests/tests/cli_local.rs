@@ -1,6 +1,6 @@
 //! `gitfaas local run`: a function from a local directory, run by the real binary in
 //! the executor's sandbox (real Docker, the runtime images), with no broker or
-//! frontend — every runtime, a failure, a timeout, a refused plan.
+//! frontend — every runtime, a failure, a timeout, a refused plan, stderr printed live.
 
 use std::path::Path;
 use std::process::Output;
@@ -93,4 +93,31 @@ fn failures_timeouts_and_refused_plans_have_their_exit_codes() {
     assert!(stderr.contains("rejected: repository has no gitfaas.toml"), "{stderr}");
     let (code, _, stderr) = streams(&local_run(Path::new("/does/not/exist"), &[], None));
     assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[test]
+fn a_local_run_prints_the_functions_stderr_while_it_runs() {
+    use std::io::BufRead;
+    let main = "import time\ndef main(data):\n    print('tick', flush=True)\n    time.sleep(2)\n    \
+        print('tock', flush=True)\n    return 1\n";
+    let dir = function(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", main)]);
+    let mut child = std::process::Command::new(infra::bin_dir().join("gitfaas"))
+        .args(["local", "run"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(config_dir())
+        .env_remove("GITFAAS_CONFIG_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gitfaas runs");
+    let lines: Vec<(String, std::time::Instant)> = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|line| (line.unwrap(), std::time::Instant::now()))
+        .collect();
+    assert!(child.wait().unwrap().success(), "{lines:?}");
+    let at = |text: &str| lines.iter().find(|(l, _)| l == text).map(|(_, at)| *at).expect(text);
+    let apart = at("tock") - at("tick");
+    assert!(apart >= std::time::Duration::from_millis(1500), "`tick` came {apart:?} before `tock`: {lines:?}");
+    assert_eq!(lines.iter().filter(|(l, _)| l == "tick").count(), 1, "printed once: {lines:?}");
 }

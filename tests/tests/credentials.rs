@@ -66,7 +66,7 @@ async fn credentials_reach_the_function_and_their_plaintext_is_nowhere_else() {
     assert_eq!(result2["output"], json!({"token": sha256(&client_sealed_plain)}));
 
     let topics = stack.topics();
-    let raw = topics_bytes(&[&topics.jobs, &topics.results]);
+    let raw = topics_bytes(&[&topics.jobs, &topics.results, &topics.logs]);
     assert!(contains(&raw, &id) && contains(&raw, &id2), "the jobs are on the topics");
     let redis = redis_dump(&stack.redis_prefix).await;
     assert!(contains(&redis, &id), "the job is in redis");

@@ -29,6 +29,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/jobs",
         "/v1/jobs/{id}",
         "/v1/jobs/{id}/result",
+        "/v1/jobs/{id}/logs",
         "/v1/jobs/{id}/cancel",
         "/v1/admin/observer/config",
         "/v1/admin/observer/status",

@@ -134,7 +134,7 @@ async fn the_git_token_is_nowhere_but_in_the_authorization_header() {
     let event = finished(stack, &id).await;
 
     let topics = stack.topics();
-    let raw = topics_bytes(&[&topics.jobs, &topics.results]);
+    let raw = topics_bytes(&[&topics.jobs, &topics.results, &topics.logs]);
     assert!(contains(&raw, &id), "the job is on the topics");
     let server_log = server.log();
     assert!(server_log.contains("(credentials accepted)"), "the server checked the header: {server_log}");

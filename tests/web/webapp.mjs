@@ -126,7 +126,10 @@ async function runPythonJob(page, seen) {
   assert.deepEqual(JSON.parse(await page.textContent('#result-output')), { greeting: 'hello, web' });
   assert.match(await page.textContent('#result-stderr'), /hello from the web test/);
   assert.match(await page.textContent('#result-timings'), /total \d+ ms/);
-  ok(`python job ${id} went to succeeded live and its output is shown`);
+  assert.equal(await page.textContent('#log-id'), id, 'the log panel follows the job just submitted');
+  await page.waitForFunction(() => /hello from the web test/.test(document.getElementById('log-text').textContent));
+  assert.ok(seen.frames.some((f) => f.includes(id) && f.includes('"kind":"log"')), 'its log came over the websocket');
+  ok(`python job ${id} went to succeeded live, its log and output are shown`);
   return id;
 }
 

@@ -13,8 +13,9 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::logs::LogSink;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
-use crate::tail::Tail;
+use crate::tail::Stderr;
 use crate::workspace::Workspace;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
@@ -67,17 +68,19 @@ impl WarmContainer {
         drainer.abort();
     }
 
-    /// Runs one invocation: `request` is what a cold runner reads on stdin.
+    /// Runs one invocation: `request` is what a cold runner reads on stdin; the
+    /// function's stderr frames go to `log` as they come.
     pub async fn invoke(
         &mut self,
         sandbox: &Sandbox,
         request: &[u8],
         timeout: Duration,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Invocation {
         let policy = sandbox.policy();
         let mut outcome = SandboxOutcome::default();
-        let mut stderr = Tail::new(policy.stderr_tail_bytes);
+        let mut stderr = Stderr::new(policy.stderr_tail_bytes, log);
         let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(request.len() + 4));
         framed.extend_from_slice(&(request.len() as u32).to_be_bytes());
         framed.extend_from_slice(request);

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use gitfaas_common::schema::Resources;
 
+use crate::logs::LogSink;
 use crate::metrics::WarmMetrics;
 use crate::runtime::Launch;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec};
@@ -105,9 +106,15 @@ impl Lease {
     }
 
     /// Runs the invocation; the lease remembers whether the sandbox may serve another.
-    pub async fn invoke(&mut self, request: &[u8], timeout: Duration, cancel: &CancellationToken) -> SandboxOutcome {
+    pub async fn invoke(
+        &mut self,
+        request: &[u8],
+        timeout: Duration,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> SandboxOutcome {
         let container = self.container.as_mut().expect("a lease holds its container until finished");
-        let invocation = container.invoke(&self.pool.sandbox, request, timeout, cancel).await;
+        let invocation = container.invoke(&self.pool.sandbox, request, timeout, log, cancel).await;
         self.reusable = invocation.reusable;
         invocation.outcome
     }

@@ -7,6 +7,7 @@ mod functions;
 mod health;
 mod jobs;
 mod keys;
+mod logs;
 mod openapi;
 mod wait;
 mod webapp;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(jobs::erase)),
             )
             .service(resource("/jobs/{id}/result", "GET").route(web::get().to(jobs::result)))
+            .service(resource("/jobs/{id}/logs", "GET").route(web::get().to(logs::logs)))
             .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(cancel::cancel)))
             .service(resource("/functions", "GET").route(web::get().to(functions::list)))
             .service(

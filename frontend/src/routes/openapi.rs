@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys};
+use super::{admin, cancel, functions, jobs, keys, logs};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -28,7 +28,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
-    paths(jobs::submit, jobs::status, jobs::result, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
+    paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
         functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
