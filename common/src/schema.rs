@@ -18,7 +18,7 @@ mod entry;
 mod result;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
-pub use result::{Attempt, JobResult, Timings, EXECUTOR_LOST};
+pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -89,6 +89,27 @@ pub struct JobSpec {
     /// what a message without the field gets).
     #[serde(default)]
     pub delivery: Delivery,
+    /// Whether the executor installs the dependencies the checkout declares.
+    #[serde(default, skip_serializing_if = "Dependencies::is_install")]
+    pub dependencies: Dependencies,
+}
+
+/// `install` (the default): dependencies the checkout declares (`requirements.txt`,
+/// `pyproject.toml`, `package.json` with its lock file) are installed in a build
+/// step before the run; `skip`: they are ignored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependencies {
+    #[default]
+    Install,
+    Skip,
+}
+
+impl Dependencies {
+    pub fn is_install(&self) -> bool {
+        *self == Dependencies::Install
+    }
 }
 
 /// How often a job's function may run. `at_most_once`: its start is made durable
@@ -317,6 +338,7 @@ mod tests {
             args: Vec::new(),
             workdir: None,
             delivery: Delivery::AtLeastOnce,
+            dependencies: Dependencies::Install,
         }
     }
 
