@@ -15,6 +15,7 @@ use gitfaas_common::{JobId, JobStatus, Owner};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::deps::{Dependencies, DepsError};
 use crate::job;
 use crate::runtime::{self, Offer};
 use crate::sandbox::{SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
@@ -29,6 +30,8 @@ pub struct LocalRun<'a> {
     pub input: &'a Value,
     pub resources: Resources,
     pub timeout: Duration,
+    /// Install the dependencies the directory declares (a job's `install`).
+    pub dependencies: bool,
 }
 
 /// How it ended, in the terms of a job's result.
@@ -62,7 +65,19 @@ pub async fn run_local(
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
-    let spec = SandboxSpec {
+    let prepared = match run.dependencies {
+        true => {
+            let deps = Dependencies::new(&e.dependencies, sandbox.clone(), "local").context("dependency cache")?;
+            match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), cancel).await {
+                Ok(prepared) => prepared,
+                Err(DepsError::Failed { why, log }) => return Ok(LocalOutcome::build_failed(&why, log)),
+                Err(error) if error.is_infrastructure() => return Err(error).context("building the dependencies"),
+                Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
+            }
+        }
+        false => None,
+    };
+    let mut spec = SandboxSpec {
         name: format!("gitfaas-local-{}", &suffix[16..]),
         image: launch.image.clone(),
         command: launch.command.clone(),
@@ -76,12 +91,18 @@ pub async fn run_local(
         input_dir: Some(workspace.path().join("input")),
         output_dir: Some(workspace.path().join("output")),
         job_network: e.job_network,
+        network: None,
+        mounts: Vec::new(),
+        env: Vec::new(),
         stdin: launch.stdin.clone(),
         memory_mb: run.resources.memory_mb,
         cpu_millis: run.resources.cpu_millis,
         pids: run.resources.pids,
         timeout: run.timeout,
     };
+    if let Some(prepared) = &prepared {
+        prepared.apply(&mut spec);
+    }
     let out = match sandbox.run(spec, cancel).await {
         Ok(out) => out,
         Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
@@ -123,6 +144,11 @@ impl LocalOutcome {
             output: None,
             stderr_tail: String::new(),
         }
+    }
+
+    fn build_failed(why: &str, log: String) -> Self {
+        let reason = format!("{}: {why}", gitfaas_common::schema::DEPENDENCY_INSTALL_FAILED);
+        Self { status: JobStatus::Failed, reason: Some(reason), stderr_tail: log, ..Self::refused(String::new()) }
     }
 }
 

@@ -80,6 +80,9 @@ pub struct ExecutorSettings {
     /// Warm sandboxes: on by default (`warm.enabled: false` turns them off).
     #[serde(default)]
     pub warm: crate::warm::WarmSettings,
+    /// Package indexes, the layer cache and the bounds of dependency builds.
+    #[serde(default)]
+    pub dependencies: crate::deps::DependencySettings,
 }
 
 fn default_cancel_lookback_secs() -> u64 {
@@ -161,6 +164,9 @@ impl Settings {
             return invalid(&format!("executor.{why}"));
         }
         e.private_key()?;
+        if let Err(why) = e.dependencies.validate() {
+            return invalid(&format!("executor.{why}"));
+        }
         if e.warm.enabled && (e.warm.max_containers == 0 || e.warm.memory_budget_mb == 0) {
             return invalid(
                 "executor.warm.max_containers and memory_budget_mb must be at least 1 (or warm.enabled false)",
