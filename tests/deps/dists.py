@@ -6,7 +6,8 @@
   dists.py probe OUT TARGETS
       an sdist probe-1.0.tar.gz with an in-tree build backend (no build
       requirements) that, while pip builds it, tries to reach each `host:port` of
-      TARGETS (comma-separated) and the proxy for another host, reads the build
+      TARGETS (comma-separated; GATEWAY stands for the host's side of the build
+      network, found from pip's --proxy) and the proxy for each, reads the build
       container's routes and interfaces, and bakes what it saw into the wheel it
       builds: `probe.SEEN`
 """
@@ -71,17 +72,17 @@ def attempt(host, port, send=None):
 
 def look():
     seen = {"targets": {}}
-    for target in TARGETS:
-        host, port = target.rsplit(":", 1)
-        seen["targets"][target] = attempt(host, port)
     proxy = proxy_of_ancestors()
     seen["proxy"] = proxy
+    gateway = proxy.rsplit(":", 1)[0] if proxy else "GATEWAY"
+    for target in TARGETS:
+        host, port = target.replace("GATEWAY", gateway).rsplit(":", 1)
+        seen["targets"][target] = attempt(host, port)
     if proxy:
         host, port = proxy.rsplit(":", 1)
         for target in TARGETS:
             ask = ("CONNECT %%s HTTP/1.1\r\nHost: %%s\r\n\r\n" %% (target, target)).encode()
             seen["targets"]["via proxy " + target] = attempt(host, port, ask)
-        seen["targets"]["gateway " + host + ":" + TARGETS[0].rsplit(":", 1)[1]] = attempt(host, TARGETS[0].rsplit(":", 1)[1])
     seen["routes"] = open("/proc/net/route").read().splitlines()[1:]
     seen["interfaces"] = sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:])
     return seen

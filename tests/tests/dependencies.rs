@@ -322,12 +322,16 @@ async fn a_package_reaching_for_other_hosts_while_it_installs_stays_contained() 
     let ip = String::from_utf8_lossy(&ip.stdout).trim().to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host_port = listener.local_addr().unwrap().port();
+    // a host service on all addresses answers on the build network's gateway too,
+    // unless the executor's firewall rules close it
+    let everywhere = TcpListener::bind("0.0.0.0:0").unwrap();
+    let everywhere_port = everywhere.local_addr().unwrap().port();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect((ip.as_str(), 8000)).is_err() {
         assert!(Instant::now() < deadline, "the probe's target container answers the host");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let targets = format!("127.0.0.1:{host_port},{ip}:8000");
+    let targets = format!("127.0.0.1:{host_port},GATEWAY:{host_port},GATEWAY:{everywhere_port},{ip}:8000");
     dists(&["probe", ix.pypi.packages().to_str().unwrap(), &targets]);
     let main = "import probe\ndef main(data):\n    return probe.SEEN\n";
     let repo = git_repo(&[("requirements.txt", "probe==1.0\n"), ("main.py", main)]);
@@ -339,7 +343,7 @@ async fn a_package_reaching_for_other_hosts_while_it_installs_stays_contained() 
     let result = finished(&ix.stack, &id).await;
     let network = network.await.unwrap();
     let _ = Command::new("docker").args(["rm", "-f", &container]).output();
-    drop(listener);
+    drop((listener, everywhere));
     assert_eq!(result["status"], "succeeded", "{result}");
     let seen = &result["output"];
     println!("what the build saw: {seen:#}");

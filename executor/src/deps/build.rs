@@ -2,7 +2,8 @@
 //! hardening (the sandbox's one container config), on an `internal` Docker network
 //! of its own — no route beyond the bridge — whose only reachable service is a
 //! [`ConnectProxy`] bound on the bridge's gateway address that forwards to the
-//! configured package index and refuses every other target. The installer comes
+//! configured package index and refuses every other target; [`HostGuard`] closes
+//! the rest of the host's side of the bridge. The installer comes
 //! from the executor's tools directory, mounted read-only: pip's wheel (run as
 //! `python3 pip.whl/pip`) and npm's package (`node npm/bin/npm-cli.js`), since the
 //! runtime images hold a bare interpreter.
@@ -16,6 +17,7 @@ use url::Url;
 
 use super::cache::{tree_bytes, Staging};
 use super::detect::Declared;
+use super::firewall::HostGuard;
 use super::{DependencySettings, DepsError, BUILD_LOG};
 use crate::egress::{ConnectProxy, Gate};
 use crate::sandbox::{Sandbox, SandboxSpec};
@@ -42,8 +44,9 @@ pub async fn build(
     staging: Staging,
     cancel: &CancellationToken,
 ) -> Result<Staging, DepsError> {
-    let gateway = sandbox.create_internal_network(&plan.name, &plan.labels).await.map_err(infrastructure)?;
-    let built = build_on(sandbox, &plan, declared, &staging, gateway, cancel).await;
+    let bridge = format!("gfb{}", &uuid::Uuid::now_v7().simple().to_string()[20..]); // random digits
+    let gateway = sandbox.create_internal_network(&plan.name, &bridge, &plan.labels).await.map_err(infrastructure)?;
+    let built = build_on(sandbox, &plan, declared, &staging, (&bridge, gateway), cancel).await;
     sandbox.remove_network(&plan.name).await;
     built.map(|()| staging)
 }
@@ -53,13 +56,20 @@ async fn build_on(
     plan: &BuildPlan<'_>,
     declared: &Declared,
     staging: &Staging,
-    gateway: std::net::IpAddr,
+    (bridge, gateway): (&str, std::net::IpAddr),
     cancel: &CancellationToken,
 ) -> Result<(), DepsError> {
     let index = plan.index;
     let target = (index.host_str().unwrap_or_default().to_owned(), index.port_or_known_default().unwrap_or(80));
     let proxy = ConnectProxy::start_on(SocketAddr::new(gateway, 0), Gate::Only(vec![target]))
         .map_err(|e| DepsError::Infrastructure(format!("dependency proxy could not start: {e}")))?;
+    let _guard = match plan.settings.guard_host {
+        true => Some(
+            HostGuard::install(bridge, gateway, proxy.addr().port())
+                .map_err(|e| DepsError::Infrastructure(format!("closing the host to the build network: {e}")))?,
+        ),
+        false => None,
+    };
     let proxy_url = format!("http://{}", proxy.addr());
     let command = installer(declared, staging, index, &proxy_url).map_err(DepsError::Infrastructure)?;
     let s = plan.settings;

@@ -12,6 +12,7 @@
 mod build;
 mod cache;
 mod detect;
+mod firewall;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,10 @@ pub struct DependencySettings {
     pub max_layer_mb: u64,
     /// All layers together at most; least recently used ones are evicted.
     pub max_cache_mb: u64,
+    /// Drop everything a build sends to the host but its proxy (`iptables` on the
+    /// build network's bridge; needs root). Off: a host service listening on all
+    /// addresses is reachable from builds through the bridge's gateway.
+    pub guard_host: bool,
 }
 
 impl Default for DependencySettings {
@@ -70,6 +75,7 @@ impl Default for DependencySettings {
             build_pids: 256,
             max_layer_mb: 1024,
             max_cache_mb: 8192,
+            guard_host: true,
         }
     }
 }

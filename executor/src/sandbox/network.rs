@@ -24,11 +24,12 @@ impl Sandbox {
     }
 
     /// An `internal` bridge network (no route to anything beyond the bridge, no
-    /// traffic between its containers) labelled `labels`; returns its gateway
-    /// address on the host.
+    /// traffic between its containers) labelled `labels`, on the host interface
+    /// `bridge`; returns its gateway address on the host.
     pub(crate) async fn create_internal_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<IpAddr, SandboxError> {
         let request = bollard::models::NetworkCreateRequest {
@@ -36,7 +37,10 @@ impl Sandbox {
             driver: Some("bridge".into()),
             internal: Some(true),
             labels: Some(labels.clone()),
-            options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".to_owned(), "false".to_owned())])),
+            options: Some(HashMap::from([
+                ("com.docker.network.bridge.enable_icc".to_owned(), "false".to_owned()),
+                ("com.docker.network.bridge.name".to_owned(), bridge.to_owned()),
+            ])),
             ..Default::default()
         };
         self.docker.create_network(request).await?;
