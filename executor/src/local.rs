@@ -65,7 +65,8 @@ pub async fn run_local(
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
-    let prepared = match run.dependencies {
+    // the cache is made only for a directory that declares something
+    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch.runtime) {
         true => {
             let deps = Dependencies::new(&e.dependencies, sandbox.clone(), "local").context("dependency cache")?;
             match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), cancel).await {
