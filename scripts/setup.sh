@@ -104,7 +104,9 @@ install_deps_tools() {
   say "fetching the dependency installers (pip $PIP_VERSION, npm $NPM_VERSION)"
   local tmp; tmp=$(mktemp -d)
   mkdir -p "$DEPS_TOOLS"
-  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp/pip" "pip==$PIP_VERSION"
+  command -v npm >/dev/null || die "npm is required to fetch npm for dependency builds (Debian: apt-get install npm)"
+  # the venv's pip: Debian's python3 may have none of its own
+  "$STATE_DIR/venv-pypiserver/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp/pip" "pip==$PIP_VERSION"
   mv "$tmp"/pip/pip-*.whl "$DEPS_TOOLS/pip.whl.tmp" && mv "$DEPS_TOOLS/pip.whl.tmp" "$DEPS_TOOLS/pip.whl"
   (cd "$tmp" && npm pack -q "npm@$NPM_VERSION" >/dev/null)
   mkdir -p "$tmp/npm" && tar -C "$tmp/npm" -xzf "$tmp"/npm-*.tgz
