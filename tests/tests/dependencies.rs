@@ -422,3 +422,58 @@ async fn declared_dependencies_without_a_configured_index_are_refused_and_a_job_
     let problem: Value = bad.json().await.unwrap();
     assert_eq!(problem["field"], "dependencies", "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_index_is_the_executors_failure_and_is_retried() {
+    let dead = free_port(); // nothing listens there
+    let cache = tempfile::tempdir().unwrap().keep().join("deps");
+    let stack = Stack::start_with(
+        true,
+        Box::new(move |_, e| {
+            e.executor.dependencies.pip_index = Some(format!("http://127.0.0.1:{dead}/simple/"));
+            e.executor.dependencies.cache_dir = cache;
+            (e.executor.delivery.infrastructure_retries, e.executor.delivery.retry_backoff_ms) = (1, 100);
+        }),
+    );
+    let repo = git_repo(&[("requirements.txt", "anything==1.0\n"), ("main.py", "def main(d):\n    return 1\n")]);
+    let result = run_on(&stack, json!({"repo": repo, "runtime": "python"})).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("gave up after 2 attempts"), "{reason}");
+    assert!(reason.contains(&format!("package index unreachable: failed to connect to 127.0.0.1:{dead}")), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_them() {
+    use gitfaas_common::schema::Resources;
+    use gitfaas_common::JobStatus;
+    let ix = indexes();
+    let name = module("local");
+    ix.pypi.add_wheel(&name, "def twice(x):\n    return 2 * x\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("requirements.txt"), format!("{name}\n")).unwrap();
+    let main = format!("import {name}\ndef main(data):\n    return {name}.twice(data)\n");
+    std::fs::write(dir.path().join("main.py"), main).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = gitfaas_tests::executor_settings(&unique("local"), state.path());
+    settings.executor.dependencies.pip_index = Some(ix.pypi.index_url());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let resources = || Resources { memory_mb: 256, cpu_millis: 1000, pids: 128 };
+    for dependencies in [true, false] {
+        let run = gitfaas_executor::LocalRun {
+            dir: dir.path(),
+            runtime: Some("python"),
+            input: &json!(21),
+            resources: resources(),
+            timeout: Duration::from_secs(60),
+            dependencies,
+        };
+        let out = gitfaas_executor::run_local(&settings, run, &cancel).await.unwrap();
+        if dependencies {
+            assert_eq!((out.status, out.output.clone()), (JobStatus::Succeeded, Some(json!(42))), "{out:?}");
+        } else {
+            assert_eq!(out.status, JobStatus::Failed, "{out:?}");
+            assert!(out.stderr_tail.contains("ModuleNotFoundError"), "{out:?}");
+        }
+    }
+}
