@@ -182,6 +182,13 @@ impl Dependencies {
         let field = if launch.runtime == "node" { "npm_registry" } else { "pip_index" };
         let index = self.settings.index_of(&launch.runtime).ok_or(DepsError::NoIndex(field))?;
         let index = url::Url::parse(index).map_err(|e| DepsError::Infrastructure(format!("package index: {e}")))?;
+        let installer =
+            self.settings.tools_dir.join(if launch.runtime == "node" { "npm/bin/npm-cli.js" } else { "pip.whl" });
+        if !installer.is_file() {
+            // the operator's to fix (scripts/setup.sh), not the job's: another executor may have it
+            let missing = installer.display();
+            return Err(DepsError::Infrastructure(format!("dependency installer {missing} missing on this executor")));
+        }
         let image_id =
             self.sandbox.image_id(&launch.image).await.map_err(|_| DepsError::MissingImage(launch.image.clone()))?;
         let mut digest = sha2::Sha256::new();
