@@ -11,6 +11,19 @@ APT_PACKAGES=(docker.io redis-server runsc debootstrap busybox-static cmake pkg-
   chromium maven openjdk-17-jre-headless)   # chromium: the web app's browser test (tests/web); maven + JRE: Kafka and Keycloak
 
 SCHEMATHESIS="$STATE_DIR/venv/bin/schemathesis"
+# the installers a dependency build mounts (the runtime images hold bare interpreters):
+# pip's wheel, run as `python3 pip.whl/pip`, and npm's package, run as `node npm/bin/npm-cli.js`
+DEPS_TOOLS="$STATE_DIR/deps-tools"
+PIP_VERSION=24.3.1
+NPM_VERSION=10.9.2
+# the local package index the dependency tests start (tests/tests/dependencies.rs), on waitress:
+# a build's proxy passes plain-http requests in absolute form, which servers must accept
+# (RFC 9112 3.2.2) and waitress does, where pypiserver's fallback (wsgiref) does not
+PYPISERVER="$STATE_DIR/venv-pypiserver/bin/pypi-server"
+PYPISERVER_VERSION=2.3.2
+WAITRESS_VERSION=3.0.2
+
+deps_tools_ready() { [[ -s "$DEPS_TOOLS/pip.whl" && -s "$DEPS_TOOLS/npm/bin/npm-cli.js" ]]; }
 
 missing_packages() {
   local p
@@ -27,6 +40,8 @@ check() {
   packages=$(missing_packages | tr '\n' ' ')
   [[ -z "$packages" ]] || out+=("system packages (apt-get): ${packages% } — the build's C libraries, Docker, Redis, gVisor, Java and Maven (Kafka, Keycloak), chromium (the web app test)")
   [[ -x "$SCHEMATHESIS" ]] || out+=("schemathesis (pip, into $STATE_DIR/venv) — the OpenAPI conformance test")
+  deps_tools_ready || out+=("pip $PIP_VERSION's wheel (PyPI) and npm $NPM_VERSION (npm) in $DEPS_TOOLS — the installers of dependency builds")
+  [[ -x "$PYPISERVER" && -x "$STATE_DIR/venv-pypiserver/bin/waitress-serve" ]] || out+=("pypiserver $PYPISERVER_VERSION + waitress $WAITRESS_VERSION (pip, into $STATE_DIR/venv-pypiserver) — the dependency tests' package index")
   docker_ready || out+=("a running Docker engine with gVisor (runsc) registered — every job runs in a container")
   kafka_installed || out+=("the Apache Kafka $(pom_property kafka.version) jars (Maven Central) — the broker")
   keycloak_installed || out+=("Keycloak $(pom_property keycloak.version) (Maven Central) — the OpenID provider")
@@ -77,6 +92,27 @@ install_test_tools() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "schemathesis==4.32.5"
   fi
+  if [[ ! -x "$PYPISERVER" || ! -x "$STATE_DIR/venv-pypiserver/bin/waitress-serve" ]]; then
+    say "installing pypiserver"
+    python3 -m venv "$STATE_DIR/venv-pypiserver"
+    "$STATE_DIR/venv-pypiserver/bin/pip" install -q "pypiserver==$PYPISERVER_VERSION" "waitress==$WAITRESS_VERSION"
+  fi
+}
+
+install_deps_tools() {
+  deps_tools_ready && return 0
+  say "fetching the dependency installers (pip $PIP_VERSION, npm $NPM_VERSION)"
+  local tmp; tmp=$(mktemp -d)
+  mkdir -p "$DEPS_TOOLS"
+  command -v npm >/dev/null || die "npm is required to fetch npm for dependency builds (Debian: apt-get install npm)"
+  # the venv's pip: Debian's python3 may have none of its own
+  "$STATE_DIR/venv-pypiserver/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp/pip" "pip==$PIP_VERSION"
+  mv "$tmp"/pip/pip-*.whl "$DEPS_TOOLS/pip.whl.tmp" && mv "$DEPS_TOOLS/pip.whl.tmp" "$DEPS_TOOLS/pip.whl"
+  (cd "$tmp" && npm pack -q "npm@$NPM_VERSION" >/dev/null)
+  mkdir -p "$tmp/npm" && tar -C "$tmp/npm" -xzf "$tmp"/npm-*.tgz
+  rm -rf "$DEPS_TOOLS/npm" && mv "$tmp/npm/package" "$DEPS_TOOLS/npm"
+  chmod -R a+rX "$DEPS_TOOLS"
+  rm -rf "$tmp"
 }
 
 case "${1:-}" in
@@ -86,6 +122,7 @@ case "${1:-}" in
 esac
 install_packages
 install_test_tools
+install_deps_tools
 configure_docker
 "$ROOT/scripts/kafka.sh" install >/dev/null
 "$ROOT/scripts/keycloak.sh" install >/dev/null

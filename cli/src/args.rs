@@ -169,6 +169,9 @@ pub struct LocalRunArgs {
     /// CPU quota in thousandths of a core
     #[arg(long)]
     pub cpu_millis: Option<u32>,
+    /// Ignore the dependencies the directory declares (requirements.txt, package.json)
+    #[arg(long)]
+    pub skip_dependencies: bool,
     /// The gitfaas config directory to read the executor's images and limits from
     /// [default: GITFAAS_CONFIG_DIR, else ./config when it exists, else the shipped defaults]
     #[arg(long)]

@@ -35,8 +35,16 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
         pids: DEFAULT_RESOURCES.pids,
     };
     let timeout = Duration::from_secs(u64::from(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)));
-    let run =
-        LocalRun { dir: &dir, runtime: args.runtime.as_deref(), input: &input, resources, timeout, live_log: true };
+    let dependencies = !args.skip_dependencies;
+    let run = LocalRun {
+        dir: &dir,
+        runtime: args.runtime.as_deref(),
+        input: &input,
+        resources,
+        timeout,
+        live_log: true,
+        dependencies,
+    };
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     tokio::spawn(async move {

@@ -23,7 +23,7 @@ pub use function::{
     decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
     MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
 };
-pub use result::{Attempt, JobResult, Timings, EXECUTOR_LOST};
+pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -101,6 +101,27 @@ pub struct JobSpec {
     /// result's `commit_sha`, and nothing runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolve_only: bool,
+    /// Whether the executor installs the dependencies the checkout declares.
+    #[serde(default, skip_serializing_if = "Dependencies::is_install")]
+    pub dependencies: Dependencies,
+}
+
+/// `install` (the default): dependencies the checkout declares (`requirements.txt`,
+/// `pyproject.toml`, `package.json` with its lock file) are installed in a build
+/// step before the run; `skip`: they are ignored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependencies {
+    #[default]
+    Install,
+    Skip,
+}
+
+impl Dependencies {
+    pub fn is_install(&self) -> bool {
+        *self == Dependencies::Install
+    }
 }
 
 /// How often a job's function may run. `at_most_once`: its start is made durable
@@ -331,6 +352,7 @@ mod tests {
             function: None,
             resolve_only: false,
             delivery: Delivery::AtLeastOnce,
+            dependencies: Dependencies::Install,
         }
     }
 

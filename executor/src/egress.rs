@@ -7,7 +7,11 @@
 //! the first one names (git follows no redirect, so every request on a
 //! connection is for that host). The proxy only moves bytes.
 //!
-//! One proxy per fetch, on a thread of its own, gone when dropped.
+//! The same proxy guards a dependency build ([`Gate::Only`]): bound on the build
+//! network's gateway address, it forwards to the configured package index's
+//! `host:port` and refuses every other target.
+//!
+//! One proxy per fetch or build, on a thread of its own, gone when dropped.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,33 +24,60 @@ use gitfaas_common::policy::{self, PolicyError, PolicySettings};
 const MAX_HEAD_BYTES: usize = 8 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a proxy lets through.
+pub enum Gate {
+    /// Any host the policy allows, after resolving it.
+    Policy(PolicySettings),
+    /// Only these `host:port` targets, as written (the package index).
+    Only(Vec<(String, u16)>),
+}
+
 pub struct ConnectProxy {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     refused: Arc<Mutex<Option<PolicyError>>>,
+    refused_targets: Arc<Mutex<Vec<String>>>,
     unreachable: Arc<Mutex<Option<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ConnectProxy {
+    /// A proxy on loopback for a git fetch, checking targets against `policy`.
     pub fn start(policy: PolicySettings) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), Gate::Policy(policy))
+    }
+
+    /// A proxy listening on `bind` (port 0: any) that lets through what `gate` allows.
+    pub fn start_on(bind: SocketAddr, gate: Gate) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (refused, unreachable) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
-        let (stopping, refusals, failures) = (stop.clone(), refused.clone(), unreachable.clone());
-        let policy = Arc::new(policy);
+        let refused_targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = Seen { refusals: refused.clone(), targets: refused_targets.clone(), failures: unreachable.clone() };
+        let stopping = stop.clone();
+        let (gate, seen) = (Arc::new(gate), Arc::new(seen));
         let thread = std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (policy, refusals, failures) = (policy.clone(), refusals.clone(), failures.clone());
-                std::thread::spawn(move || tunnel(client, &policy, &refusals, &failures));
+                let (gate, seen) = (gate.clone(), seen.clone());
+                std::thread::spawn(move || tunnel(client, &gate, &seen));
             }
         });
-        Ok(Self { addr, stop, refused, unreachable, thread: Some(thread) })
+        Ok(Self { addr, stop, refused, refused_targets, unreachable, thread: Some(thread) })
+    }
+
+    /// The address the proxy listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `host:port` targets a [`Gate::Only`] proxy refused, in order.
+    pub fn refused_targets(&self) -> Vec<String> {
+        self.refused_targets.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The proxy URL to hand libgit2.
@@ -75,30 +106,50 @@ impl Drop for ConnectProxy {
     }
 }
 
-/// Serves one `CONNECT host:port`; a refusal of the policy (or a target that does
+/// What a proxy's connections saw: refusals and targets that did not answer.
+struct Seen {
+    refusals: Arc<Mutex<Option<PolicyError>>>,
+    targets: Arc<Mutex<Vec<String>>>,
+    failures: Arc<Mutex<Option<String>>>,
+}
+
+/// The addresses `host:port` may be reached at through `gate`, or `None` (refused;
+/// the refusal is kept in `seen`).
+fn admit(host: &str, port: u16, gate: &Gate, seen: &Seen) -> Option<Vec<SocketAddr>> {
+    match gate {
+        Gate::Policy(policy) => match policy::resolve_checked(host, port, policy) {
+            Ok(addrs) => Some(addrs),
+            Err(refusal) => {
+                *seen.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
+                None
+            }
+        },
+        Gate::Only(targets) if targets.iter().any(|(h, p)| h.eq_ignore_ascii_case(host) && *p == port) => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            std::net::ToSocketAddrs::to_socket_addrs(&(bare, port)).ok().map(Iterator::collect)
+        }
+        Gate::Only(_) => {
+            seen.targets.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{host}:{port}"));
+            None
+        }
+    }
+}
+
+/// Serves one `CONNECT host:port`; a refusal of the gate (or a target that does
 /// not answer) is kept before the client hears of it.
-fn tunnel(
-    mut client: TcpStream,
-    policy: &PolicySettings,
-    refusals: &Mutex<Option<PolicyError>>,
-    failures: &Mutex<Option<String>>,
-) {
+fn tunnel(mut client: TcpStream, gate: &Gate, seen: &Seen) {
     let _ = client.set_read_timeout(Some(CONNECT_TIMEOUT));
     let Some((head, target)) = read_head(&mut client) else {
         let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         return;
     };
     let Target { host, port, forward_head } = target;
-    let addrs = match policy::resolve_checked(&host, port, policy) {
-        Ok(addrs) => addrs,
-        Err(refusal) => {
-            *refusals.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
-            let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
-            return;
-        }
+    let Some(addrs) = admit(&host, port, gate, seen) else {
+        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        return;
     };
     let Some(server) = addrs.iter().find_map(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).ok()) else {
-        *failures.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("failed to connect to {host}:{port}"));
+        *seen.failures.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("failed to connect to {host}:{port}"));
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         return;
     };
@@ -235,5 +286,23 @@ mod tests {
         let n = stream.read(&mut reply).unwrap();
         assert!(reply[..n].starts_with(b"HTTP/1.1 403"));
         assert!(matches!(blocking.refusal(), Some(PolicyError::Internal { kind: "loopback", .. })));
+    }
+
+    #[test]
+    fn an_only_gate_forwards_to_its_targets_and_refuses_every_other() {
+        let index = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = index.local_addr().unwrap().port();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap(); // would answer: only the gate refuses
+        let other_port = other.local_addr().unwrap().port();
+        let gate = Gate::Only(vec![("127.0.0.1".into(), port)]);
+        let proxy = ConnectProxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), gate).unwrap();
+        let (_stream, reply) = connect(&proxy, &format!("127.0.0.1:{port}"));
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        for target in [format!("127.0.0.1:{other_port}"), format!("localhost:{port}")] {
+            let (_stream, reply) = connect(&proxy, &target);
+            assert!(reply.starts_with("HTTP/1.1 403"), "{target}: {reply}");
+        }
+        let refused = proxy.refused_targets();
+        assert_eq!(refused, [format!("127.0.0.1:{other_port}"), format!("localhost:{port}")]);
     }
 }

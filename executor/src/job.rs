@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
+use crate::deps::{Dependencies, DepsError, Prepared};
 use crate::git::GitCache;
 use crate::logs::{LogSink, LogStreamer, Redactor};
 use crate::refs::SharedResolutions;
@@ -36,6 +37,8 @@ pub struct JobRunner {
     pub sandbox: Sandbox,
     /// Warm sandboxes; `None` when `executor.warm.enabled` is off.
     pub warm: Option<Arc<WarmPool>>,
+    /// Dependency layers, built once and mounted into the runs that declare them.
+    pub deps: Arc<Dependencies>,
     /// Ref resolutions shared by the jobs submitted before they started.
     pub refs: SharedResolutions,
     /// Where live log chunks go.
@@ -65,17 +68,18 @@ impl LogTopic {
     }
 }
 
-/// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container.
+/// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container
+/// (with the dependency layer it mounts, if any).
 enum Place {
     Warm(Box<Lease>),
-    Cold(Workspace),
+    Cold(Workspace, Option<Prepared>),
 }
 
 impl Place {
     fn workspace(&self) -> &Workspace {
         match self {
             Place::Warm(lease) => lease.workspace(),
-            Place::Cold(workspace) => workspace,
+            Place::Cold(workspace, _) => workspace,
         }
     }
 }
@@ -176,7 +180,7 @@ impl JobRunner {
             runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
-        let placed = self.place(job, at, &repo, &sha, token, plan).await;
+        let placed = self.place(job, at, &repo, &sha, token, plan, cancel).await;
         drop(credentials);
         let (launch, place) = match placed {
             Ok(placed) => placed,
@@ -234,6 +238,8 @@ impl JobRunner {
     /// The plan and the place of the run: an idle warm sandbox of the same key
     /// (nothing written), else a fresh checkout — in a new warm sandbox when the
     /// runtime is served warm and the pool has room, else for a cold container.
+    /// A run with dependencies is always cold: its layer is built (or found) here.
+    #[allow(clippy::too_many_arguments)]
     async fn place(
         &self,
         job: &Job,
@@ -242,12 +248,17 @@ impl JobRunner {
         sha: &str,
         token: Option<zeroize::Zeroizing<String>>,
         plan: impl Fn(&Path) -> Result<Launch, ManifestError>,
+        cancel: &CancellationToken,
     ) -> Result<(Launch, Place), Ending> {
         let owner = &job.owner.subject;
         let (resources, network) = (&job.spec.resources, self.settings.job_network);
+        let workdir = job.spec.workdir.as_deref().unwrap_or(".");
+        let install = job.spec.dependencies.is_install();
         if let Some(pool) = &self.warm {
             // the same commit has the same manifest: plan from the warm checkout
-            if let Some(launch) = pool.code_dir_of(owner, sha).and_then(|code| plan(&code).ok()) {
+            let warm_plan = pool.code_dir_of(owner, sha).and_then(|code| Some((plan(&code).ok()?, code)));
+            let warm_plan = warm_plan.filter(|(l, code)| !install || !crate::deps::declares(code, workdir, &l.runtime));
+            if let Some((launch, _)) = warm_plan {
                 if let Ok(key) = pool.key(owner, sha, &launch, resources, network).await {
                     if let Some(lease) = pool.take(&key) {
                         return Ok((launch, Place::Warm(Box::new(lease))));
@@ -260,8 +271,16 @@ impl JobRunner {
         let checkout = tracing::info_span!("git checkout", git.commit = %sha);
         self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).instrument(checkout).await?;
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
+        if install {
+            let prepared = self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), cancel).await;
+            match prepared {
+                Ok(None) => {}
+                Ok(Some(prepared)) => return Ok((launch, Place::Cold(workspace, Some(prepared)))),
+                Err(e) => return Err(dependency_ending(at, e)),
+            }
+        }
         let Some((pool, command)) = self.warm.as_ref().zip(warm::warm_command(&launch.runtime, &launch.command)) else {
-            return Ok((launch, Place::Cold(workspace)));
+            return Ok((launch, Place::Cold(workspace, None)));
         };
         pool.missed();
         let key = match pool.key(owner, sha, &launch, resources, network).await {
@@ -276,7 +295,7 @@ impl JobRunner {
         let start = tracing::info_span!("sandbox start", sandbox.kind = "warm");
         match pool.start(key, &spec, workspace).instrument(start).await {
             Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
-            Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace))),
+            Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace, None))),
             Err(e) => Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         }
     }
@@ -314,9 +333,12 @@ impl JobRunner {
         let outcome = async {
             match &mut place {
                 Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, log, cancel).await),
-                Place::Cold(workspace) => {
-                    let spec = SandboxSpec { log: log.clone(), ..self.sandbox_spec(job, launch, workspace, "cold") };
-                    self.sandbox.run(spec, cancel).await
+                Place::Cold(workspace, prepared) => {
+                    let mut run = SandboxSpec { log: log.clone(), ..self.sandbox_spec(job, launch, workspace, "cold") };
+                    if let Some(prepared) = prepared {
+                        prepared.apply(&mut run);
+                    }
+                    self.sandbox.run(run, cancel).await
                 }
             }
         }
@@ -363,6 +385,9 @@ impl JobRunner {
             input_dir: Some(dirs.input()),
             output_dir: Some(dirs.output()),
             job_network: self.settings.job_network,
+            network: None,
+            mounts: Vec::new(),
+            env: Vec::new(),
             stdin: launch.stdin,
             memory_mb: job.spec.resources.memory_mb,
             cpu_millis: job.spec.resources.cpu_millis,
@@ -370,6 +395,16 @@ impl JobRunner {
             timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
             log: LogSink::off(),
         }
+    }
+}
+
+/// The one terminal result of a run whose dependencies could not be prepared.
+fn dependency_ending(at: &Attempt, error: DepsError) -> Ending {
+    match error {
+        DepsError::Failed { why, log } => JobResult::dependency_install_failed(at, &why, log).into(),
+        DepsError::Cancelled => JobResult::cancelled_before_run(at).into(),
+        e if e.is_infrastructure() => Ending::infrastructure(at, e.to_string()),
+        e => JobResult::rejected(at, e.to_string()).into(),
     }
 }
 

@@ -7,7 +7,9 @@
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
 //! - [`git`]: the bare-mirror cache and per-job checkouts; `refs`: ref resolutions
 //!   shared by the jobs submitted before they started;
-//! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses;
+//! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses
+//!   (and a dependency build to its package index);
+//! - [`deps`]: dependencies a checkout declares, built once into cached layers;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
 //! - [`sandbox`]: the only code that talks to Docker; [`logs`]: what a running
@@ -22,6 +24,7 @@ mod cancel;
 mod credentials;
 mod data;
 mod delivery;
+mod deps;
 mod durable;
 mod egress;
 mod git;
@@ -154,6 +157,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         }
         None => None,
     };
+    let deps = deps::Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
+        .context("creating the dependency layer cache")?;
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
     Ok(Arc::new(Worker {
         consumer,
@@ -166,6 +171,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
                 git,
                 sandbox,
                 warm,
+                deps: Arc::new(deps),
                 refs: Default::default(),
                 logs: job::LogTopic { publisher, topic: settings.kafka.topics.logs.clone() },
             }),

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use gitfaas_common::logs::{LogLimits, LogRun};
 
+use crate::deps::{Dependencies, DepsError};
 use crate::job;
 use crate::logs::{LogSink, LogStreamer, Outlet, Redactor};
 use crate::runtime::{self, Offer};
@@ -35,6 +36,8 @@ pub struct LocalRun<'a> {
     /// Print the function's stderr on this process's stderr as it comes (the same
     /// chunks, cap included, a job's live log has).
     pub live_log: bool,
+    /// Install the dependencies the directory declares (a job's `install`).
+    pub dependencies: bool,
 }
 
 /// How it ended, in the terms of a job's result.
@@ -69,7 +72,20 @@ pub async fn run_local(
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let streamer = run.live_log.then(|| print_live(&e.logs));
-    let spec = SandboxSpec {
+    // the cache is made only for a directory that declares something
+    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch.runtime) {
+        true => {
+            let deps = Dependencies::new(&e.dependencies, sandbox.clone(), "local").context("dependency cache")?;
+            match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), cancel).await {
+                Ok(prepared) => prepared,
+                Err(DepsError::Failed { why, log }) => return Ok(LocalOutcome::build_failed(&why, log)),
+                Err(error) if error.is_infrastructure() => return Err(error).context("building the dependencies"),
+                Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
+            }
+        }
+        false => None,
+    };
+    let mut spec = SandboxSpec {
         name: format!("gitfaas-local-{}", &suffix[16..]),
         image: launch.image.clone(),
         command: launch.command.clone(),
@@ -83,6 +99,9 @@ pub async fn run_local(
         input_dir: Some(workspace.path().join("input")),
         output_dir: Some(workspace.path().join("output")),
         job_network: e.job_network,
+        network: None,
+        mounts: Vec::new(),
+        env: Vec::new(),
         stdin: launch.stdin.clone(),
         memory_mb: run.resources.memory_mb,
         cpu_millis: run.resources.cpu_millis,
@@ -90,6 +109,9 @@ pub async fn run_local(
         timeout: run.timeout,
         log: streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off),
     };
+    if let Some(prepared) = &prepared {
+        prepared.apply(&mut spec);
+    }
     let out = sandbox.run(spec, cancel).await;
     if let Some(streamer) = streamer {
         streamer.finish().await;
@@ -153,6 +175,11 @@ impl LocalOutcome {
             output: None,
             stderr_tail: String::new(),
         }
+    }
+
+    fn build_failed(why: &str, log: String) -> Self {
+        let reason = format!("{}: {why}", gitfaas_common::schema::DEPENDENCY_INSTALL_FAILED);
+        Self { status: JobStatus::Failed, reason: Some(reason), stderr_tail: log, ..Self::refused(String::new()) }
     }
 }
 

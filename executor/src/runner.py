@@ -27,6 +27,10 @@ def load(code_dir, workdir, entry):
         if directory in sys.path:
             sys.path.remove(directory)
         sys.path.insert(0, directory)
+    # a dependency layer (python3 -I ignores PYTHONPATH): after the code, like site-packages
+    deps = os.environ.get("GITFAAS_PYTHON_DEPS")
+    if deps and deps not in sys.path:
+        sys.path.append(deps)
     if not is_module and not os.path.isfile(path):
         fail(2, "entry file %r not found in the repository" % entry)
     try:

@@ -184,31 +184,39 @@ fn request(input_json: &[u8], credentials: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The manifest's text, or `None` when the repository has none. Opened without
-/// following a symlink (the checkout is the executor's own directory, so only the
-/// last component can be one) and read no further than the cap: a manifest
-/// linked to a host file, a device or a huge file is refused unread.
+/// The manifest's text, or `None` when the repository has none: read by
+/// [`read_regular`], so a manifest linked to a host file, a device or a huge file
+/// is refused unread.
 fn read_manifest(checkout: &Path) -> Result<Option<String>, ManifestError> {
+    let bytes =
+        read_regular(&checkout.join(MANIFEST_FILE), MANIFEST_MAX_BYTES).map_err(|()| ManifestError::NotRegular)?;
+    bytes.map(|b| String::from_utf8(b).map_err(|_| ManifestError::Invalid("not UTF-8 text".into()))).transpose()
+}
+
+/// The bytes of the regular file at `path`, `None` when there is none, `Err` for
+/// a symlink, a non-regular file or one past `max` bytes. Opened without following
+/// a symlink (the checkout is the executor's own directory, so only the last
+/// component can be one) and read no further than the cap.
+pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ()> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     const O_NOFOLLOW: i32 = 0o400000;
     const O_NONBLOCK: i32 = 0o4000; // a fifo must not block the open
-    let path = checkout.join(MANIFEST_FILE);
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(O_NOFOLLOW | O_NONBLOCK).open(&path) {
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(O_NOFOLLOW | O_NONBLOCK).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(_) => return Err(ManifestError::NotRegular), // ELOOP: a symlink
+        Err(_) => return Err(()), // ELOOP: a symlink
     };
-    let meta = file.metadata().map_err(|_| ManifestError::NotRegular)?;
-    if !meta.file_type().is_file() || meta.len() > MANIFEST_MAX_BYTES {
-        return Err(ManifestError::NotRegular);
+    let meta = file.metadata().map_err(|_| ())?;
+    if !meta.file_type().is_file() || meta.len() > max {
+        return Err(());
     }
     let mut bytes = Vec::new();
-    file.take(MANIFEST_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|_| ManifestError::NotRegular)?;
-    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
-        return Err(ManifestError::NotRegular);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|_| ())?;
+    if bytes.len() as u64 > max {
+        return Err(());
     }
-    String::from_utf8(bytes).map(Some).map_err(|_| ManifestError::Invalid("not UTF-8 text".into()))
+    Ok(Some(bytes))
 }
 
 /// Where a manifest is wrong, by line and column, and what is wrong, without the

@@ -29,6 +29,8 @@ use crate::logs::LogSink;
 use crate::metrics::SandboxMetrics;
 use crate::tail::Stderr;
 
+mod network;
+
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
 pub const JOB_LABEL: &str = "io.gitfaas.job";
@@ -39,6 +41,8 @@ pub enum SandboxError {
     Docker(#[from] bollard::errors::Error),
     #[error("image `{0}` is not available on this executor")]
     MissingImage(String),
+    #[error("network error: {0}")]
+    Network(String),
 }
 
 /// Where the job's input (read-only) and output (read-write) directories are mounted.
@@ -63,6 +67,12 @@ pub struct SandboxSpec {
     pub output_dir: Option<std::path::PathBuf>,
     /// Put the container on a bridge network of its own instead of none.
     pub job_network: bool,
+    /// Join this existing network instead (a dependency build's internal one).
+    pub network: Option<String>,
+    /// Further host directories: (host path, container path, read-only).
+    pub mounts: Vec<(std::path::PathBuf, String, bool)>,
+    /// Further environment variables, `NAME=value`.
+    pub env: Vec<String>,
     pub stdin: zeroize::Zeroizing<Vec<u8>>,
     pub memory_mb: u32,
     pub cpu_millis: u32,
@@ -138,6 +148,9 @@ fn binds(spec: &SandboxSpec) -> Vec<String> {
     }
     if let Some(dir) = &spec.output_dir {
         binds.push(format!("{}:{OUTPUT_MOUNT}:rw", dir.display()));
+    }
+    for (host, mount, read_only) in &spec.mounts {
+        binds.push(format!("{}:{mount}:{}", host.display(), if *read_only { "ro" } else { "rw" }));
     }
     binds
 }
@@ -260,7 +273,11 @@ impl Sandbox {
         let p = &self.policy;
         let memory = i64::from(spec.memory_mb) * 1024 * 1024;
         let host = HostConfig {
-            network_mode: Some(if spec.job_network { spec.name.clone() } else { "none".into() }),
+            network_mode: Some(match (&spec.network, spec.job_network) {
+                (Some(network), _) => network.clone(),
+                (None, true) => spec.name.clone(),
+                (None, false) => "none".into(),
+            }),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), format!("rw,noexec,nosuid,nodev,size={}m", p.tmpfs_mb))])),
             cap_drop: Some(vec!["ALL".into()]),
@@ -284,14 +301,15 @@ impl Sandbox {
             cmd: Some(spec.command.clone()),
             user: Some(p.user.clone()),
             working_dir: Some(spec.working_dir.clone()),
-            env: Some(vec![
-                "HOME=/tmp".into(),
-                "TMPDIR=/tmp".into(),
-                "PYTHONDONTWRITEBYTECODE=1".into(),
-                "PYTHONUNBUFFERED=1".into(),
-            ]),
+            env: Some(
+                ["HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(spec.env.iter().cloned())
+                    .collect(),
+            ),
             labels: Some(spec.labels.clone()),
-            network_disabled: Some(!spec.job_network),
+            network_disabled: Some(!spec.job_network && spec.network.is_none()),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -336,20 +354,6 @@ impl Sandbox {
         remove(&self.docker, &id).await;
         guard.armed = false;
         outcome
-    }
-
-    /// A bridge network for this one container, labelled like it; no other
-    /// container joins it.
-    async fn create_network(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
-        let request = bollard::models::NetworkCreateRequest {
-            name: spec.name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(spec.labels.clone()),
-            options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".to_owned(), "false".to_owned())])),
-            ..Default::default()
-        };
-        self.docker.create_network(request).await?;
-        Ok(())
     }
 
     async fn run_created(
@@ -477,19 +481,6 @@ impl Sandbox {
             return Ok((None, false));
         }
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
-    }
-
-    /// Networks left by a crashed executor go with its containers.
-    async fn remove_orphan_networks(&self, label: &str) -> Result<(), SandboxError> {
-        let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()
-            .filters(&HashMap::from([("label", vec![label])]))
-            .build();
-        for network in self.docker.list_networks(Some(options)).await? {
-            if let Some(id) = network.id {
-                let _ = self.docker.remove_network(&id).await;
-            }
-        }
-        Ok(())
     }
 
     /// Removes containers left by a crashed executor with the same id, or every

@@ -87,6 +87,9 @@ pub struct ExecutorSettings {
     /// Live logs on the logs topic: per-job byte cap, chunk size, chunk interval.
     #[serde(default)]
     pub logs: gitfaas_common::logs::LogLimits,
+    /// Package indexes, the layer cache and the bounds of dependency builds.
+    #[serde(default)]
+    pub dependencies: crate::deps::DependencySettings,
 }
 
 fn default_cancel_lookback_secs() -> u64 {
@@ -169,6 +172,9 @@ impl Settings {
         }
         e.private_key()?;
         if let Err(why) = e.logs.validate() {
+            return invalid(&format!("executor.{why}"));
+        }
+        if let Err(why) = e.dependencies.validate() {
             return invalid(&format!("executor.{why}"));
         }
         if e.warm.enabled && (e.warm.max_containers == 0 || e.warm.memory_budget_mb == 0) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
-use gitfaas_common::schema::{DataLink, Delivery, Resources};
+use gitfaas_common::schema::{DataLink, Delivery, Dependencies, Resources};
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,6 +75,10 @@ pub struct SubmitRequest {
     /// elsewhere). The operator may allow only some.
     #[serde(default)]
     pub delivery: Option<Delivery>,
+    /// `install` (the default): the executor installs the dependencies the
+    /// checkout declares before the run; `skip`: they are ignored.
+    #[serde(default)]
+    pub dependencies: Option<Dependencies>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -202,6 +206,7 @@ impl SubmitRequest {
             delivery,
             function: None,
             resolve_only: false,
+            dependencies: self.dependencies.unwrap_or_default(),
         })
     }
 

@@ -127,6 +127,7 @@ pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::
     s.executor.group_id = format!("{topic_prefix}executors");
     s.executor.work_dir = state.join("work");
     s.executor.cache_dir = state.join("cache");
+    s.executor.dependencies.cache_dir = state.join("deps");
     s.executor.shutdown_grace_secs = 5;
     s.executor.policy.allowed_ranges = loopback_ranges();
     s.executor.metrics_listen = Some("127.0.0.1:0".into()); // several executors share the machine

@@ -12,6 +12,8 @@ use crate::JobId;
 
 /// The reason of a job ended by [`JobResult::executor_lost`].
 pub const EXECUTOR_LOST: &str = "executor lost during an at-most-once run";
+/// The reason of a job whose dependency build step failed, before what failed.
+pub const DEPENDENCY_INSTALL_FAILED: &str = "dependency install failed";
 
 /// Elapsed times in milliseconds: waiting in the queue, running, and both.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -143,6 +145,13 @@ impl JobResult {
     /// The function failed, or the job could not be prepared, for `reason`.
     pub fn failed(attempt: &Attempt, reason: impl Into<String>) -> Self {
         Self::ended(attempt, JobStatus::Failed, Some(reason.into()))
+    }
+
+    /// The dependency build step failed (`why`, e.g. its exit or its time limit);
+    /// the tail of the build's log stands in the result's `stderr_tail`.
+    pub fn dependency_install_failed(attempt: &Attempt, why: &str, log_tail: String) -> Self {
+        let reason = format!("{DEPENDENCY_INSTALL_FAILED}: {why}");
+        Self { stderr_tail: log_tail, ..Self::failed(attempt, reason) }
     }
 
     /// The function exited with a code other than 0 (none: unknown).

@@ -78,6 +78,12 @@ pub fn served(settings: &FrontendSettings) -> Value {
             (the default): a run whose executor is lost runs again elsewhere. Either way one terminal result.",
         "enum": modes.collect::<Vec<_>>(),
     });
+    submit["dependencies"] = json!({
+        "description": "`install` (the default): the dependencies the checkout declares at the job's workdir \
+            (`requirements.txt`, `pyproject.toml`, `package.json` with `package-lock.json`) are installed in a \
+            build step before the run; `skip`: they are ignored.",
+        "enum": ["install", "skip", null],
+    });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
     merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));
@@ -236,6 +242,8 @@ mod tests {
         assert_eq!(delivery(&settings), json!(["at_most_once", "at_least_once", null]));
         settings.delivery.allowed = vec![Delivery::AtLeastOnce];
         assert_eq!(delivery(&settings), json!(["at_least_once", null]));
+        let dependencies = &served(&settings)["components"]["schemas"]["SubmitRequest"]["properties"]["dependencies"];
+        assert_eq!(dependencies["enum"], json!(["install", "skip", null]));
         let body = r#"{"repo": "https://git.example.org/f.git", "delivery": "at_most_once"}"#;
         let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
         assert!(

@@ -1,0 +1,231 @@
+//! The content-addressed layer cache on the host: `layers/<key>/` holds one built
+//! set of dependencies, `logs/<key>.log` the log of its last build, `tmp/` the
+//! builds under way. A build writes into a temporary directory that is renamed
+//! into place whole, so a layer is either complete or absent; one lock per key
+//! makes two jobs needing the same layer build it once. Total size is bounded:
+//! least recently used layers no job is using are evicted after each build.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Marker whose modification time is when a layer was last used.
+const USED_MARKER: &str = ".gitfaas-used";
+
+pub struct LayerCache {
+    root: PathBuf,
+    max_cache_bytes: u64,
+    /// One lock per key, held while the layer is looked up or built.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Jobs using each layer now; such a layer is never evicted.
+    users: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A layer in use by one run; it is not evicted until dropped.
+pub struct Layer {
+    pub key: String,
+    pub dir: PathBuf,
+    users: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = users.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                users.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A build's own directories: where the layer is written, and its log.
+pub struct Staging {
+    pub layer: PathBuf,
+    pub log_dir: PathBuf,
+    /// Removed, with whatever the build left in it, when dropped.
+    _root: tempfile::TempDir,
+}
+
+impl Staging {
+    /// The build log's text (empty when the build wrote none).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log_dir.join(super::BUILD_LOG)).unwrap_or_default()).into_owned()
+    }
+}
+
+impl LayerCache {
+    pub fn new(root: &Path, max_cache_bytes: u64) -> std::io::Result<Self> {
+        for sub in ["layers", "logs", "tmp"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        // the daemon mounts what the sandbox user sees: nobody else needs a way in
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o700))?;
+        Ok(Self { root: root.to_owned(), max_cache_bytes, locks: Mutex::default(), users: Arc::default() })
+    }
+
+    fn lock_of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn layer(&self, key: &str) -> Layer {
+        *self.users.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_owned()).or_default() += 1;
+        Layer { key: key.to_owned(), dir: self.root.join("layers").join(key), users: self.users.clone() }
+    }
+
+    /// The log of the last build of `key`.
+    pub fn log_path(&self, key: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{key}.log"))
+    }
+
+    /// The layer of `key`: the cached one, or the one `build` writes into a fresh
+    /// [`Staging`] (returning whether it succeeded). `Ok((layer, built))`.
+    pub async fn get_or_build<E, F, Fut>(&self, key: &str, build: F) -> Result<(Layer, bool), E>
+    where
+        F: FnOnce(Staging) -> Fut,
+        Fut: std::future::Future<Output = Result<Staging, E>>,
+        E: From<std::io::Error>,
+    {
+        let lock = self.lock_of(key);
+        let _held = lock.lock().await;
+        let dir = self.root.join("layers").join(key);
+        if dir.is_dir() {
+            touch(&dir);
+            return Ok((self.layer(key), false));
+        }
+        let staging = self.staging()?;
+        let staging = build(staging).await?;
+        std::fs::write(self.log_path(key), staging.log())?;
+        touch(&staging.layer);
+        std::fs::rename(&staging.layer, &dir)?;
+        drop(staging);
+        let layer = self.layer(key);
+        self.evict();
+        Ok((layer, true))
+    }
+
+    fn staging(&self) -> std::io::Result<Staging> {
+        let dir = tempfile::Builder::new().prefix("build-").tempdir_in(self.root.join("tmp"))?;
+        let (layer, log_dir) = (dir.path().join("layer"), dir.path().join("log"));
+        for sub in [&layer, &log_dir] {
+            std::fs::create_dir(sub)?;
+            // written by the build's non-root user, then read-only for every run
+            std::fs::set_permissions(sub, std::fs::Permissions::from_mode(0o777))?;
+        }
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        Ok(Staging { layer, log_dir, _root: dir })
+    }
+
+    /// Evicts least recently used layers without users until the cache fits.
+    fn evict(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("layers")) else { return };
+        let mut layers: Vec<(SystemTime, u64, PathBuf, String)> = entries
+            .flatten()
+            .map(|e| {
+                let used = std::fs::metadata(e.path().join(USED_MARKER)).and_then(|m| m.modified());
+                let key = e.file_name().to_string_lossy().into_owned();
+                (used.unwrap_or(SystemTime::UNIX_EPOCH), tree_bytes(&e.path()), e.path(), key)
+            })
+            .collect();
+        let mut total: u64 = layers.iter().map(|l| l.1).sum();
+        layers.sort();
+        for (_, bytes, path, key) in layers {
+            if total <= self.max_cache_bytes {
+                break;
+            }
+            if self.users.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&key) {
+                continue;
+            }
+            // a build of this key waits on its lock; one under way is not evicted
+            let lock = self.lock_of(&key);
+            let Ok(_held) = lock.try_lock() else { continue };
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    total -= bytes;
+                    let _ = std::fs::remove_file(self.log_path(&key));
+                    tracing::info!(layer = %key, bytes, "dependency layer evicted");
+                }
+                Err(error) => tracing::warn!(layer = %key, %error, "dependency layer eviction failed"),
+            }
+        }
+    }
+}
+
+/// Marks a layer used now.
+fn touch(dir: &Path) {
+    let marker = dir.join(USED_MARKER);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&marker);
+    if let Ok(file) = file {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Bytes of the files below `dir`, not following symlinks.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(kind) if kind.is_dir() => tree_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn build_of(cache: &LayerCache, key: &str, bytes: usize, builds: &AtomicUsize) -> (Layer, bool) {
+        let built = cache.get_or_build(key, |staging: Staging| async move {
+            builds.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            std::fs::write(staging.layer.join("file"), vec![0u8; bytes])?;
+            Ok::<_, std::io::Error>(staging)
+        });
+        built.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_jobs_needing_one_layer_build_it_once() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(root.path(), 1 << 20).unwrap();
+        let builds = AtomicUsize::new(0);
+        let (a, b) = tokio::join!(build_of(&cache, "k", 10, &builds), build_of(&cache, "k", 10, &builds));
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert_eq!(a.1 as u8 + b.1 as u8, 1, "one built, one found it");
+        assert!(a.0.dir.join("file").is_file());
+        assert_eq!(std::fs::read_dir(root.path().join("tmp")).unwrap().count(), 0, "staging removed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_leaves_no_layer() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(root.path(), 1 << 20).unwrap();
+        let failed = cache.get_or_build("k", |_staging| async { Err::<Staging, _>(std::io::Error::other("no")) });
+        assert!(failed.await.is_err());
+        assert!(!root.path().join("layers/k").exists());
+        let builds = AtomicUsize::new(0);
+        assert!(build_of(&cache, "k", 1, &builds).await.1, "built on the next try");
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_layers_without_users_are_evicted_past_the_cache_size() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(root.path(), 2500).unwrap();
+        let builds = AtomicUsize::new(0);
+        let (held, _) = build_of(&cache, "held", 1000, &builds).await;
+        drop(build_of(&cache, "old", 1000, &builds).await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(build_of(&cache, "new", 1000, &builds).await);
+        let present = |k: &str| root.path().join("layers").join(k).is_dir();
+        assert!(present("held") && present("new") && !present("old"));
+        drop(held);
+    }
+}

@@ -1,0 +1,245 @@
+//! Third-party dependencies of a function: found in the checkout ([`detect`]),
+//! installed once per (runtime image id, declaration content) by a build step
+//! ([`build`]) into a content-addressed layer ([`cache`]), and mounted read-only
+//! into the run at [`DEPS_MOUNT`] — python finds `site/` on its path
+//! (`GITFAAS_PYTHON_DEPS`, read by the runner, since `python3 -I` ignores
+//! `PYTHONPATH`), node finds `node_modules/` through `NODE_PATH`.
+//!
+//! A job opts out with `"dependencies": "skip"`. Jobs with dependencies run in a
+//! fresh container, never a warm one: a warm container's mounts are fixed when it
+//! is created.
+
+mod build;
+mod cache;
+mod detect;
+mod firewall;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Launch;
+use crate::sandbox::{Sandbox, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use cache::{Layer, LayerCache};
+
+/// Where a run sees its dependency layer (read-only).
+pub const DEPS_MOUNT: &str = "/deps";
+/// The build's log file, in its log directory.
+const BUILD_LOG: &str = "build.log";
+/// The most of a failed build's log kept on the host.
+const MAX_KEPT_LOG_BYTES: usize = 1 << 20;
+/// The tail of a failed build's log in the job's result.
+const LOG_TAIL_BYTES: usize = 8 << 10;
+
+/// `executor.dependencies` in the settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DependencySettings {
+    /// The package index pip installs from (`--index-url`), e.g.
+    /// `https://pypi.example.org/simple/`. None: python dependencies are refused.
+    pub pip_index: Option<String>,
+    /// The registry npm installs from. None: node dependencies are refused.
+    pub npm_registry: Option<String>,
+    /// The layer cache (`layers/`, `logs/`, `tmp/`).
+    pub cache_dir: PathBuf,
+    /// The installers: `pip.whl` (pip's wheel) and `npm/` (npm's package),
+    /// placed by `scripts/setup.sh`.
+    pub tools_dir: PathBuf,
+    pub build_timeout_secs: u64,
+    pub build_memory_mb: u32,
+    pub build_cpu_millis: u32,
+    pub build_pids: u32,
+    /// The largest layer one build may write.
+    pub max_layer_mb: u64,
+    /// All layers together at most; least recently used ones are evicted.
+    pub max_cache_mb: u64,
+    /// Drop everything a build sends to the host but its proxy (`iptables` on the
+    /// build network's bridge; needs root). Off: a host service listening on all
+    /// addresses is reachable from builds through the bridge's gateway.
+    pub guard_host: bool,
+}
+
+impl Default for DependencySettings {
+    fn default() -> Self {
+        Self {
+            pip_index: None,
+            npm_registry: None,
+            cache_dir: "/var/lib/gitfaas/deps".into(),
+            tools_dir: "/var/lib/gitfaas/deps-tools".into(),
+            build_timeout_secs: 300,
+            build_memory_mb: 1024,
+            build_cpu_millis: 1000,
+            build_pids: 256,
+            max_layer_mb: 1024,
+            max_cache_mb: 8192,
+            guard_host: true,
+        }
+    }
+}
+
+impl DependencySettings {
+    /// Why these settings are unusable, if they are.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, index) in [("pip_index", &self.pip_index), ("npm_registry", &self.npm_registry)] {
+            if let Some(index) = index {
+                let url = url::Url::parse(index).map_err(|e| format!("dependencies.{field}: {e}"))?;
+                if !["http", "https"].contains(&url.scheme()) || url.host_str().is_none() {
+                    return Err(format!("dependencies.{field} must be an http(s) URL with a host"));
+                }
+            }
+        }
+        if self.build_timeout_secs == 0 || self.max_layer_mb == 0 || self.max_cache_mb < self.max_layer_mb {
+            return Err("dependencies: build_timeout_secs and max_layer_mb must be at least 1, max_cache_mb at least max_layer_mb".into());
+        }
+        Ok(())
+    }
+
+    fn index_of(&self, runtime: &str) -> Option<&str> {
+        match runtime {
+            "python" => self.pip_index.as_deref(),
+            "node" => self.npm_registry.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a run's dependencies are not there; [`crate::job`] maps each to a result.
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error("dependencies declared but no package index configured (executor.dependencies.{0})")]
+    NoIndex(&'static str),
+    #[error("{0}")]
+    Declaration(String),
+    #[error("image `{0}` is not available on this executor")]
+    MissingImage(String),
+    /// The build ran and failed: `why`, and the tail of its log.
+    #[error("dependency install failed: {why}")]
+    Failed { why: String, log: String },
+    #[error("package index unreachable: {0}")]
+    IndexUnreachable(String),
+    #[error("the dependency build was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Infrastructure(String),
+    #[error("dependency cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DepsError {
+    /// The executor's own trouble (worth another attempt), not the job's.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, DepsError::IndexUnreachable(_) | DepsError::Infrastructure(_) | DepsError::Io(_))
+    }
+}
+
+/// The dependency layer of one run; mounted by [`Prepared::apply`].
+pub struct Prepared {
+    layer: Layer,
+    runtime: String,
+    /// Whether this run built it (else it was cached).
+    pub built: bool,
+}
+
+impl Prepared {
+    /// Mounts the layer read-only into `spec` and points the runtime at it.
+    pub fn apply(&self, spec: &mut SandboxSpec) {
+        spec.mounts.push((self.layer.dir.clone(), DEPS_MOUNT.to_owned(), true));
+        spec.env.push(match self.runtime.as_str() {
+            "node" => format!("NODE_PATH={DEPS_MOUNT}/node_modules"),
+            _ => format!("GITFAAS_PYTHON_DEPS={DEPS_MOUNT}/site"),
+        });
+    }
+}
+
+/// Builds and caches dependency layers for one executor (or a local run).
+pub struct Dependencies {
+    settings: DependencySettings,
+    cache: LayerCache,
+    sandbox: Sandbox,
+    executor_id: String,
+}
+
+impl Dependencies {
+    pub fn new(settings: &DependencySettings, sandbox: Sandbox, executor_id: &str) -> std::io::Result<Self> {
+        let cache = LayerCache::new(&settings.cache_dir, settings.max_cache_mb << 20)?;
+        Ok(Self { settings: settings.clone(), cache, sandbox, executor_id: executor_id.to_owned() })
+    }
+
+    /// The layer the run of `launch` from `checkout` needs — cached, or built now —
+    /// or `None` when the checkout declares no dependencies at `workdir` or its root.
+    pub async fn prepare(
+        &self,
+        checkout: &Path,
+        workdir: &str,
+        launch: &Launch,
+        job: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Prepared>, DepsError> {
+        let Some(declared) = detect::declared(checkout, workdir, &launch.runtime)? else { return Ok(None) };
+        let field = if launch.runtime == "node" { "npm_registry" } else { "pip_index" };
+        let index = self.settings.index_of(&launch.runtime).ok_or(DepsError::NoIndex(field))?;
+        let index = url::Url::parse(index).map_err(|e| DepsError::Infrastructure(format!("package index: {e}")))?;
+        let installer =
+            self.settings.tools_dir.join(if launch.runtime == "node" { "npm/bin/npm-cli.js" } else { "pip.whl" });
+        if !installer.is_file() {
+            // the operator's to fix (scripts/setup.sh), not the job's: another executor may have it
+            let missing = installer.display();
+            return Err(DepsError::Infrastructure(format!("dependency installer {missing} missing on this executor")));
+        }
+        let image_id =
+            self.sandbox.image_id(&launch.image).await.map_err(|_| DepsError::MissingImage(launch.image.clone()))?;
+        let mut digest = sha2::Sha256::new();
+        digest.update(image_id.as_bytes());
+        digest.update(b"\0");
+        digest.update(declared.content());
+        let key = hex::encode(digest.finalize());
+        let started = std::time::Instant::now();
+        let plan = build::BuildPlan {
+            name: format!("gitfaas-deps-{}-{}", &key[..12], &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            image: &launch.image,
+            labels: HashMap::from([
+                (EXECUTOR_LABEL.to_owned(), self.executor_id.clone()),
+                (JOB_LABEL.to_owned(), job.to_owned()),
+            ]),
+            settings: &self.settings,
+            index: &index,
+        };
+        let built = self
+            .cache
+            .get_or_build(&key, |staging| build::build(&self.sandbox, plan, &declared, staging, cancel))
+            .await;
+        let (layer, built) = match built {
+            Ok(found) => found,
+            Err(DepsError::Failed { why, log }) => {
+                let kept = tail(&log, MAX_KEPT_LOG_BYTES);
+                if let Err(error) = std::fs::write(self.cache.log_path(&key), kept) {
+                    tracing::warn!(layer = %key, %error, "keeping the build log failed");
+                }
+                tracing::info!(layer = %key, %why, "dependency build failed");
+                return Err(DepsError::Failed { why, log: tail(&log, LOG_TAIL_BYTES).to_owned() });
+            }
+            Err(other) => return Err(other),
+        };
+        let build_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, "dependency layer ready");
+        Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built }))
+    }
+}
+
+/// The last `max` bytes of `log`, cut at a character boundary.
+fn tail(log: &str, max: usize) -> &str {
+    let mut start = log.len().saturating_sub(max);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+/// Whether the checkout declares dependencies of `runtime` at `workdir` or its
+/// root (a declaration it cannot read counts: the cold path reports it).
+pub fn declares(checkout: &Path, workdir: &str, runtime: &str) -> bool {
+    !matches!(detect::declared(checkout, workdir, runtime), Ok(None))
+}
