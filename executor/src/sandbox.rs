@@ -17,7 +17,6 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -29,7 +28,10 @@ use crate::logs::LogSink;
 use crate::metrics::SandboxMetrics;
 use crate::tail::Stderr;
 
+mod cleanup;
 mod network;
+
+use cleanup::{remove, RemoveOnDrop};
 
 /// Label put on every job container, with the executor id as its value.
 pub const EXECUTOR_LABEL: &str = "io.gitfaas.executor";
@@ -122,24 +124,6 @@ pub struct Sandbox {
 /// The marker appended to the stderr tail of a job stopped for too much output.
 pub const STDOUT_CAP_MARKER: &str = "[gitfaas: stdout passed its limit; the function was stopped]";
 
-/// Removes the container when dropped, unless disarmed after an orderly removal.
-struct RemoveOnDrop {
-    docker: Docker,
-    id: String,
-    armed: bool,
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            let (docker, id) = (self.docker.clone(), std::mem::take(&mut self.id));
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { remove(&docker, &id).await });
-            }
-        }
-    }
-}
-
 /// The checkout read-only, the input read-only, the output read-write; nothing else.
 fn binds(spec: &SandboxSpec) -> Vec<String> {
     let mut binds = vec![format!("{}:{}:ro", spec.code_dir.display(), spec.code_mount)];
@@ -153,28 +137,6 @@ fn binds(spec: &SandboxSpec) -> Vec<String> {
         binds.push(format!("{}:{mount}:{}", host.display(), if *read_only { "ro" } else { "rw" }));
     }
     binds
-}
-
-async fn remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    let removal = docker.remove_container(id, Some(options));
-    match tokio::time::timeout(DOCKER_CALL_LIMIT, removal).await {
-        Ok(Ok(())) => {}
-        // gone already, or being removed: a warm container the engine removes itself
-        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. })) => {}
-        Ok(Err(error)) => tracing::warn!(container = %id, %error, "container removal failed"),
-        Err(_) => {
-            // finish in the background: the job's result must not wait on a wedged engine
-            tracing::warn!(container = %id, "container removal is slow; continuing in the background");
-            let (docker, id) = (docker.clone(), id.to_owned());
-            tokio::spawn(async move {
-                let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                if let Err(error) = docker.remove_container(&id, Some(options)).await {
-                    tracing::warn!(container = %id, %error, "container removal failed");
-                }
-            });
-        }
-    }
 }
 
 /// The longest the executor waits on one Docker call that ends a container.
@@ -481,26 +443,5 @@ impl Sandbox {
             return Ok((None, false));
         }
         Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
-    }
-
-    /// Removes containers left by a crashed executor with the same id, or every
-    /// gitfaas container when `executor_id` is `None`. Returns how many were removed.
-    pub async fn remove_orphans(&self, executor_id: Option<&str>) -> Result<usize, SandboxError> {
-        let label = match executor_id {
-            Some(id) => format!("{EXECUTOR_LABEL}={id}"),
-            None => EXECUTOR_LABEL.to_owned(),
-        };
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&HashMap::from([("label", vec![label.as_str()])]))
-            .build();
-        let containers = self.docker.list_containers(Some(options)).await?;
-        for container in &containers {
-            if let Some(id) = &container.id {
-                remove(&self.docker, id).await;
-            }
-        }
-        self.remove_orphan_networks(&label).await?;
-        Ok(containers.len())
     }
 }

@@ -151,12 +151,17 @@ async fn the_view_of_functions_is_rebuilt_from_their_topic() {
     // Redis loses the function and its marker: the frontend replays the topics
     let client = redis::Client::open(infra::redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{}:fn*", stack.redis_prefix)).query_async(&mut redis).await.unwrap();
+    // only this function's keys: the other tests of the binary share the stack
+    let pattern = format!("{}:fn*{name}*", stack.redis_prefix);
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await.unwrap();
+    assert!(!keys.is_empty(), "the view holds the function");
     let user_fns: Vec<String> =
         redis::cmd("KEYS").arg(format!("{}:user:*:fns", stack.redis_prefix)).query_async(&mut redis).await.unwrap();
+    for key in &user_fns {
+        let _: () = redis::cmd("SREM").arg(key).arg(&name).query_async(&mut redis).await.unwrap();
+    }
     let marker = format!("{}:initialized", stack.redis_prefix);
-    for key in keys.iter().chain(&user_fns).chain([&marker]) {
+    for key in keys.iter().chain([&marker]) {
         let _: () = redis::cmd("DEL").arg(key).query_async(&mut redis).await.unwrap();
     }
     assert_eq!(stack.get(&format!("/v1/functions/{name}")).await.status(), StatusCode::NOT_FOUND, "forgotten");
