@@ -4,12 +4,14 @@
 import { ApiError, followEvents, jobs, session } from './api.js';
 import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
 import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
+import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
 
 const $ = (id) => document.getElementById(id);
 
 let config;
 let events;
 let table;
+let functionTable;
 // The job whose result the page shows as soon as it finishes (the last one submitted).
 let awaited;
 // The job whose log the log panel shows live: its id, the next chunk index it
@@ -81,6 +83,46 @@ function signOut() {
 async function reload() {
   const { body } = await jobs.list();
   table.load(body.jobs);
+  await reloadFunctions();
+}
+
+async function reloadFunctions() {
+  const { body } = await functions.list();
+  functionTable.load(body.functions);
+}
+
+async function deploy(event) {
+  event.preventDefault();
+  clearError();
+  $('deploy').disabled = true;
+  try {
+    const { name, request } = deployment();
+    await functions.deploy(name, request);
+    await reloadFunctions();
+  } finally {
+    $('deploy').disabled = false;
+  }
+}
+
+// Invokes a function by name; its job shows in the jobs table, its result below.
+async function invoke(name) {
+  clearError();
+  const { status, body } = await functions.invoke(name, invocationInput());
+  await reload();
+  if (status === 200) showResult(body);
+  else awaited = body.id;
+}
+
+async function rollback(name, version) {
+  clearError();
+  await functions.rollback(name, version);
+  await reloadFunctions();
+}
+
+async function removeFunction(name) {
+  clearError();
+  await functions.remove(name);
+  await reloadFunctions();
 }
 
 async function viewResult(id) {
@@ -204,6 +246,7 @@ async function start() {
     option.value = runtime;
     option.textContent = runtime;
     $('runtime').append(option);
+    $('fn-runtime').append(option.cloneNode(true));
   }
   table = new JobTable({
     view: guarded(viewResult), log: guarded(showLog), cancel: guarded(cancel), erase: guarded(erase),
@@ -213,6 +256,10 @@ async function start() {
   $('oidc-sign-in').addEventListener('click', guarded(() => beginSignIn(config)));
   $('sign-out').addEventListener('click', signOut);
   $('submit-form').addEventListener('submit', guarded(submit));
+  functionTable = new FunctionTable({
+    invoke: guarded(invoke), rollback: guarded(rollback), remove: guarded(removeFunction),
+  });
+  $('deploy-form').addEventListener('submit', guarded(deploy));
   $('refresh').addEventListener('click', guarded(reload));
 
   if (config.auth === 'none') session.signIn('none');

@@ -133,6 +133,28 @@ async function runPythonJob(page, seen) {
   return id;
 }
 
+// Deploys the python function by name through the form, invokes it, deletes it.
+async function deployAndInvokeFunction(page) {
+  const name = `web-${Date.now()}`;
+  await page.fill('#fn-name', name);
+  await page.fill('#fn-repo', pythonRepo);
+  await page.selectOption('#fn-runtime', 'python');
+  await page.click('#deploy');
+  const fnRow = page.locator(`#functions tr[data-name="${name}"]`);
+  await fnRow.waitFor({ timeout: 90_000 });
+  assert.equal(await fnRow.locator('.version').textContent(), '1');
+  assert.match(await fnRow.locator('.commit').textContent(), /^[0-9a-f]{12}$/);
+  await page.fill('#fn-input', '{"name": "by name"}');
+  await fnRow.locator('button.invoke').click();
+  await page.waitForFunction(() => /hello, by name/.test(document.getElementById('result-output').textContent),
+    null, { timeout: 90_000 });
+  assert.equal(await page.textContent('#result-status'), 'succeeded');
+  await fnRow.locator('button.delete').click();
+  await fnRow.waitFor({ state: 'detached' });
+  assert.ok(await page.locator('#error').isHidden());
+  ok(`function ${name} deployed at version 1, invoked by name, deleted`);
+}
+
 async function cancelSlowJob(page, seen) {
   const id = await submitAndGetId(page, { repo: slowRepo, runtime: 'command', timeout: '120' });
   await row(page, id, 'running').waitFor({ timeout: 60_000 });
@@ -192,6 +214,7 @@ async function tokenSession(browser) {
   const seen = record(page);
   await signInWithToken(page, seen);
   const finished = await runPythonJob(page, seen);
+  await deployAndInvokeFunction(page);
   await cancelSlowJob(page, seen);
   await showsProblems(page);
   seen.errors = seen.errors.filter((e) => !/status of 400/.test(e)); // the browser logs the refused submit
