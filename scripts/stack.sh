@@ -71,16 +71,19 @@ up() {
   export GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1 GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1
   GITFAAS__FRONTEND__LISTEN="127.0.0.1:$FRONTEND_PORT" start_bg frontend "$BIN_DIR/gitfaas-frontend"
   GITFAAS__EXECUTOR__ID=executor-1 start_bg executor "$BIN_DIR/gitfaas-executor"
+  start_bg observer "$BIN_DIR/gitfaas-observer"
   wait_for "frontend readiness" 60 curl -fsS "$API/health/ready"
   wait_for "executor readiness" 60 curl -fsS http://127.0.0.1:9101/health/ready
+  wait_for "observer readiness" 60 curl -fsS http://127.0.0.1:9102/health/ready
   say "gitfaas is up: $API (logs in $LOG_DIR)"
-  say "metrics: $API/metrics (frontend), http://127.0.0.1:9101/metrics (executor-1);" \
-    "observer 127.0.0.1:9102 and scaler 127.0.0.1:9103 when started with config/"
+  say "metrics: $API/metrics (frontend), http://127.0.0.1:9101/metrics (executor-1)," \
+    "http://127.0.0.1:9102/metrics (observer); the scaler (127.0.0.1:9103) starts executors" \
+    "itself and is not part of this stack"
   demo
 }
 
 down() {
-  for s in executor frontend oidc git-daemon; do stop_bg "$s"; done   # oidc: what older versions started
+  for s in observer executor frontend oidc git-daemon; do stop_bg "$s"; done   # oidc: what older versions started
   "$ROOT/scripts/infra.sh" down
 }
 
