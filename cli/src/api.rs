@@ -76,6 +76,29 @@ impl Api {
         }
     }
 
+    /// Any route: its status and JSON body (none for 204); with `wait` > 0, `Prefer: wait`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        wait: u64,
+    ) -> Result<(StatusCode, Value), CliError> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if wait > 0 {
+            request = request.header("prefer", format!("wait={wait}"));
+        }
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok((status, Value::Null));
+        }
+        Ok((status, read_json(&self.base, response).await?))
+    }
+
     pub async fn status(&self, id: &str) -> Result<Value, CliError> {
         self.json(self.request(Method::GET, &format!("/v1/jobs/{}", segment(id)))).await
     }

@@ -64,11 +64,41 @@ pub enum Command {
     Cancel(IdArg),
     /// Erase a finished job
     Rm(IdArg),
+    /// Named functions: deploy, invoke by name, list, versions, roll back, delete
+    #[command(subcommand, name = "fn")]
+    Fn(FnCommand),
     /// Run a function from a local directory
     #[command(subcommand)]
     Local(LocalCommand),
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Deploy a new version of NAME: REPO[@REF] resolved to a commit now
+    Deploy {
+        name: String,
+        repo: String,
+        /// The runtime the function expects (python, node, command)
+        #[arg(long)]
+        runtime: Option<String>,
+    },
+    /// Invoke NAME's current version; its output JSON goes to stdout
+    Invoke {
+        name: String,
+        /// The input: JSON text, @FILE, or - for stdin
+        #[arg(long, short)]
+        input: Option<String>,
+    },
+    /// Your functions and their current versions
+    Ls,
+    /// NAME's kept versions (* marks the current one)
+    Versions { name: String },
+    /// Make an earlier version of NAME current again
+    Rollback { name: String, version: u32 },
+    /// Delete NAME and its versions
+    Rm { name: String },
 }
 
 #[derive(Debug, Args)]

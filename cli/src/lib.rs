@@ -22,6 +22,7 @@ mod auth;
 mod config;
 mod error;
 mod follow;
+mod functions;
 mod input;
 mod jobs;
 mod live;
@@ -80,6 +81,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ls(args) => jobs::list(&api().await?, ctx.output, &args).await.map(ok),
         Command::Cancel(id) => jobs::cancel(&api().await?, ctx.output, &id.id).await.map(ok),
         Command::Rm(id) => jobs::erase(&api().await?, &id.id).await.map(ok),
+        Command::Fn(command) => functions::run(&api().await?, ctx.output, command).await,
         Command::Completions { .. } | Command::Local(_) => unreachable!("handled above"),
     }
 }

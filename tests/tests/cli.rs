@@ -441,3 +441,33 @@ async fn run_and_logs_follow_print_the_log_while_the_job_runs() {
     let whole = as_alice(&["logs", &id]).await;
     assert_eq!((code(&whole), out(&whole)), (0, "line 0\nline 1\nline 2\nline 3\nline 4\n".into()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn functions_are_deployed_invoked_rolled_back_and_removed_by_name() {
+    let version = |v: u32| python_repo(&format!("def main(data, credentials):\n    return {{'v': {v}, 'in': data}}\n"));
+    let name = gitfaas_tests::unique("cli-fn").to_lowercase();
+    for (repo, expected) in [(version(1), 1), (version(2), 2)] {
+        let deployed = as_alice(&["fn", "deploy", &name, &format!("{repo}@main"), "-o", "json"]).await;
+        assert_eq!(code(&deployed), 0, "{}", err(&deployed));
+        let function: Value = serde_json::from_str(&out(&deployed)).unwrap();
+        assert_eq!(function["current"]["version"], expected, "{function}");
+    }
+    let invoke = |input: &'static str| {
+        let name = name.clone();
+        async move { as_alice(&["fn", "invoke", &name, "--input", input]).await }
+    };
+    let invoked = invoke("7").await;
+    assert_eq!(code(&invoked), 0, "{}", err(&invoked));
+    assert_eq!(serde_json::from_str::<Value>(&out(&invoked)).unwrap(), serde_json::json!({"v": 2, "in": 7}));
+    let versions = out(&as_alice(&["fn", "versions", &name]).await);
+    assert_eq!(versions.lines().count(), 2, "{versions}");
+    assert!(versions.lines().nth(1).unwrap().starts_with("* v2"), "the current version is marked: {versions}");
+    assert_eq!(code(&as_alice(&["fn", "rollback", &name, "1"]).await), 0);
+    let invoked = invoke("8").await;
+    assert_eq!(serde_json::from_str::<Value>(&out(&invoked)).unwrap(), serde_json::json!({"v": 1, "in": 8}));
+    assert!(out(&as_alice(&["fn", "ls"]).await).lines().any(|l| l.starts_with(&format!("{name}\tv1\t"))));
+    assert_eq!(code(&as_alice(&["fn", "rm", &name]).await), 0);
+    let gone = invoke("9").await;
+    assert_ne!(code(&gone), 0);
+    assert!(err(&gone).contains("function not found"), "{}", err(&gone));
+}

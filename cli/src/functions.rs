@@ -1,0 +1,134 @@
+//! `gitfaas fn …`: named functions — deploy a version, invoke by name, list, see
+//! versions, roll back, delete. Invoking waits for the result and exits like `run`.
+
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::Api;
+use crate::args::{FnCommand, Output};
+use crate::error::{exit_of, CliError};
+use crate::jobs::{status_of, wait_for_result};
+use crate::show::{self, out};
+
+/// How long `invoke` asks the frontend to hold the answer for the result.
+const INVOKE_WAIT_SECS: u64 = 30;
+
+fn path(name: &str, rest: &str) -> String {
+    let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    format!("/v1/functions/{name}{rest}")
+}
+
+pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCode, CliError> {
+    match command {
+        FnCommand::Deploy { name, repo, runtime } => {
+            let (repo, git_ref) = match repo.rsplit_once('@').filter(|(url, _)| url.contains("://")) {
+                Some((url, r)) => (url.to_owned(), Some(r.to_owned())),
+                None => (repo, None),
+            };
+            let mut body = json!({ "repo": repo });
+            if let Some(git_ref) = git_ref {
+                body["ref"] = git_ref.into();
+            }
+            if let Some(runtime) = runtime {
+                body["runtime"] = runtime.into();
+            }
+            eprintln!("deploying {name} (an executor resolves the ref to a commit)");
+            let (_, function) = api.call(Method::PUT, &path(&name, ""), Some(&body), 0).await?;
+            let current = &function["current"];
+            eprintln!(
+                "{name} version {} at commit {}",
+                current["version"],
+                current["commit_sha"].as_str().unwrap_or("?")
+            );
+            print(output, &function);
+            Ok(ExitCode::SUCCESS)
+        }
+        FnCommand::Invoke { name, input } => {
+            let input = crate::input::read(input.as_deref())?.unwrap_or(Value::Null);
+            let body = json!({ "input": input });
+            let (status, answer) =
+                api.call(Method::POST, &path(&name, "/invoke"), Some(&body), INVOKE_WAIT_SECS).await?;
+            let result = if status == 200 {
+                answer
+            } else {
+                let id = answer["id"].as_str().unwrap_or_default().to_owned();
+                eprintln!("job {id} is still running; waiting for its result");
+                wait_for_result(api, &id, None).await?.unwrap_or(Value::Null)
+            };
+            let status = status_of(&result)?;
+            if let Some(reason) = result["reason"].as_str() {
+                eprintln!("{status}: {reason}");
+            }
+            show::json(&result["output"]);
+            Ok(exit_of(status))
+        }
+        FnCommand::Ls => {
+            let (_, list) = api.call(Method::GET, "/v1/functions", None, 0).await?;
+            match output {
+                Output::Json => show::json(&list),
+                Output::Table => {
+                    for f in list["functions"].as_array().into_iter().flatten() {
+                        let current = &f["current"];
+                        let commit = current["commit_sha"].as_str().unwrap_or("").get(..12).unwrap_or("");
+                        let (repo, git_ref) =
+                            (current["repo"].as_str().unwrap_or(""), current["ref"].as_str().unwrap_or(""));
+                        out!(
+                            "{}\tv{}\t{commit}\t{repo}@{git_ref}",
+                            f["name"].as_str().unwrap_or(""),
+                            current["version"]
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FnCommand::Versions { name } => {
+            let (_, versions) = api.call(Method::GET, &path(&name, "/versions"), None, 0).await?;
+            match output {
+                Output::Json => show::json(&versions),
+                Output::Table => {
+                    for v in versions["versions"].as_array().into_iter().flatten() {
+                        let mark = if v["version"] == versions["current"] { "*" } else { " " };
+                        out!(
+                            "{mark} v{}\t{}\t{}\t{}",
+                            v["version"],
+                            v["commit_sha"].as_str().unwrap_or(""),
+                            v["created_by"].as_str().unwrap_or(""),
+                            v["created_at"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FnCommand::Rollback { name, version } => {
+            let body = json!({ "version": version });
+            let (_, function) = api.call(Method::POST, &path(&name, "/rollback"), Some(&body), 0).await?;
+            eprintln!("{name} is at version {}", function["current"]["version"]);
+            print(output, &function);
+            Ok(ExitCode::SUCCESS)
+        }
+        FnCommand::Rm { name } => {
+            api.call(Method::DELETE, &path(&name, ""), None, 0).await?;
+            eprintln!("{name} deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print(output: Output, function: &Value) {
+    match output {
+        Output::Json => show::json(function),
+        Output::Table => {
+            let current = &function["current"];
+            out!(
+                "{}\tv{}\t{}",
+                function["name"].as_str().unwrap_or(""),
+                current["version"],
+                current["commit_sha"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
