@@ -15,8 +15,10 @@ use gitfaas_tests::{sleep_repo, Provider};
 use serde_json::{json, Value};
 
 const JOBS: u32 = 50;
-/// Each job's function time: long enough that the kill finds jobs mid-run.
-const SECS: f64 = 1.5;
+/// Each job's function time: long enough that the kill, a moment after a run
+/// of the executor's began, finds it still running on a loaded machine (1.5 s
+/// was not: a CI run saw every one of them finish first).
+const SECS: f64 = 3.0;
 /// Jobs each executor runs at once.
 const SLOTS: u32 = 2;
 
