@@ -12,10 +12,25 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::kafka::Publisher;
 use crate::metrics::{encode, Registry, CONTENT_TYPE};
 
 /// Whether the service is ready: `Err` says why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Whether the broker answers for `topic` within 2 s: readiness of a service
+/// whose work needs nothing more than a reachable broker.
+pub async fn broker_reachable(publisher: &Publisher, topic: &str) -> Result<(), String> {
+    publisher.serves(topic, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
+}
+
+/// A [`ReadyCheck`] that is [`broker_reachable`].
+pub fn broker_ready(publisher: Publisher, topic: String) -> ReadyCheck {
+    Arc::new(move || {
+        let (publisher, topic) = (publisher.clone(), topic.clone());
+        Box::pin(async move { broker_reachable(&publisher, &topic).await })
+    })
+}
 
 /// Largest request head read; these routes take no body.
 const MAX_HEAD_BYTES: usize = 8192;

@@ -197,7 +197,7 @@ fn ready_check(consumer: Arc<JobConsumer>, publisher: Publisher, jobs: String) -
             if assigned {
                 return Ok(());
             }
-            publisher.serves(&jobs, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
+            gitfaas_common::ops::broker_reachable(&publisher, &jobs).await
         })
     })
 }

@@ -72,13 +72,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     });
     if let Some(address) = &scaler_settings.metrics_listen {
         let probe = Publisher::from(producer.clone());
-        let topic = settings.kafka.topics.observer.clone();
-        let ready: gitfaas_common::ops::ReadyCheck = std::sync::Arc::new(move || {
-            let (probe, topic) = (probe.clone(), topic.clone());
-            Box::pin(async move {
-                probe.serves(&topic, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
-            })
-        });
+        let ready = gitfaas_common::ops::broker_ready(probe, settings.kafka.topics.observer.clone());
         let listener =
             gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, token.clone().cancelled_owned())
                 .await
