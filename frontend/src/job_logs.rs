@@ -166,17 +166,7 @@ impl LogStore {
 /// best effort, and an unreadable one is skipped with a warning).
 pub async fn consume(consumer: StreamConsumer, logs: LogStore, shutdown: CancellationToken) {
     loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "logs topic receive error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
+        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "logs").await else { break };
         match decode_log_chunk(message.payload().unwrap_or_default()) {
             Ok(chunk) => {
                 let mut backoff = Duration::from_millis(100);

@@ -21,6 +21,7 @@ mod observer_feed;
 mod oidc;
 mod problem;
 mod rebuild;
+mod receive;
 mod request;
 mod results;
 mod routes;

@@ -23,17 +23,7 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) {
     loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "observer topic receive error");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
+        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "observer").await else { break };
         liveness.lock().expect("liveness lock").listening(std::time::Instant::now());
         match decode_observer_message(message.payload().unwrap_or_default()) {
             Ok(ObserverMessage::Report(report)) => {

@@ -28,17 +28,7 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) {
     loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "results topic receive error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
+        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "results").await else { break };
         let decoded = decode_event(message.payload().unwrap_or_default());
         let event = match &decoded {
             Ok(JobEvent::Started(_)) => "started",
