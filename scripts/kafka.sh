@@ -98,7 +98,8 @@ EOF
 up() {
   install >/dev/null
   start_bg kafka "$ROOT/scripts/kafka.sh" run "$KAFKA_DIR" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
-  wait_for "kafka broker on :$KAFKA_PORT" 90 kafka_ready "$KAFKA_PORT"
+  # a broker with many partitions takes a while to load them (scripts/test.sh sweeps test topics)
+  wait_for "kafka broker on :$KAFKA_PORT" 300 kafka_ready "$KAFKA_PORT"
 }
 
 case "${1:-}" in

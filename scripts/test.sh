@@ -19,7 +19,18 @@ stop_bg "test-git-daemon-$TEST_GIT_PORT"
 pkill -f -- "git daemon .*--port=$TEST_GIT_PORT" 2>/dev/null || true
 start_bg "test-git-daemon-$TEST_GIT_PORT" git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$TEST_GIT_PORT" \
   --base-path="$GITFAAS_TEST_GIT_ROOT" "$GITFAAS_TEST_GIT_ROOT"
-trap 'stop_bg "test-git-daemon-$TEST_GIT_PORT"' EXIT INT TERM
+# every topic this run creates carries its run tag (gitfaas_tests::unique); the run deletes
+# them at its end, and a later run those of runs that died before theirs
+export GITFAAS_TEST_RUN="${GITFAAS_TEST_RUN:-r$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}"
+RUNS_DIR="$STATE_DIR/test-runs" && mkdir -p "$RUNS_DIR" && echo $$ >"$RUNS_DIR/$GITFAAS_TEST_RUN"
+sweep() { "$GITFAAS_BIN_DIR/sweep-topics" "$@" 2>&1 | tail -3 || true; }
+finish() {
+  stop_bg "test-git-daemon-$TEST_GIT_PORT"
+  [[ -n "${GITFAAS_BIN_DIR:-}" ]] && sweep "$GITFAAS_TEST_RUN"
+  rm -f "$RUNS_DIR/$GITFAAS_TEST_RUN"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
 wait_for "test git daemon on :$TEST_GIT_PORT" 30 bash -c "echo > /dev/tcp/127.0.0.1/$TEST_GIT_PORT"
 
 cd "$ROOT"
@@ -27,6 +38,13 @@ cd "$ROOT"
 cargo build --workspace --bins
 GITFAAS_BIN_DIR="$(bin_dir dev)"
 export GITFAAS_BIN_DIR
+dead=()
+for f in "$RUNS_DIR"/r*; do
+  [[ -f "$f" && "$(basename "$f")" != "$GITFAAS_TEST_RUN" ]] || continue
+  kill -0 "$(cat "$f")" 2>/dev/null || { dead+=("$(basename "$f")"); rm -f "$f"; }
+done
+say "sweeping test topics of finished runs (${#dead[@]} dead runs, and untagged ones)"
+sweep --legacy "${dead[@]}"
 npm_deps tests/oidc "the OpenID provider the tests start, npm oidc-provider"
 npm_deps tests/web "the web app's browser test, npm playwright-core driving Debian's chromium"
 # the whole output goes to a log too; when a test fails, its failure sections are printed

@@ -56,8 +56,17 @@ pub mod infra {
     }
 }
 
+/// A name no other test or run uses: `PREFIX-<run tag><12 hex>`. The run tag
+/// (`GITFAAS_TEST_RUN`, set by `scripts/test.sh`) lets the run's topics be swept at its end
+/// (`sweep-topics`).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+    let run = std::env::var("GITFAAS_TEST_RUN").ok().filter(|r| is_run_tag(r)).unwrap_or_default();
+    format!("{prefix}-{run}{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+/// `r` and six lowercase hex digits, as `scripts/test.sh` makes them.
+pub fn is_run_tag(tag: &str) -> bool {
+    tag.len() == 7 && tag.starts_with('r') && tag[1..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Kafka settings of a test stack; `GITFAAS_TEST_KAFKA_CLIENT` (`key=value,…`) adds
