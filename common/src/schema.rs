@@ -16,6 +16,7 @@ use crate::JobId;
 
 mod entry;
 mod function;
+mod origin;
 mod result;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
@@ -23,6 +24,7 @@ pub use function::{
     decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
     MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
 };
+pub use origin::JobOrigin;
 pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -104,6 +106,9 @@ pub struct JobSpec {
     /// Whether the executor installs the dependencies the checkout declares.
     #[serde(default, skip_serializing_if = "Dependencies::is_install")]
     pub dependencies: Dependencies,
+    /// The trigger tick or record (or pipeline step) that made the job, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<JobOrigin>,
 }
 
 /// `install` (the default): dependencies the checkout declares (`requirements.txt`,
@@ -353,6 +358,7 @@ mod tests {
             resolve_only: false,
             delivery: Delivery::AtLeastOnce,
             dependencies: Dependencies::Install,
+            origin: None,
         }
     }
 

@@ -207,6 +207,7 @@ impl SubmitRequest {
             function: None,
             resolve_only: false,
             dependencies: self.dependencies.unwrap_or_default(),
+            origin: None,
         })
     }
 
