@@ -27,6 +27,7 @@ mod results;
 mod routes;
 mod settings;
 mod store;
+mod submit;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -58,9 +59,9 @@ pub struct AppState {
     /// The shared subscription behind the event websockets.
     pub events: event_hub::EventHub,
     pub latest_report: observer_feed::LatestReport,
-    /// Which partition of the jobs topic a job goes to.
-    pub affinity: affinity::Affinity,
     pub metrics: metrics::FrontendMetrics,
+    /// Every job gets in through this.
+    pub submit: submit::Submitter,
 }
 
 pub struct Application {
@@ -126,6 +127,14 @@ impl Application {
 
         let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
         let port = listener.local_addr()?.port();
+        let submit = submit::Submitter {
+            settings: std::sync::Arc::new(f.clone()),
+            store: store.clone(),
+            publisher: publisher.clone(),
+            jobs_topic: settings.kafka.topics.jobs.clone(),
+            affinity,
+            metrics: metrics.clone(),
+        };
         let state = web::Data::new(AppState {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
@@ -135,8 +144,8 @@ impl Application {
             results: result_publisher,
             events,
             latest_report,
-            affinity,
             metrics: metrics.clone(),
+            submit,
         });
         let metrics = web::Data::new(metrics);
         let authenticator =

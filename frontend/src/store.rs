@@ -15,6 +15,8 @@
 //! never overwrites it.
 
 mod functions;
+mod origins;
+pub use origins::OriginClaim;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};
 use redis::aio::ConnectionManager;

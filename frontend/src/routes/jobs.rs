@@ -5,11 +5,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use gitfaas_common::kafka::PublishError;
 use gitfaas_common::schema::Delivery;
-use gitfaas_common::{Job, JobId, JobResult, JobStatus};
+use gitfaas_common::{JobId, JobResult, JobStatus};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::identity::Caller;
@@ -214,9 +212,7 @@ pub(super) async fn admit_json(
     Ok((read_body(payload, settings.max_body_bytes).await?, admission.backlog))
 }
 
-/// Records and publishes the job of `spec` (or, given the request's body and
-/// its `Idempotency-Key`, finds the job of a retried one): its id, status and
-/// submission time.
+/// Records and publishes the job of `spec` for the caller ([`crate::submit`]).
 pub(super) async fn queue(
     spec: gitfaas_common::JobSpec,
     idempotency: Option<(&[u8], Option<String>)>,
@@ -224,64 +220,7 @@ pub(super) async fn queue(
     caller: &Caller,
     state: &AppState,
 ) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
-    let settings = &state.settings;
-    request::check_input_depth(&spec.input)?;
-    let input_bytes = serde_json::to_vec(&spec.input).map(|v| v.len()).unwrap_or(usize::MAX);
-    if input_bytes > settings.max_input_bytes {
-        return Err(ApiError::invalid(
-            "input",
-            format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes),
-        ));
-    }
-    if backlog >= settings.max_backlog {
-        return Err(ApiError::Overloaded(10));
-    }
-    let mut job = Job::new(caller.owner(), spec);
-    if settings.job_ttl_secs > 0 {
-        job.expires_at = Some(job.submitted_at + chrono::Duration::seconds(settings.job_ttl_secs as i64));
-    }
-    let message_bytes = serde_json::to_vec(&job).map_or(usize::MAX, |v| v.len());
-    if let Err(error) = gitfaas_common::limits::check_message_len(message_bytes) {
-        return Err(ApiError::invalid("input", format!("the job is {error}")));
-    }
-    let (body, idempotency_key) = idempotency.unwrap_or((&[], None));
-    if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.chars().count() > request::MAX_IDEMPOTENCY_KEY_CHARS {
-            let most = request::MAX_IDEMPOTENCY_KEY_CHARS;
-            return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {most} characters")));
-        }
-        let fingerprint = hex::encode(Sha256::digest(body));
-        let claimed = state
-            .store
-            .claim_idempotency_key(&caller.subject, key, job.id, &fingerprint, settings.idempotency_ttl_secs)
-            .await?;
-        if let Some((existing, previous)) = claimed {
-            if previous != fingerprint {
-                return Err(ApiError::IdempotencyMismatch);
-            }
-            let Some(record) = state.store.get(existing).await? else {
-                if state.store.is_erased(existing).await? {
-                    return Err(ApiError::IdempotentJobErased);
-                }
-                return Err(ApiError::NotFound);
-            };
-            return Ok((existing, record.status, record.job.map_or(job.submitted_at, |j| j.submitted_at)));
-        }
-    }
-    tracing::Span::current().record("job_id", tracing::field::display(job.id));
-
-    state.store.insert_queued(&job).await?;
-    if let Err(error) = publish(state, &job).await {
-        tracing::warn!(%error, "job not published");
-        state.store.remove(&job).await?;
-        if let Some(key) = &idempotency_key {
-            state.store.release_idempotency_key(&caller.subject, key).await?;
-        }
-        return Err(ApiError::Unavailable("the message broker"));
-    }
-    state.metrics.jobs_submitted.inc();
-    tracing::info!(repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");
-    Ok((job.id, JobStatus::Queued, job.submitted_at))
+    state.submit.queue(spec, idempotency, backlog, caller.owner()).await
 }
 
 pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
@@ -292,10 +231,6 @@ pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>
         submitted_at,
         links,
     })
-}
-
-async fn publish(state: &AppState, job: &Job) -> Result<(), PublishError> {
-    state.publisher.send_to(&state.topics.jobs, state.affinity.partition(job), &job.id.to_string(), job).await
 }
 
 /// A job the caller owns; anyone else's job is indistinguishable from a missing one.
