@@ -13,6 +13,7 @@
 mod affinity;
 mod ending;
 mod event_hub;
+mod follow_up;
 mod identity;
 mod job_logs;
 mod lost_runs;
@@ -28,6 +29,7 @@ mod routes;
 mod settings;
 mod store;
 mod submit;
+mod triggers;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -95,11 +97,27 @@ impl Application {
         tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), metrics.rebuilds.clone(), stop.clone()));
         let result_publisher =
             ending::ResultPublisher { publisher: publisher.clone(), topic: settings.kafka.topics.results.clone() };
+        let affinity = affinity::Affinity::new(f.affinity_spread);
+        // known before the first request (the topics exist: ensure_topics above)
+        affinity.read_partitions(&publisher, &settings.kafka.topics.jobs).await;
+        let submit = submit::Submitter {
+            settings: std::sync::Arc::new(f.clone()),
+            store: store.clone(),
+            publisher: publisher.clone(),
+            jobs_topic: settings.kafka.topics.jobs.clone(),
+            affinity: affinity.clone(),
+            metrics: metrics.clone(),
+        };
+        let follow_up = follow_up::FollowUp {
+            submit: submit.clone(),
+            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
+        };
         let results = tokio::spawn(results::consume(
             consumer,
             store.clone(),
             result_publisher.clone(),
             metrics.clone(),
+            follow_up,
             stop.clone(),
         ));
         let logs = store.logs(f.logs.max_bytes_per_job);
@@ -112,9 +130,6 @@ impl Application {
             .create()
             .context("creating the observer topic consumer")?;
         observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
-        let affinity = affinity::Affinity::new(f.affinity_spread);
-        // known before the first request (the topics exist: ensure_topics above)
-        affinity.read_partitions(&publisher, &settings.kafka.topics.jobs).await;
         tokio::spawn(affinity.clone().follow(publisher.clone(), settings.kafka.topics.jobs.clone(), stop.clone()));
         let latest_report = observer_feed::LatestReport::default();
         let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new()));
@@ -127,14 +142,6 @@ impl Application {
 
         let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
         let port = listener.local_addr()?.port();
-        let submit = submit::Submitter {
-            settings: std::sync::Arc::new(f.clone()),
-            store: store.clone(),
-            publisher: publisher.clone(),
-            jobs_topic: settings.kafka.topics.jobs.clone(),
-            affinity,
-            metrics: metrics.clone(),
-        };
         let state = web::Data::new(AppState {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),

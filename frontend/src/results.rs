@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::ending::{end_unreadable, ResultPublisher};
+use crate::follow_up::FollowUp;
 use crate::metrics::FrontendMetrics;
 use crate::store::JobStore;
 
@@ -25,6 +26,7 @@ pub async fn consume(
     store: JobStore,
     publisher: ResultPublisher,
     metrics: FrontendMetrics,
+    follow_up: FollowUp,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -39,6 +41,11 @@ pub async fn consume(
         set_parent_from_headers(&span, message.headers());
         if !store_until_done(&store, &publisher, &message, &decoded, &shutdown).instrument(span).await {
             return;
+        }
+        if let Ok(JobEvent::Finished(result)) = &decoded {
+            if !follow_up_until_done(&follow_up, result.job_id, &shutdown).await {
+                return;
+            }
         }
         metrics.applied(event);
         if let Err(error) = consumer.store_offset_from_message(&message) {
@@ -72,6 +79,23 @@ async fn store_until_done(
         match stored {
             Ok(()) => return true,
             Err(error) => tracing::warn!(%error, offset = message.offset(), "storing event failed; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs the follow-up of a job's end ([`crate::follow_up`]), retrying with
+/// backoff; false when shutdown came first.
+async fn follow_up_until_done(follow_up: &FollowUp, id: gitfaas_common::JobId, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow_up.finished(id).await {
+            Ok(()) => return true,
+            Err(error) => tracing::warn!(%error, job_id = %id, "follow-up of a finished job failed; retrying"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return false,
