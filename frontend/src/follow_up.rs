@@ -13,7 +13,6 @@ use crate::submit::Submitter;
 #[derive(Clone)]
 pub struct FollowUp {
     pub submit: Submitter,
-    pub dead_letter_topic: String,
 }
 
 impl FollowUp {

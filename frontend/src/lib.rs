@@ -105,13 +105,23 @@ impl Application {
             store: store.clone(),
             publisher: publisher.clone(),
             jobs_topic: settings.kafka.topics.jobs.clone(),
+            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
             affinity: affinity.clone(),
             metrics: metrics.clone(),
         };
-        let follow_up = follow_up::FollowUp {
+        let follow_up = follow_up::FollowUp { submit: submit.clone() };
+        let scheduler =
+            triggers::Scheduler::new(&settings.kafka, &f.group_id, submit.clone(), metrics.scheduler_leader.clone())
+                .context("creating the scheduler's consumer")?;
+        tokio::spawn(scheduler.run(stop.clone()));
+        let topic_triggers = triggers::TopicTriggers {
+            kafka: settings.kafka.clone(),
+            group_id: f.group_id.clone(),
+            settings: f.triggers.clone(),
             submit: submit.clone(),
-            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
+            lag: metrics.lag.clone(),
         };
+        tokio::spawn(topic_triggers.run(stop.clone()));
         let results = tokio::spawn(results::consume(
             consumer,
             store.clone(),

@@ -16,6 +16,7 @@
 
 mod functions;
 mod origins;
+mod triggers;
 pub use origins::OriginClaim;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};

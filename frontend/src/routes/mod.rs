@@ -9,6 +9,7 @@ mod jobs;
 mod keys;
 mod logs;
 mod openapi;
+mod triggers;
 mod wait;
 mod webapp;
 
@@ -41,6 +42,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/functions/{name}/versions", "GET").route(web::get().to(functions::versions)))
             .service(resource("/functions/{name}/rollback", "POST").route(web::post().to(functions::rollback)))
             .service(resource("/functions/{name}/invoke", "POST").route(web::post().to(functions::invoke)))
+            .service(resource("/triggers", "GET").route(web::get().to(triggers::list)))
+            .service(
+                resource("/triggers/{name}", "GET, PUT, DELETE")
+                    .route(web::get().to(triggers::get))
+                    .route(web::put().to(triggers::put))
+                    .route(web::delete().to(triggers::delete)),
+            )
+            .service(resource("/triggers/{name}/pause", "POST").route(web::post().to(triggers::pause)))
+            .service(resource("/triggers/{name}/resume", "POST").route(web::post().to(triggers::resume)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))

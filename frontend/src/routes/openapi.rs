@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys, logs};
+use super::{admin, cancel, functions, jobs, keys, logs, triggers};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -29,10 +29,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
     paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
-        functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke),
+        functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
+        triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
          (name = "functions", description = "named functions: deploy versions, invoke by name (the HTTP trigger)"),
+         (name = "triggers", description = "schedules and topic bindings that invoke functions"),
          (name = "admin", description = "operator endpoints (admin role)"))
 )]
 pub struct ApiDoc;
@@ -49,7 +51,17 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
 pub fn served(settings: &FrontendSettings) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     let schemas = &mut doc["components"]["schemas"];
-    for body in ["SubmitRequest", "ResourceRequest", "DataLink", "ParamsUpdate", "InvokeRequest", "RollbackRequest"] {
+    for body in [
+        "SubmitRequest",
+        "ResourceRequest",
+        "DataLink",
+        "ParamsUpdate",
+        "InvokeRequest",
+        "RollbackRequest",
+        "TriggerRequest",
+        "Schedule",
+        "TopicBinding",
+    ] {
         if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {
             schema.insert("additionalProperties".into(), Value::Bool(false));
         }
