@@ -19,7 +19,7 @@ mod topic;
 
 pub use output::record_done;
 pub use schedule::{parse_schedule, Scheduler};
-pub use topic::TopicTriggers;
+pub use topic::{TopicTriggers, TriggerLoads};
 
 use gitfaas_common::schema::TriggerState;
 use gitfaas_common::JobSpec;

@@ -234,6 +234,17 @@ async fn a_topic_trigger_turns_each_record_into_one_output_through_an_executor_k
     let published: Vec<String> =
         read_topic_with(cluster.client_config(), "gitfaas.jobs").into_iter().filter_map(|(key, ..)| key).collect();
     assert_eq!(published.len(), published.iter().collect::<HashSet<_>>().len(), "a job published twice");
+    // the frontend's beacons tell the observer the trigger's load
+    let beacons = read_topic_with(cluster.client_config(), "gitfaas.observer");
+    let loads: Vec<Value> = beacons
+        .iter()
+        .filter_map(|(_, payload, _)| serde_json::from_slice::<Value>(payload).ok())
+        .filter_map(|m| m["triggers"].as_array().cloned())
+        .flatten()
+        .filter(|load| load["trigger"].as_str().is_some_and(|t| t.ends_with("/orders")))
+        .collect();
+    assert!(!loads.is_empty(), "no beacon carried the trigger's load");
+    assert!(loads.iter().all(|l| l["concurrency"] == 4 && l["in_flight"].as_u64().unwrap() <= 4), "{loads:?}");
     eprintln!("triggers: {RECORDS} records, {RECORDS} outputs, 1 dead letter, through an executor kill");
 }
 

@@ -5,19 +5,22 @@
 //! (so a crash reads it again, and makes no second job). At most `concurrency`
 //! of a reader's jobs are unfinished at once.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use gitfaas_common::kafka::client_config;
-use gitfaas_common::metrics::{ConsumerLag, LagContext, STATISTICS_INTERVAL_MS};
+use gitfaas_common::metrics::{ConsumerLag, STATISTICS_INTERVAL_MS};
+use gitfaas_common::observer::TriggerLoad;
 use gitfaas_common::schema::{JobOrigin, TopicBinding, TriggerSource, TriggerState};
 use gitfaas_common::settings::KafkaSettings;
 use gitfaas_common::JobId;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,31 @@ use crate::submit::Submitter;
 
 /// How often the set of topic triggers is read again.
 const RESCAN: Duration = Duration::from_secs(2);
+/// How often a full reader looks whether its jobs finished.
+const ROOM_EVERY: Duration = Duration::from_millis(100);
+
+/// Each reader's load, by trigger (`<subject>/<name>`): what the frontend's
+/// beacon tells the observer.
+pub type TriggerLoads = Arc<Mutex<BTreeMap<String, TriggerLoad>>>;
+
+/// A reader's client context: its lag, to the metrics and to the loads.
+struct ReaderContext {
+    consumer: String,
+    trigger: String,
+    lag: ConsumerLag,
+    loads: TriggerLoads,
+}
+
+impl ClientContext for ReaderContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag = self.lag.record(&self.consumer, &statistics);
+        if let Some(load) = self.loads.lock().expect("loads lock").get_mut(&self.trigger) {
+            load.lag = lag;
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 pub struct TopicTriggers {
     pub kafka: KafkaSettings,
@@ -34,6 +62,7 @@ pub struct TopicTriggers {
     pub settings: TriggerSettings,
     pub submit: Submitter,
     pub lag: ConsumerLag,
+    pub loads: TriggerLoads,
 }
 
 struct Running {
@@ -100,8 +129,17 @@ impl TopicTriggers {
     async fn read(&self, trigger: &TriggerState, stop: CancellationToken) -> anyhow::Result<()> {
         let TriggerSource::Topic(binding) = &trigger.source else { return Ok(()) };
         let group = format!("{}-trigger-{}", self.group_id, &hex::encode(Sha256::digest(trigger.key()))[..16]);
-        let context = LagContext { consumer: format!("trigger:{}", trigger.name).into(), lag: self.lag.clone() };
-        let consumer: StreamConsumer<LagContext> = client_config(&self.kafka)
+        let label = format!("{}/{}", trigger.owner.subject, trigger.name);
+        let limit = binding.concurrency.max(1);
+        let load = TriggerLoad { trigger: label.clone(), lag: 0, in_flight: 0, concurrency: limit };
+        self.loads.lock().expect("loads lock").insert(label.clone(), load);
+        let context = ReaderContext {
+            consumer: format!("trigger:{}", trigger.name),
+            trigger: label.clone(),
+            lag: self.lag.clone(),
+            loads: self.loads.clone(),
+        };
+        let consumer: StreamConsumer<ReaderContext> = client_config(&self.kafka)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -110,11 +148,16 @@ impl TopicTriggers {
         consumer.subscribe(&[&binding.input])?;
         tracing::info!(trigger = %trigger.name, topic = %binding.input, %group, "topic trigger reading");
         let mut in_flight: VecDeque<JobId> = VecDeque::new();
+        let mut room = tokio::time::interval(ROOM_EVERY);
         loop {
-            self.wait_for_room(&mut in_flight, binding.concurrency.max(1) as usize, &stop).await;
+            let full = in_flight.len() >= limit as usize;
             let message = tokio::select! {
                 () = stop.cancelled() => break,
-                message = consumer.recv() => message,
+                _ = room.tick(), if full => {
+                    self.prune(&mut in_flight, &label).await;
+                    continue;
+                }
+                message = consumer.recv(), if !full => message,
             };
             let message = match message {
                 Ok(message) => message,
@@ -126,28 +169,32 @@ impl TopicTriggers {
             };
             let Some(id) = self.record_until_done(trigger, binding, &message, &stop).await else { break };
             in_flight.extend(id);
+            self.set_in_flight(&label, in_flight.len());
             if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
                 tracing::warn!(%error, trigger = %trigger.name, "offset not committed; the record's job is made once anyway");
             }
         }
+        self.loads.lock().expect("loads lock").remove(&label);
         Ok(())
     }
 
-    /// Waits until fewer than `limit` of this reader's jobs are unfinished.
-    async fn wait_for_room(&self, in_flight: &mut VecDeque<JobId>, limit: usize, stop: &CancellationToken) {
-        while in_flight.len() >= limit && !stop.is_cancelled() {
-            let mut still = VecDeque::with_capacity(in_flight.len());
-            for id in in_flight.drain(..) {
-                match self.submit.store.get(id).await {
-                    Ok(Some(record)) if record.status.is_terminal() => {}
-                    Ok(None) => {}
-                    _ => still.push_back(id),
-                }
+    /// Drops this reader's finished jobs from `in_flight`.
+    async fn prune(&self, in_flight: &mut VecDeque<JobId>, label: &str) {
+        let mut still = VecDeque::with_capacity(in_flight.len());
+        for id in in_flight.drain(..) {
+            match self.submit.store.get(id).await {
+                Ok(Some(record)) if record.status.is_terminal() => {}
+                Ok(None) => {}
+                _ => still.push_back(id),
             }
-            *in_flight = still;
-            if in_flight.len() >= limit {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        }
+        *in_flight = still;
+        self.set_in_flight(label, in_flight.len());
+    }
+
+    fn set_in_flight(&self, label: &str, count: usize) {
+        if let Some(load) = self.loads.lock().expect("loads lock").get_mut(label) {
+            load.in_flight = count as u32;
         }
     }
 
