@@ -28,6 +28,7 @@ mod jobs;
 mod live;
 mod local;
 mod show;
+mod triggers;
 mod upstream;
 
 use std::process::ExitCode;
@@ -82,6 +83,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(id) => jobs::cancel(&api().await?, ctx.output, &id.id).await.map(ok),
         Command::Rm(id) => jobs::erase(&api().await?, &id.id).await.map(ok),
         Command::Fn(command) => functions::run(&api().await?, ctx.output, command).await,
+        Command::Trigger(command) => triggers::run(&api().await?, ctx.output, command).await,
         Command::Completions { .. } | Command::Local(_) => unreachable!("handled above"),
     }
 }
