@@ -73,13 +73,26 @@ pub struct FrontendSettings {
 }
 
 /// Which topics a topic trigger may read and write, and how schedules fire.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSettings {
     /// Topics a trigger may bind as input or output: exact names, or prefixes
     /// ending in `*`. None by default; gitfaas's own topics never.
     #[serde(default)]
     pub allowed_topics: Vec<String>,
+    /// Triggers one owner may have (each topic trigger is a reader on every frontend).
+    #[serde(default = "default_max_triggers")]
+    pub max_per_owner: usize,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        Self { allowed_topics: Vec::new(), max_per_owner: default_max_triggers() }
+    }
+}
+
+fn default_max_triggers() -> usize {
+    100
 }
 
 impl TriggerSettings {

@@ -281,6 +281,10 @@ async fn triggers_are_checked_owned_paused_resumed_and_deleted() {
         (json!({"function": function, "topic": {"input": "orders"}}), StatusCode::FORBIDDEN),
         (json!({"function": function, "topic": {"input": stack.topics().jobs}}), StatusCode::FORBIDDEN),
         (json!({"function": function, "schedule": {"cron": "* * * * *"}, "extra": 1}), StatusCode::BAD_REQUEST),
+        (json!({"function": function, "schedule": {"cron": "0 0 0 30 2 *"}}), StatusCode::BAD_REQUEST), // never fires
+        (json!({"function": function, "schedule": {"cron": "* ".repeat(300)}}), StatusCode::BAD_REQUEST),
+        (json!({"function": function, "topic": {"input": "bad topic/name"}}), StatusCode::BAD_REQUEST),
+        (json!({"function": function, "topic": {"input": "x", "concurrency": 0}}), StatusCode::BAD_REQUEST),
     ];
     for (body, status) in refused {
         let response = put("t1", body.clone()).await.unwrap();

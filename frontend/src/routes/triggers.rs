@@ -88,7 +88,10 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
 fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
     match (request.schedule, request.topic) {
         (Some(schedule), None) => {
-            parse_schedule(&schedule).map_err(|e| ApiError::invalid("schedule", e))?;
+            let (cron, zone) = parse_schedule(&schedule).map_err(|e| ApiError::invalid("schedule", e))?;
+            if cron.after(&Utc::now().with_timezone(&zone)).next().is_none() {
+                return Err(ApiError::invalid("schedule.cron", "the schedule never fires"));
+            }
             Ok(TriggerSource::Schedule(schedule))
         }
         (None, Some(topic)) => {
@@ -97,6 +100,10 @@ fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSo
                 return Err(ApiError::invalid("topic.concurrency", detail));
             }
             for name in std::iter::once(&topic.input).chain(topic.output.as_ref()) {
+                if !is_valid_topic_name(name) {
+                    let detail = "a topic name is 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-' (not . or ..)";
+                    return Err(ApiError::invalid("topic", detail));
+                }
                 let own = state.topics.all().contains(&name.as_str());
                 if own || !state.settings.triggers.allows(name) {
                     return Err(ApiError::TopicNotAllowed(name.clone()));
@@ -109,6 +116,14 @@ fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSo
         }
         _ => Err(ApiError::invalid("schedule", "a trigger has exactly one of schedule and topic")),
     }
+}
+
+/// Kafka's rule for topic names.
+fn is_valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
@@ -176,8 +191,14 @@ pub async fn put(
     let (function, enabled) = (request.function.clone(), request.enabled.unwrap_or(true));
     let source = checked_source(&state, request)?;
     let previous = state.store.trigger(&caller.subject, &name).await?;
+    let most = state.settings.triggers.max_per_owner;
+    if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {
+        return Err(ApiError::invalid("name", format!("an owner has at most {most} triggers; delete one first")));
+    }
     let mut trigger = TriggerState::new(caller.owner(), &name, &function, source, previous.as_ref());
     trigger.enabled = enabled;
+    gitfaas_common::limits::check_message_len(trigger.encode().len())
+        .map_err(|e| ApiError::invalid("schedule.input", format!("the trigger is {e}")))?;
     save(&state, &caller.subject, &name, Some(&trigger)).await?;
     tracing::info!(trigger = %name, %function, enabled, "trigger saved");
     let view = view(&state, trigger).await?;

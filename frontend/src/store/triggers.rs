@@ -85,6 +85,11 @@ impl JobStore {
         Ok(found)
     }
 
+    /// How many triggers the owner has.
+    pub async fn trigger_count(&self, subject: &str) -> redis::RedisResult<usize> {
+        self.redis.clone().scard(self.triggers_of_key(subject)).await
+    }
+
     /// Every trigger of every owner.
     pub async fn all_triggers(&self) -> redis::RedisResult<Vec<TriggerState>> {
         let keys: Vec<String> = self.redis.clone().smembers(self.all_triggers_key()).await?;

@@ -23,9 +23,15 @@ const EVERY: Duration = Duration::from_millis(250);
 /// A `skip` schedule still fires a tick this late (a scheduler's pause, a slow store).
 const SKIP_GRACE_SECS: i64 = 5;
 
+/// The longest cron expression (or time zone) taken.
+const MAX_CRON_CHARS: usize = 200;
+
 /// A schedule's expression and zone, checked: five fields (minutes first) get
 /// second 0; six or seven are taken as they are (seconds first, year last).
 pub fn parse_schedule(schedule: &Schedule) -> Result<(cron::Schedule, chrono_tz::Tz), String> {
+    if schedule.cron.len() > MAX_CRON_CHARS || schedule.timezone.len() > MAX_CRON_CHARS {
+        return Err(format!("the cron expression and the time zone are at most {MAX_CRON_CHARS} characters"));
+    }
     let fields = schedule.cron.split_whitespace().count();
     let expression = match fields {
         5 => format!("0 {}", schedule.cron),
