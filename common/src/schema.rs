@@ -24,7 +24,7 @@ pub use function::{
     decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
     MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
 };
-pub use origin::JobOrigin;
+pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
 pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 
 pub const SCHEMA_VERSION: u32 = 1;

@@ -66,6 +66,18 @@ impl FunctionState {
         Self::key_of(&self.owner.subject, &self.name)
     }
 
+    /// The job an invocation of the current version with `input` runs: pinned to
+    /// the version's commit, naming the function and version.
+    pub fn invocation(&self, input: serde_json::Value) -> Option<JobSpec> {
+        let version = self.current_version()?;
+        Some(JobSpec {
+            input,
+            git_ref: version.commit_sha.clone(),
+            function: Some(FunctionRef { name: self.name.clone(), version: version.version }),
+            ..version.spec.clone()
+        })
+    }
+
     /// `previous` (none: a new function) with one more version, which becomes current.
     pub fn deployed(
         previous: Option<FunctionState>,
