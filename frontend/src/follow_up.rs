@@ -6,6 +6,7 @@
 use gitfaas_common::schema::JobOrigin;
 use gitfaas_common::JobId;
 
+use crate::ending::ResultPublisher;
 use crate::problem::ApiError;
 use crate::submit::Submitter;
 
@@ -14,6 +15,8 @@ use crate::submit::Submitter;
 pub struct FollowUp {
     pub submit: Submitter,
     pub dead_letter_topic: String,
+    /// Results the follow-up makes itself (a pipeline step that cannot be queued).
+    pub results: ResultPublisher,
 }
 
 impl FollowUp {
@@ -27,6 +30,7 @@ impl FollowUp {
         match origin {
             JobOrigin::Schedule { .. } => Ok(()),
             JobOrigin::Topic { .. } => crate::triggers::record_done(self, &record, &origin).await,
+            JobOrigin::Pipeline { .. } => crate::pipelines::step_done(self, &record, &origin).await,
         }
     }
 }

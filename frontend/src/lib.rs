@@ -8,7 +8,9 @@
 //! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
 //! subscription feeds every event websocket ([`event_hub`]). [`job_logs`] reads the
 //! logs topic's chunks into Redis for the logs route. [`metrics`] counts and times
-//! it, served at `/metrics`, and opens each request's span.
+//! it, served at `/metrics`, and opens each request's span. [`pipelines`] chains
+//! named functions, each step queued by the follow-up ([`follow_up`]) of the one
+//! before.
 
 mod affinity;
 mod ending;
@@ -20,6 +22,7 @@ mod lost_runs;
 mod metrics;
 mod observer_feed;
 mod oidc;
+mod pipelines;
 mod problem;
 mod rebuild;
 mod receive;
@@ -111,6 +114,7 @@ impl Application {
         let follow_up = follow_up::FollowUp {
             submit: submit.clone(),
             dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
+            results: result_publisher.clone(),
         };
         let results = tokio::spawn(results::consume(
             consumer,

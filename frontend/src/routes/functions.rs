@@ -10,7 +10,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use gitfaas_common::schema::{is_valid_function_name, FunctionRef, FunctionState, FunctionVersion};
+use gitfaas_common::schema::{is_valid_function_name, FunctionState, FunctionVersion};
 use gitfaas_common::{JobSpec, JobStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,7 +119,7 @@ async fn own_function(state: &AppState, caller: &Caller, name: &str) -> Result<F
     state.store.function(&caller.subject, name).await?.ok_or(ApiError::FunctionNotFound)
 }
 
-fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+pub(super) fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer)
         .map_err(|error| ApiError::InvalidRequest { detail: format!("invalid {what}: {}", error.inner()), field: None })
@@ -344,13 +344,7 @@ pub async fn invoke(
     let function = own_function(&state, &caller, &name).await?;
     let (body, backlog) = admit_json(&http, payload, &caller, &state).await?;
     let input = if body.is_empty() { Value::Null } else { strict::<InvokeRequest>(&body, "invocation")?.input };
-    let version = function.current_version().ok_or(ApiError::FunctionNotFound)?;
-    let spec = JobSpec {
-        input,
-        git_ref: version.commit_sha.clone(),
-        function: Some(FunctionRef { name: function.name.clone(), version: version.version }),
-        ..version.spec.clone()
-    };
+    let spec = function.invocation(input).ok_or(ApiError::FunctionNotFound)?;
     let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     // a key names one invocation of one function
     let fingerprinted = [function.name.as_bytes(), b"\0", &body].concat();

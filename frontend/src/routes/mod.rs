@@ -9,6 +9,7 @@ mod jobs;
 mod keys;
 mod logs;
 mod openapi;
+mod pipelines;
 mod wait;
 mod webapp;
 
@@ -41,6 +42,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/functions/{name}/versions", "GET").route(web::get().to(functions::versions)))
             .service(resource("/functions/{name}/rollback", "POST").route(web::post().to(functions::rollback)))
             .service(resource("/functions/{name}/invoke", "POST").route(web::post().to(functions::invoke)))
+            .service(
+                resource("/pipelines", "GET, POST")
+                    .route(web::post().to(pipelines::start))
+                    .route(web::get().to(pipelines::list)),
+            )
+            .service(resource("/pipelines/{id}", "GET").route(web::get().to(pipelines::get)))
+            .service(resource("/pipelines/{id}/cancel", "POST").route(web::post().to(pipelines::cancel)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys, logs};
+use super::{admin, cancel, functions, jobs, keys, logs, pipelines};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -29,10 +29,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
     paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
-        functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke),
+        functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
+        pipelines::start, pipelines::get, pipelines::list, pipelines::cancel),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
          (name = "functions", description = "named functions: deploy versions, invoke by name (the HTTP trigger)"),
+         (name = "pipelines", description = "runs of named functions in order, each step's output the next one's input"),
          (name = "admin", description = "operator endpoints (admin role)"))
 )]
 pub struct ApiDoc;
@@ -49,7 +51,15 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
 pub fn served(settings: &FrontendSettings) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     let schemas = &mut doc["components"]["schemas"];
-    for body in ["SubmitRequest", "ResourceRequest", "DataLink", "ParamsUpdate", "InvokeRequest", "RollbackRequest"] {
+    for body in [
+        "SubmitRequest",
+        "ResourceRequest",
+        "DataLink",
+        "ParamsUpdate",
+        "InvokeRequest",
+        "RollbackRequest",
+        "PipelineRequest",
+    ] {
         if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {
             schema.insert("additionalProperties".into(), Value::Bool(false));
         }
