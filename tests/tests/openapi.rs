@@ -40,6 +40,9 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/functions/{name}/versions",
         "/v1/functions/{name}/rollback",
         "/v1/functions/{name}/invoke",
+        "/v1/pipelines",
+        "/v1/pipelines/{id}",
+        "/v1/pipelines/{id}/cancel",
     ];
     assert_eq!(paths, served.into_iter().collect(), "the document names exactly the served routes");
 

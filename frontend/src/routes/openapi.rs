@@ -70,6 +70,8 @@ pub fn served(settings: &FrontendSettings) -> Value {
         }
     }
     function_names(&mut doc);
+    let steps = &mut doc["components"]["schemas"]["PipelineRequest"]["properties"]["steps"];
+    merge(&mut steps["items"], json!({"pattern": FUNCTION_NAME_PATTERN}));
     let schemas = &mut doc["components"]["schemas"];
     let l = &settings.limits;
     let submit = &mut schemas["SubmitRequest"]["properties"];

@@ -58,6 +58,7 @@ pub struct RunListQuery {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "a step names no function of the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "the run of this Idempotency-Key was erased", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
