@@ -202,7 +202,8 @@ async fn runs_come_back_with_their_jobs_when_the_view_is_rebuilt() {
     let b = deploy(stack, &transform("b", "* 10")).await;
     let id = start(stack, &[&a, &b], json!({"trail": [], "n": 4})).await;
     assert_eq!(finished(stack, &id).await["status"], "succeeded");
-    // Redis loses the list of runs and its marker: the frontend replays the topics
+    // Redis loses the run from its list, and its marker: the frontend replays the topics
+    // (only this run: the other tests of the binary share the stack)
     let client = redis::Client::open(infra::redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let lists: Vec<String> = redis::cmd("KEYS")
@@ -210,10 +211,15 @@ async fn runs_come_back_with_their_jobs_when_the_view_is_rebuilt() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(!lists.is_empty(), "the view lists runs");
-    for key in lists.iter().chain([&format!("{}:initialized", stack.redis_prefix)]) {
-        let _: () = redis::cmd("DEL").arg(key).query_async(&mut redis).await.unwrap();
+    let mut removed = 0;
+    for key in &lists {
+        removed += redis::cmd("ZREM").arg(key).arg(&id).query_async::<i64>(&mut redis).await.unwrap();
     }
+    assert_eq!(removed, 1, "the view listed the run");
+    let listed: Value = stack.get("/v1/pipelines").await.json().await.unwrap();
+    assert!(listed["runs"].as_array().unwrap().iter().all(|r| r["id"] != id.as_str()), "forgotten");
+    let _: () =
+        redis::cmd("DEL").arg(format!("{}:initialized", stack.redis_prefix)).query_async(&mut redis).await.unwrap();
     let mut back = None;
     for _ in 0..100 {
         let listed: Value = stack.get("/v1/pipelines").await.json().await.unwrap();
@@ -228,4 +234,35 @@ async fn runs_come_back_with_their_jobs_when_the_view_is_rebuilt() {
         (run["status"].clone(), run["output"].clone()),
         (json!("succeeded"), json!({"trail": ["a", "b"], "n": 50}))
     );
+}
+
+/// `gitfaas args…` as alice, against the shared stack: exit code, stdout, stderr.
+async fn cli(stack: &Stack, args: &[&str]) -> (i32, String, String) {
+    let config = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(infra::bin_dir().join("gitfaas"));
+    command.env("XDG_CONFIG_HOME", config.path()).env("GITFAAS_API", &stack.base_url);
+    command.env("GITFAAS_TOKEN", &stack.token).env_remove("GITFAAS_OUTPUT").args(args).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output()).await.unwrap().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_runs_a_pipeline_to_its_end_and_exits_like_its_last_step() {
+    let stack = Stack::shared();
+    let a = deploy(stack, &transform("a", "+ 1")).await;
+    let b = deploy(stack, &transform("b", "* 10")).await;
+    let input = r#"{"trail": [], "n": 2}"#;
+    let (code, stdout, stderr) = cli(stack, &["pipeline", "run", &a, &b, "--input", input]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap(), json!({"trail": ["a", "b"], "n": 30}), "{stderr}");
+    assert!(stderr.contains(&format!("step 2 {b} v1: succeeded")), "{stderr}");
+    let (_, listed, stderr) = cli(stack, &["pipeline", "ls"]).await;
+    let line = |l: &str| l.contains("\tsucceeded\t") && l.ends_with(&format!("{a} → {b}"));
+    assert!(listed.lines().any(line), "{listed}{stderr}");
+
+    let failing = deploy(stack, "    raise ValueError('nope')").await;
+    let (code, stdout, stderr) = cli(stack, &["pipeline", "run", &a, &failing, &b, "--input", input]).await;
+    assert_eq!((code, stdout.as_str()), (1, ""), "a failed run exits 1 with no output: {stderr}");
+    assert!(stderr.contains(&format!("failed: step 2 ({failing}) failed")), "{stderr}");
 }
