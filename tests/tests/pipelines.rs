@@ -266,3 +266,31 @@ async fn the_cli_runs_a_pipeline_to_its_end_and_exits_like_its_last_step() {
     assert_eq!((code, stdout.as_str()), (1, ""), "a failed run exits 1 with no output: {stderr}");
     assert!(stderr.contains(&format!("failed: step 2 ({failing}) failed")), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_whose_function_is_gone_ends_the_run_instead_of_being_retried() {
+    let stack = Stack::shared();
+    let slow = deploy(stack, "    time.sleep(4)\n    return data").await;
+    let gone = deploy(stack, &transform("b", "* 10")).await;
+    let id = start(stack, &[&slow, &gone], json!({"trail": [], "n": 1})).await;
+    let url = stack.url(&format!("/v1/functions/{gone}"));
+    let deleted = reqwest::Client::new().delete(url).bearer_auth(&stack.token).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    let run = finished(stack, &id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = format!("step 2 ({gone}) failed: the step could not be queued: function {gone} not found");
+    assert_eq!(run["reason"], reason.as_str(), "{run}");
+    assert_eq!(run["steps"][0]["status"], "succeeded");
+    // the step's end is a result like any other: it stays, and the results reader moved on
+    let result: Value = stack
+        .get(&format!("/v1/jobs/{}/result", run["steps"][1]["job_id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["status"], "failed", "{result}");
+    let a = deploy(stack, &transform("a", "+ 1")).await;
+    let after = start(stack, &[&a], json!({"trail": [], "n": 1})).await;
+    assert_eq!(finished(stack, &after).await["status"], "succeeded", "later runs still go on");
+}
