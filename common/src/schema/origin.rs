@@ -54,8 +54,14 @@ impl JobOrigin {
 
     /// The id of step `step` of the pipeline run `run` of `subject`: known before
     /// the step's job is made, so a run is read (and cancelled) from its jobs.
+    /// Made at the run's start plus `step` ms, so that job lists (newest first by
+    /// id) show the steps where the run began, in order.
     pub fn pipeline_step_id(subject: &str, run: &str, step: u32) -> JobId {
-        JobId::derived(&["pipeline", subject, run, &step.to_string()])
+        let parts = ["pipeline", subject, run, &step.to_string()];
+        match run.parse::<JobId>().ok().and_then(|run| run.created_ms()) {
+            Some(started) => JobId::derived_at(started + u64::from(step), &parts),
+            None => JobId::derived(&parts),
+        }
     }
 
     /// The trigger that made the job (none for a pipeline's step).
@@ -102,5 +108,9 @@ mod tests {
         let json = serde_json::to_value(step("r1", 1)).unwrap();
         assert_eq!(json, serde_json::json!({"kind": "pipeline", "run": "r1", "step": 1, "steps": ["a", "b"]}));
         assert_eq!(step("r1", 0).trigger(), None);
+        let run = JobId::new();
+        let (first, second) = (step(&run.to_string(), 0).job_id("alice"), step(&run.to_string(), 1).job_id("alice"));
+        assert_eq!(first.created_ms(), run.created_ms(), "a run's steps sort where it began");
+        assert!(first < second, "in order");
     }
 }
