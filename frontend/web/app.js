@@ -5,6 +5,7 @@ import { ApiError, followEvents, jobs, session } from './api.js';
 import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
 import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
 import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
+import { pipelineSteps, runPipeline } from './pipelines.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -123,6 +124,20 @@ async function removeFunction(name) {
   clearError();
   await functions.remove(name);
   await reloadFunctions();
+}
+
+// Runs the pipeline of the form with the invoke box's input; its steps' jobs show
+// in the jobs table as they come.
+async function startPipeline(event) {
+  event.preventDefault();
+  clearError();
+  $('run-pipeline').disabled = true;
+  try {
+    await runPipeline(pipelineSteps(), invocationInput());
+  } finally {
+    $('run-pipeline').disabled = false;
+    await reload();
+  }
 }
 
 async function viewResult(id) {
@@ -260,6 +275,7 @@ async function start() {
     invoke: guarded(invoke), rollback: guarded(rollback), remove: guarded(removeFunction),
   });
   $('deploy-form').addEventListener('submit', guarded(deploy));
+  $('pipeline-form').addEventListener('submit', guarded(startPipeline));
   $('refresh').addEventListener('click', guarded(reload));
 
   if (config.auth === 'none') session.signIn('none');
