@@ -86,6 +86,12 @@ async fn three_steps_pass_their_data_through_and_each_steps_job_is_listed() {
         stack.get(&format!("/v1/jobs/{}/result", steps[1]["job_id"].as_str().unwrap())).await.json().await.unwrap();
     assert_eq!(result["output"], json!({"trail": ["a", "b"], "n": 20}), "the middle step's own output");
 
+    // job lists are newest first: the steps' jobs, last step first
+    let jobs: Value = stack.get("/v1/jobs?limit=100").await.json().await.unwrap();
+    let ids: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().map(|j| &j["id"]).collect();
+    let at: Vec<Option<usize>> = steps.iter().map(|s| ids.iter().position(|id| **id == s["job_id"])).collect();
+    assert!(at[2].is_some() && at[2] < at[1] && at[1] < at[0], "{at:?}");
+
     let listed: Value = stack.get("/v1/pipelines").await.json().await.unwrap();
     let found = listed["runs"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).cloned();
     assert_eq!(found.map(|r| r["status"].clone()), Some(json!("succeeded")), "{listed}");
