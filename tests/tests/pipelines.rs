@@ -300,3 +300,26 @@ async fn a_step_whose_function_is_gone_ends_the_run_instead_of_being_retried() {
     let after = start(stack, &[&a], json!({"trail": [], "n": 1})).await;
     assert_eq!(finished(stack, &after).await["status"], "succeeded", "later runs still go on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_retried_with_its_idempotency_key_finds_the_same_run() {
+    let stack = Stack::shared();
+    let a = deploy(stack, &transform("a", "+ 1")).await;
+    let key = unique("key");
+    let start_with = |body: Value| {
+        let request = reqwest::Client::new().post(stack.url("/v1/pipelines")).bearer_auth(&stack.token);
+        request.header("Idempotency-Key", key.clone()).json(&body).send()
+    };
+    let body = json!({"steps": [a], "input": {"trail": [], "n": 1}});
+    let first: Value = start_with(body.clone()).await.unwrap().json().await.unwrap();
+    let again = start_with(body).await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"], "the same run: {again}");
+    assert_eq!(again["steps"][0]["job_id"], first["steps"][0]["job_id"]);
+    let other = start_with(json!({"steps": [a], "input": {"trail": [], "n": 2}})).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY, "the key names another request");
+    let listed: Value = stack.get("/v1/pipelines?limit=100").await.json().await.unwrap();
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.iter().filter(|r| r["steps"][0]["function"] == a.as_str()).count(), 1, "one run listed");
+}

@@ -93,13 +93,21 @@ pub async fn start(
     state.store.index_pipeline_run(&caller.subject, &run).await?;
     let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let fingerprinted = [b"pipeline\0".as_slice(), &body].concat();
-    let (id, _, _) = queue(spec, Some((&fingerprinted, key)), backlog, &caller, &state).await?;
+    let queued = queue(spec, Some((&fingerprinted, key)), backlog, &caller, &state).await;
     // a retried Idempotency-Key finds the first step of the run it started then
-    let record = state.store.get(id).await?;
-    let run = match record.and_then(|r| r.job?.spec.origin) {
-        Some(JobOrigin::Pipeline { run, .. }) => run,
-        _ => run,
+    let made = match &queued {
+        Ok((id, _, _)) => state.store.get(*id).await?.and_then(|r| r.job?.spec.origin),
+        Err(_) => None,
     };
+    let made = match made {
+        Some(JobOrigin::Pipeline { run, .. }) => Some(run),
+        _ => None,
+    };
+    if made.as_deref() != Some(run.as_str()) {
+        state.store.unindex_pipeline_run(&caller.subject, &run).await?;
+    }
+    queued?;
+    let run = made.ok_or(ApiError::PipelineNotFound)?;
     let view = pipelines::read(&state.store, &caller.subject, &run).await?.ok_or(ApiError::PipelineNotFound)?;
     tracing::info!(run = %run, steps = view.steps.len(), "pipeline run started");
     Ok(HttpResponse::Accepted().insert_header((header::LOCATION, view.links.self_.clone())).json(view))

@@ -18,6 +18,11 @@ impl JobStore {
         self.redis.clone().zadd(self.pipelines_key(subject), run, 0).await
     }
 
+    /// Takes back the listing of a run whose first step was not made.
+    pub async fn unindex_pipeline_run(&self, subject: &str, run: &str) -> redis::RedisResult<()> {
+        self.redis.clone().zrem(self.pipelines_key(subject), run).await
+    }
+
     /// The owner's run ids, newest first, strictly older than `before`: at most `limit`.
     pub async fn pipeline_runs(
         &self,
