@@ -43,8 +43,8 @@ pub async fn read(store: &JobStore, subject: &str, run: &str) -> Result<Option<R
     Ok(Some(RunView::of(run, &steps, &records, Utc::now())))
 }
 
-/// The job of step `step` of `run` (the functions `steps`) running the current
-/// version of the owner's function, with `input`; none when there is no such function.
+/// The job of the step `origin` names (a pipeline's) for `owner`: the current
+/// version of the step's function, with `input`; none when there is no such function.
 pub async fn step_spec(
     store: &JobStore,
     owner: &Owner,
