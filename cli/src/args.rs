@@ -67,6 +67,9 @@ pub enum Command {
     /// Named functions: deploy, invoke by name, list, versions, roll back, delete
     #[command(subcommand, name = "fn")]
     Fn(FnCommand),
+    /// Triggers of your functions: schedules and topic bindings
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
     /// Pipelines: run named functions in order, each one's output the next one's input
     #[command(subcommand)]
     Pipeline(PipelineCommand),
@@ -101,6 +104,46 @@ pub enum FnCommand {
     /// Make an earlier version of NAME current again
     Rollback { name: String, version: u32 },
     /// Delete NAME and its versions
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Run FUNCTION on a cron schedule: each tick one job
+    Schedule {
+        name: String,
+        function: String,
+        /// Five fields (minute first), or six with seconds first
+        cron: String,
+        /// IANA time zone the expression is read in [default: UTC]
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Fire ticks missed while no scheduler ran (default: skip them)
+        #[arg(long)]
+        catch_up: bool,
+        /// The input of every tick's job: JSON text, @FILE, or - for stdin
+        #[arg(long, short)]
+        input: Option<String>,
+    },
+    /// Run FUNCTION on each record of the Kafka topic INPUT (one the operator allows)
+    Bind {
+        name: String,
+        function: String,
+        input: String,
+        /// Where succeeded jobs' outputs go, with the input record's key
+        #[arg(long)]
+        output: Option<String>,
+        /// Records in flight at once, per frontend
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
+    /// Your triggers
+    Ls,
+    /// Stop NAME from making jobs
+    Pause { name: String },
+    /// Let NAME make jobs again (a schedule from its next tick on)
+    Resume { name: String },
+    /// Delete NAME (the jobs it made stay)
     Rm { name: String },
 }
 

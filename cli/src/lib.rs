@@ -30,6 +30,7 @@ mod live;
 mod local;
 mod pipelines;
 mod show;
+mod triggers;
 mod upstream;
 
 use std::process::ExitCode;
@@ -84,6 +85,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(id) => jobs::cancel(&api().await?, ctx.output, &id.id).await.map(ok),
         Command::Rm(id) => jobs::erase(&api().await?, &id.id).await.map(ok),
         Command::Fn(command) => functions::run(&api().await?, ctx.output, command).await,
+        Command::Trigger(command) => triggers::run(&api().await?, ctx.output, command).await,
         Command::Pipeline(command) => pipelines::run(&api().await?, ctx.output, command).await,
         Command::Completions { .. } | Command::Local(_) => unreachable!("handled above"),
     }

@@ -100,7 +100,7 @@ impl Publisher {
     /// Publishes `message` as JSON under `key`, once the broker has it.
     pub async fn send<T: Serialize + ?Sized>(&self, topic: &str, key: &str, message: &T) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(message)?;
-        self.send_raw(topic, Some(key), &payload, &[]).await
+        self.send_raw(topic, Some(key.as_bytes()), &payload, &[]).await
     }
 
     /// Publishes `message` as JSON under `key` to `partition` of `topic` (`None`:
@@ -113,7 +113,8 @@ impl Publisher {
         message: &T,
     ) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(message)?;
-        let mut record = FutureRecord::<str, [u8]>::to(topic).key(key).payload(&payload).headers(trace_headers());
+        let mut record =
+            FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes()).payload(&payload).headers(trace_headers());
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
@@ -125,13 +126,13 @@ impl Publisher {
     pub async fn send_raw(
         &self,
         topic: &str,
-        key: Option<&str>,
+        key: Option<&[u8]>,
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<(), PublishError> {
         let headers =
             headers.iter().fold(trace_headers(), |all, (key, value)| all.insert(Header { key, value: Some(*value) }));
-        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload).headers(headers);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -140,10 +141,10 @@ impl Publisher {
 
     /// Publishes a tombstone (no value) for `key`: on a compacted topic, its end.
     pub async fn tombstone(&self, topic: &str, key: &str) -> Result<(), PublishError> {
-        self.deliver(FutureRecord::<str, [u8]>::to(topic).key(key).headers(trace_headers())).await
+        self.deliver(FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes()).headers(trace_headers())).await
     }
 
-    async fn deliver(&self, record: FutureRecord<'_, str, [u8]>) -> Result<(), PublishError> {
+    async fn deliver(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), PublishError> {
         self.producer
             .send(record, Timeout::After(SEND_QUEUE_TIMEOUT))
             .await
@@ -250,9 +251,11 @@ async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
         .into_iter()
         // -1: the broker's default.replication.factor (1 on one node, 3 on a cluster that says so)
         .map(|name| {
-            let topic = NewTopic::new(name, settings.partitions, TopicReplication::Fixed(-1));
-            // a function's latest state is its truth: older ones may go
-            if name == settings.topics.functions {
+            // one partition: its one owner in the frontends' group is the scheduler
+            let partitions = if name == settings.topics.triggers { 1 } else { settings.partitions };
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+            // a function's or trigger's latest state is its truth: older ones may go
+            if name == settings.topics.functions || name == settings.topics.triggers {
                 topic.set("cleanup.policy", "compact")
             } else {
                 topic

@@ -77,7 +77,9 @@ impl ConsumerLag {
     /// `consumer_lag` (from the committed offset), or for a consumer that commits
     /// nothing (the observer) the distance from its position to the end. A
     /// partition neither is known for (not assigned, nothing read yet) is dropped.
-    pub fn record(&self, consumer: &str, statistics: &Statistics) {
+    /// Returns the lag summed over the partitions it is known for.
+    pub fn record(&self, consumer: &str, statistics: &Statistics) -> i64 {
+        let mut total = 0;
         for (topic, topic_statistics) in &statistics.topics {
             for partition in topic_statistics.partitions.values().filter(|p| p.partition >= 0) {
                 let labels = PartitionLabels {
@@ -87,6 +89,7 @@ impl ConsumerLag {
                 };
                 match lag_of(partition) {
                     Some(lag) => {
+                        total += lag;
                         self.lag.get_or_create(&labels).set(lag);
                     }
                     None => {
@@ -95,6 +98,7 @@ impl ConsumerLag {
                 }
             }
         }
+        total
     }
 }
 

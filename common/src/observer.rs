@@ -69,12 +69,28 @@ pub struct FeedBeacon {
     /// The sending frontend instance.
     pub from: String,
     pub at: DateTime<Utc>,
+    /// The topic triggers this frontend reads, and how far behind it is on each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerLoad>,
 }
 
 impl FeedBeacon {
-    pub fn new(from: impl Into<String>) -> Self {
-        Self { version: SCHEMA_VERSION, from: from.into(), at: Utc::now() }
+    pub fn new(from: impl Into<String>, triggers: Vec<TriggerLoad>) -> Self {
+        Self { version: SCHEMA_VERSION, from: from.into(), at: Utc::now(), triggers }
     }
+}
+
+/// One topic trigger's load on one frontend — or, in a report, summed over them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerLoad {
+    /// `<owner subject>/<trigger name>`.
+    pub trigger: String,
+    /// Records of the input topic not yet read (at the last record read).
+    pub lag: i64,
+    /// Jobs of the trigger made and not finished.
+    pub in_flight: u32,
+    /// Jobs it may have unfinished at once.
+    pub concurrency: u32,
 }
 
 /// Which statistic of the response time the target bounds.
@@ -288,6 +304,9 @@ pub struct Metrics {
     pub window_filled: bool,
     pub executors: Vec<WorkerView>,
     pub anomalies: Anomalies,
+    /// Topic triggers' lag and jobs in flight, over the frontends reading them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerLoad>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

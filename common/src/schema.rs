@@ -18,6 +18,7 @@ mod entry;
 mod function;
 mod origin;
 mod result;
+mod trigger;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
 pub use function::{
@@ -26,6 +27,10 @@ pub use function::{
 };
 pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
 pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
+pub use trigger::{
+    decode_trigger, MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS,
+    MAX_TOPIC_CONCURRENCY,
+};
 
 pub const SCHEMA_VERSION: u32 = 1;
 

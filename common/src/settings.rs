@@ -53,6 +53,14 @@ pub struct TopicSettings {
     /// Live log chunks of running jobs, keyed by job id.
     #[serde(default = "default_logs_topic")]
     pub logs: String,
+    /// Triggers' definitions: compacted, one message per trigger, one partition
+    /// (whose consumer-group owner is the one active scheduler).
+    #[serde(default = "default_triggers_topic")]
+    pub triggers: String,
+}
+
+fn default_triggers_topic() -> String {
+    "gitfaas.triggers".into()
 }
 
 fn default_functions_topic() -> String {
@@ -74,11 +82,21 @@ impl TopicSettings {
             dead_letter: format!("{prefix}dead-letter"),
             functions: format!("{prefix}functions"),
             logs: format!("{prefix}logs"),
+            triggers: format!("{prefix}triggers"),
         }
     }
 
-    pub fn all(&self) -> [&str; 7] {
-        [&self.jobs, &self.results, &self.observer, &self.control, &self.dead_letter, &self.functions, &self.logs]
+    pub fn all(&self) -> [&str; 8] {
+        [
+            &self.jobs,
+            &self.results,
+            &self.observer,
+            &self.control,
+            &self.dead_letter,
+            &self.functions,
+            &self.logs,
+            &self.triggers,
+        ]
     }
 }
 

@@ -14,7 +14,6 @@ use crate::submit::Submitter;
 #[derive(Clone)]
 pub struct FollowUp {
     pub submit: Submitter,
-    pub dead_letter_topic: String,
     /// Results the follow-up makes itself (a pipeline step that cannot be queued).
     pub results: ResultPublisher,
 }

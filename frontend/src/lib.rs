@@ -108,14 +108,25 @@ impl Application {
             store: store.clone(),
             publisher: publisher.clone(),
             jobs_topic: settings.kafka.topics.jobs.clone(),
+            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
             affinity: affinity.clone(),
             metrics: metrics.clone(),
         };
-        let follow_up = follow_up::FollowUp {
+        let follow_up = follow_up::FollowUp { submit: submit.clone(), results: result_publisher.clone() };
+        let trigger_loads = triggers::TriggerLoads::default();
+        let scheduler =
+            triggers::Scheduler::new(&settings.kafka, &f.group_id, submit.clone(), metrics.scheduler_leader.clone())
+                .context("creating the scheduler's consumer")?;
+        tokio::spawn(scheduler.run(stop.clone()));
+        let topic_triggers = triggers::TopicTriggers {
+            kafka: settings.kafka.clone(),
+            group_id: f.group_id.clone(),
+            settings: f.triggers.clone(),
             submit: submit.clone(),
-            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
-            results: result_publisher.clone(),
+            lag: metrics.lag.clone(),
+            loads: trigger_loads.clone(),
         };
+        tokio::spawn(topic_triggers.run(stop.clone()));
         let results = tokio::spawn(results::consume(
             consumer,
             store.clone(),
@@ -140,7 +151,13 @@ impl Application {
         tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
         let beacon_from = format!("frontend-{}", gitfaas_common::JobId::new());
         let observer_topic = settings.kafka.topics.observer.clone();
-        tokio::spawn(observer_feed::beacon(publisher.clone(), observer_topic, beacon_from, stop.clone()));
+        tokio::spawn(observer_feed::beacon(
+            publisher.clone(),
+            observer_topic,
+            beacon_from,
+            trigger_loads,
+            stop.clone(),
+        ));
         let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
         tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));
 

@@ -12,6 +12,7 @@ use gitfaas_common::metrics::{seconds_family, ConsumerLag, Registry, SecondsFami
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tracing::Instrument;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +42,8 @@ pub struct FrontendMetrics {
     pub results_applied: Family<EventLabels, Counter>,
     pub rebuilds: Counter,
     pub lag: ConsumerLag,
+    /// 1 while this frontend is the active scheduler.
+    pub scheduler_leader: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -58,7 +61,18 @@ impl FrontendMetrics {
         let rebuilds = Counter::default();
         r.register("store_rebuilds", "Rebuilds of the job store from the topics", rebuilds.clone());
         let lag = ConsumerLag::register(&mut r);
-        Self { requests, request_seconds, jobs_submitted, results_applied, rebuilds, lag, registry: Arc::new(r) }
+        let scheduler_leader = Gauge::default();
+        r.register("scheduler_leader", "1 while this frontend fires the schedules' ticks", scheduler_leader.clone());
+        Self {
+            requests,
+            request_seconds,
+            jobs_submitted,
+            results_applied,
+            rebuilds,
+            lag,
+            scheduler_leader,
+            registry: Arc::new(r),
+        }
     }
 
     pub fn applied(&self, event: &'static str) {

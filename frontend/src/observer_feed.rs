@@ -41,15 +41,23 @@ pub async fn follow(
     }
 }
 
-/// Sends this frontend's beacon to the observer topic every [`HEARTBEAT_EVERY`].
-pub async fn beacon(publisher: Publisher, topic: String, from: String, shutdown: CancellationToken) {
+/// Sends this frontend's beacon to the observer topic every [`HEARTBEAT_EVERY`],
+/// with its topic triggers' lag and jobs in flight.
+pub async fn beacon(
+    publisher: Publisher,
+    topic: String,
+    from: String,
+    triggers: crate::triggers::TriggerLoads,
+    shutdown: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let message = ObserverMessage::Beacon(FeedBeacon::new(from.clone()));
+        let loads = triggers.lock().expect("loads lock").values().cloned().collect();
+        let message = ObserverMessage::Beacon(FeedBeacon::new(from.clone(), loads));
         // a send outlasting the interval is an outage the reader sees; the next goes on time
         let sent = tokio::time::timeout(HEARTBEAT_EVERY, publisher.send(&topic, &message.key(), &message)).await;
         if let Ok(Err(error)) = sent {

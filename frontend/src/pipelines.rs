@@ -95,7 +95,7 @@ pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOri
             tracing::info!(run = %run, step = next, job_id = %id, function = %name, "pipeline step queued");
             Ok(())
         }
-        Err(error) if is_transient(&error) => Err(error),
+        Err(error) if error.is_transient() => Err(error),
         Err(error) => {
             let why = error.to_string();
             end_unmade_step(&follow_up.submit, &follow_up.results, next_id, owner, |a| JobResult::not_queued(a, &why))
@@ -103,14 +103,6 @@ pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOri
                 .map(|_| ())
         }
     }
-}
-
-/// Whether a failure to queue may pass (the store or the broker was unavailable).
-fn is_transient(error: &ApiError) -> bool {
-    matches!(
-        error,
-        ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::RateLimited(_) | ApiError::Internal(_)
-    )
 }
 
 /// What [`end_unmade_step`] did.

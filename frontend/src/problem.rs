@@ -56,6 +56,10 @@ pub enum ApiError {
     DeployFailed(String),
     #[error("the function's ref was not resolved within {0}s; its deployment job is {1}")]
     DeployTimeout(u64, String),
+    #[error("trigger not found")]
+    TriggerNotFound,
+    #[error("topic {0:?} is not one the operator lets triggers read or write")]
+    TopicNotAllowed(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -78,6 +82,14 @@ pub struct Problem<'a> {
 }
 
 impl ApiError {
+    /// Whether trying again later may succeed (the store, broker or backlog).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::RateLimited(_) | ApiError::Internal(_)
+        )
+    }
+
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
         ApiError::InvalidRequest { detail: detail.into(), field: Some(field.to_owned()) }
     }
@@ -105,6 +117,8 @@ impl ApiError {
             ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
             ApiError::DeployFailed(_) => ("deploy-failed", "The function could not be deployed"),
             ApiError::DeployTimeout(..) => ("deploy-timeout", "The deployment did not finish in time"),
+            ApiError::TriggerNotFound => ("not-found", "Not found"),
+            ApiError::TopicNotAllowed(_) => ("topic-not-allowed", "The topic is not allowed"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -132,6 +146,8 @@ impl ResponseError for ApiError {
             ApiError::FunctionBusy => StatusCode::CONFLICT,
             ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::TriggerNotFound => StatusCode::NOT_FOUND,
+            ApiError::TopicNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,7 +2,7 @@
 //! Redis comes back empty (its marker key is gone), the jobs topic is replayed
 //! (jobs become `queued` unless known) and then the results topic (every event
 //! applied again — idempotently), up to the end offsets seen when the rebuild began.
-//! Then the functions topic (each function's latest state, or its tombstone).
+//! Then the functions and triggers topics (each one's latest state, or its tombstone).
 //! The first step of each pipeline run lists the run again (the rest of a run is
 //! its steps' jobs).
 //! A results message that cannot be read ends its job `failed`, as the results
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::kafka::client_config;
-use gitfaas_common::schema::{decode_event, decode_function, decode_job, JobOrigin};
+use gitfaas_common::schema::{decode_event, decode_function, decode_job, decode_trigger, JobOrigin};
 use gitfaas_common::settings::KafkaSettings;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -66,8 +66,12 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
         apply_function(store, key.as_deref(), &payload).await
     })
     .await?;
+    let triggers = replay(kafka, &kafka.topics.triggers, |key, payload| async move {
+        apply_trigger(store, key.as_deref(), &payload).await
+    })
+    .await?;
     store.mark_initialized().await?;
-    tracing::info!(jobs, events, functions, "job store rebuilt");
+    tracing::info!(jobs, events, functions, triggers, "job store rebuilt");
     Ok(true)
 }
 
@@ -85,6 +89,24 @@ async fn apply_function(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) ->
         Ok(state) => store.put_function(&state).await.map(|_| ()),
         Err(error) => {
             tracing::warn!(%error, "unreadable function message skipped");
+            Ok(())
+        }
+    }
+}
+
+/// A message of the triggers topic: a trigger's state, or its tombstone.
+async fn apply_trigger(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) -> redis::RedisResult<()> {
+    if payload.is_empty() {
+        let named = key.and_then(|k| serde_json::from_slice::<(String, String)>(k).ok());
+        return match named {
+            Some((subject, name)) => store.remove_trigger(&subject, &name).await,
+            None => Ok(()),
+        };
+    }
+    match decode_trigger(payload) {
+        Ok(state) => store.put_trigger(&state).await.map(|_| ()),
+        Err(error) => {
+            tracing::warn!(%error, "unreadable trigger message skipped");
             Ok(())
         }
     }

@@ -42,8 +42,9 @@ pub async fn consume(
         if !store_until_done(&store, &publisher, &message, &decoded, &shutdown).instrument(span).await {
             return;
         }
-        if let Ok(JobEvent::Finished(result)) = &decoded {
-            if !follow_up_until_done(&follow_up, result.job_id, &shutdown).await {
+        // only a named function's jobs come from triggers and pipelines
+        if let Ok(JobEvent::Finished(result)) = decoded.as_ref() {
+            if result.function.is_some() && !follow_up_until_done(&follow_up, result.job_id, &shutdown).await {
                 return;
             }
         }

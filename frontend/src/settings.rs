@@ -67,6 +67,41 @@ pub struct FrontendSettings {
     /// are the executor's and unused here).
     #[serde(default)]
     pub logs: gitfaas_common::logs::LogLimits,
+    /// Schedule and topic triggers.
+    #[serde(default)]
+    pub triggers: TriggerSettings,
+}
+
+/// Which topics a topic trigger may read and write, and how schedules fire.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSettings {
+    /// Topics a trigger may bind as input or output: exact names, or prefixes
+    /// ending in `*`. None by default; gitfaas's own topics never.
+    #[serde(default)]
+    pub allowed_topics: Vec<String>,
+    /// Triggers one owner may have (each topic trigger is a reader on every frontend).
+    #[serde(default = "default_max_triggers")]
+    pub max_per_owner: usize,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        Self { allowed_topics: Vec::new(), max_per_owner: default_max_triggers() }
+    }
+}
+
+fn default_max_triggers() -> usize {
+    100
+}
+
+impl TriggerSettings {
+    pub fn allows(&self, topic: &str) -> bool {
+        self.allowed_topics.iter().any(|allowed| match allowed.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => topic == allowed,
+        })
+    }
 }
 
 /// Which delivery modes a job may name, and when the executor of a running

@@ -17,6 +17,7 @@
 mod functions;
 mod origins;
 mod pipelines;
+mod triggers;
 pub use origins::OriginClaim;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};

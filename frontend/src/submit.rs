@@ -26,6 +26,8 @@ pub struct Submitter {
     pub store: JobStore,
     pub publisher: Publisher,
     pub jobs_topic: String,
+    /// Where a record or job that cannot go on ends.
+    pub dead_letter_topic: String,
     pub affinity: Affinity,
     pub metrics: FrontendMetrics,
 }

@@ -1,12 +1,39 @@
-//! Triggers: what makes jobs of a named function without anyone submitting them.
+//! Triggers: what makes jobs of a named function without anyone submitting
+//! them. Invoking a function by name is its HTTP trigger (`routes::functions`);
+//! here are the other two.
+//!
+//! - [`schedule`]: one frontend at a time — the one the consumer group gives the
+//!   triggers topic's one partition — fires every schedule's due ticks. A tick's
+//!   job id comes from (owner, trigger, tick), so a tick fired twice (two
+//!   schedulers for a moment, one dying between firing and recording it) is one job.
+//! - [`topic`]: every frontend reads its share of each topic trigger's input
+//!   topic (a consumer group per trigger); a record's job id comes from (owner,
+//!   trigger, topic, partition, offset), and its offset is committed once the job
+//!   is recorded: at least once, and so effectively once.
+//! - [`output`]: a topic trigger's ended job becomes its output record, or its
+//!   dead letter with the record's coordinates.
 
-use gitfaas_common::schema::JobOrigin;
+mod output;
+mod schedule;
+mod topic;
 
-use crate::follow_up::FollowUp;
+pub use output::record_done;
+pub use schedule::{parse_schedule, Scheduler};
+pub use topic::{TopicTriggers, TriggerLoads};
+
+use gitfaas_common::schema::TriggerState;
+use gitfaas_common::JobSpec;
+
 use crate::problem::ApiError;
-use crate::store::JobRecord;
+use crate::submit::Submitter;
 
-/// A topic trigger's job ended: its output record, or its dead letter.
-pub async fn record_done(_follow_up: &FollowUp, _record: &JobRecord, _origin: &JobOrigin) -> Result<(), ApiError> {
-    Ok(())
+/// The job of one firing of `trigger` with `input` — of its function's current
+/// version — or `None` when the function is gone.
+async fn invocation(
+    submit: &Submitter,
+    trigger: &TriggerState,
+    input: serde_json::Value,
+) -> Result<Option<JobSpec>, ApiError> {
+    let function = submit.store.function(&trigger.owner.subject, &trigger.function).await?;
+    Ok(function.and_then(|f| f.invocation(input)))
 }

@@ -5,6 +5,7 @@ import { ApiError, followEvents, jobs, session } from './api.js';
 import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
 import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
 import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
+import { TriggerTable, scheduleRequest, triggers } from './triggers.js';
 import { pipelineSteps, runPipeline } from './pipelines.js';
 
 const $ = (id) => document.getElementById(id);
@@ -13,6 +14,7 @@ let config;
 let events;
 let table;
 let functionTable;
+let triggerTable;
 // The job whose result the page shows as soon as it finishes (the last one submitted).
 let awaited;
 // The job whose log the log panel shows live: its id, the next chunk index it
@@ -90,7 +92,24 @@ async function reload() {
 async function reloadFunctions() {
   const { body } = await functions.list();
   functionTable.load(body.functions);
+  const listed = await triggers.list();
+  triggerTable.load(listed.body.triggers);
 }
+
+async function schedule(event) {
+  event.preventDefault();
+  clearError();
+  const { name, request } = scheduleRequest();
+  await triggers.put(name, request);
+  await reloadFunctions();
+}
+
+// pause, resume or remove: then the tables again
+const triggerAction = (call) => async (name) => {
+  clearError();
+  await call(name);
+  await reloadFunctions();
+};
 
 async function deploy(event) {
   event.preventDefault();
@@ -275,6 +294,12 @@ async function start() {
     invoke: guarded(invoke), rollback: guarded(rollback), remove: guarded(removeFunction),
   });
   $('deploy-form').addEventListener('submit', guarded(deploy));
+  triggerTable = new TriggerTable({
+    pause: guarded(triggerAction(triggers.pause)),
+    resume: guarded(triggerAction(triggers.resume)),
+    remove: guarded(triggerAction(triggers.remove)),
+  });
+  $('schedule-form').addEventListener('submit', guarded(schedule));
   $('pipeline-form').addEventListener('submit', guarded(startPipeline));
   $('refresh').addEventListener('click', guarded(reload));
 

@@ -119,7 +119,8 @@ impl Observer {
             ObserverMessage::Report(report) if report.observer_id == self.id && report.action != ScaleAction::None => {
                 self.scaling.last_action_at = self.scaling.last_action_at.max(Some(report.at));
             }
-            ObserverMessage::Report(_) | ObserverMessage::Scaler(_) | ObserverMessage::Beacon(_) => {}
+            ObserverMessage::Beacon(beacon) => self.measurements.beacon(&beacon),
+            ObserverMessage::Report(_) | ObserverMessage::Scaler(_) => {}
         }
     }
 

@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use gitfaas_common::observer::{Anomalies, ExecutorHeartbeat, ExecutorState, LatencyStats, Metrics, WorkerView};
+use gitfaas_common::observer::{
+    Anomalies, ExecutorHeartbeat, ExecutorState, FeedBeacon, LatencyStats, Metrics, TriggerLoad, WorkerView,
+};
 use gitfaas_common::{Job, JobEvent, JobId};
 
 use crate::window::{latency_stats, TimeWindow};
@@ -87,6 +89,8 @@ pub struct Measurements {
     /// Mean service time of the last window that had one, for quiet windows.
     last_service_ms: Option<f64>,
     default_slots: u32,
+    /// Each frontend's last beacon: when, and its topic triggers' load.
+    frontends: BTreeMap<String, (DateTime<Utc>, Vec<TriggerLoad>)>,
     pub anomalies: Anomalies,
 }
 
@@ -103,6 +107,7 @@ impl Measurements {
             executors: BTreeMap::new(),
             last_service_ms: None,
             default_slots,
+            frontends: BTreeMap::new(),
             anomalies: Anomalies::default(),
         }
     }
@@ -177,6 +182,32 @@ impl Measurements {
                 }
             }
         }
+    }
+
+    /// A frontend's beacon: its topic triggers' load replaces what it said before.
+    pub fn beacon(&mut self, beacon: &FeedBeacon) {
+        let newer = self.frontends.get(&beacon.from).is_none_or(|(at, _)| *at <= beacon.at);
+        if newer {
+            self.frontends.insert(beacon.from.clone(), (beacon.at, beacon.triggers.clone()));
+        }
+    }
+
+    /// The topic triggers' load summed over the frontends heard from lately.
+    fn trigger_loads(&self, now: DateTime<Utc>) -> Vec<TriggerLoad> {
+        let since = now - self.spans.worker_timeout;
+        let mut sums: BTreeMap<&str, TriggerLoad> = BTreeMap::new();
+        for load in self.frontends.values().filter(|(at, _)| *at >= since).flat_map(|(_, loads)| loads) {
+            let sum = sums.entry(&load.trigger).or_insert_with(|| TriggerLoad {
+                lag: 0,
+                in_flight: 0,
+                concurrency: 0,
+                ..load.clone()
+            });
+            sum.lag += load.lag;
+            sum.in_flight += load.in_flight;
+            sum.concurrency += load.concurrency;
+        }
+        sums.into_values().collect()
     }
 
     pub fn heartbeat(&mut self, heartbeat: &ExecutorHeartbeat) {
@@ -267,6 +298,7 @@ impl Measurements {
             window_filled: now - self.observed_since >= s.rate_window,
             executors,
             anomalies: self.anomalies,
+            triggers: self.trigger_loads(now),
         };
         Snapshot { metrics, idle }
     }

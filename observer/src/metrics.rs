@@ -35,6 +35,13 @@ pub struct ObserverMetrics {
     workers: Gauge,
     recommended: Gauge,
     decisions: Family<ActionLabels, Counter>,
+    trigger_lag: Family<TriggerLabels, Gauge>,
+    trigger_in_flight: Family<TriggerLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
 }
 
 impl ObserverMetrics {
@@ -55,6 +62,12 @@ impl ObserverMetrics {
         r.register("observer_workers", "c: executors taking jobs", m.workers.clone());
         r.register("observer_recommended_workers", "Workers the model says meet the target", m.recommended.clone());
         r.register("observer_decisions", "Reports by the action they ask for", m.decisions.clone());
+        r.register("observer_trigger_lag", "Records of a topic trigger's input not yet read", m.trigger_lag.clone());
+        r.register(
+            "observer_trigger_in_flight",
+            "A topic trigger's jobs made and not finished",
+            m.trigger_in_flight.clone(),
+        );
         for action in ["add", "remove", "none"] {
             let _ = m.decisions.get_or_create(&ActionLabels { action }); // exported at zero from the start
         }
@@ -75,6 +88,13 @@ impl ObserverMetrics {
         self.workers.set(i64::from(m.workers));
         self.recommended.set(i64::from(report.desired_workers));
         self.decisions.get_or_create(&ActionLabels { action: report.action.as_str() }).inc();
+        self.trigger_lag.clear();
+        self.trigger_in_flight.clear();
+        for load in &m.triggers {
+            let labels = TriggerLabels { trigger: load.trigger.clone() };
+            self.trigger_lag.get_or_create(&labels).set(load.lag);
+            self.trigger_in_flight.get_or_create(&labels).set(i64::from(load.in_flight));
+        }
     }
 }
 

@@ -18,6 +18,9 @@ use crate::{infra, oidc, Provider};
 /// Client settings for quick rebalances in fault tests.
 pub const FAST_REBALANCE: [(&str, &str); 2] = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "1000")];
 
+/// The frontends' settings for the topics fault tests bind to triggers.
+const TRIGGER_TOPICS: &str = "frontend:\n  triggers:\n    allowed_topics: [\"trigger-*\"]\n";
+
 /// HTTP that rides out a frontend restart (retries connection errors and 503).
 pub async fn call(request: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
     for _ in 0..300 {
@@ -40,6 +43,8 @@ pub struct Cluster {
     pub nodes: Vec<KafkaNode>,
     redis: Option<Child>,
     frontend: Option<Child>,
+    /// Frontends besides the first, by name: their process and port.
+    pub frontends: HashMap<String, (Child, u16)>,
     pub executors: HashMap<String, Child>,
     started: Vec<String>,
 }
@@ -68,8 +73,13 @@ impl Cluster {
             .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
             .collect();
         for service in ["frontend", "executor"] {
-            std::fs::write(config_dir.join(format!("{service}.faults.yaml")), format!("kafka:\n  client:\n{client}"))
-                .unwrap();
+            // topic triggers may bind the topics fault tests make (`trigger-…`)
+            let extra = if service == "frontend" { TRIGGER_TOPICS } else { "" };
+            std::fs::write(
+                config_dir.join(format!("{service}.faults.yaml")),
+                format!("kafka:\n  client:\n{client}{extra}"),
+            )
+            .unwrap();
         }
         let nodes = crate::kafka::start(&dir, &kafka);
         let mut cluster = Cluster {
@@ -82,6 +92,7 @@ impl Cluster {
             config_dir,
             redis: None,
             frontend: None,
+            frontends: HashMap::new(),
             executors: HashMap::new(),
             started: Vec::new(),
         };
@@ -127,10 +138,31 @@ impl Cluster {
     }
 
     pub fn start_frontend(&mut self) {
+        self.frontend = Some(self.spawn_frontend("frontend", self.frontend_port));
+    }
+
+    /// Another frontend of the same deployment (same Redis, topics and groups),
+    /// named `name`; its port.
+    pub fn start_another_frontend(&mut self, name: &str) -> u16 {
+        let port = free_port();
+        let child = self.spawn_frontend(name, port);
+        self.frontends.insert(name.to_owned(), (child, port));
+        port
+    }
+
+    /// SIGKILL of the first frontend (`"frontend"`) or of another one.
+    pub fn kill_frontend(&mut self, name: &str) {
+        let child = if name == "frontend" { self.frontend.take() } else { self.frontends.remove(name).map(|(c, _)| c) };
+        let mut child = child.expect("running frontend");
+        Self::signal(&child, "-KILL");
+        child.wait().unwrap();
+    }
+
+    fn spawn_frontend(&self, name: &str, port: u16) -> Child {
         let mut command = Command::new(infra::bin_dir().join("gitfaas-frontend"));
         self.env(&mut command);
         command
-            .env("GITFAAS__FRONTEND__LISTEN", format!("127.0.0.1:{}", self.frontend_port))
+            .env("GITFAAS__FRONTEND__LISTEN", format!("127.0.0.1:{port}"))
             .env("GITFAAS__FRONTEND__REDIS_URL", format!("redis://127.0.0.1:{}/", self.redis_port))
             .env("GITFAAS__FRONTEND__AUTH__MODE", "oidc")
             .env("GITFAAS__FRONTEND__AUTH__ISSUER", &Provider::shared().issuer)
@@ -138,10 +170,11 @@ impl Cluster {
             .env("GITFAAS__FRONTEND__MAX_BACKLOG", "100000")
             // jobs placed by their id: the fault tests count on every partition getting jobs
             .env("GITFAAS__FRONTEND__AFFINITY_SPREAD", "0")
-            .stdout(self.log("frontend"))
-            .stderr(self.log("frontend"));
-        self.frontend = Some(command.spawn().expect("frontend binary (scripts/test.sh builds it)"));
-        wait_port(self.frontend_port, "frontend");
+            .stdout(self.log(name))
+            .stderr(self.log(name));
+        let child = command.spawn().expect("frontend binary (scripts/test.sh builds it)");
+        wait_port(port, "frontend");
+        child
     }
 
     pub fn start_executor(&mut self, id: &str, slots: u32) {
@@ -296,6 +329,9 @@ impl Drop for Cluster {
             Self::stop(Some(child));
         }
         Self::stop(self.frontend.take());
+        for (_, (child, _)) in self.frontends.drain() {
+            Self::stop(Some(child));
+        }
         Self::stop(self.redis.take());
         for node in &mut self.nodes {
             node.stop();

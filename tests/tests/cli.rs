@@ -466,6 +466,22 @@ async fn functions_are_deployed_invoked_rolled_back_and_removed_by_name() {
     let invoked = invoke("8").await;
     assert_eq!(serde_json::from_str::<Value>(&out(&invoked)).unwrap(), serde_json::json!({"v": 1, "in": 8}));
     assert!(out(&as_alice(&["fn", "ls"]).await).lines().any(|l| l.starts_with(&format!("{name}\tv1\t"))));
+    // a schedule of it, listed, paused, removed
+    let trigger = format!("{name}-nightly");
+    let scheduled = as_alice(&["trigger", "schedule", &trigger, &name, "0 3 * * *", "--timezone", "UTC"]).await;
+    assert_eq!(code(&scheduled), 0, "{}", err(&scheduled));
+    assert!(out(&scheduled).contains("T03:00:00Z"), "the next tick is shown: {}", out(&scheduled));
+    let listed = out(&as_alice(&["trigger", "ls"]).await);
+    assert!(
+        listed.lines().any(|l| l.starts_with(&format!("{trigger}\t{name}\tactive\tschedule 0 3 * * *"))),
+        "{listed}"
+    );
+    let paused = as_alice(&["trigger", "pause", &trigger, "-o", "json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&out(&paused)).unwrap()["enabled"], false);
+    let refused = as_alice(&["trigger", "schedule", &trigger, &name, "every day"]).await;
+    assert_ne!(code(&refused), 0);
+    assert!(err(&refused).contains("cron"), "{}", err(&refused));
+    assert_eq!(code(&as_alice(&["trigger", "rm", &trigger]).await), 0);
     assert_eq!(code(&as_alice(&["fn", "rm", &name]).await), 0);
     let gone = invoke("9").await;
     assert_ne!(code(&gone), 0);

@@ -157,10 +157,35 @@ async function deployAndInvokeFunction(page) {
     null, { timeout: 90_000 });
   assert.match(await page.textContent('#pl-output'), /hello, a pipeline/);
   assert.equal(await page.textContent('#pipeline-steps tr[data-index="1"] .status'), 'succeeded');
+  await scheduleIt(page, name);
   await fnRow.locator('button.delete').click();
   await fnRow.waitFor({ state: 'detached' });
   assert.ok(await page.locator('#error').isHidden());
   ok(`function ${name} deployed at version 1, invoked by name, run as a pipeline, deleted`);
+}
+
+// A nightly schedule of the function through the form: listed with its next tick
+// at 03:00 in its zone, paused, resumed, deleted.
+async function scheduleIt(page, fn) {
+  const name = `${fn}-nightly`;
+  await page.fill('#trg-name', name);
+  await page.fill('#trg-function', fn);
+  await page.fill('#trg-cron', '0 3 * * *');
+  await page.fill('#trg-zone', 'UTC');
+  await page.click('#schedule');
+  const trgRow = page.locator(`#triggers tr[data-name="${name}"]`);
+  await trgRow.waitFor({ timeout: 30_000 });
+  assert.equal(await trgRow.locator('.state').textContent(), 'active');
+  const listed = await (await fetch(`${base}/v1/triggers/${name}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  assert.match(listed.next_tick, /T03:00:00Z$/, `the next tick: ${JSON.stringify(listed)}`);
+  await trgRow.locator('button.pause').click();
+  await page.locator(`#triggers tr[data-name="${name}"] .state:text("paused")`).waitFor();
+  await trgRow.locator('button.resume').click();
+  await page.locator(`#triggers tr[data-name="${name}"] .state:text("active")`).waitFor();
+  await trgRow.locator('button.delete').click();
+  await trgRow.waitFor({ state: 'detached' });
+  assert.ok(await page.locator('#error').isHidden());
+  ok(`schedule ${name} created from the page, paused, resumed, deleted`);
 }
 
 async function cancelSlowJob(page, seen) {

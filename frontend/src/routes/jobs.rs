@@ -56,6 +56,9 @@ pub struct JobView {
     /// The named function (and version) the job invokes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<gitfaas_common::schema::FunctionRef>,
+    /// The trigger tick or record (or pipeline step) that made the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<gitfaas_common::schema::JobOrigin>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub started_at: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -81,6 +84,7 @@ impl From<JobRecord> for JobView {
             runtime: spec.and_then(|s| s.runtime.clone()),
             delivery: spec.map(|s| s.delivery).or(result.map(|r| r.delivery)),
             function: spec.and_then(|s| s.function.clone()).or(result.and_then(|r| r.function.clone())),
+            origin: spec.and_then(|s| s.origin.clone()),
             submitted_at: record.job.as_ref().map(|j| j.submitted_at).or(result.map(|r| r.submitted_at)),
             started_at: record.started_at.clone(),
             finished_at: result.map(|r| r.finished_at),

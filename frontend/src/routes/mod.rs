@@ -10,6 +10,7 @@ mod keys;
 mod logs;
 mod openapi;
 mod pipelines;
+mod triggers;
 mod wait;
 mod webapp;
 
@@ -42,6 +43,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/functions/{name}/versions", "GET").route(web::get().to(functions::versions)))
             .service(resource("/functions/{name}/rollback", "POST").route(web::post().to(functions::rollback)))
             .service(resource("/functions/{name}/invoke", "POST").route(web::post().to(functions::invoke)))
+            .service(resource("/triggers", "GET").route(web::get().to(triggers::list)))
+            .service(
+                resource("/triggers/{name}", "GET, PUT, DELETE")
+                    .route(web::get().to(triggers::get))
+                    .route(web::put().to(triggers::put))
+                    .route(web::delete().to(triggers::delete)),
+            )
+            .service(resource("/triggers/{name}/pause", "POST").route(web::post().to(triggers::pause)))
+            .service(resource("/triggers/{name}/resume", "POST").route(web::post().to(triggers::resume)))
             .service(
                 resource("/pipelines", "GET, POST")
                     .route(web::post().to(pipelines::start))

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys, logs, pipelines};
+use super::{admin, cancel, functions, jobs, keys, logs, pipelines, triggers};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -30,10 +30,12 @@ impl Modify for BearerAuth {
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
     paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
         functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
+        triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete,
         pipelines::start, pipelines::get, pipelines::list, pipelines::cancel),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
          (name = "functions", description = "named functions: deploy versions, invoke by name (the HTTP trigger)"),
+         (name = "triggers", description = "schedules and topic bindings that invoke functions"),
          (name = "pipelines", description = "runs of named functions in order, each step's output the next one's input"),
          (name = "admin", description = "operator endpoints (admin role)"))
 )]
@@ -58,6 +60,9 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "ParamsUpdate",
         "InvokeRequest",
         "RollbackRequest",
+        "TriggerRequest",
+        "Schedule",
+        "TopicBinding",
         "PipelineRequest",
     ] {
         if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {

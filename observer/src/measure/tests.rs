@@ -244,3 +244,21 @@ fn utilisation_is_arrivals_over_the_capacity_of_the_live_workers() {
     assert_eq!(quiet.service_time_ms, Some(2_000.0));
     assert_eq!(quiet.arrival_rate, 0.0);
 }
+
+#[test]
+fn topic_triggers_load_is_summed_over_the_frontends_heard_from_lately() {
+    let mut m = Measurements::new(spans(), t0(), 2);
+    let load = |lag, in_flight| TriggerLoad { trigger: "alice/orders".into(), lag, in_flight, concurrency: 4 };
+    let beacon =
+        |from: &str, ms, loads| FeedBeacon { version: SCHEMA_VERSION, from: from.into(), at: at(ms), triggers: loads };
+    m.beacon(&beacon("a", 0, vec![load(10, 4)]));
+    m.beacon(&beacon("b", 0, vec![load(5, 1)]));
+    // an older beacon of a frontend does not undo a newer one
+    m.beacon(&beacon("a", 1_000, vec![load(7, 3)]));
+    m.beacon(&beacon("a", 500, vec![load(100, 4)]));
+    let summed = m.snapshot(at(2_000)).metrics.triggers;
+    assert_eq!(summed, vec![TriggerLoad { trigger: "alice/orders".into(), lag: 12, in_flight: 4, concurrency: 8 }]);
+    // a frontend not heard from for the worker timeout counts no more
+    let later = m.snapshot(at(6_500)).metrics.triggers;
+    assert_eq!(later, vec![TriggerLoad { trigger: "alice/orders".into(), lag: 7, in_flight: 3, concurrency: 4 }]);
+}

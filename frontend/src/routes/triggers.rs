@@ -1,0 +1,298 @@
+//! Triggers of the caller's functions: schedules and topic bindings, owned,
+//! listed, paused, resumed and deleted here (invoke by name is the HTTP
+//! trigger). Each change goes to the compacted triggers topic first, then to the
+//! view. Anyone else's trigger is 404, exactly like a missing one.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use gitfaas_common::schema::{
+    is_valid_function_name, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_TOPIC_CONCURRENCY,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::jobs::admit_json;
+use crate::identity::Caller;
+use crate::problem::{ApiError, Problem};
+use crate::triggers::parse_schedule;
+use crate::AppState;
+
+/// A trigger: exactly one of `schedule` and `topic`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// The caller's function each firing invokes (its current version then).
+    pub function: String,
+    pub schedule: Option<Schedule>,
+    pub topic: Option<TopicBinding>,
+    /// Whether it fires from the start (default true).
+    pub enabled: Option<bool>,
+}
+
+/// A trigger as its owner sees it.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerView {
+    pub name: String,
+    pub function: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicBinding>,
+    /// The last tick the scheduler fired (schedules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The next tick due (enabled schedules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TriggerList {
+    pub triggers: Vec<TriggerView>,
+}
+
+async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, ApiError> {
+    let (schedule, topic) = match trigger.source {
+        TriggerSource::Schedule(schedule) => (Some(schedule), None),
+        TriggerSource::Topic(topic) => (None, Some(topic)),
+    };
+    let mut last_tick = None;
+    let mut next_tick = None;
+    if let Some(schedule) = &schedule {
+        last_tick = state.store.last_tick(&TriggerState::key_of(&trigger.owner.subject, &trigger.name)).await?;
+        if trigger.enabled {
+            if let Ok((cron, zone)) = parse_schedule(schedule) {
+                let since = Utc::now().max(trigger.updated_at);
+                next_tick = cron.after(&since.with_timezone(&zone)).next().map(|t| t.with_timezone(&Utc));
+            }
+        }
+    }
+    Ok(TriggerView {
+        name: trigger.name,
+        function: trigger.function,
+        enabled: trigger.enabled,
+        schedule,
+        topic,
+        last_tick: last_tick.and_then(DateTime::<Utc>::from_timestamp_millis),
+        next_tick,
+        created_at: trigger.created_at,
+        updated_at: trigger.updated_at,
+    })
+}
+
+/// The source a request names, checked: a valid schedule, or topics the
+/// operator allows (and never gitfaas's own).
+fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
+    match (request.schedule, request.topic) {
+        (Some(schedule), None) => {
+            let (cron, zone) = parse_schedule(&schedule).map_err(|e| ApiError::invalid("schedule", e))?;
+            if cron.after(&Utc::now().with_timezone(&zone)).next().is_none() {
+                return Err(ApiError::invalid("schedule.cron", "the schedule never fires"));
+            }
+            Ok(TriggerSource::Schedule(schedule))
+        }
+        (None, Some(topic)) => {
+            if !(1..=MAX_TOPIC_CONCURRENCY).contains(&topic.concurrency) {
+                let detail = format!("concurrency is 1 to {MAX_TOPIC_CONCURRENCY}");
+                return Err(ApiError::invalid("topic.concurrency", detail));
+            }
+            for name in std::iter::once(&topic.input).chain(topic.output.as_ref()) {
+                if !is_valid_topic_name(name) {
+                    let detail = "a topic name is 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-' (not . or ..)";
+                    return Err(ApiError::invalid("topic", detail));
+                }
+                let own = state.topics.all().contains(&name.as_str());
+                if own || !state.settings.triggers.allows(name) {
+                    return Err(ApiError::TopicNotAllowed(name.clone()));
+                }
+            }
+            if topic.output.as_ref() == Some(&topic.input) {
+                return Err(ApiError::invalid("topic.output", "the output topic must not be the input topic"));
+            }
+            Ok(TriggerSource::Topic(topic))
+        }
+        _ => Err(ApiError::invalid("schedule", "a trigger has exactly one of schedule and topic")),
+    }
+}
+
+/// Kafka's rule for topic names.
+fn is_valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::InvalidRequest { detail: format!("invalid {what}: {}", error.inner()), field: Some(path) }
+    })
+}
+
+async fn own_trigger(state: &AppState, caller: &Caller, name: &str) -> Result<TriggerState, ApiError> {
+    if !is_valid_function_name(name) {
+        return Err(ApiError::TriggerNotFound);
+    }
+    state.store.trigger(&caller.subject, name).await?.ok_or(ApiError::TriggerNotFound)
+}
+
+/// Publishes the trigger's state (or its tombstone) and stores it.
+async fn save(state: &AppState, subject: &str, name: &str, next: Option<&TriggerState>) -> Result<(), ApiError> {
+    let topic = &state.topics.triggers;
+    let key = TriggerState::key_of(subject, name);
+    match next {
+        Some(next) => {
+            state.publisher.send(topic, &key, next).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state.store.put_trigger(next).await?;
+        }
+        None => {
+            state.publisher.tombstone(topic, &key).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state.store.remove_trigger(subject, name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Create or replace a trigger of one of the caller's functions.
+#[utoipa::path(put, path = "/v1/triggers/{name}", tag = "triggers",
+    params(("name" = String, Path, description = "1 to 63 of a-z, 0-9, '-', '_', '.'")),
+    request_body(content = TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "a new trigger", body = TriggerView),
+        (status = 200, description = "the trigger, replaced", body = TriggerView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a topic the operator does not allow", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such function", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn put(
+    http: HttpRequest,
+    payload: web::Payload,
+    name: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !is_valid_function_name(&name) {
+        return Err(ApiError::invalid("name", "invalid trigger name; names are as function names"));
+    }
+    let (body, _) = admit_json(&http, payload, &caller, &state).await?;
+    let request = strict::<TriggerRequest>(&body, "trigger")?;
+    if state.store.function(&caller.subject, &request.function).await?.is_none() {
+        return Err(ApiError::FunctionNotFound);
+    }
+    let (function, enabled) = (request.function.clone(), request.enabled.unwrap_or(true));
+    let source = checked_source(&state, request)?;
+    let previous = state.store.trigger(&caller.subject, &name).await?;
+    let most = state.settings.triggers.max_per_owner;
+    if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {
+        return Err(ApiError::invalid("name", format!("an owner has at most {most} triggers; delete one first")));
+    }
+    let mut trigger = TriggerState::new(caller.owner(), &name, &function, source, previous.as_ref());
+    trigger.enabled = enabled;
+    gitfaas_common::limits::check_message_len(trigger.encode().len())
+        .map_err(|e| ApiError::invalid("schedule.input", format!("the trigger is {e}")))?;
+    save(&state, &caller.subject, &name, Some(&trigger)).await?;
+    tracing::info!(trigger = %name, %function, enabled, "trigger saved");
+    let view = view(&state, trigger).await?;
+    Ok(if previous.is_none() { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
+}
+
+/// The caller's triggers.
+#[utoipa::path(get, path = "/v1/triggers", tag = "triggers",
+    responses((status = 200, body = TriggerList),
+        (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut triggers = Vec::new();
+    for trigger in state.store.triggers(&caller.subject).await? {
+        triggers.push(view(&state, trigger).await?);
+    }
+    Ok(HttpResponse::Ok().json(TriggerList { triggers }))
+}
+
+/// A trigger.
+#[utoipa::path(get, path = "/v1/triggers/{name}", tag = "triggers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = TriggerView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get(
+    name: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = own_trigger(&state, &caller, &name).await?;
+    Ok(HttpResponse::Ok().json(view(&state, trigger).await?))
+}
+
+async fn set_enabled(state: &AppState, caller: &Caller, name: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
+    let mut trigger = own_trigger(state, caller, name).await?;
+    if trigger.enabled != enabled {
+        trigger.enabled = enabled;
+        // a resumed schedule goes on from now: the ticks of its pause are not caught up
+        trigger.updated_at = Utc::now();
+        save(state, &caller.subject, name, Some(&trigger)).await?;
+        tracing::info!(trigger = %name, enabled, "trigger paused or resumed");
+    }
+    Ok(HttpResponse::Ok().json(view(state, trigger).await?))
+}
+
+/// Pause a trigger: it makes no jobs until resumed.
+#[utoipa::path(post, path = "/v1/triggers/{name}/pause", tag = "triggers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = TriggerView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn pause(
+    name: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &name, false).await
+}
+
+/// Resume a paused trigger (a schedule from its next tick on).
+#[utoipa::path(post, path = "/v1/triggers/{name}/resume", tag = "triggers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = TriggerView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resume(
+    name: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &name, true).await
+}
+
+/// Delete a trigger (the jobs it made stay).
+#[utoipa::path(delete, path = "/v1/triggers/{name}", tag = "triggers",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "deleted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn delete(
+    name: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    own_trigger(&state, &caller, &name).await?;
+    save(&state, &caller.subject, &name, None).await?;
+    tracing::info!(trigger = %name, "trigger deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
