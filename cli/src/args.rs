@@ -70,6 +70,9 @@ pub enum Command {
     /// Triggers of your functions: schedules and topic bindings
     #[command(subcommand)]
     Trigger(TriggerCommand),
+    /// Pipelines: run named functions in order, each one's output the next one's input
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Run a function from a local directory
     #[command(subcommand)]
     Local(LocalCommand),
@@ -142,6 +145,24 @@ pub enum TriggerCommand {
     Resume { name: String },
     /// Delete NAME (the jobs it made stay)
     Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Run STEPS (function names) in order and follow the run; the last output JSON goes to stdout
+    Run {
+        #[arg(required = true, num_args = 1..=16)]
+        steps: Vec<String>,
+        /// The first step's input: JSON text, @FILE, or - for stdin
+        #[arg(long, short)]
+        input: Option<String>,
+    },
+    /// A run: each step's function, status and timing
+    Status { id: String },
+    /// Your runs, newest first
+    Ls,
+    /// Cancel a run: its running step is cancelled, and no later one starts
+    Cancel { id: String },
 }
 
 #[derive(Debug, Args)]

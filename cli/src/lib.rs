@@ -10,6 +10,7 @@
 //!   log followed over Server-Sent Events (`logs -f`, `run`);
 //! - [`show`]: how a job, a list and a result are printed (table or json);
 //! - [`upstream`]: the pushed upstream commit of the current git checkout;
+//! - [`pipelines`]: `pipeline run` (followed to its end), `status`, `ls`, `cancel`;
 //! - [`local`]: `local run`, through the executor's library;
 //! - [`error`]: the CLI's errors, their hints, and the exit codes.
 //!
@@ -27,6 +28,7 @@ mod input;
 mod jobs;
 mod live;
 mod local;
+mod pipelines;
 mod show;
 mod triggers;
 mod upstream;
@@ -84,6 +86,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Rm(id) => jobs::erase(&api().await?, &id.id).await.map(ok),
         Command::Fn(command) => functions::run(&api().await?, ctx.output, command).await,
         Command::Trigger(command) => triggers::run(&api().await?, ctx.output, command).await,
+        Command::Pipeline(command) => pipelines::run(&api().await?, ctx.output, command).await,
         Command::Completions { .. } | Command::Local(_) => unreachable!("handled above"),
     }
 }

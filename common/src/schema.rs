@@ -25,7 +25,7 @@ pub use function::{
     decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
     MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
 };
-pub use origin::JobOrigin;
+pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
 pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 pub use trigger::{
     decode_trigger, MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS,

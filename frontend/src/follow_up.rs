@@ -6,6 +6,7 @@
 use gitfaas_common::schema::JobOrigin;
 use gitfaas_common::JobId;
 
+use crate::ending::ResultPublisher;
 use crate::problem::ApiError;
 use crate::submit::Submitter;
 
@@ -13,6 +14,8 @@ use crate::submit::Submitter;
 #[derive(Clone)]
 pub struct FollowUp {
     pub submit: Submitter,
+    /// Results the follow-up makes itself (a pipeline step that cannot be queued).
+    pub results: ResultPublisher,
 }
 
 impl FollowUp {
@@ -26,6 +29,7 @@ impl FollowUp {
         match origin {
             JobOrigin::Schedule { .. } => Ok(()),
             JobOrigin::Topic { .. } => crate::triggers::record_done(self, &record, &origin).await,
+            JobOrigin::Pipeline { .. } => crate::pipelines::step_done(self, &record, &origin).await,
         }
     }
 }

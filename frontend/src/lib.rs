@@ -8,7 +8,9 @@
 //! ([`lost_runs`], on the heartbeats [`observer_feed`] reads). One Redis
 //! subscription feeds every event websocket ([`event_hub`]). [`job_logs`] reads the
 //! logs topic's chunks into Redis for the logs route. [`metrics`] counts and times
-//! it, served at `/metrics`, and opens each request's span.
+//! it, served at `/metrics`, and opens each request's span. [`pipelines`] chains
+//! named functions, each step queued by the follow-up ([`follow_up`]) of the one
+//! before.
 
 mod affinity;
 mod ending;
@@ -20,6 +22,7 @@ mod lost_runs;
 mod metrics;
 mod observer_feed;
 mod oidc;
+mod pipelines;
 mod problem;
 mod rebuild;
 mod receive;
@@ -109,7 +112,7 @@ impl Application {
             affinity: affinity.clone(),
             metrics: metrics.clone(),
         };
-        let follow_up = follow_up::FollowUp { submit: submit.clone() };
+        let follow_up = follow_up::FollowUp { submit: submit.clone(), results: result_publisher.clone() };
         let trigger_loads = triggers::TriggerLoads::default();
         let scheduler =
             triggers::Scheduler::new(&settings.kafka, &f.group_id, submit.clone(), metrics.scheduler_leader.clone())

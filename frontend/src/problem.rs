@@ -22,6 +22,12 @@ pub enum ApiError {
     NotFound,
     #[error("no such route")]
     NoRoute,
+    #[error("pipeline run not found")]
+    PipelineNotFound,
+    #[error("step {step}: function {name} not found")]
+    StepFunctionNotFound { step: usize, name: String },
+    #[error("the pipeline run has already finished; its status is {0}")]
+    PipelineFinished(&'static str),
     #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(&'static str),
     #[error("no observer report has been seen yet")]
@@ -96,6 +102,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden => ("forbidden", "Forbidden"),
             ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => ("not-found", "Not found"),
+            ApiError::PipelineNotFound | ApiError::StepFunctionNotFound { .. } => ("not-found", "Not found"),
+            ApiError::PipelineFinished(_) => ("pipeline-finished", "The pipeline run has already finished"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::NotFinished { .. } => ("job-not-finished", "The job has not finished"),
             ApiError::AlreadyFinished { .. } => ("job-finished", "The job has already finished"),
@@ -125,6 +133,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute | ApiError::NoReport => StatusCode::NOT_FOUND,
+            ApiError::PipelineNotFound | ApiError::StepFunctionNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::PipelineFinished(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFinished { .. } | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -154,6 +164,7 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             field: match self {
                 ApiError::InvalidRequest { field, .. } => field.as_deref(),
+                ApiError::StepFunctionNotFound { .. } => Some("steps"),
                 _ => None,
             },
             job_status: match self {

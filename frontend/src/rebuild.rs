@@ -3,6 +3,8 @@
 //! (jobs become `queued` unless known) and then the results topic (every event
 //! applied again — idempotently), up to the end offsets seen when the rebuild began.
 //! Then the functions and triggers topics (each one's latest state, or its tombstone).
+//! The first step of each pipeline run lists the run again (the rest of a run is
+//! its steps' jobs).
 //! A results message that cannot be read ends its job `failed`, as the results
 //! consumer did when it first met it; an unreadable job message was rejected by the
 //! executor, whose result the results replay brings back.
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gitfaas_common::kafka::client_config;
-use gitfaas_common::schema::{decode_event, decode_function, decode_job, decode_trigger};
+use gitfaas_common::schema::{decode_event, decode_function, decode_job, decode_trigger, JobOrigin};
 use gitfaas_common::settings::KafkaSettings;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -40,7 +42,12 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
     tracing::warn!("job store is empty: rebuilding it from the jobs and results topics");
     let jobs = replay(kafka, &kafka.topics.jobs, |_key, payload| async move {
         match decode_job(&payload) {
-            Ok(job) => store.restore_queued(&job).await.map(|_| ()),
+            Ok(job) => {
+                if let Some(JobOrigin::Pipeline { run, step: 0, .. }) = &job.spec.origin {
+                    store.index_pipeline_run(&job.owner.subject, run).await?;
+                }
+                store.restore_queued(&job).await.map(|_| ())
+            }
             Err(error) => {
                 tracing::warn!(%error, "unreadable job message skipped; its rejection is on the results topic");
                 Ok(())

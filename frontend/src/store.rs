@@ -8,7 +8,7 @@
 //! - `<p>:erased:<id>` — tombstone of an erased job, so late events do not revive it;
 //! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions (and
 //!   of their log chunks, see [`crate::job_logs`], whose keys erasing removes too);
-//! - named functions: see `store/functions.rs`.
+//! - named functions: see `store/functions.rs`; pipeline runs: `store/pipelines.rs`.
 //!
 //! Events are applied by Lua scripts: each update is atomic, and the first terminal
 //! result of a job wins — a late `started`, or the result of a redelivered attempt,
@@ -16,6 +16,7 @@
 
 mod functions;
 mod origins;
+mod pipelines;
 mod triggers;
 pub use origins::OriginClaim;
 

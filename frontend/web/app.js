@@ -6,6 +6,7 @@ import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
 import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
 import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
 import { TriggerTable, scheduleRequest, triggers } from './triggers.js';
+import { pipelineSteps, runPipeline } from './pipelines.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -142,6 +143,20 @@ async function removeFunction(name) {
   clearError();
   await functions.remove(name);
   await reloadFunctions();
+}
+
+// Runs the pipeline of the form with the invoke box's input; its steps' jobs show
+// in the jobs table as they come.
+async function startPipeline(event) {
+  event.preventDefault();
+  clearError();
+  $('run-pipeline').disabled = true;
+  try {
+    await runPipeline(pipelineSteps(), invocationInput());
+  } finally {
+    $('run-pipeline').disabled = false;
+    await reload();
+  }
 }
 
 async function viewResult(id) {
@@ -285,6 +300,7 @@ async function start() {
     remove: guarded(triggerAction(triggers.remove)),
   });
   $('schedule-form').addEventListener('submit', guarded(schedule));
+  $('pipeline-form').addEventListener('submit', guarded(startPipeline));
   $('refresh').addEventListener('click', guarded(reload));
 
   if (config.auth === 'none') session.signIn('none');

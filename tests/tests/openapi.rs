@@ -44,6 +44,9 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/triggers/{name}",
         "/v1/triggers/{name}/pause",
         "/v1/triggers/{name}/resume",
+        "/v1/pipelines",
+        "/v1/pipelines/{id}",
+        "/v1/pipelines/{id}/cancel",
     ];
     assert_eq!(paths, served.into_iter().collect(), "the document names exactly the served routes");
 

@@ -110,7 +110,7 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         "ok - page, assets and config.json are served",
         "ok - signed in with a pasted token",
         "went to succeeded live, its log and output are shown",
-        "deployed at version 1, invoked by name, deleted",
+        "deployed at version 1, invoked by name, run as a pipeline, deleted",
         "was cancelled from the page",
         "ok - an invalid repository shows the problem detail",
         "was erased from the page",

@@ -149,11 +149,19 @@ async function deployAndInvokeFunction(page) {
   await page.waitForFunction(() => /hello, by name/.test(document.getElementById('result-output').textContent),
     null, { timeout: 90_000 });
   assert.equal(await page.textContent('#result-status'), 'succeeded');
+  // a one-step pipeline of it, through the pipeline form, with the same input box
+  await page.fill('#fn-input', '{"name": "a pipeline"}');
+  await page.fill('#pl-steps', name);
+  await page.click('#run-pipeline');
+  await page.waitForFunction(() => document.getElementById('pl-status').textContent === 'succeeded',
+    null, { timeout: 90_000 });
+  assert.match(await page.textContent('#pl-output'), /hello, a pipeline/);
+  assert.equal(await page.textContent('#pipeline-steps tr[data-index="1"] .status'), 'succeeded');
   await scheduleIt(page, name);
   await fnRow.locator('button.delete').click();
   await fnRow.waitFor({ state: 'detached' });
   assert.ok(await page.locator('#error').isHidden());
-  ok(`function ${name} deployed at version 1, invoked by name, deleted`);
+  ok(`function ${name} deployed at version 1, invoked by name, run as a pipeline, deleted`);
 }
 
 // A nightly schedule of the function through the form: listed with its next tick

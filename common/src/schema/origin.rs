@@ -28,7 +28,14 @@ pub enum JobOrigin {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// One step of a pipeline run: the run, which step (from 0), and the
+    /// functions of all its steps in order, so that the run can be told from its
+    /// jobs alone.
+    Pipeline { run: String, step: u32, steps: Vec<String> },
 }
+
+/// The most steps a pipeline may have.
+pub const MAX_PIPELINE_STEPS: usize = 16;
 
 impl JobOrigin {
     /// The id of the job this origin makes, the same every time for the same
@@ -41,12 +48,27 @@ impl JobOrigin {
             JobOrigin::Topic { trigger, topic, partition, offset, .. } => {
                 JobId::derived(&["topic", subject, trigger, topic, &partition.to_string(), &offset.to_string()])
             }
+            JobOrigin::Pipeline { run, step, .. } => Self::pipeline_step_id(subject, run, *step),
         }
     }
 
-    pub fn trigger(&self) -> &str {
+    /// The id of step `step` of the pipeline run `run` of `subject`: known before
+    /// the step's job is made, so a run is read (and cancelled) from its jobs.
+    /// Made at the run's start plus `step` ms, so that job lists (newest first by
+    /// id) show the steps where the run began, in order.
+    pub fn pipeline_step_id(subject: &str, run: &str, step: u32) -> JobId {
+        let parts = ["pipeline", subject, run, &step.to_string()];
+        match run.parse::<JobId>().ok().and_then(|run| run.created_ms()) {
+            Some(started) => JobId::derived_at(started + u64::from(step), &parts),
+            None => JobId::derived(&parts),
+        }
+    }
+
+    /// The trigger that made the job (none for a pipeline's step).
+    pub fn trigger(&self) -> Option<&str> {
         match self {
-            JobOrigin::Schedule { trigger, .. } | JobOrigin::Topic { trigger, .. } => trigger,
+            JobOrigin::Schedule { trigger, .. } | JobOrigin::Topic { trigger, .. } => Some(trigger),
+            JobOrigin::Pipeline { .. } => None,
         }
     }
 }
@@ -73,5 +95,22 @@ mod tests {
         };
         assert_eq!(record(7).job_id("alice"), record(7).job_id("alice"));
         assert_ne!(record(7).job_id("alice"), record(8).job_id("alice"));
+    }
+
+    #[test]
+    fn a_pipeline_step_names_its_id_by_owner_run_and_step() {
+        let step = |run: &str, step| JobOrigin::Pipeline { run: run.into(), step, steps: vec!["a".into(), "b".into()] };
+        assert_eq!(step("r1", 1).job_id("alice"), step("r1", 1).job_id("alice"));
+        assert_eq!(step("r1", 1).job_id("alice"), JobOrigin::pipeline_step_id("alice", "r1", 1));
+        assert_ne!(step("r1", 1).job_id("alice"), step("r1", 0).job_id("alice"));
+        assert_ne!(step("r1", 1).job_id("alice"), step("r2", 1).job_id("alice"));
+        assert_ne!(step("r1", 1).job_id("alice"), step("r1", 1).job_id("bob"), "another owner's run is another");
+        let json = serde_json::to_value(step("r1", 1)).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "pipeline", "run": "r1", "step": 1, "steps": ["a", "b"]}));
+        assert_eq!(step("r1", 0).trigger(), None);
+        let run = JobId::new();
+        let (first, second) = (step(&run.to_string(), 0).job_id("alice"), step(&run.to_string(), 1).job_id("alice"));
+        assert_eq!(first.created_ms(), run.created_ms(), "a run's steps sort where it began");
+        assert!(first < second, "in order");
     }
 }

@@ -201,6 +201,12 @@ impl JobResult {
         Self::ended(attempt, JobStatus::Expired, Some(reason))
     }
 
+    /// A pipeline's step that could not be queued (`why`): it never runs, and
+    /// the run ends with it.
+    pub fn not_queued(attempt: &Attempt, why: &str) -> Self {
+        Self::failed(attempt, format!("the step could not be queued: {why}"))
+    }
+
     /// Cancelled by its owner before any executor started it.
     pub fn cancelled_before_start(attempt: &Attempt) -> Self {
         Self::ended(attempt, JobStatus::Cancelled, Some("cancelled by its owner before it started".into()))
@@ -330,6 +336,7 @@ mod tests {
             (JobResult::exited_with(&at, None), JobStatus::Failed, "function exited with code unknown"),
             (JobResult::executor_lost(&at), JobStatus::Failed, "executor lost during an at-most-once run"),
             (JobResult::unreadable(&at, "x"), JobStatus::Failed, "its result message could not be read: x"),
+            (JobResult::not_queued(&at, "gone"), JobStatus::Failed, "the step could not be queued: gone"),
             (
                 JobResult::ended_by_operator(&at, "ops", JobStatus::Running),
                 JobStatus::Failed,

@@ -36,25 +36,32 @@ pub async fn cancel(
     if record.status.is_terminal() {
         return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
     }
-    let queued = record.status == JobStatus::Queued;
-    let request = CancelRequest::new(record.id, caller.subject.clone(), queued);
-    if queued {
-        // the result first: should the request then fail to go out, the job may
-        // still run, but its result loses to this one; the other order could leave
-        // a job with no result at all
-        let result = cancelled_result(&record);
-        publish_result(&state, &result).await?;
-        publish_request(&state, &request).await?;
-        state.store.apply(&JobEvent::Finished(result)).await?;
-    } else {
-        publish_request(&state, &request).await?;
-        state.store.note_cancel_requested(record.id, request.requested_at).await?;
-    }
-    tracing::info!(queued, "cancel requested");
+    cancel_record(&state, &caller.subject, &record).await?;
     let record = own_job(&state, &caller, &path).await?;
     let mut response =
         if record.status == JobStatus::Cancelled { HttpResponse::Ok() } else { HttpResponse::Accepted() };
     Ok(response.json(JobView::from(record)))
+}
+
+/// Cancels `subject`'s job of `record`, not terminal: a queued one at once, a
+/// running one by its executor (for a job's own cancel and a pipeline run's).
+pub(crate) async fn cancel_record(state: &AppState, subject: &str, record: &JobRecord) -> Result<(), ApiError> {
+    let queued = record.status == JobStatus::Queued;
+    let request = CancelRequest::new(record.id, subject.to_owned(), queued);
+    if queued {
+        // the result first: should the request then fail to go out, the job may
+        // still run, but its result loses to this one; the other order could leave
+        // a job with no result at all
+        let result = cancelled_result(record);
+        publish_result(state, &result).await?;
+        publish_request(state, &request).await?;
+        state.store.apply(&JobEvent::Finished(result)).await?;
+    } else {
+        publish_request(state, &request).await?;
+        state.store.note_cancel_requested(record.id, request.requested_at).await?;
+    }
+    tracing::info!(job_id = %record.id, queued, "cancel requested");
+    Ok(())
 }
 
 fn cancelled_result(record: &JobRecord) -> JobResult {

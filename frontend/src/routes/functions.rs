@@ -119,7 +119,7 @@ async fn own_function(state: &AppState, caller: &Caller, name: &str) -> Result<F
     state.store.function(&caller.subject, name).await?.ok_or(ApiError::FunctionNotFound)
 }
 
-fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+pub(super) fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer)
         .map_err(|error| ApiError::InvalidRequest { detail: format!("invalid {what}: {}", error.inner()), field: None })

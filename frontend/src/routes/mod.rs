@@ -9,6 +9,7 @@ mod jobs;
 mod keys;
 mod logs;
 mod openapi;
+mod pipelines;
 mod triggers;
 mod wait;
 mod webapp;
@@ -51,6 +52,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/triggers/{name}/pause", "POST").route(web::post().to(triggers::pause)))
             .service(resource("/triggers/{name}/resume", "POST").route(web::post().to(triggers::resume)))
+            .service(
+                resource("/pipelines", "GET, POST")
+                    .route(web::post().to(pipelines::start))
+                    .route(web::get().to(pipelines::list)),
+            )
+            .service(resource("/pipelines/{id}", "GET").route(web::get().to(pipelines::get)))
+            .service(resource("/pipelines/{id}/cancel", "POST").route(web::post().to(pipelines::cancel)))
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys, logs, triggers};
+use super::{admin, cancel, functions, jobs, keys, logs, pipelines, triggers};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -30,11 +30,13 @@ impl Modify for BearerAuth {
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
     paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
         functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
-        triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete),
+        triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete,
+        pipelines::start, pipelines::get, pipelines::list, pipelines::cancel),
     modifiers(&BearerAuth),
     tags((name = "jobs", description = "submit jobs and read their results"),
          (name = "functions", description = "named functions: deploy versions, invoke by name (the HTTP trigger)"),
          (name = "triggers", description = "schedules and topic bindings that invoke functions"),
+         (name = "pipelines", description = "runs of named functions in order, each step's output the next one's input"),
          (name = "admin", description = "operator endpoints (admin role)"))
 )]
 pub struct ApiDoc;
@@ -61,6 +63,7 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "TriggerRequest",
         "Schedule",
         "TopicBinding",
+        "PipelineRequest",
     ] {
         if let Some(schema) = schemas.get_mut(body).and_then(Value::as_object_mut) {
             schema.insert("additionalProperties".into(), Value::Bool(false));
@@ -72,6 +75,8 @@ pub fn served(settings: &FrontendSettings) -> Value {
         }
     }
     function_names(&mut doc);
+    let steps = &mut doc["components"]["schemas"]["PipelineRequest"]["properties"]["steps"];
+    merge(&mut steps["items"], json!({"pattern": FUNCTION_NAME_PATTERN}));
     let schemas = &mut doc["components"]["schemas"];
     let l = &settings.limits;
     let submit = &mut schemas["SubmitRequest"]["properties"];

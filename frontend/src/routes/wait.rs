@@ -9,6 +9,7 @@ use actix_web::http::header::HeaderMap;
 use gitfaas_common::JobResult;
 
 use super::jobs::own_job;
+use crate::event_hub::Subscription;
 use crate::identity::Caller;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -55,9 +56,7 @@ pub async fn for_result(
     wait: u64,
 ) -> Result<Result<JobResult, String>, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    // subscribed before the first read: a transition between the read and the wait
-    // still wakes it
-    let mut updates = if wait > 0 { state.events.wait_updates(&caller.subject).await.ok() } else { None };
+    let mut updates = subscribe(state, caller, wait).await;
     loop {
         let record = own_job(state, caller, id).await?;
         if let Some(result) = record.result {
@@ -66,19 +65,35 @@ pub async fn for_result(
         if tokio::time::Instant::now() >= deadline {
             return Ok(Err(record.status.to_string()));
         }
-        let safety_net = Duration::from_millis(if updates.is_some() { 1000 } else { 100 });
-        let next_check = deadline.min(tokio::time::Instant::now() + safety_net);
-        match updates.as_mut() {
-            Some(subscription) => tokio::select! {
-                update = subscription.updates.recv() => {
-                    if matches!(update, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        updates = None;
-                    }
+        next_update(&mut updates, deadline).await;
+    }
+}
+
+/// The caller's updates, subscribed before a wait's first read: a transition
+/// between the read and the wait still wakes it (none: no wait, or no subscription).
+pub async fn subscribe(state: &AppState, caller: &Caller, wait: u64) -> Option<Subscription> {
+    if wait > 0 {
+        state.events.wait_updates(&caller.subject).await.ok()
+    } else {
+        None
+    }
+}
+
+/// Waits for the next of the caller's transitions (or the slow safety net, or
+/// `deadline`); a closed subscription is dropped for the safety net alone.
+pub async fn next_update(updates: &mut Option<Subscription>, deadline: tokio::time::Instant) {
+    let safety_net = Duration::from_millis(if updates.is_some() { 1000 } else { 100 });
+    let next_check = deadline.min(tokio::time::Instant::now() + safety_net);
+    match updates.as_mut() {
+        Some(subscription) => tokio::select! {
+            update = subscription.updates.recv() => {
+                if matches!(update, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    *updates = None;
                 }
-                () = tokio::time::sleep_until(next_check) => {}
-            },
-            None => tokio::time::sleep_until(next_check).await,
-        }
+            }
+            () = tokio::time::sleep_until(next_check) => {}
+        },
+        None => tokio::time::sleep_until(next_check).await,
     }
 }
 

@@ -27,6 +27,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("jobs.js", "text/javascript; charset=utf-8", include_str!("../../web/jobs.js")),
     ("functions.js", "text/javascript; charset=utf-8", include_str!("../../web/functions.js")),
     ("triggers.js", "text/javascript; charset=utf-8", include_str!("../../web/triggers.js")),
+    ("pipelines.js", "text/javascript; charset=utf-8", include_str!("../../web/pipelines.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../../web/app.css")),
     ("icon.svg", "image/svg+xml", include_str!("../../web/icon.svg")),
 ];
