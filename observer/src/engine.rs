@@ -17,7 +17,7 @@ use crate::measure::{Measurements, Spans};
 #[derive(Clone, Debug)]
 pub enum Input {
     Job {
-        job: Job,
+        job: Box<Job>,
         seen_at: DateTime<Utc>,
     },
     Event {

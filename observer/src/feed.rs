@@ -118,7 +118,7 @@ fn decode(topics: &TopicSettings, message: &BorrowedMessage<'_>) -> Input {
     let seen_at = message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
     let topic = message.topic();
     let decoded = if topic == topics.jobs {
-        decode_job(payload).map(|job| Input::Job { job, seen_at })
+        decode_job(payload).map(|job| Input::Job { job: Box::new(job), seen_at })
     } else if topic == topics.results {
         decode_event(payload).map(|event| Input::Event { event, seen_at })
     } else {

@@ -27,6 +27,9 @@ pub enum JobOrigin {
         /// Where a succeeded job's output goes, if anywhere.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// The record's timestamp (ms since the epoch), where its job's id sorts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record_ms: Option<i64>,
     },
     /// One step of a pipeline run: the run, which step (from 0), and the
     /// functions of all its steps in order, so that the run can be told from its
@@ -39,14 +42,20 @@ pub const MAX_PIPELINE_STEPS: usize = 16;
 
 impl JobOrigin {
     /// The id of the job this origin makes, the same every time for the same
-    /// owner, trigger and tick or record.
+    /// owner, trigger and tick or record — made at the tick's time, or the
+    /// record's, so that job lists (newest first by id) show it there.
     pub fn job_id(&self, subject: &str) -> JobId {
         match self {
             JobOrigin::Schedule { trigger, tick } => {
-                JobId::derived(&["schedule", subject, trigger, &tick.timestamp_millis().to_string()])
+                let at = tick.timestamp_millis();
+                JobId::derived_at(at.max(0) as u64, &["schedule", subject, trigger, &at.to_string()])
             }
-            JobOrigin::Topic { trigger, topic, partition, offset, .. } => {
-                JobId::derived(&["topic", subject, trigger, topic, &partition.to_string(), &offset.to_string()])
+            JobOrigin::Topic { trigger, topic, partition, offset, record_ms, .. } => {
+                let parts = ["topic", subject, trigger, topic, &partition.to_string(), &offset.to_string()];
+                match record_ms.filter(|ms| *ms >= 0) {
+                    Some(ms) => JobId::derived_at(ms as u64, &parts),
+                    None => JobId::derived(&parts),
+                }
             }
             JobOrigin::Pipeline { run, step, .. } => Self::pipeline_step_id(subject, run, *step),
         }
@@ -92,9 +101,14 @@ mod tests {
             offset,
             key: None,
             output: None,
+            record_ms: Some(1_700_000_000_000),
         };
         assert_eq!(record(7).job_id("alice"), record(7).job_id("alice"));
         assert_ne!(record(7).job_id("alice"), record(8).job_id("alice"));
+        // ids sort where their tick or record is
+        assert_eq!(a.job_id("alice").created_ms(), Some(tick.timestamp_millis() as u64));
+        assert!(a.job_id("alice") < later.job_id("alice"));
+        assert_eq!(record(7).job_id("alice").created_ms(), Some(1_700_000_000_000));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::submit::Submitter;
 
 /// A topic trigger's job ended: its output record, or its dead letter.
 pub async fn record_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOrigin) -> Result<(), ApiError> {
-    let JobOrigin::Topic { trigger, topic, partition, offset, key, output } = origin else { return Ok(()) };
+    let JobOrigin::Topic { trigger, topic, partition, offset, key, output, .. } = origin else { return Ok(()) };
     let (Some(job), Some(result)) = (&record.job, &record.result) else { return Ok(()) };
     let submit = &follow_up.submit;
     if submit.store.was_produced(record.id).await? {

@@ -246,6 +246,7 @@ impl TopicTriggers {
             offset: message.offset(),
             key: message.key().map(|key| base64::engine::general_purpose::STANDARD.encode(key)),
             output: binding.output.clone(),
+            record_ms: message.timestamp().to_millis(),
         });
         let backlog = self.submit.store.backlog().await?;
         let (id, ..) = self.submit.queue(spec, None, backlog, trigger.owner.clone()).await?;
