@@ -254,8 +254,9 @@ async function submit(event) {
     const { body } = await jobs.submit(submission());
     awaited = body.id;
     hideResult();
-    await reload();
+    // the log panel first: a quick job may end (and show its result) while the tables reload
     await showLog(body.id);
+    await reload();
   } finally {
     $('submit').disabled = false;
   }
