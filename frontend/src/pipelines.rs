@@ -43,25 +43,36 @@ pub async fn read(store: &JobStore, subject: &str, run: &str) -> Result<Option<R
     Ok(Some(RunView::of(run, &steps, &records, Utc::now())))
 }
 
-/// The job of the step `origin` names (a pipeline's) for `owner`: the current
-/// version of the step's function, with `input`; none when there is no such function.
+/// The job of the step `origin` names (a pipeline's) for `owner`: the version of
+/// the step's function the run pinned when it started (else its current one),
+/// with `input`; `Err` with the reason when there is no such function or version.
 pub async fn step_spec(
     store: &JobStore,
     owner: &Owner,
     origin: JobOrigin,
     input: Value,
-) -> Result<Option<JobSpec>, ApiError> {
-    let JobOrigin::Pipeline { step, steps, .. } = &origin else { return Ok(None) };
-    let Some(name) = steps.get(*step as usize) else { return Ok(None) };
-    let Some(function) = store.function(&owner.subject, name).await? else { return Ok(None) };
-    Ok(function.invocation(input).map(|spec| JobSpec { origin: Some(origin), ..spec }))
+) -> Result<Result<JobSpec, String>, ApiError> {
+    let JobOrigin::Pipeline { step, steps, versions, .. } = &origin else {
+        return Ok(Err("not a pipeline step".into()));
+    };
+    let Some(name) = steps.get(*step as usize) else { return Ok(Err(format!("the run has no step {step}"))) };
+    let Some(function) = store.function(&owner.subject, name).await? else {
+        return Ok(Err(format!("function {name} not found")));
+    };
+    let spec = match versions.get(*step as usize) {
+        Some(&pinned) => function.invocation_of(pinned, input).ok_or_else(|| {
+            format!("version {pinned} of function {name}, which the run started with, is no longer kept")
+        }),
+        None => function.invocation(input).ok_or_else(|| format!("function {name} has no version")),
+    };
+    Ok(spec.map(|spec| JobSpec { origin: Some(origin.clone()), ..spec }))
 }
 
 /// The follow-up of a step's job `record` (of `origin`, a pipeline's): after a
 /// success, the next step is queued with this one's output as its input. Any
 /// other end ends the run, which its steps' jobs already tell.
 pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOrigin) -> Result<(), ApiError> {
-    let JobOrigin::Pipeline { run, step, steps } = origin else { return Ok(()) };
+    let JobOrigin::Pipeline { run, step, steps, versions } = origin else { return Ok(()) };
     let Some(job) = record.job.as_ref() else { return Ok(()) };
     if record.status != JobStatus::Succeeded {
         tracing::info!(run = %run, step, status = %record.status, "pipeline run ended by its step");
@@ -79,14 +90,17 @@ pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOri
         return Ok(()); // queued before (this is a replay), or the run was cancelled
     }
     let input = record.result.as_ref().and_then(|r| r.output.clone()).unwrap_or(Value::Null);
-    let next_origin = JobOrigin::Pipeline { run: run.clone(), step: next, steps: steps.clone() };
-    let Some(spec) = step_spec(store, owner, next_origin, input).await? else {
-        let why = format!("function {name} not found");
-        return end_unmade_step(&follow_up.submit, &follow_up.results, next_id, owner, |a| {
-            JobResult::not_queued(a, &why)
-        })
-        .await
-        .map(|_| ());
+    let next_origin =
+        JobOrigin::Pipeline { run: run.clone(), step: next, steps: steps.clone(), versions: versions.clone() };
+    let spec = match step_spec(store, owner, next_origin, input).await? {
+        Ok(spec) => spec,
+        Err(why) => {
+            return end_unmade_step(&follow_up.submit, &follow_up.results, next_id, owner, |a| {
+                JobResult::not_queued(a, &why)
+            })
+            .await
+            .map(|_| ())
+        }
     };
     // an admitted run's steps are not refused for the backlog: that would hold up
     // the results reader, which runs this

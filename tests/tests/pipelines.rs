@@ -323,3 +323,29 @@ async fn a_start_retried_with_its_idempotency_key_finds_the_same_run() {
     let runs = listed["runs"].as_array().unwrap();
     assert_eq!(runs.iter().filter(|r| r["steps"][0]["function"] == a.as_str()).count(), 1, "one run listed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_keeps_the_versions_it_started_with_while_a_step_is_redeployed() {
+    let stack = Stack::shared();
+    let slow = deploy(stack, "    time.sleep(8)\n    return data").await;
+    let second = deploy(stack, "    return {'v': 1, 'in': data}").await;
+    let id = start(stack, &[&slow, &second], json!(5)).await;
+    // while the first step sleeps, the second step's function gets version 2
+    let repo = git_repo(&[
+        ("gitfaas.toml", "runtime = \"python\"\n"),
+        ("main.py", "def main(data, credentials):\n    return {'v': 2, 'in': data}\n"),
+    ]);
+    let url = stack.url(&format!("/v1/functions/{second}"));
+    let redeployed =
+        reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo})).send().await.unwrap();
+    assert_eq!(redeployed.status(), StatusCode::OK, "a new version");
+    let during: Value = stack.get(&format!("/v1/pipelines/{id}")).await.json().await.unwrap();
+    assert!(during["steps"][1]["job_id"].is_null(), "redeployed before the second step was queued: {during}");
+    let run = finished(stack, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"v": 1, "in": 5}), "the step ran the version current at the run's start");
+    assert_eq!(run["steps"][1]["version"], 1, "{run}");
+    // a run started now runs version 2
+    let later = finished(stack, &start(stack, &[&second], json!(6)).await).await;
+    assert_eq!(later["output"], json!({"v": 2, "in": 6}));
+}

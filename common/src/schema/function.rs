@@ -69,7 +69,12 @@ impl FunctionState {
     /// The job an invocation of the current version with `input` runs: pinned to
     /// the version's commit, naming the function and version.
     pub fn invocation(&self, input: serde_json::Value) -> Option<JobSpec> {
-        let version = self.current_version()?;
+        self.invocation_of(self.current, input)
+    }
+
+    /// The job an invocation of kept version `number` with `input` runs.
+    pub fn invocation_of(&self, number: u32, input: serde_json::Value) -> Option<JobSpec> {
+        let version = self.version(number)?;
         Some(JobSpec {
             input,
             git_ref: version.commit_sha.clone(),

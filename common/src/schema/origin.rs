@@ -34,7 +34,15 @@ pub enum JobOrigin {
     /// One step of a pipeline run: the run, which step (from 0), and the
     /// functions of all its steps in order, so that the run can be told from its
     /// jobs alone.
-    Pipeline { run: String, step: u32, steps: Vec<String> },
+    Pipeline {
+        run: String,
+        step: u32,
+        steps: Vec<String>,
+        /// The version of each step's function when the run started: every step
+        /// runs that one, whatever is deployed meanwhile.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        versions: Vec<u32>,
+    },
 }
 
 /// The most steps a pipeline may have.
@@ -113,7 +121,12 @@ mod tests {
 
     #[test]
     fn a_pipeline_step_names_its_id_by_owner_run_and_step() {
-        let step = |run: &str, step| JobOrigin::Pipeline { run: run.into(), step, steps: vec!["a".into(), "b".into()] };
+        let step = |run: &str, step| JobOrigin::Pipeline {
+            run: run.into(),
+            step,
+            steps: vec!["a".into(), "b".into()],
+            versions: Vec::new(),
+        };
         assert_eq!(step("r1", 1).job_id("alice"), step("r1", 1).job_id("alice"));
         assert_eq!(step("r1", 1).job_id("alice"), JobOrigin::pipeline_step_id("alice", "r1", 1));
         assert_ne!(step("r1", 1).job_id("alice"), step("r1", 0).job_id("alice"));

@@ -48,7 +48,7 @@ pub struct StepView {
     /// The step's position, from 1 (as reasons name it).
     pub index: u32,
     pub function: String,
-    /// The function's version the step runs: its current one when the step was queued.
+    /// The function's version the step runs (the one current when the run started), once it has a job.
     pub version: Option<u32>,
     /// The step's job, once there is one.
     pub job_id: Option<JobId>,

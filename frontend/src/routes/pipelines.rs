@@ -77,18 +77,21 @@ pub async fn start(
     if !(1..=MAX_PIPELINE_STEPS).contains(&request.steps.len()) {
         return Err(ApiError::invalid("steps", format!("a pipeline has 1 to {MAX_PIPELINE_STEPS} steps")));
     }
+    // each step runs the version of its function that is current now
+    let mut versions = Vec::with_capacity(request.steps.len());
     for (i, name) in request.steps.iter().enumerate() {
         let missing = || ApiError::StepFunctionNotFound { step: i + 1, name: name.clone() };
         if !is_valid_function_name(name) {
             return Err(ApiError::invalid("steps", format!("step {}: {name:?} is not a function name", i + 1)));
         }
-        state.store.function(&caller.subject, name).await?.ok_or_else(missing)?;
+        let function = state.store.function(&caller.subject, name).await?.ok_or_else(missing)?;
+        versions.push(function.current);
     }
     let run = JobId::new().to_string();
     tracing::Span::current().record("run", run.as_str());
-    let origin = JobOrigin::Pipeline { run: run.clone(), step: 0, steps: request.steps.clone() };
-    let first = || ApiError::StepFunctionNotFound { step: 1, name: request.steps[0].clone() };
-    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?.ok_or_else(first)?;
+    let origin = JobOrigin::Pipeline { run: run.clone(), step: 0, steps: request.steps.clone(), versions };
+    let first = |_| ApiError::StepFunctionNotFound { step: 1, name: request.steps[0].clone() };
+    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?.map_err(first)?;
     // listed first: a run listed whose first step never came is skipped by the list
     state.store.index_pipeline_run(&caller.subject, &run).await?;
     let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
