@@ -171,6 +171,9 @@ async fn a_topic_trigger_turns_each_record_into_one_output_through_an_executor_k
     create_topics(&cluster, &[(&input, 2), (&output, 1)]).await;
     let port = cluster.frontend_port;
     deploy(port, &token, "doubler").await;
+    let missing = json!({"function": "doubler", "topic": {"input": unique("trigger-none")}});
+    let refused = put(port, &token, "/v1/triggers/missing", &missing).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "a topic that does not exist");
     let binding = json!({"function": "doubler", "topic": {"input": input, "output": output, "concurrency": 4}});
     let created = put(port, &token, "/v1/triggers/orders", &binding).await;
     assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text().await.unwrap());

@@ -190,6 +190,14 @@ pub async fn put(
     }
     let (function, enabled) = (request.function.clone(), request.enabled.unwrap_or(true));
     let source = checked_source(&state, request)?;
+    if let TriggerSource::Topic(binding) = &source {
+        for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
+            let partitions = state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await;
+            if partitions.map_err(|_| ApiError::Unavailable("the message broker"))? == 0 {
+                return Err(ApiError::invalid("topic", format!("topic {topic:?} does not exist")));
+            }
+        }
+    }
     let previous = state.store.trigger(&caller.subject, &name).await?;
     let most = state.settings.triggers.max_per_owner;
     if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {

@@ -149,6 +149,7 @@ impl TopicTriggers {
         tracing::info!(trigger = %trigger.name, topic = %binding.input, %group, "topic trigger reading");
         let mut in_flight: VecDeque<JobId> = VecDeque::new();
         let mut room = tokio::time::interval(ROOM_EVERY);
+        let mut failing = Duration::from_millis(500);
         loop {
             let full = in_flight.len() >= limit as usize;
             let message = tokio::select! {
@@ -162,11 +163,14 @@ impl TopicTriggers {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {
+                    // e.g. the topic was deleted: said once per backoff, which grows to a minute
                     tracing::warn!(%error, trigger = %trigger.name, "reading the input topic failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(failing).await;
+                    failing = (failing * 2).min(Duration::from_secs(60));
                     continue;
                 }
             };
+            failing = Duration::from_millis(500);
             let Some(id) = self.record_until_done(trigger, binding, &message, &stop).await else { break };
             in_flight.extend(id);
             self.set_in_flight(&label, in_flight.len());
