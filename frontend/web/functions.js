@@ -17,14 +17,15 @@ export const functions = {
   invoke: (name, input) => api('POST', `${path(name, '/invoke')}?wait=30`, { input }),
 };
 
-function cell(text, className) {
+// A table cell with `text`; the table modules of the page share it.
+export function cell(text, className) {
   const td = document.createElement('td');
   td.textContent = text;
   if (className) td.className = className;
   return td;
 }
 
-function button(label, className, action) {
+export function button(label, className, action) {
   const b = document.createElement('button');
   b.type = 'button';
   b.textContent = label;

@@ -3,6 +3,7 @@
 // the run to its end, step by step.
 
 import { api } from './api.js';
+import { cell } from './functions.js';
 
 const $ = (id) => document.getElementById(id);
 const finished = (run) => !['queued', 'running'].includes(run.status);
@@ -16,13 +17,6 @@ export const pipelines = {
 // The function names of the pipeline form, in order.
 export function pipelineSteps() {
   return $('pl-steps').value.split(/[\s,]+/).filter(Boolean);
-}
-
-function cell(text, className) {
-  const td = document.createElement('td');
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
 }
 
 export function showRun(run) {

@@ -2,6 +2,7 @@
 // a schedule of one of their functions, pause/resume and delete.
 
 import { api } from './api.js';
+import { button, cell } from './functions.js';
 
 const $ = (id) => document.getElementById(id);
 const path = (name, rest = '') => `/v1/triggers/${encodeURIComponent(name)}${rest}`;
@@ -13,22 +14,6 @@ export const triggers = {
   resume: (name) => api('POST', path(name, '/resume')),
   remove: (name) => api('DELETE', path(name)),
 };
-
-function cell(text, className) {
-  const td = document.createElement('td');
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function button(label, className, action) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  b.className = className;
-  b.addEventListener('click', action);
-  return b;
-}
 
 function source(t) {
   if (t.schedule) return `every ${t.schedule.cron} (${t.schedule.timezone}, missed: ${t.schedule.missed})`;
