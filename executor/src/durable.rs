@@ -12,8 +12,8 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::offsets::{OffsetTracker, TopicPartition};
-use crate::worker::JobConsumer;
+use crate::offsets::{OffsetTracker, Received};
+use crate::rebalance::JobConsumer;
 
 /// How often a failed commit of a start is tried, over about half a minute.
 const COMMIT_TRIES: u32 = 9;
@@ -31,8 +31,7 @@ pub enum NotDurable {
 pub struct StartCommit {
     pub consumer: Arc<JobConsumer>,
     pub tracker: Arc<Mutex<OffsetTracker>>,
-    pub tp: TopicPartition,
-    pub offset: i64,
+    pub message: Received,
 }
 
 impl StartCommit {
@@ -56,22 +55,23 @@ impl StartCommit {
     }
 
     async fn commit_once(&self) -> Result<(), NotDurable> {
-        self.tracker.lock().expect("tracker lock").settle(&self.tp, self.offset);
+        let Received { tp, offset, .. } = &self.message;
+        self.tracker.lock().expect("tracker lock").settle(&self.message);
         let next = loop {
             let position = {
                 let tracker = self.tracker.lock().expect("tracker lock");
-                if !tracker.owns(&self.tp, self.offset) {
+                if !tracker.owns(&self.message) {
                     return Err(NotDurable::Revoked);
                 }
-                tracker.committable(&self.tp)
+                tracker.committable(tp)
             };
             match position {
-                Some(next) if next > self.offset => break next,
+                Some(next) if next > *offset => break next,
                 Some(_) => tokio::time::sleep(Duration::from_millis(50)).await, // an earlier message still runs
                 None => return Err(NotDurable::Revoked),
             }
         };
-        let (consumer, tp) = (self.consumer.clone(), self.tp.clone());
+        let (consumer, tp) = (self.consumer.clone(), tp.clone());
         let committed = tokio::task::spawn_blocking(move || {
             let mut list = TopicPartitionList::new();
             list.add_partition_offset(&tp.0, tp.1, Offset::Offset(next)).map_err(|e| e.to_string())?;
@@ -82,7 +82,7 @@ impl StartCommit {
         .await
         .map_err(|e| NotDurable::Commit(e.to_string()))?;
         committed.map_err(NotDurable::Commit)?;
-        tracing::info!(partition = self.tp.1, offset = self.offset, next, "at-most-once start committed");
+        tracing::info!(partition = self.message.tp.1, offset, next, "at-most-once start committed");
         Ok(())
     }
 }

@@ -1,14 +1,12 @@
 //! Heartbeats on the observer topic: this executor's slots and how many are busy,
 //! so the observer can count live workers and pick idle ones to remove.
 //!
-//! While running, busy is the number of jobs received and not finished (capped at
-//! the slots): the worker loop holds a slot permit while it waits for the next
-//! message, so taken permits would count an idle worker as busy. After `shutdown` the
-//! executor drains: the loop has let go of its permit, so taken permits are the
-//! jobs still running; heartbeats go on with state `draining` until none is left,
-//! then one `stopped` heartbeat ends the task.
+//! Busy is the number of slot permits taken: a permit is held by a running job
+//! only (jobs fetched and waiting for a slot are not busy — the observer counts
+//! them as waiting). After `shutdown` the executor drains: heartbeats go on with
+//! state `draining` until no job runs, then one `stopped` heartbeat ends the task.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -18,23 +16,16 @@ use gitfaas_common::schema::SCHEMA_VERSION;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::offsets::OffsetTracker;
-
 /// What the heartbeats read of the worker at each beat: handles it shares.
 pub struct Load {
-    pub tracker: Arc<Mutex<OffsetTracker>>,
     pub slots: Arc<Semaphore>,
     pub total_slots: usize,
 }
 
 impl Load {
-    /// Jobs busy now (see the module header for why running and draining differ).
-    fn busy(&self, draining: bool) -> usize {
-        if draining {
-            self.total_slots.saturating_sub(self.slots.available_permits())
-        } else {
-            self.tracker.lock().expect("tracker lock").in_flight().min(self.total_slots)
-        }
+    /// Jobs running now.
+    fn busy(&self) -> usize {
+        self.total_slots.saturating_sub(self.slots.available_permits())
     }
 }
 
@@ -54,7 +45,7 @@ pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationTo
     ticker.tick().await; // the first tick is immediate
     loop {
         let draining = shutdown.is_cancelled();
-        let busy = load.busy(draining);
+        let busy = load.busy();
         let state = match (draining, busy) {
             (false, _) => ExecutorState::Running,
             (true, 0) => ExecutorState::Stopped,

@@ -103,6 +103,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let mut registry = gitfaas_common::metrics::registry();
     let metrics = metrics::ExecutorMetrics::register(&mut registry);
     let sandbox = sandbox.with_metrics(metrics.sandbox.clone());
+    metrics.jobs.slots.set(i64::try_from(e.slots).unwrap_or(i64::MAX));
     let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
     let git = Arc::new(git.with_limits(e.checkout).with_metrics(metrics.git.clone()));
 
@@ -172,7 +173,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
                 sandbox,
                 warm,
                 deps: Arc::new(deps),
-                refs: Default::default(),
+                refs: refs::SharedResolutions::new(Duration::from_millis(e.ref_freshness_ms)),
                 logs: job::LogTopic { publisher, topic: settings.kafka.topics.logs.clone() },
             }),
             topics: settings.kafka.topics.clone(),
@@ -180,6 +181,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         },
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
+        prefetch: e.prefetch,
         grace: Duration::from_secs(e.shutdown_grace_secs),
         controls,
         cancels_ready,

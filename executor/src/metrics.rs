@@ -42,6 +42,8 @@ impl ExecutorMetrics {
         r.register("job_run_seconds", "From the start of the attempt to its result", jobs.run.clone());
         r.register("job_total_seconds", "From submission to the result", jobs.total.clone());
         r.register("executor_slots_busy", "Job slots in use", jobs.slots_busy.clone());
+        r.register("executor_slots", "Job slots of this executor", jobs.slots.clone());
+        r.register("executor_jobs_prefetched", "Jobs fetched and waiting for a slot", jobs.prefetched.clone());
         let sandbox = SandboxMetrics::default();
         r.register("sandbox_create_seconds", "Docker container creation, by kind", sandbox.create.clone());
         r.register("sandbox_start_seconds", "Docker container start, by kind", sandbox.start.clone());
@@ -67,6 +69,8 @@ pub struct JobMetrics {
     pub run: Histogram,
     pub total: Histogram,
     pub slots_busy: Gauge,
+    pub slots: Gauge,
+    pub prefetched: Gauge,
 }
 
 impl Default for JobMetrics {
@@ -78,6 +82,8 @@ impl Default for JobMetrics {
             run: seconds_histogram(),
             total: seconds_histogram(),
             slots_busy: Gauge::default(),
+            slots: Gauge::default(),
+            prefetched: Gauge::default(),
         }
     }
 }

@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gitfaas_common::metrics::ConsumerLag;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::cancel::Controls;
 use crate::offsets::{OffsetTracker, TopicPartition};
+
+/// The jobs consumer, with its rebalance handling.
+pub type JobConsumer = StreamConsumer<WorkerContext>;
 
 /// Before a partition goes to another member: lets its running jobs finish for up
 /// to `revoke_grace`, abandons the rest, commits what is done and forgets the

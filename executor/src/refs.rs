@@ -8,7 +8,9 @@
 //! job shares only answers given to the same credentials. The comparison uses the
 //! frontend's `submitted_at` and this executor's clock: hosts' clocks must be
 //! synchronised (NTP) — a skew of d may hide a push made less than d before the
-//! submit.
+//! submit. An operator may widen that with a freshness window w
+//! (`executor.ref_freshness_ms`): a resolution that started up to w before the
+//! submission serves the job too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,15 +28,23 @@ type Answer = watch::Receiver<Option<Result<String, ()>>>;
 #[derive(Default)]
 pub struct SharedResolutions {
     latest: Mutex<HashMap<Key, (DateTime<Utc>, Answer)>>,
+    freshness: chrono::Duration,
 }
 
 /// Most keys kept; past it the map is cleared (a key is cheap to learn again).
 const MAX_KEYS: usize = 4096;
 
 impl SharedResolutions {
+    /// Resolutions that serve jobs submitted up to `freshness` after they started.
+    pub fn new(freshness: std::time::Duration) -> Self {
+        let freshness = chrono::Duration::from_std(freshness).unwrap_or(chrono::Duration::zero());
+        Self { latest: Mutex::default(), freshness }
+    }
+
     /// The commit `git_ref` of `mirror` names for a job submitted at `submitted_at`:
-    /// the answer of a resolution that started after that instant (waiting for it
-    /// if it is under way), else the answer of `resolve`, which is then shared.
+    /// the answer of a resolution that started after that instant less the
+    /// freshness window (waiting for it if it is under way), else the answer of
+    /// `resolve`, which is then shared.
     pub async fn resolve<E, F>(
         &self,
         mirror: PathBuf,
@@ -46,9 +56,10 @@ impl SharedResolutions {
         F: Future<Output = Result<String, E>>,
     {
         let key = (mirror, git_ref.to_owned());
+        let horizon = submitted_at - self.freshness;
         let shared = {
             let latest = self.latest.lock().expect("resolutions lock");
-            latest.get(&key).filter(|(started, _)| *started > submitted_at).map(|(_, answer)| answer.clone())
+            latest.get(&key).filter(|(started, _)| *started > horizon).map(|(_, answer)| answer.clone())
         };
         if let Some(mut answer) = shared {
             if let Ok(given) = answer.wait_for(Option::is_some).await {
@@ -101,6 +112,28 @@ mod tests {
         assert_eq!(shared.resolve(mirror, "dev", early, resolve("three")).await, Ok("three".into()));
         assert_eq!(shared.resolve("/cache/b.git".into(), "main", early, resolve("four")).await, Ok("four".into()));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_freshness_window_lets_a_recent_resolution_serve_later_jobs() {
+        let shared = SharedResolutions::new(std::time::Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let resolve = |sha: &'static str| {
+            let calls = &calls;
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(sha.to_owned())
+            }
+        };
+        assert_eq!(shared.resolve("/m".into(), "main", Utc::now(), resolve("one")).await, Ok("one".into()));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // submitted after that resolution started, but within the window
+        assert_eq!(shared.resolve("/m".into(), "main", Utc::now(), resolve("two")).await, Ok("one".into()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // past the window: resolved again
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        assert_eq!(shared.resolve("/m".into(), "main", later, resolve("two")).await, Ok("two".into()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -27,6 +27,19 @@ pub struct ExecutorSettings {
     pub group_id: String,
     /// Jobs run at the same time.
     pub slots: usize,
+    /// Jobs fetched ahead and kept waiting for a slot (the partitions are paused
+    /// only once this many wait and every slot is busy): a slot that frees takes
+    /// the next job at once instead of after a fetch. 0 pauses as soon as every
+    /// slot is busy.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    /// How old a ref resolution may be and still serve a job: 0 (the default)
+    /// resolves each job's ref against the git server unless a resolution started
+    /// after the job was submitted; a window of w lets one made up to w before the
+    /// submission serve it too (a push less than w before a submit may then be
+    /// missed by that job).
+    #[serde(default)]
+    pub ref_freshness_ms: u64,
     /// Per-job checkouts are created (and removed) here.
     pub work_dir: PathBuf,
     /// Bare mirrors of the repositories jobs came from.
@@ -90,6 +103,10 @@ pub struct ExecutorSettings {
     /// Package indexes, the layer cache and the bounds of dependency builds.
     #[serde(default)]
     pub dependencies: crate::deps::DependencySettings,
+}
+
+fn default_prefetch() -> usize {
+    4
 }
 
 fn default_cancel_lookback_secs() -> u64 {
@@ -160,6 +177,12 @@ impl Settings {
         let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
         if e.slots == 0 {
             return invalid("executor.slots must be at least 1");
+        }
+        if e.prefetch > 10_000 {
+            return invalid("executor.prefetch must be at most 10000 (fetched jobs are held in memory)");
+        }
+        if e.ref_freshness_ms > 60_000 {
+            return invalid("executor.ref_freshness_ms must be at most 60000");
         }
         if e.images.is_empty() {
             return invalid("executor.images must map at least one runtime to an image");

@@ -1,16 +1,25 @@
 //! The Kafka side of the executor: a consumer-group member on the jobs topic that
-//! runs up to `slots` jobs at once and never stops polling.
+//! runs up to `slots` jobs at once, keeps up to `prefetch` more fetched and
+//! waiting, and never stops polling.
 //!
-//! When every slot is busy the assigned partitions are paused (and polling goes on,
-//! so a long job never exceeds `max.poll.interval.ms`); they resume when a slot
-//! frees. A job's offset is stored for commit only once its result was acknowledged
-//! by the broker, and only as part of the contiguous prefix per partition
-//! ([`OffsetTracker`]).
+//! Fetched jobs wait in a local backlog, in the order they arrived, and a slot
+//! that frees takes the next one at once — no fetch lies between a job ending
+//! and the next one starting. Only when every slot is busy *and* the backlog
+//! holds `prefetch` jobs are the assigned partitions paused (polling goes on, so
+//! a long job never exceeds `max.poll.interval.ms`); they resume as soon as a slot
+//! takes a job from the backlog, while the backlog still has work to hand out. A
+//! job's offset is stored for commit only once its result was acknowledged by the
+//! broker, and only as part of the contiguous prefix per partition
+//! ([`OffsetTracker`]): a waiting job holds back its partition's commit, so
+//! whoever owns the partition next runs it if this executor does not.
 //!
-//! Every run is registered with [`Controls`]: an owner's cancel request kills it,
-//! and when a rebalance takes a partition away, its running jobs get
-//! `revoke_grace` to finish and publish; the rest are abandoned (killed, no result)
-//! and the partition's new owner runs them again — one result either way.
+//! Every run is registered with [`Controls`] when a slot takes it: an owner's
+//! cancel request kills it (and one seen before keeps a waiting job from ever
+//! running), and when a rebalance takes a partition away, its running jobs get
+//! `revoke_grace` to finish and publish; the rest are abandoned (killed, no
+//! result) and the partition's new owner runs them again — one result either
+//! way. Waiting jobs of a revoked partition are dropped unrun ([`Received`]
+//! carries the assignment they came with).
 //!
 //! This file keeps the loop; what each message comes to — its attempts, its one
 //! result, a dead letter — is [`crate::processing`]'s, on decisions of
@@ -23,7 +32,7 @@ use std::time::Duration;
 use gitfaas_common::kafka::set_parent_from_headers;
 use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::schema::decode_job;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,12 +44,13 @@ use crate::cancel::{Admission, Controls};
 use crate::delivery;
 use crate::durable::StartCommit;
 use crate::heartbeat::{publish_heartbeats, Beat, Load};
-use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::offsets::{OffsetTracker, Received, TopicPartition};
 use crate::processing::Processing;
 
-pub use crate::rebalance::WorkerContext;
+pub use crate::rebalance::{JobConsumer, WorkerContext};
 
-pub type JobConsumer = StreamConsumer<WorkerContext>;
+/// A fetched job waiting for a slot.
+type Waiting = (OwnedMessage, Received);
 
 pub struct Worker {
     pub consumer: Arc<JobConsumer>,
@@ -49,6 +59,8 @@ pub struct Worker {
     pub processing: Processing,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub slots: Arc<Semaphore>,
+    /// Fetched jobs that may wait for a slot before the partitions are paused.
+    pub prefetch: usize,
     pub grace: Duration,
     pub controls: Arc<Controls>,
     /// True once the recent cancel requests have been read.
@@ -73,32 +85,40 @@ impl Worker {
             executor_id: self.processing.runner.executor_id.clone(),
             interval: HEARTBEAT_EVERY,
         };
-        let load = Load {
-            tracker: self.tracker.clone(),
-            slots: self.slots.clone(),
-            total_slots: self.processing.runner.settings.slots,
-        };
+        let load = Load { slots: self.slots.clone(), total_slots: self.processing.runner.settings.slots };
         let heartbeats = tokio::spawn(publish_heartbeats(beat, load, shutdown.clone()));
         let mut running = JoinSet::new();
-        let mut pending: VecDeque<OwnedMessage> = VecDeque::new();
+        let mut backlog: VecDeque<Waiting> = VecDeque::new();
+        let mut paused = false;
         loop {
             while running.try_join_next().is_some() {}
-            let Some(permit) = self.free_slot(&mut pending, &shutdown).await else { break };
-            let message = match pending.pop_front() {
-                Some(message) => message,
-                None => tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    received = self.consumer.recv() => match received {
-                        Ok(message) => self.accept(&message),
-                        Err(error) => {
-                            tracing::warn!(%error, "kafka receive error");
-                            continue;
-                        }
-                    },
+            self.start_waiting(&mut backlog, &mut running);
+            let full = backlog.len() >= self.prefetch && self.slots.available_permits() == 0;
+            if full != paused {
+                self.set_paused(full);
+                paused = full;
+            }
+            self.processing.metrics.prefetched.set(backlog.len() as i64);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                permit = self.slots.clone().acquire_owned(), if !backlog.is_empty() => {
+                    let (Ok(permit), Some(waiting)) = (permit, backlog.pop_front()) else { break };
+                    running.spawn(self.clone().handle(waiting, permit));
+                }
+                // a job ended: its slot may take the next one (checked above)
+                Some(_) = running.join_next(), if !running.is_empty() && backlog.is_empty() => {}
+                received = self.consumer.recv() => match received {
+                    // fetched even when paused: a fetch under way when the pause came
+                    Ok(message) => backlog.push_back(self.accept(&message)),
+                    Err(error) => tracing::warn!(%error, "kafka receive error"),
                 },
-            };
-            running.spawn(self.clone().handle(message, permit));
+            }
         }
+        self.processing.metrics.prefetched.set(0);
+        // waiting jobs are left for whoever owns their partition next: their offsets
+        // hold the commit back, and none of them has started
+        drop(backlog);
         tracing::info!(running = running.len(), "draining running jobs");
         if tokio::time::timeout(self.grace, self.drain(&mut running)).await.is_err() {
             tracing::warn!(abandoned = running.len(), "grace period over; unfinished jobs will be redelivered");
@@ -136,36 +156,32 @@ impl Worker {
         }
     }
 
-    fn accept(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedMessage {
+    fn accept(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Waiting {
         let tp = (message.topic().to_owned(), message.partition());
-        self.tracker.lock().expect("tracker lock").begin(&tp, message.offset());
-        message.detach()
+        let received = self.tracker.lock().expect("tracker lock").begin(&tp, message.offset());
+        (message.detach(), received)
     }
 
-    /// A free slot; while there is none, partitions are paused and polling goes on.
-    async fn free_slot(
-        &self,
-        pending: &mut VecDeque<OwnedMessage>,
-        shutdown: &CancellationToken,
-    ) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        self.set_paused(true);
-        let permit = loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break None,
-                permit = self.slots.clone().acquire_owned() => break permit.ok(),
-                received = self.consumer.recv() => match received {
-                    // fetched before the pause took effect: keep it, in order
-                    Ok(message) => pending.push_back(self.accept(&message)),
-                    Err(error) => tracing::warn!(%error, "kafka receive error while paused"),
-                },
+    /// Hands waiting jobs to the slots free now, oldest first; a job whose
+    /// partition was revoked since it was fetched is dropped unrun (its new
+    /// owner runs it).
+    fn start_waiting(self: &Arc<Self>, backlog: &mut VecDeque<Waiting>, running: &mut JoinSet<()>) {
+        backlog.retain(|(_, received)| {
+            let owned = self.tracker.lock().expect("tracker lock").owns(received);
+            if !owned {
+                tracing::info!(
+                    partition = received.tp.1,
+                    offset = received.offset,
+                    "partition revoked before the job started; its new owner runs it"
+                );
             }
-        };
-        self.set_paused(false);
-        permit
+            owned
+        });
+        while !backlog.is_empty() {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { return };
+            let waiting = backlog.pop_front().expect("not empty");
+            running.spawn(self.clone().handle(waiting, permit));
+        }
     }
 
     /// Pauses or resumes the whole assignment (for want of slots, or to drain).
@@ -177,11 +193,11 @@ impl Worker {
         }
     }
 
-    async fn handle(self: Arc<Self>, message: OwnedMessage, _slot: OwnedSemaphorePermit) {
+    async fn handle(self: Arc<Self>, (message, received): Waiting, _slot: OwnedSemaphorePermit) {
         let busy = self.processing.metrics.slots_busy.clone();
         busy.inc();
         let _busy = DecOnDrop(busy);
-        let tp: TopicPartition = (message.topic().to_owned(), message.partition());
+        let tp: TopicPartition = received.tp.clone();
         let span = tracing::info_span!(
             "process job",
             otel.kind = "consumer",
@@ -201,7 +217,7 @@ impl Worker {
                 }
             };
             tracing::Span::current().record("job_id", tracing::field::display(job.id));
-            if !self.tracker.lock().expect("tracker lock").owns(&tp, message.offset()) {
+            if !self.tracker.lock().expect("tracker lock").owns(&received) {
                 tracing::info!("partition revoked before the job started; its new owner runs it");
                 return (false, None);
             }
@@ -215,8 +231,7 @@ impl Worker {
                     let start = StartCommit {
                         consumer: self.consumer.clone(),
                         tracker: self.tracker.clone(),
-                        tp: tp.clone(),
-                        offset: message.offset(),
+                        message: received.clone(),
                     };
                     (self.processing.process(job, &guard, &start).await, Some(guard))
                 }
@@ -226,7 +241,7 @@ impl Worker {
         .await;
         let (done, _guard) = done; // held until the offset is stored: a revocation waits for it
         if done {
-            let next = self.tracker.lock().expect("tracker lock").finish(&tp, message.offset());
+            let next = self.tracker.lock().expect("tracker lock").finish(&received);
             if let Some(next) = next {
                 self.store_offset(&tp, next);
             }

@@ -178,10 +178,19 @@ impl Cluster {
     }
 
     pub fn start_executor(&mut self, id: &str, slots: u32) {
+        self.start_executor_with(id, slots, &[]);
+    }
+
+    /// An executor with `env` besides the usual settings; the port of its
+    /// `/metrics` and health listener.
+    pub fn start_executor_with(&mut self, id: &str, slots: u32, env: &[(&str, &str)]) -> u16 {
         let mut command = Command::new(infra::bin_dir().join("gitfaas-executor"));
         self.env(&mut command);
         let state = self.dir.join(id);
+        let metrics_port = free_port();
         command
+            .envs(env.iter().copied())
+            .env("GITFAAS__EXECUTOR__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env("GITFAAS__EXECUTOR__ID", id)
             .env("GITFAAS__EXECUTOR__SLOTS", slots.to_string())
             .env("GITFAAS__EXECUTOR__SHUTDOWN_GRACE_SECS", "60")
@@ -191,6 +200,7 @@ impl Cluster {
             .stderr(self.log(id));
         self.executors.insert(id.to_owned(), command.spawn().expect("executor binary (scripts/test.sh builds it)"));
         self.started.push(id.to_owned());
+        metrics_port
     }
 
     fn signal(child: &Child, signal: &str) {
