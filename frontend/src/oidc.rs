@@ -6,9 +6,17 @@
 //! picked up without a restart while a flood of forged `kid`s cannot hammer it.
 //! Only asymmetric algorithms are accepted: `none` and HMAC (which a confused
 //! verifier could be tricked into keying with the public key) are refused.
+//!
+//! A client sends the same token with every request until it expires, so a token
+//! that verified is remembered by its SHA-256 ([`Verified`]): the same bytes
+//! verify the same way against the same keys, and only the time checks (`exp`,
+//! `nbf`) are made again on each use. Every JWKS refresh forgets them all, so a
+//! key the provider withdrew stops its tokens at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -67,6 +75,27 @@ pub struct OidcVerifier {
     http: reqwest::Client,
     keys: RwLock<HashMap<String, (DecodingKey, Option<Algorithm>)>>,
     last_refresh: Mutex<Option<Instant>>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token that verified: what it says, and the times it is valid between.
+#[derive(Clone)]
+struct Verified {
+    claims: Claims,
+    expires: i64,
+    not_before: Option<i64>,
+}
+
+/// Most verified tokens remembered; past it the expired ones are dropped, and all
+/// of them if that is not enough.
+const MAX_VERIFIED: usize = 10_000;
+
+impl Verified {
+    fn valid_at(&self, now: i64, leeway: u64) -> bool {
+        let leeway = i64::try_from(leeway).unwrap_or(i64::MAX);
+        now <= self.expires.saturating_add(leeway)
+            && self.not_before.is_none_or(|nbf| now.saturating_add(leeway) >= nbf)
+    }
 }
 
 /// Adapts our reqwest client to the HTTP client interface of `openidconnect`.
@@ -98,8 +127,14 @@ impl OidcVerifier {
             .await
             .map_err(|e| discovery_error(format!("{e}: {:?}", std::error::Error::source(&e))))?;
         let jwks_uri = metadata.jwks_uri().url().to_string();
-        let verifier =
-            Self { settings, jwks_uri, http, keys: RwLock::new(HashMap::new()), last_refresh: Mutex::new(None) };
+        let verifier = Self {
+            settings,
+            jwks_uri,
+            http,
+            keys: RwLock::new(HashMap::new()),
+            last_refresh: Mutex::new(None),
+            verified: std::sync::Mutex::default(),
+        };
         verifier.refresh().await?;
         Ok(verifier)
     }
@@ -122,7 +157,10 @@ impl OidcVerifier {
             keys.insert(kid, (key, alg));
         }
         tracing::info!(keys = keys.len(), "jwks loaded");
-        *self.keys.write().await = keys;
+        let mut current = self.keys.write().await;
+        *current = keys;
+        // under the write lock: no token verified with the old keys is remembered after
+        self.verified.lock().expect("verified tokens lock").clear();
         Ok(())
     }
 
@@ -139,7 +177,34 @@ impl OidcVerifier {
         }
     }
 
+    /// The claims of a valid token: remembered when it verified before and is
+    /// still within its times, else verified in full.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = self.settings.leeway_secs;
+        let remembered = self.verified.lock().expect("verified tokens lock").get(&digest).cloned();
+        if let Some(verified) = remembered.filter(|v| v.valid_at(now, leeway)) {
+            return Ok(verified.claims);
+        }
+        self.verify_in_full(token, digest, now).await
+    }
+
+    /// Remembers a token that verified. Called with the keys read-locked, so that
+    /// a refresh cannot clear the remembered tokens between its check and this.
+    fn remember(&self, digest: [u8; 32], verified: Verified, now: i64) {
+        let mut remembered = self.verified.lock().expect("verified tokens lock");
+        if remembered.len() >= MAX_VERIFIED {
+            remembered.retain(|_, v| v.valid_at(now, self.settings.leeway_secs));
+            if remembered.len() >= MAX_VERIFIED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(digest, verified);
+    }
+
+    /// Every check of the token against the keys; remembered when it passes.
+    async fn verify_in_full(&self, token: &str, digest: [u8; 32], now: i64) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if !ACCEPTED.contains(&header.alg) {
             return Err(TokenError::Algorithm(header.alg));
@@ -167,11 +232,17 @@ impl OidcVerifier {
         }
         let subject =
             claims["sub"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| TokenError::Invalid("no sub".into()))?;
-        Ok(Claims {
+        let claims_of = Claims {
             subject: subject.to_owned(),
             name: claims["preferred_username"].as_str().map(str::to_owned),
             roles: roles(&claims, &self.settings.roles_claim),
-        })
+        };
+        // `exp` is required and was checked above
+        let time = |name: &str| claims[name].as_f64().map(|t| t as i64);
+        let expires = time("exp").ok_or_else(|| TokenError::Invalid("no exp".into()))?;
+        self.remember(digest, Verified { claims: claims_of.clone(), expires, not_before: time("nbf") }, now);
+        drop(keys);
+        Ok(claims_of)
     }
 
     fn audience_matches(&self, claims: &Value) -> bool {
@@ -210,5 +281,16 @@ mod tests {
         assert_eq!(roles(&claims, "realm_access.roles"), ["user", "admin"]);
         assert_eq!(roles(&claims, "scope"), ["jobs", "admin"]);
         assert!(roles(&claims, "missing.path").is_empty());
+    }
+
+    #[test]
+    fn a_remembered_token_is_valid_only_between_its_times_with_the_leeway() {
+        let claims = Claims { subject: "alice".into(), name: None, roles: vec![] };
+        let verified = Verified { claims, expires: 1_000, not_before: Some(500) };
+        assert!(verified.valid_at(700, 0));
+        assert!(verified.valid_at(1_005, 5) && !verified.valid_at(1_006, 5), "expired past the leeway");
+        assert!(verified.valid_at(495, 5) && !verified.valid_at(494, 5), "not yet valid before nbf less the leeway");
+        let no_nbf = Verified { not_before: None, ..verified };
+        assert!(no_nbf.valid_at(0, 0));
     }
 }
