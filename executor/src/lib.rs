@@ -27,6 +27,7 @@ mod delivery;
 mod deps;
 mod durable;
 mod egress;
+mod flow;
 mod git;
 mod heartbeat;
 mod job;
@@ -182,6 +183,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
         prefetch: e.prefetch,
+        waking: Default::default(),
         grace: Duration::from_secs(e.shutdown_grace_secs),
         controls,
         cancels_ready,

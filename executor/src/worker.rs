@@ -43,6 +43,7 @@ use tracing::Instrument;
 use crate::cancel::{Admission, Controls};
 use crate::delivery;
 use crate::durable::StartCommit;
+use crate::flow::Flow;
 use crate::heartbeat::{publish_heartbeats, Beat, Load};
 use crate::offsets::{OffsetTracker, Received, TopicPartition};
 use crate::processing::Processing;
@@ -61,6 +62,8 @@ pub struct Worker {
     pub slots: Arc<Semaphore>,
     /// Fetched jobs that may wait for a slot before the partitions are paused.
     pub prefetch: usize,
+    /// A wake-up of the fetcher is under way ([`Worker::wake_fetcher`]).
+    pub waking: Arc<std::sync::atomic::AtomicBool>,
     pub grace: Duration,
     pub controls: Arc<Controls>,
     /// True once the recent cancel requests have been read.
@@ -89,14 +92,15 @@ impl Worker {
         let heartbeats = tokio::spawn(publish_heartbeats(beat, load, shutdown.clone()));
         let mut running = JoinSet::new();
         let mut backlog: VecDeque<Waiting> = VecDeque::new();
-        let mut paused = false;
+        let mut flow = Flow::new(self.prefetch);
         loop {
             while running.try_join_next().is_some() {}
             self.start_waiting(&mut backlog, &mut running);
-            let full = backlog.len() >= self.prefetch && self.slots.available_permits() == 0;
-            if full != paused {
-                self.set_paused(full);
-                paused = full;
+            if let Some(pause) = flow.update(backlog.len(), self.slots.available_permits()) {
+                self.set_paused(pause);
+                if !pause {
+                    self.wake_fetcher();
+                }
             }
             self.processing.metrics.prefetched.set(backlog.len() as i64);
             tokio::select! {
@@ -182,6 +186,27 @@ impl Worker {
             let waiting = backlog.pop_front().expect("not empty");
             running.spawn(self.clone().handle(waiting, permit));
         }
+    }
+
+    /// Makes the consumer fetch the resumed partitions now. librdkafka applies a
+    /// resume on its main thread and does not wake the broker threads that fetch:
+    /// an idle one sleeps up to a second (its fixed IO wait) before it sees the
+    /// partition fetchable again — the 0.9 s that every job waited behind a pause.
+    /// A request to each leader (an offset look-up, its answer unused) wakes them.
+    /// At most one is under way at a time.
+    fn wake_fetcher(&self) {
+        if self.waking.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (consumer, waking) = (self.consumer.clone(), self.waking.clone());
+        // a detached blocking call, bounded by its timeout; nothing waits for it
+        drop(tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Err(error) = consumer.offsets_for_timestamp(now, Duration::from_secs(2)) {
+                tracing::debug!(%error, "waking the fetcher");
+            }
+            waking.store(false, std::sync::atomic::Ordering::SeqCst);
+        }));
     }
 
     /// Pauses or resumes the whole assignment (for want of slots, or to drain).
