@@ -3,10 +3,22 @@
 //! figure is also given as a ratio to its floor, since absolute times on a shared
 //! 2-core machine are noisy. `scripts/bench.sh` starts the stack (release build)
 //! and runs it: `scripts/bench.sh [all|floors|cold|warm|burst|submit]`.
+//!
+//! - [`floors`]: broker round trip, `docker run`, `docker exec`;
+//! - [`jobs`], [`warm`]: cold and warm jobs through the REST API, the submit rate;
+//! - [`sweep`]: the burst sweep over client counts against one executor
+//!   configuration, with [`gauges`] (slot utilisation, prefetched jobs) and [`cpu`]
+//!   (CPU per job by process); [`broker_floor`]: the same sweep against a no-op
+//!   worker on the broker alone.
 
+mod args;
+mod broker_floor;
+mod cpu;
 mod floors;
+mod gauges;
 mod jobs;
 mod stats;
+mod sweep;
 mod warm;
 
 use std::time::Duration;
@@ -15,67 +27,13 @@ use anyhow::{bail, Context};
 use gitfaas_common::settings::{KafkaSettings, TopicSettings};
 use serde_json::{json, Value};
 
-struct Args {
-    what: String,
-    api: String,
-    brokers: String,
-    token: String,
-    repo: String,
-    image: String,
-    runs: usize,
-    burst: usize,
-    clients: usize,
-    out: String,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        what: "all".into(),
-        api: "http://127.0.0.1:8080".into(),
-        brokers: "127.0.0.1:9092".into(),
-        token: std::env::var("GITFAAS_BENCH_TOKEN").unwrap_or_default(),
-        repo: "git://127.0.0.1:9418/hello-python".into(),
-        image: "gitfaas/python:bookworm".into(),
-        runs: 20,
-        burst: 500,
-        clients: 6,
-        out: "bench/results.json".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if !flag.starts_with("--") {
-            args.what = flag;
-            continue;
-        }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--api" => args.api = value,
-            "--brokers" => args.brokers = value,
-            "--token" => args.token = value,
-            "--repo" => args.repo = value,
-            "--image" => args.image = value,
-            "--runs" => args.runs = value.parse()?,
-            "--burst" => args.burst = value.parse()?,
-            "--clients" => args.clients = value.parse()?,
-            "--out" => args.out = value,
-            _ => bail!(
-                "unknown flag {flag} (--api, --brokers, --token, --repo, --image, --runs, --burst, --clients, --out)"
-            ),
-        }
-    }
-    if !matches!(args.what.as_str(), "all" | "floors" | "cold" | "warm" | "burst" | "submit") {
-        bail!("what to measure: all | floors | cold | warm | burst | submit");
-    }
-    Ok(args)
-}
-
 fn ratio(value: f64, floor: f64) -> Value {
     json!((value / floor * 100.0).round() / 100.0)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args = args::parse()?;
     let kafka = KafkaSettings {
         brokers: args.brokers.clone(),
         topics: TopicSettings::prefixed("gitfaas-bench-unused-"),
@@ -123,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         repo: args.repo.clone(),
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
     };
-    if (wants("cold") || wants("warm") || wants("burst") || wants("submit")) && api.token.is_empty() {
+    if ["cold", "warm", "burst", "submit"].into_iter().any(wants) && api.token.is_empty() {
         bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
     }
     if wants("cold") {
@@ -150,7 +108,28 @@ async fn main() -> anyhow::Result<()> {
         warm_report(&api, runs.max(50), rtt.p50, &mut report).await?;
     }
     if wants("burst") {
-        burst_report(&api, args.burst, args.clients.max(1), &mut report).await?;
+        sweep::report(&api, &args, &mut report).await?;
+        // the single burst of earlier versions: the sweep replaces it
+        for key in ["burst_1_executor", "burst_2_executor"] {
+            if let Some(report) = report.as_object_mut() {
+                report.remove(key);
+            }
+            if let Some(ratios) = report["ratios"].as_object_mut() {
+                ratios.remove(&format!("{key}_jobs_per_s_to_200"));
+            }
+        }
+    }
+    if wants("broker-floor") {
+        broker_floor_report(&kafka, &args, &mut report).await?;
+    }
+    if wants("burst") || wants("broker-floor") {
+        // the last part of `scripts/bench.sh burst` shows them all
+        let shown = if wants("broker-floor") {
+            String::new()
+        } else {
+            format!("burst_{}_", sweep::section(&args.config, args.executors))
+        };
+        sweep::ratios(&mut report, &shown);
     }
     if wants("submit") {
         let clients = 8;
@@ -197,21 +176,20 @@ async fn warm_report(api: &jobs::Api, runs: usize, rtt_p50: f64, report: &mut Va
     Ok(())
 }
 
-/// A burst of jobs of one function from concurrent clients, against 200 jobs/s.
-async fn burst_report(api: &jobs::Api, total: usize, clients: usize, report: &mut Value) -> anyhow::Result<()> {
-    let executors: usize = std::env::var("GITFAAS_BENCH_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
-    let burst = api.burst(total, clients).await.context("burst")?;
-    println!(
-        "{:<44} {:>8.1} /s  (warm hit rate {:.2})",
-        format!("burst: {} jobs, {} clients, {executors} executor(s)", burst.jobs, burst.clients),
-        burst.jobs_per_s,
-        burst.warm_hit_rate
-    );
-    print_split("  e2e per job", &burst.e2e_ms);
-    print_split("  queue", &burst.queue_ms);
-    print_split("  run", &burst.run_ms);
-    let key = format!("burst_{executors}_executor");
-    report["ratios"][format!("{key}_jobs_per_s_to_200")] = ratio(burst.jobs_per_s, 200.0);
-    report[key] = json!({"executors": executors, "figures": burst});
+/// The broker floor at the sweep's client counts.
+async fn broker_floor_report(kafka: &KafkaSettings, args: &args::Args, report: &mut Value) -> anyhow::Result<()> {
+    let (jobs, size) = (args.burst.max(1000), 600);
+    let points = broker_floor::sweep(kafka, &args.clients, jobs, size).await.context("broker floor")?;
+    for p in &points {
+        println!(
+            "{:<44} {:>8.1} /s  p50 {:>6.2} ms  p95 {:>6.2} ms",
+            format!("floor: no-op worker on the broker, {} clients", p.clients),
+            p.jobs_per_s,
+            p.latency_ms.p50,
+            p.latency_ms.p95
+        );
+    }
+    report["burst_sweep"]["broker_floor"] =
+        json!({"at": chrono::Utc::now(), "message_bytes": size, "jobs_per_point": jobs, "points": points});
     Ok(())
 }

@@ -1,14 +1,13 @@
 //! Warm jobs through the REST API: sequential end-to-end times of a repeated
-//! function (a warm sandbox serves it) with the queue / run / result-visible split,
-//! a burst of concurrent jobs (throughput), and the warm hit rate of each. Each
-//! job is submitted with `Prefer: wait=10` (a synchronous answer where the frontend
-//! gives one); on a 202 the result is long-polled with `?wait=10`.
+//! function (a warm sandbox serves it) with the queue / run / result-visible split
+//! and the warm hit rate. Each job is submitted with `Prefer: wait=N` (a
+//! synchronous answer where the frontend gives one); on a 202 the result is
+//! long-polled with `?wait=M` ([`Api::invoke_waiting`], which the burst sweep uses too).
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -16,14 +15,17 @@ use crate::jobs::{Api, JobFigures};
 use crate::stats::Summary;
 
 /// One finished job as the client saw it.
-struct Sample {
-    e2e_ms: f64,
-    queue_ms: f64,
-    run_ms: f64,
-    visible_ms: f64,
-    warm: bool,
+pub struct Sample {
+    pub e2e_ms: f64,
+    pub queue_ms: f64,
+    pub run_ms: f64,
+    pub visible_ms: f64,
+    pub warm: bool,
     /// Answered by the submit itself (200), not by the result route.
-    synchronous: bool,
+    pub synchronous: bool,
+    pub executor_id: String,
+    /// The job's status, `succeeded` for a job that ran to its end.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,28 +38,28 @@ pub struct WarmFigures {
     pub synchronous_rate: f64,
 }
 
-#[derive(Debug, Serialize)]
-pub struct BurstFigures {
-    pub jobs: usize,
-    pub clients: usize,
-    pub seconds: f64,
-    pub jobs_per_s: f64,
-    pub warm_hit_rate: f64,
-    pub e2e_ms: Summary,
-    pub queue_ms: Summary,
-    pub run_ms: Summary,
-}
-
 impl Api {
-    /// Submits job `n` and waits for its result: the submit's own answer when it
-    /// is a 200, else the long-polled result route.
+    /// Submits job `n` and waits for its result (`Prefer: wait=10`, long-polls of
+    /// 10 s); an error unless it succeeded.
     async fn invoke(&self, n: usize) -> anyhow::Result<Sample> {
+        let sample = self.invoke_waiting(n, 10, 10).await?;
+        if sample.status != "succeeded" {
+            bail!("bench job ended {}", sample.status);
+        }
+        Ok(sample)
+    }
+
+    /// Submits job `n` with `Prefer: wait={prefer_wait}` and waits for its result:
+    /// the submit's own answer when it is a 200, else the result route long-polled
+    /// `poll_wait` seconds at a time. A job that ended otherwise than `succeeded`
+    /// is a sample too (its `status` says so).
+    pub async fn invoke_waiting(&self, n: usize, prefer_wait: u32, poll_wait: u32) -> anyhow::Result<Sample> {
         let started = Instant::now();
         let response = self
             .client
             .post(format!("{}/v1/jobs", self.base))
             .bearer_auth(&self.token)
-            .header("prefer", "wait=10")
+            .header("prefer", format!("wait={prefer_wait}"))
             .json(&self.body(n))
             .send()
             .await?;
@@ -65,14 +67,11 @@ impl Api {
         let body: Value = response.json().await?;
         let (result, synchronous) = match status {
             200 => (body, true),
-            202 => (self.result_within(body["id"].as_str().context("an id")?, 10).await?, false),
+            202 => (self.result_within(body["id"].as_str().context("an id")?, poll_wait).await?, false),
             _ => bail!("submit answered {status}: {body}"),
         };
         let received = Utc::now();
         let e2e_ms = started.elapsed().as_secs_f64() * 1e3;
-        if result["status"] != "succeeded" {
-            bail!("bench job ended {}: {}", result["status"], result["reason"]);
-        }
         let finished: DateTime<Utc> = serde_json::from_value(result["finished_at"].clone())?;
         Ok(Sample {
             e2e_ms,
@@ -81,12 +80,15 @@ impl Api {
             visible_ms: (received - finished).num_microseconds().unwrap_or_default() as f64 / 1e3,
             warm: result["warm"] == true,
             synchronous,
+            executor_id: result["executor_id"].as_str().unwrap_or_default().to_owned(),
+            status: result["status"].as_str().unwrap_or_default().to_owned(),
         })
     }
 
-    /// The result of `id`, long-polled `wait` seconds at a time until it is there.
+    /// The result of `id`, long-polled `wait` seconds at a time until it is there
+    /// (at most two minutes, or one long poll past them).
     async fn result_within(&self, id: &str, wait: u32) -> anyhow::Result<Value> {
-        for _ in 0..12 {
+        for _ in 0..(120 / wait.max(1)).max(2) {
             let url = format!("{}/v1/jobs/{id}/result?wait={wait}", self.base);
             let response = self.client.get(url).bearer_auth(&self.token).send().await?;
             match response.status().as_u16() {
@@ -121,35 +123,6 @@ impl Api {
             },
             warm_hit_rate: rate(|s| s.warm),
             synchronous_rate: rate(|s| s.synchronous),
-        })
-    }
-
-    /// `total` jobs of one function from `clients` concurrent clients, each waiting
-    /// for its job's result before the next: jobs finished per second.
-    pub async fn burst(&self, total: usize, clients: usize) -> anyhow::Result<BurstFigures> {
-        let per_client = total.div_ceil(clients);
-        let started = Instant::now();
-        let batches = join_all((0..clients).map(|c| async move {
-            let mut samples = Vec::with_capacity(per_client);
-            for n in 0..per_client {
-                samples.push(self.invoke(1_000_000 + c * per_client + n).await?);
-            }
-            anyhow::Ok(samples)
-        }))
-        .await;
-        let seconds = started.elapsed().as_secs_f64();
-        let samples: Vec<Sample> = batches.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
-        let summary =
-            |f: fn(&Sample) -> f64| Summary::of(&samples.iter().map(f).collect::<Vec<_>>()).expect("jobs > 0");
-        Ok(BurstFigures {
-            jobs: samples.len(),
-            clients,
-            seconds,
-            jobs_per_s: samples.len() as f64 / seconds,
-            warm_hit_rate: samples.iter().filter(|s| s.warm).count() as f64 / samples.len() as f64,
-            e2e_ms: summary(|s| s.e2e_ms),
-            queue_ms: summary(|s| s.queue_ms),
-            run_ms: summary(|s| s.run_ms),
         })
     }
 }
