@@ -87,17 +87,22 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A resolution answering `sha`, counted in `calls`.
+    fn counted<'a>(
+        calls: &'a AtomicUsize,
+        sha: &'static str,
+    ) -> impl FnOnce() -> std::future::Ready<Result<String, ()>> + 'a {
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(sha.to_owned()))
+        }
+    }
+
     #[tokio::test]
     async fn a_resolution_serves_only_jobs_submitted_before_it_started() {
         let shared = SharedResolutions::default();
         let calls = AtomicUsize::new(0);
-        let resolve = |sha: &'static str| {
-            let calls = &calls;
-            move || async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, ()>(sha.to_owned())
-            }
-        };
+        let resolve = |sha| counted(&calls, sha);
         let mirror = PathBuf::from("/cache/a.git");
         let early = Utc::now();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -118,13 +123,7 @@ mod tests {
     async fn a_freshness_window_lets_a_recent_resolution_serve_later_jobs() {
         let shared = SharedResolutions::new(std::time::Duration::from_secs(60));
         let calls = AtomicUsize::new(0);
-        let resolve = |sha: &'static str| {
-            let calls = &calls;
-            move || async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, ()>(sha.to_owned())
-            }
-        };
+        let resolve = |sha| counted(&calls, sha);
         assert_eq!(shared.resolve("/m".into(), "main", Utc::now(), resolve("one")).await, Ok("one".into()));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         // submitted after that resolution started, but within the window

@@ -84,6 +84,27 @@ fn counted_job(repo: &str, server: &HttpServer, n: u32, secs: f64, delivery: Opt
     body
 }
 
+/// Submits jobs 0..`jobs` of [`counted_job`] to `cluster`; their ids.
+async fn submit_counted(
+    cluster: &Cluster,
+    token: &str,
+    server: &HttpServer,
+    jobs: u32,
+    secs: f64,
+    delivery: Option<&str>,
+) -> Vec<String> {
+    let repo = sleep_repo();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..jobs {
+        let body = counted_job(&repo, server, n, secs, delivery);
+        let response = call(|| client.post(cluster.url("/v1/jobs")).bearer_auth(token).json(&body)).await;
+        assert_eq!(response.status(), 202);
+        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 fn runs_of(server: &HttpServer, n: u32) -> u32 {
     server.fetched.lock().unwrap().get(&format!("job/{n}")).copied().unwrap_or(0)
 }
@@ -200,15 +221,7 @@ async fn a_partition_moved_while_jobs_are_prefetched_runs_each_job_once_on_one_e
     cluster.wait_ready().await;
     let server = HttpServer::start().await;
     let port = cluster.start_executor_with("moved-1", 1, &[("GITFAAS__EXECUTOR__PREFETCH", "16")]);
-    let repo = sleep_repo();
-    let client = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for n in 0..JOBS {
-        let body = counted_job(&repo, &server, n, 1.0, None);
-        let response = call(|| client.post(cluster.url("/v1/jobs")).bearer_auth(&token).json(&body)).await;
-        assert_eq!(response.status(), 202);
-        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    }
+    let ids = submit_counted(&cluster, &token, &server, JOBS, 1.0, None).await;
     wait_for_prefetched(port, 4).await;
     // the second executor joins: the group moves partitions, backlog and all
     cluster.start_executor_with("moved-2", 1, &[("GITFAAS__EXECUTOR__PREFETCH", "16")]);
@@ -240,15 +253,7 @@ async fn kill_an_executor_holding_prefetched_jobs(delivery: Option<&str>) -> (Ve
     cluster.start_executor_with(&second, 1, &[("GITFAAS__EXECUTOR__PREFETCH", "8")]);
     // both in the group before the jobs come, so each holds partitions
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let repo = sleep_repo();
-    let client = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for n in 0..JOBS {
-        let body = counted_job(&repo, &server, n, 1.5, delivery);
-        let response = call(|| client.post(cluster.url("/v1/jobs")).bearer_auth(&token).json(&body)).await;
-        assert_eq!(response.status(), 202);
-        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    }
+    let ids = submit_counted(&cluster, &token, &server, JOBS, 1.5, delivery).await;
     let held = wait_for_prefetched(port, 2).await.prefetched;
     cluster.kill_executor(&first);
     let done = cluster.results(&token, &ids, Duration::from_secs(300)).await;
