@@ -169,18 +169,18 @@ async fn with_more_clients_than_slots_no_slot_idles_while_a_job_waits() {
             let mut samples = Vec::new();
             while !done.load(Ordering::SeqCst) {
                 samples.push(gauges(port).await);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             samples
         }
     });
-    // 8 clients submit 48 jobs at once, then wait for their results
+    // 8 clients submit 64 jobs at once, then wait for their results
     let stack = &stack;
     let ids: Vec<String> = futures::future::join_all((0..8).map(|c| {
         let repo = repo.clone();
         async move {
             let mut ids = Vec::new();
-            for n in 0..6 {
+            for n in 0..8 {
                 let body = json!({"repo": repo, "ref": "main", "input": {"n": c * 100 + n, "secs": 0.3}});
                 ids.push(stack.submit_ok(&body).await);
             }
@@ -207,7 +207,7 @@ async fn with_more_clients_than_slots_no_slot_idles_while_a_job_waits() {
         idle.len()
     );
     assert!(samples.iter().all(|g| g.slots == 2), "the shipped 2 slots");
-    assert!(waiting.len() >= 20, "jobs waited in the backlog during the burst: {} samples", waiting.len());
+    assert!(waiting.len() >= 10, "jobs waited in the backlog during the burst: {} samples", waiting.len());
     // a sample may fall between a job's end and the next one's start (the same
     // wake-up of the loop); a slot idling while jobs wait would show in most
     assert!(idle.len() * 20 <= waiting.len(), "slots idle while jobs wait: {idle:?}");
