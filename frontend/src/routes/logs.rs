@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use super::jobs::own_job;
+use super::numbers;
 use crate::event_hub::{HubError, Subscription};
 use crate::identity::Caller;
 use crate::job_logs::StoredChunk;
@@ -40,7 +41,9 @@ pub struct LogsQuery {
 
 /// The live log of one of the caller's jobs: plain text, or followed as events.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
-    params(("id" = String, Path, description = "job id"), LogsQuery),
+    params(("id" = String, Path, description = "job id"), LogsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "with `follow=true`: resume after this event id \
+            (a whole number; the stream starts at the next one); anything else, or an id past 2^64 - 2, is a 400")),
     responses(
         (status = 200, description = "the log so far (plain text), or with `follow=true` a stream of \
             `log` events (id: the chunk's place in the log; data: `{attempt, seq, stream, text, truncated}`) \
@@ -70,16 +73,13 @@ pub async fn logs(
             .insert_header(("x-log-chunks", chunks.len().to_string()))
             .body(render(&chunks)));
     }
+    // a resumed stream starts one past the last id the client saw; an id past
+    // `u64` or the last one there can be is a 400, before a stream is held for it
+    let resume = numbers::resume_after(request.headers())?;
     let subscription = state.events.subscribe(&caller.subject).await.map_err(|error| match error {
         HubError::TooMany(open) => ApiError::TooManyStreams(open),
         HubError::NotReady => ApiError::Unavailable("the job store"),
     })?;
-    let resume = request
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(0, |last| last + 1);
     let (events_tx, events_rx) = mpsc::channel::<web::Bytes>(16);
     actix_web::rt::spawn(follow(state.clone(), record.id, subscription, resume, events_tx));
     let body = futures::stream::unfold(events_rx, |mut rx| async move {

@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 mod keys;
 mod logs;
+mod numbers;
 mod openapi;
 mod pipelines;
 mod triggers;

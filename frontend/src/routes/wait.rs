@@ -28,23 +28,10 @@ pub fn from_query(wait: Option<u64>) -> Result<u64, ApiError> {
 }
 
 /// The `wait` preference of the request's `Prefer` headers, clamped to
-/// [`MAX_WAIT_SECS`]. A preference is a hint (RFC 7240): a malformed one is ignored,
-/// and when several name `wait`, the first counts.
+/// [`MAX_WAIT_SECS`] (see [`super::numbers::prefer_wait`]: malformed ones are
+/// ignored, and a wait of any size, past `u64` too, is the longest one).
 pub fn from_prefer(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get_all("prefer")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|preference| {
-            // `token [= value] *( ";" parameter )`: only the token and its value matter here
-            let head = preference.split(';').next()?.trim();
-            let (name, value) = head.split_once('=')?;
-            if !name.trim().eq_ignore_ascii_case("wait") {
-                return None;
-            }
-            value.trim().trim_matches('"').parse::<u64>().ok()
-        })
-        .map(|wait| wait.min(MAX_WAIT_SECS))
+    super::numbers::prefer_wait(headers, MAX_WAIT_SECS)
 }
 
 /// Waits up to `wait` seconds for the caller's job `id` to end: its result, or `None`
