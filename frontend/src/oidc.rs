@@ -5,7 +5,9 @@
 //! at most once per `jwks_refresh_min_secs`, so keys rotated at the provider are
 //! picked up without a restart while a flood of forged `kid`s cannot hammer it.
 //! Only asymmetric algorithms are accepted: `none` and HMAC (which a confused
-//! verifier could be tricked into keying with the public key) are refused.
+//! verifier could be tricked into keying with the public key) are refused, and so is
+//! a header that marks any parameter critical (`crit`) or names a type (`typ`) other
+//! than an access token's ([`check_header`]).
 //!
 //! A client sends the same token with every request until it expires, so a token
 //! that verified is remembered by its SHA-256 ([`Verified`]): the same bytes
@@ -51,6 +53,10 @@ pub enum TokenError {
     Invalid(String),
     #[error("token is not meant for this service (audience)")]
     Audience,
+    #[error("token header marks {0:?} critical; this service understands no critical header parameter")]
+    Critical(Vec<String>),
+    #[error("token type {0:?} is not an access token (at+jwt or JWT)")]
+    Type(String),
 }
 
 /// What a verified token says about its bearer.
@@ -206,9 +212,7 @@ impl OidcVerifier {
     /// Every check of the token against the keys; remembered when it passes.
     async fn verify_in_full(&self, token: &str, digest: [u8; 32], now: i64) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if !ACCEPTED.contains(&header.alg) {
-            return Err(TokenError::Algorithm(header.alg));
-        }
+        check_header(&header)?;
         let kid = header.kid.clone().ok_or(TokenError::UnknownKey)?;
         if !self.keys.read().await.contains_key(&kid) {
             self.refresh_rate_limited().await;
@@ -259,6 +263,32 @@ impl OidcVerifier {
     }
 }
 
+/// The JOSE header's own checks, before any key is looked at: an accepted
+/// algorithm; no `crit` at all (RFC 7515 §4.1.11: a recipient must refuse a token
+/// naming a critical extension it does not understand, and we understand none —
+/// an empty list is refused too, producers must not send one); and where `typ` is
+/// set, an access token's type: `at+jwt` (RFC 9068) or `JWT` (RFC 7519), compared
+/// as media types are (case-insensitive, `application/` optional, RFC 7515
+/// §4.1.9), so a token of another kind (`dpop+jwt`, `logout+jwt`, …) signed by the
+/// same key is not taken for one.
+fn check_header(header: &jsonwebtoken::Header) -> Result<(), TokenError> {
+    if !ACCEPTED.contains(&header.alg) {
+        return Err(TokenError::Algorithm(header.alg));
+    }
+    if let Some(critical) = &header.crit {
+        // named in the 401's detail: a few of them, cut short
+        return Err(TokenError::Critical(critical.iter().take(4).map(|c| c.chars().take(64).collect()).collect()));
+    }
+    if let Some(typ) = &header.typ {
+        let lower = typ.to_ascii_lowercase();
+        let media = lower.strip_prefix("application/").unwrap_or(&lower);
+        if media != "at+jwt" && media != "jwt" {
+            return Err(TokenError::Type(typ.chars().take(64).collect()));
+        }
+    }
+    Ok(())
+}
+
 /// Roles at a dotted claim path: an array of strings (`realm_access.roles`) or a
 /// space-separated string (`scope`).
 pub fn roles(claims: &Value, path: &str) -> Vec<String> {
@@ -281,6 +311,33 @@ mod tests {
         assert_eq!(roles(&claims, "realm_access.roles"), ["user", "admin"]);
         assert_eq!(roles(&claims, "scope"), ["jobs", "admin"]);
         assert!(roles(&claims, "missing.path").is_empty());
+    }
+
+    fn header(edit: impl FnOnce(&mut jsonwebtoken::Header)) -> Result<(), TokenError> {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        edit(&mut header);
+        check_header(&header)
+    }
+
+    #[test]
+    fn a_header_with_any_critical_parameter_is_refused() {
+        assert!(header(|_| {}).is_ok());
+        assert!(matches!(header(|h| h.crit = Some(vec!["exp".into()])), Err(TokenError::Critical(c)) if c == ["exp"]));
+        assert!(matches!(header(|h| h.crit = Some(vec![])), Err(TokenError::Critical(_))), "an empty list too");
+    }
+
+    #[test]
+    fn a_header_type_is_an_access_tokens_or_absent() {
+        for typ in ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+Jwt", "JWT", "jwt", "application/jwt"] {
+            assert!(header(|h| h.typ = Some(typ.into())).is_ok(), "{typ}");
+        }
+        assert!(header(|h| h.typ = None).is_ok(), "a provider that sets no typ");
+        for typ in
+            ["dpop+jwt", "logout+jwt", "secevent+jwt", "JOSE", "JOSE+JSON", "", "at+jwt ", "text/jwt", "application/"]
+        {
+            assert!(matches!(header(|h| h.typ = Some(typ.into())), Err(TokenError::Type(_))), "{typ:?}");
+        }
+        assert!(matches!(header(|h| h.alg = Algorithm::HS256), Err(TokenError::Algorithm(_))));
     }
 
     #[test]

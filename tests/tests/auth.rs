@@ -1,7 +1,8 @@
 //! Bearer tokens from two real OpenID providers: Keycloak with the project's realm
 //! (users, roles in `realm_access.roles`, another realm, the wrong client, expiry,
 //! tampering, the device authorization grant) and the npm test provider, whose key the
-//! tests hold to forge every kind of bad token; key rotation at the provider without a
+//! tests hold to forge every kind of bad token (claims, algorithms, `crit` and `typ`
+//! headers); key rotation at the provider without a
 //! frontend restart.
 
 use gitfaas_tests::{keycloak, unique, use_oidc, Provider, Stack};
@@ -24,6 +25,15 @@ fn forge(provider: &Provider, edit: impl FnOnce(&mut Value)) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(provider.kid.clone());
     jsonwebtoken::encode(&header, &c, &EncodingKey::from_rsa_pem(&provider.private_pem).unwrap()).unwrap()
+}
+
+/// A token the provider's key signed, with its header edited.
+fn forge_header(provider: &Provider, edit: impl FnOnce(&mut Header)) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(provider.kid.clone());
+    edit(&mut header);
+    jsonwebtoken::encode(&header, &claims(provider), &EncodingKey::from_rsa_pem(&provider.private_pem).unwrap())
+        .unwrap()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -102,6 +112,46 @@ async fn every_kind_of_bad_token_is_refused_with_a_401_problem() {
         c["azp"] = json!(gitfaas_tests::oidc::AUDIENCE);
     });
     assert_eq!(status_of(&stack, Some(&azp_shape)).await.0, 200, "keycloak's azp shape");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_with_a_critical_header_parameter_or_another_type_is_refused_every_time() {
+    let stack = Stack::start(false);
+    let provider = Provider::shared();
+    let issued = provider.token("alice").await;
+    let issued_header: Value = {
+        use base64::Engine;
+        let part = issued.split('.').next().unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    assert_eq!(issued_header["typ"], "at+jwt", "the provider issues RFC 9068 access tokens");
+    assert_eq!(status_of(&stack, Some(&issued)).await.0, 200);
+
+    let refused = [
+        ("an unknown critical parameter", forge_header(provider, |h| h.crit = Some(vec!["gitfaas-unknown".into()]))),
+        ("a critical registered parameter", forge_header(provider, |h| h.crit = Some(vec!["exp".into()]))),
+        ("an empty critical list", forge_header(provider, |h| h.crit = Some(vec![]))),
+        ("a dpop proof's type", forge_header(provider, |h| h.typ = Some("dpop+jwt".into()))),
+        ("a logout token's type", forge_header(provider, |h| h.typ = Some("logout+jwt".into()))),
+        ("a JOSE type", forge_header(provider, |h| h.typ = Some("JOSE".into()))),
+    ];
+    for (what, token) in &refused {
+        // twice: a refused token is not remembered as verified either
+        for attempt in 1..=2 {
+            let (status, body, www) = status_of(&stack, Some(token)).await;
+            assert_eq!(status, 401, "{what} (attempt {attempt}): {body}");
+            assert_eq!(body["type"], "https://gitfaas.dev/problems/unauthorized", "{what}");
+            assert!(www.is_some_and(|w| w.starts_with("Bearer")), "{what}");
+        }
+    }
+    let (_, body, _) = status_of(&stack, Some(&refused[0].1)).await;
+    assert!(body["detail"].as_str().unwrap().contains("critical"), "{body}");
+
+    for typ in [Some("at+jwt"), Some("application/at+jwt"), Some("AT+JWT"), Some("JWT"), Some("jwt"), None] {
+        let token = forge_header(provider, |h| h.typ = typ.map(str::to_owned));
+        let (status, body, _) = status_of(&stack, Some(&token)).await;
+        assert_eq!(status, 200, "typ {typ:?}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
