@@ -35,6 +35,14 @@ pub struct Global {
     /// How to print what a command shows [default: config file `output`, else table]
     #[arg(long, short = 'o', global = true, env = "GITFAAS_OUTPUT")]
     pub output: Option<Output>,
+    /// Seconds a request to the API or the identity provider may take, answer
+    /// included; a long-poll gets its wait on top, and a followed log may be silent
+    /// this long (at least 30 s) [default: 30]
+    #[arg(long, global = true, env = "GITFAAS_HTTP_TIMEOUT", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_timeout: Option<u64>,
+    /// Seconds to wait for a connection to the API or the identity provider [default: 10]
+    #[arg(long, global = true, env = "GITFAAS_CONNECT_TIMEOUT", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub connect_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -223,6 +231,10 @@ pub struct LogsArgs {
     /// Follow the log live until the job ends
     #[arg(long, short)]
     pub follow: bool,
+    /// Print the log's bytes unchanged, terminal control characters too (for a file;
+    /// by default they are shown as `\xNN`)
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]

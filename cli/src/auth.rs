@@ -10,10 +10,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{self, chain};
+use crate::api::{self, read_json, transport};
 use crate::args::LoginArgs;
 use crate::config::{self, Context, DEFAULT_CLIENT_ID};
 use crate::error::CliError;
+use crate::show::err;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// A token this close to its expiry is refreshed before use.
@@ -55,13 +56,13 @@ fn login_err(e: impl std::fmt::Display) -> CliError {
 pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
     let issuer = match args.issuer.or_else(|| ctx.file.issuer.clone()) {
         Some(issuer) => issuer,
-        None => api::advertised_issuer(&ctx.api)
+        None => api::advertised_issuer(&ctx.api, ctx.timeouts)
             .await?
             .ok_or_else(|| login_err(format!("the frontend at {} names no issuer; pass --issuer", ctx.api)))?,
     };
     let issuer = issuer.trim_end_matches('/').to_owned();
     let client_id = args.client_id.or_else(|| ctx.file.client_id.clone()).unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
-    let http = reqwest::Client::new();
+    let http = ctx.timeouts.plain_client();
     let discovery: Discovery = get_json(&http, &format!("{issuer}/.well-known/openid-configuration")).await?;
     let (grant, answer) = if args.client_credentials {
         let secret = args.client_secret.ok_or_else(|| {
@@ -78,7 +79,7 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
     };
     let cached = Cached::from_answer(issuer, client_id, discovery.token_endpoint, grant, &answer, None)?;
     store(&cached)?;
-    eprintln!("logged in to {} as {}", cached.issuer, subject_of(&cached.access_token));
+    err!("logged in to {} as {}", cached.issuer, subject_of(&cached.access_token));
     Ok(())
 }
 
@@ -107,23 +108,22 @@ pub async fn access_token(ctx: &Context) -> Result<String, CliError> {
     if cached.expires_at - EXPIRY_MARGIN_SECS > now() {
         return Ok(cached.access_token);
     }
-    let refreshed = refresh(&cached).await?;
+    let refreshed = refresh(&cached, &ctx.timeouts.plain_client()).await?;
     store(&refreshed)?;
     Ok(refreshed.access_token)
 }
 
-async fn refresh(cached: &Cached) -> Result<Cached, CliError> {
-    let http = reqwest::Client::new();
+async fn refresh(cached: &Cached, http: &reqwest::Client) -> Result<Cached, CliError> {
     let secret = std::env::var("GITFAAS_CLIENT_SECRET").ok().filter(|s| !s.is_empty());
     let answer = match (&cached.refresh_token, cached.grant.as_str(), &secret) {
         (Some(refresh), _, _) => {
             let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
-            token_request(&http, &cached.token_endpoint, &cached.client_id, secret.as_deref(), &form).await?
+            token_request(http, &cached.token_endpoint, &cached.client_id, secret.as_deref(), &form).await?
         }
         // a client credentials login holds no refresh token: it is simply repeated
         (None, "client_credentials", Some(secret)) => {
             let form = [("grant_type", "client_credentials")];
-            token_request(&http, &cached.token_endpoint, &cached.client_id, Some(secret), &form).await?
+            token_request(http, &cached.token_endpoint, &cached.client_id, Some(secret), &form).await?
         }
         _ => return Err(CliError::Login("the session expired and cannot be refreshed".into())),
     };
@@ -149,19 +149,19 @@ async fn device_flow(
 ) -> Result<Value, CliError> {
     let form = [("client_id", client_id), ("scope", scope)];
     let response = http.post(endpoint).form(&form).send().await.map_err(|e| unreachable(endpoint, &e))?;
-    let device: Value = response.json().await.map_err(login_err)?;
+    let device: Value = read_json(endpoint, response).await?;
     let field = |name: &str| device[name].as_str().map(str::to_owned);
     let (Some(device_code), Some(user_code), Some(uri)) =
         (field("device_code"), field("user_code"), field("verification_uri"))
     else {
         return Err(login_err(format!("the device authorization endpoint answered {device}")));
     };
-    eprintln!("to sign in, open: {uri}");
-    eprintln!("and enter the code: {user_code}");
+    err!("to sign in, open: {uri}");
+    err!("and enter the code: {user_code}");
     if let Some(complete) = field("verification_uri_complete") {
-        eprintln!("(or open {complete})");
+        err!("(or open {complete})");
     }
-    eprintln!("waiting for the approval…");
+    err!("waiting for the approval…");
     let mut interval = device["interval"].as_u64().unwrap_or(5).max(1);
     let deadline = now() + device["expires_in"].as_i64().unwrap_or(600);
     let form = [("grant_type", DEVICE_GRANT), ("device_code", device_code.as_str())];
@@ -206,7 +206,7 @@ async fn token_request(
         None => request.form(&[form, &[("client_id", client_id)]].concat()),
     };
     let response = request.send().await.map_err(|e| unreachable(endpoint, &e))?;
-    let answer: Value = response.json().await.map_err(login_err)?;
+    let answer: Value = read_json(endpoint, response).await?;
     if answer["access_token"].is_string() {
         return Ok(Ok(answer));
     }
@@ -219,11 +219,11 @@ async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &
     if !response.status().is_success() {
         return Err(login_err(format!("{url} answered {}", response.status())));
     }
-    response.json().await.map_err(|e| login_err(format!("{url}: {e}")))
+    read_json(url, response).await
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
-    CliError::Unreachable { url: url.to_owned(), reason: chain(e) }
+    transport(url, e)
 }
 
 impl Cached {

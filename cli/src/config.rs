@@ -1,11 +1,14 @@
 //! Where the CLI keeps its state and how its defaults are layered: flag, then
 //! environment (clap reads `GITFAAS_*`), then `config.toml` in the config directory
 //! (`$XDG_CONFIG_HOME/gitfaas/`, else `~/.config/gitfaas/`), then built-in defaults.
+//! The same goes for the HTTP timeouts (`--http-timeout`, `--connect-timeout`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::Timeouts;
 use crate::args::{Global, Output};
 use crate::error::CliError;
 
@@ -20,6 +23,10 @@ pub struct FileConfig {
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub output: Option<Output>,
+    /// Seconds, as `--http-timeout`.
+    pub http_timeout: Option<u64>,
+    /// Seconds, as `--connect-timeout`.
+    pub connect_timeout: Option<u64>,
 }
 
 /// The directory of `config.toml` and the token cache.
@@ -50,6 +57,7 @@ pub struct Context {
     pub api: String,
     pub token: Option<String>,
     pub output: Output,
+    pub timeouts: Timeouts,
     pub file: FileConfig,
 }
 
@@ -60,6 +68,13 @@ impl Context {
         let api = api.trim_end_matches('/').to_owned();
         url::Url::parse(&api).map_err(|e| CliError::Config(format!("api url `{api}`: {e}")))?;
         let output = global.output.or(file.output).unwrap_or(Output::Table);
-        Ok(Self { api, token: global.token.filter(|t| !t.is_empty()), output, file })
+        let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).filter(|s| *s > 0).map_or(default, Duration::from_secs)
+        };
+        let timeouts = Timeouts {
+            connect: secs(global.connect_timeout, file.connect_timeout, Timeouts::DEFAULT.connect),
+            overall: secs(global.http_timeout, file.http_timeout, Timeouts::DEFAULT.overall),
+        };
+        Ok(Self { api, token: global.token.filter(|t| !t.is_empty()), output, timeouts, file })
     }
 }

@@ -29,6 +29,10 @@ pub enum CliError {
     Unreachable { url: String, reason: String },
     #[error("unexpected answer from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    #[error("{url} did not answer in time")]
+    TimedOut { url: String },
+    #[error("{url} sent an answer larger than {} MiB; nothing of it was used", limit >> 20)]
+    TooLarge { url: String, limit: usize },
     #[error("not logged in")]
     NotLoggedIn,
     #[error("login failed: {0}")]
@@ -74,6 +78,14 @@ impl CliError {
             },
             CliError::Unreachable { .. } => {
                 format!("is the frontend up at {api}? set --api or GITFAAS_API (or `api` in config.toml)")
+            }
+            CliError::TimedOut { .. } => {
+                "a slow server or network: raise --http-timeout / GITFAAS_HTTP_TIMEOUT (seconds, default 30) \
+                 or --connect-timeout / GITFAAS_CONNECT_TIMEOUT (default 10)"
+                    .into()
+            }
+            CliError::TooLarge { .. } => {
+                "neither a gitfaas frontend nor an identity provider sends that much: check --api and the issuer".into()
             }
             CliError::NotLoggedIn => "run `gitfaas login`, or set GITFAAS_TOKEN".into(),
             CliError::Login(_) => "check --issuer and --client-id (or GITFAAS_ISSUER, GITFAAS_CLIENT_ID)".into(),

@@ -13,21 +13,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{Api, Submitted};
+use crate::api::{Api, EventStream, Submitted};
 use crate::args::{Output, RunArgs};
 use crate::error::{exit_of, CliError};
+use crate::escape;
 use crate::jobs::{status_of, MAX_WAIT_SECS};
 use crate::live::{LiveLog, Piece};
-use crate::show::out;
+use crate::show::{err, out};
 use crate::{input, show, upstream};
 
 /// How long the submit itself waits for the job's end before following it.
 const SUBMIT_WAIT_SECS: u64 = 2;
-
-type EventStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn run(api: &Api, output: Output, args: RunArgs) -> Result<ExitCode, CliError> {
     let body = request_body(&args)?;
@@ -36,7 +34,7 @@ pub async fn run(api: &Api, output: Output, args: RunArgs) -> Result<ExitCode, C
             Submitted::Accepted { id } => id,
             Submitted::Finished(result) => result["job_id"].as_str().unwrap_or_default().to_owned(),
         };
-        eprintln!("submitted {id}: `gitfaas result {id} --wait 60` waits for its result");
+        err!("submitted {id}: `gitfaas result {id} --wait 60` waits for its result");
         out!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -71,12 +69,9 @@ fn request_body(args: &RunArgs) -> Result<Value, CliError> {
         }
         None => {
             let found = upstream::of_checkout(Path::new("."))?;
-            eprintln!(
-                "running {} at {} ({}, the upstream of `{}`)",
-                found.url, found.commit, found.upstream, found.branch
-            );
+            err!("running {} at {} ({}, the upstream of `{}`)", found.url, found.commit, found.upstream, found.branch);
             if found.unpushed > 0 {
-                eprintln!("note: {} local commit(s) not pushed do not run; `git push` first", found.unpushed);
+                err!("note: {} local commit(s) not pushed do not run; `git push` first", found.unpushed);
             }
             (found.url, Some(found.commit))
         }
@@ -169,18 +164,10 @@ async fn drain(live: Option<&mut LiveLog>, progress: &mut Progress, logged: &mut
 /// The caller's events websocket, or `None` when it cannot be opened (the
 /// progress then comes from status reads).
 async fn open_events(api: &Api) -> Option<EventStream> {
-    let url = format!("{}/v1/jobs/events", api.base().replacen("http", "ws", 1));
-    let mut request = url.into_client_request().ok()?;
-    request.headers_mut().insert("authorization", format!("Bearer {}", api.token()).parse().ok()?);
-    let opened = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(request)).await;
-    match opened {
-        Ok(Ok((stream, _))) => Some(stream),
-        Ok(Err(e)) => {
-            eprintln!("note: no event stream ({e}); following the job's status instead");
-            None
-        }
-        Err(_) => {
-            eprintln!("note: the event stream did not open in 5 s; following the job's status instead");
+    match api.open_events().await {
+        Ok(stream) => Some(stream),
+        Err(why) => {
+            err!("note: no event stream ({why}); following the job's status instead");
             None
         }
     }
@@ -226,7 +213,7 @@ impl Progress {
         if self.terminal {
             self.redraw();
         } else {
-            eprintln!("{}", self.line());
+            err!("{}", escape::line(&self.line()));
         }
     }
 
@@ -238,7 +225,8 @@ impl Progress {
     fn redraw(&self) {
         if self.terminal {
             let elapsed = self.started.elapsed().as_secs_f64();
-            eprint!("\r\x1b[2K{} {elapsed:.1}s", self.line());
+            // our own control sequences; the line's text (an id, a status) shown
+            eprint!("\r\x1b[2K{} {elapsed:.1}s", escape::line(&self.line()));
             let _ = std::io::stderr().flush();
         }
     }
@@ -257,7 +245,7 @@ impl Progress {
         if self.terminal {
             eprint!("\r\x1b[2K");
         }
-        eprint!("{text}");
+        eprint!("{}", escape::text(text));
         if self.terminal && !text.ends_with('\n') {
             eprintln!();
         }
@@ -272,7 +260,7 @@ impl Progress {
         }
         let log = result["stderr_tail"].as_str().unwrap_or_default();
         if !logged && !log.is_empty() {
-            eprint!("{log}");
+            eprint!("{}", escape::text(log));
             if !log.ends_with('\n') {
                 eprintln!();
             }
@@ -280,6 +268,6 @@ impl Progress {
         let status = result["status"].as_str().unwrap_or("unknown");
         let reason = result["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
         self.state = format!("{status}{reason} ({})", show::timings(result));
-        eprintln!("{}", self.line());
+        err!("{}", self.line());
     }
 }

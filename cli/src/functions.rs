@@ -10,10 +10,12 @@ use crate::api::Api;
 use crate::args::{FnCommand, Output};
 use crate::error::{exit_of, CliError};
 use crate::jobs::{status_of, wait_for_result};
-use crate::show::{self, out};
+use crate::show::{self, err, out};
 
 /// How long `invoke` asks the frontend to hold the answer for the result.
 const INVOKE_WAIT_SECS: u64 = 30;
+/// The longest the frontend holds a deployment while its ref is resolved.
+const DEPLOY_HOLD_SECS: u64 = 60;
 
 fn path(name: &str, rest: &str) -> String {
     let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
@@ -34,14 +36,11 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
             if let Some(runtime) = runtime {
                 body["runtime"] = runtime.into();
             }
-            eprintln!("deploying {name} (an executor resolves the ref to a commit)");
-            let (_, function) = api.call(Method::PUT, &path(&name, ""), Some(&body), 0).await?;
+            err!("deploying {name} (an executor resolves the ref to a commit)");
+            // the frontend holds a deployment up to a minute while an executor resolves its ref
+            let (_, function) = api.call_held(Method::PUT, &path(&name, ""), Some(&body), 0, DEPLOY_HOLD_SECS).await?;
             let current = &function["current"];
-            eprintln!(
-                "{name} version {} at commit {}",
-                current["version"],
-                current["commit_sha"].as_str().unwrap_or("?")
-            );
+            err!("{name} version {} at commit {}", current["version"], current["commit_sha"].as_str().unwrap_or("?"));
             print(output, &function);
             Ok(ExitCode::SUCCESS)
         }
@@ -54,12 +53,12 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
                 answer
             } else {
                 let id = answer["id"].as_str().unwrap_or_default().to_owned();
-                eprintln!("job {id} is still running; waiting for its result");
+                err!("job {id} is still running; waiting for its result");
                 wait_for_result(api, &id, None).await?.unwrap_or(Value::Null)
             };
             let status = status_of(&result)?;
             if let Some(reason) = result["reason"].as_str() {
-                eprintln!("{status}: {reason}");
+                err!("{status}: {reason}");
             }
             show::json(&result["output"]);
             Ok(exit_of(status))
@@ -106,13 +105,13 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
         FnCommand::Rollback { name, version } => {
             let body = json!({ "version": version });
             let (_, function) = api.call(Method::POST, &path(&name, "/rollback"), Some(&body), 0).await?;
-            eprintln!("{name} is at version {}", function["current"]["version"]);
+            err!("{name} is at version {}", function["current"]["version"]);
             print(output, &function);
             Ok(ExitCode::SUCCESS)
         }
         FnCommand::Rm { name } => {
             api.call(Method::DELETE, &path(&name, ""), None, 0).await?;
-            eprintln!("{name} deleted");
+            err!("{name} deleted");
             Ok(ExitCode::SUCCESS)
         }
     }

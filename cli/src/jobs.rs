@@ -9,7 +9,7 @@ use crate::api::Api;
 use crate::args::{LogsArgs, LsArgs, Output, ResultArgs};
 use crate::error::{exit_of, CliError};
 use crate::live::{LiveLog, Piece};
-use crate::show::{self, out};
+use crate::show::{self, err, out};
 
 /// The longest wait the API takes in one request; longer waits are several.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -64,16 +64,18 @@ pub async fn result(api: &Api, output: Output, args: &ResultArgs) -> Result<Exit
 /// `gitfaas logs`: the job's log so far; with `-f`, followed live until the job
 /// ends. The log is this command's output: it goes to stdout.
 pub async fn logs(api: &Api, args: &LogsArgs) -> Result<(), CliError> {
+    // the log is the function's: its controls are shown, unless asked for raw
+    let print = |text: &str| if args.raw { show::raw(text.as_bytes()) } else { show::text(text) };
     if !args.follow {
-        show::raw(api.logs(&args.id).await?.as_bytes());
+        print(&api.logs(&args.id).await?);
         return Ok(());
     }
     let mut live = LiveLog::open(api, &args.id).await?;
     loop {
         match live.next().await? {
-            Some(Piece::Text(text)) => show::raw(text.as_bytes()),
+            Some(Piece::Text(text)) => print(&text),
             Some(Piece::End(end)) => {
-                eprintln!("job {} ended {}", args.id, end["status"].as_str().unwrap_or("(erased)"));
+                err!("job {} ended {}", args.id, end["status"].as_str().unwrap_or("(erased)"));
                 return Ok(());
             }
             None => {
@@ -110,6 +112,6 @@ pub async fn cancel(api: &Api, output: Output, id: &str) -> Result<(), CliError>
 
 pub async fn erase(api: &Api, id: &str) -> Result<(), CliError> {
     api.erase(id).await?;
-    eprintln!("erased {id}");
+    err!("erased {id}");
     Ok(())
 }

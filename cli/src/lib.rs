@@ -4,11 +4,13 @@
 //! - [`args`]: the command line (clap);
 //! - [`config`]: the config directory, `config.toml`, and flag → env → file defaults;
 //! - [`auth`]: `login` (device grant, client credentials), `logout`, the token cache;
-//! - [`api`]: one method per REST route, refusals as problems;
+//! - [`api`]: one method per REST route, refusals as problems; every answer read
+//!   within a size bound and every request within timeouts;
 //! - [`follow`]: `run` — submit, then follow queued → running → done;
 //! - [`jobs`]: `status`, `result`, `logs`, `ls`, `cancel`, `rm`; [`live`]: a job's
 //!   log followed over Server-Sent Events (`logs -f`, `run`);
-//! - [`show`]: how a job, a list and a result are printed (table or json);
+//! - [`show`]: how a job, a list and a result are printed (table or json), through
+//!   [`escape`], which shows a terminal's control characters instead of sending them;
 //! - [`upstream`]: the pushed upstream commit of the current git checkout;
 //! - [`pipelines`]: `pipeline run` (followed to its end), `status`, `ls`, `cancel`;
 //! - [`local`]: `local run`, through the executor's library;
@@ -22,6 +24,7 @@ mod args;
 mod auth;
 mod config;
 mod error;
+mod escape;
 mod follow;
 mod functions;
 mod input;
@@ -46,9 +49,9 @@ pub async fn main(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
+            show::err!("error: {error}");
             if let Some(hint) = error.hint(&api_hint) {
-                eprintln!("hint: {hint}");
+                show::err!("hint: {hint}");
             }
             error.exit_code()
         }
@@ -68,13 +71,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         return local::run(args).await;
     }
     let ctx = Context::resolve(cli.global)?;
-    let api = || async { auth::access_token(&ctx).await.map(|token| api::Api::new(&ctx.api, token)) };
+    let api = || async { auth::access_token(&ctx).await.map(|token| api::Api::new(&ctx.api, token, ctx.timeouts)) };
     let ok = |()| ExitCode::SUCCESS;
     match command {
         Command::Login(args) => auth::login(&ctx, args).await.map(ok),
         Command::Logout => {
             let had = auth::logout()?;
-            eprintln!("{}", if had { "logged out" } else { "no session to forget" });
+            show::err!("{}", if had { "logged out" } else { "no session to forget" });
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => follow::run(&api().await?, ctx.output, args).await,

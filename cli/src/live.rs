@@ -4,13 +4,17 @@
 
 use serde_json::Value;
 
-use crate::api::Api;
+use crate::api::{transport, Api, MAX_BODY_BYTES};
 use crate::error::CliError;
 
-/// One followed log: its events, read from the response as they arrive.
+/// One followed log: its events, read from the response as they arrive. An event
+/// is bounded like an answer ([`MAX_BODY_BYTES`]); the stream is not: it lasts
+/// as long as the job.
 pub struct LiveLog {
     response: reqwest::Response,
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no event's end.
+    scanned: usize,
     attempt: Option<u64>,
     base: String,
 }
@@ -26,21 +30,28 @@ pub enum Piece {
 impl LiveLog {
     pub async fn open(api: &Api, id: &str) -> Result<Self, CliError> {
         let response = api.follow_logs(id).await?;
-        Ok(Self { response, buf: Vec::new(), attempt: None, base: api.base().to_owned() })
+        Ok(Self { response, buf: Vec::new(), scanned: 0, attempt: None, base: api.base().to_owned() })
     }
 
     /// The next piece; `None` when the stream closed without an `end`.
     pub async fn next(&mut self) -> Result<Option<Piece>, CliError> {
         loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..at + 2).collect();
+            // only what came since the last look is searched: a long event costs no
+            // more than its length
+            let from = self.scanned.saturating_sub(1);
+            if let Some(at) = self.buf[from..].windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..from + at + 2).collect();
+                self.scanned = 0;
                 if let Some(piece) = self.piece(&String::from_utf8_lossy(&block)) {
                     return Ok(Some(piece));
                 }
                 continue;
             }
-            let chunk = self.response.chunk().await;
-            match chunk.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: crate::api::chain(&e) })? {
+            self.scanned = self.buf.len();
+            if self.buf.len() > MAX_BODY_BYTES {
+                return Err(CliError::TooLarge { url: self.base.clone(), limit: MAX_BODY_BYTES });
+            }
+            match self.response.chunk().await.map_err(|e| transport(&self.base, &e))? {
                 Some(bytes) => self.buf.extend_from_slice(&bytes),
                 None => return Ok(None),
             }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::LocalRunArgs;
 use crate::error::{exit_of, CliError};
+use crate::show::err;
 use crate::{input, show};
 
 const SHIPPED_BASE: &str = include_str!("../../config/base.yaml");
@@ -52,17 +53,17 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
             on_interrupt.cancel(); // the container is killed and removed
         }
     });
-    eprintln!("running {} in the sandbox", dir.display());
+    err!("running {} in the sandbox", dir.display());
     let outcome =
         gitfaas_executor::run_local(&settings, run, &cancel).await.map_err(|e| CliError::Local(format!("{e:#}")))?;
     // the function's stderr was printed live: only end its last line
     if !outcome.stderr_tail.is_empty() && !outcome.stderr_tail.ends_with('\n') {
-        eprintln!();
+        err!();
     }
     let reason = outcome.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
     let image =
         if outcome.image.is_empty() { String::new() } else { format!(" ({} in {})", outcome.runtime, outcome.image) };
-    eprintln!("{}{reason}{image}", outcome.status);
+    err!("{}{reason}{image}", outcome.status);
     if let Some(output) = &outcome.output {
         show::json(output);
     }

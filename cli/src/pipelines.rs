@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::api::Api;
 use crate::args::{Output, PipelineCommand};
 use crate::error::{exit_of, CliError};
-use crate::show::{self, out};
+use crate::show::{self, err, out};
 
 /// How long each read of a running run is held for its end.
 const WAIT_SECS: u64 = 30;
@@ -28,13 +28,13 @@ pub async fn run(api: &Api, output: Output, command: PipelineCommand) -> Result<
             let body = json!({ "steps": steps, "input": input });
             let (_, started) = api.call(Method::POST, "/v1/pipelines", Some(&body), 0).await?;
             let id = started["id"].as_str().unwrap_or_default().to_owned();
-            eprintln!("pipeline run {id}: {} steps", steps.len());
+            err!("pipeline run {id}: {} steps", steps.len());
             let run = follow(api, &id).await?;
             for step in run["steps"].as_array().into_iter().flatten() {
-                eprintln!("{}", step_line(step));
+                err!("{}", step_line(step));
             }
             if let Some(reason) = run["reason"].as_str() {
-                eprintln!("{}: {reason}", run["status"].as_str().unwrap_or(""));
+                err!("{}: {reason}", run["status"].as_str().unwrap_or(""));
             }
             if output == Output::Json || run["status"] == "succeeded" {
                 show::json(&run["output"]);
@@ -67,7 +67,7 @@ pub async fn run(api: &Api, output: Output, command: PipelineCommand) -> Result<
         }
         PipelineCommand::Cancel { id } => {
             let (_, run) = api.call(Method::POST, &path(&id, "/cancel"), None, 0).await?;
-            eprintln!("pipeline run {id}: {}", run["status"].as_str().unwrap_or(""));
+            err!("pipeline run {id}: {}", run["status"].as_str().unwrap_or(""));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -77,14 +77,14 @@ pub async fn run(api: &Api, output: Output, command: PipelineCommand) -> Result<
 async fn follow(api: &Api, id: &str) -> Result<Value, CliError> {
     let mut last_step = None;
     loop {
-        let (_, run) = api.call(Method::GET, &path(id, &format!("?wait={WAIT_SECS}")), None, 0).await?;
+        let (_, run) = api.call_held(Method::GET, &path(id, &format!("?wait={WAIT_SECS}")), None, 0, WAIT_SECS).await?;
         if !matches!(run["status"].as_str(), Some("queued" | "running")) {
             return Ok(run);
         }
         let at = run["steps"].as_array().and_then(|s| s.iter().position(|s| s["status"] != "succeeded"));
         if at != last_step {
             if let Some(step) = at.and_then(|i| run["steps"].get(i)) {
-                eprintln!("{}", step_line(step));
+                err!("{}", step_line(step));
             }
             last_step = at;
         }

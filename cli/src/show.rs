@@ -1,51 +1,81 @@
 //! How jobs, lists and results are printed: `--output json` prints what the API
-//! answered, unchanged; `table` a few aligned columns or `key: value` lines.
+//! answered (the same JSON value; see [`crate::escape`]); `table` a few aligned
+//! columns or `key: value` lines. Everything printed goes through [`out!`] or
+//! [`err!`], which show a terminal's control characters instead of sending them.
 
 use std::io::IsTerminal;
 
 use serde_json::Value;
 
 use crate::args::Output;
+use crate::escape;
 
-/// `println!` that stops quietly at a closed pipe (`gitfaas ls | head -1`) instead
-/// of panicking.
+/// `println!` with control characters shown ([`escape::text`]), that stops quietly
+/// at a closed pipe (`gitfaas ls | head -1`) instead of panicking.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::escape::text(&text));
     }};
 }
 pub(crate) use out;
 
-/// Bytes on stdout, a closed pipe ignored.
+/// `eprintln!` with control characters shown ([`escape::text`]).
+macro_rules! err {
+    () => {
+        eprintln!()
+    };
+    ($($arg:tt)*) => {{
+        let text = format!($($arg)*);
+        eprintln!("{}", $crate::escape::text(&text));
+    }};
+}
+pub(crate) use err;
+
+/// Bytes on stdout, unchanged, a closed pipe ignored: only for what the CLI made
+/// itself, or what the user asked to get raw (`logs --raw`).
 pub fn raw(bytes: &[u8]) {
     use std::io::Write;
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
 }
 
-/// A JSON value on stdout: pretty on a terminal, one line in a pipe.
-pub fn json(value: &Value) {
-    if std::io::stdout().is_terminal() {
-        out!("{}", serde_json::to_string_pretty(value).expect("json values serialise"));
-    } else {
-        out!("{value}");
-    }
+/// Text from a server on stdout, controls shown, a closed pipe ignored.
+pub fn text(text: &str) {
+    raw(escape::text(text).as_bytes());
 }
 
-/// A field as text: strings unquoted, absent as `-`.
-fn text(value: &Value) -> String {
-    match value {
+/// A JSON value on stdout: pretty on a terminal, one line in a pipe.
+pub fn json(value: &Value) {
+    out!("{}", pretty(value));
+}
+
+/// A JSON value as text to print: pretty on a terminal, one line in a pipe; DEL and
+/// C1 controls escaped as `\u00NN` (the same value).
+fn pretty(value: &Value) -> String {
+    let text = if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value).expect("json values serialise")
+    } else {
+        value.to_string()
+    };
+    escape::json(&text).into_owned()
+}
+
+/// A field as one line of text: strings unquoted, absent as `-`, controls shown.
+fn cell(value: &Value) -> String {
+    let text = match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
+    };
+    escape::line(&text).into_owned()
 }
 
 fn pairs(value: &Value, keys: &[&str]) {
     for key in keys {
         if !value[*key].is_null() {
-            out!("{:<13} {}", format!("{key}:"), text(&value[*key]));
+            out!("{:<13} {}", format!("{key}:"), cell(&value[*key]));
         }
     }
 }
@@ -82,7 +112,8 @@ pub fn result(output: Output, result: &Value) {
             pairs(result, &["job_id", "status", "reason", "exit_code", "commit_sha", "executor_id", "attempt"]);
             out!("{:<13} {}", "timings:", timings(result));
             if let Some(out) = result.get("output") {
-                out!("output:\n{}", serde_json::to_string_pretty(out).expect("json values serialise"));
+                let pretty = serde_json::to_string_pretty(out).expect("json values serialise");
+                out!("output:\n{}", escape::json(&pretty));
             }
         }
     }
@@ -91,7 +122,7 @@ pub fn result(output: Output, result: &Value) {
 /// `queue 1 ms, run 206 ms, total 207 ms`.
 pub fn timings(result: &Value) -> String {
     let t = &result["timings"];
-    format!("queue {} ms, run {} ms, total {} ms", text(&t["queue_ms"]), text(&t["run_ms"]), text(&t["total_ms"]))
+    format!("queue {} ms, run {} ms, total {} ms", cell(&t["queue_ms"]), cell(&t["run_ms"]), cell(&t["total_ms"]))
 }
 
 /// `gitfaas ls`.
@@ -101,7 +132,7 @@ pub fn list(output: Output, list: &Value) {
     }
     let columns = ["id", "status", "runtime", "submitted_at", "repo", "ref"];
     let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
-    let rows: Vec<Vec<String>> = jobs.iter().map(|job| columns.iter().map(|c| text(&job[*c])).collect()).collect();
+    let rows: Vec<Vec<String>> = jobs.iter().map(|job| columns.iter().map(|c| cell(&job[*c])).collect()).collect();
     let widths: Vec<usize> = (0..columns.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([columns[i].len()]).max().unwrap_or(0))
         .collect();
@@ -114,6 +145,6 @@ pub fn list(output: Output, list: &Value) {
         line(row);
     }
     if let Some(next) = list["next"].as_str() {
-        eprintln!("more: gitfaas ls --before {next}");
+        err!("more: gitfaas ls --before {next}");
     }
 }

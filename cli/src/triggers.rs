@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::api::Api;
 use crate::args::{Output, TriggerCommand};
 use crate::error::CliError;
-use crate::show::{self, out};
+use crate::show::{self, err, out};
 
 fn path(name: &str, rest: &str) -> String {
     let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
@@ -52,7 +52,7 @@ pub async fn run(api: &Api, output: Output, command: TriggerCommand) -> Result<E
         TriggerCommand::Resume { name } => api.call(Method::POST, &path(&name, "/resume"), None, 0).await?.1,
         TriggerCommand::Rm { name } => {
             api.call(Method::DELETE, &path(&name, ""), None, 0).await?;
-            eprintln!("{name} deleted");
+            err!("{name} deleted");
             return Ok(ExitCode::SUCCESS);
         }
     };
