@@ -145,13 +145,32 @@ impl Default for ObserverParams {
     }
 }
 
+/// Why parameters were refused, and the field at fault when one is.
 #[derive(Debug, PartialEq, thiserror::Error)]
 #[error("invalid observer parameters: {0}")]
-pub struct InvalidParams(pub String);
+pub struct InvalidParams(pub String, pub Option<&'static str>);
+
+/// The longest span a parameter may name: a year. The observer turns spans into
+/// signed time deltas, which a span near `u64::MAX` seconds overflows (a panic, not
+/// a refusal), however the parameters reach it — the admin route, its own config,
+/// or a message written to the observer topic by anyone with broker access.
+pub const MAX_SPAN_SECS: u64 = 365 * 24 * 3600;
 
 impl ObserverParams {
     pub fn validate(&self) -> Result<(), InvalidParams> {
-        let fail = |m: &str| Err(InvalidParams(m.to_owned()));
+        let fail = |m: &str| Err(InvalidParams(m.to_owned(), None));
+        let spans = [
+            ("rate_window_secs", self.rate_window_secs),
+            ("latency_window_secs", self.latency_window_secs),
+            ("scale_out_cooldown_secs", self.scale_out_cooldown_secs),
+            ("scale_in_cooldown_secs", self.scale_in_cooldown_secs),
+            ("interval_secs", self.interval_secs),
+            ("drain_horizon_secs", self.drain_horizon_secs),
+            ("target_response_ms", self.target_response_ms / 1000),
+        ];
+        if let Some((field, _)) = spans.into_iter().find(|&(_, secs)| secs > MAX_SPAN_SECS) {
+            return Err(InvalidParams(format!("{field} is at most a year ({MAX_SPAN_SECS} s)"), Some(field)));
+        }
         if self.target_response_ms == 0 {
             return fail("target_response_ms must be positive");
         }
@@ -418,6 +437,17 @@ pub fn decode_observer_message(bytes: &[u8]) -> Result<ObserverMessage, DecodeEr
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn spans_past_a_year_are_refused_naming_the_field_however_they_come() {
+        let huge = ParamsUpdate { rate_window_secs: Some(u64::MAX), ..Default::default() };
+        let refused = ObserverParams::default().apply(&huge).unwrap_err();
+        assert_eq!(refused.1, Some("rate_window_secs"), "{refused}");
+        let target = ParamsUpdate { target_response_ms: Some(u64::MAX), ..Default::default() };
+        assert_eq!(ObserverParams::default().apply(&target).unwrap_err().1, Some("target_response_ms"));
+        let year = ParamsUpdate { interval_secs: Some(MAX_SPAN_SECS), ..Default::default() };
+        assert!(ObserverParams::default().apply(&year).is_ok(), "a year is still a span");
+    }
 
     #[test]
     fn config_updates_change_only_the_fields_they_name() {
