@@ -113,6 +113,8 @@ impl OffsetTracker {
         self.partitions.remove(tp);
     }
 
+    /// Messages received and not yet finished (running, waiting or settled).
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.in_flight.len() + p.settled.len()).sum()
     }

@@ -6,8 +6,8 @@
 //! that frees takes the next one at once — no fetch lies between a job ending
 //! and the next one starting. Only when every slot is busy *and* the backlog
 //! holds `prefetch` jobs are the assigned partitions paused (polling goes on, so
-//! a long job never exceeds `max.poll.interval.ms`); they resume as soon as a slot
-//! takes a job from the backlog, while the backlog still has work to hand out. A
+//! a long job never exceeds `max.poll.interval.ms`); they resume once half the
+//! backlog is handed out ([`Flow`]), so the refill is fetched while the rest runs. A
 //! job's offset is stored for commit only once its result was acknowledged by the
 //! broker, and only as part of the contiguous prefix per partition
 //! ([`OffsetTracker`]): a waiting job holds back its partition's commit, so
