@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::join_all;
-use gitfaas_common::kafka::{job_path_consumer_config, Publisher};
+use gitfaas_common::kafka::{ConsumerBuilder, Publisher, Role};
 use gitfaas_common::settings::KafkaSettings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -67,7 +67,7 @@ async fn run(
     size: usize,
 ) -> anyhow::Result<Vec<FloorPoint>> {
     let worker = Arc::new(worker_consumer(kafka, jobs_topic)?);
-    let reader: StreamConsumer = job_path_consumer_config(kafka, &format!("{results_topic}-reader")).create()?;
+    let reader = ConsumerBuilder::new(kafka, Role::Worker, &format!("{results_topic}-reader")).create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         assignment.add_partition_offset(results_topic, partition, Offset::Beginning)?;
@@ -94,17 +94,11 @@ async fn run(
 
 /// The jobs consumer as the executor builds it (`executor/src/lib.rs`).
 fn worker_consumer(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<StreamConsumer> {
-    let mut config = job_path_consumer_config(kafka, &format!("{topic}-workers"));
-    config
-        .set("client.id", "gitfaas-bench-floor")
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", gitfaas_common::metrics::STATISTICS_INTERVAL_MS);
-    if kafka.client.get("group.protocol").is_none_or(|p| p.as_str() == "classic") {
-        config.set("partition.assignment.strategy", "cooperative-sticky").set("heartbeat.interval.ms", "1000");
-    }
-    let consumer: StreamConsumer = config.create()?;
+    let consumer = ConsumerBuilder::new(kafka, Role::Worker, &format!("{topic}-workers"))
+        .client_id("gitfaas-bench-floor")
+        .with_lag_statistics()
+        .rebalancing_promptly()
+        .create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use gitfaas_common::kafka::{client_config, job_path_consumer_config, reliable_producer_config};
+use gitfaas_common::kafka::{client_config, reliable_producer_config, ConsumerBuilder, Role};
 use gitfaas_common::settings::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -49,7 +49,7 @@ pub async fn broker_round_trip(kafka: &KafkaSettings, runs: usize, size: usize) 
 
 async fn round_trips(kafka: &KafkaSettings, topic: &str, runs: usize, size: usize) -> anyhow::Result<Summary> {
     let producer: FutureProducer = reliable_producer_config(kafka).create()?;
-    let consumer: StreamConsumer = job_path_consumer_config(kafka, &format!("{topic}-reader")).create()?;
+    let consumer: StreamConsumer = ConsumerBuilder::new(kafka, Role::Worker, &format!("{topic}-reader")).create()?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
     // the new topic's leader may take a moment: retry the first send

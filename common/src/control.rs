@@ -11,7 +11,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{DecodeError, SCHEMA_VERSION};
+use crate::kafka::{Message, Topic};
+use crate::schema::SCHEMA_VERSION;
 use crate::JobId;
 
 /// An owner's request to cancel a job. Every executor follows these: a job not
@@ -43,32 +44,27 @@ pub enum ControlMessage {
     Cancel(CancelRequest),
 }
 
-impl ControlMessage {
-    pub fn version(&self) -> u32 {
-        match self {
-            ControlMessage::Cancel(m) => m.version,
-        }
-    }
+impl Message for ControlMessage {
+    const TOPIC: Topic = Topic::Control;
 
-    /// The Kafka key the message is published with: the job it is about.
-    pub fn key(&self) -> String {
+    /// The job it is about.
+    fn key(&self) -> String {
         match self {
             ControlMessage::Cancel(m) => m.job_id.to_string(),
         }
     }
-}
 
-pub fn decode_control_message(bytes: &[u8]) -> Result<ControlMessage, DecodeError> {
-    let message: ControlMessage = serde_json::from_slice(bytes)?;
-    if message.version() != SCHEMA_VERSION {
-        return Err(DecodeError::Version { found: message.version() });
+    fn version(&self) -> u32 {
+        match self {
+            ControlMessage::Cancel(m) => m.version,
+        }
     }
-    Ok(message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::DecodeError;
     use serde_json::{json, Value};
 
     #[test]
@@ -79,17 +75,20 @@ mod tests {
         assert_eq!((value["kind"].as_str(), value["owner"].as_str()), (Some("cancel"), Some("alice")));
         assert_eq!(message.key(), request.job_id.to_string());
         let bytes = serde_json::to_vec(&message).unwrap();
-        assert_eq!(decode_control_message(&bytes).unwrap(), message);
+        assert_eq!(crate::kafka::decode::<ControlMessage>(&bytes).unwrap(), message);
 
         let mut future = value.clone();
         future["version"] = json!(2);
-        let future = decode_control_message(future.to_string().as_bytes());
+        let future = crate::kafka::decode::<ControlMessage>(future.to_string().as_bytes());
         assert!(matches!(future, Err(DecodeError::Version { found: 2 })));
         let mut typo = value;
         typo["result_publishd"] = json!(true);
-        assert!(decode_control_message(typo.to_string().as_bytes()).is_err(), "typos are not ignored");
+        assert!(crate::kafka::decode::<ControlMessage>(typo.to_string().as_bytes()).is_err(), "typos are not ignored");
         let heartbeat = json!({"kind": "heartbeat", "version": 1, "executor_id": "e1", "slots": 2, "busy": 1,
             "state": "running", "at": "2025-01-01T00:00:00Z"});
-        assert!(decode_control_message(heartbeat.to_string().as_bytes()).is_err(), "not control traffic");
+        assert!(
+            crate::kafka::decode::<ControlMessage>(heartbeat.to_string().as_bytes()).is_err(),
+            "not control traffic"
+        );
     }
 }

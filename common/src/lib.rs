@@ -10,8 +10,9 @@
 //! - [`control`]: the control topic's messages to every executor (cancel requests);
 //! - [`logs`]: the logs topic's chunks of a running job's output, and their bounds;
 //! - [`unreadable`]: the job a message that does not decode was about, to end it;
-//! - [`kafka`]: client configuration, topic creation, the one publisher and
-//!   trace-context headers;
+//! - [`kafka`]: typed topics and messages, the one publisher, consumers per role,
+//!   the one receive loop, topic creation and trace-context headers;
+//! - [`tasks`]: every background task of a service, owned and awaited at shutdown;
 //! - [`policy`]: which repository URLs, data links and addresses a job may use;
 //! - [`sealed`]: credentials sealed to the executors' X25519 public key;
 //! - [`telemetry`]: tracing set-up with optional OpenTelemetry OTLP export;
@@ -32,6 +33,7 @@ pub mod schema;
 pub mod sealed;
 pub mod settings;
 pub mod shutdown;
+pub mod tasks;
 pub mod telemetry;
 pub mod unreadable;
 

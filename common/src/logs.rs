@@ -9,7 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{DecodeError, SCHEMA_VERSION};
+use crate::kafka::{Message, Topic};
+use crate::schema::SCHEMA_VERSION;
 use crate::JobId;
 
 /// Which of the process's streams a chunk's text came from.
@@ -59,12 +60,17 @@ impl LogChunk {
     }
 }
 
-pub fn decode_log_chunk(bytes: &[u8]) -> Result<LogChunk, DecodeError> {
-    let chunk: LogChunk = serde_json::from_slice(bytes)?;
-    if chunk.version != SCHEMA_VERSION {
-        return Err(DecodeError::Version { found: chunk.version });
+impl Message for LogChunk {
+    const TOPIC: Topic = Topic::Logs;
+
+    /// The job: its chunks stay in order on one partition.
+    fn key(&self) -> String {
+        self.run.job_id.to_string()
     }
-    Ok(chunk)
+
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// The bounds on one job's live log, the same at both ends: the executor stops
@@ -105,6 +111,7 @@ impl LogLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::DecodeError;
     use serde_json::{json, Value};
 
     #[test]
@@ -112,13 +119,16 @@ mod tests {
         let run = LogRun { job_id: JobId::new(), attempt: 2, executor_id: "e1".into(), started_at: Utc::now() };
         let chunk = LogChunk { truncated: true, ..LogChunk::new(run, 7, LogStream::Stderr, "hi\n".into()) };
         let text = serde_json::to_vec(&chunk).unwrap();
-        assert_eq!(decode_log_chunk(&text).unwrap(), chunk);
+        assert_eq!(crate::kafka::decode::<LogChunk>(&text).unwrap(), chunk);
         let mut value: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!((value["stream"].as_str(), value["seq"].as_u64()), (Some("stderr"), Some(7)));
         assert_eq!((value["attempt"].as_u64(), value["executor_id"].as_str()), (Some(2), Some("e1")));
         value["version"] = json!(2);
-        assert!(matches!(decode_log_chunk(value.to_string().as_bytes()), Err(DecodeError::Version { found: 2 })));
-        assert!(decode_log_chunk(b"{}").is_err());
+        assert!(matches!(
+            crate::kafka::decode::<LogChunk>(value.to_string().as_bytes()),
+            Err(DecodeError::Version { found: 2 })
+        ));
+        assert!(crate::kafka::decode::<LogChunk>(b"{}").is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{DecodeError, SCHEMA_VERSION};
+use crate::kafka::{Message, Topic};
+use crate::schema::SCHEMA_VERSION;
 
 /// Key of every config message: one key, one partition, a total order.
 pub const CONFIG_KEY: &str = "observer-config";
@@ -57,6 +58,15 @@ pub struct ExecutorHeartbeat {
     /// of older executors decode as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsettled: Vec<i32>,
+}
+
+impl ExecutorHeartbeat {
+    /// `executor_id`'s heartbeat now: `busy` of its `slots` running, up since `since`.
+    pub fn new(executor_id: &str, slots: u32, busy: u32, state: ExecutorState, since: DateTime<Utc>) -> Self {
+        let executor_id = executor_id.to_owned();
+        let (at, unsettled, since) = (Utc::now(), Vec::new(), Some(since));
+        Self { version: SCHEMA_VERSION, executor_id, slots, busy, state, at, unsettled, since }
+    }
 }
 
 /// A frontend's sign that the observer topic carries its messages: each frontend
@@ -387,6 +397,19 @@ pub struct ScalerEvent {
     pub action: ScalerAction,
 }
 
+impl ScalerEvent {
+    /// What `scaler_id` did to `executor_id`, now.
+    pub fn new(scaler_id: impl Into<String>, executor_id: impl Into<String>, action: ScalerAction) -> Self {
+        Self {
+            version: SCHEMA_VERSION,
+            scaler_id: scaler_id.into(),
+            executor_id: executor_id.into(),
+            at: Utc::now(),
+            action,
+        }
+    }
+}
+
 /// A message on the observer topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -398,8 +421,10 @@ pub enum ObserverMessage {
     Beacon(FeedBeacon),
 }
 
-impl ObserverMessage {
-    pub fn version(&self) -> u32 {
+impl Message for ObserverMessage {
+    const TOPIC: Topic = Topic::Observer;
+
+    fn version(&self) -> u32 {
         match self {
             ObserverMessage::Heartbeat(m) => m.version,
             ObserverMessage::Config(m) => m.version,
@@ -409,8 +434,7 @@ impl ObserverMessage {
         }
     }
 
-    /// The Kafka key the message is published with.
-    pub fn key(&self) -> String {
+    fn key(&self) -> String {
         match self {
             ObserverMessage::Heartbeat(m) => m.executor_id.clone(),
             ObserverMessage::Config(_) => CONFIG_KEY.to_owned(),
@@ -419,23 +443,12 @@ impl ObserverMessage {
             ObserverMessage::Beacon(m) => m.from.clone(),
         }
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("observer messages serialise")
-    }
-}
-
-pub fn decode_observer_message(bytes: &[u8]) -> Result<ObserverMessage, DecodeError> {
-    let message: ObserverMessage = serde_json::from_slice(bytes)?;
-    if message.version() != SCHEMA_VERSION {
-        return Err(DecodeError::Version { found: message.version() });
-    }
-    Ok(message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::DecodeError;
     use serde_json::{json, Value};
 
     #[test]
@@ -463,27 +476,34 @@ mod tests {
     #[test]
     fn messages_are_tagged_by_kind_and_keyed_by_their_subject() {
         let message = ObserverMessage::Config(ConfigUpdate::new("ops", ParamsUpdate::default()));
-        let value: Value = serde_json::from_slice(&message.encode()).unwrap();
+        let value: Value = serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
         assert_eq!(value["kind"], "config");
         assert_eq!(message.key(), CONFIG_KEY);
-        assert_eq!(decode_observer_message(&message.encode()).unwrap(), message);
+        assert_eq!(crate::kafka::decode::<ObserverMessage>(&serde_json::to_vec(&message).unwrap()).unwrap(), message);
 
         let heartbeat = json!({"kind": "heartbeat", "version": 1, "executor_id": "e1", "slots": 2, "busy": 1,
             "state": "draining", "at": "2025-01-01T00:00:00Z"});
-        let decoded = decode_observer_message(heartbeat.to_string().as_bytes()).unwrap();
+        let decoded = crate::kafka::decode::<ObserverMessage>(heartbeat.to_string().as_bytes()).unwrap();
         assert_eq!(decoded.key(), "e1");
         let ObserverMessage::Heartbeat(older) = &decoded else { panic!("a heartbeat: {decoded:?}") };
         assert!(older.unsettled.is_empty(), "heartbeats without unsettled partitions still decode");
         let mut busy = older.clone();
         busy.unsettled = vec![0, 3];
-        let encoded: Value = serde_json::from_slice(&ObserverMessage::Heartbeat(busy).encode()).unwrap();
+        let encoded: Value =
+            serde_json::from_slice(&serde_json::to_vec(&ObserverMessage::Heartbeat(busy)).unwrap()).unwrap();
         assert_eq!(encoded["unsettled"], json!([0, 3]));
         let future = json!({"kind": "heartbeat", "version": 2, "executor_id": "e1", "slots": 2, "busy": 1,
             "state": "running", "at": "2025-01-01T00:00:00Z"});
-        assert!(matches!(decode_observer_message(future.to_string().as_bytes()), Err(DecodeError::Version { .. })));
+        assert!(matches!(
+            crate::kafka::decode::<ObserverMessage>(future.to_string().as_bytes()),
+            Err(DecodeError::Version { .. })
+        ));
         let unknown_field = json!({"kind": "config", "version": 1, "issued_by": "x",
             "issued_at": "2025-01-01T00:00:00Z", "params": {"max_wrokers": 3}});
-        assert!(decode_observer_message(unknown_field.to_string().as_bytes()).is_err(), "typos are not ignored");
+        assert!(
+            crate::kafka::decode::<ObserverMessage>(unknown_field.to_string().as_bytes()).is_err(),
+            "typos are not ignored"
+        );
     }
 
     #[test]
@@ -498,6 +518,9 @@ mod tests {
         let value = serde_json::to_value(ObserverMessage::Scaler(event.clone())).unwrap();
         assert_eq!((value["kind"].as_str(), value["event"].as_str()), (Some("scaler"), Some("stopped")));
         assert_eq!(value["exit_code"], 0);
-        assert_eq!(decode_observer_message(value.to_string().as_bytes()).unwrap(), ObserverMessage::Scaler(event));
+        assert_eq!(
+            crate::kafka::decode::<ObserverMessage>(value.to_string().as_bytes()).unwrap(),
+            ObserverMessage::Scaler(event)
+        );
     }
 }

@@ -12,23 +12,24 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::kafka::Publisher;
+use crate::kafka::{Publisher, Topic};
 use crate::metrics::{encode, Registry, CONTENT_TYPE};
+use crate::tasks::Tasks;
 
 /// Whether the service is ready: `Err` says why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Whether the broker answers for `topic` within 2 s: readiness of a service
 /// whose work needs nothing more than a reachable broker.
-pub async fn broker_reachable(publisher: &Publisher, topic: &str) -> Result<(), String> {
+pub async fn broker_reachable(publisher: &Publisher, topic: Topic) -> Result<(), String> {
     publisher.serves(topic, Duration::from_secs(2)).await.map_err(|e| format!("broker not reachable: {e}"))
 }
 
 /// A [`ReadyCheck`] that is [`broker_reachable`].
-pub fn broker_ready(publisher: Publisher, topic: String) -> ReadyCheck {
+pub fn broker_ready(publisher: Publisher, topic: Topic) -> ReadyCheck {
     Arc::new(move || {
-        let (publisher, topic) = (publisher.clone(), topic.clone());
-        Box::pin(async move { broker_reachable(&publisher, &topic).await })
+        let publisher = publisher.clone();
+        Box::pin(async move { broker_reachable(&publisher, topic).await })
     })
 }
 
@@ -41,21 +42,21 @@ pub struct OpsListener {
     pub port: u16,
 }
 
-/// Binds `address` (port 0 picks one) and serves the three routes until
-/// `shutdown` completes.
+/// Binds `address` (port 0 picks one) and serves the three routes, as `tasks`,
+/// until they stop.
 pub async fn serve(
     address: &str,
     registry: Arc<Registry>,
     ready: ReadyCheck,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: &Tasks,
 ) -> std::io::Result<OpsListener> {
     let listener = TcpListener::bind(address).await?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
+    let (stop, requests) = (tasks.stopping(), tasks.clone());
+    tasks.spawn("ops listener", async move {
         loop {
             let stream = tokio::select! {
-                () = &mut shutdown => break,
+                () = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(error) => {
@@ -66,7 +67,7 @@ pub async fn serve(
                 },
             };
             let (registry, ready) = (registry.clone(), ready.clone());
-            tokio::spawn(async move {
+            requests.spawn("ops request", async move {
                 if let Err(error) = answer(stream, &registry, &ready).await {
                     tracing::debug!(%error, "ops request failed");
                 }
@@ -156,7 +157,8 @@ mod tests {
                 }
             })
         });
-        let listener = serve("127.0.0.1:0", Arc::new(registry), ready, std::future::pending()).await.unwrap();
+        let tasks = Tasks::new();
+        let listener = serve("127.0.0.1:0", Arc::new(registry), ready, &tasks).await.unwrap();
         let port = listener.port;
 
         let metrics = get(port, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kafka::{Message, Topic};
 use crate::JobId;
 
 mod entry;
@@ -22,14 +23,13 @@ mod trigger;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
 pub use function::{
-    decode_function, is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError,
-    MAX_FUNCTION_NAME_CHARS, MAX_VERSIONS_KEPT,
+    is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError, MAX_FUNCTION_NAME_CHARS,
+    MAX_VERSIONS_KEPT,
 };
 pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
 pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 pub use trigger::{
-    decode_trigger, MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS,
-    MAX_TOPIC_CONCURRENCY,
+    MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS, MAX_TOPIC_CONCURRENCY,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -286,6 +286,14 @@ pub struct JobStarted {
     pub started_at: DateTime<Utc>,
 }
 
+impl JobStarted {
+    /// `executor_id` starts attempt `attempt` of `job` at `started_at`.
+    pub fn new(job: &Job, executor_id: &str, attempt: u32, started_at: DateTime<Utc>) -> Self {
+        let (job_id, owner, executor_id) = (job.id, job.owner.clone(), executor_id.to_owned());
+        Self { version: SCHEMA_VERSION, job_id, owner, executor_id, attempt, started_at }
+    }
+}
+
 /// A message on the results topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -301,13 +309,6 @@ impl JobEvent {
             JobEvent::Finished(r) => r.job_id,
         }
     }
-
-    pub fn version(&self) -> u32 {
-        match self {
-            JobEvent::Started(s) => s.version,
-            JobEvent::Finished(r) => r.version,
-        }
-    }
 }
 
 /// Why a message could not be read.
@@ -319,23 +320,31 @@ pub enum DecodeError {
     Version { found: u32 },
 }
 
-pub fn decode_job(bytes: &[u8]) -> Result<Job, DecodeError> {
-    let job: Job = serde_json::from_slice(bytes)?;
-    check_version(job.version)?;
-    Ok(job)
+impl Message for Job {
+    const TOPIC: Topic = Topic::Jobs;
+
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
-pub fn decode_event(bytes: &[u8]) -> Result<JobEvent, DecodeError> {
-    let event: JobEvent = serde_json::from_slice(bytes)?;
-    check_version(event.version())?;
-    Ok(event)
-}
+impl Message for JobEvent {
+    const TOPIC: Topic = Topic::Results;
 
-fn check_version(found: u32) -> Result<(), DecodeError> {
-    if found == SCHEMA_VERSION {
-        Ok(())
-    } else {
-        Err(DecodeError::Version { found })
+    /// The job: its events stay in order on one partition.
+    fn key(&self) -> String {
+        self.job_id().to_string()
+    }
+
+    fn version(&self) -> u32 {
+        match self {
+            JobEvent::Started(s) => s.version,
+            JobEvent::Finished(r) => r.version,
+        }
     }
 }
 
@@ -374,7 +383,7 @@ mod tests {
         let text = serde_json::to_value(&job).unwrap();
         assert_eq!(text["version"], 1);
         assert_eq!(text["spec"]["ref"], "main");
-        assert_eq!(decode_job(&serde_json::to_vec(&job).unwrap()).unwrap(), job);
+        assert_eq!(crate::kafka::decode::<Job>(&serde_json::to_vec(&job).unwrap()).unwrap(), job);
     }
 
     #[test]
@@ -389,18 +398,18 @@ mod tests {
         });
         let bytes = serde_json::to_vec(&started).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["kind"], "started");
-        assert!(matches!(decode_event(&bytes), Err(DecodeError::Version { found: 2 })));
-        assert!(matches!(decode_event(b"{}"), Err(DecodeError::Json(_))));
+        assert!(matches!(crate::kafka::decode::<JobEvent>(&bytes), Err(DecodeError::Version { found: 2 })));
+        assert!(matches!(crate::kafka::decode::<JobEvent>(b"{}"), Err(DecodeError::Json(_))));
     }
 
     #[test]
     fn a_job_without_a_delivery_mode_is_at_least_once_and_the_mode_round_trips() {
         let mut text = serde_json::to_value(Job::new(Owner { subject: "u".into(), name: None }, spec())).unwrap();
         text["spec"].as_object_mut().unwrap().remove("delivery");
-        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        let job = crate::kafka::decode::<Job>(&serde_json::to_vec(&text).unwrap()).unwrap();
         assert_eq!(job.spec.delivery, Delivery::AtLeastOnce, "older messages decode");
         text["spec"]["delivery"] = "at_most_once".into();
-        let job = decode_job(&serde_json::to_vec(&text).unwrap()).unwrap();
+        let job = crate::kafka::decode::<Job>(&serde_json::to_vec(&text).unwrap()).unwrap();
         assert_eq!(job.spec.delivery, Delivery::AtMostOnce);
         assert_eq!(serde_json::to_value(Delivery::AtMostOnce).unwrap(), Delivery::AtMostOnce.as_str());
     }

@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::control::{decode_control_message, CancelRequest, ControlMessage};
+use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::{decode, CatchUp, Inbox};
 use gitfaas_common::JobId;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -169,97 +168,41 @@ impl Controls {
     }
 }
 
-/// Assigns every partition of the control topic to `consumer`, from `lookback`
-/// ago (or from the beginning, when the broker cannot look up times). Returns the
-/// partitions' end offsets at this moment: once read up to them, the executor
-/// knows every recent request. Blocking. (A broker that answers a time past the
-/// last message with offset 0 rather than the end — tansu 0.6 did — makes the
-/// executor read the whole partition, which costs time, not correctness.)
-pub fn assign_recent(
-    consumer: &StreamConsumer,
-    topic: &str,
-    lookback: Duration,
-) -> Result<HashMap<i32, i64>, rdkafka::error::KafkaError> {
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    let since = Utc::now().timestamp_millis() - lookback.as_millis().min(i64::MAX as u128) as i64;
-    let mut query = TopicPartitionList::new();
-    for &partition in &partitions {
-        query.add_partition_offset(topic, partition, Offset::Offset(since.max(0)))?;
-    }
-    let start = match consumer.offsets_for_times(query, timeout) {
-        Ok(found) => found,
-        Err(error) => {
-            tracing::warn!(%error, "broker cannot look up offsets by time; reading cancel requests from the start");
-            let mut all = TopicPartitionList::new();
-            for &partition in &partitions {
-                all.add_partition_offset(topic, partition, Offset::Beginning)?;
-            }
-            all
-        }
-    };
-    let mut ends = HashMap::new();
-    for element in start.elements() {
-        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
-        let from = match element.offset() {
-            Offset::Offset(offset) => offset,
-            Offset::Beginning => low,
-            _ => high, // nothing that recent
-        };
-        if from < high {
-            ends.insert(element.partition(), high);
-        }
-    }
-    consumer.assign(&start)?;
-    Ok(ends)
-}
-
-/// Feeds cancel requests into `controls` until `stop`. `ends` are the offsets to
-/// reach before `ready` turns true; it also turns true after a quiet spell, so a
-/// broker that under-reports never blocks the executor.
+/// Feeds cancel requests from `inbox` into `controls` until `stop`. `catch_up`
+/// says where the partitions ended when assigned: `ready` turns true once they are
+/// read up to there, or after a quiet spell, so a broker that under-reports never
+/// blocks the executor.
 pub async fn follow(
-    consumer: StreamConsumer,
+    inbox: Inbox,
     controls: Arc<Controls>,
-    mut ends: HashMap<i32, i64>,
+    mut catch_up: CatchUp,
     ready: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     let quiet = Duration::from_secs(3);
-    if ends.is_empty() {
+    if catch_up.is_done() {
         ready.send_replace(true);
     }
     loop {
-        let received = tokio::select! {
-            () = stop.cancelled() => return,
-            received = tokio::time::timeout(quiet, consumer.recv()) => received,
-        };
-        let message = match received {
+        let message = match tokio::time::timeout(quiet, inbox.next(&stop)).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
             Err(_) => {
                 if !*ready.borrow() {
-                    tracing::info!(missing = ends.len(), "cancel requests: quiet, taking them as read");
+                    tracing::info!(missing = catch_up.remaining(), "cancel requests: quiet, taking them as read");
                     ready.send_replace(true);
                 }
                 continue;
             }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "control topic receive error");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Ok(Ok(message)) => message,
         };
-        if let Ok(ControlMessage::Cancel(request)) = decode_control_message(message.payload().unwrap_or_default()) {
+        if let Ok(ControlMessage::Cancel(request)) = decode::<ControlMessage>(message.payload().unwrap_or_default()) {
             let job_id = request.job_id;
             let stopped = controls.request(request);
             tracing::info!(%job_id, stopped, "cancel request");
         }
-        if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
-            ends.remove(&message.partition());
-            if ends.is_empty() && !*ready.borrow() {
-                tracing::info!("cancel requests read up to now");
-                ready.send_replace(true);
-            }
+        if catch_up.advance(&message) && !*ready.borrow() {
+            tracing::info!("cancel requests read up to now");
+            ready.send_replace(true);
         }
     }
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::Utc;
 use gitfaas_common::kafka::Publisher;
 use gitfaas_common::observer::{ExecutorHeartbeat, ExecutorState, ObserverMessage};
-use gitfaas_common::schema::SCHEMA_VERSION;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -32,13 +31,12 @@ impl Load {
 /// Where and as whom heartbeats go out.
 pub struct Beat {
     pub publisher: Publisher,
-    pub topic: String,
     pub executor_id: String,
     pub interval: Duration,
 }
 
 pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationToken) {
-    let Beat { publisher, topic, executor_id, interval } = beat;
+    let Beat { publisher, executor_id, interval } = beat;
     let since = Utc::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -51,19 +49,10 @@ pub async fn publish_heartbeats(beat: Beat, load: Load, shutdown: CancellationTo
             (true, 0) => ExecutorState::Stopped,
             (true, _) => ExecutorState::Draining,
         };
-        let heartbeat = ExecutorHeartbeat {
-            version: SCHEMA_VERSION,
-            executor_id: executor_id.clone(),
-            slots: load.total_slots as u32,
-            busy: busy as u32,
-            state,
-            at: Utc::now(),
-            unsettled: Vec::new(),
-            since: Some(since),
-        };
+        let heartbeat = ExecutorHeartbeat::new(&executor_id, load.total_slots as u32, busy as u32, state, since);
         let message = ObserverMessage::Heartbeat(heartbeat);
         // a heartbeat that cannot be delivered is worthless: the next one replaces it
-        if let Err(error) = publisher.send(&topic, &message.key(), &message).await {
+        if let Err(error) = publisher.publish(&message).await {
             tracing::debug!(%error, "heartbeat not published");
         }
         if state == ExecutorState::Stopped {

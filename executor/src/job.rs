@@ -45,22 +45,20 @@ pub struct JobRunner {
     pub logs: LogTopic,
 }
 
-/// The logs topic and the producer the live log chunks of every run go out through.
+/// The publisher the live log chunks of every run go out through (to the logs topic).
 pub struct LogTopic {
     pub publisher: gitfaas_common::kafka::Publisher,
-    pub topic: String,
 }
 
 impl LogTopic {
     /// An outlet publishing one run's chunks in order, keyed by job id; a chunk the
     /// broker refuses is logged and skipped (a log is best effort, the result is not).
     fn outlet(&self) -> crate::logs::Outlet {
-        let (publisher, topic) = (self.publisher.clone(), self.topic.clone());
+        let publisher = self.publisher.clone();
         Box::new(move |chunk| {
-            let (publisher, topic) = (publisher.clone(), topic.clone());
+            let publisher = publisher.clone();
             Box::pin(async move {
-                let key = chunk.run.job_id.to_string();
-                if let Err(error) = publisher.send(&topic, &key, &chunk).await {
+                if let Err(error) = publisher.publish(&chunk).await {
                     tracing::warn!(%error, seq = chunk.seq, "log chunk not published");
                 }
             })

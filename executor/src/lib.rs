@@ -52,7 +52,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
+use gitfaas_common::kafka::{assign_all, ensure_topics, ConsumerBuilder, Inbox, Publisher, Role, Start, Topic};
+use gitfaas_common::tasks::Tasks;
 use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -87,12 +88,67 @@ async fn connect_sandbox(e: &settings::ExecutorSettings) -> anyhow::Result<Sandb
 }
 
 /// Builds the executor from its settings: connects to Docker and Kafka, removes
-/// containers a crashed predecessor left, and joins the consumer group.
+/// containers a crashed predecessor left, follows cancel requests and joins the
+/// consumer group. Its background tasks stop when the worker's run ends.
 pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let executor_id = settings.executor_id();
     let e = &settings.executor;
+    let mut registry = gitfaas_common::metrics::registry();
+    let metrics = metrics::ExecutorMetrics::register(&mut registry);
+    metrics.jobs.slots.set(i64::try_from(e.slots).unwrap_or(i64::MAX));
+    let sandbox = prepare_sandbox(e, &executor_id).await?.with_metrics(metrics.sandbox.clone());
+    let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
+    let git = Arc::new(git.with_limits(e.checkout).with_metrics(metrics.git.clone()));
+
+    ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
+    let tasks = Tasks::new();
+    let lookback = Duration::from_secs(e.cancel_lookback_secs);
+    let controls = cancel::Controls::new(lookback);
+    let cancels_ready = follow_cancels(settings, &executor_id, controls.clone(), lookback, &tasks).await?;
+    let tracker = Arc::new(Mutex::new(Default::default()));
+    let context = WorkerContext {
+        tracker: tracker.clone(),
+        controls: controls.clone(),
+        revoke_grace: Duration::from_secs(e.revoke_grace_secs),
+        lag: metrics.lag.clone(),
+    };
+    let consumer = Arc::new(jobs_consumer(settings, &executor_id, context)?);
+    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
+    let ops_port = serve_ops(e, registry, ready_check(consumer.clone(), publisher.clone()), &tasks).await?;
+    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
+    let deps = deps::Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
+        .context("creating the dependency layer cache")?;
+    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
+    let runner = JobRunner {
+        executor_id,
+        settings: e.clone(),
+        git,
+        sandbox,
+        warm,
+        deps: Arc::new(deps),
+        refs: refs::SharedResolutions::new(Duration::from_millis(e.ref_freshness_ms)),
+        logs: job::LogTopic { publisher: publisher.clone() },
+    };
+    Ok(Arc::new(Worker {
+        consumer,
+        ops_port,
+        processing: Processing { publisher, runner: Arc::new(runner), metrics: metrics.jobs },
+        tracker,
+        slots: Arc::new(Semaphore::new(e.slots)),
+        prefetch: e.prefetch,
+        waking: Default::default(),
+        grace: Duration::from_secs(e.shutdown_grace_secs),
+        controls,
+        cancels_ready,
+        tasks,
+    }))
+}
+
+/// The sandbox, with what a crashed predecessor left removed and the runtime
+/// images checked.
+async fn prepare_sandbox(e: &settings::ExecutorSettings, executor_id: &str) -> anyhow::Result<Sandbox> {
     let sandbox = connect_sandbox(e).await?;
-    let orphans = sandbox.remove_orphans(Some(&executor_id)).await.context("removing orphan containers")?;
+    let orphans = sandbox.remove_orphans(Some(executor_id)).await.context("removing orphan containers")?;
     if orphans > 0 {
         tracing::warn!(orphans, "removed containers left by a previous run");
     }
@@ -101,147 +157,92 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
             tracing::warn!(%runtime, %image, "runtime image missing; its jobs will fail until it is built");
         }
     }
-    let mut registry = gitfaas_common::metrics::registry();
-    let metrics = metrics::ExecutorMetrics::register(&mut registry);
-    let sandbox = sandbox.with_metrics(metrics.sandbox.clone());
-    metrics.jobs.slots.set(i64::try_from(e.slots).unwrap_or(i64::MAX));
-    let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
-    let git = Arc::new(git.with_limits(e.checkout).with_metrics(metrics.git.clone()));
+    Ok(sandbox)
+}
 
-    ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
-    let tracker = Arc::new(Mutex::new(Default::default()));
-    let lookback = Duration::from_secs(e.cancel_lookback_secs);
-    let controls = cancel::Controls::new(lookback);
-    let (cancels_ready, stop_following) = follow_cancels(settings, &executor_id, controls.clone(), lookback).await?;
-    let revoke_grace = Duration::from_secs(e.revoke_grace_secs);
-    let mut config = job_path_consumer_config(&settings.kafka, &e.group_id);
-    config
-        .set("client.id", &executor_id)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", gitfaas_common::metrics::STATISTICS_INTERVAL_MS);
-    // the classic group protocol (the default); with KIP-848's `group.protocol:
-    // consumer` in kafka.client the broker assigns and sets the heartbeat itself
-    if settings.kafka.client.get("group.protocol").is_none_or(|p| p.as_str() == "classic") {
-        config
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            // learn of a rebalance within a second, so that a revoked partition's jobs
-            // start finishing (and the new owner gets the partition) without delay
-            .set("heartbeat.interval.ms", "1000");
-    }
-    let consumer: JobConsumer = config
-        .create_with_context(WorkerContext {
-            tracker: tracker.clone(),
-            controls: controls.clone(),
-            revoke_grace,
-            lag: metrics.lag.clone(),
-        })
+/// The jobs topic's consumer in the executors' group.
+fn jobs_consumer(settings: &Settings, executor_id: &str, context: WorkerContext) -> anyhow::Result<JobConsumer> {
+    let consumer = ConsumerBuilder::new(&settings.kafka, Role::Worker, &settings.executor.group_id)
+        .client_id(executor_id)
+        .with_lag_statistics()
+        .rebalancing_promptly()
+        .create_with(context)
         .context("creating the kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
-    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
+    Ok(consumer)
+}
 
-    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
-    let consumer = Arc::new(consumer);
-    let ops_port = match &e.metrics_listen {
-        Some(address) => {
-            let ready = ready_check(consumer.clone(), publisher.clone(), settings.kafka.topics.jobs.clone());
-            let listener = gitfaas_common::ops::serve(
-                address,
-                Arc::new(registry),
-                ready,
-                stop_following.clone().cancelled_owned(),
-            )
-            .await
-            .with_context(|| format!("binding the metrics listener {address}"))?;
-            tracing::info!(port = listener.port, "metrics and health listening");
-            Some(listener.port)
-        }
-        None => None,
-    };
-    let deps = deps::Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
-        .context("creating the dependency layer cache")?;
-    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
-    Ok(Arc::new(Worker {
-        consumer,
-        ops_port,
-        processing: Processing {
-            publisher: publisher.clone(),
-            runner: Arc::new(JobRunner {
-                executor_id,
-                settings: e.clone(),
-                git,
-                sandbox,
-                warm,
-                deps: Arc::new(deps),
-                refs: refs::SharedResolutions::new(Duration::from_millis(e.ref_freshness_ms)),
-                logs: job::LogTopic { publisher, topic: settings.kafka.topics.logs.clone() },
-            }),
-            topics: settings.kafka.topics.clone(),
-            metrics: metrics.jobs,
-        },
-        tracker,
-        slots: Arc::new(Semaphore::new(e.slots)),
-        prefetch: e.prefetch,
-        waking: Default::default(),
-        grace: Duration::from_secs(e.shutdown_grace_secs),
-        controls,
-        cancels_ready,
-        stop_following,
-    }))
+/// Serves metrics and health on `executor.metrics_listen`, if set; its port.
+async fn serve_ops(
+    e: &settings::ExecutorSettings,
+    registry: gitfaas_common::metrics::Registry,
+    ready: gitfaas_common::ops::ReadyCheck,
+    tasks: &Tasks,
+) -> anyhow::Result<Option<u16>> {
+    let Some(address) = &e.metrics_listen else { return Ok(None) };
+    let listener = gitfaas_common::ops::serve(address, Arc::new(registry), ready, tasks)
+        .await
+        .with_context(|| format!("binding the metrics listener {address}"))?;
+    tracing::info!(port = listener.port, "metrics and health listening");
+    Ok(Some(listener.port))
 }
 
 /// Ready once the jobs consumer has partitions, or (an executor the group has no
 /// partition for) while the broker serves the jobs topic.
-fn ready_check(consumer: Arc<JobConsumer>, publisher: Publisher, jobs: String) -> gitfaas_common::ops::ReadyCheck {
+fn ready_check(consumer: Arc<JobConsumer>, publisher: Publisher) -> gitfaas_common::ops::ReadyCheck {
     Arc::new(move || {
         let assigned = consumer.assignment().map(|list| list.count() > 0).unwrap_or(false);
-        let (publisher, jobs) = (publisher.clone(), jobs.clone());
+        let publisher = publisher.clone();
         Box::pin(async move {
             if assigned {
                 return Ok(());
             }
-            gitfaas_common::ops::broker_reachable(&publisher, &jobs).await
+            gitfaas_common::ops::broker_reachable(&publisher, Topic::Jobs).await
         })
     })
 }
 
-/// Starts reading cancel requests from the control topic, `lookback` back in time.
+/// Starts reading cancel requests from the control topic, `lookback` back in
+/// time, as one of `tasks`; true in the receiver once they are read.
 async fn follow_cancels(
     settings: &Settings,
     executor_id: &str,
     controls: Arc<cancel::Controls>,
     lookback: Duration,
-) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, CancellationToken)> {
-    let consumer: rdkafka::consumer::StreamConsumer = client_config(&settings.kafka)
-        .set("group.id", format!("{}-cancels-{executor_id}", settings.executor.group_id))
-        .set("enable.auto.commit", "false")
+    tasks: &Tasks,
+) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let group = format!("{}-cancels-{executor_id}", settings.executor.group_id);
+    let consumer = ConsumerBuilder::new(&settings.kafka, Role::Broadcast, &group)
         .create()
         .context("creating the cancel request consumer")?;
     let topic = settings.kafka.topics.control.clone();
-    let (consumer, ends) = tokio::task::spawn_blocking(move || {
-        let ends = cancel::assign_recent(&consumer, &topic, lookback);
-        (consumer, ends)
+    let since = chrono::Utc::now() - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::MAX);
+    let (consumer, catch_up) = tokio::task::spawn_blocking(move || {
+        let catch_up = assign_all(&consumer, &[(&topic, Start::Since(since))]);
+        (consumer, catch_up)
     })
     .await
     .context("cancel request consumer setup")?;
-    let ends = ends.context("assigning the control topic")?;
+    let catch_up = catch_up.context("assigning the control topic")?;
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
-    let stop = CancellationToken::new();
-    tokio::spawn(cancel::follow(consumer, controls, ends, ready_tx, stop.clone()));
-    Ok((ready, stop))
+    let inbox = Inbox::new(consumer, "control");
+    tasks.spawn("cancel requests", cancel::follow(inbox, controls, catch_up, ready_tx, tasks.stopping()));
+    Ok(ready)
 }
 
 /// Runs the executor until `shutdown` completes, then drains gracefully.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let worker = build(&settings).await?;
     let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
-    });
-    worker.run(token).await;
+    let running = worker.run(token.clone());
+    tokio::pin!(running);
+    tokio::select! {
+        () = &mut running => {}
+        () = shutdown => {
+            token.cancel();
+            running.await;
+        }
+    }
     tracing::info!("executor stopped");
     Ok(())
 }

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::kafka::{PublishError, Publisher};
-use gitfaas_common::schema::{Attempt, Delivery, JobStarted, SCHEMA_VERSION};
-use gitfaas_common::settings::TopicSettings;
+use gitfaas_common::kafka::Publisher;
+use gitfaas_common::schema::{Attempt, Delivery, JobStarted};
 use gitfaas_common::{Job, JobEvent, JobResult};
 use tracing::Instrument;
 
@@ -21,12 +20,11 @@ use crate::durable::StartCommit;
 use crate::job::{JobRunner, RunOutcome};
 use crate::metrics::JobMetrics;
 
-/// What a job needs on its way to a result: the runner of its attempts, and where
-/// its results and dead letters go.
+/// What a job needs on its way to a result: the runner of its attempts, and the
+/// publisher its results and dead letters go out through.
 pub struct Processing {
     pub publisher: Publisher,
     pub runner: Arc<JobRunner>,
-    pub topics: TopicSettings,
     pub metrics: JobMetrics,
 }
 
@@ -52,14 +50,7 @@ impl Processing {
             tries += 1;
             let attempt = job.attempt + tries - 1;
             let started_at = Utc::now();
-            let started = JobEvent::Started(JobStarted {
-                version: SCHEMA_VERSION,
-                job_id: job.id,
-                owner: job.owner.clone(),
-                executor_id: executor_id.clone(),
-                attempt,
-                started_at,
-            });
+            let started = JobEvent::Started(JobStarted::new(&job, executor_id, attempt, started_at));
             if at_most_once && !durable {
                 if !self.deliver(&started).await {
                     return false; // nothing ran and nothing is committed: a redelivery may start it
@@ -71,7 +62,7 @@ impl Processing {
                 }
                 durable = true;
                 guard.mark_durable();
-            } else if let Err(error) = self.publish(&started).await {
+            } else if let Err(error) = self.publisher.publish(&started).await {
                 tracing::warn!(%error, "could not publish the started event");
             }
             self.metrics.started.inc();
@@ -140,7 +131,7 @@ impl Processing {
 
     async fn dead_letter(&self, payload: &[u8], reason: &str) -> bool {
         let headers = [("gitfaas-error", reason.as_bytes())];
-        match self.publisher.send_raw(&self.topics.dead_letter, None, payload, &headers).await {
+        match self.publisher.dead_letter(None, payload, &headers).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, "dead-letter publish failed");
@@ -165,7 +156,7 @@ impl Processing {
     async fn deliver(&self, event: &JobEvent) -> bool {
         let mut backoff = Duration::from_millis(200);
         for _ in 0..10 {
-            match self.publish(event).await {
+            match self.publisher.publish(event).await {
                 Ok(()) => return true,
                 Err(error) => tracing::warn!(%error, "event not acknowledged; retrying"),
             }
@@ -191,10 +182,5 @@ impl Processing {
                 true
             }
         }
-    }
-
-    /// Publishes `event` on the results topic under its job id.
-    async fn publish(&self, event: &JobEvent) -> Result<(), PublishError> {
-        self.publisher.send(&self.topics.results, &event.job_id().to_string(), event).await
     }
 }

@@ -29,9 +29,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gitfaas_common::kafka::set_parent_from_headers;
+use gitfaas_common::kafka::{decode, set_parent_from_headers};
 use gitfaas_common::observer::HEARTBEAT_EVERY;
-use gitfaas_common::schema::decode_job;
+use gitfaas_common::tasks::Tasks;
+use gitfaas_common::Job;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
@@ -68,15 +69,15 @@ pub struct Worker {
     pub controls: Arc<Controls>,
     /// True once the recent cancel requests have been read.
     pub cancels_ready: tokio::sync::watch::Receiver<bool>,
-    /// Stops following cancel requests when the worker is done.
-    pub stop_following: CancellationToken,
+    /// The executor's background tasks (cancel requests, the ops listener): they
+    /// stop when the worker's run ends.
+    pub tasks: Tasks,
 }
 
 impl Worker {
     /// Consumes until `shutdown` is cancelled, then lets running jobs finish (up to
     /// the grace period), commits and returns.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let _stop_following = self.stop_following.clone().drop_guard();
         let mut ready = self.cancels_ready.clone();
         let wait = Duration::from_secs(60);
         if tokio::time::timeout(wait, ready.wait_for(|ready| *ready)).await.is_err() {
@@ -84,7 +85,6 @@ impl Worker {
         }
         let beat = Beat {
             publisher: self.processing.publisher.clone(),
-            topic: self.processing.topics.observer.clone(),
             executor_id: self.processing.runner.executor_id.clone(),
             interval: HEARTBEAT_EVERY,
         };
@@ -135,6 +135,8 @@ impl Worker {
             pool.shutdown().await;
         }
         let _ = tokio::time::timeout(2 * HEARTBEAT_EVERY, heartbeats).await; // the `stopped` one
+        self.tasks.shutdown(Duration::from_secs(5)).await;
+        self.processing.publisher.flush(Duration::from_secs(5)).await;
     }
 
     /// Waits for the running jobs while still polling, with every partition paused:
@@ -235,7 +237,7 @@ impl Worker {
         set_parent_from_headers(&span, message.headers());
         let done = async {
             let payload = message.payload().unwrap_or_default();
-            let job = match decode_job(payload) {
+            let job = match decode::<Job>(payload) {
                 Ok(job) => job,
                 Err(error) => {
                     return (self.processing.reject_malformed(message.key(), payload, &error.to_string()).await, None)

@@ -15,14 +15,12 @@ pub const FRONTEND_EXECUTOR_ID: &str = "frontend";
 #[derive(Clone)]
 pub struct ResultPublisher {
     pub publisher: Publisher,
-    pub topic: String,
 }
 
 impl ResultPublisher {
     /// Publishes `result` as a `finished` event, once the broker has it.
     pub async fn publish(&self, result: &JobResult) -> Result<(), PublishError> {
-        let event = JobEvent::Finished(result.clone());
-        self.publisher.send(&self.topic, &result.job_id.to_string(), &event).await
+        self.publisher.publish(&JobEvent::Finished(result.clone())).await
     }
 }
 

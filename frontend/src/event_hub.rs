@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use gitfaas_common::tasks::Tasks;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -70,10 +71,10 @@ impl Drop for Subscription {
 
 impl EventHub {
     /// Starts the shared subscription (reconnecting after errors) until `shutdown`.
-    pub fn start(store: JobStore, max_per_caller: usize, shutdown: CancellationToken) -> Self {
+    pub fn start(store: JobStore, max_per_caller: usize, tasks: &Tasks) -> Self {
         let (subscribed_tx, subscribed) = watch::channel(false);
         let hub = Self { callers: Arc::default(), max_per_caller, subscribed };
-        tokio::spawn(hub.clone().follow(store, subscribed_tx, shutdown));
+        tasks.spawn("event hub", hub.clone().follow(store, subscribed_tx, tasks.stopping()));
         hub
     }
 

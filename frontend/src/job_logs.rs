@@ -18,9 +18,10 @@
 
 use std::time::Duration;
 
-use gitfaas_common::logs::{decode_log_chunk, LogChunk};
+use gitfaas_common::kafka::{decode, Inbox};
+use gitfaas_common::logs::LogChunk;
 use gitfaas_common::JobId;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+
 use rdkafka::message::Message;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
@@ -164,10 +165,10 @@ impl LogStore {
 /// Reads the logs topic into the store until `shutdown`. An offset is stored for
 /// commit once Redis has the chunk (or the chunk was found unreadable: a log is
 /// best effort, and an unreadable one is skipped with a warning).
-pub async fn consume(consumer: StreamConsumer, logs: LogStore, shutdown: CancellationToken) {
+pub async fn consume(inbox: Inbox, logs: LogStore, shutdown: CancellationToken) {
     loop {
-        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "logs").await else { break };
-        match decode_log_chunk(message.payload().unwrap_or_default()) {
+        let Some(message) = inbox.next(&shutdown).await else { break };
+        match decode::<LogChunk>(message.payload().unwrap_or_default()) {
             Ok(chunk) => {
                 let mut backoff = Duration::from_millis(100);
                 while let Err(error) = store(&logs, &chunk).await {
@@ -181,13 +182,9 @@ pub async fn consume(consumer: StreamConsumer, logs: LogStore, shutdown: Cancell
             }
             Err(error) => tracing::warn!(%error, offset = message.offset(), "unreadable log chunk skipped"),
         }
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            tracing::debug!(%error, "offset not stored");
-        }
+        inbox.done(&message);
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "final commit");
-    }
+    inbox.close();
 }
 
 async fn store(logs: &LogStore, chunk: &LogChunk) -> redis::RedisResult<()> {

@@ -25,7 +25,6 @@ mod oidc;
 mod pipelines;
 mod problem;
 mod rebuild;
-mod receive;
 mod request;
 mod results;
 mod routes;
@@ -36,14 +35,16 @@ mod triggers;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use gitfaas_common::kafka::{client_config, ensure_topics, job_path_consumer_config, Publisher};
-use gitfaas_common::metrics::{LagContext, STATISTICS_INTERVAL_MS};
+use gitfaas_common::kafka::{ensure_topics, ConsumerBuilder, Inbox, Publisher, Role};
+use gitfaas_common::metrics::LagContext;
 use gitfaas_common::settings::TopicSettings;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use tokio_util::sync::CancellationToken;
+use gitfaas_common::tasks::Tasks;
+use rdkafka::consumer::Consumer;
 
 use crate::identity::Authenticator;
 use crate::settings::FrontendSettings;
@@ -72,164 +73,213 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    results: tokio::task::JoinHandle<()>,
-    stop: CancellationToken,
+    tasks: Tasks,
+    publisher: Publisher,
+}
+
+/// What the background tasks share, built before they start.
+struct Parts {
+    store: JobStore,
+    publisher: Publisher,
+    results: ending::ResultPublisher,
+    submit: submit::Submitter,
+    metrics: metrics::FrontendMetrics,
+    liveness: lost_runs::SharedLiveness,
+    latest_report: observer_feed::LatestReport,
+    trigger_loads: triggers::TriggerLoads,
 }
 
 impl Application {
-    /// Connects to Redis and Kafka and binds the listener (port 0 picks one).
+    /// Connects to Redis and Kafka, rebuilds the store from the topics if Redis
+    /// lost it, starts the background tasks and binds the listener (port 0 picks
+    /// one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let f = &settings.frontend;
         let store = JobStore::connect(&f.redis_url, &f.key_prefix).await.context("connecting to redis")?;
         ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
         let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
         let metrics = metrics::FrontendMetrics::new();
-        let lag = LagContext { consumer: "frontend".into(), lag: metrics.lag.clone() };
-        let consumer: StreamConsumer<LagContext> = job_path_consumer_config(&settings.kafka, &f.group_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            .create_with_context(lag)
-            .context("creating the results consumer")?;
-        consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
+        // in the group before the rebuild: what is published meanwhile is read after it
+        let results = results_inbox(&settings, &metrics)?;
         if rebuild::rebuild_if_empty(&settings.kafka, &store).await.context("rebuilding the job store from kafka")? {
             metrics.rebuilds.inc();
         }
-        let stop = CancellationToken::new();
-        tokio::spawn(rebuild::watch(settings.kafka.clone(), store.clone(), metrics.rebuilds.clone(), stop.clone()));
-        let result_publisher =
-            ending::ResultPublisher { publisher: publisher.clone(), topic: settings.kafka.topics.results.clone() };
         let affinity = affinity::Affinity::new(f.affinity_spread);
         // known before the first request (the topics exist: ensure_topics above)
         affinity.read_partitions(&publisher, &settings.kafka.topics.jobs).await;
         let submit = submit::Submitter {
-            settings: std::sync::Arc::new(f.clone()),
+            settings: Arc::new(f.clone()),
             store: store.clone(),
             publisher: publisher.clone(),
-            jobs_topic: settings.kafka.topics.jobs.clone(),
-            dead_letter_topic: settings.kafka.topics.dead_letter.clone(),
             affinity: affinity.clone(),
             metrics: metrics.clone(),
         };
-        let follow_up = follow_up::FollowUp { submit: submit.clone(), results: result_publisher.clone() };
-        let trigger_loads = triggers::TriggerLoads::default();
-        let scheduler =
-            triggers::Scheduler::new(&settings.kafka, &f.group_id, submit.clone(), metrics.scheduler_leader.clone())
-                .context("creating the scheduler's consumer")?;
-        tokio::spawn(scheduler.run(stop.clone()));
-        let topic_triggers = triggers::TopicTriggers {
-            kafka: settings.kafka.clone(),
-            group_id: f.group_id.clone(),
-            settings: f.triggers.clone(),
-            submit: submit.clone(),
-            lag: metrics.lag.clone(),
-            loads: trigger_loads.clone(),
+        let parts = Parts {
+            results: ending::ResultPublisher { publisher: publisher.clone() },
+            store,
+            publisher,
+            submit,
+            metrics,
+            liveness: Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new())),
+            latest_report: observer_feed::LatestReport::default(),
+            trigger_loads: triggers::TriggerLoads::default(),
         };
-        tokio::spawn(topic_triggers.run(stop.clone()));
-        let results = tokio::spawn(results::consume(
-            consumer,
-            store.clone(),
-            result_publisher.clone(),
-            metrics.clone(),
-            follow_up,
-            stop.clone(),
-        ));
-        let logs = store.logs(f.logs.max_bytes_per_job);
-        tokio::spawn(job_logs::consume(logs_consumer(&settings)?, logs.clone(), stop.clone()));
-        let events = event_hub::EventHub::start(store.clone(), f.max_event_streams_per_caller, stop.clone());
-        let observer_consumer: StreamConsumer = client_config(&settings.kafka)
-            .set("group.id", format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new()))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "latest")
-            .create()
-            .context("creating the observer topic consumer")?;
-        observer_consumer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
-        tokio::spawn(affinity.clone().follow(publisher.clone(), settings.kafka.topics.jobs.clone(), stop.clone()));
-        let latest_report = observer_feed::LatestReport::default();
-        let liveness = std::sync::Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new()));
-        tokio::spawn(observer_feed::follow(observer_consumer, latest_report.clone(), liveness.clone(), stop.clone()));
-        let beacon_from = format!("frontend-{}", gitfaas_common::JobId::new());
-        let observer_topic = settings.kafka.topics.observer.clone();
-        tokio::spawn(observer_feed::beacon(
-            publisher.clone(),
-            observer_topic,
-            beacon_from,
-            trigger_loads,
-            stop.clone(),
-        ));
-        let bound = std::time::Duration::from_secs(f.delivery.executor_lost_after_secs);
-        tokio::spawn(lost_runs::watch(store.clone(), result_publisher.clone(), liveness, bound, stop.clone()));
-
-        let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
-        let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
+        let tasks = Tasks::new();
+        start_readers(&settings, &parts, results, &tasks)?;
+        start_triggers(&settings, &parts, &tasks)?;
+        start_watchers(&settings, &parts, affinity, &tasks);
+        let state = AppState {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
-            store,
-            logs,
-            publisher,
-            results: result_publisher,
-            events,
-            latest_report,
-            metrics: metrics.clone(),
-            submit,
-        });
-        let metrics = web::Data::new(metrics);
-        let authenticator =
-            web::Data::new(Authenticator::from_settings(&f.auth).await.context("setting up authentication")?);
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(
-                    // method and path only: query strings may carry access tokens (websocket)
-                    actix_web::middleware::Logger::new("%{route}xi %s %Dms")
-                        .custom_request_replace("route", |req| format!("{} {}", req.method(), req.path()))
-                        .log_target("gitfaas_frontend::http"),
-                )
-                .wrap(actix_web::middleware::from_fn(metrics::middleware))
-                .app_data(metrics.clone())
-                .app_data(state.clone())
-                .app_data(authenticator.clone())
-                .app_data(routes::query_config())
-                .app_data(routes::path_config())
-                .configure(routes::configure)
-        })
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
+            logs: parts.store.logs(f.logs.max_bytes_per_job),
+            events: event_hub::EventHub::start(parts.store.clone(), f.max_event_streams_per_caller, &tasks),
+            store: parts.store,
+            publisher: parts.publisher.clone(),
+            results: parts.results,
+            latest_report: parts.latest_report,
+            metrics: parts.metrics,
+            submit: parts.submit,
+        };
+        let authenticator = Authenticator::from_settings(&f.auth).await.context("setting up authentication")?;
+        let (port, server) = serve(f, state, authenticator)?;
         tracing::info!(port, "frontend listening");
-        Ok(Self { port, server, results, stop })
+        Ok(Self { port, server, tasks, publisher: parts.publisher })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains.
+    /// Serves until `shutdown` completes, then stops accepting, drains, and waits
+    /// for the background tasks (up to 10 s).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        shutdown.await;
-        handle.stop(true).await;
-        self.stop.cancel();
-        let _ = self.results.await;
-        server.await??;
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served?,
+            () = shutdown => {
+                handle.stop(true).await;
+                server.await?;
+            }
+        }
+        self.tasks.shutdown(Duration::from_secs(10)).await;
+        self.publisher.flush(Duration::from_secs(5)).await;
         Ok(())
     }
 }
 
-/// The consumer of the logs topic, in a group of its own next to the results one.
-fn logs_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
-    let group = format!("{}-logs", settings.frontend.group_id);
-    let consumer: StreamConsumer = job_path_consumer_config(&settings.kafka, &group)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+/// The results topic's reader, in the frontends' group.
+fn results_inbox(settings: &Settings, metrics: &metrics::FrontendMetrics) -> anyhow::Result<Inbox<LagContext>> {
+    let lag = LagContext { consumer: "frontend".into(), lag: metrics.lag.clone() };
+    let consumer = ConsumerBuilder::new(&settings.kafka, Role::Worker, &settings.frontend.group_id)
+        .with_lag_statistics()
+        .create_with(lag)
+        .context("creating the results consumer")?;
+    consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
+    Ok(Inbox::new(consumer, "results"))
+}
+
+/// The readers of the results, logs and observer topics, and the store's watch.
+fn start_readers(settings: &Settings, parts: &Parts, results: Inbox<LagContext>, tasks: &Tasks) -> anyhow::Result<()> {
+    let (f, stop) = (&settings.frontend, tasks.stopping());
+    let follow_up = follow_up::FollowUp { submit: parts.submit.clone(), results: parts.results.clone() };
+    let consume = results::consume(
+        results,
+        parts.store.clone(),
+        parts.results.clone(),
+        parts.metrics.clone(),
+        follow_up,
+        stop.clone(),
+    );
+    tasks.spawn("results", consume);
+    let logs = ConsumerBuilder::new(&settings.kafka, Role::Worker, &format!("{}-logs", f.group_id))
         .create()
         .context("creating the logs consumer")?;
-    consumer.subscribe(&[&settings.kafka.topics.logs]).context("subscribing to the logs topic")?;
-    Ok(consumer)
+    logs.subscribe(&[&settings.kafka.topics.logs]).context("subscribing to the logs topic")?;
+    let store = parts.store.logs(f.logs.max_bytes_per_job);
+    tasks.spawn("logs", job_logs::consume(Inbox::new(logs, "logs"), store, stop.clone()));
+    // a group of its own per instance: every frontend reads every report and heartbeat
+    let group = format!("{}-observer-{}", f.group_id, gitfaas_common::JobId::new());
+    let observer = ConsumerBuilder::new(&settings.kafka, Role::Broadcast, &group)
+        .create()
+        .context("creating the observer topic consumer")?;
+    observer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
+    let (latest, liveness) = (parts.latest_report.clone(), parts.liveness.clone());
+    tasks.spawn(
+        "observer feed",
+        observer_feed::follow(Inbox::new(observer, "observer"), latest, liveness, stop.clone()),
+    );
+    let rebuilds = parts.metrics.rebuilds.clone();
+    tasks.spawn("store watch", rebuild::watch(settings.kafka.clone(), parts.store.clone(), rebuilds, stop));
+    Ok(())
+}
+
+/// The scheduler and the topic triggers' readers.
+fn start_triggers(settings: &Settings, parts: &Parts, tasks: &Tasks) -> anyhow::Result<()> {
+    let f = &settings.frontend;
+    let leader = parts.metrics.scheduler_leader.clone();
+    let scheduler = triggers::Scheduler::new(&settings.kafka, &f.group_id, parts.submit.clone(), leader)
+        .context("creating the scheduler's consumer")?;
+    tasks.spawn("scheduler", scheduler.run(tasks.stopping()));
+    let topic_triggers = triggers::TopicTriggers {
+        kafka: settings.kafka.clone(),
+        group_id: f.group_id.clone(),
+        settings: f.triggers.clone(),
+        submit: parts.submit.clone(),
+        lag: parts.metrics.lag.clone(),
+        loads: parts.trigger_loads.clone(),
+        tasks: tasks.clone(),
+    };
+    tasks.spawn("topic triggers", topic_triggers.run(tasks.stopping()));
+    Ok(())
+}
+
+/// The jobs topic's partition count, this frontend's beacon, and the watch on
+/// at-most-once runs whose executor was lost.
+fn start_watchers(settings: &Settings, parts: &Parts, affinity: affinity::Affinity, tasks: &Tasks) {
+    let stop = tasks.stopping();
+    let jobs = settings.kafka.topics.jobs.clone();
+    tasks.spawn("partition count", affinity.follow(parts.publisher.clone(), jobs, stop.clone()));
+    let from = format!("frontend-{}", gitfaas_common::JobId::new());
+    let beacon = observer_feed::beacon(parts.publisher.clone(), from, parts.trigger_loads.clone(), stop.clone());
+    tasks.spawn("beacon", beacon);
+    let bound = Duration::from_secs(settings.frontend.delivery.executor_lost_after_secs);
+    let (store, results, liveness) = (parts.store.clone(), parts.results.clone(), parts.liveness.clone());
+    tasks.spawn("lost runs", lost_runs::watch(store, results, liveness, bound, stop));
+}
+
+/// Binds the API's listener and builds its server (not yet running).
+fn serve(
+    f: &FrontendSettings,
+    state: AppState,
+    authenticator: Authenticator,
+) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+    let listener = TcpListener::bind(&f.listen).with_context(|| format!("binding {}", f.listen))?;
+    let port = listener.local_addr()?.port();
+    let metrics = web::Data::new(state.metrics.clone());
+    let (state, authenticator) = (web::Data::new(state), web::Data::new(authenticator));
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                // method and path only: query strings may carry access tokens (websocket)
+                actix_web::middleware::Logger::new("%{route}xi %s %Dms")
+                    .custom_request_replace("route", |req| format!("{} {}", req.method(), req.path()))
+                    .log_target("gitfaas_frontend::http"),
+            )
+            .wrap(actix_web::middleware::from_fn(metrics::middleware))
+            .app_data(metrics.clone())
+            .app_data(state.clone())
+            .app_data(authenticator.clone())
+            .app_data(routes::query_config())
+            .app_data(routes::path_config())
+            .configure(routes::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok((port, server))
 }
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

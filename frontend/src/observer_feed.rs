@@ -6,9 +6,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use gitfaas_common::kafka::Publisher;
-use gitfaas_common::observer::{decode_observer_message, FeedBeacon, ObserverMessage, ObserverReport, HEARTBEAT_EVERY};
-use rdkafka::consumer::StreamConsumer;
+use gitfaas_common::kafka::{decode, Inbox, Publisher};
+use gitfaas_common::observer::{FeedBeacon, ObserverMessage, ObserverReport, HEARTBEAT_EVERY};
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -16,16 +15,11 @@ use crate::lost_runs::SharedLiveness;
 
 pub type LatestReport = Arc<RwLock<Option<ObserverReport>>>;
 
-pub async fn follow(
-    consumer: StreamConsumer,
-    latest: LatestReport,
-    liveness: SharedLiveness,
-    shutdown: CancellationToken,
-) {
+pub async fn follow(inbox: Inbox, latest: LatestReport, liveness: SharedLiveness, shutdown: CancellationToken) {
     loop {
-        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "observer").await else { break };
+        let Some(message) = inbox.next(&shutdown).await else { break };
         liveness.lock().expect("liveness lock").listening(std::time::Instant::now());
-        match decode_observer_message(message.payload().unwrap_or_default()) {
+        match decode::<ObserverMessage>(message.payload().unwrap_or_default()) {
             Ok(ObserverMessage::Report(report)) => {
                 let mut latest = latest.write().expect("report lock");
                 if latest.as_ref().is_none_or(|r| r.at <= report.at) {
@@ -45,7 +39,6 @@ pub async fn follow(
 /// with its topic triggers' lag and jobs in flight.
 pub async fn beacon(
     publisher: Publisher,
-    topic: String,
     from: String,
     triggers: crate::triggers::TriggerLoads,
     shutdown: CancellationToken,
@@ -59,7 +52,7 @@ pub async fn beacon(
         let loads = triggers.lock().expect("loads lock").values().cloned().collect();
         let message = ObserverMessage::Beacon(FeedBeacon::new(from.clone(), loads));
         // a send outlasting the interval is an outage the reader sees; the next goes on time
-        let sent = tokio::time::timeout(HEARTBEAT_EVERY, publisher.send(&topic, &message.key(), &message)).await;
+        let sent = tokio::time::timeout(HEARTBEAT_EVERY, publisher.publish(&message)).await;
         if let Ok(Err(error)) = sent {
             tracing::debug!(%error, "beacon not sent");
         }

@@ -9,16 +9,14 @@
 //! consumer did when it first met it; an unreadable job message was rejected by the
 //! executor, whose result the results replay brings back.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use gitfaas_common::kafka::client_config;
-use gitfaas_common::schema::{decode_event, decode_function, decode_job, decode_trigger, JobOrigin};
+use gitfaas_common::kafka::{assign_all, decode, ConsumerBuilder, Role, Start};
+use gitfaas_common::schema::{FunctionState, JobOrigin, TriggerState};
 use gitfaas_common::settings::KafkaSettings;
+use gitfaas_common::{Job, JobEvent};
 use prometheus_client::metrics::counter::Counter;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::ending::end_unreadable;
@@ -41,7 +39,7 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
     }
     tracing::warn!("job store is empty: rebuilding it from the jobs and results topics");
     let jobs = replay(kafka, &kafka.topics.jobs, |_key, payload| async move {
-        match decode_job(&payload) {
+        match decode::<Job>(&payload) {
             Ok(job) => {
                 if let Some(JobOrigin::Pipeline { run, step: 0, .. }) = &job.spec.origin {
                     store.index_pipeline_run(&job.owner.subject, run).await?;
@@ -56,7 +54,7 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
     })
     .await?;
     let events = replay(kafka, &kafka.topics.results, |key, payload| async move {
-        match decode_event(&payload) {
+        match decode::<JobEvent>(&payload) {
             Ok(event) => store.apply(&event).await.map(|_| ()),
             Err(error) => end_unreadable(store, None, key.as_deref(), &payload, &error.to_string()).await,
         }
@@ -85,7 +83,7 @@ async fn apply_function(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) ->
             None => Ok(()),
         };
     }
-    match decode_function(payload) {
+    match decode::<FunctionState>(payload) {
         Ok(state) => store.put_function(&state).await.map(|_| ()),
         Err(error) => {
             tracing::warn!(%error, "unreadable function message skipped");
@@ -103,7 +101,7 @@ async fn apply_trigger(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) -> 
             None => Ok(()),
         };
     }
-    match decode_trigger(payload) {
+    match decode::<TriggerState>(payload) {
         Ok(state) => store.put_trigger(&state).await.map(|_| ()),
         Err(error) => {
             tracing::warn!(%error, "unreadable trigger message skipped");
@@ -118,41 +116,27 @@ where
     F: Fn(Option<Vec<u8>>, Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<()>>,
 {
-    let consumer: StreamConsumer = client_config(kafka)
-        .set("group.id", format!("gitfaas-rebuild-{}", gitfaas_common::JobId::new()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-        if high > low {
-            remaining.insert(partition, high);
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-        }
-    }
-    if remaining.is_empty() {
-        return Ok(0);
-    }
-    consumer.assign(&assignment)?;
+    let group = format!("gitfaas-rebuild-{}", gitfaas_common::JobId::new());
+    let consumer = ConsumerBuilder::new(kafka, Role::Replay, &group).create()?;
+    let owned_topic = topic.to_owned();
+    let (consumer, catch_up) = tokio::task::spawn_blocking(move || {
+        let catch_up = assign_all(&consumer, &[(&owned_topic, Start::Beginning)]);
+        (consumer, catch_up)
+    })
+    .await
+    .map_err(|_| RebuildError::Timeout(topic.to_owned()))?;
+    let mut catch_up = catch_up?;
     let mut applied = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while !remaining.is_empty() {
+    while !catch_up.is_done() {
         let message = tokio::time::timeout_at(deadline, consumer.recv())
             .await
             .map_err(|_| RebuildError::Timeout(topic.to_owned()))??;
-        let partition = message.partition();
-        let Some(&end) = remaining.get(&partition) else { continue };
-        if message.offset() < end {
+        if catch_up.is_before_end(&message) {
             apply(message.key().map(<[u8]>::to_vec), message.payload().unwrap_or_default().to_vec()).await?;
             applied += 1;
         }
-        if message.offset() + 1 >= end {
-            remaining.remove(&partition);
-        }
+        catch_up.advance(&message);
     }
     Ok(applied)
 }

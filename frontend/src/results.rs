@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use gitfaas_common::kafka::set_parent_from_headers;
+use gitfaas_common::kafka::{decode, Inbox};
 use gitfaas_common::metrics::LagContext;
-use gitfaas_common::schema::{decode_event, DecodeError};
+use gitfaas_common::schema::DecodeError;
 use gitfaas_common::JobEvent;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -22,7 +22,7 @@ use crate::metrics::FrontendMetrics;
 use crate::store::JobStore;
 
 pub async fn consume(
-    consumer: StreamConsumer<LagContext>,
+    inbox: Inbox<LagContext>,
     store: JobStore,
     publisher: ResultPublisher,
     metrics: FrontendMetrics,
@@ -30,8 +30,8 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) {
     loop {
-        let Some(message) = crate::receive::next_message(&consumer, &shutdown, "results").await else { break };
-        let decoded = decode_event(message.payload().unwrap_or_default());
+        let Some(message) = inbox.next(&shutdown).await else { break };
+        let decoded = decode::<JobEvent>(message.payload().unwrap_or_default());
         let event = match &decoded {
             Ok(JobEvent::Started(_)) => "started",
             Ok(JobEvent::Finished(_)) => "finished",
@@ -49,13 +49,9 @@ pub async fn consume(
             }
         }
         metrics.applied(event);
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            tracing::debug!(%error, "offset not stored");
-        }
+        inbox.done(&message);
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "final commit");
-    }
+    inbox.close();
 }
 
 /// Stores the event (or ends the job of an unreadable one), retrying with backoff;

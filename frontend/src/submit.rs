@@ -24,10 +24,9 @@ pub type Queued = (JobId, JobStatus, DateTime<Utc>);
 pub struct Submitter {
     pub settings: std::sync::Arc<FrontendSettings>,
     pub store: JobStore,
+    /// Jobs go out through it; a record or job that cannot go on ends on its
+    /// dead-letter topic.
     pub publisher: Publisher,
-    pub jobs_topic: String,
-    /// Where a record or job that cannot go on ends.
-    pub dead_letter_topic: String,
     pub affinity: Affinity,
     pub metrics: FrontendMetrics,
 }
@@ -121,6 +120,6 @@ impl Submitter {
     }
 
     async fn publish(&self, job: &Job) -> Result<(), PublishError> {
-        self.publisher.send_to(&self.jobs_topic, self.affinity.partition(job), &job.id.to_string(), job).await
+        self.publisher.publish_to(self.affinity.partition(job), job).await
     }
 }

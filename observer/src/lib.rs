@@ -29,11 +29,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use gitfaas_common::kafka::{ensure_topics, PublishError, Publisher};
+use gitfaas_common::kafka::{ensure_topics, Publisher, Topic};
 use gitfaas_common::observer::{ObserverMessage, ObserverReport};
-use rdkafka::producer::FutureProducer;
+use gitfaas_common::tasks::Tasks;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Input, Observer, ObserverOptions};
 use crate::feed::Feed;
@@ -52,18 +51,22 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let lag = gitfaas_common::metrics::ConsumerLag::register(&mut registry);
     let feed = Feed::connect(&settings.kafka, &o.group_id, replay_from, lag).await?;
 
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
+    let tasks = Tasks::new();
+    let token = tasks.stopping();
+    tasks.spawn("shutdown signal", {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        }
     });
     if let Some(address) = &o.metrics_listen {
-        let ready = gitfaas_common::ops::broker_ready(publisher.clone(), settings.kafka.topics.observer.clone());
-        let listener =
-            gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, token.clone().cancelled_owned())
-                .await
-                .with_context(|| format!("binding the metrics listener {address}"))?;
+        let ready = gitfaas_common::ops::broker_ready(publisher.clone(), Topic::Observer);
+        let listener = gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, &tasks)
+            .await
+            .with_context(|| format!("binding the metrics listener {address}"))?;
         tracing::info!(port = listener.port, "metrics and health listening");
     }
     let (input_tx, mut input_rx) = mpsc::channel::<Input>(4096);
@@ -74,17 +77,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         default_slots: o.default_slots,
     };
     let mut observer = Observer::new(observer_id.clone(), o.params.clone(), options, replay_from);
-    let feed = tokio::spawn(feed.run(input_tx, token.clone()));
+    tasks.spawn("observer feed", feed.run(input_tx, token.clone()));
     let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(o.replay_timeout_secs);
     let mut ticks = tokio::time::interval(Duration::from_millis(o.evaluate_every_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(%observer_id, topic = %settings.kafka.topics.observer, "observer started");
+    let mut outcome = Ok(());
     loop {
         tokio::select! {
             () = token.cancelled() => break,
             input = input_rx.recv() => match input {
                 Some(input) => observer.ingest(input),
-                None => anyhow::bail!("the observer feed stopped"),
+                None => {
+                    outcome = Err(anyhow::anyhow!("the observer feed stopped"));
+                    break;
+                }
             },
             _ = ticks.tick() => {
                 if !observer.is_caught_up() && tokio::time::Instant::now() >= replay_deadline {
@@ -93,17 +100,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                 }
                 if let Some(report) = observer.evaluate(Utc::now()) {
                     metrics.record(&report);
-                    publish_report(&publisher, &settings.kafka.topics.observer, report).await;
+                    publish_report(&publisher, report).await;
                 }
             }
         }
     }
-    let _ = feed.await;
+    tasks.shutdown(Duration::from_secs(10)).await;
+    publisher.flush(Duration::from_secs(5)).await;
     tracing::info!("observer stopped");
-    Ok(())
+    outcome
 }
 
-async fn publish_report(publisher: &Publisher, topic: &str, report: ObserverReport) {
+async fn publish_report(publisher: &Publisher, report: ObserverReport) {
     let m = &report.metrics;
     let fields = (report.action.as_str(), report.current_workers, report.desired_workers);
     if report.action == gitfaas_common::observer::ScaleAction::None {
@@ -122,13 +130,7 @@ async fn publish_report(publisher: &Publisher, topic: &str, report: ObserverRepo
         );
     }
     let message = ObserverMessage::Report(Box::new(report));
-    if let Err(error) = publisher.send(topic, &message.key(), &message).await {
+    if let Err(error) = publisher.publish(&message).await {
         tracing::warn!(%error, "report not published");
     }
-}
-
-/// Publishes one observer-topic message under its key, through the common
-/// [`Publisher`] (the scaler's producer wrapped: it shares the producer).
-pub async fn send(producer: &FutureProducer, topic: &str, message: &ObserverMessage) -> Result<(), PublishError> {
-    Publisher::from(producer.clone()).send(topic, &message.key(), message).await
 }

@@ -25,18 +25,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
-use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config, Publisher};
+use gitfaas_common::kafka::{assign_all, decode, ensure_topics, ConsumerBuilder, Inbox, Publisher, Role, Start, Topic};
 use gitfaas_common::observer::{
-    decode_observer_message, ExecutorState, ObserverMessage, ObserverReport, ScaleAction, ScalerAction, ScalerEvent,
+    ExecutorState, ObserverMessage, ObserverReport, ScaleAction, ScalerAction, ScalerEvent,
 };
-use gitfaas_common::schema::SCHEMA_VERSION;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use gitfaas_common::tasks::Tasks;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 
 pub use crate::pool::{ExecutorPool, Exit};
 pub use crate::settings::{ScalerSettings, Settings};
@@ -44,8 +38,7 @@ pub use crate::settings::{ScalerSettings, Settings};
 struct Scaler {
     id: String,
     pool: ExecutorPool,
-    producer: FutureProducer,
-    topic: String,
+    publisher: Publisher,
     metrics: metrics::ScalerMetrics,
 }
 
@@ -59,49 +52,42 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         scaler_settings.executor_bin.display()
     );
     ensure_topics(&settings.kafka).await.context("creating kafka topics")?;
-    let consumer = reports_consumer(&settings).await?;
-    let producer: FutureProducer =
-        reliable_producer_config(&settings.kafka).create().context("creating the kafka producer")?;
+    let reports = reports_inbox(&settings).await?;
+    let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let mut registry = gitfaas_common::metrics::registry();
     let metrics = metrics::ScalerMetrics::register(&mut registry);
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
+    let tasks = Tasks::new();
+    let token = tasks.stopping();
+    tasks.spawn("shutdown signal", {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        }
     });
     if let Some(address) = &scaler_settings.metrics_listen {
-        let probe = Publisher::from(producer.clone());
-        let ready = gitfaas_common::ops::broker_ready(probe, settings.kafka.topics.observer.clone());
-        let listener =
-            gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, token.clone().cancelled_owned())
-                .await
-                .with_context(|| format!("binding the metrics listener {address}"))?;
+        let ready = gitfaas_common::ops::broker_ready(publisher.clone(), Topic::Observer);
+        let listener = gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, &tasks)
+            .await
+            .with_context(|| format!("binding the metrics listener {address}"))?;
         tracing::info!(port = listener.port, "metrics and health listening");
     }
-    let mut scaler = Scaler {
-        id,
-        pool: ExecutorPool::new(scaler_settings),
-        producer,
-        topic: settings.kafka.topics.observer.clone(),
-        metrics,
-    };
+    let mut scaler = Scaler { id, pool: ExecutorPool::new(scaler_settings), publisher, metrics };
 
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     tracing::info!(scaler_id = %scaler.id, "scaler started");
     loop {
         tokio::select! {
-            () = token.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => {
-                    let decoded = decode_observer_message(message.payload().unwrap_or_default());
-                    if let Ok(ObserverMessage::Report(report)) = decoded {
-                        scaler.metrics.report(report.action.as_str());
-                        scaler.apply(&report).await;
-                    }
+            received = reports.next(&token) => {
+                let Some(message) = received else { break };
+                let decoded = decode::<ObserverMessage>(message.payload().unwrap_or_default());
+                if let Ok(ObserverMessage::Report(report)) = decoded {
+                    scaler.metrics.report(report.action.as_str());
+                    scaler.apply(&report).await;
                 }
-                Err(error) => tracing::warn!(%error, "kafka receive error"),
-            },
+            }
             _ = ticks.tick() => {
                 for exit in scaler.pool.reap() {
                     scaler.exited(exit).await;
@@ -113,28 +99,23 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     for exit in scaler.pool.drain_all().await {
         scaler.exited(exit).await;
     }
+    tasks.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
 /// Reads only reports published from now on: an order missed while the scaler
 /// was away is given again by the observer after its cooldown, if still needed.
-async fn reports_consumer(settings: &Settings) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = client_config(&settings.kafka)
-        .set("group.id", &settings.scaler.group_id)
-        .set("enable.auto.commit", "false")
+async fn reports_inbox(settings: &Settings) -> anyhow::Result<Inbox> {
+    let consumer = ConsumerBuilder::new(&settings.kafka, Role::Broadcast, &settings.scaler.group_id)
         .create()
         .context("creating the scaler consumer")?;
     let topic = settings.kafka.topics.observer.clone();
-    tokio::task::spawn_blocking(move || {
-        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            assignment.add_partition_offset(&topic, partition.id(), Offset::End)?;
-        }
-        consumer.assign(&assignment)?;
+    let consumer = tokio::task::spawn_blocking(move || {
+        assign_all(&consumer, &[(&topic, Start::End)])?;
         anyhow::Ok(consumer)
     })
-    .await?
+    .await??;
+    Ok(Inbox::new(consumer, "observer reports"))
 }
 
 impl Scaler {
@@ -198,17 +179,8 @@ impl Scaler {
             ScalerAction::Stopped { .. } => "stopped",
         });
         self.metrics.executors.set(self.pool.len() as i64);
-        let event = ScalerEvent {
-            version: SCHEMA_VERSION,
-            scaler_id: self.id.clone(),
-            executor_id: executor_id.to_owned(),
-            at: Utc::now(),
-            action,
-        };
-        let message = ObserverMessage::Scaler(event);
-        let (key, payload) = (message.key(), message.encode());
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-        if let Err((error, _)) = self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
+        let message = ObserverMessage::Scaler(ScalerEvent::new(&self.id, executor_id, action));
+        if let Err(error) = self.publisher.publish(&message).await {
             tracing::warn!(%error, "scaler event not published");
         }
     }

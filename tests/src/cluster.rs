@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitfaas_common::schema::decode_event;
+use gitfaas_common::kafka::decode;
 use gitfaas_common::{JobEvent, JobResult};
 use serde_json::{json, Value};
 
@@ -325,7 +325,7 @@ impl Cluster {
     pub fn finished_events(&self) -> Vec<JobResult> {
         crate::read_topic_with(self.client_config(), "gitfaas.results")
             .into_iter()
-            .filter_map(|(_, payload, _)| match decode_event(&payload) {
+            .filter_map(|(_, payload, _)| match decode::<gitfaas_common::JobEvent>(&payload) {
                 Ok(JobEvent::Finished(result)) => Some(result),
                 _ => None,
             })

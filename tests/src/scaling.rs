@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gitfaas_common::kafka::{client_config, ensure_topics, reliable_producer_config};
-use gitfaas_common::observer::{decode_observer_message, ObserverMessage, ObserverParams};
-use gitfaas_common::schema::decode_event;
+use gitfaas_common::kafka::{decode, Message as _};
+use gitfaas_common::observer::{ObserverMessage, ObserverParams};
 use gitfaas_common::settings::{KafkaSettings, TelemetrySettings, TopicSettings};
 use gitfaas_common::{Job, JobEvent, JobSpec, Owner};
 use gitfaas_observer::ObserverSettings;
@@ -180,11 +180,11 @@ impl World {
                 let at = Utc::now();
                 let mut log = sink.log.lock().unwrap();
                 if m.topic() == topics.results {
-                    if let Ok(event) = decode_event(payload) {
+                    if let Ok(event) = decode::<gitfaas_common::JobEvent>(payload) {
                         log.events.push((at, event));
                     }
                 } else if m.topic() == topics.observer {
-                    if let Ok(message) = decode_observer_message(payload) {
+                    if let Ok(message) = decode::<ObserverMessage>(payload) {
                         log.observer.push((at, message));
                     }
                 }
@@ -252,7 +252,13 @@ pub async fn submit(producer: &FutureProducer, topics: &TopicSettings, job: &Job
 
 /// Publishes a message on the observer topic under its key, as the services do.
 pub async fn publish(producer: &FutureProducer, topics: &TopicSettings, message: &ObserverMessage) {
-    publish_raw(producer, &topics.observer, &message.key(), &message.encode()).await;
+    publish_raw(
+        producer,
+        &topics.observer,
+        &message.key(),
+        &serde_json::to_vec(message).expect("observer messages serialise"),
+    )
+    .await;
 }
 
 /// Exponential gaps between arrivals (a Poisson stream), reproducible from `seed`.

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::decode;
 use gitfaas_common::kafka::Publisher;
-use gitfaas_common::schema::{decode_event, SCHEMA_VERSION};
+use gitfaas_common::schema::SCHEMA_VERSION;
 use gitfaas_common::{JobEvent, JobId};
 use gitfaas_tests::{containers_of_job, executor_settings, git_repo, kafka_settings, read_topic, Provider, Stack};
 use serde_json::{json, Value};
@@ -66,7 +67,7 @@ async fn running_jobs(stack: &Stack) -> Option<usize> {
 fn events_of(stack: &Stack, id: &str) -> (Vec<Value>, Vec<Value>) {
     let (mut started, mut finished) = (Vec::new(), Vec::new());
     for (_, payload, _) in read_topic(&stack.topics().results) {
-        match decode_event(&payload) {
+        match decode::<gitfaas_common::JobEvent>(&payload) {
             Ok(JobEvent::Started(s)) if s.job_id.to_string() == id => started.push(serde_json::to_value(s).unwrap()),
             Ok(JobEvent::Finished(r)) if r.job_id.to_string() == id => finished.push(serde_json::to_value(r).unwrap()),
             _ => {}
@@ -120,7 +121,7 @@ async fn a_running_job_is_killed_and_ends_cancelled_once() {
     assert_eq!((started.len(), finished.len()), (1, 1), "one run, one result: {finished:?}");
     let requests = read_topic(&stack.topics().control);
     let (_, payload, headers) = requests.iter().find(|(k, ..)| k.as_deref() == Some(id.as_str())).expect("on control");
-    let request = gitfaas_common::control::decode_control_message(payload).expect("a control message");
+    let request = decode::<gitfaas_common::control::ControlMessage>(payload).expect("a control message");
     assert!(matches!(request, ControlMessage::Cancel(ref r) if !r.result_published), "{request:?}");
     assert!(headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-")), "traced: {headers:?}");
     let observer = read_topic(&stack.topics().observer);
@@ -156,7 +157,7 @@ async fn queued_jobs_are_cancelled_at_once_and_a_later_executor_never_runs_them(
     };
     let message = ControlMessage::Cancel(request);
     let publisher = Publisher::new(&kafka_settings(&stack.topic_prefix)).unwrap();
-    publisher.send(&stack.topics().control, &message.key(), &message).await.expect("cancel request published");
+    publisher.publish(&message).await.expect("cancel request published");
 
     // the executor starts after both requests; it reads them back before taking jobs
     let stop = start_executor(&stack, &stack.executor_id).await;

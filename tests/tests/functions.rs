@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use gitfaas_common::schema::{decode_function, FunctionState};
+use gitfaas_common::kafka::decode;
+use gitfaas_common::schema::FunctionState;
 use gitfaas_tests::{git_repo, infra, read_topic, unique, Provider, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -90,7 +91,7 @@ async fn a_function_is_deployed_invoked_updated_rolled_back_and_deleted() {
     let on_topic: Vec<FunctionState> = read_topic(&stack.topics().functions)
         .into_iter()
         .filter(|(k, _, _)| k.as_deref() == Some(key.as_str()))
-        .filter_map(|(_, payload, _)| decode_function(&payload).ok())
+        .filter_map(|(_, payload, _)| decode::<FunctionState>(&payload).ok())
         .collect();
     assert_eq!(on_topic.last().map(|s| (s.current, s.versions.len())), Some((1, 2)), "{on_topic:?}");
 

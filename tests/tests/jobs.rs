@@ -114,7 +114,7 @@ async fn topic_messages_are_the_versioned_json_of_common() {
     let jobs = read_topic(&topics.jobs);
     let (key, payload, headers) = jobs.iter().find(|(k, ..)| k.as_deref() == Some(id.as_str())).expect("job on topic");
     assert_eq!(key.as_deref(), Some(id.as_str()));
-    let job = gitfaas_common::schema::decode_job(payload).expect("job message decodes with common");
+    let job = gitfaas_common::kafka::decode::<gitfaas_common::Job>(payload).expect("job message decodes with common");
     assert_eq!(job.version, gitfaas_common::schema::SCHEMA_VERSION);
     assert_eq!(job.spec.input, json!({"marker": "versioned"}));
     assert_eq!(job.owner.subject, "alice", "the owner is the token's subject");
@@ -124,7 +124,9 @@ async fn topic_messages_are_the_versioned_json_of_common() {
     let events: Vec<_> = read_topic(&topics.results)
         .into_iter()
         .filter(|(k, ..)| k.as_deref() == Some(id.as_str()))
-        .map(|(_, payload, _)| gitfaas_common::schema::decode_event(&payload).expect("event decodes with common"))
+        .map(|(_, payload, _)| {
+            gitfaas_common::kafka::decode::<gitfaas_common::JobEvent>(&payload).expect("event decodes with common")
+        })
         .collect();
     assert!(
         matches!(events.as_slice(), [gitfaas_common::JobEvent::Started(_), gitfaas_common::JobEvent::Finished(_)]),

@@ -8,7 +8,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use gitfaas_common::logs::decode_log_chunk;
+use gitfaas_common::kafka::decode;
+use gitfaas_common::logs::LogChunk;
 use gitfaas_tests::cluster::{call, Cluster, FAST_REBALANCE};
 use gitfaas_tests::sandbox::{contains, start, Options};
 use gitfaas_tests::sse::{Event, EventReader};
@@ -142,7 +143,7 @@ async fn a_function_printing_50_mb_keeps_a_capped_log_and_ends_with_one_result()
     let chunks: Vec<_> = read_topic(&stack.topics().logs)
         .into_iter()
         .filter(|(key, _, _)| key.as_deref() == Some(id.as_str()))
-        .map(|(_, payload, _)| decode_log_chunk(&payload).expect("a chunk"))
+        .map(|(_, payload, _)| decode::<LogChunk>(&payload).expect("a chunk"))
         .collect();
     let published: usize = chunks.iter().map(|c| c.text.len()).sum();
     assert!(published <= CAP, "{published} bytes published");

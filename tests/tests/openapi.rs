@@ -86,7 +86,9 @@ async fn observer_parameters_and_status_are_for_admins_only() {
     let published = read_topic(&stack.topics().observer);
     let config = published
         .iter()
-        .map(|(_, payload, _)| gitfaas_common::observer::decode_observer_message(payload).unwrap())
+        .map(|(_, payload, _)| {
+            gitfaas_common::kafka::decode::<gitfaas_common::observer::ObserverMessage>(payload).unwrap()
+        })
         .find_map(|m| match m {
             gitfaas_common::observer::ObserverMessage::Config(c) => Some(c),
             _ => None,

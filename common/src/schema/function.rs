@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DecodeError, JobSpec, Owner, SCHEMA_VERSION};
+use super::{JobSpec, Owner, SCHEMA_VERSION};
+use crate::kafka::{Message, Topic};
 
 /// The longest function name, in characters.
 pub const MAX_FUNCTION_NAME_CHARS: usize = 63;
@@ -60,10 +61,6 @@ impl FunctionState {
     /// The compacted topic's key of `name` of `subject`: unambiguous for any strings.
     pub fn key_of(subject: &str, name: &str) -> String {
         serde_json::to_string(&(subject, name)).expect("strings serialise")
-    }
-
-    pub fn key(&self) -> String {
-        Self::key_of(&self.owner.subject, &self.name)
     }
 
     /// The job an invocation of the current version with `input` runs: pinned to
@@ -144,12 +141,16 @@ pub fn is_valid_function_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-pub fn decode_function(bytes: &[u8]) -> Result<FunctionState, DecodeError> {
-    let state: FunctionState = serde_json::from_slice(bytes)?;
-    if state.schema != SCHEMA_VERSION {
-        return Err(DecodeError::Version { found: state.schema });
+impl Message for FunctionState {
+    const TOPIC: Topic = Topic::Functions;
+
+    fn key(&self) -> String {
+        Self::key_of(&self.owner.subject, &self.name)
     }
-    Ok(state)
+
+    fn version(&self) -> u32 {
+        self.schema
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +180,7 @@ mod tests {
         }
         assert_eq!(many.versions.len(), MAX_VERSIONS_KEPT);
         assert_eq!(many.current as usize, MAX_VERSIONS_KEPT + 7);
-        assert_eq!(decode_function(&many.encode()).unwrap(), many);
+        assert_eq!(crate::kafka::decode::<FunctionState>(&many.encode()).unwrap(), many);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DecodeError, Owner, SCHEMA_VERSION};
+use super::{Owner, SCHEMA_VERSION};
+use crate::kafka::{Message, Topic};
 
 /// The most records of one topic trigger in flight at once.
 pub const MAX_TOPIC_CONCURRENCY: u32 = 64;
@@ -103,10 +104,6 @@ impl TriggerState {
         serde_json::to_string(&(subject, name)).expect("strings serialise")
     }
 
-    pub fn key(&self) -> String {
-        Self::key_of(&self.owner.subject, &self.name)
-    }
-
     pub fn new(owner: Owner, name: &str, function: &str, source: TriggerSource, previous: Option<&Self>) -> Self {
         let now = Utc::now();
         Self {
@@ -126,13 +123,16 @@ impl TriggerState {
     }
 }
 
-/// Parses a message of the triggers topic.
-pub fn decode_trigger(payload: &[u8]) -> Result<TriggerState, DecodeError> {
-    let state: TriggerState = serde_json::from_slice(payload)?;
-    if state.schema != SCHEMA_VERSION {
-        return Err(DecodeError::Version { found: state.schema });
+impl Message for TriggerState {
+    const TOPIC: Topic = Topic::Triggers;
+
+    fn key(&self) -> String {
+        Self::key_of(&self.owner.subject, &self.name)
     }
-    Ok(state)
+
+    fn version(&self) -> u32 {
+        self.schema
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +151,7 @@ mod tests {
         let state = TriggerState::new(owner, "tick", "fn", TriggerSource::Schedule(schedule), None);
         let json: serde_json::Value = serde_json::from_slice(&state.encode()).unwrap();
         assert_eq!(json["schedule"]["missed"], "catch_up");
-        assert_eq!(decode_trigger(&state.encode()).unwrap(), state);
+        assert_eq!(crate::kafka::decode::<TriggerState>(&state.encode()).unwrap(), state);
         let topic: TopicBinding = serde_json::from_str(r#"{"input": "in"}"#).unwrap();
         assert_eq!(topic.concurrency, 4);
     }

@@ -39,7 +39,7 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         .apply(&update)
         .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: e.1.map(str::to_owned) })?;
     let message = ObserverMessage::Config(ConfigUpdate::new(admin.0.subject.clone(), update));
-    let sent = state.publisher.send(&state.topics.observer, &message.key(), &message).await;
+    let sent = state.publisher.publish(&message).await;
     sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
     tracing::info!(by = %admin.0.subject, "observer parameters published");
     Ok(HttpResponse::Accepted().json(serde_json::json!({"published": message, "effective": effective})))

@@ -77,7 +77,7 @@ async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiE
 
 pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
     let message = ControlMessage::Cancel(request.clone());
-    state.publisher.send(&state.topics.control, &message.key(), &message).await.map_err(|error| {
+    state.publisher.publish(&message).await.map_err(|error| {
         tracing::warn!(%error, "publish failed");
         ApiError::Unavailable("the message broker")
     })

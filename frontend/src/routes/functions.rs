@@ -195,18 +195,17 @@ async fn change(
     let changed = async {
         let previous = state.store.function(subject, name).await?;
         let next = edit(previous)?;
-        let topic = &state.topics.functions;
         let key = FunctionState::key_of(subject, name);
         match &next {
             Some(next) => {
                 gitfaas_common::limits::check_message_len(next.encode().len())
                     .map_err(|e| ApiError::invalid("name", format!("the function's versions are {e}")))?;
-                let sent = state.publisher.send(topic, &key, next).await;
+                let sent = state.publisher.publish(next).await;
                 sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
                 state.store.put_function(next).await?;
             }
             None => {
-                let sent = state.publisher.tombstone(topic, &key).await;
+                let sent = state.publisher.retract::<FunctionState>(&key).await;
                 sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
                 state.store.remove_function(subject, name).await?;
             }

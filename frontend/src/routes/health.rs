@@ -3,6 +3,8 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use gitfaas_common::kafka::Topic;
+
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -13,7 +15,7 @@ pub async fn live() -> HttpResponse {
 /// Ready when Redis answers and the broker serves the jobs topic's metadata.
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
-    if let Err(error) = state.publisher.serves(&state.topics.jobs, Duration::from_secs(3)).await {
+    if let Err(error) = state.publisher.serves(Topic::Jobs, Duration::from_secs(3)).await {
         tracing::warn!(%error, "broker not ready");
         return Err(ApiError::Unavailable("the message broker"));
     }

@@ -143,15 +143,18 @@ async fn own_trigger(state: &AppState, caller: &Caller, name: &str) -> Result<Tr
 
 /// Publishes the trigger's state (or its tombstone) and stores it.
 async fn save(state: &AppState, subject: &str, name: &str, next: Option<&TriggerState>) -> Result<(), ApiError> {
-    let topic = &state.topics.triggers;
     let key = TriggerState::key_of(subject, name);
     match next {
         Some(next) => {
-            state.publisher.send(topic, &key, next).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state.publisher.publish(next).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
             state.store.put_trigger(next).await?;
         }
         None => {
-            state.publisher.tombstone(topic, &key).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state
+                .publisher
+                .retract::<TriggerState>(&key)
+                .await
+                .map_err(|_| ApiError::Unavailable("the message broker"))?;
             state.store.remove_trigger(subject, name).await?;
         }
     }

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use gitfaas_common::kafka::Message as _;
 use gitfaas_common::schema::FunctionState;
 use redis::AsyncCommands;
 

@@ -7,6 +7,7 @@
 //!
 //! A state is stored only when it is at least as new as the stored one.
 
+use gitfaas_common::kafka::Message as _;
 use gitfaas_common::schema::TriggerState;
 use redis::AsyncCommands;
 

@@ -44,7 +44,7 @@ pub async fn record_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobO
             ("gitfaas-source-partition", partition.as_bytes()),
             ("gitfaas-source-offset", offset.as_bytes()),
         ];
-        submit.publisher.send_raw(&submit.dead_letter_topic, key.as_deref(), &payload, &headers).await
+        submit.publisher.dead_letter(key.as_deref(), &payload, &headers).await
     };
     sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
     submit.store.mark_produced(record.id, submit.settings.idempotency_ttl_secs).await?;
@@ -80,10 +80,9 @@ pub async fn dead_letter_record(
         ("gitfaas-source-offset", offset.as_bytes()),
     ];
     let payload = message.payload().unwrap_or_default();
-    let topic = &submit.dead_letter_topic;
     submit
         .publisher
-        .send_raw(topic, message.key(), payload, &headers)
+        .dead_letter(message.key(), payload, &headers)
         .await
         .map_err(|_| ApiError::Unavailable("the message broker"))?;
     tracing::warn!(trigger = %trigger.name, %reason, offset = message.offset(), "record dead-lettered");

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::kafka::client_config;
+use gitfaas_common::kafka::Message as _;
+use gitfaas_common::kafka::{ConsumerBuilder, Role};
 use gitfaas_common::schema::{JobOrigin, MissedTicks, Schedule, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS};
 use gitfaas_common::settings::KafkaSettings;
 use prometheus_client::metrics::gauge::Gauge;
@@ -53,13 +54,9 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(kafka: &KafkaSettings, group_id: &str, submit: Submitter, leader: Gauge) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = client_config(kafka)
-            .set("group.id", format!("{group_id}-scheduler"))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "latest")
-            // how soon a dead scheduler's partition goes to another (the broker's minimum)
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
+        // how soon a dead scheduler's partition goes to another: failing over fast
+        let consumer = ConsumerBuilder::new(kafka, Role::Broadcast, &format!("{group_id}-scheduler"))
+            .failing_over_fast()
             .create()?;
         consumer.subscribe(&[&kafka.topics.triggers])?;
         Ok(Self { consumer, submit, leader })

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use gitfaas_common::kafka::client_config;
-use gitfaas_common::metrics::{ConsumerLag, STATISTICS_INTERVAL_MS};
+use gitfaas_common::kafka::{ConsumerBuilder, Message as _, Role};
+use gitfaas_common::metrics::ConsumerLag;
 use gitfaas_common::observer::TriggerLoad;
 use gitfaas_common::schema::{JobOrigin, TopicBinding, TriggerSource, TriggerState};
 use gitfaas_common::settings::KafkaSettings;
+use gitfaas_common::tasks::Tasks;
 use gitfaas_common::JobId;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -63,6 +64,8 @@ pub struct TopicTriggers {
     pub submit: Submitter,
     pub lag: ConsumerLag,
     pub loads: TriggerLoads,
+    /// Each trigger's reader runs as one of these.
+    pub tasks: Tasks,
 }
 
 struct Running {
@@ -117,7 +120,7 @@ impl TopicTriggers {
             let stop = shutdown.child_token();
             running.insert(key, Running { updated_at: trigger.updated_at, stop: stop.clone() });
             let this = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn("topic trigger reader", async move {
                 if let Err(error) = this.read(&trigger, stop).await {
                     tracing::error!(%error, trigger = %trigger.name, "topic trigger reader failed");
                 }
@@ -139,12 +142,8 @@ impl TopicTriggers {
             lag: self.lag.clone(),
             loads: self.loads.clone(),
         };
-        let consumer: StreamConsumer<ReaderContext> = client_config(&self.kafka)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            .create_with_context(context)?;
+        let consumer: StreamConsumer<ReaderContext> =
+            ConsumerBuilder::new(&self.kafka, Role::Replay, &group).with_lag_statistics().create_with(context)?;
         consumer.subscribe(&[&binding.input])?;
         tracing::info!(trigger = %trigger.name, topic = %binding.input, %group, "topic trigger reading");
         let mut in_flight: VecDeque<JobId> = VecDeque::new();
