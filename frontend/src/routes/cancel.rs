@@ -6,6 +6,7 @@
 
 use actix_web::{web, HttpResponse};
 use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::PublishError;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
 
 use crate::ending::attempt_of;
@@ -68,17 +69,11 @@ fn cancelled_result(record: &JobRecord) -> JobResult {
     JobResult::cancelled_before_start(&attempt_of(record))
 }
 
-async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
-    state.results.publish(result).await.map_err(|error| {
-        tracing::warn!(%error, "publish failed");
-        ApiError::Unavailable("the message broker")
-    })
+async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), PublishError> {
+    state.results.publish(result).await
 }
 
-pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
+pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), PublishError> {
     let message = ControlMessage::Cancel(request.clone());
-    state.publisher.send(&state.topics.control, &message.key(), &message).await.map_err(|error| {
-        tracing::warn!(%error, "publish failed");
-        ApiError::Unavailable("the message broker")
-    })
+    state.publisher.send(&state.topics.control, &message.key(), &message).await
 }

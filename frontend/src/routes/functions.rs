@@ -201,13 +201,11 @@ async fn change(
             Some(next) => {
                 gitfaas_common::limits::check_message_len(next.encode().len())
                     .map_err(|e| ApiError::invalid("name", format!("the function's versions are {e}")))?;
-                let sent = state.publisher.send(topic, &key, next).await;
-                sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
+                state.publisher.send(topic, &key, next).await?;
                 state.store.put_function(next).await?;
             }
             None => {
-                let sent = state.publisher.tombstone(topic, &key).await;
-                sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
+                state.publisher.tombstone(topic, &key).await?;
                 state.store.remove_function(subject, name).await?;
             }
         }

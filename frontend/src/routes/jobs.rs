@@ -224,7 +224,7 @@ pub(super) async fn queue(
     caller: &Caller,
     state: &AppState,
 ) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
-    state.submit.queue(spec, idempotency, backlog, caller.owner()).await
+    Ok(state.submit.queue(spec, idempotency, backlog, caller.owner()).await?)
 }
 
 pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {

@@ -1,6 +1,7 @@
 //! HTTP routes. Every error is problem+json (see [`crate::problem`]).
 
 mod admin;
+mod callers;
 mod cancel;
 mod events;
 mod functions;

@@ -90,8 +90,7 @@ pub async fn start(
     let run = JobId::new().to_string();
     tracing::Span::current().record("run", run.as_str());
     let origin = JobOrigin::Pipeline { run: run.clone(), step: 0, steps: request.steps.clone(), versions };
-    let first = |_| ApiError::StepFunctionNotFound { step: 1, name: request.steps[0].clone() };
-    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?.map_err(first)?;
+    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?;
     // listed first: a run listed whose first step never came is skipped by the list
     state.store.index_pipeline_run(&caller.subject, &run).await?;
     let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -147,11 +147,11 @@ async fn save(state: &AppState, subject: &str, name: &str, next: Option<&Trigger
     let key = TriggerState::key_of(subject, name);
     match next {
         Some(next) => {
-            state.publisher.send(topic, &key, next).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state.publisher.send(topic, &key, next).await?;
             state.store.put_trigger(next).await?;
         }
         None => {
-            state.publisher.tombstone(topic, &key).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+            state.publisher.tombstone(topic, &key).await?;
             state.store.remove_trigger(subject, name).await?;
         }
     }
@@ -192,8 +192,7 @@ pub async fn put(
     let source = checked_source(&state, request)?;
     if let TriggerSource::Topic(binding) = &source {
         for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
-            let partitions = state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await;
-            if partitions.map_err(|_| ApiError::Unavailable("the message broker"))? == 0 {
+            if state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await? == 0 {
                 return Err(ApiError::invalid("topic", format!("topic {topic:?} does not exist")));
             }
         }
