@@ -1,8 +1,8 @@
 //! Errors as RFC 7807 `application/problem+json`, each with a stable `type`.
 //!
 //! [`ApiError`] is the routes' error alone. The work they call raises its own
-//! errors (submitting a job, a pipeline's steps, a trigger's firing, the store,
-//! the broker…), and this is the one place each becomes an HTTP answer,
+//! errors (submitting a job, a pipeline's steps, a definition's change, the
+//! store, the broker…), and this is the one place each becomes an HTTP answer,
 //! by the `From` impls at the end.
 
 use actix_web::http::{header, StatusCode};
@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::identity::AuthError;
 use crate::pipelines::{StepSpecError, UnmadeError};
 use crate::request::Invalid;
+use crate::store::{ChangeError, Kind};
 use crate::submit::SubmitError;
 
 pub const PROBLEM_BASE: &str = "https://gitfaas.dev/problems/";
@@ -64,6 +65,8 @@ pub enum ApiError {
     FunctionNotFound,
     #[error("another change of this function is under way; try again")]
     FunctionBusy,
+    #[error("another change of this trigger is under way; try again")]
+    TriggerBusy,
     #[error("the function could not be deployed: {0}")]
     DeployFailed(String),
     #[error("the function's ref was not resolved within {0}s; its deployment job is {1}")]
@@ -119,6 +122,7 @@ impl ApiError {
             ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
             ApiError::FunctionNotFound => ("not-found", "Not found"),
             ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
+            ApiError::TriggerBusy => ("trigger-busy", "The trigger is being changed"),
             ApiError::DeployFailed(_) => ("deploy-failed", "The function could not be deployed"),
             ApiError::DeployTimeout(..) => ("deploy-timeout", "The deployment did not finish in time"),
             ApiError::TriggerNotFound => ("not-found", "Not found"),
@@ -147,7 +151,7 @@ impl ResponseError for ApiError {
             ApiError::IdempotentJobErased => StatusCode::GONE,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FunctionNotFound => StatusCode::NOT_FOUND,
-            ApiError::FunctionBusy => StatusCode::CONFLICT,
+            ApiError::FunctionBusy | ApiError::TriggerBusy => StatusCode::CONFLICT,
             ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::TriggerNotFound => StatusCode::NOT_FOUND,
@@ -266,6 +270,21 @@ impl From<UnmadeError> for ApiError {
             UnmadeError::Busy => ApiError::Overloaded(1),
             UnmadeError::Broker(error) => error.into(),
             UnmadeError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A change of a function or trigger definition; the edit's own refusal is
+/// already the routes'.
+impl<E: Into<ApiError>> From<ChangeError<E>> for ApiError {
+    fn from(error: ChangeError<E>) -> Self {
+        match error {
+            ChangeError::Busy(Kind::Function) => ApiError::FunctionBusy,
+            ChangeError::Busy(Kind::Trigger) => ApiError::TriggerBusy,
+            ChangeError::Edit(error) => error.into(),
+            ChangeError::TooLarge { field, detail } => ApiError::invalid(field, detail),
+            ChangeError::Broker(error) => error.into(),
+            ChangeError::Store(error) => error.into(),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::wait;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::request;
+use crate::store::change_definition;
 use crate::AppState;
 
 /// How long a deployment waits for its ref to be resolved.
@@ -182,40 +183,16 @@ async fn resolve(state: &AppState, caller: &Caller, spec: &JobSpec, backlog: u64
     }
 }
 
-/// Applies `edit` to the function's latest state under its lock: publishes the
-/// new state (or, for `None`, the function's tombstone) and stores it.
+/// Applies `edit` to the function's latest state under its lock, through the
+/// definitions' one write path ([`crate::store::change_definition`]).
 async fn change(
     state: &AppState,
     caller: &Caller,
     name: &str,
     edit: impl FnOnce(Option<FunctionState>) -> Result<Option<FunctionState>, ApiError>,
 ) -> Result<Option<FunctionState>, ApiError> {
-    let subject = &caller.subject;
-    let Some(token) = state.store.lock_function(subject, name).await? else { return Err(ApiError::FunctionBusy) };
-    let changed = async {
-        let previous = state.store.function(subject, name).await?;
-        let next = edit(previous)?;
-        let topic = &state.topics.functions;
-        let key = FunctionState::key_of(subject, name);
-        match &next {
-            Some(next) => {
-                gitfaas_common::limits::check_message_len(next.encode().len())
-                    .map_err(|e| ApiError::invalid("name", format!("the function's versions are {e}")))?;
-                state.publisher.send(topic, &key, next).await?;
-                state.store.put_function(next).await?;
-            }
-            None => {
-                state.publisher.tombstone(topic, &key).await?;
-                state.store.remove_function(subject, name).await?;
-            }
-        }
-        Ok(next)
-    }
-    .await;
-    if let Err(error) = state.store.unlock_function(subject, name, &token).await {
-        tracing::warn!(%error, function = name, "function lock not released; it expires");
-    }
-    changed
+    let topic = &state.topics.functions;
+    Ok(change_definition(&state.store, &state.publisher, topic, &caller.subject, name, edit).await?)
 }
 
 /// The caller's functions.
