@@ -9,10 +9,11 @@ use gitfaas_common::control::{CancelRequest, ControlMessage};
 use gitfaas_common::kafka::PublishError;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
 
+use super::jobs::JobView;
+use super::owned::own_job;
 use crate::ending::attempt_of;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
-use crate::routes::jobs::{own_job, JobView};
 use crate::store::JobRecord;
 use crate::AppState;
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::jobs::{admit_json, answer, queue, WaitQuery};
-use super::wait;
+use super::wait::{self, Waited};
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::request;
@@ -175,11 +175,13 @@ async fn resolve(state: &AppState, caller: &Caller, spec: &JobSpec, backlog: u64
     let resolving = JobSpec { resolve_only: true, input: Value::Null, ..spec.clone() };
     let (id, _, _) = queue(resolving, None, backlog, caller, state).await?;
     match wait::for_result(state, caller, &id.to_string(), RESOLVE_WAIT_SECS).await? {
-        Ok(result) if result.status == JobStatus::Succeeded => {
+        Waited::Ended(result) if result.status == JobStatus::Succeeded => {
             result.commit_sha.ok_or_else(|| ApiError::DeployFailed("the executor named no commit".into()))
         }
-        Ok(result) => Err(ApiError::DeployFailed(result.reason.unwrap_or_else(|| result.status.to_string()))),
-        Err(status) => Err(ApiError::DeployTimeout(RESOLVE_WAIT_SECS, status)),
+        Waited::Ended(result) => {
+            Err(ApiError::DeployFailed(result.reason.unwrap_or_else(|| result.status.to_string())))
+        }
+        Waited::Pending(status) => Err(ApiError::DeployTimeout(RESOLVE_WAIT_SECS, status.to_string())),
     }
 }
 

@@ -16,7 +16,8 @@ use crate::request;
 use crate::store::{Erase, JobRecord};
 use crate::AppState;
 
-use super::wait;
+use super::owned::own_job;
+use super::wait::{self, Waited};
 
 /// Links to a job's resources.
 #[derive(Serialize, ToSchema)]
@@ -165,7 +166,7 @@ pub(super) async fn answer(
     };
     let applied = preferred.filter(|_| query.wait.is_none());
     if wait > 0 {
-        if let Ok(result) = wait::for_result(state, caller, &id.to_string(), wait).await? {
+        if let Waited::Ended(result) = wait::for_result(state, caller, &id.to_string(), wait).await? {
             let mut ok = HttpResponse::Ok();
             ok.insert_header((header::LOCATION, JobLinks::of(id).self_));
             if let Some(applied) = applied {
@@ -237,15 +238,6 @@ pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>
     })
 }
 
-/// A job the caller owns; anyone else's job is indistinguishable from a missing one.
-pub(crate) async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
-    match state.store.get(id).await? {
-        Some(record) if record.owner == caller.subject => Ok(record),
-        _ => Err(ApiError::NotFound),
-    }
-}
-
 /// Status of one of the caller's jobs.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
@@ -287,8 +279,8 @@ pub async fn result(
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait::from_query(query.wait)?;
     match wait::for_result(&state, &caller, &path, wait).await? {
-        Ok(result) => Ok(HttpResponse::Ok().json(result)),
-        Err(status) => Err(ApiError::NotFinished { status }),
+        Waited::Ended(result) => Ok(HttpResponse::Ok().json(result)),
+        Waited::Pending(status) => Err(ApiError::NotFinished { status: status.to_string() }),
     }
 }
 

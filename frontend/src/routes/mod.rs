@@ -11,6 +11,7 @@ mod keys;
 mod logs;
 mod numbers;
 mod openapi;
+mod owned;
 mod pipelines;
 mod triggers;
 mod wait;
