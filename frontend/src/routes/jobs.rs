@@ -17,6 +17,7 @@ use crate::store::{Erase, JobRecord};
 use crate::AppState;
 
 use super::owned::own_job;
+use super::page;
 use super::wait::{self, Waited};
 
 /// Links to a job's resources.
@@ -307,12 +308,9 @@ pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 100"));
-    }
+    let limit = page::size(query.limit)?;
     let (records, more) = state.store.list(&caller.subject, query.before, query.status, limit).await?;
-    let next = more.then(|| records.last().map(|r| r.id)).flatten();
+    let next = page::next(&records, more, |r| r.id);
     Ok(HttpResponse::Ok().json(JobList { jobs: records.into_iter().map(JobView::from).collect(), next }))
 }
 

@@ -12,6 +12,7 @@ mod logs;
 mod numbers;
 mod openapi;
 mod owned;
+mod page;
 mod pipelines;
 mod triggers;
 mod wait;
