@@ -18,18 +18,59 @@ mod run;
 pub use run::RunView;
 
 use chrono::Utc;
+use gitfaas_common::kafka::PublishError;
 use gitfaas_common::schema::{Attempt, JobOrigin};
 use gitfaas_common::{JobEvent, JobId, JobResult, JobSpec, JobStatus, Owner};
 use serde_json::Value;
 
 use crate::ending::{ResultPublisher, FRONTEND_EXECUTOR_ID};
-use crate::follow_up::FollowUp;
-use crate::problem::ApiError;
 use crate::store::{JobRecord, JobStore, OriginClaim};
-use crate::submit::Submitter;
+use crate::submit::{SubmitError, Submitter};
+
+/// Why a step has no job to make: its message is the reason its unmade step
+/// ends with (or, at a run's start, the 404 names its function).
+#[derive(Debug, thiserror::Error)]
+pub enum StepSpecError {
+    #[error("not a pipeline step")]
+    NotAStep,
+    #[error("the run has no step {0}")]
+    NoSuchStep(u32),
+    #[error("function {name} not found")]
+    FunctionNotFound { step: u32, name: String },
+    #[error("version {version} of function {name}, which the run started with, is no longer kept")]
+    VersionGone { step: u32, name: String, version: u32 },
+    #[error("function {name} has no version")]
+    NoVersion { step: u32, name: String },
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
+
+/// Why an unmade step was not ended ([`end_unmade_step`]): each may pass later.
+#[derive(Debug, thiserror::Error)]
+pub enum UnmadeError {
+    /// Another attempt to make or end the step holds its origin.
+    #[error("the step is being made; retry after 1s")]
+    Busy,
+    #[error("the step's result was not published: {0}")]
+    Broker(#[from] PublishError),
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
+
+/// Why the next step of a run was neither queued nor ended: the results
+/// reader tries its follow-up again.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("the next step was not queued: {0}")]
+    Submit(#[source] SubmitError),
+    #[error(transparent)]
+    Unmade(#[from] UnmadeError),
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
 
 /// The run `run` of `subject`, or none when `subject` has no such run.
-pub async fn read(store: &JobStore, subject: &str, run: &str) -> Result<Option<RunView>, ApiError> {
+pub async fn read(store: &JobStore, subject: &str, run: &str) -> redis::RedisResult<Option<RunView>> {
     let Some(first) = store.get(JobOrigin::pipeline_step_id(subject, run, 0)).await? else { return Ok(None) };
     let steps = match first.job.as_ref().and_then(|j| j.spec.origin.as_ref()) {
         Some(JobOrigin::Pipeline { steps, .. }) if first.owner == subject => steps.clone(),
@@ -45,33 +86,42 @@ pub async fn read(store: &JobStore, subject: &str, run: &str) -> Result<Option<R
 
 /// The job of the step `origin` names (a pipeline's) for `owner`: the version of
 /// the step's function the run pinned when it started (else its current one),
-/// with `input`; `Err` with the reason when there is no such function or version.
+/// with `input`; an error naming why when there is no such function or version.
 pub async fn step_spec(
     store: &JobStore,
     owner: &Owner,
     origin: JobOrigin,
     input: Value,
-) -> Result<Result<JobSpec, String>, ApiError> {
+) -> Result<JobSpec, StepSpecError> {
     let JobOrigin::Pipeline { step, steps, versions, .. } = &origin else {
-        return Ok(Err("not a pipeline step".into()));
+        return Err(StepSpecError::NotAStep);
     };
-    let Some(name) = steps.get(*step as usize) else { return Ok(Err(format!("the run has no step {step}"))) };
+    let step = *step;
+    let Some(name) = steps.get(step as usize) else { return Err(StepSpecError::NoSuchStep(step)) };
     let Some(function) = store.function(&owner.subject, name).await? else {
-        return Ok(Err(format!("function {name} not found")));
+        return Err(StepSpecError::FunctionNotFound { step, name: name.clone() });
     };
-    let spec = match versions.get(*step as usize) {
-        Some(&pinned) => function.invocation_of(pinned, input).ok_or_else(|| {
-            format!("version {pinned} of function {name}, which the run started with, is no longer kept")
-        }),
-        None => function.invocation(input).ok_or_else(|| format!("function {name} has no version")),
+    let spec = match versions.get(step as usize) {
+        Some(&version) => function.invocation_of(version, input).ok_or_else(|| StepSpecError::VersionGone {
+            step,
+            name: name.clone(),
+            version,
+        })?,
+        None => function.invocation(input).ok_or_else(|| StepSpecError::NoVersion { step, name: name.clone() })?,
     };
-    Ok(spec.map(|spec| JobSpec { origin: Some(origin.clone()), ..spec }))
+    Ok(JobSpec { origin: Some(origin.clone()), ..spec })
 }
 
 /// The follow-up of a step's job `record` (of `origin`, a pipeline's): after a
 /// success, the next step is queued with this one's output as its input. Any
-/// other end ends the run, which its steps' jobs already tell.
-pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOrigin) -> Result<(), ApiError> {
+/// other end ends the run, which its steps' jobs already tell. A step that cannot
+/// be queued is ended with the reason, through `results`.
+pub async fn step_done(
+    submit: &Submitter,
+    results: &ResultPublisher,
+    record: &JobRecord,
+    origin: &JobOrigin,
+) -> Result<(), StepError> {
     let JobOrigin::Pipeline { run, step, steps, versions } = origin else { return Ok(()) };
     let Some(job) = record.job.as_ref() else { return Ok(()) };
     if record.status != JobStatus::Succeeded {
@@ -83,7 +133,7 @@ pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOri
         tracing::info!(run = %run, steps = steps.len(), "pipeline run succeeded");
         return Ok(());
     };
-    let store = &follow_up.submit.store;
+    let store = &submit.store;
     let owner = &job.owner;
     let next_id = JobOrigin::pipeline_step_id(&owner.subject, run, next);
     if store.get(next_id).await?.is_some() {
@@ -92,29 +142,27 @@ pub async fn step_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOri
     let input = record.result.as_ref().and_then(|r| r.output.clone()).unwrap_or(Value::Null);
     let next_origin =
         JobOrigin::Pipeline { run: run.clone(), step: next, steps: steps.clone(), versions: versions.clone() };
-    let spec = match step_spec(store, owner, next_origin, input).await? {
+    let spec = match step_spec(store, owner, next_origin, input).await {
         Ok(spec) => spec,
+        Err(StepSpecError::Store(error)) => return Err(error.into()),
         Err(why) => {
-            return end_unmade_step(&follow_up.submit, &follow_up.results, next_id, owner, |a| {
-                JobResult::not_queued(a, &why)
-            })
-            .await
-            .map(|_| ())
+            let why = why.to_string();
+            end_unmade_step(submit, results, next_id, owner, |a| JobResult::not_queued(a, &why)).await?;
+            return Ok(());
         }
     };
     // an admitted run's steps are not refused for the backlog: that would hold up
     // the results reader, which runs this
-    match follow_up.submit.queue(spec, None, 0, owner.clone()).await {
+    match submit.queue(spec, None, 0, owner.clone()).await {
         Ok((id, _, _)) => {
             tracing::info!(run = %run, step = next, job_id = %id, function = %name, "pipeline step queued");
             Ok(())
         }
-        Err(error) if error.is_transient() => Err(error),
+        Err(error) if error.is_transient() => Err(StepError::Submit(error)),
         Err(error) => {
             let why = error.to_string();
-            end_unmade_step(&follow_up.submit, &follow_up.results, next_id, owner, |a| JobResult::not_queued(a, &why))
-                .await
-                .map(|_| ())
+            end_unmade_step(submit, results, next_id, owner, |a| JobResult::not_queued(a, &why)).await?;
+            Ok(())
         }
     }
 }
@@ -137,12 +185,12 @@ pub async fn end_unmade_step(
     id: JobId,
     owner: &Owner,
     end: impl FnOnce(&Attempt) -> JobResult,
-) -> Result<Unmade, ApiError> {
+) -> Result<Unmade, UnmadeError> {
     let store = &submit.store;
     match store.claim_origin(id, submit.settings.idempotency_ttl_secs).await? {
         OriginClaim::Claimed => {}
         OriginClaim::Exists => return Ok(Unmade::Exists),
-        OriginClaim::Busy => return Err(ApiError::Overloaded(1)),
+        OriginClaim::Busy => return Err(UnmadeError::Busy),
     }
     let attempt = Attempt {
         job_id: id,
@@ -158,7 +206,7 @@ pub async fn end_unmade_step(
     if let Err(error) = results.publish(&result).await {
         tracing::warn!(%error, job_id = %id, "the result of an unmade pipeline step was not published");
         store.release_origin(id).await?;
-        return Err(ApiError::Unavailable("the message broker"));
+        return Err(error.into());
     }
     store.apply(&JobEvent::Finished(result.clone())).await?;
     tracing::info!(job_id = %id, status = %result.status, reason = result.reason.as_deref().unwrap_or(""), "pipeline step ended before it was made");

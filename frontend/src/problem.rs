@@ -1,8 +1,21 @@
 //! Errors as RFC 7807 `application/problem+json`, each with a stable `type`.
+//!
+//! [`ApiError`] is the routes' error alone. The work they call raises its own
+//! errors (submitting a job, a pipeline's steps, a definition's change, the
+//! store, the broker…), and this is the one place each becomes an HTTP answer,
+//! by the `From` impls at the end.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use gitfaas_common::kafka::PublishError;
+use rdkafka::error::KafkaError;
 use serde::Serialize;
+
+use crate::identity::AuthError;
+use crate::pipelines::{StepSpecError, UnmadeError};
+use crate::request::Invalid;
+use crate::store::{ChangeError, Kind};
+use crate::submit::SubmitError;
 
 pub const PROBLEM_BASE: &str = "https://gitfaas.dev/problems/";
 
@@ -52,6 +65,8 @@ pub enum ApiError {
     FunctionNotFound,
     #[error("another change of this function is under way; try again")]
     FunctionBusy,
+    #[error("another change of this trigger is under way; try again")]
+    TriggerBusy,
     #[error("the function could not be deployed: {0}")]
     DeployFailed(String),
     #[error("the function's ref was not resolved within {0}s; its deployment job is {1}")]
@@ -82,14 +97,6 @@ pub struct Problem<'a> {
 }
 
 impl ApiError {
-    /// Whether trying again later may succeed (the store, broker or backlog).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::RateLimited(_) | ApiError::Internal(_)
-        )
-    }
-
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
         ApiError::InvalidRequest { detail: detail.into(), field: Some(field.to_owned()) }
     }
@@ -115,6 +122,7 @@ impl ApiError {
             ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
             ApiError::FunctionNotFound => ("not-found", "Not found"),
             ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
+            ApiError::TriggerBusy => ("trigger-busy", "The trigger is being changed"),
             ApiError::DeployFailed(_) => ("deploy-failed", "The function could not be deployed"),
             ApiError::DeployTimeout(..) => ("deploy-timeout", "The deployment did not finish in time"),
             ApiError::TriggerNotFound => ("not-found", "Not found"),
@@ -143,7 +151,7 @@ impl ResponseError for ApiError {
             ApiError::IdempotentJobErased => StatusCode::GONE,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FunctionNotFound => StatusCode::NOT_FOUND,
-            ApiError::FunctionBusy => StatusCode::CONFLICT,
+            ApiError::FunctionBusy | ApiError::TriggerBusy => StatusCode::CONFLICT,
             ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::TriggerNotFound => StatusCode::NOT_FOUND,
@@ -197,5 +205,86 @@ impl From<redis::RedisError> for ApiError {
     fn from(error: redis::RedisError) -> Self {
         tracing::warn!(%error, "redis error");
         ApiError::Unavailable("the job store")
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        tracing::warn!(%error, "broker unavailable");
+        ApiError::Unavailable("the message broker")
+    }
+}
+
+/// The broker not answering a metadata request is the broker unavailable, as a
+/// failed publish is.
+impl From<KafkaError> for ApiError {
+    fn from(error: KafkaError) -> Self {
+        PublishError::Broker(error).into()
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(Invalid { detail, field }: Invalid) -> Self {
+        ApiError::InvalidRequest { detail, field }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::Unauthorized(error.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Invalid(invalid) => invalid.into(),
+            SubmitError::Overloaded(secs) => ApiError::Overloaded(secs),
+            SubmitError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
+            SubmitError::IdempotentJobErased => ApiError::IdempotentJobErased,
+            SubmitError::Vanished => ApiError::NotFound,
+            SubmitError::Broker(error) => error.into(),
+            SubmitError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// At a run's start (its step 1): the step's function is missing.
+impl From<StepSpecError> for ApiError {
+    fn from(error: StepSpecError) -> Self {
+        match error {
+            StepSpecError::Store(error) => error.into(),
+            StepSpecError::FunctionNotFound { step, name }
+            | StepSpecError::VersionGone { step, name, .. }
+            | StepSpecError::NoVersion { step, name } => {
+                ApiError::StepFunctionNotFound { step: step as usize + 1, name }
+            }
+            StepSpecError::NotAStep | StepSpecError::NoSuchStep(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<UnmadeError> for ApiError {
+    fn from(error: UnmadeError) -> Self {
+        match error {
+            UnmadeError::Busy => ApiError::Overloaded(1),
+            UnmadeError::Broker(error) => error.into(),
+            UnmadeError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A change of a function or trigger definition; the edit's own refusal is
+/// already the routes'.
+impl<E: Into<ApiError>> From<ChangeError<E>> for ApiError {
+    fn from(error: ChangeError<E>) -> Self {
+        match error {
+            ChangeError::Busy(Kind::Function) => ApiError::FunctionBusy,
+            ChangeError::Busy(Kind::Trigger) => ApiError::TriggerBusy,
+            ChangeError::Edit(error) => error.into(),
+            ChangeError::TooLarge { field, detail } => ApiError::invalid(field, detail),
+            ChangeError::Broker(error) => error.into(),
+            ChangeError::Store(error) => error.into(),
+        }
     }
 }

@@ -20,7 +20,7 @@ use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::ending::end_unreadable;
-use crate::store::JobStore;
+use crate::store::{Definition, JobStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -61,11 +61,11 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
     })
     .await?;
     let functions = replay(kafka, &kafka.topics.functions, |key, payload| async move {
-        apply_function(store, key.as_deref(), &payload).await
+        apply_definition::<FunctionState>(store, key.as_deref(), &payload).await
     })
     .await?;
     let triggers = replay(kafka, &kafka.topics.triggers, |key, payload| async move {
-        apply_trigger(store, key.as_deref(), &payload).await
+        apply_definition::<TriggerState>(store, key.as_deref(), &payload).await
     })
     .await?;
     store.mark_initialized().await?;
@@ -73,38 +73,24 @@ pub async fn rebuild_if_empty(kafka: &KafkaSettings, store: &JobStore) -> Result
     Ok(true)
 }
 
-/// A message of the functions topic: a function's state, or the tombstone (no
-/// value) of a deleted one.
-async fn apply_function(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) -> redis::RedisResult<()> {
+/// A message of a definitions topic (functions, triggers): a definition's state,
+/// or the tombstone (no value) of a deleted one.
+async fn apply_definition<D: Definition>(
+    store: &JobStore,
+    key: Option<&[u8]>,
+    payload: &[u8],
+) -> redis::RedisResult<()> {
     if payload.is_empty() {
         let named = key.and_then(|k| serde_json::from_slice::<(String, String)>(k).ok());
         return match named {
-            Some((subject, name)) => store.remove_function(&subject, &name).await,
+            Some((subject, name)) => D::remove(store, &subject, &name).await,
             None => Ok(()),
         };
     }
-    match decode::<FunctionState>(payload) {
-        Ok(state) => store.put_function(&state).await.map(|_| ()),
+    match decode::<D>(payload) {
+        Ok(state) => state.store(store).await,
         Err(error) => {
-            tracing::warn!(%error, "unreadable function message skipped");
-            Ok(())
-        }
-    }
-}
-
-/// A message of the triggers topic: a trigger's state, or its tombstone.
-async fn apply_trigger(store: &JobStore, key: Option<&[u8]>, payload: &[u8]) -> redis::RedisResult<()> {
-    if payload.is_empty() {
-        let named = key.and_then(|k| serde_json::from_slice::<(String, String)>(k).ok());
-        return match named {
-            Some((subject, name)) => store.remove_trigger(&subject, &name).await,
-            None => Ok(()),
-        };
-    }
-    match decode::<TriggerState>(payload) {
-        Ok(state) => store.put_trigger(&state).await.map(|_| ()),
-        Err(error) => {
-            tracing::warn!(%error, "unreadable trigger message skipped");
+            tracing::warn!(%error, kind = %D::KIND, "unreadable definition message skipped");
             Ok(())
         }
     }

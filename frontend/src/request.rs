@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::problem::ApiError;
 use crate::settings::FrontendSettings;
 
 /// The least memory (MiB), CPU (thousandths of a core) and pids a job may ask for;
@@ -20,6 +19,22 @@ pub const MIN_CPU_MILLIS: u32 = 10;
 pub const MIN_PIDS: u32 = 8;
 /// The longest `Idempotency-Key`, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
+/// A request the checks refuse: why, and the field at fault when there is one
+/// (the route answers it 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct Invalid {
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+impl Invalid {
+    /// `field` is refused for `detail`.
+    pub fn of(field: &str, detail: impl Into<String>) -> Self {
+        Self { detail: detail.into(), field: Some(field.to_owned()) }
+    }
+}
 
 /// A job submission. Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -124,7 +139,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
 }
 
 /// Parses a JSON body, naming the offending field in the error.
-pub fn parse(body: &[u8]) -> Result<SubmitRequest, ApiError> {
+pub fn parse(body: &[u8]) -> Result<SubmitRequest, Invalid> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let inner = error.inner().to_string();
@@ -138,15 +153,14 @@ pub fn parse(body: &[u8]) -> Result<SubmitRequest, ApiError> {
             (None, "." | "?") => None,
             (None, path) => Some(path.to_owned()),
         };
-        ApiError::InvalidRequest { detail: format!("invalid job request: {inner}"), field }
+        Invalid { detail: format!("invalid job request: {inner}"), field }
     })
 }
 
 impl SubmitRequest {
     /// Checks the request and fills in defaults.
-    pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, ApiError> {
-        let repo =
-            RepoUrl::parse(&self.repo, &settings.policy).map_err(|e| ApiError::invalid("repo", e.to_string()))?;
+    pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, Invalid> {
+        let repo = RepoUrl::parse(&self.repo, &settings.policy).map_err(|e| Invalid::of("repo", e.to_string()))?;
         self.validate_entry()?;
         let sealed_credentials = seal_credentials(self.credentials, self.sealed_credentials, settings)?;
         for (field, links) in [("sources", &self.sources), ("sinks", &self.sinks)] {
@@ -156,7 +170,7 @@ impl SubmitRequest {
         validate_ref(&git_ref)?;
         if let Some(runtime) = &self.runtime {
             if !settings.runtimes.contains(runtime) {
-                return Err(ApiError::invalid(
+                return Err(Invalid::of(
                     "runtime",
                     format!("unknown runtime `{runtime}`; offered: {}", settings.runtimes.join(", ")),
                 ));
@@ -165,7 +179,7 @@ impl SubmitRequest {
         let delivery = self.delivery.unwrap_or_default();
         if !settings.delivery.allowed.contains(&delivery) {
             let allowed: Vec<&str> = settings.delivery.allowed.iter().map(|d| d.as_str()).collect();
-            return Err(ApiError::invalid(
+            return Err(Invalid::of(
                 "delivery",
                 format!("delivery `{}` is not allowed here; allowed: {}", delivery.as_str(), allowed.join(", ")),
             ));
@@ -174,7 +188,7 @@ impl SubmitRequest {
         let bounded = |field: &str, value: Option<u32>, default: u32, min: u32, max: u32| {
             let value = value.unwrap_or(default);
             if value < min || value > max {
-                return Err(ApiError::invalid(field, format!("{field} must be between {min} and {max}")));
+                return Err(Invalid::of(field, format!("{field} must be between {min} and {max}")));
             }
             Ok(value)
         };
@@ -213,17 +227,17 @@ impl SubmitRequest {
 
     /// What the strings alone tell of `entry`, `workdir` and `args`; the executor
     /// decides the rest against the checkout.
-    fn validate_entry(&self) -> Result<(), ApiError> {
+    fn validate_entry(&self) -> Result<(), Invalid> {
         use gitfaas_common::schema::{check_args, is_checkout_path, MAX_PATH_CHARS};
         for (field, path) in [("entry", &self.entry), ("workdir", &self.workdir)] {
             if path.as_deref().is_some_and(|p| !is_checkout_path(p)) {
                 let why = format!("{field} must be a relative path inside the repository (at most {MAX_PATH_CHARS} characters, no `.` or `..` parts)");
-                return Err(ApiError::invalid(field, why));
+                return Err(Invalid::of(field, why));
             }
         }
-        check_args(&self.args).map_err(|why| ApiError::invalid("args", why))?;
+        check_args(&self.args).map_err(|why| Invalid::of("args", why))?;
         if !self.args.is_empty() && self.runtime.as_deref().is_some_and(|r| r != "command") {
-            return Err(ApiError::invalid("args", "args are taken by the command runtime only"));
+            return Err(Invalid::of("args", "args are taken by the command runtime only"));
         }
         Ok(())
     }
@@ -234,21 +248,21 @@ fn seal_credentials(
     plain: Option<PlainCredentials>,
     sealed: Option<String>,
     settings: &FrontendSettings,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Invalid> {
     match (plain, sealed) {
         (Some(_), Some(_)) => {
-            Err(ApiError::invalid("credentials", "send either credentials or sealed_credentials, not both"))
+            Err(Invalid::of("credentials", "send either credentials or sealed_credentials, not both"))
         }
         (Some(plain), None) => {
             let Some(key) = &settings.executor_public_key else {
-                return Err(ApiError::invalid("credentials", "this deployment accepts no credentials"));
+                return Err(Invalid::of("credentials", "this deployment accepts no credentials"));
             };
             let json = Zeroizing::new(serde_json::to_vec(&plain.0).expect("a map of strings serialises"));
-            let sealed = sealed::seal(key, &json).map_err(|e| ApiError::invalid("credentials", e.to_string()))?;
+            let sealed = sealed::seal(key, &json).map_err(|e| Invalid::of("credentials", e.to_string()))?;
             Ok(Some(sealed))
         }
         (None, Some(sealed)) => {
-            sealed::check_sealed(&sealed).map_err(|e| ApiError::invalid("sealed_credentials", e.to_string()))?;
+            sealed::check_sealed(&sealed).map_err(|e| Invalid::of("sealed_credentials", e.to_string()))?;
             Ok(Some(sealed))
         }
         (None, None) => Ok(None),
@@ -256,23 +270,23 @@ fn seal_credentials(
 }
 
 /// The shared policy on each link; the executor checks again, with its own limits.
-fn validate_links(field: &str, links: &[DataLink], policy: &PolicySettings) -> Result<(), ApiError> {
+fn validate_links(field: &str, links: &[DataLink], policy: &PolicySettings) -> Result<(), Invalid> {
     for link in links {
         policy::check_link(&link.name, &link.url, link.method.as_deref(), field == "sinks", policy)
-            .map_err(|e| ApiError::invalid(field, e.to_string()))?;
+            .map_err(|e| Invalid::of(field, e.to_string()))?;
     }
     Ok(())
 }
 
 /// The shared depth limit on `input`: every later reader of the job (the
 /// executor, the rebuild) must be able to decode what is accepted here.
-pub fn check_input_depth(input: &Value) -> Result<(), ApiError> {
-    gitfaas_common::limits::check_depth(input).map_err(|error| ApiError::invalid("input", format!("input is {error}")))
+pub fn check_input_depth(input: &Value) -> Result<(), Invalid> {
+    gitfaas_common::limits::check_depth(input).map_err(|error| Invalid::of("input", format!("input is {error}")))
 }
 
-fn validate_ref(git_ref: &str) -> Result<(), ApiError> {
+fn validate_ref(git_ref: &str) -> Result<(), Invalid> {
     if !gitfaas_common::schema::is_valid_ref(git_ref) {
-        return Err(ApiError::invalid("ref", "ref must be a branch, tag or commit name"));
+        return Err(Invalid::of("ref", "ref must be a branch, tag or commit name"));
     }
     Ok(())
 }
@@ -283,7 +297,7 @@ mod tests {
 
     fn field_of(body: &str) -> Option<String> {
         match parse(body.as_bytes()) {
-            Err(ApiError::InvalidRequest { field, .. }) => field,
+            Err(Invalid { field, .. }) => field,
             other => panic!("expected invalid request, got {other:?}"),
         }
     }
@@ -324,7 +338,7 @@ mod tests {
     fn entry_workdir_and_args_are_checked_by_their_text() {
         let check = |body: serde_json::Value| parse(body.to_string().as_bytes()).unwrap().validate_entry();
         let field = |body| match check(body) {
-            Err(ApiError::InvalidRequest { field, .. }) => field,
+            Err(Invalid { field, .. }) => field,
             other => panic!("expected invalid request, got {other:?}"),
         };
         assert!(check(serde_json::json!({"repo": "x", "entry": "src/a.py", "workdir": "src", "args": ["a b"]})).is_ok());

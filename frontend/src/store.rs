@@ -8,16 +8,21 @@
 //! - `<p>:erased:<id>` — tombstone of an erased job, so late events do not revive it;
 //! - `<p>:events:<subject>` — pub/sub channel of the owner's job transitions (and
 //!   of their log chunks, see [`crate::job_logs`], whose keys erasing removes too);
-//! - named functions: see `store/functions.rs`; pipeline runs: `store/pipelines.rs`.
+//! - named functions: see `store/functions.rs`; triggers: `store/triggers.rs`;
+//!   their one write path (topic, then view, under a lock): `store/definitions.rs`,
+//!   its locks: `store/locks.rs`; pipeline runs: `store/pipelines.rs`.
 //!
 //! Events are applied by Lua scripts: each update is atomic, and the first terminal
 //! result of a job wins — a late `started`, or the result of a redelivered attempt,
 //! never overwrites it.
 
+mod definitions;
 mod functions;
+mod locks;
 mod origins;
 mod pipelines;
 mod triggers;
+pub use definitions::{change_definition, ChangeError, Definition, Kind};
 pub use origins::OriginClaim;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};

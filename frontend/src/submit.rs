@@ -12,13 +12,44 @@ use sha2::{Digest, Sha256};
 
 use crate::affinity::Affinity;
 use crate::metrics::FrontendMetrics;
-use crate::problem::ApiError;
 use crate::request;
 use crate::settings::FrontendSettings;
 use crate::store::{JobStore, OriginClaim};
 
 /// A job in the queue: its id, status and submission time.
 pub type Queued = (JobId, JobStatus, DateTime<Utc>);
+
+/// Why a job was not queued. The messages of the refusals are the reasons a
+/// trigger's dead letter or a pipeline's unmade step carry, so they read as an
+/// API client's would.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The job itself is refused (its input, its size, its idempotency key).
+    #[error(transparent)]
+    Invalid(#[from] request::Invalid),
+    /// Too many jobs are waiting, or another request is making this origin's job:
+    /// try again after the seconds given.
+    #[error("too many jobs are waiting; retry after {0}s")]
+    Overloaded(u64),
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyMismatch,
+    #[error("the job of this idempotency key was erased; submit with a new key to run it again")]
+    IdempotentJobErased,
+    /// The job a retry or an origin names was made, and is gone since (erased).
+    #[error("job not found")]
+    Vanished,
+    #[error("the job was not published: {0}")]
+    Broker(#[from] PublishError),
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
+
+impl SubmitError {
+    /// Whether trying again later may succeed (the store, the broker, the backlog).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SubmitError::Overloaded(_) | SubmitError::Broker(_) | SubmitError::Store(_))
+    }
+}
 
 #[derive(Clone)]
 pub struct Submitter {
@@ -41,18 +72,16 @@ impl Submitter {
         idempotency: Option<(&[u8], Option<String>)>,
         backlog: u64,
         owner: Owner,
-    ) -> Result<Queued, ApiError> {
+    ) -> Result<Queued, SubmitError> {
         let settings = &self.settings;
         request::check_input_depth(&spec.input)?;
         let input_bytes = serde_json::to_vec(&spec.input).map(|v| v.len()).unwrap_or(usize::MAX);
         if input_bytes > settings.max_input_bytes {
-            return Err(ApiError::invalid(
-                "input",
-                format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes),
-            ));
+            let detail = format!("input is {input_bytes} bytes; the limit is {}", settings.max_input_bytes);
+            return Err(request::Invalid::of("input", detail).into());
         }
         if backlog >= settings.max_backlog {
-            return Err(ApiError::Overloaded(10));
+            return Err(SubmitError::Overloaded(10));
         }
         let subject = owner.subject.clone();
         let origin_id = spec.origin.as_ref().map(|origin: &JobOrigin| origin.job_id(&subject));
@@ -65,20 +94,21 @@ impl Submitter {
         }
         let message_bytes = serde_json::to_vec(&job).map_or(usize::MAX, |v| v.len());
         if let Err(error) = gitfaas_common::limits::check_message_len(message_bytes) {
-            return Err(ApiError::invalid("input", format!("the job is {error}")));
+            return Err(request::Invalid::of("input", format!("the job is {error}")).into());
         }
         if origin_id.is_some() {
             match self.store.claim_origin(job.id, settings.idempotency_ttl_secs).await? {
                 OriginClaim::Claimed => {}
                 OriginClaim::Exists => return self.existing(job.id, job.submitted_at).await,
-                OriginClaim::Busy => return Err(ApiError::Overloaded(1)),
+                OriginClaim::Busy => return Err(SubmitError::Overloaded(1)),
             }
         }
         let (body, idempotency_key) = idempotency.unwrap_or((&[], None));
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.chars().count() > request::MAX_IDEMPOTENCY_KEY_CHARS {
                 let most = request::MAX_IDEMPOTENCY_KEY_CHARS;
-                return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {most} characters")));
+                let detail = format!("must be 1 to {most} characters");
+                return Err(request::Invalid::of("Idempotency-Key", detail).into());
             }
             let fingerprint = hex::encode(Sha256::digest(body));
             let claimed = self
@@ -87,10 +117,10 @@ impl Submitter {
                 .await?;
             if let Some((existing, previous)) = claimed {
                 if previous != fingerprint {
-                    return Err(ApiError::IdempotencyMismatch);
+                    return Err(SubmitError::IdempotencyMismatch);
                 }
                 if self.store.get(existing).await?.is_none() && self.store.is_erased(existing).await? {
-                    return Err(ApiError::IdempotentJobErased);
+                    return Err(SubmitError::IdempotentJobErased);
                 }
                 return self.existing(existing, job.submitted_at).await;
             }
@@ -107,15 +137,15 @@ impl Submitter {
             if origin_id.is_some() {
                 self.store.release_origin(job.id).await?;
             }
-            return Err(ApiError::Unavailable("the message broker"));
+            return Err(SubmitError::Broker(error));
         }
         self.metrics.jobs_submitted.inc();
         tracing::info!(job_id = %job.id, repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");
         Ok((job.id, JobStatus::Queued, job.submitted_at))
     }
 
-    async fn existing(&self, id: JobId, now: DateTime<Utc>) -> Result<Queued, ApiError> {
-        let record = self.store.get(id).await?.ok_or(ApiError::NotFound)?;
+    async fn existing(&self, id: JobId, now: DateTime<Utc>) -> Result<Queued, SubmitError> {
+        let record = self.store.get(id).await?.ok_or(SubmitError::Vanished)?;
         Ok((id, record.status, record.job.map_or(now, |j| j.submitted_at)))
     }
 

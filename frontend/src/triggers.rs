@@ -17,15 +17,37 @@ mod output;
 mod schedule;
 mod topic;
 
-pub use output::record_done;
+pub use output::{record_done, OutputError};
 pub use schedule::{parse_schedule, Scheduler};
 pub use topic::{TopicTriggers, TriggerLoads};
 
 use gitfaas_common::schema::TriggerState;
 use gitfaas_common::JobSpec;
 
-use crate::problem::ApiError;
-use crate::submit::Submitter;
+use crate::submit::{SubmitError, Submitter};
+
+/// Why a firing (a tick, a record) made no job. The message of a refusal is the
+/// reason a record's dead letter carries.
+#[derive(Debug, thiserror::Error)]
+enum FireError {
+    #[error("function not found")]
+    FunctionGone,
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
+
+impl FireError {
+    /// Whether firing again later may succeed (the store, the broker, the backlog).
+    fn is_transient(&self) -> bool {
+        match self {
+            FireError::FunctionGone => false,
+            FireError::Submit(error) => error.is_transient(),
+            FireError::Store(_) => true,
+        }
+    }
+}
 
 /// The job of one firing of `trigger` with `input` — of its function's current
 /// version — or `None` when the function is gone.
@@ -33,7 +55,7 @@ async fn invocation(
     submit: &Submitter,
     trigger: &TriggerState,
     input: serde_json::Value,
-) -> Result<Option<JobSpec>, ApiError> {
+) -> redis::RedisResult<Option<JobSpec>> {
     let function = submit.store.function(&trigger.owner.subject, &trigger.function).await?;
     Ok(function.and_then(|f| f.invocation(input)))
 }

@@ -126,10 +126,6 @@ impl FunctionState {
     pub fn current_version(&self) -> Option<&FunctionVersion> {
         self.version(self.current)
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("functions serialise")
-    }
 }
 
 /// Names: 1 to 63 of lowercase letters, digits, `-`, `_` and `.`, starting with
@@ -180,7 +176,7 @@ mod tests {
         }
         assert_eq!(many.versions.len(), MAX_VERSIONS_KEPT);
         assert_eq!(many.current as usize, MAX_VERSIONS_KEPT + 7);
-        assert_eq!(crate::kafka::decode::<FunctionState>(&many.encode()).unwrap(), many);
+        assert_eq!(crate::kafka::decode::<FunctionState>(&serde_json::to_vec(&many).unwrap()).unwrap(), many);
     }
 
     #[test]

@@ -117,10 +117,6 @@ impl TriggerState {
             updated_at: now,
         }
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("triggers serialise")
-    }
 }
 
 impl Message for TriggerState {
@@ -149,9 +145,9 @@ mod tests {
             input: serde_json::json!({"a": 1}),
         };
         let state = TriggerState::new(owner, "tick", "fn", TriggerSource::Schedule(schedule), None);
-        let json: serde_json::Value = serde_json::from_slice(&state.encode()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
         assert_eq!(json["schedule"]["missed"], "catch_up");
-        assert_eq!(crate::kafka::decode::<TriggerState>(&state.encode()).unwrap(), state);
+        assert_eq!(crate::kafka::decode::<TriggerState>(&serde_json::to_vec(&state).unwrap()).unwrap(), state);
         let topic: TopicBinding = serde_json::from_str(r#"{"input": "in"}"#).unwrap();
         assert_eq!(topic.concurrency, 4);
     }

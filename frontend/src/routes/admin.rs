@@ -39,8 +39,7 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         .apply(&update)
         .map_err(|e| ApiError::InvalidRequest { detail: e.to_string(), field: e.1.map(str::to_owned) })?;
     let message = ObserverMessage::Config(ConfigUpdate::new(admin.0.subject.clone(), update));
-    let sent = state.publisher.publish(&message).await;
-    sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    state.publisher.publish(&message).await?;
     tracing::info!(by = %admin.0.subject, "observer parameters published");
     Ok(HttpResponse::Accepted().json(serde_json::json!({"published": message, "effective": effective})))
 }
@@ -81,7 +80,7 @@ pub async fn end_job(
         return Err(ApiError::AlreadyFinished { status: record.status.to_string() });
     }
     let result = JobResult::ended_by_operator(&attempt_of(&record), &admin.0.subject, record.status);
-    state.results.publish(&result).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    state.results.publish(&result).await?;
     let request = CancelRequest::new(id, record.owner.clone(), true);
     publish_request(&state, &request).await?;
     state.store.apply(&JobEvent::Finished(result)).await?;

@@ -6,12 +6,14 @@
 
 use actix_web::{web, HttpResponse};
 use gitfaas_common::control::{CancelRequest, ControlMessage};
+use gitfaas_common::kafka::PublishError;
 use gitfaas_common::{JobEvent, JobResult, JobStatus};
 
+use super::jobs::JobView;
+use super::owned::own_job;
 use crate::ending::attempt_of;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
-use crate::routes::jobs::{own_job, JobView};
 use crate::store::JobRecord;
 use crate::AppState;
 
@@ -68,17 +70,11 @@ fn cancelled_result(record: &JobRecord) -> JobResult {
     JobResult::cancelled_before_start(&attempt_of(record))
 }
 
-async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), ApiError> {
-    state.results.publish(result).await.map_err(|error| {
-        tracing::warn!(%error, "publish failed");
-        ApiError::Unavailable("the message broker")
-    })
+async fn publish_result(state: &AppState, result: &JobResult) -> Result<(), PublishError> {
+    state.results.publish(result).await
 }
 
-pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), ApiError> {
+pub(crate) async fn publish_request(state: &AppState, request: &CancelRequest) -> Result<(), PublishError> {
     let message = ControlMessage::Cancel(request.clone());
-    state.publisher.publish(&message).await.map_err(|error| {
-        tracing::warn!(%error, "publish failed");
-        ApiError::Unavailable("the message broker")
-    })
+    state.publisher.publish(&message).await
 }

@@ -17,10 +17,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::jobs::{admit_json, answer, queue, WaitQuery};
-use super::wait;
+use super::wait::{self, Waited};
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::request;
+use crate::store::change_definition;
 use crate::AppState;
 
 /// How long a deployment waits for its ref to be resolved.
@@ -174,49 +175,25 @@ async fn resolve(state: &AppState, caller: &Caller, spec: &JobSpec, backlog: u64
     let resolving = JobSpec { resolve_only: true, input: Value::Null, ..spec.clone() };
     let (id, _, _) = queue(resolving, None, backlog, caller, state).await?;
     match wait::for_result(state, caller, &id.to_string(), RESOLVE_WAIT_SECS).await? {
-        Ok(result) if result.status == JobStatus::Succeeded => {
+        Waited::Ended(result) if result.status == JobStatus::Succeeded => {
             result.commit_sha.ok_or_else(|| ApiError::DeployFailed("the executor named no commit".into()))
         }
-        Ok(result) => Err(ApiError::DeployFailed(result.reason.unwrap_or_else(|| result.status.to_string()))),
-        Err(status) => Err(ApiError::DeployTimeout(RESOLVE_WAIT_SECS, status)),
+        Waited::Ended(result) => {
+            Err(ApiError::DeployFailed(result.reason.unwrap_or_else(|| result.status.to_string())))
+        }
+        Waited::Pending(status) => Err(ApiError::DeployTimeout(RESOLVE_WAIT_SECS, status.to_string())),
     }
 }
 
-/// Applies `edit` to the function's latest state under its lock: publishes the
-/// new state (or, for `None`, the function's tombstone) and stores it.
+/// Applies `edit` to the function's latest state under its lock, through the
+/// definitions' one write path ([`crate::store::change_definition`]).
 async fn change(
     state: &AppState,
     caller: &Caller,
     name: &str,
     edit: impl FnOnce(Option<FunctionState>) -> Result<Option<FunctionState>, ApiError>,
 ) -> Result<Option<FunctionState>, ApiError> {
-    let subject = &caller.subject;
-    let Some(token) = state.store.lock_function(subject, name).await? else { return Err(ApiError::FunctionBusy) };
-    let changed = async {
-        let previous = state.store.function(subject, name).await?;
-        let next = edit(previous)?;
-        let key = FunctionState::key_of(subject, name);
-        match &next {
-            Some(next) => {
-                gitfaas_common::limits::check_message_len(next.encode().len())
-                    .map_err(|e| ApiError::invalid("name", format!("the function's versions are {e}")))?;
-                let sent = state.publisher.publish(next).await;
-                sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
-                state.store.put_function(next).await?;
-            }
-            None => {
-                let sent = state.publisher.retract::<FunctionState>(&key).await;
-                sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
-                state.store.remove_function(subject, name).await?;
-            }
-        }
-        Ok(next)
-    }
-    .await;
-    if let Err(error) = state.store.unlock_function(subject, name, &token).await {
-        tracing::warn!(%error, function = name, "function lock not released; it expires");
-    }
-    changed
+    Ok(change_definition(&state.store, &state.publisher, &caller.subject, name, edit).await?)
 }
 
 /// The caller's functions.

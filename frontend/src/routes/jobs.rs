@@ -16,7 +16,9 @@ use crate::request;
 use crate::store::{Erase, JobRecord};
 use crate::AppState;
 
-use super::wait;
+use super::owned::own_job;
+use super::page;
+use super::wait::{self, Waited};
 
 /// Links to a job's resources.
 #[derive(Serialize, ToSchema)]
@@ -165,7 +167,7 @@ pub(super) async fn answer(
     };
     let applied = preferred.filter(|_| query.wait.is_none());
     if wait > 0 {
-        if let Ok(result) = wait::for_result(state, caller, &id.to_string(), wait).await? {
+        if let Waited::Ended(result) = wait::for_result(state, caller, &id.to_string(), wait).await? {
             let mut ok = HttpResponse::Ok();
             ok.insert_header((header::LOCATION, JobLinks::of(id).self_));
             if let Some(applied) = applied {
@@ -224,7 +226,7 @@ pub(super) async fn queue(
     caller: &Caller,
     state: &AppState,
 ) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
-    state.submit.queue(spec, idempotency, backlog, caller.owner()).await
+    Ok(state.submit.queue(spec, idempotency, backlog, caller.owner()).await?)
 }
 
 pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>) -> HttpResponse {
@@ -235,15 +237,6 @@ pub(super) fn accepted(id: JobId, status: JobStatus, submitted_at: DateTime<Utc>
         submitted_at,
         links,
     })
-}
-
-/// A job the caller owns; anyone else's job is indistinguishable from a missing one.
-pub(crate) async fn own_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
-    match state.store.get(id).await? {
-        Some(record) if record.owner == caller.subject => Ok(record),
-        _ => Err(ApiError::NotFound),
-    }
 }
 
 /// Status of one of the caller's jobs.
@@ -287,8 +280,8 @@ pub async fn result(
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait::from_query(query.wait)?;
     match wait::for_result(&state, &caller, &path, wait).await? {
-        Ok(result) => Ok(HttpResponse::Ok().json(result)),
-        Err(status) => Err(ApiError::NotFinished { status }),
+        Waited::Ended(result) => Ok(HttpResponse::Ok().json(result)),
+        Waited::Pending(status) => Err(ApiError::NotFinished { status: status.to_string() }),
     }
 }
 
@@ -315,12 +308,9 @@ pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 100"));
-    }
+    let limit = page::size(query.limit)?;
     let (records, more) = state.store.list(&caller.subject, query.before, query.status, limit).await?;
-    let next = more.then(|| records.last().map(|r| r.id)).flatten();
+    let next = page::next(&records, more, |r| r.id);
     Ok(HttpResponse::Ok().json(JobList { jobs: records.into_iter().map(JobView::from).collect(), next }))
 }
 

@@ -18,8 +18,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use utoipa::IntoParams;
 
-use super::jobs::own_job;
 use super::numbers;
+use super::owned::own_job;
 use crate::event_hub::{HubError, Subscription};
 use crate::identity::Caller;
 use crate::job_logs::StoredChunk;

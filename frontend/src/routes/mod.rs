@@ -1,6 +1,7 @@
 //! HTTP routes. Every error is problem+json (see [`crate::problem`]).
 
 mod admin;
+mod callers;
 mod cancel;
 mod events;
 mod functions;
@@ -10,6 +11,8 @@ mod keys;
 mod logs;
 mod numbers;
 mod openapi;
+mod owned;
+mod page;
 mod pipelines;
 mod triggers;
 mod wait;

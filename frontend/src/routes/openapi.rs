@@ -263,8 +263,6 @@ mod tests {
         assert_eq!(dependencies["enum"], json!(["install", "skip", null]));
         let body = r#"{"repo": "https://git.example.org/f.git", "delivery": "at_most_once"}"#;
         let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
-        assert!(
-            matches!(refused, Err(crate::problem::ApiError::InvalidRequest { field: Some(f), .. }) if f == "delivery")
-        );
+        assert!(matches!(refused, Err(crate::request::Invalid { field: Some(f), .. }) if f == "delivery"));
     }
 }

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::cancel::cancel_record;
 use super::functions::strict;
 use super::jobs::{admit_json, queue, WaitQuery};
+use super::page;
 use super::wait;
 use crate::identity::Caller;
 use crate::pipelines::{self, RunView, Unmade};
@@ -90,8 +91,7 @@ pub async fn start(
     let run = JobId::new().to_string();
     tracing::Span::current().record("run", run.as_str());
     let origin = JobOrigin::Pipeline { run: run.clone(), step: 0, steps: request.steps.clone(), versions };
-    let first = |_| ApiError::StepFunctionNotFound { step: 1, name: request.steps[0].clone() };
-    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?.map_err(first)?;
+    let spec = pipelines::step_spec(&state.store, &caller.owner(), origin, request.input).await?;
     // listed first: a run listed whose first step never came is skipped by the list
     state.store.index_pipeline_run(&caller.subject, &run).await?;
     let key = http.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -153,12 +153,9 @@ pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 100"));
-    }
-    let ids = state.store.pipeline_runs(&caller.subject, query.before.as_deref(), limit).await?;
-    let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
+    let limit = page::size(query.limit)?;
+    let (ids, more) = state.store.pipeline_runs(&caller.subject, query.before.as_deref(), limit).await?;
+    let next = page::next(&ids, more, String::clone);
     let mut runs = Vec::with_capacity(ids.len());
     for id in &ids {
         runs.extend(pipelines::read(&state.store, &caller.subject, id).await?);

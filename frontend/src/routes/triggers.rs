@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::jobs::admit_json;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
+use crate::store::change_definition;
 use crate::triggers::parse_schedule;
 use crate::AppState;
 
@@ -141,24 +142,15 @@ async fn own_trigger(state: &AppState, caller: &Caller, name: &str) -> Result<Tr
     state.store.trigger(&caller.subject, name).await?.ok_or(ApiError::TriggerNotFound)
 }
 
-/// Publishes the trigger's state (or its tombstone) and stores it.
-async fn save(state: &AppState, subject: &str, name: &str, next: Option<&TriggerState>) -> Result<(), ApiError> {
-    let key = TriggerState::key_of(subject, name);
-    match next {
-        Some(next) => {
-            state.publisher.publish(next).await.map_err(|_| ApiError::Unavailable("the message broker"))?;
-            state.store.put_trigger(next).await?;
-        }
-        None => {
-            state
-                .publisher
-                .retract::<TriggerState>(&key)
-                .await
-                .map_err(|_| ApiError::Unavailable("the message broker"))?;
-            state.store.remove_trigger(subject, name).await?;
-        }
-    }
-    Ok(())
+/// Applies `edit` to the trigger's latest state under its lock, through the
+/// definitions' one write path ([`crate::store::change_definition`]).
+async fn change(
+    state: &AppState,
+    subject: &str,
+    name: &str,
+    edit: impl FnOnce(Option<TriggerState>) -> Result<Option<TriggerState>, ApiError>,
+) -> Result<Option<TriggerState>, ApiError> {
+    Ok(change_definition(&state.store, &state.publisher, subject, name, edit).await?)
 }
 
 /// Create or replace a trigger of one of the caller's functions.
@@ -172,6 +164,7 @@ async fn save(state: &AppState, subject: &str, name: &str, next: Option<&Trigger
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "a topic the operator does not allow", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such function", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
@@ -195,8 +188,7 @@ pub async fn put(
     let source = checked_source(&state, request)?;
     if let TriggerSource::Topic(binding) = &source {
         for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
-            let partitions = state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await;
-            if partitions.map_err(|_| ApiError::Unavailable("the message broker"))? == 0 {
+            if state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await? == 0 {
                 return Err(ApiError::invalid("topic", format!("topic {topic:?} does not exist")));
             }
         }
@@ -206,14 +198,18 @@ pub async fn put(
     if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {
         return Err(ApiError::invalid("name", format!("an owner has at most {most} triggers; delete one first")));
     }
-    let mut trigger = TriggerState::new(caller.owner(), &name, &function, source, previous.as_ref());
-    trigger.enabled = enabled;
-    gitfaas_common::limits::check_message_len(trigger.encode().len())
-        .map_err(|e| ApiError::invalid("schedule.input", format!("the trigger is {e}")))?;
-    save(&state, &caller.subject, &name, Some(&trigger)).await?;
+    let mut created = false;
+    let saved = change(&state, &caller.subject, &name, |latest| {
+        created = latest.is_none();
+        let mut trigger = TriggerState::new(caller.owner(), &name, &function, source, latest.as_ref());
+        trigger.enabled = enabled;
+        Ok(Some(trigger))
+    })
+    .await?;
+    let trigger = saved.ok_or(ApiError::TriggerNotFound)?;
     tracing::info!(trigger = %name, %function, enabled, "trigger saved");
     let view = view(&state, trigger).await?;
-    Ok(if previous.is_none() { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
+    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
 }
 
 /// The caller's triggers.
@@ -248,10 +244,15 @@ pub async fn get(
 async fn set_enabled(state: &AppState, caller: &Caller, name: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
     let mut trigger = own_trigger(state, caller, name).await?;
     if trigger.enabled != enabled {
-        trigger.enabled = enabled;
-        // a resumed schedule goes on from now: the ticks of its pause are not caught up
-        trigger.updated_at = Utc::now();
-        save(state, &caller.subject, name, Some(&trigger)).await?;
+        let saved = change(state, &caller.subject, name, |latest| {
+            let mut trigger = latest.ok_or(ApiError::TriggerNotFound)?;
+            trigger.enabled = enabled;
+            // a resumed schedule goes on from now: the ticks of its pause are not caught up
+            trigger.updated_at = Utc::now();
+            Ok(Some(trigger))
+        })
+        .await?;
+        trigger = saved.ok_or(ApiError::TriggerNotFound)?;
         tracing::info!(trigger = %name, enabled, "trigger paused or resumed");
     }
     Ok(HttpResponse::Ok().json(view(state, trigger).await?))
@@ -263,6 +264,7 @@ async fn set_enabled(state: &AppState, caller: &Caller, name: &str, enabled: boo
     responses((status = 200, body = TriggerView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn pause(
@@ -279,6 +281,7 @@ pub async fn pause(
     responses((status = 200, body = TriggerView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn resume(
@@ -295,6 +298,7 @@ pub async fn resume(
     responses((status = 204, description = "deleted"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -303,7 +307,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     own_trigger(&state, &caller, &name).await?;
-    save(&state, &caller.subject, &name, None).await?;
+    change(&state, &caller.subject, &name, |latest| latest.map(|_| None).ok_or(ApiError::TriggerNotFound)).await?;
     tracing::info!(trigger = %name, "trigger deleted");
     Ok(HttpResponse::NoContent().finish())
 }

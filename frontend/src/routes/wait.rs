@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use actix_web::http::header::HeaderMap;
-use gitfaas_common::JobResult;
+use gitfaas_common::{JobResult, JobStatus};
 
-use super::jobs::own_job;
+use super::owned::own_job;
 use crate::event_hub::Subscription;
 use crate::identity::Caller;
 use crate::problem::ApiError;
@@ -34,23 +34,25 @@ pub fn from_prefer(headers: &HeaderMap) -> Option<u64> {
     super::numbers::prefer_wait(headers, MAX_WAIT_SECS)
 }
 
-/// Waits up to `wait` seconds for the caller's job `id` to end: its result, or `None`
-/// when it is still queued or running at the deadline (with its status then).
-pub async fn for_result(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    wait: u64,
-) -> Result<Result<JobResult, String>, ApiError> {
+/// How a wait for a job ended.
+pub enum Waited {
+    /// The job ended: its result.
+    Ended(Box<JobResult>),
+    /// The deadline came first; the job's status then (queued or running).
+    Pending(JobStatus),
+}
+
+/// Waits up to `wait` seconds for the caller's job `id` to end.
+pub async fn for_result(state: &AppState, caller: &Caller, id: &str, wait: u64) -> Result<Waited, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut updates = subscribe(state, caller, wait).await;
     loop {
         let record = own_job(state, caller, id).await?;
         if let Some(result) = record.result {
-            return Ok(Ok(result));
+            return Ok(Waited::Ended(Box::new(result)));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Ok(Err(record.status.to_string()));
+            return Ok(Waited::Pending(record.status));
         }
         next_update(&mut updates, deadline).await;
     }

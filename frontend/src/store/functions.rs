@@ -2,13 +2,11 @@
 //!
 //! - `<p>:fn:<key>` — the function's state (JSON), `<key>` its topic key;
 //! - `<p>:user:<subject>:fns` — the owner's function names;
-//! - `<p>:fnlock:<key>` — held while a change of the function is published, so
-//!   that changes of one function are made one at a time, on its latest state.
+//! - `<p>:fnlock:<key>` — held while a change of the function is published
+//!   (`store/definitions.rs`).
 //!
 //! A state is stored only when it is at least as new as the stored one
 //! (`updated_at`), so a replay of the topic never moves a function back.
-
-use std::time::Duration;
 
 use gitfaas_common::kafka::Message as _;
 use gitfaas_common::schema::FunctionState;
@@ -24,9 +22,6 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_ms', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 "#;
-
-/// How long a change may hold a function's lock.
-const LOCK_FOR: Duration = Duration::from_secs(30);
 
 impl JobStore {
     fn function_key(&self, key: &str) -> String {
@@ -76,24 +71,5 @@ impl JobStore {
             }
         }
         Ok(found)
-    }
-
-    /// Takes the lock of a function's changes: `Some(token)` to release it with,
-    /// or `None` when another change holds it.
-    pub async fn lock_function(&self, subject: &str, name: &str) -> redis::RedisResult<Option<String>> {
-        let token = gitfaas_common::JobId::new().to_string();
-        let opts = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::PX(LOCK_FOR.as_millis() as u64));
-        let key = format!("{}:fnlock:{}", self.prefix, FunctionState::key_of(subject, name));
-        let set: Option<String> = self.redis.clone().set_options(&key, &token, opts).await?;
-        Ok(set.map(|_| token))
-    }
-
-    pub async fn unlock_function(&self, subject: &str, name: &str, token: &str) -> redis::RedisResult<()> {
-        const RELEASE: &str =
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-        let key = format!("{}:fnlock:{}", self.prefix, FunctionState::key_of(subject, name));
-        redis::Script::new(RELEASE).key(key).arg(token).invoke_async::<i32>(&mut self.redis.clone()).await.map(|_| ())
     }
 }

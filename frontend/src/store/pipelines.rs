@@ -23,14 +23,20 @@ impl JobStore {
         self.redis.clone().zrem(self.pipelines_key(subject), run).await
     }
 
-    /// The owner's run ids, newest first, strictly older than `before`: at most `limit`.
+    /// The owner's run ids, newest first, strictly older than `before`: at most
+    /// `limit`, and whether more follow (as [`JobStore::list`] tells of jobs).
     pub async fn pipeline_runs(
         &self,
         subject: &str,
         before: Option<&str>,
         limit: usize,
-    ) -> redis::RedisResult<Vec<String>> {
+    ) -> redis::RedisResult<(Vec<String>, bool)> {
         let max = before.map_or("+".to_owned(), |run| format!("({run}"));
-        self.redis.clone().zrevrangebylex_limit(self.pipelines_key(subject), &max, "-", 0, limit as isize).await
+        let fetch = limit.saturating_add(1) as isize;
+        let mut ids: Vec<String> =
+            self.redis.clone().zrevrangebylex_limit(self.pipelines_key(subject), &max, "-", 0, fetch).await?;
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        Ok((ids, more))
     }
 }

@@ -3,7 +3,9 @@
 //! - `<p>:trg:<key>` — the trigger's state (JSON), `<key>` its topic key;
 //! - `<p>:user:<subject>:trgs` — the owner's trigger names;
 //! - `<p>:trgs` — every trigger's key (what the scheduler and topic readers walk);
-//! - `<p>:tick:<key>` — the last tick the scheduler fired (ms).
+//! - `<p>:tick:<key>` — the last tick the scheduler fired (ms);
+//! - `<p>:trglock:<key>` — held while a change of the trigger is published
+//!   (`store/definitions.rs`).
 //!
 //! A state is stored only when it is at least as new as the stored one.
 

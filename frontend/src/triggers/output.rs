@@ -6,20 +6,27 @@
 //! again, and the `gitfaas-job-id` header tells the copies apart).
 
 use base64::Engine;
+use gitfaas_common::kafka::PublishError;
 use gitfaas_common::schema::{JobOrigin, TriggerState};
 use gitfaas_common::JobStatus;
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::follow_up::FollowUp;
-use crate::problem::ApiError;
 use crate::store::JobRecord;
 use crate::submit::Submitter;
 
+/// Why a job's record was not produced yet: the results reader tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("the trigger's record was not published: {0}")]
+    Broker(#[from] PublishError),
+    #[error("the job store failed: {0}")]
+    Store(#[from] redis::RedisError),
+}
+
 /// A topic trigger's job ended: its output record, or its dead letter.
-pub async fn record_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobOrigin) -> Result<(), ApiError> {
+pub async fn record_done(submit: &Submitter, record: &JobRecord, origin: &JobOrigin) -> Result<(), OutputError> {
     let JobOrigin::Topic { trigger, topic, partition, offset, key, output, .. } = origin else { return Ok(()) };
     let (Some(job), Some(result)) = (&record.job, &record.result) else { return Ok(()) };
-    let submit = &follow_up.submit;
     if submit.store.was_produced(record.id).await? {
         return Ok(());
     }
@@ -46,7 +53,7 @@ pub async fn record_done(follow_up: &FollowUp, record: &JobRecord, origin: &JobO
         ];
         submit.publisher.dead_letter(key.as_deref(), &payload, &headers).await
     };
-    sent.map_err(|_| ApiError::Unavailable("the message broker"))?;
+    sent?;
     submit.store.mark_produced(record.id, submit.settings.idempotency_ttl_secs).await?;
     tracing::info!(job_id = %record.id, %trigger, status = %result.status, "topic trigger's record produced");
     Ok(())
@@ -70,7 +77,7 @@ pub async fn dead_letter_record(
     trigger: &TriggerState,
     message: &BorrowedMessage<'_>,
     reason: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), PublishError> {
     let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
     let headers = [
         ("gitfaas-error", reason.as_bytes()),
@@ -80,11 +87,7 @@ pub async fn dead_letter_record(
         ("gitfaas-source-offset", offset.as_bytes()),
     ];
     let payload = message.payload().unwrap_or_default();
-    submit
-        .publisher
-        .dead_letter(message.key(), payload, &headers)
-        .await
-        .map_err(|_| ApiError::Unavailable("the message broker"))?;
+    submit.publisher.dead_letter(message.key(), payload, &headers).await?;
     tracing::warn!(trigger = %trigger.name, %reason, offset = message.offset(), "record dead-lettered");
     Ok(())
 }

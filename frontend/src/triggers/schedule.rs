@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 
-use crate::problem::ApiError;
+use super::FireError;
 use crate::submit::Submitter;
 
 /// How often the active scheduler looks for due ticks.
@@ -86,7 +86,7 @@ impl Scheduler {
         self.leader.set(0);
     }
 
-    async fn fire_due(&self, now: DateTime<Utc>) -> Result<(), ApiError> {
+    async fn fire_due(&self, now: DateTime<Utc>) -> Result<(), FireError> {
         for trigger in self.submit.store.all_triggers().await? {
             let TriggerSource::Schedule(schedule) = &trigger.source else { continue };
             if trigger.enabled {
@@ -101,7 +101,7 @@ impl Scheduler {
         trigger: &TriggerState,
         schedule: &Schedule,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), FireError> {
         let Ok((cron, zone)) = parse_schedule(schedule) else { return Ok(()) };
         let key = trigger.key();
         let store = &self.submit.store;
@@ -138,7 +138,7 @@ impl Scheduler {
     }
 
     /// One tick's job (the same job however often the tick is fired).
-    async fn fire(&self, trigger: &TriggerState, schedule: &Schedule, tick: DateTime<Utc>) -> Result<(), ApiError> {
+    async fn fire(&self, trigger: &TriggerState, schedule: &Schedule, tick: DateTime<Utc>) -> Result<(), FireError> {
         let input = serde_json::json!({"trigger": trigger.name, "tick": tick, "input": schedule.input});
         let Some(mut spec) = super::invocation(&self.submit, trigger, input).await? else {
             tracing::warn!(trigger = %trigger.name, function = %trigger.function, %tick, "tick skipped: the function is gone");
@@ -151,7 +151,7 @@ impl Scheduler {
                 tracing::info!(trigger = %trigger.name, %tick, job_id = %id, "tick fired");
                 Ok(())
             }
-            Err(error) if error.is_transient() => Err(error),
+            Err(error) if error.is_transient() => Err(error.into()),
             Err(error) => {
                 tracing::warn!(trigger = %trigger.name, %tick, %error, "tick's job refused; skipped");
                 Ok(())

@@ -25,7 +25,7 @@ use rdkafka::ClientContext;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::problem::ApiError;
+use super::FireError;
 use crate::settings::TriggerSettings;
 use crate::submit::Submitter;
 
@@ -237,10 +237,10 @@ impl TopicTriggers {
         trigger: &TriggerState,
         binding: &TopicBinding,
         message: &BorrowedMessage<'_>,
-    ) -> Result<JobId, ApiError> {
+    ) -> Result<JobId, FireError> {
         let input = record_input(message.payload().unwrap_or_default());
         let Some(mut spec) = super::invocation(&self.submit, trigger, input).await? else {
-            return Err(ApiError::FunctionNotFound);
+            return Err(FireError::FunctionGone);
         };
         spec.origin = Some(JobOrigin::Topic {
             trigger: trigger.name.clone(),
