@@ -118,12 +118,13 @@ impl JobRunner {
     ) -> RunOutcome {
         let at = Attempt::of(job, &self.executor_id, attempt).started(started_at);
         let (mut commit_sha, mut warm) = (None, false);
-        // (the credentials are opened again in the attempt; here only to know what to redact)
-        let redactor = self.open_credentials(job, &at).map(|c| Redactor::of_credentials(c.json()));
+        // opened once per attempt: what to redact from its log, and what it uses
+        let credentials = self.open_credentials(job, &at);
+        let redactor = credentials.as_ref().map(|c| Redactor::of_credentials(c.json())).ok();
         let run =
             gitfaas_common::logs::LogRun { job_id: job.id, attempt, executor_id: self.executor_id.clone(), started_at };
         let streamer = LogStreamer::start(run, &self.settings.logs, redactor.unwrap_or_default(), self.logs.outlet());
-        let ending = self.attempt(job, &at, &mut commit_sha, &mut warm, &streamer.sink(), cancel).await;
+        let ending = self.attempt(job, &at, credentials, (&mut commit_sha, &mut warm), &streamer.sink(), cancel).await;
         streamer.finish().await; // the log's last chunk goes out before the result
         let result = JobResult { commit_sha, warm, ..ending.result.finished(Utc::now()) };
         RunOutcome { result, infrastructure_failure: ending.infrastructure }
@@ -133,8 +134,8 @@ impl JobRunner {
         &self,
         job: &Job,
         at: &Attempt,
-        commit_sha: &mut Option<String>,
-        warm: &mut bool,
+        credentials: Result<Credentials, Box<Ending>>,
+        (commit_sha, warm): (&mut Option<String>, &mut bool),
         log: &LogSink,
         cancel: &CancellationToken,
     ) -> Ending {
@@ -154,7 +155,7 @@ impl JobRunner {
         )) {
             return JobResult::rejected(at, e.to_string()).into();
         }
-        let credentials = match self.open_credentials(job, at) {
+        let credentials = match credentials {
             Ok(credentials) => credentials,
             Err(ending) => return *ending,
         };
