@@ -8,7 +8,7 @@
 //! safe. All of it is blocking work: callers run it on a blocking thread.
 //!
 //! A job's fetch ([`GitCache::checkout_checked`]) goes only to addresses the
-//! policy checked (see `egress`), and its tree is checked against the checkout
+//! policy checked (through the sandbox crate's `ConnectProxy`), and its tree is checked against the checkout
 //! bounds (see `tree`) before anything is written.
 //!
 //! A private repository is fetched with a token (HTTP basic auth, the token as the
@@ -22,8 +22,8 @@ use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repositor
 use sha2::{Digest, Sha256};
 
 use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
+use gitfaas_sandbox::ConnectProxy;
 
-use crate::egress::ConnectProxy;
 use crate::metrics::GitMetrics;
 use crate::tree::{self, CheckoutLimits, TreeError};
 
