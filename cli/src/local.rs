@@ -102,3 +102,19 @@ fn settings(flag: Option<&Path>) -> Result<SandboxSettings, CliError> {
     file.executor.validate().map_err(|e| CliError::Config(e.to_string()))?;
     Ok(file.executor)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_run_reads_the_sandbox_keys_of_the_executors_files_and_needs_them_there() {
+        let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"));
+        let sandbox = settings(Some(shipped)).unwrap();
+        assert_eq!(sandbox.images["python"], "gitfaas/python:bookworm");
+        assert_eq!((sandbox.oci_runtime.as_str(), sandbox.user.as_str()), ("runc", "65534:65534"));
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(settings(Some(empty.path())), Err(CliError::Usage(_))));
+    }
+}

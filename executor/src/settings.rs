@@ -224,3 +224,43 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped files, with `extra` appended to the executor's section.
+    fn shipped_with(extra: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+        std::fs::copy(format!("{config}/base.yaml"), dir.path().join("base.yaml")).unwrap();
+        let executor = std::fs::read_to_string(format!("{config}/executor.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("executor.yaml"),
+            executor.replacen("executor:\n", &format!("executor:\n{extra}"), 1),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_sandbox_keys_stay_flat_in_the_executor_section_and_unknown_keys_are_refused() {
+        let dir = shipped_with("");
+        let settings: Settings = gitfaas_common::settings::load_from(dir.path(), "executor").unwrap();
+        settings.validate().unwrap();
+        let sandbox = settings.executor.sandbox();
+        assert_eq!(sandbox.images, settings.executor.images);
+        assert_eq!((sandbox.user.as_str(), sandbox.tmpfs_mb), ("65534:65534", 64));
+        assert_eq!(sandbox.warm.max_containers, settings.executor.warm.max_containers);
+
+        let dir = shipped_with("  tmpfs_mbb: 32\n");
+        let error = gitfaas_common::settings::load_from::<Settings>(dir.path(), "executor").unwrap_err();
+        assert!(error.to_string().contains("tmpfs_mbb"), "{error}");
+
+        // the sandbox's checks run on the executor's keys
+        let mut settings = settings;
+        settings.executor.user = "root".into();
+        let refused = settings.validate().unwrap_err().to_string();
+        assert!(refused.contains("executor.user must not be root"), "{refused}");
+    }
+}
