@@ -13,7 +13,7 @@
 //!   [`escape`], which shows a terminal's control characters instead of sending them;
 //! - [`upstream`]: the pushed upstream commit of the current git checkout;
 //! - [`pipelines`]: `pipeline run` (followed to its end), `status`, `ls`, `cancel`;
-//! - [`local`]: `local run`, through the executor's library;
+//! - [`local`]: `local run`, through the sandbox library the executor runs jobs with;
 //! - [`error`]: the CLI's errors, their hints, and the exit codes.
 //!
 //! Everything a user pipes goes to stdout (a job's output JSON, ids, tables);

@@ -1,5 +1,5 @@
 //! `gitfaas local run`: the function in a local directory, run once in the
-//! executor's sandbox through the executor's library (`gitfaas_executor::run_local`),
+//! executor's sandbox through the sandbox library (`gitfaas_sandbox::run_local`),
 //! with the executor's images and limits: from `--config`, `GITFAAS_CONFIG_DIR` or
 //! `./config` when one has an `executor.yaml`, else the shipped defaults compiled in.
 
@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use gitfaas_common::schema::Resources;
-use gitfaas_executor::{LocalRun, Settings};
+use gitfaas_sandbox::{LocalRun, SandboxSettings};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +56,7 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
     });
     err!("running {} in the sandbox", dir.display());
     let outcome =
-        gitfaas_executor::run_local(&settings, run, &cancel).await.map_err(|e| CliError::Local(format!("{e:#}")))?;
+        gitfaas_sandbox::run_local(&settings, run, &cancel).await.map_err(|e| CliError::Local(format!("{e:#}")))?;
     // the function's stderr was printed live: only end its last line
     if !outcome.stderr_tail.is_empty() && !outcome.stderr_tail.ends_with('\n') {
         err!();
@@ -70,9 +71,16 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
     Ok(exit_of(outcome.status))
 }
 
-/// The executor's settings, layered as the executor loads them (files, then
+/// The executor's files as a local run reads them: the sandbox's keys of the
+/// `executor` section (the executor itself refuses keys it does not know).
+#[derive(Deserialize)]
+struct ExecutorFile {
+    executor: SandboxSettings,
+}
+
+/// The sandbox's settings, layered as the executor loads them (files, then
 /// `GITFAAS__*` variables).
-fn settings(flag: Option<&Path>) -> Result<Settings, CliError> {
+fn settings(flag: Option<&Path>) -> Result<SandboxSettings, CliError> {
     let env_dir = std::env::var_os("GITFAAS_CONFIG_DIR").map(PathBuf::from);
     let chosen = flag.map(Path::to_owned).or(env_dir).or_else(|| Some(PathBuf::from("config")));
     let shipped;
@@ -89,8 +97,24 @@ fn settings(flag: Option<&Path>) -> Result<Settings, CliError> {
             shipped.path().to_owned()
         }
     };
-    let settings: Settings = gitfaas_common::settings::load_from(&dir, "executor")
+    let file: ExecutorFile = gitfaas_common::settings::load_from(&dir, "executor")
         .map_err(|e| CliError::Config(format!("{}: {e}", dir.display())))?;
-    settings.validate().map_err(|e| CliError::Config(e.to_string()))?;
-    Ok(settings)
+    file.executor.validate().map_err(|e| CliError::Config(e.to_string()))?;
+    Ok(file.executor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_run_reads_the_sandbox_keys_of_the_executors_files_and_needs_them_there() {
+        let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"));
+        let sandbox = settings(Some(shipped)).unwrap();
+        assert_eq!(sandbox.images["python"], "gitfaas/python:bookworm");
+        assert_eq!((sandbox.oci_runtime.as_str(), sandbox.user.as_str()), ("runc", "65534:65534"));
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(settings(Some(empty.path())), Err(CliError::Usage(_))));
+    }
 }

@@ -8,7 +8,7 @@
 //! safe. All of it is blocking work: callers run it on a blocking thread.
 //!
 //! A job's fetch ([`GitCache::checkout_checked`]) goes only to addresses the
-//! policy checked (see `egress`), and its tree is checked against the checkout
+//! policy checked (through the sandbox crate's `ConnectProxy`), and its tree is checked against the checkout
 //! bounds (see `tree`) before anything is written.
 //!
 //! A private repository is fetched with a token (HTTP basic auth, the token as the
@@ -22,8 +22,8 @@ use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repositor
 use sha2::{Digest, Sha256};
 
 use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
+use gitfaas_sandbox::ConnectProxy;
 
-use crate::egress::ConnectProxy;
 use crate::metrics::GitMetrics;
 use crate::tree::{self, CheckoutLimits, TreeError};
 
@@ -260,26 +260,10 @@ impl GitCache {
     fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
-        let mut asked = false;
-        let mut refused = None;
+        let mut auth = TokenAuth::new(token);
         let result = {
             let mut callbacks = RemoteCallbacks::new();
-            callbacks.credentials(|_url, _user, allowed| match token {
-                // asked twice means the token was refused: stop rather than loop
-                Some(token) if !asked && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
-                    asked = true;
-                    git2::Cred::userpass_plaintext("x-access-token", token)
-                }
-                _ => {
-                    let why = match token {
-                        None => "the server asks for credentials and the job has no `git_token`",
-                        Some(_) if asked => "the server refused the job's `git_token`",
-                        Some(_) => "the server asks for credentials other than a token as basic-auth password",
-                    };
-                    refused = Some(why);
-                    Err(git2::Error::from_str(why))
-                }
-            });
+            callbacks.credentials(|_url, _user, allowed| auth.answer(allowed));
             callbacks.transfer_progress(|progress| {
                 too_large = progress.received_bytes() as u64 > limit;
                 !too_large
@@ -303,9 +287,43 @@ impl GitCache {
         match result {
             Err(_) | Ok(()) if too_large => Err(GitError::TooLarge { limit_mb: limit / (1024 * 1024) }),
             Ok(()) => Ok(()),
-            Err(_) if refused.is_some() => Err(GitError::Authentication(refused.unwrap_or_default())),
+            Err(_) if auth.refused.is_some() => Err(GitError::Authentication(auth.refused.unwrap_or_default())),
             Err(e) if is_unreachable(e.message()) => Err(GitError::Unreachable(e.message().to_owned())),
             Err(e) => Err(GitError::Fetch(e.message().to_owned())),
+        }
+    }
+}
+
+/// The answer to a server that asks a fetch or a ref advertisement for credentials:
+/// the job's token, offered once as the basic-auth password. Anything else is
+/// refused, and why is kept for the job's `Authentication` error.
+struct TokenAuth<'a> {
+    token: Option<&'a str>,
+    asked: bool,
+    refused: Option<&'static str>,
+}
+
+impl<'a> TokenAuth<'a> {
+    fn new(token: Option<&'a str>) -> Self {
+        Self { token, asked: false, refused: None }
+    }
+
+    fn answer(&mut self, allowed: git2::CredentialType) -> Result<git2::Cred, git2::Error> {
+        match self.token {
+            // asked twice means the token was refused: stop rather than loop
+            Some(token) if !self.asked && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
+                self.asked = true;
+                git2::Cred::userpass_plaintext("x-access-token", token)
+            }
+            _ => {
+                let why = match self.token {
+                    None => "the server asks for credentials and the job has no `git_token`",
+                    Some(_) if self.asked => "the server refused the job's `git_token`",
+                    Some(_) => "the server asks for credentials other than a token as basic-auth password",
+                };
+                self.refused = Some(why);
+                Err(git2::Error::from_str(why))
+            }
         }
     }
 }
@@ -352,23 +370,9 @@ fn advertised(repo: &Repository, remote: &Remote, git_ref: &str, token: Option<&
     if git_ref.starts_with('-') || git_ref.is_empty() {
         return Advertised::Unknown;
     }
-    let mut refused = None;
-    let mut asked = false;
+    let mut auth = TokenAuth::new(token);
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, _user, allowed| match token {
-        Some(token) if !asked && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
-            asked = true;
-            git2::Cred::userpass_plaintext("x-access-token", token)
-        }
-        _ => {
-            refused = Some(match token {
-                None => "the server asks for credentials and the job has no `git_token`",
-                Some(_) if asked => "the server refused the job's `git_token`",
-                Some(_) => "the server asks for credentials other than a token as basic-auth password",
-            });
-            Err(git2::Error::from_str("no credentials"))
-        }
-    });
+    callbacks.credentials(|_url, _user, allowed| auth.answer(allowed));
     let mut proxy_options = git2::ProxyOptions::new();
     if let Some(proxy) = &remote.proxy {
         proxy_options.url(&proxy.url());
@@ -378,7 +382,7 @@ fn advertised(repo: &Repository, remote: &Remote, git_ref: &str, token: Option<&
         Ok(connection) => connection.list().map(|heads| heads.iter().map(|h| (h.name().to_owned(), h.oid())).collect()),
         Err(e) => Err(e),
     };
-    let heads: Vec<(String, Oid)> = match (heads, refused) {
+    let heads: Vec<(String, Oid)> = match (heads, auth.refused) {
         (Ok(heads), _) => heads,
         (Err(_), Some(why)) => return Advertised::Refused(why),
         (Err(_), None) => return Advertised::Unknown,

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
 use gitfaas_common::{Job, JobResult, JobStatus};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -17,16 +15,15 @@ use std::path::{Path, PathBuf};
 
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
-use crate::deps::{Dependencies, DepsError, Prepared};
 use crate::git::GitCache;
-use crate::logs::{LogSink, LogStreamer, Redactor};
 use crate::refs::SharedResolutions;
-use crate::runtime::{self, Launch, ManifestError, Offer};
-use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::settings::ExecutorSettings;
-use crate::warm::{self, Lease, WarmPool};
-use crate::workspace::Workspace;
 use gitfaas_common::policy::{PolicyError, RepoUrl};
+use gitfaas_sandbox::{
+    declares_dependencies, interpret, owner_digest, plan, warm_command, Chosen, Dependencies, DepsError, Launch, Lease,
+    LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
+    WarmPool, Workspace, EXECUTOR_LABEL, JOB_LABEL, OWNER_LABEL, WARM_LABEL,
+};
 
 const CODE_MOUNT: &str = "/code";
 
@@ -53,7 +50,7 @@ pub struct LogTopic {
 impl LogTopic {
     /// An outlet publishing one run's chunks in order, keyed by job id; a chunk the
     /// broker refuses is logged and skipped (a log is best effort, the result is not).
-    fn outlet(&self) -> crate::logs::Outlet {
+    fn outlet(&self) -> Outlet {
         let publisher = self.publisher.clone();
         Box::new(move |chunk| {
             let publisher = publisher.clone();
@@ -175,8 +172,8 @@ impl JobRunner {
         }
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
         let plan = |dir: &Path| {
-            let chosen = runtime::Chosen::of(spec);
-            runtime::plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
+            let chosen = Chosen::of(spec);
+            plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
         let placed = self.place(job, at, &repo, &sha, token, plan, cancel).await;
@@ -256,7 +253,7 @@ impl JobRunner {
         if let Some(pool) = &self.warm {
             // the same commit has the same manifest: plan from the warm checkout
             let warm_plan = pool.code_dir_of(owner, sha).and_then(|code| Some((plan(&code).ok()?, code)));
-            let warm_plan = warm_plan.filter(|(l, code)| !install || !crate::deps::declares(code, workdir, &l.runtime));
+            let warm_plan = warm_plan.filter(|(l, code)| !install || !declares_dependencies(code, workdir, &l.runtime));
             if let Some((launch, _)) = warm_plan {
                 if let Ok(key) = pool.key(owner, sha, &launch, resources, network).await {
                     if let Some(lease) = pool.take(&key) {
@@ -278,7 +275,7 @@ impl JobRunner {
                 Err(e) => return Err(dependency_ending(at, e)),
             }
         }
-        let Some((pool, command)) = self.warm.as_ref().zip(warm::warm_command(&launch.runtime, &launch.command)) else {
+        let Some((pool, command)) = self.warm.as_ref().zip(warm_command(&launch.runtime, &launch.command)) else {
             return Ok((launch, Place::Cold(workspace, None)));
         };
         pool.missed();
@@ -289,8 +286,8 @@ impl JobRunner {
         };
         let mut spec = self.sandbox_spec(job, launch.clone(), &workspace, "warm");
         spec.command = command;
-        spec.labels.insert(warm::WARM_LABEL.to_owned(), "true".to_owned());
-        spec.labels.insert(warm::OWNER_LABEL.to_owned(), warm::owner_digest(owner));
+        spec.labels.insert(WARM_LABEL.to_owned(), "true".to_owned());
+        spec.labels.insert(OWNER_LABEL.to_owned(), owner_digest(owner));
         let start = tracing::info_span!("sandbox start", sandbox.kind = "warm");
         match pool.start(key, &spec, workspace).instrument(start).await {
             Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
@@ -405,31 +402,4 @@ fn dependency_ending(at: &Attempt, error: DepsError) -> Ending {
         e if e.is_infrastructure() => Ending::infrastructure(at, e.to_string()),
         e => JobResult::rejected(at, e.to_string()).into(),
     }
-}
-
-/// What a finished run of a function means, as one terminal result of `at`: the
-/// one reading of a sandbox's outcome, for jobs and for `gitfaas local run`.
-pub(crate) fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_max_bytes: usize) -> JobResult {
-    let result = if out.cancelled {
-        JobResult::cancelled_while_running(at)
-    } else if out.timed_out {
-        JobResult::timed_out(at, timeout_secs)
-    } else if out.stdout_overflow {
-        JobResult::stdout_too_large(at, stdout_max_bytes)
-    } else if out.oom_killed {
-        JobResult::oom_killed(at)
-    } else if out.exit_code != Some(0) {
-        JobResult::exited_with(at, out.exit_code)
-    } else {
-        match serde_json::from_slice::<Value>(&out.stdout) {
-            Ok(value) if limits::check_depth(&value).is_err() => JobResult::bad_output(at, limits::LimitError::TooDeep),
-            Ok(value) => JobResult::succeeded(at, value),
-            // serde_json's own limit (128 levels) is past ours: the same reason
-            Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
-                JobResult::bad_output(at, limits::LimitError::TooDeep)
-            }
-            Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
-        }
-    };
-    result.with_process(out.exit_code, out.stderr_tail)
 }

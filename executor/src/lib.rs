@@ -1,51 +1,42 @@
 //! gitfaas executor: takes jobs from the jobs topic, runs each one from its git
 //! repository inside a locked-down container, and publishes one result per attempt.
+//! Running a function in a container — runtimes, the container policy, warm
+//! sandboxes, dependency layers, live logs — is the `gitfaas-sandbox` crate's,
+//! shared with `gitfaas local run`; this crate brings it jobs from Kafka and code
+//! from git, and takes its results back to Kafka.
 //!
 //! - [`worker`]: the consumer loop — slots, pause/resume, offset commits after acks;
 //! - [`processing`]: a job's attempts and its one result; [`delivery`] decides
 //!   (pure) what each ending comes to;
 //! - [`job`]: one attempt — checkout, plan, sandbox, result;
-//! - [`git`]: the bare-mirror cache and per-job checkouts; `refs`: ref resolutions
-//!   shared by the jobs submitted before they started;
-//! - [`egress`]: the CONNECT proxy that holds an `https://` fetch to checked addresses
-//!   (and a dependency build to its package index);
-//! - [`deps`]: dependencies a checkout declares, built once into cached layers;
+//! - [`git`]: the bare-mirror cache and per-job checkouts (fetched through the
+//!   sandbox's egress proxy); `refs`: ref resolutions shared by the jobs submitted
+//!   before they started;
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
-//! - [`runtime`]: the function contract (`gitfaas.toml`) and runtime commands;
-//! - [`sandbox`]: the only code that talks to Docker; [`logs`]: what a running
-//!   function writes, redacted and capped, as chunks on the logs topic;
-//! - [`warm`]: warm sandboxes kept between runs of one function, and their pool;
+//! - [`credentials`]: a job's sealed credentials, opened; [`data`]: its data links;
 //! - [`offsets`]: which offsets may be committed;
 //! - [`cancel`]: cancel requests and abandoned runs;
-//! - [`metrics`]: what the executor counts and times, served with its health on
-//!   `executor.metrics_listen` (`gitfaas_common::ops`).
+//! - [`metrics`]: what the executor counts and times (the sandbox's parts
+//!   included), served with its health on `executor.metrics_listen`
+//!   (`gitfaas_common::ops`).
 
 mod cancel;
 mod credentials;
 mod data;
 mod delivery;
-mod deps;
 mod durable;
-mod egress;
 mod flow;
 mod git;
 mod heartbeat;
 mod job;
-mod local;
-mod logs;
 mod metrics;
 mod offsets;
 mod processing;
 mod rebalance;
 mod refs;
-mod runtime;
-mod sandbox;
 mod settings;
-mod tail;
 mod tree;
-mod warm;
 mod worker;
-mod workspace;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -58,34 +49,15 @@ use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use gitfaas_sandbox::{Dependencies, Sandbox, WarmPool};
+
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
-pub use crate::local::{run_local, LocalOutcome, LocalRun};
 use crate::processing::Processing;
-use crate::sandbox::{Sandbox, SandboxPolicy};
-pub use crate::sandbox::{EXECUTOR_LABEL, JOB_LABEL};
 pub use crate::settings::Settings;
 pub use crate::tree::CheckoutLimits;
-/// Labels of warm containers (which are warm, and whose: a digest of the owner).
-pub use crate::warm::{OWNER_LABEL, WARM_LABEL};
 pub use crate::worker::Worker;
 use crate::worker::{JobConsumer, WorkerContext};
-
-/// The job sandbox of these settings, on a Docker engine that answers: the one
-/// policy every run gets (jobs, warm sandboxes, `gitfaas local run`).
-async fn connect_sandbox(e: &settings::ExecutorSettings) -> anyhow::Result<Sandbox> {
-    let docker = bollard::Docker::connect_with_defaults().context("connecting to docker")?;
-    docker.ping().await.context("docker engine is not reachable")?;
-    let policy = SandboxPolicy {
-        oci_runtime: e.oci_runtime.clone(),
-        user: e.user.clone(),
-        tmpfs_mb: e.tmpfs_mb,
-        nofile: e.nofile,
-        stdout_max_bytes: e.stdout_max_bytes,
-        stderr_tail_bytes: e.stderr_tail_bytes,
-    };
-    Ok(Sandbox::new(docker, policy))
-}
 
 /// Builds the executor from its settings: connects to Docker and Kafka, removes
 /// containers a crashed predecessor left, follows cancel requests and joins the
@@ -115,8 +87,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let consumer = Arc::new(jobs_consumer(settings, &executor_id, context)?);
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let ops_port = serve_ops(e, registry, ready_check(consumer.clone(), publisher.clone()), &tasks).await?;
-    let warm = e.warm.enabled.then(|| warm::WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
-    let deps = deps::Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
+    let warm = e.warm.enabled.then(|| WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
+    let deps = Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
         .context("creating the dependency layer cache")?;
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
     let runner = JobRunner {
@@ -147,7 +119,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
 /// The sandbox, with what a crashed predecessor left removed and the runtime
 /// images checked.
 async fn prepare_sandbox(e: &settings::ExecutorSettings, executor_id: &str) -> anyhow::Result<Sandbox> {
-    let sandbox = connect_sandbox(e).await?;
+    let sandbox = Sandbox::connect(e.sandbox().policy()).await?;
     let orphans = sandbox.remove_orphans(Some(executor_id)).await.context("removing orphan containers")?;
     if orphans > 0 {
         tracing::warn!(orphans, "removed containers left by a previous run");

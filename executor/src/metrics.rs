@@ -1,10 +1,12 @@
 //! The executor's Prometheus metrics. Each part goes to the code it measures
 //! (`Processing` the jobs', the sandbox its container calls, the warm pool its
 //! own, the git cache its fetches); a part made with `Default` and never
-//! registered (`gitfaas local run`, unit tests) counts for nobody.
+//! registered (unit tests) counts for nobody. The sandbox's and the warm pool's
+//! types are the sandbox crate's: registered here, recorded there.
 
-use gitfaas_common::metrics::{seconds_family, seconds_histogram, ConsumerLag, Registry, SecondsFamily};
+use gitfaas_common::metrics::{seconds_histogram, ConsumerLag, Registry};
 use gitfaas_common::JobResult;
+use gitfaas_sandbox::{SandboxMetrics, WarmMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,12 +16,6 @@ use prometheus_client::metrics::histogram::Histogram;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
-}
-
-/// Which kind of container a sandbox call was for.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub kind: &'static str,
 }
 
 /// Every metric of one executor.
@@ -97,36 +93,6 @@ impl JobMetrics {
         self.run.observe(seconds(result.timings.run_ms));
         self.total.observe(seconds(result.timings.total_ms));
     }
-}
-
-#[derive(Clone)]
-pub struct SandboxMetrics {
-    pub create: SecondsFamily<KindLabels>,
-    pub start: SecondsFamily<KindLabels>,
-}
-
-impl Default for SandboxMetrics {
-    fn default() -> Self {
-        Self { create: seconds_family(), start: seconds_family() }
-    }
-}
-
-impl SandboxMetrics {
-    pub fn created(&self, kind: &'static str, took: std::time::Duration) {
-        self.create.get_or_create(&KindLabels { kind }).observe(took.as_secs_f64());
-    }
-
-    pub fn started(&self, kind: &'static str, took: std::time::Duration) {
-        self.start.get_or_create(&KindLabels { kind }).observe(took.as_secs_f64());
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct WarmMetrics {
-    pub containers: Gauge,
-    pub hits: Counter,
-    pub misses: Counter,
-    pub evictions: Counter,
 }
 
 #[derive(Clone)]

@@ -1,10 +1,14 @@
-//! Executor configuration (`config/executor.yaml`, `GITFAAS__EXECUTOR__*`).
+//! Executor configuration (`config/executor.yaml`, `GITFAAS__EXECUTOR__*`). The
+//! sandbox's keys (images, container policy, logs, warm, dependencies) sit flat in
+//! the `executor` section, as they always have; [`ExecutorSettings::sandbox`]
+//! gathers them into the sandbox crate's settings, which check them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use gitfaas_common::sealed::PrivateKey;
 use gitfaas_common::settings::{KafkaSettings, SettingsError, TelemetrySettings};
+use gitfaas_sandbox::{DependencySettings, SandboxSettings, WarmSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -92,7 +96,7 @@ pub struct ExecutorSettings {
     pub data: DataLimits,
     /// Warm sandboxes: on by default (`warm.enabled: false` turns them off).
     #[serde(default)]
-    pub warm: crate::warm::WarmSettings,
+    pub warm: WarmSettings,
     /// Address of the `/metrics`, `/health/live` and `/health/ready` listener
     /// (port 0 picks one); none when unset.
     #[serde(default)]
@@ -102,7 +106,7 @@ pub struct ExecutorSettings {
     pub logs: gitfaas_common::logs::LogLimits,
     /// Package indexes, the layer cache and the bounds of dependency builds.
     #[serde(default)]
-    pub dependencies: crate::deps::DependencySettings,
+    pub dependencies: DependencySettings,
 }
 
 fn default_prefetch() -> usize {
@@ -137,6 +141,24 @@ impl Default for DataLimits {
 }
 
 impl ExecutorSettings {
+    /// The sandbox's own settings, out of this section's keys.
+    pub fn sandbox(&self) -> SandboxSettings {
+        SandboxSettings {
+            images: self.images.clone(),
+            allowed_images: self.allowed_images.clone(),
+            oci_runtime: self.oci_runtime.clone(),
+            user: self.user.clone(),
+            tmpfs_mb: self.tmpfs_mb,
+            nofile: self.nofile,
+            stdout_max_bytes: self.stdout_max_bytes,
+            stderr_tail_bytes: self.stderr_tail_bytes,
+            job_network: self.job_network,
+            logs: self.logs.clone(),
+            warm: self.warm.clone(),
+            dependencies: self.dependencies.clone(),
+        }
+    }
+
     /// The key that opens sealed credentials, if this executor has one.
     pub fn private_key(&self) -> Result<Option<PrivateKey>, SettingsError> {
         let bad = |e: &dyn std::fmt::Display| SettingsError::Invalid(format!("executor private key: {e}"));
@@ -184,30 +206,11 @@ impl Settings {
         if e.ref_freshness_ms > 60_000 {
             return invalid("executor.ref_freshness_ms must be at most 60000");
         }
-        if e.images.is_empty() {
-            return invalid("executor.images must map at least one runtime to an image");
-        }
-        if !["runc", "runsc"].contains(&e.oci_runtime.as_str()) {
-            return invalid("executor.oci_runtime must be `runc` or `runsc`");
-        }
+        e.sandbox().validate()?;
         if let Err(why) = e.policy.validate() {
             return invalid(&format!("executor.{why}"));
         }
         e.private_key()?;
-        if let Err(why) = e.logs.validate() {
-            return invalid(&format!("executor.{why}"));
-        }
-        if let Err(why) = e.dependencies.validate() {
-            return invalid(&format!("executor.{why}"));
-        }
-        if e.warm.enabled && (e.warm.max_containers == 0 || e.warm.memory_budget_mb == 0) {
-            return invalid(
-                "executor.warm.max_containers and memory_budget_mb must be at least 1 (or warm.enabled false)",
-            );
-        }
-        if e.user.starts_with("0:") || e.user == "0" || e.user == "root" {
-            return invalid("executor.user must not be root");
-        }
         Ok(())
     }
 
@@ -219,5 +222,45 @@ impl Settings {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "executor".into())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped files, with `extra` appended to the executor's section.
+    fn shipped_with(extra: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+        std::fs::copy(format!("{config}/base.yaml"), dir.path().join("base.yaml")).unwrap();
+        let executor = std::fs::read_to_string(format!("{config}/executor.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("executor.yaml"),
+            executor.replacen("executor:\n", &format!("executor:\n{extra}"), 1),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_sandbox_keys_stay_flat_in_the_executor_section_and_unknown_keys_are_refused() {
+        let dir = shipped_with("");
+        let settings: Settings = gitfaas_common::settings::load_from(dir.path(), "executor").unwrap();
+        settings.validate().unwrap();
+        let sandbox = settings.executor.sandbox();
+        assert_eq!(sandbox.images, settings.executor.images);
+        assert_eq!((sandbox.user.as_str(), sandbox.tmpfs_mb), ("65534:65534", 64));
+        assert_eq!(sandbox.warm.max_containers, settings.executor.warm.max_containers);
+
+        let dir = shipped_with("  tmpfs_mbb: 32\n");
+        let error = gitfaas_common::settings::load_from::<Settings>(dir.path(), "executor").unwrap_err();
+        assert!(error.to_string().contains("tmpfs_mbb"), "{error}");
+
+        // the sandbox's checks run on the executor's keys
+        let mut settings = settings;
+        settings.executor.user = "root".into();
+        let refused = settings.validate().unwrap_err().to_string();
+        assert!(refused.contains("executor.user must not be root"), "{refused}");
     }
 }

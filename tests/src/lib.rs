@@ -398,7 +398,7 @@ fn read_partitions_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<(
 pub async fn containers_of_job(job_id: &str) -> usize {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
-    let label = format!("{}={job_id}", gitfaas_executor::JOB_LABEL);
+    let label = format!("{}={job_id}", gitfaas_sandbox::JOB_LABEL);
     let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     docker.list_containers(Some(options)).await.expect("list containers").len()

@@ -62,7 +62,7 @@ pub fn start(options: Options) -> Stack {
 pub async fn running_container(job_id: &str) -> ContainerInspectResponse {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
-    let label = format!("{}={job_id}", gitfaas_executor::JOB_LABEL);
+    let label = format!("{}={job_id}", gitfaas_sandbox::JOB_LABEL);
     for _ in 0..300 {
         let filters = HashMap::from([("label", vec![label.as_str()]), ("status", vec!["running"])]);
         let options = ListContainersOptionsBuilder::default().filters(&filters).build();

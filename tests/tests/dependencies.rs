@@ -460,7 +460,7 @@ async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_th
     let cancel = tokio_util::sync::CancellationToken::new();
     let resources = || Resources { memory_mb: 256, cpu_millis: 1000, pids: 128 };
     for dependencies in [true, false] {
-        let run = gitfaas_executor::LocalRun {
+        let run = gitfaas_sandbox::LocalRun {
             dir: dir.path(),
             runtime: Some("python"),
             input: &json!(21),
@@ -469,7 +469,7 @@ async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_th
             live_log: false,
             dependencies,
         };
-        let out = gitfaas_executor::run_local(&settings, run, &cancel).await.unwrap();
+        let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();
         if dependencies {
             assert_eq!((out.status, out.output.clone()), (JobStatus::Succeeded, Some(json!(42))), "{out:?}");
         } else {

@@ -34,8 +34,8 @@ fn warm(result: &Value) -> bool {
 async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, String>> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
-    let executor = format!("{}={}", gitfaas_executor::EXECUTOR_LABEL, stack.executor_id);
-    let warm = format!("{}=true", gitfaas_executor::WARM_LABEL);
+    let executor = format!("{}={}", gitfaas_sandbox::EXECUTOR_LABEL, stack.executor_id);
+    let warm = format!("{}=true", gitfaas_sandbox::WARM_LABEL);
     let filters = HashMap::from([("label", vec![executor.as_str(), warm.as_str()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let found = docker.list_containers(Some(options)).await.expect("list containers");
@@ -45,7 +45,7 @@ async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, Strin
 /// The id of the warm container first started for job `id`, if it still exists.
 async fn container_of(stack: &Stack, id: &str) -> Option<String> {
     let containers = warm_containers(stack).await;
-    containers.into_iter().find(|(_, labels)| labels[gitfaas_executor::JOB_LABEL] == id).map(|(c, _)| c)
+    containers.into_iter().find(|(_, labels)| labels[gitfaas_sandbox::JOB_LABEL] == id).map(|(c, _)| c)
 }
 
 const LEAVER: &str = r#"import json, os, subprocess, sys
@@ -173,7 +173,7 @@ async fn two_owners_never_share_a_warm_container() {
     let alice_container = container_of(stack, &alices).await.expect("alice's container");
     let bob_container = container_of(stack, &bobs).await.expect("bob's container");
     assert_ne!(alice_container, bob_container);
-    let owner = gitfaas_executor::OWNER_LABEL;
+    let owner = gitfaas_sandbox::OWNER_LABEL;
     assert_ne!(containers[&alice_container][owner], containers[&bob_container][owner]);
 }
 
@@ -186,7 +186,7 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     let id = stack.submit_ok(&body).await;
     let container = gitfaas_tests::sandbox::running_container(&id).await;
     let (host, config) = (container.host_config.clone().unwrap(), container.config.clone().unwrap());
-    assert_eq!(config.labels.unwrap()[gitfaas_executor::WARM_LABEL], "true");
+    assert_eq!(config.labels.unwrap()[gitfaas_sandbox::WARM_LABEL], "true");
     assert_eq!(host.network_mode.as_deref(), Some("none"));
     assert_eq!(host.readonly_rootfs, Some(true));
     assert!(host.tmpfs.unwrap()["/tmp"].contains("noexec"));

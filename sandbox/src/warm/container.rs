@@ -13,8 +13,8 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::docker::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
 use crate::logs::LogSink;
-use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, STDOUT_CAP_MARKER};
 use crate::tail::Stderr;
 use crate::workspace::Workspace;
 

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use gitfaas_common::logs::{LogLimits, LogRun};
 
 use crate::deps::{Dependencies, DepsError};
-use crate::job;
+use crate::docker::{Sandbox, SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::logs::{LogSink, LogStreamer, Outlet, Redactor};
+use crate::outcome::interpret;
 use crate::runtime::{self, Offer};
-use crate::sandbox::{SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
-use crate::Settings;
+use crate::settings::SandboxSettings;
 
 const CODE_MOUNT: &str = "/code";
 
@@ -56,26 +56,26 @@ pub struct LocalOutcome {
 /// Runs the function in `run.dir` once; an error is the machine's (Docker, disk), a
 /// refused plan or a failed function is an outcome.
 pub async fn run_local(
-    settings: &Settings,
+    settings: &SandboxSettings,
     run: LocalRun<'_>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<LocalOutcome> {
-    let e = &settings.executor;
-    let sandbox = crate::connect_sandbox(e).await?;
+    let sandbox = Sandbox::connect(settings.policy()).await?;
     let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
-    let offer = Offer { images: &e.images, allowed_images: &e.allowed_images };
+    let offer = Offer { images: &settings.images, allowed_images: &settings.allowed_images };
     let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &Default::default(), &offer, run.input, b"{}") {
         Ok(launch) => launch,
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
-    let streamer = run.live_log.then(|| print_live(&e.logs));
+    let streamer = run.live_log.then(|| print_live(&settings.logs));
     // the cache is made only for a directory that declares something
     let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch.runtime) {
         true => {
-            let deps = Dependencies::new(&e.dependencies, sandbox.clone(), "local").context("dependency cache")?;
+            let deps =
+                Dependencies::new(&settings.dependencies, sandbox.clone(), "local").context("dependency cache")?;
             match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), cancel).await {
                 Ok(prepared) => prepared,
                 Err(DepsError::Failed { why, log }) => return Ok(LocalOutcome::build_failed(&why, log)),
@@ -98,7 +98,7 @@ pub async fn run_local(
         working_dir: launch.working_dir.clone(),
         input_dir: Some(workspace.path().join("input")),
         output_dir: Some(workspace.path().join("output")),
-        job_network: e.job_network,
+        job_network: settings.job_network,
         network: None,
         mounts: Vec::new(),
         env: Vec::new(),
@@ -135,7 +135,7 @@ pub async fn run_local(
     };
     let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
     let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
-    let result = job::interpret(&at, out, timeout_secs, e.stdout_max_bytes);
+    let result = interpret(&at, out, timeout_secs, settings.stdout_max_bytes);
     Ok(LocalOutcome {
         status: result.status,
         reason: result.reason,

@@ -1,6 +1,7 @@
 //! The container lifecycle, behind one narrow interface: [`Sandbox::run`] takes a
 //! [`SandboxSpec`] and returns what the process did ([`SandboxOutcome`]). Nothing
-//! else in the executor talks to Docker.
+//! else in gitfaas talks to Docker (the warm pool and dependency builds go through
+//! this module's crate-private calls).
 //!
 //! Every container is created with no network, a read-only root file system, a
 //! size-capped tmpfs at /tmp, all capabilities dropped, no-new-privileges, a
@@ -13,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
@@ -143,8 +145,12 @@ fn binds(spec: &SandboxSpec) -> Vec<String> {
 const DOCKER_CALL_LIMIT: Duration = Duration::from_secs(15);
 
 impl Sandbox {
-    pub fn new(docker: Docker, policy: SandboxPolicy) -> Self {
-        Self { docker, policy, metrics: SandboxMetrics::default() }
+    /// The sandbox of `policy` on the local Docker engine, once the engine answers:
+    /// the one policy every run gets (jobs, warm sandboxes, `gitfaas local run`).
+    pub async fn connect(policy: SandboxPolicy) -> anyhow::Result<Self> {
+        let docker = Docker::connect_with_defaults().context("connecting to docker")?;
+        docker.ping().await.context("docker engine is not reachable")?;
+        Ok(Self { docker, policy, metrics: SandboxMetrics::default() })
     }
 
     /// The same sandbox, timing its container calls in `metrics`.

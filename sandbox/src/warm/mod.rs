@@ -25,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use gitfaas_common::schema::Resources;
 
+use crate::docker::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec};
 use crate::logs::LogSink;
 use crate::metrics::WarmMetrics;
 use crate::runtime::Launch;
-use crate::sandbox::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec};
 use crate::workspace::Workspace;
 use container::WarmContainer;
 pub use engine::WarmKey;

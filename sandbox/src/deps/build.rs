@@ -19,8 +19,8 @@ use super::cache::{tree_bytes, Staging};
 use super::detect::Declared;
 use super::firewall::HostGuard;
 use super::{DependencySettings, DepsError, BUILD_LOG};
+use crate::docker::{Sandbox, SandboxSpec};
 use crate::egress::{ConnectProxy, Gate};
-use crate::sandbox::{Sandbox, SandboxSpec};
 
 const LAYER_MOUNT: &str = "/layer";
 const LOG_MOUNT: &str = "/gitfaas-log";
@@ -173,9 +173,9 @@ fn installer(declared: &Declared, staging: &Staging, index: &Url, proxy: &str) -
     Ok(command)
 }
 
-fn infrastructure(error: crate::sandbox::SandboxError) -> DepsError {
+fn infrastructure(error: crate::docker::SandboxError) -> DepsError {
     match error {
-        crate::sandbox::SandboxError::MissingImage(image) => DepsError::MissingImage(image),
+        crate::docker::SandboxError::MissingImage(image) => DepsError::MissingImage(image),
         other => DepsError::Infrastructure(format!("dependency build: {other}")),
     }
 }

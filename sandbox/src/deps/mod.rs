@@ -21,8 +21,8 @@ use serde::Deserialize;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use crate::docker::{Sandbox, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::runtime::Launch;
-use crate::sandbox::{Sandbox, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use cache::{Layer, LayerCache};
 
 /// Where a run sees its dependency layer (read-only).
@@ -106,7 +106,8 @@ impl DependencySettings {
     }
 }
 
-/// Why a run's dependencies are not there; [`crate::job`] maps each to a result.
+/// Why a run's dependencies are not there; the executor's job and a local run map
+/// each to a result.
 #[derive(Debug, thiserror::Error)]
 pub enum DepsError {
     #[error("dependencies declared but no package index configured (executor.dependencies.{0})")]
