@@ -97,28 +97,76 @@ pub enum PolicyError {
 /// The longest repository or data-link URL, in characters.
 pub const MAX_URL_CHARS: usize = 2048;
 
-/// A repository URL that passed the policy; [`RepoUrl::as_str`] is its normalised form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A repository URL: a URL of a scheme git may be handed (https, http, git) with a
+/// host and no embedded credentials, at most [`MAX_URL_CHARS`] — what it is
+/// whatever the deployment's policy, checked wherever one is read (a request, a
+/// job message: `serde(try_from)`). [`RepoUrl::parse`] (or [`RepoUrl::permitted`])
+/// also applies a deployment's [`PolicySettings`], and spells a literal host the
+/// one canonical way; [`RepoUrl::as_str`] is the URL as it then stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RepoUrl(url::Url);
 
-impl RepoUrl {
-    pub fn parse(raw: &str, policy: &PolicySettings) -> Result<Self, PolicyError> {
+impl TryFrom<String> for RepoUrl {
+    type Error = PolicyError;
+
+    fn try_from(raw: String) -> Result<Self, PolicyError> {
+        raw.parse()
+    }
+}
+
+impl std::str::FromStr for RepoUrl {
+    type Err = PolicyError;
+
+    /// The checks no policy relaxes.
+    fn from_str(raw: &str) -> Result<Self, PolicyError> {
         let refuse = |why: String| PolicyError::Repo(why);
         if raw.chars().count() > MAX_URL_CHARS {
             return Err(refuse(format!("longer than {MAX_URL_CHARS} characters")));
         }
         let url = parse_url(raw).ok_or_else(|| refuse("not a URL".into()))?;
-        if !policy.repo_schemes.iter().any(|s| s == url.scheme()) {
-            let allowed = policy.repo_schemes.join(", ");
-            return Err(refuse(format!("scheme `{}` is not allowed (allowed: {allowed})", url.scheme())));
+        if !GIT_SCHEMES.contains(&url.scheme()) {
+            return Err(refuse(format!("scheme `{}` is not a git transport (https, http, git)", url.scheme())));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(refuse("credentials must not be embedded in the URL".into()));
         }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| refuse("no host".into()))?.to_owned();
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(refuse("no host".into()));
+        }
         if url.port() == Some(0) {
             return Err(refuse("port 0".into()));
         }
+        Ok(Self(url))
+    }
+}
+
+impl From<RepoUrl> for String {
+    fn from(url: RepoUrl) -> String {
+        url.0.into()
+    }
+}
+
+/// The schemes a repository URL may have at all ([`PolicySettings::repo_schemes`]
+/// narrows them).
+const GIT_SCHEMES: [&str; 3] = ["https", "http", "git"];
+
+impl RepoUrl {
+    /// `raw` as a repository URL that `policy` allows.
+    pub fn parse(raw: &str, policy: &PolicySettings) -> Result<Self, PolicyError> {
+        raw.parse::<Self>()?.permitted(policy)
+    }
+
+    /// This URL if `policy` allows it (its scheme and host, and no internal
+    /// address), with a literal host spelt the canonical way.
+    pub fn permitted(&self, policy: &PolicySettings) -> Result<Self, PolicyError> {
+        let refuse = |why: String| PolicyError::Repo(why);
+        let url = self.0.clone();
+        if !policy.repo_schemes.iter().any(|s| s == url.scheme()) {
+            let allowed = policy.repo_schemes.join(", ");
+            return Err(refuse(format!("scheme `{}` is not allowed (allowed: {allowed})", url.scheme())));
+        }
+        let host = self.host().to_owned();
         if !host_listed(&host, &policy.repo_hosts) {
             return Err(refuse(format!("host `{host}` is not in the allowlist")));
         }

@@ -13,15 +13,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::kafka::{Message, Topic};
+use crate::policy::RepoUrl;
 use crate::JobId;
 
 mod entry;
+mod fields;
 mod function;
 mod origin;
 mod result;
 mod trigger;
 
 pub use entry::{check_args, is_checkout_path, MAX_ARGS, MAX_ARG_CHARS, MAX_PATH_CHARS};
+pub use fields::{CheckoutPath, GitRef, InvalidField, RuntimeName, MAX_RUNTIME_CHARS};
 pub use function::{
     is_valid_function_name, FunctionRef, FunctionState, FunctionVersion, RollbackError, MAX_FUNCTION_NAME_CHARS,
     MAX_VERSIONS_KEPT,
@@ -61,13 +64,16 @@ pub struct Resources {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
-    pub repo: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub repo: RepoUrl,
     /// Branch, tag, commit SHA, or `HEAD` for the default branch.
     #[serde(rename = "ref")]
-    pub git_ref: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub git_ref: GitRef,
     /// Runtime requested by the client; the repository's manifest must agree with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub runtime: Option<RuntimeName>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
@@ -90,13 +96,15 @@ pub struct JobSpec {
     /// What to run, overriding the manifest's `entry`: a path inside the checkout,
     /// or for python `package.module:function`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entry: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub entry: Option<CheckoutPath>,
     /// Arguments of the `command` runtime's executable, passed exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Directory inside the checkout the function runs in; default its root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub workdir: Option<CheckoutPath>,
     /// The processing guarantee: at most once, or at least once (the default, and
     /// what a message without the field gets).
     #[serde(default)]
@@ -355,8 +363,8 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
-            repo: "git://127.0.0.1/fn".into(),
-            git_ref: "main".into(),
+            repo: "git://127.0.0.1/fn".parse().unwrap(),
+            git_ref: "main".parse().unwrap(),
             runtime: None,
             input: json!({"x": 1}),
             timeout_secs: 30,

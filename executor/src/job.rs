@@ -18,7 +18,7 @@ use crate::data::{self, DataError};
 use crate::git::GitCache;
 use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
-use gitfaas_common::policy::{PolicyError, RepoUrl};
+use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
     declares_dependencies, interpret, owner_digest, plan, warm_command, Chosen, Dependencies, DepsError, Launch, Lease,
     LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
@@ -138,9 +138,9 @@ impl JobRunner {
     ) -> Ending {
         let spec = &job.spec;
         let policy = &self.settings.policy;
-        let repo = match RepoUrl::parse(&spec.repo, policy) {
-            Ok(repo) if gitfaas_common::schema::is_valid_ref(&spec.git_ref) => repo,
-            Ok(_) => return JobResult::rejected(at, PolicyError::Ref(spec.git_ref.clone()).to_string()).into(),
+        // the URL's and the ref's shapes were checked as the job was read
+        let repo = match spec.repo.permitted(policy) {
+            Ok(repo) => repo,
             Err(e) => return JobResult::rejected(at, e.to_string()).into(),
         };
         let limits = &self.settings.data;
@@ -159,7 +159,7 @@ impl JobRunner {
         let token = credentials.get(GIT_TOKEN);
         let clock = std::time::Instant::now();
         let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
-        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.clone(), None, token.clone());
+        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.to_string(), None, token.clone());
         let fetch_span = tracing::info_span!("git fetch", git.r#ref = %spec.git_ref);
         let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).instrument(fetch_span).await
         {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
-use gitfaas_common::schema::{DataLink, Delivery, Dependencies, Resources};
+use gitfaas_common::schema::{
+    check_args, CheckoutPath, DataLink, Delivery, Dependencies, GitRef, Resources, RuntimeName,
+};
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
 use serde_json::Value;
@@ -161,15 +163,19 @@ impl SubmitRequest {
     /// Checks the request and fills in defaults.
     pub fn into_spec(self, settings: &FrontendSettings) -> Result<JobSpec, Invalid> {
         let repo = RepoUrl::parse(&self.repo, &settings.policy).map_err(|e| Invalid::of("repo", e.to_string()))?;
-        self.validate_entry()?;
+        let (entry, workdir) = self.checked_paths()?;
         let sealed_credentials = seal_credentials(self.credentials, self.sealed_credentials, settings)?;
         for (field, links) in [("sources", &self.sources), ("sinks", &self.sinks)] {
             validate_links(field, links, &settings.policy)?;
         }
-        let git_ref = self.git_ref.unwrap_or_else(|| "HEAD".into());
-        validate_ref(&git_ref)?;
-        if let Some(runtime) = &self.runtime {
-            if !settings.runtimes.contains(runtime) {
+        let git_ref = match self.git_ref {
+            Some(git_ref) => GitRef::try_from(git_ref).map_err(|e| Invalid::of("ref", e.to_string()))?,
+            None => GitRef::head(),
+        };
+        let runtime =
+            self.runtime.map(RuntimeName::try_from).transpose().map_err(|e| Invalid::of("runtime", e.to_string()))?;
+        if let Some(runtime) = &runtime {
+            if !settings.runtimes.iter().any(|offered| offered == runtime.as_str()) {
                 return Err(Invalid::of(
                     "runtime",
                     format!("unknown runtime `{runtime}`; offered: {}", settings.runtimes.join(", ")),
@@ -194,9 +200,9 @@ impl SubmitRequest {
         };
         let r = &self.resources;
         Ok(JobSpec {
-            repo: repo.as_str().to_owned(),
+            repo,
             git_ref,
-            runtime: self.runtime,
+            runtime,
             input: self.input,
             timeout_secs: bounded("timeout_secs", self.timeout_secs, l.timeout_secs, 1, l.max_timeout_secs)?,
             resources: Resources {
@@ -214,9 +220,9 @@ impl SubmitRequest {
             sources: self.sources,
             sinks: self.sinks,
             retries: 0,
-            entry: self.entry,
+            entry,
             args: self.args,
-            workdir: self.workdir,
+            workdir,
             delivery,
             function: None,
             resolve_only: false,
@@ -227,19 +233,17 @@ impl SubmitRequest {
 
     /// What the strings alone tell of `entry`, `workdir` and `args`; the executor
     /// decides the rest against the checkout.
-    fn validate_entry(&self) -> Result<(), Invalid> {
-        use gitfaas_common::schema::{check_args, is_checkout_path, MAX_PATH_CHARS};
-        for (field, path) in [("entry", &self.entry), ("workdir", &self.workdir)] {
-            if path.as_deref().is_some_and(|p| !is_checkout_path(p)) {
-                let why = format!("{field} must be a relative path inside the repository (at most {MAX_PATH_CHARS} characters, no `.` or `..` parts)");
-                return Err(Invalid::of(field, why));
-            }
-        }
+    fn checked_paths(&self) -> Result<(Option<CheckoutPath>, Option<CheckoutPath>), Invalid> {
+        let path = |field: &str, path: &Option<String>| {
+            let checked = path.clone().map(CheckoutPath::try_from).transpose();
+            checked.map_err(|e| Invalid::of(field, format!("{field} {e}")))
+        };
+        let (entry, workdir) = (path("entry", &self.entry)?, path("workdir", &self.workdir)?);
         check_args(&self.args).map_err(|why| Invalid::of("args", why))?;
         if !self.args.is_empty() && self.runtime.as_deref().is_some_and(|r| r != "command") {
             return Err(Invalid::of("args", "args are taken by the command runtime only"));
         }
-        Ok(())
+        Ok((entry, workdir))
     }
 }
 
@@ -282,13 +286,6 @@ fn validate_links(field: &str, links: &[DataLink], policy: &PolicySettings) -> R
 /// executor, the rebuild) must be able to decode what is accepted here.
 pub fn check_input_depth(input: &Value) -> Result<(), Invalid> {
     gitfaas_common::limits::check_depth(input).map_err(|error| Invalid::of("input", format!("input is {error}")))
-}
-
-fn validate_ref(git_ref: &str) -> Result<(), Invalid> {
-    if !gitfaas_common::schema::is_valid_ref(git_ref) {
-        return Err(Invalid::of("ref", "ref must be a branch, tag or commit name"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -336,7 +333,7 @@ mod tests {
 
     #[test]
     fn entry_workdir_and_args_are_checked_by_their_text() {
-        let check = |body: serde_json::Value| parse(body.to_string().as_bytes()).unwrap().validate_entry();
+        let check = |body: serde_json::Value| parse(body.to_string().as_bytes()).unwrap().checked_paths();
         let field = |body| match check(body) {
             Err(Invalid { field, .. }) => field,
             other => panic!("expected invalid request, got {other:?}"),
@@ -357,9 +354,9 @@ mod tests {
 
     #[test]
     fn refs_are_checked() {
-        assert!(validate_ref("feature/x").is_ok());
+        assert!(GitRef::try_from("feature/x".to_owned()).is_ok());
         for bad in ["", "--upload-pack=x", "a..b", "a b", "x~1"] {
-            assert!(validate_ref(bad).is_err(), "{bad:?}");
+            assert!(GitRef::try_from(bad.to_owned()).is_err(), "{bad:?}");
         }
     }
 }

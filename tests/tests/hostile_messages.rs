@@ -149,8 +149,8 @@ async fn a_frontend_rebuilding_its_view_ends_a_job_whose_result_is_unreadable() 
     use gitfaas_common::schema::{JobSpec, Resources};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let spec = JobSpec {
-        repo: "git://127.0.0.1/nothing-runs".into(),
-        git_ref: "main".into(),
+        repo: "git://127.0.0.1/nothing-runs".parse().unwrap(),
+        git_ref: "main".parse().unwrap(),
         runtime: None,
         input: json!(1),
         timeout_secs: 5,

@@ -74,7 +74,8 @@ impl FunctionState {
         let version = self.version(number)?;
         Some(JobSpec {
             input,
-            git_ref: version.commit_sha.clone(),
+            // a commit git resolved is a ref; a stored one that is not names no job
+            git_ref: version.commit_sha.parse().ok()?,
             function: Some(FunctionRef { name: self.name.clone(), version: version.version }),
             ..version.spec.clone()
         })

@@ -46,9 +46,9 @@ impl From<&FunctionVersion> for VersionView {
         Self {
             version: v.version,
             commit_sha: v.commit_sha.clone(),
-            repo: v.spec.repo.clone(),
-            git_ref: v.spec.git_ref.clone(),
-            runtime: v.spec.runtime.clone(),
+            repo: v.spec.repo.to_string(),
+            git_ref: v.spec.git_ref.to_string(),
+            runtime: v.spec.runtime.as_deref().map(str::to_owned),
             created_by: v.created_by.clone(),
             created_at: v.created_at,
         }

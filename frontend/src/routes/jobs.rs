@@ -81,9 +81,9 @@ impl From<JobRecord> for JobView {
         Self {
             id: record.id,
             status: record.status,
-            repo: spec.map(|s| s.repo.clone()),
-            git_ref: spec.map(|s| s.git_ref.clone()),
-            runtime: spec.and_then(|s| s.runtime.clone()),
+            repo: spec.map(|s| s.repo.to_string()),
+            git_ref: spec.map(|s| s.git_ref.to_string()),
+            runtime: spec.and_then(|s| s.runtime.as_deref().map(str::to_owned)),
             delivery: spec.map(|s| s.delivery).or(result.map(|r| r.delivery)),
             function: spec.and_then(|s| s.function.clone()).or(result.and_then(|r| r.function.clone())),
             origin: spec.and_then(|s| s.origin.clone()),
