@@ -47,6 +47,18 @@ impl Tasks {
         self.stop.clone()
     }
 
+    /// Begins the shutdown (cancels [`Self::stopping`]) when `signal` completes:
+    /// a service's own shutdown future, handed to it by its caller.
+    pub fn stop_on(&self, signal: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.spawn("shutdown signal", async move {
+            tokio::select! {
+                () = signal => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+
     /// Runs `task` in the background as `name`.
     pub fn spawn<F>(&self, name: &'static str, task: F)
     where

@@ -58,15 +58,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let metrics = metrics::ScalerMetrics::register(&mut registry);
     let tasks = Tasks::new();
     let token = tasks.stopping();
-    tasks.spawn("shutdown signal", {
-        let token = token.clone();
-        async move {
-            tokio::select! {
-                () = shutdown => token.cancel(),
-                () = token.cancelled() => {}
-            }
-        }
-    });
+    tasks.stop_on(shutdown);
     if let Some(address) = &scaler_settings.metrics_listen {
         let ready = gitfaas_common::ops::broker_ready(publisher.clone(), Topic::Observer);
         let listener = gitfaas_common::ops::serve(address, std::sync::Arc::new(registry), ready, &tasks)
