@@ -18,7 +18,7 @@ mod schedule;
 mod topic;
 
 pub use output::{record_done, OutputError};
-pub use schedule::{parse_schedule, Scheduler};
+pub use schedule::{parse_schedule, tick_input, Scheduler};
 pub use topic::{TopicTriggers, TriggerLoads};
 
 use gitfaas_common::schema::TriggerState;

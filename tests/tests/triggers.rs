@@ -325,3 +325,33 @@ async fn triggers_are_checked_owned_paused_resumed_and_deleted() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(stack.get(&path).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_whose_ticks_would_nest_too_deep_is_refused_when_saved() {
+    let stack = Stack::shared();
+    let client = reqwest::Client::new();
+    let function = unique("fn-deep").to_lowercase();
+    let deployed = client
+        .put(stack.url(&format!("/v1/functions/{function}")))
+        .bearer_auth(&stack.token)
+        .json(&json!({"repo": function_repo(), "ref": "main"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), StatusCode::CREATED);
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    let put = |name: String, input: Value| {
+        let body = json!({"function": function, "schedule": {"cron": "0 3 * * *", "input": input}});
+        client.put(stack.url(&format!("/v1/triggers/{name}"))).bearer_auth(&stack.token).json(&body).send()
+    };
+    // 64 levels is a valid job input, but each tick's input holds it one level down
+    let refused = put(unique("deep").to_lowercase(), nested(64)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["field"], "schedule.input", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("nested more than 64 levels"), "{problem}");
+    let too_large = put(unique("large").to_lowercase(), json!("x".repeat(600 * 1024))).await.unwrap();
+    assert_eq!(too_large.status(), StatusCode::BAD_REQUEST, "past the input limit once inside a tick");
+    let accepted = put(unique("deep").to_lowercase(), nested(63)).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED, "{}", accepted.text().await.unwrap());
+}

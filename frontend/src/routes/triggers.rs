@@ -15,7 +15,7 @@ use super::jobs::admit_json;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::store::change_definition;
-use crate::triggers::parse_schedule;
+use crate::triggers::{parse_schedule, tick_input};
 use crate::AppState;
 
 /// A trigger: exactly one of `schedule` and `topic`.
@@ -84,15 +84,16 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
     })
 }
 
-/// The source a request names, checked: a valid schedule, or topics the
-/// operator allows (and never gitfaas's own).
-fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
+/// The source a request names, checked: a valid schedule whose ticks' jobs
+/// would be accepted, or topics the operator allows (and never gitfaas's own).
+fn checked_source(state: &AppState, name: &str, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
     match (request.schedule, request.topic) {
         (Some(schedule), None) => {
             let (cron, zone) = parse_schedule(&schedule).map_err(|e| ApiError::invalid("schedule", e))?;
-            if cron.after(&Utc::now().with_timezone(&zone)).next().is_none() {
+            let Some(next) = cron.after(&Utc::now().with_timezone(&zone)).next() else {
                 return Err(ApiError::invalid("schedule.cron", "the schedule never fires"));
-            }
+            };
+            check_tick_input(state, name, next.with_timezone(&Utc), &schedule)?;
             Ok(TriggerSource::Schedule(schedule))
         }
         (None, Some(topic)) => {
@@ -117,6 +118,23 @@ fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSo
         }
         _ => Err(ApiError::invalid("schedule", "a trigger has exactly one of schedule and topic")),
     }
+}
+
+/// Refuses a schedule whose ticks' jobs the job checks would refuse: a tick's
+/// input nests the schedule's one level deeper and is a little larger.
+fn check_tick_input(state: &AppState, name: &str, tick: DateTime<Utc>, schedule: &Schedule) -> Result<(), ApiError> {
+    let input = tick_input(name, tick, &schedule.input);
+    if let Err(error) = gitfaas_common::limits::check_depth(&input) {
+        let detail = format!("each tick's job input (the schedule's input inside it) would be {error}");
+        return Err(ApiError::invalid("schedule.input", detail));
+    }
+    let bytes = serde_json::to_vec(&input).map_or(usize::MAX, |v| v.len());
+    let most = state.settings.max_input_bytes;
+    if bytes > most {
+        let detail = format!("each tick's job input would be {bytes} bytes; the limit is {most}");
+        return Err(ApiError::invalid("schedule.input", detail));
+    }
+    Ok(())
 }
 
 /// Kafka's rule for topic names.
@@ -185,7 +203,7 @@ pub async fn put(
         return Err(ApiError::FunctionNotFound);
     }
     let (function, enabled) = (request.function.clone(), request.enabled.unwrap_or(true));
-    let source = checked_source(&state, request)?;
+    let source = checked_source(&state, &name, request)?;
     if let TriggerSource::Topic(binding) = &source {
         for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
             if state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await? == 0 {
