@@ -355,3 +355,77 @@ async fn a_schedule_whose_ticks_would_nest_too_deep_is_refused_when_saved() {
     let accepted = put(unique("deep").to_lowercase(), nested(63)).await.unwrap();
     assert_eq!(accepted.status(), StatusCode::CREATED, "{}", accepted.text().await.unwrap());
 }
+
+/// Deploys the test function as `name` for the owner of `token` on `stack`.
+async fn deploy_on(stack: &Stack, token: &str, name: &str) {
+    let client = reqwest::Client::new();
+    let body = json!({"repo": function_repo(), "ref": "main"});
+    let deployed =
+        client.put(stack.url(&format!("/v1/functions/{name}"))).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(deployed.status(), StatusCode::CREATED, "{}", deployed.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_triggers_bind_only_their_owners_topics_under_a_shared_allow_list() {
+    let stack = Stack::start_with(
+        true,
+        Box::new(|s, _| {
+            s.frontend.triggers.allowed_topics = vec!["tenant-*".into()];
+            s.frontend.triggers.shared_topics = vec!["feed-*".into()];
+        }),
+    );
+    let bob = Provider::shared().token("bob").await;
+    let (alice_in, alice_out) = (unique("tenant-a-in"), unique("tenant-a-out"));
+    let (bob_in, feed) = (unique("tenant-b-in"), unique("feed"));
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", gitfaas_tests::infra::brokers()).create().unwrap();
+    let topics: Vec<NewTopic<'_>> = [&alice_in, &alice_out, &bob_in, &feed]
+        .iter()
+        .map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1)))
+        .collect();
+    for created in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+        created.unwrap();
+    }
+    deploy_on(&stack, &stack.token, "fa").await;
+    deploy_on(&stack, &bob, "fb").await;
+    let client = reqwest::Client::new();
+    let bind = |token: &str, name: &str, function: &str, input: &str, output: Option<&str>| {
+        let body = json!({"function": function, "topic": {"input": input, "output": output}});
+        client.put(stack.url(&format!("/v1/triggers/{name}"))).bearer_auth(token).json(&body).send()
+    };
+    let alice = stack.token.clone();
+    let own = bind(&alice, "orders", "fa", &alice_in, Some(&alice_out)).await.unwrap();
+    assert_eq!(own.status(), StatusCode::CREATED, "{}", own.text().await.unwrap());
+
+    // bob reading alice's results, or feeding alice's function, is refused
+    let refused = [
+        ("read-her-results", alice_out.as_str(), None),
+        ("read-her-input", alice_in.as_str(), None),
+        ("feed-her-function", bob_in.as_str(), Some(alice_in.as_str())),
+        ("write-her-results", bob_in.as_str(), Some(alice_out.as_str())),
+    ];
+    for (name, input, output) in refused {
+        let response = bind(&bob, name, "fb", input, output).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "bob binding {input} -> {output:?}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem["type"].as_str().unwrap().ends_with("/topic-of-another-owner"), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("another owner"), "{problem}");
+    }
+    // his own topics are his, and then not alice's either
+    let his = bind(&bob, "his", "fb", &bob_in, None).await.unwrap();
+    assert_eq!(his.status(), StatusCode::CREATED, "{}", his.text().await.unwrap());
+    assert_eq!(bind(&alice, "bobs", "fa", &bob_in, None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // alice keeps hers: replacing and re-creating after a delete bind the same topics
+    assert_eq!(bind(&alice, "orders", "fa", &alice_in, Some(&alice_out)).await.unwrap().status(), StatusCode::OK);
+    let deleted = client.delete(stack.url("/v1/triggers/orders")).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let after_delete = bind(&bob, "after", "fb", &alice_out, None).await.unwrap();
+    assert_eq!(after_delete.status(), StatusCode::FORBIDDEN, "a topic stays its owner's after her trigger is gone");
+    // a topic the operator shares is bound by both, and gitfaas's own by neither
+    for (token, function) in [(&alice, "fa"), (&bob, "fb")] {
+        let shared = bind(token, "feed", function, &feed, None).await.unwrap();
+        assert_eq!(shared.status(), StatusCode::CREATED, "{}", shared.text().await.unwrap());
+    }
+    let internal = bind(&bob, "internal", "fb", &stack.topics().results, None).await.unwrap();
+    assert_eq!(internal.status(), StatusCode::FORBIDDEN);
+}

@@ -120,6 +120,18 @@ fn checked_source(state: &AppState, name: &str, request: TriggerRequest) -> Resu
     }
 }
 
+/// Claims the binding's topics for `subject`, refusing one another owner holds:
+/// a trigger reads and writes only its owner's topics (and shared ones), so no
+/// owner reads another's results or feeds records to another's function.
+async fn claim_topics(state: &AppState, subject: &str, binding: &TopicBinding) -> Result<(), ApiError> {
+    for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
+        if !state.settings.triggers.is_shared(topic) && state.store.claim_topic(topic, subject).await? != subject {
+            return Err(ApiError::TopicOfAnotherOwner(topic.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a schedule whose ticks' jobs the job checks would refuse: a tick's
 /// input nests the schedule's one level deeper and is a little larger.
 fn check_tick_input(state: &AppState, name: &str, tick: DateTime<Utc>, schedule: &Schedule) -> Result<(), ApiError> {
@@ -180,7 +192,7 @@ async fn change(
         (status = 200, description = "the trigger, replaced", body = TriggerView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "a topic the operator does not allow", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a topic the operator does not allow, or another owner's", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such function", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
@@ -215,6 +227,9 @@ pub async fn put(
     let most = state.settings.triggers.max_per_owner;
     if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {
         return Err(ApiError::invalid("name", format!("an owner has at most {most} triggers; delete one first")));
+    }
+    if let TriggerSource::Topic(binding) = &source {
+        claim_topics(&state, &caller.subject, binding).await?;
     }
     let mut created = false;
     let saved = change(&state, &caller.subject, &name, |latest| {

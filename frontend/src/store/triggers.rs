@@ -4,6 +4,10 @@
 //! - `<p>:user:<subject>:trgs` — the owner's trigger names;
 //! - `<p>:trgs` — every trigger's key (what the scheduler and topic readers walk);
 //! - `<p>:tick:<key>` — the last tick the scheduler fired (ms);
+//! - `<p>:topic:<topic>` — the owner (subject) of a topic triggers bind: the
+//!   first to bind it. Kept after its triggers are gone, since the topic's
+//!   records stay that owner's; made again from the triggers by the topic readers
+//!   when the view is rebuilt;
 //! - `<p>:trglock:<key>` — held while a change of the trigger is published
 //!   (`store/definitions.rs`).
 //!
@@ -116,6 +120,14 @@ impl JobStore {
             if (not t) or tonumber(t) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
         let key = format!("{}:tick:{key}", self.prefix);
         redis::Script::new(FORWARD).key(key).arg(tick_ms).invoke_async::<i32>(&mut self.redis.clone()).await.map(|_| ())
+    }
+
+    /// Claims `topic` for `subject` unless an owner holds it already: its owner.
+    pub async fn claim_topic(&self, topic: &str, subject: &str) -> redis::RedisResult<String> {
+        let key = format!("{}:topic:{topic}", self.prefix);
+        let (_, owner): (bool, String) =
+            redis::pipe().atomic().set_nx(&key, subject).get(&key).query_async(&mut self.redis.clone()).await?;
+        Ok(owner)
     }
 
     /// Marks the follow-up record of job `id` (output or dead letter) as produced;
