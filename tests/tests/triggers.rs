@@ -429,3 +429,50 @@ async fn topic_triggers_bind_only_their_owners_topics_under_a_shared_allow_list(
     let internal = bind(&bob, "internal", "fb", &stack.topics().results, None).await.unwrap();
     assert_eq!(internal.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fast_schedule_is_held_to_its_owners_rate_and_its_skipped_ticks_are_counted() {
+    const REQUESTS: u64 = 2;
+    const WINDOW_SECS: u64 = 5;
+    let stack = Stack::start_with(
+        true,
+        Box::new(|s, _| {
+            s.frontend.rate_limit.requests = REQUESTS;
+            s.frontend.rate_limit.window_secs = WINDOW_SECS;
+        }),
+    );
+    deploy_on(&stack, &stack.token, "ticker").await;
+    let client = reqwest::Client::new();
+    let body = json!({"function": "ticker", "schedule": {"cron": "* * * * * *"}});
+    let created = loop {
+        // the deployment took this window's requests, maybe
+        let response =
+            client.put(stack.url("/v1/triggers/every-second")).bearer_auth(&stack.token).json(&body).send().await;
+        let response = response.unwrap();
+        if response.status() != StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text().await.unwrap());
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let paused = client.post(stack.url("/v1/triggers/every-second/pause")).bearer_auth(&stack.token).send().await;
+    let view: Value = paused.unwrap().json().await.unwrap();
+    let elapsed = started.elapsed().as_secs();
+
+    let jobs: Value = stack.get("/v1/jobs?limit=100").await.json().await.unwrap();
+    let fired = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["origin"]["kind"] == "schedule").count() as u64;
+    let skipped = view["skipped_ticks"].as_u64().unwrap_or_else(|| panic!("no skipped_ticks: {view}"));
+    eprintln!("triggers: {elapsed} s of an every-second schedule: {fired} jobs, {skipped} ticks skipped");
+    // fixed windows: at most REQUESTS jobs in each window the run touched
+    let windows = elapsed / WINDOW_SECS + 2;
+    assert!(fired <= REQUESTS * windows, "{fired} jobs in {elapsed} s, past {REQUESTS} per {WINDOW_SECS} s");
+    assert!(fired >= 1, "the schedule made no job at all");
+    let least_skipped = elapsed.saturating_sub(REQUESTS * windows);
+    assert!(skipped >= least_skipped, "{skipped} ticks skipped in {elapsed} s: {view}");
+    let ticks = elapsed.saturating_sub(2);
+    assert!(fired + skipped >= ticks, "each tick fired or was counted: {fired} + {skipped} in {elapsed} s");
+    let throttled_at: DateTime<Utc> = view["throttled_at"].as_str().unwrap().parse().unwrap();
+    assert!(Utc::now() - throttled_at < chrono::Duration::seconds(15), "{view}");
+}

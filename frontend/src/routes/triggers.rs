@@ -46,6 +46,14 @@ pub struct TriggerView {
     /// The next tick due (enabled schedules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<DateTime<Utc>>,
+    /// Ticks skipped because the owner was over their rate limit (schedules):
+    /// a trigger's jobs count against its owner's rate like the owner's requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_ticks: Option<u64>,
+    /// The last time the owner's rate limit held a firing back: a tick skipped,
+    /// or a record left waiting for the owner's next window (topics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,8 +70,11 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
     };
     let mut last_tick = None;
     let mut next_tick = None;
+    let key = TriggerState::key_of(&trigger.owner.subject, &trigger.name);
+    let (skipped, throttled_ms) = state.store.throttled(&key).await?;
+    let skipped_ticks = schedule.is_some().then_some(skipped);
     if let Some(schedule) = &schedule {
-        last_tick = state.store.last_tick(&TriggerState::key_of(&trigger.owner.subject, &trigger.name)).await?;
+        last_tick = state.store.last_tick(&key).await?;
         if trigger.enabled {
             if let Ok((cron, zone)) = parse_schedule(schedule) {
                 let since = Utc::now().max(trigger.updated_at);
@@ -79,6 +90,8 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
         topic,
         last_tick: last_tick.and_then(DateTime::<Utc>::from_timestamp_millis),
         next_tick,
+        skipped_ticks,
+        throttled_at: throttled_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
         created_at: trigger.created_at,
         updated_at: trigger.updated_at,
     })

@@ -152,7 +152,16 @@ impl Scheduler {
             return Ok(());
         };
         spec.origin = Some(JobOrigin::Schedule { trigger: trigger.name.clone(), tick });
-        let backlog = self.submit.store.backlog().await?;
+        let backlog = match super::admit(&self.submit, trigger).await {
+            Ok(backlog) => backlog,
+            // a tick waits for no one: it is skipped, and the trigger shows how many were
+            Err(FireError::Throttled(retry_after)) => {
+                self.submit.store.note_throttled(&trigger.key(), true).await?;
+                tracing::warn!(trigger = %trigger.name, %tick, retry_after, "tick skipped: the owner's rate limit is reached");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         match self.submit.queue(spec, None, backlog, trigger.owner.clone()).await {
             Ok((id, ..)) => {
                 tracing::info!(trigger = %trigger.name, %tick, job_id = %id, "tick fired");

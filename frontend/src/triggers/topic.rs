@@ -250,6 +250,18 @@ impl TopicTriggers {
         loop {
             match self.record(trigger, binding, message).await {
                 Ok(id) => return Some(Some(id)),
+                // backpressure: the record (and the partition behind it) waits for the owner's next window
+                Err(FireError::Throttled(retry_after)) => {
+                    if let Err(error) = self.submit.store.note_throttled(&trigger.key(), false).await {
+                        tracing::warn!(%error, trigger = %trigger.name, "noting the trigger throttled failed");
+                    }
+                    tracing::info!(trigger = %trigger.name, retry_after, "record waits: the owner's rate limit is reached");
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = tokio::time::sleep(Duration::from_secs(retry_after)) => {}
+                    }
+                    continue;
+                }
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, trigger = %trigger.name, offset = message.offset(), "record's job not made yet; retrying");
                 }
@@ -287,7 +299,7 @@ impl TopicTriggers {
             output: binding.output.clone(),
             record_ms: message.timestamp().to_millis(),
         });
-        let backlog = self.submit.store.backlog().await?;
+        let backlog = super::admit(&self.submit, trigger).await?;
         let (id, ..) = self.submit.queue(spec, None, backlog, trigger.owner.clone()).await?;
         Ok(id)
     }
