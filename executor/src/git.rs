@@ -48,7 +48,8 @@ pub enum GitError {
     /// The repository's host is (or resolves to) an address the policy blocks.
     #[error(transparent)]
     Refused(PolicyError),
-    /// The commit's tree breaks the checkout limits or holds a submodule.
+    /// The commit's tree breaks the checkout limits, holds a submodule or an
+    /// entry that cannot be written, or lacks an object.
     #[error(transparent)]
     Tree(#[from] TreeError),
     #[error("git cache error: {0}")]
@@ -61,8 +62,8 @@ impl GitError {
         matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
     }
 
-    /// The host is blocked, or the commit breaks the checkout limits or holds a
-    /// submodule: `rejected`.
+    /// The host is blocked, or the commit breaks the checkout limits, holds a
+    /// submodule or an entry no checkout may write: `rejected`.
     pub fn is_policy(&self) -> bool {
         matches!(self, GitError::Refused(_))
             || matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
@@ -250,7 +251,10 @@ impl GitCache {
 
     fn write_tree(&self, repo: &Repository, oid: Oid, git_ref: &str, dest: &Path) -> Result<(), GitError> {
         let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
-        let tree = commit.tree().map_err(cache_err)?;
+        let tree = commit.tree().map_err(|e| match e.code() {
+            git2::ErrorCode::NotFound => GitError::Tree(TreeError::MissingObject(String::new())),
+            _ => cache_err(e),
+        })?;
         tree::check(repo, &tree, &self.limits)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);

@@ -1,10 +1,18 @@
 //! Bounds on what a checkout may write, checked against the commit's tree before
-//! a byte is written: total size, number of files, largest file, and no
-//! submodules. A blob's size comes from the object database header, so a
-//! compressed bomb (a 1 GiB file of zeros is ~1 MB packed) is refused without
-//! being inflated.
+//! a byte is written: total size, number of files, largest file, no submodules,
+//! and only entries git can write inside the checkout (no duplicate names, no
+//! `.git`, `.` or `..`, no slash in a name, no missing object). A blob's size
+//! comes from the object database header, so a compressed bomb (a 1 GiB file of
+//! zeros is ~1 MB packed) is refused without being inflated.
+//!
+//! Everything refused here is the repository's own doing, so the job is
+//! `rejected` at once; left to the checkout, git would refuse the same tree with
+//! an error that reads like the executor's disk failing, and the job would be
+//! retried as an infrastructure failure.
 
-use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use std::collections::HashSet;
+
+use git2::{ErrorCode, ObjectType, Repository, Tree, TreeEntry, TreeWalkMode, TreeWalkResult};
 use serde::Deserialize;
 
 /// What one checkout may hold (`executor.checkout`).
@@ -37,19 +45,79 @@ pub enum TreeError {
     FileTooLarge { path: String, limit: u64 },
     #[error("repository has a submodule at `{0}`; submodules are not supported, vendor its files instead")]
     Submodule(String),
+    /// An entry no checkout may write (git itself refuses it, or it would land
+    /// outside the checkout or in its `.git`).
+    #[error("repository tree has an entry that cannot be checked out, `{path}`: {why}")]
+    BadEntry { path: String, why: &'static str },
+    /// The repository names an object its server never sent.
+    #[error("repository is missing the object of `{0}`")]
+    MissingObject(String),
     #[error("repository tree could not be read: {0}")]
     Unreadable(String),
 }
 
-/// Walks `tree` and refuses it when it breaks `limits` or holds a submodule.
+/// The longest name of one entry most file systems take.
+const MAX_NAME_BYTES: usize = 255;
+/// The longest path Linux takes.
+const MAX_PATH_BYTES: usize = 4096;
+
+/// Why an entry named `name` cannot be written, if it cannot: the rules git's
+/// own checkout applies (including its NTFS ones, on by default), checked first
+/// so that breaking them is the repository's fault rather than the executor's.
+fn unwritable(name: &[u8], symlink: bool) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("an empty name");
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Some("a name longer than 255 bytes");
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Some("a slash in a name");
+    }
+    if name == b"." || name == b".." {
+        return Some("a `.` or `..` entry");
+    }
+    // `.git`, `.GIT.`, `.git ` and the 8.3 name `git~1` are all the repository's own directory to git
+    let lower = name.to_ascii_lowercase();
+    let end = lower.iter().rposition(|b| !matches!(b, b'.' | b' ')).map_or(0, |i| i + 1);
+    let trimmed = &lower[..end];
+    if trimmed == b".git" || lower == b"git~1" {
+        return Some("a `.git` entry");
+    }
+    if symlink && matches!(trimmed, b".gitmodules" | b".gitattributes" | b".gitignore") {
+        return Some("a git file that is a symlink");
+    }
+    None
+}
+
+/// Refuses an entry that cannot be written, or that a directory already names.
+fn check_entry(dir: &str, entry: &TreeEntry<'_>, seen: &mut HashSet<Vec<u8>>) -> Result<(), TreeError> {
+    let path = || format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
+    if let Some(why) = unwritable(entry.name_bytes(), entry.filemode() == 0o120000) {
+        return Err(TreeError::BadEntry { path: path(), why });
+    }
+    if dir.len() + entry.name_bytes().len() > MAX_PATH_BYTES {
+        return Err(TreeError::BadEntry { path: path(), why: "a path longer than 4096 bytes" });
+    }
+    let full = [dir.as_bytes(), entry.name_bytes()].concat();
+    if !seen.insert(full) {
+        return Err(TreeError::BadEntry { path: path(), why: "a name the directory holds twice" });
+    }
+    Ok(())
+}
+
+/// Walks `tree` and refuses it when it breaks `limits`, holds a submodule or an
+/// entry that cannot be written.
 pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Result<(), TreeError> {
     let odb = repo.odb().map_err(|e| TreeError::Unreadable(e.message().to_owned()))?;
     let (mut num_files, mut num_bytes) = (0u64, 0u64);
+    let mut seen = HashSet::new();
     let mut refusal = None;
     let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let path = || format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
-        let outcome = match entry.kind() {
-            Some(ObjectType::Tree) => Ok(()),
+        let outcome = check_entry(dir, entry, &mut seen).and_then(|()| match entry.kind() {
+            Some(ObjectType::Tree) if odb.exists(entry.id()) => Ok(()),
+            Some(ObjectType::Tree) => Err(TreeError::MissingObject(path())),
             Some(ObjectType::Commit) => Err(TreeError::Submodule(path())),
             _ => match odb.read_header(entry.id()) {
                 Ok((size, _)) => {
@@ -65,9 +133,10 @@ pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Res
                         Ok(())
                     }
                 }
+                Err(e) if e.code() == ErrorCode::NotFound => Err(TreeError::MissingObject(path())),
                 Err(e) => Err(TreeError::Unreadable(e.message().to_owned())),
             },
-        };
+        });
         match outcome {
             Ok(()) => TreeWalkResult::Ok,
             Err(e) => {
@@ -124,6 +193,65 @@ mod tests {
         let (_dir, repo, tree) = repo_with(files);
         let tree = repo.find_tree(tree).unwrap();
         check(&repo, &tree, limits)
+    }
+
+    /// A tree written as it is, unchecked: `entries` of (mode, name, contents).
+    fn raw_tree(entries: &[(&str, &[u8], &[u8])]) -> (tempfile::TempDir, Repository, git2::Oid) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let mut bytes = Vec::new();
+        for (mode, name, contents) in entries {
+            let id = odb.write(ObjectType::Blob, contents).unwrap();
+            bytes.extend_from_slice(format!("{mode} ").as_bytes());
+            bytes.extend_from_slice(name);
+            bytes.push(0);
+            bytes.extend_from_slice(id.as_bytes());
+        }
+        let tree = odb.write(ObjectType::Tree, &bytes).unwrap();
+        drop(odb);
+        (dir, repo, tree)
+    }
+
+    fn raw_checked(entries: &[(&str, &[u8], &[u8])]) -> Result<(), TreeError> {
+        let (_dir, repo, tree) = raw_tree(entries);
+        let tree = repo.find_tree(tree).unwrap();
+        check(&repo, &tree, &CheckoutLimits::default())
+    }
+
+    #[test]
+    fn entries_git_cannot_write_are_the_repositorys_fault() {
+        let (file, long) = ("100644", "x".repeat(256));
+        assert_eq!(raw_checked(&[(file, b"a", b"1"), (file, b"b", b"2")]), Ok(()));
+        let refused = [
+            (vec![(file, &b"main.py"[..]), (file, b"main.py")], "a name the directory holds twice"),
+            (vec![(file, b".git")], "a `.git` entry"),
+            (vec![(file, b".GiT. ")], "a `.git` entry"),
+            (vec![(file, b"GIT~1")], "a `.git` entry"),
+            (vec![(file, b"..")], "a `.` or `..` entry"),
+            (vec![(file, b".")], "a `.` or `..` entry"),
+            (vec![(file, b"../escape")], "a slash in a name"),
+            (vec![(file, b"a/b")], "a slash in a name"),
+            (vec![("120000", b".gitmodules")], "a git file that is a symlink"),
+            (vec![(file, long.as_bytes())], "a name longer than 255 bytes"),
+        ];
+        for (entries, reason) in refused {
+            let entries: Vec<_> = entries.into_iter().map(|(mode, name)| (mode, name, &b"x"[..])).collect();
+            match raw_checked(&entries) {
+                Err(TreeError::BadEntry { why, .. }) => assert_eq!(why, reason),
+                other => panic!("{reason}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_naming_an_object_it_lacks_is_refused_as_missing() {
+        let (_dir, repo, _) = raw_tree(&[]);
+        let mut bytes = b"40000 lib\0".to_vec();
+        bytes.extend_from_slice(&[7u8; 20]);
+        let tree = repo.odb().unwrap().write(ObjectType::Tree, &bytes).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        assert_eq!(check(&repo, &tree, &CheckoutLimits::default()), Err(TreeError::MissingObject("lib".into())));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pipelines: an ordered list of named functions, each step's output the next
 //! one's input. Every step is an ordinary job of its function's current version
-//! ([`crate::submit`]), so retries, limits, delivery guarantees and logs apply;
+//! ([`crate::submit`]), so retries, limits, delivery guarantees and logs apply
+//! (each step counts against its owner's rate limit, though it is never refused for it);
 //! its origin names the run, the step and all the run's functions.
 //!
 //! A run has no state of its own: step `k`'s job id is derived from the owner,
@@ -151,8 +152,12 @@ pub async fn step_done(
             return Ok(());
         }
     };
-    // an admitted run's steps are not refused for the backlog: that would hold up
-    // the results reader, which runs this
+    // an admitted run's steps are not refused for the backlog or the owner's rate:
+    // that would hold up the results reader, which runs this and every owner
+    // shares. A step still counts against its owner's rate, so a pipeline makes no
+    // more jobs than its owner could submit: the owner's next requests wait instead
+    let rate = &submit.settings.rate_limit;
+    store.admission(&owner.subject, rate.requests, rate.window_secs).await?;
     match submit.queue(spec, None, 0, owner.clone()).await {
         Ok((id, _, _)) => {
             tracing::info!(run = %run, step = next, job_id = %id, function = %name, "pipeline step queued");

@@ -75,6 +75,8 @@ pub enum ApiError {
     TriggerNotFound,
     #[error("topic {0:?} is not one the operator lets triggers read or write")]
     TopicNotAllowed(String),
+    #[error("topic {0:?} belongs to another owner (the first to bind it); bind topics of your own")]
+    TopicOfAnotherOwner(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -127,6 +129,7 @@ impl ApiError {
             ApiError::DeployTimeout(..) => ("deploy-timeout", "The deployment did not finish in time"),
             ApiError::TriggerNotFound => ("not-found", "Not found"),
             ApiError::TopicNotAllowed(_) => ("topic-not-allowed", "The topic is not allowed"),
+            ApiError::TopicOfAnotherOwner(_) => ("topic-of-another-owner", "The topic belongs to another owner"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -155,7 +158,7 @@ impl ResponseError for ApiError {
             ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::TriggerNotFound => StatusCode::NOT_FOUND,
-            ApiError::TopicNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::TopicNotAllowed(_) | ApiError::TopicOfAnotherOwner(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -77,9 +77,15 @@ pub struct FrontendSettings {
 #[serde(deny_unknown_fields)]
 pub struct TriggerSettings {
     /// Topics a trigger may bind as input or output: exact names, or prefixes
-    /// ending in `*`. None by default; gitfaas's own topics never.
+    /// ending in `*`. None by default; gitfaas's own topics never. Each such topic
+    /// belongs to the first owner whose trigger binds it: no other owner's
+    /// trigger may read or write it.
     #[serde(default)]
     pub allowed_topics: Vec<String>,
+    /// Topics any owner's trigger may bind, owned by none (e.g. a feed every
+    /// tenant reads): the operator's explicit exception to ownership.
+    #[serde(default)]
+    pub shared_topics: Vec<String>,
     /// Triggers one owner may have (each topic trigger is a reader on every frontend).
     #[serde(default = "default_max_triggers")]
     pub max_per_owner: usize,
@@ -87,7 +93,7 @@ pub struct TriggerSettings {
 
 impl Default for TriggerSettings {
     fn default() -> Self {
-        Self { allowed_topics: Vec::new(), max_per_owner: default_max_triggers() }
+        Self { allowed_topics: Vec::new(), shared_topics: Vec::new(), max_per_owner: default_max_triggers() }
     }
 }
 
@@ -96,12 +102,22 @@ fn default_max_triggers() -> usize {
 }
 
 impl TriggerSettings {
+    /// Whether a trigger may bind `topic` at all (one to own, or a shared one).
     pub fn allows(&self, topic: &str) -> bool {
-        self.allowed_topics.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => topic.starts_with(prefix),
-            None => topic == allowed,
-        })
+        matches_any(&self.allowed_topics, topic) || self.is_shared(topic)
     }
+
+    /// Whether `topic` is shared by every owner (no one owns it).
+    pub fn is_shared(&self, topic: &str) -> bool {
+        matches_any(&self.shared_topics, topic)
+    }
+}
+
+fn matches_any(patterns: &[String], topic: &str) -> bool {
+    patterns.iter().any(|allowed| match allowed.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => topic == allowed,
+    })
 }
 
 /// Which delivery modes a job may name, and when the executor of a running

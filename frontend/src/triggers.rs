@@ -12,13 +12,18 @@
 //!   is recorded: at least once, and so effectively once.
 //! - [`output`]: a topic trigger's ended job becomes its output record, or its
 //!   dead letter with the record's coordinates.
+//!
+//! Every firing counts against its owner's rate limit, as a request of theirs
+//! would ([`admit`]): over it, a tick is skipped (and counted on the trigger), a
+//! record waits for the owner's next window — nothing is dropped, and an owner's
+//! triggers make no more jobs than the owner could submit.
 
 mod output;
 mod schedule;
 mod topic;
 
 pub use output::{record_done, OutputError};
-pub use schedule::{parse_schedule, Scheduler};
+pub use schedule::{parse_schedule, tick_input, Scheduler};
 pub use topic::{TopicTriggers, TriggerLoads};
 
 use gitfaas_common::schema::TriggerState;
@@ -32,6 +37,9 @@ use crate::submit::{SubmitError, Submitter};
 enum FireError {
     #[error("function not found")]
     FunctionGone,
+    /// The owner is over their rate limit: wait the seconds given.
+    #[error("the owner's rate limit is reached; retry after {0}s")]
+    Throttled(u64),
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error("the job store failed: {0}")]
@@ -43,6 +51,7 @@ impl FireError {
     fn is_transient(&self) -> bool {
         match self {
             FireError::FunctionGone => false,
+            FireError::Throttled(_) => true,
             FireError::Submit(error) => error.is_transient(),
             FireError::Store(_) => true,
         }
@@ -58,4 +67,15 @@ async fn invocation(
 ) -> redis::RedisResult<Option<JobSpec>> {
     let function = submit.store.function(&trigger.owner.subject, &trigger.function).await?;
     Ok(function.and_then(|f| f.invocation(input)))
+}
+
+/// Counts a firing of `trigger` against its owner's rate, as the owner's
+/// request would be: the backlog of unfinished jobs when within it.
+async fn admit(submit: &Submitter, trigger: &TriggerState) -> Result<u64, FireError> {
+    let rate = &submit.settings.rate_limit;
+    let admission = submit.store.admission(&trigger.owner.subject, rate.requests, rate.window_secs).await?;
+    match admission.retry_after {
+        Some(secs) => Err(FireError::Throttled(secs)),
+        None => Ok(admission.backlog),
+    }
 }

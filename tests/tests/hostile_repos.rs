@@ -1,11 +1,13 @@
 //! Hostile repositories, as opposed to hostile functions: a manifest or entry
-//! symlinked out of the checkout, compressed bombs, too many files, submodules.
+//! symlinked out of the checkout, compressed bombs, too many files, submodules,
+//! malformed trees (duplicate names, a `.git` or `..` entry, a slash in a name).
 //! Each is refused with a reason before anything runs (and before the bomb is
 //! written), the executor's memory stays flat, nothing of the host leaks into a
 //! message, the job is not retried or dead-lettered, and the next job runs.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use gitfaas_executor::CheckoutLimits;
@@ -173,6 +175,96 @@ async fn a_repository_with_a_submodule_is_rejected_once_with_a_reason() {
     });
     let result = run(&repo).await;
     assert_refused(&result, "rejected", "submodule at `lib`").await;
+}
+
+/// `git` in `dir` with `stdin`: its output, trimmed.
+fn git_with_input(dir: &Path, args: &[&str], stdin: &[u8]) -> String {
+    let mut child = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A tree object written byte for byte, as git's own commands would never write
+/// it: `entries` of (mode, name, object id).
+fn raw_tree(dir: &Path, entries: &[(&str, &[u8], String)]) -> String {
+    let mut bytes = Vec::new();
+    for (mode, name, id) in entries {
+        bytes.extend_from_slice(format!("{mode} ").as_bytes());
+        bytes.extend_from_slice(name);
+        bytes.push(0);
+        bytes.extend((0..id.len()).step_by(2).map(|i| u8::from_str_radix(&id[i..i + 2], 16).unwrap()));
+    }
+    git_with_input(dir, &["hash-object", "-t", "tree", "-w", "--literally", "--stdin"], &bytes)
+}
+
+/// A served repository whose `main` is one commit of the root tree `entries`
+/// plus a valid manifest and entry (`make` gets the blob and tree writers).
+fn repo_with_raw_tree(make: impl FnOnce(&Path) -> Vec<(&'static str, Vec<u8>, String)>) -> String {
+    let name = unique("malformed");
+    let dir = infra::git_root().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    git_with_input(&dir, &["init", "-q", "-b", "main"], b"");
+    let blob = |bytes: &[u8]| git_with_input(&dir, &["hash-object", "-w", "--stdin"], bytes);
+    let mut entries = make(&dir);
+    entries.push(("100644", b"gitfaas.toml".to_vec(), blob(PY.as_bytes())));
+    entries.push(("100644", b"main.py".to_vec(), blob(b"def main(d, c):\n    return 1\n")));
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    let entries: Vec<(&str, &[u8], String)> = entries.iter().map(|(m, n, id)| (*m, n.as_slice(), id.clone())).collect();
+    let tree = raw_tree(&dir, &entries);
+    let commit = git_with_input(
+        &dir,
+        &["-c", "user.name=test", "-c", "user.email=test@localhost", "commit-tree", &tree, "-m", "malformed"],
+        b"",
+    );
+    git_with_input(&dir, &["update-ref", "refs/heads/main", &commit], b"");
+    format!("{}/{name}", infra::git_url())
+}
+
+fn blob_in(dir: &Path, bytes: &[u8]) -> String {
+    git_with_input(dir, &["hash-object", "-w", "--stdin"], bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_trees_are_rejected_at_once_as_the_repositorys_fault() {
+    let marker = std::env::temp_dir().join(unique("hook-ran"));
+    let hook = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    let twice = repo_with_raw_tree(|dir| {
+        let id = blob_in(dir, b"import os\n");
+        vec![("100644", b"helper.py".to_vec(), id.clone()), ("100644", b"helper.py".to_vec(), id)]
+    });
+    let dot_git = repo_with_raw_tree(|dir| {
+        let hook = blob_in(dir, hook.as_bytes());
+        let hooks = raw_tree(dir, &[("100755", b"post-checkout", hook)]);
+        vec![("40000", b".git".to_vec(), raw_tree(dir, &[("40000", b"hooks", hooks)]))]
+    });
+    let dot_dot = repo_with_raw_tree(|dir| {
+        let escaped = raw_tree(dir, &[("100644", b"escaped.txt", blob_in(dir, b"out"))]);
+        vec![("40000", b"..".to_vec(), escaped)]
+    });
+    let slash = repo_with_raw_tree(|dir| vec![("100644", b"../escaped.txt".to_vec(), blob_in(dir, b"out"))]);
+    let cases = [
+        (twice, "`helper.py`: a name the directory holds twice"),
+        (dot_git, "`.git`: a `.git` entry"),
+        (dot_dot, "`..`: a `.` or `..` entry"),
+        (slash, "`../escaped.txt`: a slash in a name"),
+    ];
+    for (repo, reason) in cases {
+        let result = run(&repo).await;
+        assert_refused(&result, "rejected", reason).await;
+        assert!(result["commit_sha"].is_null(), "nothing was checked out: {result}");
+    }
+    assert!(!marker.exists(), "a hook of the repository ran");
+    // the same writer makes a tree that runs, so the refusals are the entries' doing
+    let control = repo_with_raw_tree(|dir| vec![("100644", b"a.py".to_vec(), blob_in(dir, b"x = 1\n"))]);
+    assert_eq!(run(&control).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread")]

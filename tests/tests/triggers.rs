@@ -325,3 +325,154 @@ async fn triggers_are_checked_owned_paused_resumed_and_deleted() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(stack.get(&path).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_whose_ticks_would_nest_too_deep_is_refused_when_saved() {
+    let stack = Stack::shared();
+    let client = reqwest::Client::new();
+    let function = unique("fn-deep").to_lowercase();
+    let deployed = client
+        .put(stack.url(&format!("/v1/functions/{function}")))
+        .bearer_auth(&stack.token)
+        .json(&json!({"repo": function_repo(), "ref": "main"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), StatusCode::CREATED);
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    let put = |name: String, input: Value| {
+        let body = json!({"function": function, "schedule": {"cron": "0 3 * * *", "input": input}});
+        client.put(stack.url(&format!("/v1/triggers/{name}"))).bearer_auth(&stack.token).json(&body).send()
+    };
+    // 64 levels is a valid job input, but each tick's input holds it one level down
+    let refused = put(unique("deep").to_lowercase(), nested(64)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["field"], "schedule.input", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("nested more than 64 levels"), "{problem}");
+    let too_large = put(unique("large").to_lowercase(), json!("x".repeat(600 * 1024))).await.unwrap();
+    assert_eq!(too_large.status(), StatusCode::BAD_REQUEST, "past the input limit once inside a tick");
+    let accepted = put(unique("deep").to_lowercase(), nested(63)).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED, "{}", accepted.text().await.unwrap());
+}
+
+/// Deploys the test function as `name` for the owner of `token` on `stack`.
+async fn deploy_on(stack: &Stack, token: &str, name: &str) {
+    let client = reqwest::Client::new();
+    let body = json!({"repo": function_repo(), "ref": "main"});
+    let deployed =
+        client.put(stack.url(&format!("/v1/functions/{name}"))).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(deployed.status(), StatusCode::CREATED, "{}", deployed.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_triggers_bind_only_their_owners_topics_under_a_shared_allow_list() {
+    let stack = Stack::start_with(
+        true,
+        Box::new(|s, _| {
+            s.frontend.triggers.allowed_topics = vec!["tenant-*".into()];
+            s.frontend.triggers.shared_topics = vec!["feed-*".into()];
+        }),
+    );
+    let bob = Provider::shared().token("bob").await;
+    let (alice_in, alice_out) = (unique("tenant-a-in"), unique("tenant-a-out"));
+    let (bob_in, feed) = (unique("tenant-b-in"), unique("feed"));
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", gitfaas_tests::infra::brokers()).create().unwrap();
+    let topics: Vec<NewTopic<'_>> = [&alice_in, &alice_out, &bob_in, &feed]
+        .iter()
+        .map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1)))
+        .collect();
+    for created in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+        created.unwrap();
+    }
+    deploy_on(&stack, &stack.token, "fa").await;
+    deploy_on(&stack, &bob, "fb").await;
+    let client = reqwest::Client::new();
+    let bind = |token: &str, name: &str, function: &str, input: &str, output: Option<&str>| {
+        let body = json!({"function": function, "topic": {"input": input, "output": output}});
+        client.put(stack.url(&format!("/v1/triggers/{name}"))).bearer_auth(token).json(&body).send()
+    };
+    let alice = stack.token.clone();
+    let own = bind(&alice, "orders", "fa", &alice_in, Some(&alice_out)).await.unwrap();
+    assert_eq!(own.status(), StatusCode::CREATED, "{}", own.text().await.unwrap());
+
+    // bob reading alice's results, or feeding alice's function, is refused
+    let refused = [
+        ("read-her-results", alice_out.as_str(), None),
+        ("read-her-input", alice_in.as_str(), None),
+        ("feed-her-function", bob_in.as_str(), Some(alice_in.as_str())),
+        ("write-her-results", bob_in.as_str(), Some(alice_out.as_str())),
+    ];
+    for (name, input, output) in refused {
+        let response = bind(&bob, name, "fb", input, output).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "bob binding {input} -> {output:?}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem["type"].as_str().unwrap().ends_with("/topic-of-another-owner"), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("another owner"), "{problem}");
+    }
+    // his own topics are his, and then not alice's either
+    let his = bind(&bob, "his", "fb", &bob_in, None).await.unwrap();
+    assert_eq!(his.status(), StatusCode::CREATED, "{}", his.text().await.unwrap());
+    assert_eq!(bind(&alice, "bobs", "fa", &bob_in, None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // alice keeps hers: replacing and re-creating after a delete bind the same topics
+    assert_eq!(bind(&alice, "orders", "fa", &alice_in, Some(&alice_out)).await.unwrap().status(), StatusCode::OK);
+    let deleted = client.delete(stack.url("/v1/triggers/orders")).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let after_delete = bind(&bob, "after", "fb", &alice_out, None).await.unwrap();
+    assert_eq!(after_delete.status(), StatusCode::FORBIDDEN, "a topic stays its owner's after her trigger is gone");
+    // a topic the operator shares is bound by both, and gitfaas's own by neither
+    for (token, function) in [(&alice, "fa"), (&bob, "fb")] {
+        let shared = bind(token, "feed", function, &feed, None).await.unwrap();
+        assert_eq!(shared.status(), StatusCode::CREATED, "{}", shared.text().await.unwrap());
+    }
+    let internal = bind(&bob, "internal", "fb", &stack.topics().results, None).await.unwrap();
+    assert_eq!(internal.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fast_schedule_is_held_to_its_owners_rate_and_its_skipped_ticks_are_counted() {
+    const REQUESTS: u64 = 2;
+    const WINDOW_SECS: u64 = 5;
+    let stack = Stack::start_with(
+        true,
+        Box::new(|s, _| {
+            s.frontend.rate_limit.requests = REQUESTS;
+            s.frontend.rate_limit.window_secs = WINDOW_SECS;
+        }),
+    );
+    deploy_on(&stack, &stack.token, "ticker").await;
+    let client = reqwest::Client::new();
+    let body = json!({"function": "ticker", "schedule": {"cron": "* * * * * *"}});
+    let created = loop {
+        // the deployment took this window's requests, maybe
+        let response =
+            client.put(stack.url("/v1/triggers/every-second")).bearer_auth(&stack.token).json(&body).send().await;
+        let response = response.unwrap();
+        if response.status() != StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text().await.unwrap());
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let paused = client.post(stack.url("/v1/triggers/every-second/pause")).bearer_auth(&stack.token).send().await;
+    let view: Value = paused.unwrap().json().await.unwrap();
+    let elapsed = started.elapsed().as_secs();
+
+    let jobs: Value = stack.get("/v1/jobs?limit=100").await.json().await.unwrap();
+    let fired = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["origin"]["kind"] == "schedule").count() as u64;
+    let skipped = view["skipped_ticks"].as_u64().unwrap_or_else(|| panic!("no skipped_ticks: {view}"));
+    eprintln!("triggers: {elapsed} s of an every-second schedule: {fired} jobs, {skipped} ticks skipped");
+    // fixed windows: at most REQUESTS jobs in each window the run touched
+    let windows = elapsed / WINDOW_SECS + 2;
+    assert!(fired <= REQUESTS * windows, "{fired} jobs in {elapsed} s, past {REQUESTS} per {WINDOW_SECS} s");
+    assert!(fired >= 1, "the schedule made no job at all");
+    let least_skipped = elapsed.saturating_sub(REQUESTS * windows);
+    assert!(skipped >= least_skipped, "{skipped} ticks skipped in {elapsed} s: {view}");
+    let ticks = elapsed.saturating_sub(2);
+    assert!(fired + skipped >= ticks, "each tick fired or was counted: {fired} + {skipped} in {elapsed} s");
+    let throttled_at: DateTime<Utc> = view["throttled_at"].as_str().unwrap().parse().unwrap();
+    assert!(Utc::now() - throttled_at < chrono::Duration::seconds(15), "{view}");
+}

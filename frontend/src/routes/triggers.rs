@@ -15,7 +15,7 @@ use super::jobs::admit_json;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::store::change_definition;
-use crate::triggers::parse_schedule;
+use crate::triggers::{parse_schedule, tick_input};
 use crate::AppState;
 
 /// A trigger: exactly one of `schedule` and `topic`.
@@ -46,6 +46,14 @@ pub struct TriggerView {
     /// The next tick due (enabled schedules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_tick: Option<DateTime<Utc>>,
+    /// Ticks skipped because the owner was over their rate limit (schedules):
+    /// a trigger's jobs count against its owner's rate like the owner's requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_ticks: Option<u64>,
+    /// The last time the owner's rate limit held a firing back: a tick skipped,
+    /// or a record left waiting for the owner's next window (topics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,8 +70,11 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
     };
     let mut last_tick = None;
     let mut next_tick = None;
+    let key = TriggerState::key_of(&trigger.owner.subject, &trigger.name);
+    let (skipped, throttled_ms) = state.store.throttled(&key).await?;
+    let skipped_ticks = schedule.is_some().then_some(skipped);
     if let Some(schedule) = &schedule {
-        last_tick = state.store.last_tick(&TriggerState::key_of(&trigger.owner.subject, &trigger.name)).await?;
+        last_tick = state.store.last_tick(&key).await?;
         if trigger.enabled {
             if let Ok((cron, zone)) = parse_schedule(schedule) {
                 let since = Utc::now().max(trigger.updated_at);
@@ -79,20 +90,23 @@ async fn view(state: &AppState, trigger: TriggerState) -> Result<TriggerView, Ap
         topic,
         last_tick: last_tick.and_then(DateTime::<Utc>::from_timestamp_millis),
         next_tick,
+        skipped_ticks,
+        throttled_at: throttled_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
         created_at: trigger.created_at,
         updated_at: trigger.updated_at,
     })
 }
 
-/// The source a request names, checked: a valid schedule, or topics the
-/// operator allows (and never gitfaas's own).
-fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
+/// The source a request names, checked: a valid schedule whose ticks' jobs
+/// would be accepted, or topics the operator allows (and never gitfaas's own).
+fn checked_source(state: &AppState, name: &str, request: TriggerRequest) -> Result<TriggerSource, ApiError> {
     match (request.schedule, request.topic) {
         (Some(schedule), None) => {
             let (cron, zone) = parse_schedule(&schedule).map_err(|e| ApiError::invalid("schedule", e))?;
-            if cron.after(&Utc::now().with_timezone(&zone)).next().is_none() {
+            let Some(next) = cron.after(&Utc::now().with_timezone(&zone)).next() else {
                 return Err(ApiError::invalid("schedule.cron", "the schedule never fires"));
-            }
+            };
+            check_tick_input(state, name, next.with_timezone(&Utc), &schedule)?;
             Ok(TriggerSource::Schedule(schedule))
         }
         (None, Some(topic)) => {
@@ -117,6 +131,35 @@ fn checked_source(state: &AppState, request: TriggerRequest) -> Result<TriggerSo
         }
         _ => Err(ApiError::invalid("schedule", "a trigger has exactly one of schedule and topic")),
     }
+}
+
+/// Claims the binding's topics for `subject`, refusing one another owner holds:
+/// a trigger reads and writes only its owner's topics (and shared ones), so no
+/// owner reads another's results or feeds records to another's function.
+async fn claim_topics(state: &AppState, subject: &str, binding: &TopicBinding) -> Result<(), ApiError> {
+    for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
+        if !state.settings.triggers.is_shared(topic) && state.store.claim_topic(topic, subject).await? != subject {
+            return Err(ApiError::TopicOfAnotherOwner(topic.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a schedule whose ticks' jobs the job checks would refuse: a tick's
+/// input nests the schedule's one level deeper and is a little larger.
+fn check_tick_input(state: &AppState, name: &str, tick: DateTime<Utc>, schedule: &Schedule) -> Result<(), ApiError> {
+    let input = tick_input(name, tick, &schedule.input);
+    if let Err(error) = gitfaas_common::limits::check_depth(&input) {
+        let detail = format!("each tick's job input (the schedule's input inside it) would be {error}");
+        return Err(ApiError::invalid("schedule.input", detail));
+    }
+    let bytes = serde_json::to_vec(&input).map_or(usize::MAX, |v| v.len());
+    let most = state.settings.max_input_bytes;
+    if bytes > most {
+        let detail = format!("each tick's job input would be {bytes} bytes; the limit is {most}");
+        return Err(ApiError::invalid("schedule.input", detail));
+    }
+    Ok(())
 }
 
 /// Kafka's rule for topic names.
@@ -162,7 +205,7 @@ async fn change(
         (status = 200, description = "the trigger, replaced", body = TriggerView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "a topic the operator does not allow", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a topic the operator does not allow, or another owner's", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such function", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "another change of the trigger is under way", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
@@ -185,7 +228,7 @@ pub async fn put(
         return Err(ApiError::FunctionNotFound);
     }
     let (function, enabled) = (request.function.clone(), request.enabled.unwrap_or(true));
-    let source = checked_source(&state, request)?;
+    let source = checked_source(&state, &name, request)?;
     if let TriggerSource::Topic(binding) = &source {
         for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
             if state.publisher.partitions(topic, std::time::Duration::from_secs(5)).await? == 0 {
@@ -197,6 +240,9 @@ pub async fn put(
     let most = state.settings.triggers.max_per_owner;
     if previous.is_none() && state.store.trigger_count(&caller.subject).await? >= most {
         return Err(ApiError::invalid("name", format!("an owner has at most {most} triggers; delete one first")));
+    }
+    if let TriggerSource::Topic(binding) = &source {
+        claim_topics(&state, &caller.subject, binding).await?;
     }
     let mut created = false;
     let saved = change(&state, &caller.subject, &name, |latest| {

@@ -4,6 +4,12 @@
 //! - `<p>:user:<subject>:trgs` — the owner's trigger names;
 //! - `<p>:trgs` — every trigger's key (what the scheduler and topic readers walk);
 //! - `<p>:tick:<key>` — the last tick the scheduler fired (ms);
+//! - `<p>:trgthrottle:<key>` — when a firing last waited for its owner's rate,
+//!   and how many ticks were skipped for it;
+//! - `<p>:topic:<topic>` — the owner (subject) of a topic triggers bind: the
+//!   first to bind it. Kept after its triggers are gone, since the topic's
+//!   records stay that owner's; made again from the triggers by the topic readers
+//!   when the view is rebuilt;
 //! - `<p>:trglock:<key>` — held while a change of the trigger is published
 //!   (`store/definitions.rs`).
 //!
@@ -69,6 +75,7 @@ impl JobStore {
             .atomic()
             .del(self.trigger_key(&key))
             .del(format!("{}:tick:{key}", self.prefix))
+            .del(self.throttle_key(&key))
             .srem(self.triggers_of_key(subject), name)
             .srem(self.all_triggers_key(), &key)
             .query_async(&mut self.redis.clone())
@@ -116,6 +123,42 @@ impl JobStore {
             if (not t) or tonumber(t) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
         let key = format!("{}:tick:{key}", self.prefix);
         redis::Script::new(FORWARD).key(key).arg(tick_ms).invoke_async::<i32>(&mut self.redis.clone()).await.map(|_| ())
+    }
+
+    fn throttle_key(&self, key: &str) -> String {
+        format!("{}:trgthrottle:{key}", self.prefix)
+    }
+
+    /// Notes that a firing of trigger `key` was held back by its owner's rate
+    /// now, and (`skipped`) that one more tick was skipped for it.
+    pub async fn note_throttled(&self, key: &str, skipped: bool) -> redis::RedisResult<()> {
+        let throttle_key = self.throttle_key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset(&throttle_key, "at_ms", chrono::Utc::now().timestamp_millis()).ignore();
+        if skipped {
+            pipe.hincr(&throttle_key, "skipped", 1).ignore();
+        }
+        pipe.query_async(&mut self.redis.clone()).await
+    }
+
+    /// Ticks of trigger `key` skipped for its owner's rate, and when a firing was
+    /// last held back for it (ms).
+    pub async fn throttled(&self, key: &str) -> redis::RedisResult<(u64, Option<i64>)> {
+        let throttle_key = self.throttle_key(key);
+        let (skipped, at_ms): (Option<u64>, Option<i64>) = redis::pipe()
+            .hget(&throttle_key, "skipped")
+            .hget(&throttle_key, "at_ms")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok((skipped.unwrap_or(0), at_ms))
+    }
+
+    /// Claims `topic` for `subject` unless an owner holds it already: its owner.
+    pub async fn claim_topic(&self, topic: &str, subject: &str) -> redis::RedisResult<String> {
+        let key = format!("{}:topic:{topic}", self.prefix);
+        let (_, owner): (bool, String) =
+            redis::pipe().atomic().set_nx(&key, subject).get(&key).query_async(&mut self.redis.clone()).await?;
+        Ok(owner)
     }
 
     /// Marks the follow-up record of job `id` (output or dead letter) as produced;

@@ -45,6 +45,13 @@ pub fn parse_schedule(schedule: &Schedule) -> Result<(cron::Schedule, chrono_tz:
     Ok((parsed, zone))
 }
 
+/// The input of the job a tick of trigger `name` makes: the schedule's input
+/// one level down, next to the trigger and the tick. What a trigger is checked
+/// against when it is saved, so a schedule never fires ticks that are all refused.
+pub fn tick_input(name: &str, tick: DateTime<Utc>, input: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"trigger": name, "tick": tick, "input": input})
+}
+
 pub struct Scheduler {
     pub consumer: StreamConsumer,
     pub submit: Submitter,
@@ -139,13 +146,22 @@ impl Scheduler {
 
     /// One tick's job (the same job however often the tick is fired).
     async fn fire(&self, trigger: &TriggerState, schedule: &Schedule, tick: DateTime<Utc>) -> Result<(), FireError> {
-        let input = serde_json::json!({"trigger": trigger.name, "tick": tick, "input": schedule.input});
+        let input = tick_input(&trigger.name, tick, &schedule.input);
         let Some(mut spec) = super::invocation(&self.submit, trigger, input).await? else {
             tracing::warn!(trigger = %trigger.name, function = %trigger.function, %tick, "tick skipped: the function is gone");
             return Ok(());
         };
         spec.origin = Some(JobOrigin::Schedule { trigger: trigger.name.clone(), tick });
-        let backlog = self.submit.store.backlog().await?;
+        let backlog = match super::admit(&self.submit, trigger).await {
+            Ok(backlog) => backlog,
+            // a tick waits for no one: it is skipped, and the trigger shows how many were
+            Err(FireError::Throttled(retry_after)) => {
+                self.submit.store.note_throttled(&trigger.key(), true).await?;
+                tracing::warn!(trigger = %trigger.name, %tick, retry_after, "tick skipped: the owner's rate limit is reached");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         match self.submit.queue(spec, None, backlog, trigger.owner.clone()).await {
             Ok((id, ..)) => {
                 tracing::info!(trigger = %trigger.name, %tick, job_id = %id, "tick fired");

@@ -4,8 +4,13 @@
 //! its coordinates name; its offset is committed only once the job is recorded
 //! (so a crash reads it again, and makes no second job). At most `concurrency`
 //! of a reader's jobs are unfinished at once.
+//!
+//! A reader runs only while its trigger's owner owns its topics (or they are
+//! shared): the route claims them when the trigger is saved, and each rescan
+//! claims them again, which makes the claims anew after the view is rebuilt and
+//! stops a trigger saved before ownership existed from reading another's topic.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,8 +83,9 @@ impl TopicTriggers {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut running: HashMap<String, Running> = HashMap::new();
+        let mut refused = HashSet::new();
         loop {
-            match this.submit.store.all_triggers().await {
+            match this.owning(&mut refused).await {
                 Ok(triggers) => this.reconcile(&mut running, triggers, &shutdown),
                 Err(error) => tracing::warn!(%error, "reading the topic triggers failed; retrying"),
             }
@@ -89,6 +95,36 @@ impl TopicTriggers {
             }
         }
         running.values().for_each(|r| r.stop.cancel());
+    }
+
+    /// Every trigger, less the topic triggers binding a topic another owner owns
+    /// (each said once, kept in `refused`).
+    async fn owning(&self, refused: &mut HashSet<String>) -> redis::RedisResult<Vec<TriggerState>> {
+        let mut kept = Vec::new();
+        for trigger in self.submit.store.all_triggers().await? {
+            let TriggerSource::Topic(binding) = &trigger.source else {
+                kept.push(trigger);
+                continue;
+            };
+            let mut foreign = None;
+            for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
+                let subject = &trigger.owner.subject;
+                if self.settings.allows(topic)
+                    && !self.settings.is_shared(topic)
+                    && self.submit.store.claim_topic(topic, subject).await? != *subject
+                {
+                    foreign = Some(topic.clone());
+                }
+            }
+            match foreign {
+                None => kept.push(trigger),
+                Some(topic) if refused.insert(trigger.key()) => {
+                    tracing::warn!(trigger = %trigger.name, %topic, "topic trigger not read: its topic is another owner's");
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(kept)
     }
 
     fn reconcile(
@@ -214,6 +250,18 @@ impl TopicTriggers {
         loop {
             match self.record(trigger, binding, message).await {
                 Ok(id) => return Some(Some(id)),
+                // backpressure: the record (and the partition behind it) waits for the owner's next window
+                Err(FireError::Throttled(retry_after)) => {
+                    if let Err(error) = self.submit.store.note_throttled(&trigger.key(), false).await {
+                        tracing::warn!(%error, trigger = %trigger.name, "noting the trigger throttled failed");
+                    }
+                    tracing::info!(trigger = %trigger.name, retry_after, "record waits: the owner's rate limit is reached");
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = tokio::time::sleep(Duration::from_secs(retry_after)) => {}
+                    }
+                    continue;
+                }
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, trigger = %trigger.name, offset = message.offset(), "record's job not made yet; retrying");
                 }
@@ -251,7 +299,7 @@ impl TopicTriggers {
             output: binding.output.clone(),
             record_ms: message.timestamp().to_millis(),
         });
-        let backlog = self.submit.store.backlog().await?;
+        let backlog = super::admit(&self.submit, trigger).await?;
         let (id, ..) = self.submit.queue(spec, None, backlog, trigger.owner.clone()).await?;
         Ok(id)
     }
