@@ -8,7 +8,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(docker.io redis-server runsc debootstrap busybox-static cmake pkg-config
   libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev curl jq git iproute2
-  chromium maven openjdk-17-jre-headless)   # chromium: the web app's browser test (tests/web); maven + JRE: Kafka and Keycloak
+  chromium maven openjdk-17-jre-headless prometheus)
+# chromium: the web app's browser test (tests/web); maven + JRE: Kafka and Keycloak;
+# prometheus (+ promtool): the test that scrapes a stack and runs the dashboard's queries,
+# and the alert rules' checks (tests/tests/prometheus.rs)
 
 SCHEMATHESIS="$STATE_DIR/venv/bin/schemathesis"
 # the installers a dependency build mounts (the runtime images hold bare interpreters):
@@ -38,7 +41,7 @@ docker_ready() { grep -q runsc /etc/docker/daemon.json 2>/dev/null && docker inf
 check() {
   local out=() packages images
   packages=$(missing_packages | tr '\n' ' ')
-  [[ -z "$packages" ]] || out+=("system packages (apt-get): ${packages% } — the build's C libraries, Docker, Redis, gVisor, Java and Maven (Kafka, Keycloak), chromium (the web app test)")
+  [[ -z "$packages" ]] || out+=("system packages (apt-get): ${packages% } — the build's C libraries, Docker, Redis, gVisor, Java and Maven (Kafka, Keycloak), chromium (the web app test), prometheus (the dashboard and alert rule tests)")
   [[ -x "$SCHEMATHESIS" ]] || out+=("schemathesis (pip, into $STATE_DIR/venv) — the OpenAPI conformance test")
   deps_tools_ready || out+=("pip $PIP_VERSION's wheel (PyPI) and npm $NPM_VERSION (npm) in $DEPS_TOOLS — the installers of dependency builds")
   [[ -x "$PYPISERVER" && -x "$STATE_DIR/venv-pypiserver/bin/waitress-serve" ]] || out+=("pypiserver $PYPISERVER_VERSION + waitress $WAITRESS_VERSION (pip, into $STATE_DIR/venv-pypiserver) — the dependency tests' package index")

@@ -63,10 +63,18 @@ async function text(path) {
 export const jobs = {
   logs: (id) => text(`/v1/jobs/${encodeURIComponent(id)}/logs`),
   list: () => api('GET', '/v1/jobs?limit=100'),
+  // a page of the list, older than job `before` (a page's `next`) when given
+  page: (before) => api('GET', `/v1/jobs?limit=100${before ? `&before=${encodeURIComponent(before)}` : ''}`),
   submit: (request) => api('POST', '/v1/jobs', request),
   result: (id) => api('GET', `/v1/jobs/${encodeURIComponent(id)}/result`),
   cancel: (id) => api('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`),
   erase: (id) => api('DELETE', `/v1/jobs/${encodeURIComponent(id)}`),
+};
+
+// Operator routes (admin role).
+export const admin = {
+  report: () => api('GET', '/v1/admin/observer/status'),
+  setParams: (params) => api('PUT', '/v1/admin/observer/config', params),
 };
 
 // The websocket of the caller's job transitions and log chunks; reconnects after a drop

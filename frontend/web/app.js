@@ -7,6 +7,8 @@ import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
 import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
 import { TriggerTable, scheduleRequest, triggers } from './triggers.js';
 import { pipelineSteps, runPipeline } from './pipelines.js';
+import { Overview } from './overview.js';
+import { Operator } from './operator.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +17,9 @@ let events;
 let table;
 let functionTable;
 let triggerTable;
+const overview = new Overview();
+// polls the observer's report while signed in; stops (section hidden) for a non-admin
+const operator = new Operator((error) => showError(error));
 // The job whose result the page shows as soon as it finishes (the last one submitted).
 let awaited;
 // The job whose log the log panel shows live: its id, the next chunk index it
@@ -61,6 +66,14 @@ function claimsOf(token) {
   }
 }
 
+// Whether the token carries the operator's role (`config.roles_claim` is a dotted path):
+// only then does the page ask for the observer's reports. Without sign-in, everyone is.
+function isAdmin(claims) {
+  if (config.auth === 'none') return true;
+  const roles = (config.roles_claim || 'roles').split('.').reduce((value, key) => value?.[key], claims);
+  return Array.isArray(roles) ? roles.includes(config.admin_role) : roles === config.admin_role;
+}
+
 async function showApp() {
   $('signin').hidden = true;
   $('app').hidden = false;
@@ -73,12 +86,15 @@ async function showApp() {
     $('live').classList.toggle('down', !open);
   });
   await reload();
+  await overview.refresh();
+  if (isAdmin(claims)) operator.start();
 }
 
 function signOut() {
   session.signOut();
   if (events) events.close();
   events = undefined;
+  operator.stop();
   hideResult();
   showSignIn();
 }
@@ -203,6 +219,7 @@ function onEvent(event) {
     // a job this page has not listed yet (submitted elsewhere, or just now)
     guarded(reload)();
   }
+  if (isFinished(event.status)) overview.soon(showError);
   if (event.id === awaited && isFinished(event.status)) {
     awaited = undefined;
     guarded(viewResult)(event.id);

@@ -1,6 +1,7 @@
 //! The observer's figures as Prometheus gauges, set from each report it makes:
 //! λ, μ, ρ, W and the response time, the backlog, the worker count and the one
-//! the model recommends, and the decisions by action.
+//! the model recommends, and the decisions by action; also the parameters an alert
+//! compares them with (the target response time, the most workers allowed).
 
 use gitfaas_common::metrics::Registry;
 use gitfaas_common::observer::{LatencyStats, ObserverReport};
@@ -34,6 +35,8 @@ pub struct ObserverMetrics {
     running: Gauge,
     workers: Gauge,
     recommended: Gauge,
+    max_workers: Gauge,
+    target_response: Real,
     decisions: Family<ActionLabels, Counter>,
     trigger_lag: Family<TriggerLabels, Gauge>,
     trigger_in_flight: Family<TriggerLabels, Gauge>,
@@ -61,6 +64,12 @@ impl ObserverMetrics {
         r.register("observer_running", "Jobs started and not finished", m.running.clone());
         r.register("observer_workers", "c: executors taking jobs", m.workers.clone());
         r.register("observer_recommended_workers", "Workers the model says meet the target", m.recommended.clone());
+        r.register("observer_max_workers", "The most workers the parameters allow", m.max_workers.clone());
+        r.register(
+            "observer_target_response_seconds",
+            "The response time (of the target statistic) the model aims at",
+            m.target_response.clone(),
+        );
         r.register("observer_decisions", "Reports by the action they ask for", m.decisions.clone());
         r.register("observer_trigger_lag", "Records of a topic trigger's input not yet read", m.trigger_lag.clone());
         r.register(
@@ -87,6 +96,8 @@ impl ObserverMetrics {
         self.running.set(m.running as i64);
         self.workers.set(i64::from(m.workers));
         self.recommended.set(i64::from(report.desired_workers));
+        self.max_workers.set(i64::from(report.params.max_workers));
+        self.target_response.set(report.params.target_response_ms as f64 / 1e3);
         self.decisions.get_or_create(&ActionLabels { action: report.action.as_str() }).inc();
         self.trigger_lag.clear();
         self.trigger_in_flight.clear();

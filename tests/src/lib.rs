@@ -7,7 +7,8 @@
 //! id, so tests never see each other's traffic. [`cluster`] runs a deployment as
 //! separate processes for fault tests; [`scaling`] is the world of the observer and
 //! scaler tests (executor processes started and drained by the real scaler); [`otlp`]
-//! receives the spans the services export.
+//! receives the spans the services export; [`ops`] adds an observer and a scaler to a
+//! stack and [`prometheus`] a real Prometheus scraping them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +26,9 @@ pub mod git_http;
 pub mod kafka;
 pub mod keycloak;
 pub mod oidc;
+pub mod ops;
 pub mod otlp;
+pub mod prometheus;
 pub mod sandbox;
 pub mod scaling;
 pub mod sse;

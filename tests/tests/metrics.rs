@@ -5,16 +5,12 @@
 //! service exports.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gitfaas_tests::{config_dir, git_repo, infra, kafka_settings, unique, Stack};
-use serde_json::{json, Value};
-
-/// A port free on loopback now, for a service that binds it next.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use gitfaas_tests::ops::start_observer_and_scaler;
+use gitfaas_tests::prometheus::dashboard_exprs;
+use gitfaas_tests::{git_repo, Stack};
+use serde_json::json;
 
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -43,61 +39,6 @@ async fn scrape_until(url: &str, what: &str, check: impl Fn(&str) -> bool) -> St
         assert!(Instant::now() < deadline, "{what} not seen at {url} within 30 s:\n{text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// An observer and a scaler of the stack's world, serving on the ports returned.
-fn start_observer_and_scaler(stack: &Stack) -> (u16, u16) {
-    let (observer_port, scaler_port) = (free_port(), free_port());
-    let mut observer: gitfaas_observer::Settings =
-        gitfaas_common::settings::load_from(&config_dir(), "observer").expect("observer config");
-    observer.kafka = kafka_settings(&stack.topic_prefix);
-    let o = &mut observer.observer;
-    o.id = Some(format!("{}observer", stack.topic_prefix));
-    o.group_id = format!("{}observer", stack.topic_prefix);
-    o.evaluate_every_ms = 200;
-    o.replay_timeout_secs = 5;
-    o.metrics_listen = Some(format!("127.0.0.1:{observer_port}"));
-    (o.params.interval_secs, o.params.min_workers, o.params.max_workers) = (1, 0, 1);
-
-    let mut scaler: gitfaas_scaler::Settings =
-        gitfaas_common::settings::load_from(&config_dir(), "scaler").expect("scaler config");
-    scaler.kafka = kafka_settings(&stack.topic_prefix);
-    let state = tempfile::tempdir().unwrap().keep();
-    let s = &mut scaler.scaler;
-    s.id = Some(format!("{}scaler", stack.topic_prefix));
-    s.group_id = format!("{}scaler", stack.topic_prefix);
-    s.executor_bin = infra::bin_dir().join("gitfaas-executor");
-    s.log_dir = state.join("log");
-    s.metrics_listen = Some(format!("127.0.0.1:{scaler_port}"));
-    // an executor it might start (before the stack's heartbeats are read) lives in a
-    // world of its own: it must not take this test's jobs
-    let other = unique("idle");
-    s.env = [
-        ("GITFAAS_CONFIG_DIR", config_dir().display().to_string()),
-        ("GITFAAS__KAFKA__BROKERS", infra::brokers()),
-        ("GITFAAS__KAFKA__TOPICS__JOBS", format!("{other}.jobs")),
-        ("GITFAAS__KAFKA__TOPICS__RESULTS", format!("{other}.results")),
-        ("GITFAAS__KAFKA__TOPICS__OBSERVER", format!("{other}.observer")),
-        ("GITFAAS__KAFKA__TOPICS__CONTROL", format!("{other}.control")),
-        ("GITFAAS__KAFKA__TOPICS__DEAD_LETTER", format!("{other}.dead-letter")),
-        ("GITFAAS__EXECUTOR__GROUP_ID", format!("{other}.executors")),
-        ("GITFAAS__EXECUTOR__WORK_DIR", state.join("work").display().to_string()),
-        ("GITFAAS__EXECUTOR__CACHE_DIR", state.join("cache").display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            tokio::spawn(gitfaas_scaler::run(scaler, std::future::pending()));
-            if let Err(error) = gitfaas_observer::run(observer, std::future::pending()).await {
-                panic!("observer failed: {error:#}");
-            }
-        });
-    });
-    (observer_port, scaler_port)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,10 +101,7 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
         .flat_map(|text| text.lines())
         .filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned))
         .collect();
-    let dashboard = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/gitfaas.json");
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&dashboard).expect("dashboard file"))
-        .expect("the dashboard is JSON");
-    let queried = queried_metrics(&dashboard);
+    let queried = queried_metrics(&dashboard_exprs());
     assert!(queried.len() >= 15, "the dashboard queries the metrics: {queried:?}");
     let missing: Vec<&String> = queried.iter().filter(|name| !exported.contains(*name)).collect();
     assert!(
@@ -172,11 +110,9 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
     );
 }
 
-/// The metric families the dashboard's queries name (a histogram's `_bucket`,
-/// `_count` and `_sum` series are its family).
-fn queried_metrics(dashboard: &Value) -> BTreeSet<String> {
-    let mut exprs = Vec::new();
-    collect_exprs(dashboard, &mut exprs);
+/// The metric families `exprs` name (a histogram's `_bucket`, `_count` and `_sum`
+/// series are its family).
+fn queried_metrics(exprs: &[String]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for expr in exprs {
         for (start, _) in expr.match_indices("gitfaas_") {
@@ -186,19 +122,4 @@ fn queried_metrics(dashboard: &Value) -> BTreeSet<String> {
         }
     }
     names
-}
-
-fn collect_exprs<'a>(value: &'a Value, exprs: &mut Vec<&'a str>) {
-    match value {
-        Value::Object(map) => {
-            for (key, value) in map {
-                match value {
-                    Value::String(expr) if key == "expr" => exprs.push(expr),
-                    other => collect_exprs(other, exprs),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| collect_exprs(item, exprs)),
-        _ => {}
-    }
 }

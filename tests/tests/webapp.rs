@@ -2,12 +2,16 @@
 //! (Debian's chromium, driven by `tests/web/webapp.mjs` through playwright-core)
 //! signing in, running a python job, cancelling a running one, showing a problem,
 //! erasing a job, and signing in through Keycloak's real login page with the
-//! authorization code flow and PKCE (realm client `gitfaas-web`), all on loopback.
+//! authorization code flow and PKCE (realm client `gitfaas-web`), all on loopback;
+//! the overview chart's data against the API's, and as an admin the operator view
+//! against the observer's latest report and the decision a load step causes.
+//! Screenshots go to `GITFAAS_TEST_ARTIFACTS` (default: a `gitfaas-web-artifacts`
+//! directory under the system's temporary directory), never into the repository.
 
 use std::path::Path;
 use std::time::Duration;
 
-use gitfaas_tests::{git_repo, keycloak, Stack};
+use gitfaas_tests::{git_repo, keycloak, ops, Stack};
 
 const WEB_CLIENT_ID: &str = keycloak::WEB_CLIENT;
 
@@ -78,6 +82,16 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         ("gitfaas.toml", "runtime = \"command\"\nentry = \"bin/nap\"\n"),
         ("bin/nap", "#!/bin/sh\nsleep 60\necho '\"x\"'\n"),
     ]);
+    let nap_repo = git_repo(&[
+        ("gitfaas.toml", "runtime = \"command\"\nentry = \"bin/nap\"\n"),
+        ("bin/nap", "#!/bin/sh\nsleep 5\necho '\"x\"'\n"),
+    ]);
+    // the operator view's reports: an observer that may recommend up to 3 workers
+    ops::start_observer(&stack, 3);
+    let admin_token = keycloak::token("admin").await;
+    let artifacts = std::env::var_os("GITFAAS_TEST_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("gitfaas-web-artifacts"));
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
@@ -95,17 +109,21 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         .env("GITFAAS_WEB_PASSWORD", keycloak::demo_password())
         .env("GITFAAS_WEB_PYTHON_REPO", &python_repo)
         .env("GITFAAS_WEB_SLOW_REPO", &slow_repo)
+        .env("GITFAAS_WEB_NAP_REPO", &nap_repo)
+        .env("GITFAAS_WEB_ADMIN_TOKEN", &admin_token)
+        .env("GITFAAS_WEB_ARTIFACTS", &artifacts)
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
         .await
-        .expect("the browser test finishes in 240 s")
+        .expect("the browser test finishes in 300 s")
         .expect("node runs");
     // a fresh login: the admin's token lives a minute
     keycloak::Admin::login().await.allow_origin(keycloak::REALM, WEB_CLIENT_ID, &stack.base_url, false).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "browser test failed ({}):\n{stdout}\n{stderr}", output.status);
+    println!("screenshots in {}", artifacts.display());
     for step in [
         "ok - page, assets and config.json are served",
         "ok - signed in with a pasted token",
@@ -118,6 +136,9 @@ async fn in_a_browser_a_user_signs_in_runs_follows_cancels_and_erases_jobs_and_s
         "ok - signing out forgets the token",
         "ok - signed in through the provider's login page with the authorization code flow and PKCE (S256) as alice",
         "ran; every request went to the frontend or the provider",
+        "ok - the overview chart holds what the API lists",
+        "ok - the operator view shows the latest observer report",
+        "an add decision is marked",
         "web app: all steps passed",
     ] {
         assert!(stdout.contains(step), "step `{step}` missing from:\n{stdout}\n{stderr}");

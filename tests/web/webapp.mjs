@@ -10,6 +10,9 @@
 //   GITFAAS_WEB_USER, GITFAAS_WEB_PASSWORD  the user who signs in there (alice)
 //   GITFAAS_WEB_PYTHON_REPO  a python function: returns {"greeting": "hello, " + name}, prints a line
 //   GITFAAS_WEB_SLOW_REPO    a command function that sleeps 60 s
+//   GITFAAS_WEB_ADMIN_TOKEN  an access token of a user with the admin role
+//   GITFAAS_WEB_NAP_REPO     a command function that sleeps 5 s (the operator view's load step)
+//   GITFAAS_WEB_ARTIFACTS    where screenshots go (optional; outside the repository)
 //   CHROMIUM               the browser (default /usr/bin/chromium)
 //
 // Prints `ok - <step>` per step; exits non-zero at the first failure.
@@ -17,6 +20,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { launchArgs, signIn } from './keycloak.mjs';
+import { checkDecisionAfterLoad, checkLatestReport, checkOverview, checkTimingBar, screenshot } from './charts.mjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -32,12 +36,14 @@ const user = env('GITFAAS_WEB_USER');
 const password = env('GITFAAS_WEB_PASSWORD');
 const pythonRepo = env('GITFAAS_WEB_PYTHON_REPO');
 const slowRepo = env('GITFAAS_WEB_SLOW_REPO');
+const adminToken = env('GITFAAS_WEB_ADMIN_TOKEN');
+const napRepo = env('GITFAAS_WEB_NAP_REPO');
 const origin = new URL(base).origin;
 const issuerOrigin = new URL(issuer).origin;
 
 const ok = (step) => console.log(`ok - ${step}`);
 const watchdog = setTimeout(() => {
-  console.error('not ok - the browser test did not finish in 200 s');
+  console.error('not ok - the browser test did not finish in 260 s');
   process.exit(2);
 }, 200_000);
 
@@ -247,6 +253,11 @@ async function tokenSession(browser) {
   const seen = record(page);
   await signInWithToken(page, seen);
   const finished = await runPythonJob(page, seen);
+  await checkTimingBar(page, base, token, finished);
+  const total = await checkOverview(page, base, token, { atLeast: 1 });
+  assert.ok(await page.locator('#operator').isHidden(), 'no operator view without the admin role');
+  await screenshot(page, 'job-and-overview');
+  ok(`the overview chart holds what the API lists (${total} finished in the last hour); the job's timing bar its timings`);
   await deployAndInvokeFunction(page);
   await cancelSlowJob(page, seen);
   await showsProblems(page);
@@ -315,6 +326,26 @@ async function providerSession(browser) {
   await context.close();
 }
 
+// As an admin: the operator view follows the observer's reports, and marks the
+// decision a load step causes.
+async function operatorSession(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  const seen = record(page);
+  await page.goto(`${base}/`);
+  await page.fill('#token', adminToken);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#operator[data-report-at]').waitFor({ timeout: 30_000 });
+  await checkLatestReport(page, base, adminToken);
+  ok('the operator view shows the latest observer report');
+  const reason = await checkDecisionAfterLoad(page, base, adminToken, napRepo, 8);
+  const report = await checkLatestReport(page, base, adminToken);
+  await screenshot(page, 'operator');
+  ok(`after a load step an add decision is marked (${reason}); the view follows the reports (${report.action})`);
+  onlyFrontend(seen, [origin]);
+  await context.close();
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: launchArgs,
@@ -323,6 +354,7 @@ try {
   await checkHeaders();
   await tokenSession(browser);
   await providerSession(browser);
+  await operatorSession(browser);
   console.log('web app: all steps passed');
 } catch (error) {
   console.error(`not ok - ${error.stack || error}`);

@@ -1,5 +1,7 @@
 //! The web app: one page at `/` and its assets under `/app/`, compiled into the
-//! binary (plain HTML, JS modules and CSS from `frontend/web`, no build step).
+//! binary (plain HTML, JS modules and CSS from `frontend/web`, no build step), and
+//! the chart library they draw with (uPlot, vendored in `frontend/web/vendor`): the
+//! page loads nothing from any other origin.
 //!
 //! The page is served without a token; everything it shows comes from the `/v1`
 //! API, called with the bearer token the user signed in with. `GET /app/config.json`
@@ -30,6 +32,13 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("pipelines.js", "text/javascript; charset=utf-8", include_str!("../../web/pipelines.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../../web/app.css")),
     ("icon.svg", "image/svg+xml", include_str!("../../web/icon.svg")),
+    ("charts.js", "text/javascript; charset=utf-8", include_str!("../../web/charts.js")),
+    ("overview.js", "text/javascript; charset=utf-8", include_str!("../../web/overview.js")),
+    ("operator.js", "text/javascript; charset=utf-8", include_str!("../../web/operator.js")),
+    // uPlot 1.6.32 from npm, unchanged (MIT, web/vendor/uPlot.LICENSE; web/vendor/README.md)
+    ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_str!("../../web/vendor/uPlot.iife.min.js")),
+    ("uPlot.min.css", "text/css; charset=utf-8", include_str!("../../web/vendor/uPlot.min.css")),
+    ("uPlot.LICENSE", "text/plain; charset=utf-8", include_str!("../../web/vendor/uPlot.LICENSE")),
 ];
 
 /// What the page needs to sign in and to offer the runtimes; nothing secret.
@@ -45,6 +54,10 @@ pub struct WebConfig<'a> {
     /// The audience the API checks, for display and for issuers that want it.
     pub audience: Option<&'a str>,
     pub runtimes: &'a [String],
+    /// Where the token names its roles (a dotted path) and the operator's role: the page
+    /// offers the operator view to a token that has it (the API checks it again).
+    pub roles_claim: &'a str,
+    pub admin_role: &'a str,
 }
 
 impl<'a> WebConfig<'a> {
@@ -58,6 +71,8 @@ impl<'a> WebConfig<'a> {
             resource: settings.web.resource.as_deref(),
             audience: settings.auth.audience.as_deref().filter(|_| oidc),
             runtimes: &settings.runtimes,
+            roles_claim: &settings.auth.roles_claim,
+            admin_role: &settings.auth.admin_role,
         }
     }
 }
@@ -151,7 +166,7 @@ mod tests {
 
     #[test]
     fn every_asset_the_page_names_is_served() {
-        for name in ["app.js", "app.css", "icon.svg"] {
+        for name in ["app.js", "app.css", "icon.svg", "uPlot.iife.min.js", "uPlot.min.css"] {
             assert!(INDEX_HTML.contains(&format!("/app/{name}")), "index.html names {name}");
         }
         for (name, _, body) in ASSETS {

@@ -1,0 +1,151 @@
+// The operator view (admin role): the observer's reports as live charts — λ and μ, ρ,
+// waiting and response time against the target, backlog, running jobs, current and
+// recommended workers — with each add/remove decision marked on the timeline and
+// listed with its reason, and the observer's parameters editable. Reports come from
+// `GET /v1/admin/observer/status`, polled: a new one is appended as it arrives.
+
+import { ApiError, admin } from './api.js';
+import { markerPlugin, timeChart } from './charts.js';
+
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 1000;
+const KEEP = 900; // reports kept: 15 min at the observer's default interval of 1 s
+const PARAMS = ['target_statistic', 'target_response_ms', 'min_workers', 'max_workers',
+  'scale_out_cooldown_secs', 'scale_in_cooldown_secs', 'hysteresis'];
+const MARK_COLOR = { add: '#2f855a', remove: '#c53030' };
+
+const num = (value) => (value === undefined || value === null ? null : Number(value));
+const ms = (stats, statistic) => (stats ? stats[statistic === 'mean' ? 'mean_ms' : `${statistic}_ms`] / 1000 : null);
+
+// The figures one report contributes to the charts and the table of latest values.
+export function figures(report) {
+  const m = report.metrics;
+  const statistic = report.params.target_statistic;
+  return {
+    at: Date.parse(report.at) / 1000,
+    lambda: m.arrival_rate,
+    mu: num(m.service_rate_per_worker),
+    rho: num(m.utilisation),
+    wait: ms(m.waiting, statistic),
+    response: ms(m.response, statistic),
+    target: report.params.target_response_ms / 1000,
+    backlog: m.backlog,
+    running: m.running,
+    workers: report.current_workers,
+    recommended: report.desired_workers,
+  };
+}
+
+const show = (value, digits = 3) => (value === null || value === undefined || Number.isNaN(value) ? '–'
+  : Number.isInteger(value) ? String(value) : value.toFixed(digits));
+
+export class Operator {
+  constructor(onError) {
+    this.onError = onError;
+    this.points = [];
+    this.marks = [];
+    this.timer = undefined;
+    this.lastAt = undefined;
+    this.paramsShown = false;
+  }
+
+  setUp() {
+    $('params-form').addEventListener('submit', (event) => this.saveParams(event).catch(this.onError));
+    const plugins = [markerPlugin(this.marks)];
+    this.charts = {
+      rates: timeChart($('op-rates'), { plugins, scales: { rate: 'jobs / s', rho: 'ρ' },
+        series: [{ label: 'λ arrivals' }, { label: 'μ per worker' }, { label: 'ρ', scale: 'rho' }] }),
+      times: timeChart($('op-times'), { plugins, scales: { s: 'seconds' },
+        series: [{ label: 'waiting' }, { label: 'response' }, { label: 'target' }] }),
+      load: timeChart($('op-load'), { plugins, scales: { n: 'jobs / workers' },
+        series: [{ label: 'backlog' }, { label: 'running' }, { label: 'workers' }, { label: 'recommended' }] }),
+    };
+  }
+
+  // Starts polling; the section stays hidden for a caller without the admin role.
+  start() {
+    if (this.timer) return;
+    if (!this.charts) this.setUp();
+    const tick = async () => {
+      try {
+        await this.poll();
+      } catch (error) {
+        if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return this.stop();
+        this.onError(error);
+      }
+      if (this.timer === undefined) return; // stopped while the poll was under way
+      this.timer = setTimeout(tick, POLL_MS);
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    $('operator').hidden = true;
+  }
+
+  async poll() {
+    let report;
+    try {
+      ({ body: report } = await admin.report());
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      $('operator').hidden = false; // an admin; the observer has not reported yet
+      $('op-waiting').hidden = false;
+      return;
+    }
+    $('operator').hidden = false;
+    $('op-waiting').hidden = true;
+    if (report.at === this.lastAt) return;
+    this.lastAt = report.at;
+    this.add(report);
+  }
+
+  add(report) {
+    const f = figures(report);
+    this.points.push(f);
+    if (this.points.length > KEEP) this.points.shift();
+    if (report.action === 'add' || report.action === 'remove') this.decision(report, f.at);
+    const column = (key) => this.points.map((p) => p[key]);
+    const times = column('at');
+    this.charts.rates.set([times, column('lambda'), column('mu'), column('rho')]);
+    this.charts.times.set([times, column('wait'), column('response'), column('target')]);
+    this.charts.load.set([times, column('backlog'), column('running'), column('workers'), column('recommended')]);
+    for (const [key, value] of Object.entries(f)) {
+      const cell = $(`op-${key}`);
+      if (cell) cell.textContent = key === 'at' ? new Date(value * 1000).toLocaleTimeString() : show(value);
+    }
+    $('op-action').textContent = report.action;
+    $('op-reason').textContent = report.reason;
+    $('operator').dataset.reportAt = report.at;
+    if (!this.paramsShown) this.showParams(report.params);
+  }
+
+  decision(report, at) {
+    this.marks.push({ at, color: MARK_COLOR[report.action] });
+    const tr = document.createElement('tr');
+    tr.dataset.action = report.action;
+    const cells = [new Date(at * 1000).toLocaleTimeString(), report.action,
+      `${report.current_workers} → ${report.desired_workers}`, report.reason];
+    tr.append(...cells.map((text) => Object.assign(document.createElement('td'), { textContent: text })));
+    $('op-decisions').querySelector('tbody').prepend(tr);
+    $('op-no-decisions').hidden = true;
+  }
+
+  showParams(params) {
+    this.paramsShown = true;
+    for (const name of PARAMS) $(`param-${name}`).value = params[name] ?? '';
+  }
+
+  async saveParams(event) {
+    event.preventDefault();
+    const params = {};
+    for (const name of PARAMS) {
+      const value = $(`param-${name}`).value.trim();
+      if (value !== '') params[name] = name === 'target_statistic' ? value : Number(value);
+    }
+    const { body } = await admin.setParams(params);
+    $('params-status').textContent = `published; in force from the observer's next report: ${JSON.stringify(body.effective)}`;
+  }
+}
