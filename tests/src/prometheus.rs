@@ -90,7 +90,9 @@ impl Prometheus {
 
     /// `GET path` of the API: its `data`, or the error Prometheus gave.
     pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
-        let response = reqwest::Client::new().get(self.url(path)).query(params).send().await;
+        let mut url = url::Url::parse(&self.url(path)).map_err(|e| e.to_string())?;
+        url.query_pairs_mut().extend_pairs(params);
+        let response = reqwest::Client::new().get(url).send().await;
         let body: Value = response.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
         match body["status"].as_str() {
             Some("success") => Ok(body["data"].clone()),

@@ -52,7 +52,8 @@ async fn prometheus_scraping_a_stack_evaluates_every_dashboard_query_with_data()
         ("gitfaas.toml", "runtime = \"python\"\n"),
         ("main.py", "def main(data, credentials):\n    return data\n"),
     ]);
-    let ids = join_all((0..6).map(|n| stack.submit_ok(&json!({"repo": repo, "input": {"n": n}})))).await;
+    let bodies: Vec<_> = (0..6).map(|n| json!({"repo": repo, "input": {"n": n}})).collect();
+    let ids = join_all(bodies.iter().map(|body| stack.submit_ok(body))).await;
     for id in &ids {
         assert_eq!(stack.result(id).await["status"], "succeeded");
     }
