@@ -262,5 +262,12 @@ mod tests {
         settings.executor.user = "root".into();
         let refused = settings.validate().unwrap_err().to_string();
         assert!(refused.contains("executor.user must not be root"), "{refused}");
+        for named in ["nobody", "65534:nogroup", "1:2:3", "65534:"] {
+            settings.executor.user = named.into();
+            let refused = settings.validate().unwrap_err().to_string();
+            assert!(refused.contains("numeric"), "{named}: {refused}");
+        }
+        settings.executor.user = "1000".into();
+        assert!(settings.validate().is_ok());
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Every container is created with no network, a read-only root file system, a
 //! size-capped tmpfs at /tmp, all capabilities dropped, no-new-privileges, a
+//! seccomp profile of our own ([`seccomp`]: no call reaches into another process), a
 //! non-root user, memory (= memory + swap), CPU, pids and open-file limits, and only
 //! the job's read-only checkout, its read-only input directory and its output
 //! directory mounted. It is killed at its deadline, killed when its stdout passes
@@ -32,6 +33,7 @@ use crate::tail::Stderr;
 
 mod cleanup;
 mod network;
+pub mod seccomp;
 
 use cleanup::{remove, RemoveOnDrop};
 
@@ -141,6 +143,9 @@ fn binds(spec: &SandboxSpec) -> Vec<String> {
     binds
 }
 
+/// Tells a warm sandbox's runner which user (`uid:gid`) its invocations run as.
+const RUN_AS_ENV: &str = "GITFAAS_RUN_AS";
+
 /// The longest the executor waits on one Docker call that ends a container.
 const DOCKER_CALL_LIMIT: Duration = Duration::from_secs(15);
 
@@ -180,7 +185,9 @@ impl Sandbox {
 
     /// Creates and starts a long-lived container (a warm sandbox) with the same
     /// hardening as [`Sandbox::run`] and an init process that reaps what its runner
-    /// kills; the caller drives its attached streams and
+    /// kills, but started as root with `SETUID`/`SETGID` (and no-new-privileges)
+    /// so that its runner runs each invocation as the policy's user; the caller
+    /// drives its attached streams and
     /// ends it with [`Sandbox::discard`].
     pub(crate) async fn start_attached(
         &self,
@@ -190,7 +197,13 @@ impl Sandbox {
             self.create_network(spec).await?;
         }
         let mut config = self.container_config(spec);
+        // the runner and init are root with no capability but to change user, and
+        // run each invocation as the policy's user: a function can then neither
+        // signal, trace nor open the memory or descriptors of either
+        config.user = Some("0:0".into());
+        config.env.get_or_insert_with(Vec::new).push(format!("{RUN_AS_ENV}={}", self.policy.user));
         if let Some(host) = config.host_config.as_mut() {
+            host.cap_add = Some(vec!["SETUID".into(), "SETGID".into()]);
             host.init = Some(true);
             // stdin closes when the executor's attach ends (stdin_once), the runner
             // exits on that, and the engine removes the container: a warm container
@@ -249,7 +262,7 @@ impl Sandbox {
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), format!("rw,noexec,nosuid,nodev,size={}m", p.tmpfs_mb))])),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            security_opt: Some(vec!["no-new-privileges".into(), format!("seccomp={}", seccomp::profile())]),
             memory: Some(memory),
             memory_swap: Some(memory),
             nano_cpus: Some(i64::from(spec.cpu_millis) * 1_000_000),

@@ -42,6 +42,7 @@ mod warm;
 mod workspace;
 
 pub use deps::{declares as declares_dependencies, Dependencies, DependencySettings, DepsError, Prepared};
+pub use docker::seccomp;
 pub use docker::{Sandbox, SandboxError, SandboxOutcome, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 pub use egress::ConnectProxy;
 pub use local::{run_local, LocalOutcome, LocalRun};

@@ -75,6 +75,11 @@ impl SandboxSettings {
         if self.user.starts_with("0:") || self.user == "0" || self.user == "root" {
             return invalid("executor.user must not be root");
         }
+        // a warm sandbox's runner switches to it by number (there is no passwd to read)
+        let numeric = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !self.user.split(':').all(numeric) || self.user.split(':').count() > 2 {
+            return invalid("executor.user must be a numeric `uid:gid` (or `uid`)");
+        }
         Ok(())
     }
 

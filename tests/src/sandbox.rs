@@ -75,6 +75,21 @@ pub async fn running_container(job_id: &str) -> ContainerInspectResponse {
     panic!("no running container for job {job_id}");
 }
 
+/// `security_opt` of a container: no-new-privileges, and gitfaas's seccomp
+/// profile, which allows no call that reaches into another process.
+pub fn assert_profile_denies_reaching_other_processes(security_opt: &[String]) {
+    assert_eq!(security_opt.len(), 2, "{security_opt:?}");
+    assert_eq!(security_opt[0], "no-new-privileges");
+    let profile = security_opt[1].strip_prefix("seccomp=").expect("a seccomp profile");
+    let profile: serde_json::Value = serde_json::from_str(profile).expect("the profile is json");
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
+    let allowed = gitfaas_sandbox::seccomp::allowed_names(&profile);
+    assert!(allowed.iter().any(|name| name == "read"), "{allowed:?}");
+    for denied in gitfaas_sandbox::seccomp::DENIED {
+        assert!(!allowed.iter().any(|name| name == denied), "{denied} allowed");
+    }
+}
+
 /// Everything the services log, from the moment [`capture_logs`] is first called
 /// (at debug level for gitfaas, info for the rest).
 pub fn capture_logs() -> Arc<Mutex<Vec<u8>>> {

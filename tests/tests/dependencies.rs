@@ -287,6 +287,46 @@ async fn a_layer_is_built_once_for_concurrent_jobs_and_reused_after() {
     assert!(layers >= 1);
 }
 
+/// Every entry below `dir`: (path, uid, gid, mode), symlinks not followed.
+fn walk(dir: &Path, found: &mut Vec<(PathBuf, u32, u32, u32)>) {
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        found.push((entry.path(), meta.uid(), meta.gid(), meta.mode()));
+        if meta.is_dir() {
+            walk(&entry.path(), found);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layer_on_the_host_is_roots_and_read_only_and_the_cache_writable_by_root_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let ix = indexes();
+    let name = module("sealed");
+    ix.pypi.add_wheel(&name, "V = 1\n");
+    let main = format!("import {name}\ndef main(data):\n    return {name}.V\n");
+    let repo = git_repo(&[("requirements.txt", &format!("{name}==1.0\n")), ("main.py", &main)]);
+    let result = run_on(&ix.stack, json!({"repo": repo, "runtime": "python"})).await;
+    assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &json!(1)), "{result}");
+    for dir in ["", "layers", "logs"] {
+        let meta = std::fs::metadata(ix.cache_dir.join(dir)).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o755), "{dir}");
+    }
+    assert_eq!(std::fs::metadata(ix.cache_dir.join("tmp")).unwrap().mode() & 0o777, 0o700);
+    let mut entries = Vec::new();
+    walk(&ix.cache_dir.join("layers"), &mut entries);
+    let installed = |path: &PathBuf| path.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&name));
+    assert!(entries.iter().any(|(path, ..)| installed(path)), "the package is in a layer: {entries:?}");
+    for (path, uid, gid, mode) in entries {
+        assert_eq!((uid, gid), (0, 0), "{path:?} is root's");
+        let is_link = mode & 0o170000 == 0o120000;
+        let marker = path.ends_with(".gitfaas-used");
+        let writable = if marker { 0o022 } else { 0o222 };
+        assert!(is_link || mode & (writable | 0o6000) == 0, "{path:?} mode {mode:o}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_requirement_fails_the_job_with_the_build_log() {
     let ix = indexes();

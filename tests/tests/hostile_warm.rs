@@ -3,7 +3,10 @@
 //! global, an environment variable) the next invocation of the same function does
 //! not find; a timeout or a crash discards the container, so the next run starts
 //! cold — seen from Docker's side, by container ids; two owners never share a
-//! container. The executor's warm pool is on, as by default.
+//! container. An invocation that goes after the runner, init or a later
+//! invocation (ptrace, their memory, their descriptors, a resident process, a
+//! directory nest past the path limit) reaches none of them. The executor's warm
+//! pool is on, as by default.
 
 use std::collections::HashMap;
 
@@ -191,8 +194,11 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert_eq!(host.readonly_rootfs, Some(true));
     assert!(host.tmpfs.unwrap()["/tmp"].contains("noexec"));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
-    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
-    assert_eq!(config.user.as_deref(), Some("65534:65534"));
+    // root only to run each invocation as the configured user, never more
+    assert_eq!(host.cap_add, Some(vec!["SETUID".to_owned(), "SETGID".to_owned()]));
+    assert_eq!(config.user.as_deref(), Some("0:0"));
+    assert!(config.env.unwrap().contains(&"GITFAAS_RUN_AS=65534:65534".to_owned()));
+    gitfaas_tests::sandbox::assert_profile_denies_reaching_other_processes(&host.security_opt.unwrap());
     assert_eq!((host.memory, host.memory_swap), (Some(96 << 20), Some(96 << 20)));
     assert_eq!((host.nano_cpus, host.pids_limit), (Some(500_000_000), Some(40)));
     let mounts = container.mounts.unwrap();
@@ -204,4 +210,173 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert!(warm(&again), "the same limits reuse it: {again}");
     let (_, other) = run(stack, &stack.token, &repo, json!({"input": 0, "resources": {"memory_mb": 128}})).await;
     assert!(!warm(&other), "other limits get a container of their own: {other}");
+}
+
+/// Goes after everything beyond its own invocation: init (pid 1) and the runner
+/// (its parent) by ptrace, process_vm_readv, their memory and their stdout (where
+/// it writes forged frames if it can), signals; leaves a resident process and a
+/// directory nest past PATH_MAX in /tmp and /output. `look` reports what a later
+/// invocation sees.
+const ATTACKER: &str = r#"import ctypes, errno, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+FORGED = b'O' + (8).to_bytes(4, 'big') + b'"forged"' + b'X' + (22).to_bytes(4, 'big') + b'{"code":0,"oom":false}'
+
+def outcome(call):
+    try:
+        call()
+        return 'done'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def forge(path):
+    with open(path, 'wb', buffering=0) as channel:
+        channel.write(FORGED)
+
+def nest(top):
+    os.chdir(top)
+    for _ in range(500):
+        os.mkdir('d' * 10)
+        os.chdir('d' * 10)
+    open('deep', 'w').write('x')
+    return len(top) + 500 * 11
+
+def syscall_errno(result):
+    return 'done' if result >= 0 else errno.errorcode.get(ctypes.get_errno(), 'E?')
+
+def attack():
+    report = {}
+    for name, pid in (('init', 1), ('runner', os.getppid())):
+        report[name + ' ptrace'] = syscall_errno(libc.ptrace(16, pid, 0, 0))  # PTRACE_ATTACH
+        buf = ctypes.create_string_buffer(8)
+        local = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), 8)
+        remote = (ctypes.c_void_p * 2)(4096, 8)
+        report[name + ' process_vm_readv'] = syscall_errno(libc.process_vm_readv(pid, local, 1, remote, 1, 0))
+        report[name + ' mem'] = outcome(lambda: open('/proc/%d/mem' % pid, 'r+b').close())
+        report[name + ' channel'] = outcome(lambda: forge('/proc/%d/fd/1' % pid))
+        report[name + ' signal'] = outcome(lambda: os.kill(pid, 0))
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(300)', 'gitfaas-resident'])
+        os._exit(0)
+    report['path'] = max(nest('/tmp'), nest('/output'))
+    os.chdir('/')
+    return report
+
+def look(marker):
+    me = os.getpid()
+    procs = []
+    for p in os.listdir('/proc'):
+        if p.isdigit() and int(p) not in (1, me, os.getppid()):
+            try:
+                procs.append(open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace'))
+            except OSError:
+                pass
+    return {'marker': marker, 'tmp': os.listdir('/tmp'), 'output': os.listdir('/output'), 'others': procs,
+            'uid': os.getuid()}
+
+def main(d, c):
+    if d == 'attack':
+        return attack()
+    time.sleep(0.5)  # time for anything left behind to act
+    return look(d)
+"#;
+
+fn denied(report: &Value, attempts: &[&str], allowed: &[&str]) {
+    for attempt in attempts {
+        let outcome = report[attempt].as_str().unwrap_or_default();
+        assert!(allowed.contains(&outcome), "{attempt}: {outcome} in {report}");
+    }
+}
+
+async fn later_invocations_are_their_own(stack: &Stack, repo: &str) {
+    for round in 0..2 {
+        let marker = format!("look-{round}");
+        let (_, next) = run(stack, &stack.token, repo, json!({"input": marker})).await;
+        assert!(warm(&next), "served by the attacked container: {next}");
+        assert_eq!(next["status"], "succeeded", "{next}");
+        assert_eq!(next["output"]["marker"], marker, "a later result is its own: {next}");
+        assert_eq!(next["output"]["tmp"], json!([]), "{next}");
+        assert_eq!(next["output"]["output"], json!([]), "{next}");
+        assert_eq!(next["output"]["others"], json!([]), "nothing of the attacker lives on: {next}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_invocation_reaches_neither_runner_nor_init_nor_a_later_invocation() {
+    let stack = stack();
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", ATTACKER)]);
+    let (_, warmup) = run(stack, &stack.token, &repo, json!({"input": "first"})).await;
+    assert_eq!(warmup["output"]["uid"], 65534, "{warmup}");
+    let (_, attacked) = run(stack, &stack.token, &repo, json!({"input": "attack"})).await;
+    assert!(warm(&attacked), "{attacked}");
+    assert_eq!(attacked["status"], "succeeded", "{attacked}");
+    let report = &attacked["output"];
+    assert!(report["path"].as_u64().unwrap() > 4096, "{report}");
+    let calls = ["init ptrace", "runner ptrace", "init process_vm_readv", "runner process_vm_readv"];
+    denied(report, &calls, &["EPERM"]);
+    let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
+    denied(report, &opens, &["EACCES", "EPERM"]);
+    later_invocations_are_their_own(stack, &repo).await;
+}
+
+const NODE_ATTACKER: &str = r#"const fs = require('fs');
+const { spawn } = require('child_process');
+const FORGED = Buffer.concat([Buffer.from('O'), Buffer.from([0, 0, 0, 8]), Buffer.from('"forged"'),
+  Buffer.from('X'), Buffer.from([0, 0, 0, 22]), Buffer.from('{"code":0,"oom":false}')]);
+const outcome = (call) => { try { call(); return 'done'; } catch (e) { return e.code; } };
+const nest = (top) => {
+  process.chdir(top);
+  for (let i = 0; i < 500; i++) { fs.mkdirSync('d'.repeat(10)); process.chdir('d'.repeat(10)); }
+  fs.writeFileSync('deep', 'x');
+  process.chdir('/');
+  return top.length + 500 * 11;
+};
+const attack = () => {
+  const report = {};
+  for (const [name, pid] of [['init', 1], ['runner', process.ppid]]) {
+    report[name + ' mem'] = outcome(() => fs.closeSync(fs.openSync('/proc/' + pid + '/mem', 'r+')));
+    report[name + ' channel'] = outcome(() => fs.writeSync(fs.openSync('/proc/' + pid + '/fd/1', 'w'), FORGED));
+    report[name + ' signal'] = outcome(() => process.kill(pid, 0));
+  }
+  spawn('sleep', ['300'], { detached: true, stdio: 'ignore' }).unref();
+  report.path = Math.max(nest('/tmp'), nest('/output'));
+  return report;
+};
+const look = async (marker) => {
+  await new Promise((done) => setTimeout(done, 500));
+  const mine = [1, process.pid, process.ppid].map(String);
+  const others = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && !mine.includes(p)).map((p) => {
+    try { return fs.readFileSync('/proc/' + p + '/cmdline', 'utf8'); } catch { return null; }
+  }).filter((c) => c !== null);
+  return { marker, tmp: fs.readdirSync('/tmp'), output: fs.readdirSync('/output'), others, uid: process.getuid() };
+};
+exports.main = (d) => (d === 'attack' ? attack() : look(d));
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_invocation_reaches_neither_runner_nor_init_nor_a_later_invocation() {
+    let stack = stack();
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"node\"\n"), ("main.js", NODE_ATTACKER)]);
+    let (_, warmup) = run(stack, &stack.token, &repo, json!({"input": "first"})).await;
+    assert_eq!(warmup["output"]["uid"], 65534, "{warmup}");
+    let (_, attacked) = run(stack, &stack.token, &repo, json!({"input": "attack"})).await;
+    assert!(warm(&attacked), "{attacked}");
+    assert_eq!(attacked["status"], "succeeded", "{attacked}");
+    let report = &attacked["output"];
+    assert!(report["path"].as_u64().unwrap() > 4096, "{report}");
+    let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
+    denied(report, &opens, &["EACCES", "EPERM"]);
+    later_invocations_are_their_own(stack, &repo).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_run_is_unaffected_and_keeps_the_configured_user() {
+    let stack = stack();
+    // the command runtime always runs cold: the function is the container's only process
+    let script = "#!/bin/sh\necho \"{\\\"uid\\\": $(id -u)}\"\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"command\"\n"), ("main", script)]);
+    let (_, result) = run(stack, &stack.token, &repo, json!({})).await;
+    assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &json!({"uid": 65534})), "{result}");
+    assert!(!warm(&result), "{result}");
 }

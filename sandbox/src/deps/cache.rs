@@ -1,9 +1,14 @@
 //! The content-addressed layer cache on the host: `layers/<key>/` holds one built
 //! set of dependencies, `logs/<key>.log` the log of its last build, `tmp/` the
-//! builds under way. A build writes into a temporary directory that is renamed
-//! into place whole, so a layer is either complete or absent; one lock per key
-//! makes two jobs needing the same layer build it once. Total size is bounded:
-//! least recently used layers no job is using are evicted after each build.
+//! builds under way. A build writes into a temporary directory below `tmp/`
+//! (private to the cache's owner: only the Docker daemon's bind mount lets the
+//! build's user in), which is sealed — every entry root-owned, directories 0555,
+//! files 0444 or 0555 — and then renamed into place whole, so a layer is either
+//! complete or absent and no one but root changes what later runs import. The
+//! cache's own directories are 0755, writable by its owner alone. One lock per
+//! key makes two jobs needing the same layer build it once. Total size is
+//! bounded: least recently used layers no job is using are evicted after each
+//! build.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -62,6 +67,10 @@ impl LayerCache {
         for sub in ["layers", "logs", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
+        // what a build reads and what every later run imports: no one else writes here
+        for dir in [root, &root.join("layers"), &root.join("logs")] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
         // the daemon mounts what the sandbox user sees: nobody else needs a way in
         std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o700))?;
         Ok(Self { root: root.to_owned(), max_cache_bytes, locks: Mutex::default(), users: Arc::default() })
@@ -101,6 +110,7 @@ impl LayerCache {
         let staging = build(staging).await?;
         std::fs::write(self.log_path(key), staging.log())?;
         touch(&staging.layer);
+        seal(&staging.layer, owned_by_root())?;
         std::fs::rename(&staging.layer, &dir)?;
         drop(staging);
         let layer = self.layer(key);
@@ -143,7 +153,7 @@ impl LayerCache {
             // a build of this key waits on its lock; one under way is not evicted
             let lock = self.lock_of(&key);
             let Ok(_held) = lock.try_lock() else { continue };
-            match std::fs::remove_dir_all(&path) {
+            match remove_sealed(&path) {
                 Ok(()) => {
                     total -= bytes;
                     let _ = std::fs::remove_file(self.log_path(&key));
@@ -153,6 +163,70 @@ impl LayerCache {
             }
         }
     }
+}
+
+/// Whether this process can give files to root (it is root): otherwise (a local
+/// run by a user) a layer stays its owner's, still read-only.
+fn owned_by_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Makes a built layer read-only for everyone and, with `to_root`, root's: its
+/// build ran as the sandbox user, who must not change it afterwards. Symlinks are
+/// given to root but not followed; set-id bits are dropped. The use marker stays
+/// writable by the owner (the cache marks use on it).
+fn seal(dir: &Path, to_root: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if to_root {
+            std::os::unix::fs::lchown(&path, Some(0), Some(0))?;
+        }
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = if meta.is_dir() {
+            seal(&path, to_root)?;
+            0o555
+        } else if entry.file_name() == USED_MARKER {
+            0o644
+        } else if meta.mode() & 0o111 != 0 {
+            0o555
+        } else {
+            0o444
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    if to_root {
+        std::os::unix::fs::lchown(dir, Some(0), Some(0))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))
+}
+
+/// Removes a sealed layer: its directories are made writable first (root needs
+/// no such thing, a local run's user does).
+fn remove_sealed(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            unseal(dir)?;
+            std::fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
+}
+
+fn unseal(dir: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            unseal(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Marks a layer used now.
@@ -202,6 +276,36 @@ mod tests {
         assert_eq!(a.1 as u8 + b.1 as u8, 1, "one built, one found it");
         assert!(a.0.dir.join("file").is_file());
         assert_eq!(std::fs::read_dir(root.path().join("tmp")).unwrap().count(), 0, "staging removed");
+    }
+
+    #[tokio::test]
+    async fn a_built_layer_is_roots_and_read_only_and_the_cache_writable_by_its_owner_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(root.path(), 1 << 20).unwrap();
+        let built = cache.get_or_build("k", |staging: Staging| async move {
+            let site = staging.layer.join("site/pkg");
+            std::fs::create_dir_all(&site)?;
+            std::fs::write(site.join("mod.py"), "x")?;
+            std::fs::write(site.join("tool"), "#!/bin/sh\n")?;
+            std::fs::set_permissions(site.join("tool"), std::fs::Permissions::from_mode(0o6777))?;
+            std::os::unix::fs::symlink("mod.py", site.join("link"))?;
+            Ok::<_, std::io::Error>(staging)
+        });
+        let (layer, _) = built.await.unwrap();
+        let mode = |p: &str| std::fs::symlink_metadata(layer.dir.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!((mode("."), mode("site"), mode("site/pkg")), (0o555, 0o555, 0o555));
+        assert_eq!((mode("site/pkg/mod.py"), mode("site/pkg/tool")), (0o444, 0o555));
+        let root_owned = owned_by_root();
+        for path in [".", "site", "site/pkg/mod.py", "site/pkg/link"] {
+            let meta = std::fs::symlink_metadata(layer.dir.join(path)).unwrap();
+            assert!(!root_owned || (meta.uid(), meta.gid()) == (0, 0), "{path}");
+        }
+        let cache_mode = |p: &str| std::fs::metadata(root.path().join(p)).unwrap().mode() & 0o777;
+        assert_eq!((cache_mode("."), cache_mode("layers"), cache_mode("logs")), (0o755, 0o755, 0o755));
+        assert_eq!(cache_mode("tmp"), 0o700, "builds under way are private");
+        drop(layer);
+        remove_sealed(&root.path().join("layers/k")).unwrap();
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@
 //!
 //! - [`engine`]: the bookkeeping (keys, LRU, budget, time to live), with no Docker;
 //! - [`container`]: one warm container and its framed channel;
-//! - `runner.py`, `runner.js`: the resident runners (a fresh process per invocation).
+//! - `runner.py`, `runner.js`: the resident runners (a fresh process per invocation,
+//!   under the function's user while runner and init are root); `sweep.sh`: what
+//!   they run as that user between invocations (every process of it killed, the
+//!   scratch directories emptied whatever their depth).
 //!
 //! A sandbox is keyed by everything that makes two runs equivalent ([`WarmKey`]:
 //! owner, commit, image id, runner command, limits, network mode), so it is never
@@ -41,6 +44,8 @@ pub const OWNER_LABEL: &str = "io.gitfaas.owner";
 
 const PYTHON_RUNNER: &str = include_str!("runner.py");
 const NODE_RUNNER: &str = include_str!("runner.js");
+/// Run by the resident runners as the function's user between invocations.
+const SWEEP: &str = include_str!("sweep.sh");
 
 /// `executor.warm` in the settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -63,7 +68,8 @@ impl Default for WarmSettings {
 }
 
 /// The warm command for a cold runner command: the resident runner in place of
-/// the cold one, which it is given as its last argument. `None`: runs cold.
+/// the cold one, which it is given as its last argument after the sweep script.
+/// `None`: runs cold.
 pub fn warm_command(runtime: &str, cold: &[String]) -> Option<Vec<String>> {
     let (index, resident) = match runtime {
         "python" => (3, PYTHON_RUNNER),
@@ -72,6 +78,7 @@ pub fn warm_command(runtime: &str, cold: &[String]) -> Option<Vec<String>> {
     };
     let mut command = cold.to_vec();
     let cold_runner = std::mem::replace(command.get_mut(index)?, resident.to_owned());
+    command.push(SWEEP.to_owned());
     command.push(cold_runner);
     Some(command)
 }

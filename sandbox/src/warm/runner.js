@@ -1,15 +1,26 @@
 // gitfaas resident node runner (a warm sandbox): the protocol of the python one
-// (see runner.py). Each invocation is a fresh `node -e <cold runner>` process fed
-// the request on its stdin; after it ends every other process of the container is
-// killed, and the scratch directories (with /output before each invocation) and
-// System V IPC are emptied.
+// (see runner.py). Each invocation is a fresh `node -e <cold runner>` process, run
+// as the function's user (GITFAAS_RUN_AS) while the runner and init stay root, fed
+// the request on its stdin; what the runner frames comes from that process's own
+// pipes. Node cannot make itself non-dumpable: the other user is what keeps the
+// function out of its memory and descriptors. When the process ends, the sweep
+// (argv[-2], run as the function's user) kills every process of that user and
+// empties the scratch directories and System V IPC; before each invocation also
+// /output.
 const fs = require("fs");
-const path = require("path");
 const { spawn, spawnSync } = require("child_process");
-// the cold runner's arguments (code dir, entry, working directory), then the cold runner
-const coldArgs = process.argv.slice(1, -1);
-const cold = process.argv[process.argv.length - 1];
+// the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner
+const coldArgs = process.argv.slice(1, -2);
+const [sweepScript, cold] = process.argv.slice(-2);
 const SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"];
+// the function's user ("uid:gid"); the runner refuses to serve without one
+const runAs = (process.env.GITFAAS_RUN_AS || "").split(":").map(Number);
+delete process.env.GITFAAS_RUN_AS;
+const asFunction = { uid: runAs[0], gid: runAs.length > 1 ? runAs[1] : runAs[0] };
+if (process.getuid() !== 0 || !(asFunction.uid > 0) || !(asFunction.gid >= 0)) {
+  process.stderr.write("gitfaas: the warm runner needs root and a function user other than root\n");
+  process.exit(2);
+}
 
 const frame = (kind, payload = Buffer.alloc(0)) => {
   const head = Buffer.alloc(5);
@@ -18,41 +29,7 @@ const frame = (kind, payload = Buffer.alloc(0)) => {
   fs.writeSync(1, Buffer.concat([head, payload]));
 };
 
-const empty = (top) => {
-  let names;
-  try {
-    names = fs.readdirSync(top);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const p = path.join(top, name);
-    try {
-      if (fs.lstatSync(p).isDirectory()) {
-        fs.chmodSync(p, 0o700);
-        empty(p);
-        fs.rmdirSync(p);
-      } else {
-        fs.unlinkSync(p);
-      }
-    } catch {}
-  }
-};
-
-const ipcInUse = () =>
-  ["shm", "msg", "sem"].some((kind) => {
-    try {
-      return fs.readFileSync("/proc/sysvipc/" + kind, "utf8").trim().split("\n").length > 1;
-    } catch {
-      return false;
-    }
-  });
-
-const clean = (withOutput) => {
-  for (const top of withOutput ? [...SCRATCH, "/output"] : SCRATCH) empty(top);
-  if (ipcInUse()) spawnSync("ipcrm", ["--all"], { stdio: "ignore" });
-};
-
+// processes alive in the container but init and this runner
 const others = () =>
   fs.readdirSync("/proc").filter((name) => {
     if (!/^\d+$/.test(name) || name === "1" || Number(name) === process.pid) return false;
@@ -64,16 +41,16 @@ const others = () =>
     }
   });
 
-const killOthers = () => {
-  for (let round = 0; round < 100; round++) {
-    const pids = others();
-    if (pids.length === 0) return;
-    for (const pid of pids) {
-      try {
-        process.kill(Number(pid), "SIGKILL");
-      } catch {}
-    }
+// kills every process of the function's user and empties tops, as that user;
+// throws when something outlives it
+const sweep = (tops) => {
+  for (let round = 0; round < 50; round++) {
+    const run = spawnSync("/bin/sh", ["-c", sweepScript, "sweep", ...tops], { ...asFunction, stdio: "ignore" });
+    if (run.status !== 0) throw new Error("the sweep exited with " + (run.signal || run.status));
+    if (others().length === 0) return;
+    tops = []; // emptied; only the kill is repeated while the killed ones exit
   }
+  throw new Error("processes of the function outlived the sweep");
 };
 
 const oomKills = () => {
@@ -89,9 +66,11 @@ const oomKills = () => {
 const SIGNALS = require("os").constants.signals;
 
 const invoke = (request, done) => {
-  clean(true);
+  sweep([...SCRATCH, "/output"]);
   const before = oomKills();
+  // its own pipes: the runner frames what comes from them, nothing else
   const child = spawn(process.execPath, ["-e", cold, ...coldArgs], {
+    ...asFunction,
     stdio: ["pipe", "pipe", "pipe"],
     detached: true,
   });
@@ -99,20 +78,18 @@ const invoke = (request, done) => {
   child.stderr.on("data", (chunk) => frame("E", chunk));
   child.stdin.on("error", () => {});
   child.stdin.end(request, () => request.fill(0));
-  child.on("exit", () => killOthers()); // a background process keeping the pipes open dies here
+  child.on("exit", () => sweep(SCRATCH)); // a background process keeping the pipes open dies here
   child.on("close", (exitCode, signal) => {
-    killOthers();
     const after = oomKills();
     const number = signal ? SIGNALS[signal] : 0;
     const oom = before !== null && after !== null ? after > before : signal === "SIGKILL";
-    clean(false);
     const code = signal ? 128 + number : exitCode;
     frame("X", Buffer.from(JSON.stringify({ code, oom })));
     done();
   });
 };
 
-clean(true);
+sweep([...SCRATCH, "/output"]);
 frame("R");
 let pending = Buffer.alloc(0);
 let busy = false;

@@ -1,13 +1,18 @@
 # gitfaas resident python runner (a warm sandbox). Serves one invocation at a time:
 # a request is a 4-byte big-endian length and the cold runner's stdin (the job's
 # data and credentials, as JSON) on the container's stdin. Each invocation runs in
-# a fresh forked process that executes the cold runner (argv[3]), so nothing a
+# a fresh forked process that executes the cold runner (argv[-1]), so nothing a
 # function does to its process carries over. Everything goes back framed on stdout:
 # one kind byte, a 4-byte big-endian length, the payload — b"O" the function's
 # stdout, b"E" its stderr, b"X" its end as JSON {"code": n, "oom": bool}, b"R" ready.
-# After the function's process ends every other process of the container is
-# killed; /tmp, /dev/shm, /dev/mqueue and System V IPC are emptied after each
-# invocation and, with /output, before each one.
+#
+# The runner (and the container's init) run as root with no capability but
+# SETUID/SETGID; the function runs as GITFAAS_RUN_AS ("uid:gid"), so it can
+# neither signal, trace nor open the memory or descriptors of either. What the
+# runner frames comes only from the pipes it made for that invocation's process.
+# When that process ends, the sweep (argv[-2], a shell script run as the
+# function's user) kills every process of that user and empties /tmp, /dev/shm,
+# /dev/mqueue and System V IPC; before each invocation it does so with /output.
 import ctypes
 import importlib.util
 import inspect
@@ -16,18 +21,19 @@ import json
 import os
 import select
 import signal
-import stat
 import struct
-import subprocess
 import sys
 import traceback
 
-# the cold runner's arguments (code dir, entry, working directory), then the cold runner
-ARGS = sys.argv[1:-1]
+# the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner
+ARGS = sys.argv[1:-2]
+SWEEP = sys.argv[-2]
 # compiled once; what it imports (importlib.util, inspect, json, traceback) is loaded
 # here, before any fork, so an invocation starts at the import of the function itself
 COLD = compile(sys.argv[-1], "<string>", "exec")
 SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"]
+# the function's user; the runner refuses to serve without one (see serve)
+RUN_AS = os.environ.pop("GITFAAS_RUN_AS", "")
 CHUNK = 65536
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -57,45 +63,24 @@ def wipe(buf):
         ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
 
-def empty(top):
-    """Removes everything below top, whatever modes the function left."""
-    try:
-        names = os.listdir(top)
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(top, name)
-        try:
-            mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode):
-                os.chmod(path, 0o700)
-                empty(path)
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-        except OSError:
-            pass
+def keep_only(stdin, stdout, stderr):
+    """Makes these the process's only descriptors: the container's stdio (the
+    runner's channel) and anything else the runner holds are not passed on."""
+    os.dup2(stdin, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    os.closerange(3, 1 << 16)
 
 
-def ipc_in_use():
-    for kind in ("shm", "msg", "sem"):
-        try:
-            with open("/proc/sysvipc/" + kind) as table:
-                if len(table.readlines()) > 1:
-                    return True
-        except OSError:
-            pass
-    return False
-
-
-def clean(with_output):
-    for top in SCRATCH + (["/output"] if with_output else []):
-        empty(top)
-    if ipc_in_use():
-        subprocess.run(["ipcrm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def become_function_user():
+    uid, _, gid = RUN_AS.partition(":")
+    os.setgroups([])
+    os.setresgid(int(gid or uid), int(gid or uid), int(gid or uid))
+    os.setresuid(int(uid), int(uid), int(uid))
 
 
 def others():
+    """Processes alive in the container but init and this runner."""
     mine = {1, os.getpid()}
     found = []
     for name in os.listdir("/proc"):
@@ -109,16 +94,29 @@ def others():
     return found
 
 
-def kill_others():
-    for _ in range(100):
-        pids = others()
-        if not pids:
-            return
-        for pid in pids:
+class Unswept(Exception):
+    """A process of the function or a file it left could not be removed."""
+
+
+def sweep(tops):
+    """Kills every process of the function's user and empties tops, as that user."""
+    for _ in range(50):
+        pid = os.fork()
+        if pid == 0:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+                null = os.open("/dev/null", os.O_RDWR)
+                keep_only(null, null, null)
+                become_function_user()
+                os.execv("/bin/sh", ["sh", "-c", SWEEP, "sweep"] + tops)
+            finally:
+                os._exit(127)
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            raise Unswept("the sweep exited with status %d" % status)
+        if not others():
+            return
+        tops = []  # emptied; only the kill is repeated while the killed ones exit
+    raise Unswept("processes of the function outlived the sweep")
 
 
 def oom_kills():
@@ -138,13 +136,9 @@ def child(request, out_w, err_w):
     code = 1
     try:
         os.setsid()
+        keep_only(os.open("/dev/null", os.O_RDONLY), out_w, err_w)
+        become_function_user()
         libc.prctl(4, 1, 0, 0, 0)  # the function's own process is as dumpable as a cold one
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        for fd in (null, out_w, err_w):
-            os.close(fd)
         data = bytes(request)
         wipe(request)
         sys.stdin = io.TextIOWrapper(io.BytesIO(data))
@@ -175,7 +169,7 @@ def child(request, out_w, err_w):
 
 
 def invoke(request):
-    clean(True)
+    sweep(SCRATCH + ["/output"])
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     before = oom_kills()
@@ -202,10 +196,10 @@ def invoke(request):
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
-                kill_others()  # a background process keeping the pipes open dies here
+                sweep(SCRATCH)  # a background process keeping the pipes open dies here
     if status is None:
         status = os.waitpid(pid, 0)[1]
-    kill_others()
+        sweep(SCRATCH)
     after = oom_kills()
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -214,15 +208,17 @@ def invoke(request):
     else:
         code = os.WEXITSTATUS(status)
         oom = after is not None and before is not None and after > before
-    clean(False)
     frame(b"X", json.dumps({"code": code, "oom": oom}).encode())
 
 
 def serve():
-    # others of the same user may not open this process's descriptors nor trace it
+    # a second wall next to the user: not even root's own may open or trace it
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    clean(True)
+    if os.getuid() != 0 or not RUN_AS or RUN_AS.split(":")[0] in ("", "0"):
+        sys.stderr.write("gitfaas: the warm runner needs root and a function user other than root\n")
+        sys.exit(2)
+    sweep(SCRATCH + ["/output"])
     frame(b"R")
     head = bytearray(4)
     while read_into(head):
