@@ -53,6 +53,8 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("too many requests; retry after {0}s")]
     RateLimited(u64),
+    #[error("{0} of your jobs are queued or running, the most allowed; retry when some have finished")]
+    TooManyUnfinished(u64),
     #[error("too many jobs are waiting; retry after {0}s")]
     Overloaded(u64),
     #[error("this idempotency key was used for a different request")]
@@ -118,6 +120,7 @@ impl ApiError {
             ApiError::AlreadyFinished { .. } => ("job-finished", "The job has already finished"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::RateLimited(_) => ("rate-limited", "Too many requests"),
+            ApiError::TooManyUnfinished(_) => ("too-many-unfinished-jobs", "Too many unfinished jobs"),
             ApiError::Overloaded(_) => ("overloaded", "Backlog full"),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency key reused"),
             ApiError::IdempotentJobErased => ("idempotency-key-job-erased", "The key's job was erased"),
@@ -149,7 +152,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFinished { .. } | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyUnfinished(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotentJobErased => StatusCode::GONE,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -194,6 +197,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited(secs) | ApiError::Overloaded(secs) => {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::TooManyUnfinished(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
         }

@@ -178,6 +178,14 @@ impl Default for WebSettings {
 pub struct RateLimit {
     pub requests: u64,
     pub window_secs: u64,
+    /// Jobs of one owner queued or running at once, whatever made them (requests,
+    /// triggers, pipelines): one owner cannot fill the shared backlog alone.
+    #[serde(default = "default_max_unfinished")]
+    pub max_unfinished: u64,
+}
+
+fn default_max_unfinished() -> u64 {
+    1000
 }
 
 /// Defaults for what a request leaves out, and the most it may ask for.

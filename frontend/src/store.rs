@@ -30,7 +30,7 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::json;
 
-/// KEYS: job, user index, active set, tombstone, channel, starts set.
+/// KEYS: job, user index, active set, tombstone, channel, starts set, owner's active set.
 /// ARGV: owner, attempt, started_at, executor, event, id.
 /// Every distinct start (executor + time) is remembered: a job redelivered after an
 /// executor crash starts again with the same attempt number, and still counts.
@@ -44,6 +44,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'attempt', at
            'started_at', ARGV[3], 'executor_id', ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[6])
+redis.call('SADD', KEYS[7], ARGV[6])
 redis.call('PUBLISH', KEYS[5], ARGV[5])
 return 1
 "#;
@@ -59,17 +60,19 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'owner', ARGV[1], 'result', ARGV[
            'started_at', ARGV[4], 'executor_id', ARGV[5], 'attempt', attempt)
 redis.call('ZADD', KEYS[2], 0, ARGV[8])
 redis.call('SREM', KEYS[3], ARGV[8])
+redis.call('SREM', KEYS[7], ARGV[8])
 redis.call('PUBLISH', KEYS[5], ARGV[7])
 return 1
 "#;
 
-/// KEYS: job, user index, active set, tombstone. ARGV: owner, job json, id.
+/// KEYS: job, user index, active set, tombstone, owner's active set. ARGV: owner, job json, id.
 /// Restores a queued job from the jobs topic unless the store knows it already.
 const RESTORE_QUEUED: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'status', 'queued', 'job', ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[3])
 return 1
 "#;
 
@@ -119,6 +122,10 @@ impl JobStore {
     fn active_key(&self) -> String {
         format!("{}:active", self.prefix)
     }
+    /// The owner's jobs not yet terminal (their count is the owner's unfinished jobs).
+    fn owner_active_key(&self, subject: &str) -> String {
+        format!("{}:user:{subject}:active", self.prefix)
+    }
     fn starts_key(&self, id: JobId) -> String {
         format!("{}:starts:{id}", self.prefix)
     }
@@ -158,6 +165,7 @@ impl JobStore {
             )
             .zadd(self.user_key(&job.owner.subject), job.id.to_string(), 0)
             .sadd(self.active_key(), job.id.to_string())
+            .sadd(self.owner_active_key(&job.owner.subject), job.id.to_string())
             .publish(self.channel(&job.owner.subject), event)
             .query_async::<()>(&mut self.redis.clone())
             .await
@@ -169,6 +177,7 @@ impl JobStore {
             .del(self.job_key(job.id))
             .zrem(self.user_key(&job.owner.subject), job.id.to_string())
             .srem(self.active_key(), job.id.to_string())
+            .srem(self.owner_active_key(&job.owner.subject), job.id.to_string())
             .query_async::<()>(&mut self.redis.clone())
             .await
     }
@@ -198,6 +207,7 @@ impl JobStore {
             self.tombstone_key(id),
             self.channel(owner),
             self.starts_key(id),
+            self.owner_active_key(owner),
         ];
         let applied: i32 = match event {
             JobEvent::Started(s) => {
@@ -245,6 +255,7 @@ return 0
             .key(self.user_key(&job.owner.subject))
             .key(self.active_key())
             .key(self.tombstone_key(job.id))
+            .key(self.owner_active_key(&job.owner.subject))
             .arg(&job.owner.subject)
             .arg(json)
             .arg(job.id.to_string())
@@ -342,6 +353,7 @@ return 0
                     .del(crate::job_logs::LogStore::meta_key(&self.prefix, id))
                     .zrem(self.user_key(subject), id.to_string())
                     .srem(self.active_key(), id.to_string())
+                    .srem(self.owner_active_key(subject), id.to_string())
                     .query_async::<()>(&mut self.redis.clone())
                     .await?;
                 Ok(Erase::Erased)
@@ -386,22 +398,24 @@ return 0
         self.redis.clone().del(format!("{}:idem:{subject}:{key}", self.prefix)).await
     }
 
-    /// A submission's two admission checks in one round trip: counts it against
-    /// the caller's fixed window (`retry_after`: the seconds to wait when over `max`
-    /// requests per `window_secs`) and reads the backlog.
+    /// A submission's admission checks in one round trip: counts it against the
+    /// caller's fixed window (`retry_after`: the seconds to wait when over `max`
+    /// requests per `window_secs`), and reads the backlog and the caller's
+    /// unfinished jobs.
     pub async fn admission(&self, subject: &str, max: u64, window_secs: u64) -> redis::RedisResult<Admission> {
         let window = chrono::Utc::now().timestamp() as u64 / window_secs;
         let key = format!("{}:rate:{subject}:{window}", self.prefix);
-        let (count, _, backlog): (u64, bool, u64) = redis::pipe()
+        let (count, _, backlog, unfinished): (u64, bool, u64, u64) = redis::pipe()
             .atomic()
             .incr(&key, 1)
             .expire(&key, window_secs as i64 + 1)
             .scard(self.active_key())
+            .scard(self.owner_active_key(subject))
             .query_async(&mut self.redis.clone())
             .await?;
         let now = chrono::Utc::now().timestamp() as u64;
         let retry_after = (count > max).then(|| ((window + 1) * window_secs).saturating_sub(now).max(1));
-        Ok(Admission { retry_after, backlog })
+        Ok(Admission { retry_after, backlog, unfinished })
     }
 }
 
@@ -411,4 +425,6 @@ pub struct Admission {
     pub retry_after: Option<u64>,
     /// Jobs admitted and not finished.
     pub backlog: u64,
+    /// The caller's own jobs admitted and not finished.
+    pub unfinished: u64,
 }

@@ -76,6 +76,8 @@ async fn admit(submit: &Submitter, trigger: &TriggerState) -> Result<u64, FireEr
     let admission = submit.store.admission(&trigger.owner.subject, rate.requests, rate.window_secs).await?;
     match admission.retry_after {
         Some(secs) => Err(FireError::Throttled(secs)),
+        // the owner's jobs must finish first: a tick is skipped, a record waits
+        None if admission.unfinished >= rate.max_unfinished => Err(FireError::Throttled(1)),
         None => Ok(admission.backlog),
     }
 }

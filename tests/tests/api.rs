@@ -211,6 +211,40 @@ async fn a_full_backlog_answers_503_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_owner_past_its_unfinished_jobs_gets_429_until_one_of_them_ends() {
+    let stack = Stack::start_with(false, Box::new(|s, _| s.frontend.rate_limit.max_unfinished = 2));
+    let body = json!({"repo": "https://example.org/r.git"});
+    let first = stack.submit_ok(&body).await; // no executor: both stay queued
+    stack.submit_ok(&body).await;
+    let response = stack.submit(&body).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "https://gitfaas.dev/problems/too-many-unfinished-jobs", "{problem}");
+    let bob = Provider::shared().token("bob").await;
+    assert_eq!(stack.submit_as(&bob, &body).await.status(), 202, "the limit is the owner's own");
+
+    let cancel = reqwest::Client::new()
+        .post(stack.url(&format!("/v1/jobs/{first}/cancel")))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let mut status = 0;
+    for _ in 0..50 {
+        // the cancelled result reaches the view through the results topic
+        status = stack.submit(&body).await.status().as_u16();
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 202, "an ended job makes room");
+    assert_eq!(stack.submit(&body).await.status(), 429, "and only as much as it took");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_result_long_poll_answers_when_the_job_ends_and_a_wait_past_60_is_refused() {
     let stack = Stack::start(false); // no executor: the job stays queued until cancelled
     let id = stack.submit_ok(&json!({"repo": quick_repo(), "input": 1})).await;

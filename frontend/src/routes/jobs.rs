@@ -215,6 +215,9 @@ pub(super) async fn admit_json(
     if let Some(wait) = admission.retry_after {
         return Err(ApiError::RateLimited(wait));
     }
+    if admission.unfinished >= settings.rate_limit.max_unfinished {
+        return Err(ApiError::TooManyUnfinished(admission.unfinished));
+    }
     Ok((read_body(payload, settings.max_body_bytes).await?, admission.backlog))
 }
 
