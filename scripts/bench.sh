@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export GITFAAS_PROFILE=release
 # a burst is more submissions than a user's default rate limit allows: the bench's caller gets
 # a higher one (a per-caller policy, not a throughput setting)
-export GITFAAS__FRONTEND__RATE_LIMIT__REQUESTS=1000000
+export GITFAAS__FRONTEND__RATE_LIMIT__REQUESTS=1000000 GITFAAS__FRONTEND__RATE_LIMIT__MAX_UNFINISHED=1000000
 # the executors get their settings from this script alone (`shipped` must be what ships)
 for var in $(compgen -e | grep '^GITFAAS__EXECUTOR__' || true); do
   say "not passing $var to the executors (set the tuned configuration with GITFAAS_BENCH_TUNED)"
