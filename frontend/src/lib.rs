@@ -64,7 +64,7 @@ pub struct AppState {
     pub results: ending::ResultPublisher,
     /// The shared subscription behind the event websockets.
     pub events: event_hub::EventHub,
-    pub latest_report: observer_feed::LatestReport,
+    pub reports: observer_feed::Reports,
     pub metrics: metrics::FrontendMetrics,
     /// Every job gets in through this.
     pub submit: submit::Submitter,
@@ -85,7 +85,7 @@ struct Parts {
     submit: submit::Submitter,
     metrics: metrics::FrontendMetrics,
     liveness: lost_runs::SharedLiveness,
-    latest_report: observer_feed::LatestReport,
+    reports: observer_feed::Reports,
     trigger_loads: triggers::TriggerLoads,
 }
 
@@ -121,7 +121,7 @@ impl Application {
             submit,
             metrics,
             liveness: Arc::new(std::sync::Mutex::new(lost_runs::Liveness::new())),
-            latest_report: observer_feed::LatestReport::default(),
+            reports: observer_feed::Reports::default(),
             trigger_loads: triggers::TriggerLoads::default(),
         };
         let tasks = Tasks::new();
@@ -136,7 +136,7 @@ impl Application {
             store: parts.store,
             publisher: parts.publisher.clone(),
             results: parts.results,
-            latest_report: parts.latest_report,
+            reports: parts.reports,
             metrics: parts.metrics,
             submit: parts.submit,
         };
@@ -205,7 +205,7 @@ fn start_readers(settings: &Settings, parts: &Parts, results: Inbox<LagContext>,
         .create()
         .context("creating the observer topic consumer")?;
     observer.subscribe(&[&settings.kafka.topics.observer]).context("subscribing to the observer topic")?;
-    let (latest, liveness) = (parts.latest_report.clone(), parts.liveness.clone());
+    let (latest, liveness) = (parts.reports.clone(), parts.liveness.clone());
     tasks.spawn(
         "observer feed",
         observer_feed::follow(Inbox::new(observer, "observer"), latest, liveness, stop.clone()),

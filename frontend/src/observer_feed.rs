@@ -1,10 +1,14 @@
-//! Keeps the latest observer report, read from the observer topic, for the admin
-//! status endpoint, and the executors' heartbeats for [`crate::lost_runs`]. Each
+//! Keeps the observer's reports, read from the observer topic — the latest for the
+//! admin status endpoint, the last [`KEPT_REPORTS`] for the operator view's charts
+//! — and the executors' heartbeats for [`crate::lost_runs`]. Each
 //! frontend instance reads the topic itself (a group of its own, from the newest
 //! messages on), so every instance can answer. Each also sends a beacon there, so
 //! that it knows when the feed itself was out (see [`crate::lost_runs`]).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
 
 use gitfaas_common::kafka::{decode, Inbox, Publisher};
 use gitfaas_common::observer::{FeedBeacon, ObserverMessage, ObserverReport, HEARTBEAT_EVERY};
@@ -13,19 +17,49 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lost_runs::SharedLiveness;
 
-pub type LatestReport = Arc<RwLock<Option<ObserverReport>>>;
+/// Reports kept: a quarter of an hour at the observer's default interval (1 s).
+pub const KEPT_REPORTS: usize = 900;
 
-pub async fn follow(inbox: Inbox, latest: LatestReport, liveness: SharedLiveness, shutdown: CancellationToken) {
+/// The observer's reports this frontend has read, oldest first.
+#[derive(Clone, Default)]
+pub struct Reports(Arc<RwLock<VecDeque<ObserverReport>>>);
+
+impl Reports {
+    /// The newest report.
+    pub fn latest(&self) -> Option<ObserverReport> {
+        self.0.read().expect("reports lock").back().cloned()
+    }
+
+    /// Keeps `report` unless it is older than the newest (one of the same time
+    /// replaces it), dropping the oldest past [`KEPT_REPORTS`].
+    pub fn record(&self, report: ObserverReport) {
+        let mut reports = self.0.write().expect("reports lock");
+        match reports.back() {
+            Some(newest) if newest.at > report.at => return,
+            Some(newest) if newest.at == report.at => {
+                reports.pop_back();
+            }
+            _ => {}
+        }
+        reports.push_back(report);
+        while reports.len() > KEPT_REPORTS {
+            reports.pop_front();
+        }
+    }
+
+    /// The kept reports made after `after` (all of them without it), oldest first.
+    pub fn since(&self, after: Option<DateTime<Utc>>) -> Vec<ObserverReport> {
+        let reports = self.0.read().expect("reports lock");
+        reports.iter().filter(|r| after.is_none_or(|after| r.at > after)).cloned().collect()
+    }
+}
+
+pub async fn follow(inbox: Inbox, reports: Reports, liveness: SharedLiveness, shutdown: CancellationToken) {
     loop {
         let Some(message) = inbox.next(&shutdown).await else { break };
         liveness.lock().expect("liveness lock").listening(std::time::Instant::now());
         match decode::<ObserverMessage>(message.payload().unwrap_or_default()) {
-            Ok(ObserverMessage::Report(report)) => {
-                let mut latest = latest.write().expect("report lock");
-                if latest.as_ref().is_none_or(|r| r.at <= report.at) {
-                    *latest = Some(*report);
-                }
-            }
+            Ok(ObserverMessage::Report(report)) => reports.record(*report),
             Ok(ObserverMessage::Heartbeat(heartbeat)) => {
                 liveness.lock().expect("liveness lock").heard(&heartbeat, std::time::Instant::now());
             }

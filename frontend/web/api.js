@@ -74,6 +74,8 @@ export const jobs = {
 // Operator routes (admin role).
 export const admin = {
   report: () => api('GET', '/v1/admin/observer/status'),
+  // the reports the frontend keeps, oldest first: all of them, or those after `since`
+  reports: (since) => api('GET', `/v1/admin/observer/reports${since ? `?since=${encodeURIComponent(since)}` : ''}`),
   setParams: (params) => api('PUT', '/v1/admin/observer/config', params),
 };
 

@@ -85,21 +85,20 @@ export class Operator {
     $('operator').hidden = true;
   }
 
+  // The reports since the last one drawn (the first time, those the frontend kept: the
+  // charts start with the last quarter of an hour), each one kept and the newest drawn.
   async poll() {
-    let report;
-    try {
-      ({ body: report } = await admin.report());
-    } catch (error) {
-      if (!(error instanceof ApiError && error.status === 404)) throw error;
-      $('operator').hidden = false; // an admin; the observer has not reported yet
-      $('op-waiting').hidden = false;
+    const { body } = await admin.reports(this.lastAt);
+    $('operator').hidden = false; // an admin
+    const reports = body.reports;
+    if (reports.length === 0) {
+      $('op-waiting').hidden = this.lastAt !== undefined; // the observer has not reported yet
       return;
     }
-    $('operator').hidden = false;
     $('op-waiting').hidden = true;
-    if (report.at === this.lastAt) return;
-    this.lastAt = report.at;
-    this.add(report);
+    for (const report of reports) this.add(report);
+    this.lastAt = reports[reports.length - 1].at;
+    this.draw(reports[reports.length - 1]);
   }
 
   add(report) {
@@ -107,6 +106,10 @@ export class Operator {
     this.points.push(f);
     if (this.points.length > KEEP) this.points.shift();
     if (report.action === 'add' || report.action === 'remove') this.decision(report, f.at);
+  }
+
+  draw(report) {
+    const f = figures(report);
     const column = (key) => this.points.map((p) => p[key]);
     const times = column('at');
     this.charts.rates.set([times, column('lambda'), column('mu'), column('rho')]);

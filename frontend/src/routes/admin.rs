@@ -3,9 +3,11 @@
 //! job stuck queued or running.
 
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 use gitfaas_common::control::CancelRequest;
 use gitfaas_common::observer::{ConfigUpdate, ObserverMessage, ParamsUpdate};
 use gitfaas_common::{JobEvent, JobId, JobResult};
+use serde::Deserialize;
 
 use crate::ending::attempt_of;
 use crate::identity::Admin;
@@ -33,7 +35,7 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
     }
     let update: ParamsUpdate =
         serde_json::from_value(value).map_err(|e| invalid(format!("invalid observer parameters: {e}")))?;
-    let current = state.latest_report.read().expect("report lock").as_ref().map(|r| r.params.clone());
+    let current = state.reports.latest().map(|r| r.params);
     let effective = current
         .unwrap_or_default()
         .apply(&update)
@@ -52,8 +54,41 @@ pub async fn set_config(admin: Admin, body: web::Bytes, state: web::Data<AppStat
         (status = 404, description = "no report seen yet", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn status(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let latest = state.latest_report.read().expect("report lock").clone();
+    let latest = state.reports.latest();
     latest.map(|report| HttpResponse::Ok().json(report)).ok_or(ApiError::NoReport)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsQuery {
+    /// Only reports made after this time (RFC 3339).
+    since: Option<String>,
+}
+
+/// The observer's reports this frontend keeps (the last 900, oldest first), or
+/// those made after `since`: the operator view's charts start from them and then
+/// follow with `since` the last one it has.
+#[utoipa::path(get, path = "/v1/admin/observer/reports", tag = "admin",
+    params(("since" = Option<String>, Query, description = "only reports made after this time (RFC 3339)")),
+    responses((status = 200, description = "`{\"reports\": [...]}`, oldest first", body = Object),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reports(
+    _admin: Admin,
+    query: web::Query<ReportsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let since = match &query.since {
+        Some(since) => Some(DateTime::parse_from_rfc3339(since).map_err(|e| ApiError::InvalidRequest {
+            detail: format!("since must be an RFC 3339 time: {e}"),
+            field: Some("since".into()),
+        })?),
+        None => None,
+    };
+    let reports = state.reports.since(since.map(|t| t.with_timezone(&Utc)));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "reports": reports })))
 }
 
 /// End any caller's job that is stuck `queued` or `running`: its terminal `failed`

@@ -66,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/keys/executor", "GET").route(web::get().to(keys::executor)))
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))
+            .service(resource("/admin/observer/reports", "GET").route(web::get().to(admin::reports)))
             .service(resource("/admin/jobs/{id}/end", "POST").route(web::post().to(admin::end_job))),
     )
     .service(resource("/openapi.json", "GET").route(web::get().to(openapi::document)))

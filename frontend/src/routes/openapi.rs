@@ -28,7 +28,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
-    paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::end_job, keys::executor,
+    paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::reports, admin::end_job, keys::executor,
         functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
         triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete,
         pipelines::start, pipelines::get, pipelines::list, pipelines::cancel),
