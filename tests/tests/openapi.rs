@@ -33,6 +33,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/jobs/{id}/cancel",
         "/v1/admin/observer/config",
         "/v1/admin/observer/status",
+        "/v1/admin/observer/reports",
         "/v1/admin/jobs/{id}/end",
         "/v1/keys/executor",
         "/v1/functions",
@@ -78,6 +79,7 @@ async fn observer_parameters_and_status_are_for_admins_only() {
     };
     assert_eq!(put(stack.token.clone(), json!({"max_workers": 7})).await.status(), 403);
     assert_eq!(stack.get("/v1/admin/observer/status").await.status(), 403);
+    assert_eq!(stack.get("/v1/admin/observer/reports").await.status(), 403);
 
     assert_eq!(put(admin.clone(), json!({"max_wrokers": 7})).await.status(), 400, "typo refused");
     assert_eq!(put(admin.clone(), json!({"min_workers": 9})).await.status(), 400, "min above max refused");
@@ -113,6 +115,20 @@ async fn observer_parameters_and_status_are_for_admins_only() {
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["action"], "add");
             assert_eq!(body["desired_workers"], 2);
+            // the kept reports: all of them, none after the newest, and a bad time refused
+            let all: Value = stack.get_as(&admin, "/v1/admin/observer/reports").await.json().await.unwrap();
+            assert_eq!(all["reports"].as_array().map(Vec::len), Some(1), "{all}");
+            assert_eq!(all["reports"][0]["at"], "2030-01-01T00:00:00Z");
+            let after = "/v1/admin/observer/reports?since=2030-01-01T00:00:00Z";
+            let none: Value = stack.get_as(&admin, after).await.json().await.unwrap();
+            assert_eq!(none["reports"], json!([]), "nothing after the newest");
+            let before = "/v1/admin/observer/reports?since=2029-12-31T23:59:59%2B00:00";
+            let one: Value = stack.get_as(&admin, before).await.json().await.unwrap();
+            assert_eq!(one["reports"].as_array().map(Vec::len), Some(1));
+            let bad = stack.get_as(&admin, "/v1/admin/observer/reports?since=yesterday").await;
+            assert_eq!(bad.status(), 400);
+            let problem: Value = bad.json().await.unwrap();
+            assert_eq!(problem["field"], "since", "{problem}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -69,7 +69,7 @@ pub struct ReportsQuery {
 /// those made after `since`: the operator view's charts start from them and then
 /// follow with `since` the last one it has.
 #[utoipa::path(get, path = "/v1/admin/observer/reports", tag = "admin",
-    params(("since" = Option<String>, Query, description = "only reports made after this time (RFC 3339)")),
+    params(("since" = Option<DateTime<Utc>>, Query, description = "only reports made after this time (RFC 3339)")),
     responses((status = 200, description = "`{\"reports\": [...]}`, oldest first", body = Object),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
