@@ -37,6 +37,12 @@ pub use trigger::{
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The compacted topics' key of `subject`'s definition `name` (a function, a
+/// trigger): unambiguous for any strings.
+pub fn owned_key(subject: &str, name: &str) -> String {
+    serde_json::to_string(&(subject, name)).expect("strings serialise")
+}
+
 /// Who submitted a job. Filled in by the frontend from the authenticated caller;
 /// whatever a client sends in its place is ignored.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -58,9 +58,9 @@ pub enum RollbackError {
 }
 
 impl FunctionState {
-    /// The compacted topic's key of `name` of `subject`: unambiguous for any strings.
+    /// The compacted topic's key of `name` of `subject` ([`super::owned_key`]).
     pub fn key_of(subject: &str, name: &str) -> String {
-        serde_json::to_string(&(subject, name)).expect("strings serialise")
+        super::owned_key(subject, name)
     }
 
     /// The job an invocation of the current version with `input` runs: pinned to

@@ -99,9 +99,9 @@ fn default_concurrency() -> u32 {
 }
 
 impl TriggerState {
-    /// The compacted topic's key of `name` of `subject`.
+    /// The compacted topic's key of `name` of `subject` ([`super::owned_key`]).
     pub fn key_of(subject: &str, name: &str) -> String {
-        serde_json::to_string(&(subject, name)).expect("strings serialise")
+        super::owned_key(subject, name)
     }
 
     pub fn new(owner: Owner, name: &str, function: &str, source: TriggerSource, previous: Option<&Self>) -> Self {

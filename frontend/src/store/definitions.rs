@@ -6,7 +6,7 @@
 //! changes never both start from the same state and one of them lost.
 
 use gitfaas_common::kafka::{Message, PublishError, Publisher};
-use gitfaas_common::schema::{FunctionState, TriggerState};
+use gitfaas_common::schema::{owned_key, FunctionState, TriggerState};
 
 use super::JobStore;
 
@@ -53,7 +53,6 @@ pub trait Definition: Message + Sized {
     const SIZE_FIELD: &'static str;
     const TOO_LARGE: &'static str;
 
-    fn key_of(subject: &str, name: &str) -> String;
     async fn load(store: &JobStore, subject: &str, name: &str) -> redis::RedisResult<Option<Self>>;
     async fn store(&self, store: &JobStore) -> redis::RedisResult<()>;
     async fn remove(store: &JobStore, subject: &str, name: &str) -> redis::RedisResult<()>;
@@ -65,9 +64,6 @@ impl Definition for FunctionState {
     const SIZE_FIELD: &'static str = "name";
     const TOO_LARGE: &'static str = "the function's versions are";
 
-    fn key_of(subject: &str, name: &str) -> String {
-        FunctionState::key_of(subject, name)
-    }
     async fn load(store: &JobStore, subject: &str, name: &str) -> redis::RedisResult<Option<Self>> {
         store.function(subject, name).await
     }
@@ -85,9 +81,6 @@ impl Definition for TriggerState {
     const SIZE_FIELD: &'static str = "schedule.input";
     const TOO_LARGE: &'static str = "the trigger is";
 
-    fn key_of(subject: &str, name: &str) -> String {
-        TriggerState::key_of(subject, name)
-    }
     async fn load(store: &JobStore, subject: &str, name: &str) -> redis::RedisResult<Option<Self>> {
         store.trigger(subject, name).await
     }
@@ -109,7 +102,7 @@ pub async fn change_definition<D: Definition, E>(
     name: &str,
     edit: impl FnOnce(Option<D>) -> Result<Option<D>, E>,
 ) -> Result<Option<D>, ChangeError<E>> {
-    let key = D::key_of(subject, name);
+    let key = owned_key(subject, name);
     let lock = format!("{}:{key}", D::LOCK);
     let Some(token) = store.lock(&lock).await? else { return Err(ChangeError::Busy(D::KIND)) };
     let changed = async {
