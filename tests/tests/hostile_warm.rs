@@ -302,17 +302,25 @@ async fn later_invocations_are_their_own(stack: &Stack, repo: &str) {
     }
 }
 
+/// Warms `repo`'s sandbox (its invocations run as the function's user), then
+/// runs its attack there: the attacker's report, once it has left a nest deeper
+/// than the path limit.
+async fn attack_a_warm_sandbox(stack: &Stack, repo: &str) -> Value {
+    let (_, warmup) = run(stack, &stack.token, repo, json!({"input": "first"})).await;
+    assert_eq!(warmup["output"]["uid"], 65534, "{warmup}");
+    let (_, attacked) = run(stack, &stack.token, repo, json!({"input": "attack"})).await;
+    assert!(warm(&attacked), "{attacked}");
+    assert_eq!(attacked["status"], "succeeded", "{attacked}");
+    let report = attacked["output"].clone();
+    assert!(report["path"].as_u64().unwrap() > 4096, "{report}");
+    report
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_invocation_reaches_neither_runner_nor_init_nor_a_later_invocation() {
     let stack = stack();
     let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", ATTACKER)]);
-    let (_, warmup) = run(stack, &stack.token, &repo, json!({"input": "first"})).await;
-    assert_eq!(warmup["output"]["uid"], 65534, "{warmup}");
-    let (_, attacked) = run(stack, &stack.token, &repo, json!({"input": "attack"})).await;
-    assert!(warm(&attacked), "{attacked}");
-    assert_eq!(attacked["status"], "succeeded", "{attacked}");
-    let report = &attacked["output"];
-    assert!(report["path"].as_u64().unwrap() > 4096, "{report}");
+    let report = &attack_a_warm_sandbox(stack, &repo).await;
     let calls = ["init ptrace", "runner ptrace", "init process_vm_readv", "runner process_vm_readv"];
     denied(report, &calls, &["EPERM"]);
     let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
@@ -358,13 +366,7 @@ exports.main = (d) => (d === 'attack' ? attack() : look(d));
 async fn a_node_invocation_reaches_neither_runner_nor_init_nor_a_later_invocation() {
     let stack = stack();
     let repo = git_repo(&[("gitfaas.toml", "runtime = \"node\"\n"), ("main.js", NODE_ATTACKER)]);
-    let (_, warmup) = run(stack, &stack.token, &repo, json!({"input": "first"})).await;
-    assert_eq!(warmup["output"]["uid"], 65534, "{warmup}");
-    let (_, attacked) = run(stack, &stack.token, &repo, json!({"input": "attack"})).await;
-    assert!(warm(&attacked), "{attacked}");
-    assert_eq!(attacked["status"], "succeeded", "{attacked}");
-    let report = &attacked["output"];
-    assert!(report["path"].as_u64().unwrap() > 4096, "{report}");
+    let report = &attack_a_warm_sandbox(stack, &repo).await;
     let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
     denied(report, &opens, &["EACCES", "EPERM"]);
     later_invocations_are_their_own(stack, &repo).await;

@@ -259,14 +259,7 @@ async fn triggers_are_checked_owned_paused_resumed_and_deleted() {
         client.put(stack.url(&format!("/v1/triggers/{name}"))).bearer_auth(&stack.token).json(&body).send()
     };
     let function = unique("fn-trg").to_lowercase();
-    let deployed = client
-        .put(stack.url(&format!("/v1/functions/{function}")))
-        .bearer_auth(&stack.token)
-        .json(&json!({"repo": function_repo(), "ref": "main"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deployed.status(), StatusCode::CREATED);
+    deploy_on(stack, &stack.token, &function).await;
 
     let refused = [
         (json!({"function": function, "schedule": {"cron": "not a cron"}}), StatusCode::BAD_REQUEST),
@@ -331,14 +324,7 @@ async fn a_schedule_whose_ticks_would_nest_too_deep_is_refused_when_saved() {
     let stack = Stack::shared();
     let client = reqwest::Client::new();
     let function = unique("fn-deep").to_lowercase();
-    let deployed = client
-        .put(stack.url(&format!("/v1/functions/{function}")))
-        .bearer_auth(&stack.token)
-        .json(&json!({"repo": function_repo(), "ref": "main"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deployed.status(), StatusCode::CREATED);
+    deploy_on(stack, &stack.token, &function).await;
     let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
     let put = |name: String, input: Value| {
         let body = json!({"function": function, "schedule": {"cron": "0 3 * * *", "input": input}});
