@@ -147,10 +147,6 @@ impl<C: ConsumerContext + 'static> Inbox<C> {
             tracing::debug!(%error, topic = %self.label, "final commit");
         }
     }
-
-    pub fn consumer(&self) -> &StreamConsumer<C> {
-        &self.consumer
-    }
 }
 
 /// Where a reader starts in each partition of a topic.

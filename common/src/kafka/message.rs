@@ -74,11 +74,6 @@ impl TopicSettings {
             Topic::Triggers => &self.triggers,
         }
     }
-
-    /// Which of gitfaas's topics `name` is, if any.
-    pub fn topic_named(&self, name: &str) -> Option<Topic> {
-        Topic::ALL.into_iter().find(|&topic| self.name(topic) == name)
-    }
 }
 
 /// A message of one of gitfaas's topics, as versioned JSON.
@@ -113,8 +108,6 @@ mod tests {
         let names: std::collections::HashSet<&str> = Topic::ALL.iter().map(|&t| topics.name(t)).collect();
         assert_eq!(names.len(), Topic::ALL.len());
         assert_eq!(topics.name(Topic::DeadLetter), "t-dead-letter");
-        assert_eq!(topics.topic_named("t-logs"), Some(Topic::Logs));
-        assert_eq!(topics.topic_named("logs"), None);
         assert_eq!(Topic::ALL.iter().filter(|t| t.is_compacted()).count(), 2);
         assert_eq!(Topic::Triggers.partitions(4), 1);
         assert_eq!(Topic::Jobs.partitions(4), 4);

@@ -43,11 +43,6 @@ impl Publisher {
         Ok(Self { producer, topics: Arc::new(settings.topics.clone()) })
     }
 
-    /// The configured topic names.
-    pub fn topics(&self) -> &TopicSettings {
-        &self.topics
-    }
-
     /// Publishes `message` to its topic under its key, once the broker has it.
     pub async fn publish<M: Message>(&self, message: &M) -> Result<(), PublishError> {
         self.publish_to(None, message).await
