@@ -119,7 +119,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
 /// The sandbox, with what a crashed predecessor left removed and the runtime
 /// images checked.
 async fn prepare_sandbox(e: &settings::ExecutorSettings, executor_id: &str) -> anyhow::Result<Sandbox> {
-    let sandbox = Sandbox::connect(&e.sandbox()).await?;
+    let sandbox = Sandbox::connect(e.sandbox().policy()).await?;
     let orphans = sandbox.remove_orphans(Some(executor_id)).await.context("removing orphan containers")?;
     if orphans > 0 {
         tracing::warn!(orphans, "removed containers left by a previous run");

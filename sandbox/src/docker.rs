@@ -13,7 +13,6 @@
 //! network (a bridge of its own) exists only when the operator enables it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,7 +29,6 @@ use tracing::Instrument;
 
 use crate::logs::LogSink;
 use crate::metrics::SandboxMetrics;
-use crate::settings::SandboxSettings;
 use crate::tail::Stderr;
 
 mod cleanup;
@@ -96,6 +94,18 @@ impl std::fmt::Debug for SandboxSpec {
     }
 }
 
+/// Settings that are the same for every container an executor starts.
+#[derive(Clone, Debug)]
+pub struct SandboxPolicy {
+    /// OCI runtime: `runc`, or `runsc` for gVisor.
+    pub oci_runtime: String,
+    pub user: String,
+    pub tmpfs_mb: u32,
+    pub nofile: i64,
+    pub stdout_max_bytes: usize,
+    pub stderr_tail_bytes: usize,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SandboxOutcome {
     pub exit_code: Option<i64>,
@@ -111,9 +121,7 @@ pub struct SandboxOutcome {
 #[derive(Clone)]
 pub struct Sandbox {
     docker: Docker,
-    /// What every container gets: the OCI runtime, the user, the tmpfs, the
-    /// descriptor limit and the output bounds.
-    policy: Arc<SandboxSettings>,
+    policy: SandboxPolicy,
     metrics: SandboxMetrics,
 }
 
@@ -142,13 +150,12 @@ const RUN_AS_ENV: &str = "GITFAAS_RUN_AS";
 const DOCKER_CALL_LIMIT: Duration = Duration::from_secs(15);
 
 impl Sandbox {
-    /// The sandbox of `settings` on the local Docker engine, once the engine
-    /// answers: the one policy every run gets (jobs, warm sandboxes, `gitfaas
-    /// local run`).
-    pub async fn connect(settings: &SandboxSettings) -> anyhow::Result<Self> {
+    /// The sandbox of `policy` on the local Docker engine, once the engine answers:
+    /// the one policy every run gets (jobs, warm sandboxes, `gitfaas local run`).
+    pub async fn connect(policy: SandboxPolicy) -> anyhow::Result<Self> {
         let docker = Docker::connect_with_defaults().context("connecting to docker")?;
         docker.ping().await.context("docker engine is not reachable")?;
-        Ok(Self { docker, policy: Arc::new(settings.clone()), metrics: SandboxMetrics::default() })
+        Ok(Self { docker, policy, metrics: SandboxMetrics::default() })
     }
 
     /// The same sandbox, timing its container calls in `metrics`.
@@ -164,7 +171,7 @@ impl Sandbox {
         self.docker.inspect_image(image).await.is_ok()
     }
 
-    pub(crate) fn policy(&self) -> &SandboxSettings {
+    pub(crate) fn policy(&self) -> &SandboxPolicy {
         &self.policy
     }
 

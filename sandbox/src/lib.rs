@@ -12,7 +12,7 @@
 //! - `runtime`: the function contract (`gitfaas.toml`), turned into a [`Launch`]
 //!   (image, command, stdin) by [`plan`]; the cold runners `runner.py`, `runner.js`;
 //! - `docker`: the only code that talks to Docker — [`Sandbox::run`] takes a
-//!   [`SandboxSpec`] and returns a [`SandboxOutcome`], under one [`SandboxSettings`];
+//!   [`SandboxSpec`] and returns a [`SandboxOutcome`], under one [`SandboxPolicy`];
 //!   `tail` keeps a run's stderr tail;
 //! - `outcome`: [`interpret`], the one reading of an outcome as a job's result;
 //! - `warm`: warm sandboxes kept between runs of one function, and their pool
@@ -43,7 +43,7 @@ mod workspace;
 
 pub use deps::{declares as declares_dependencies, Dependencies, DependencySettings, DepsError, Prepared};
 pub use docker::seccomp;
-pub use docker::{Sandbox, SandboxError, SandboxOutcome, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+pub use docker::{Sandbox, SandboxError, SandboxOutcome, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 pub use egress::ConnectProxy;
 pub use local::{run_local, LocalOutcome, LocalRun};
 pub use logs::{LogSink, LogStreamer, Outlet, Redactor};

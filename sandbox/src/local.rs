@@ -60,7 +60,7 @@ pub async fn run_local(
     run: LocalRun<'_>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<LocalOutcome> {
-    let sandbox = Sandbox::connect(settings).await?;
+    let sandbox = Sandbox::connect(settings.policy()).await?;
     let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;

@@ -18,6 +18,7 @@ use gitfaas_common::settings::SettingsError;
 use serde::Deserialize;
 
 use crate::deps::DependencySettings;
+use crate::docker::SandboxPolicy;
 use crate::warm::WarmSettings;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -80,5 +81,17 @@ impl SandboxSettings {
             return invalid("executor.user must be a numeric `uid:gid` (or `uid`)");
         }
         Ok(())
+    }
+
+    /// The policy every container of these settings gets.
+    pub fn policy(&self) -> SandboxPolicy {
+        SandboxPolicy {
+            oci_runtime: self.oci_runtime.clone(),
+            user: self.user.clone(),
+            tmpfs_mb: self.tmpfs_mb,
+            nofile: self.nofile,
+            stdout_max_bytes: self.stdout_max_bytes,
+            stderr_tail_bytes: self.stderr_tail_bytes,
+        }
     }
 }
