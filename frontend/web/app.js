@@ -22,6 +22,9 @@ const overview = new Overview();
 const operator = new Operator((error) => showError(error));
 // The job whose result the page shows as soon as it finishes (the last one submitted).
 let awaited;
+// Jobs whose end the event stream brought lately: a quick job's end may arrive
+// before the answer to its own submission does.
+const endedLately = new Set();
 // The job whose log the log panel shows live: its id, the next chunk index it
 // lacks, the attempt of its last chunk, and chunks that came while it loaded.
 const log = { id: undefined, next: 0, attempt: undefined, early: undefined };
@@ -146,7 +149,17 @@ async function invoke(name) {
   const { status, body } = await functions.invoke(name, invocationInput());
   await reload();
   if (status === 200) showResult(body);
-  else awaited = body.id;
+  else awaitResult(body.id);
+}
+
+// Shows the job's result once it has finished: now, if its end came already.
+function awaitResult(id) {
+  if (endedLately.has(id)) {
+    awaited = undefined;
+    guarded(viewResult)(id);
+  } else {
+    awaited = id;
+  }
 }
 
 async function rollback(name, version) {
@@ -219,7 +232,11 @@ function onEvent(event) {
     // a job this page has not listed yet (submitted elsewhere, or just now)
     guarded(reload)();
   }
-  if (isFinished(event.status)) overview.soon(showError);
+  if (isFinished(event.status)) {
+    overview.soon(showError);
+    endedLately.add(event.id);
+    if (endedLately.size > 200) endedLately.delete(endedLately.values().next().value);
+  }
   if (event.id === awaited && isFinished(event.status)) {
     awaited = undefined;
     guarded(viewResult)(event.id);
@@ -269,8 +286,8 @@ async function submit(event) {
   $('submit').disabled = true;
   try {
     const { body } = await jobs.submit(submission());
-    awaited = body.id;
     hideResult();
+    awaitResult(body.id);
     // the log panel first: a quick job may end (and show its result) while the tables reload
     await showLog(body.id);
     await reload();
