@@ -1,6 +1,12 @@
 //! A job's directories on the host: `code` (the checkout, read-only in the
-//! container), `input` (read-only) and `output` (writable by the sandbox user).
-//! Removed when dropped; a warm sandbox keeps its workspace as long as it lives.
+//! container), `input` (read-only), `output` (writable by the sandbox user) and
+//! `deps` (a dependency layer, read-only). Removed when dropped; a warm sandbox
+//! keeps its workspace as long as it lives.
+//!
+//! A ready sandbox is started with these directories empty; the function's
+//! checkout is moved into `code` and its layer linked into `deps` when it is
+//! claimed ([`Workspace::inject`]). The container sees them through its bind
+//! mounts (under runc and gVisor alike): nothing is mounted after it started.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +20,7 @@ impl Workspace {
         let dir = tempfile::Builder::new().prefix("job-").tempdir_in(work_dir)?;
         // the sandbox user is not root: it must be able to read the checkout and input
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        for (sub, mode) in [("code", 0o755), ("input", 0o755), ("output", 0o777)] {
+        for (sub, mode) in [("code", 0o755), ("input", 0o755), ("output", 0o777), ("deps", 0o755)] {
             std::fs::create_dir(dir.path().join(sub))?;
             std::fs::set_permissions(dir.path().join(sub), std::fs::Permissions::from_mode(mode))?;
         }
@@ -33,18 +39,103 @@ impl Workspace {
         self.0.path().join("output")
     }
 
+    pub fn deps(&self) -> PathBuf {
+        self.0.path().join("deps")
+    }
+
     /// Empties `input` (the executor wrote it) for the next invocation of a warm
     /// sandbox, keeping the directory itself: it is what the container has mounted.
     /// `output` is emptied by the sandbox's own runner, whose user wrote it.
     pub fn clear_input(&self) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(self.input())? {
+        empty(&self.input())
+    }
+
+    /// Gives this (a ready sandbox's, still empty) workspace a function: the
+    /// checkout in `from`'s `code` is moved into `code` (a rename per top-level
+    /// entry: `from` is below the same work directory), and `layer`, if any, is
+    /// linked file by file into `deps` (hard links to the cached layer's
+    /// read-only files; copies where the cache is on another file system).
+    pub fn inject(&self, from: &Workspace, layer: Option<&Path>) -> std::io::Result<()> {
+        let code = self.code();
+        if std::fs::read_dir(&code)?.next().is_some() || std::fs::read_dir(self.deps())?.next().is_some() {
+            return Err(std::io::Error::other("a ready workspace must be empty before it is given a function"));
+        }
+        for entry in std::fs::read_dir(from.code())? {
             let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                std::fs::remove_dir_all(entry.path())?;
-            } else {
-                std::fs::remove_file(entry.path())?;
-            }
+            std::fs::rename(entry.path(), code.join(entry.file_name()))?;
+        }
+        if let Some(layer) = layer {
+            link_tree(layer, &self.deps())?;
         }
         Ok(())
+    }
+}
+
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Recreates the tree `from` in the existing directory `to`: directories with
+/// their modes, files as hard links (or copies across file systems), symlinks
+/// as they are (they resolve inside the container, where the layer is mounted).
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+    while let Some((source, target)) = pending.pop() {
+        for entry in std::fs::read_dir(&source)? {
+            let entry = entry?;
+            let (path, into) = (entry.path(), target.join(entry.file_name()));
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                std::fs::create_dir(&into)?;
+                std::fs::set_permissions(&into, entry.metadata()?.permissions())?;
+                pending.push((path, into));
+            } else if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&path)?, &into)?;
+            } else if kind.is_file() {
+                if let Err(error) = std::fs::hard_link(&path, &into) {
+                    if error.kind() != std::io::ErrorKind::CrossesDevices {
+                        return Err(error);
+                    }
+                    std::fs::copy(&path, &into)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_ready_workspace_is_given_the_checkout_and_a_linked_layer() {
+        let root = tempfile::tempdir().unwrap();
+        let (ready, checkout) = (Workspace::create(root.path()).unwrap(), Workspace::create(root.path()).unwrap());
+        std::fs::create_dir_all(checkout.code().join("pkg")).unwrap();
+        std::fs::write(checkout.code().join("pkg/main.py"), "x = 1").unwrap();
+        std::fs::write(checkout.code().join(".hidden"), "h").unwrap();
+        let layer = root.path().join("layer");
+        std::fs::create_dir_all(layer.join("site/lib")).unwrap();
+        std::fs::write(layer.join("site/lib/m.py"), "y = 2").unwrap();
+        std::os::unix::fs::symlink("lib/m.py", layer.join("site/alias.py")).unwrap();
+        ready.inject(&checkout, Some(&layer)).unwrap();
+        assert_eq!(std::fs::read_to_string(ready.code().join("pkg/main.py")).unwrap(), "x = 1");
+        assert!(ready.code().join(".hidden").is_file());
+        assert_eq!(std::fs::read_dir(checkout.code()).unwrap().count(), 0, "moved, not copied");
+        let linked = ready.deps().join("site/lib/m.py");
+        assert_eq!(linked.metadata().unwrap().ino(), layer.join("site/lib/m.py").metadata().unwrap().ino());
+        assert_eq!(std::fs::read_link(ready.deps().join("site/alias.py")).unwrap(), Path::new("lib/m.py"));
+        let again = Workspace::create(root.path()).unwrap();
+        assert!(ready.inject(&again, None).is_err(), "a workspace is given a function once");
     }
 }

@@ -34,7 +34,7 @@ fn warm(result: &Value) -> bool {
 }
 
 /// The warm containers of the stack's executor: id → the labels Docker holds.
-async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, String>> {
+async fn warm_containers(stack: &Stack) -> HashMap<String, String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
     let executor = format!("{}={}", gitfaas_sandbox::EXECUTOR_LABEL, stack.executor_id);
@@ -42,13 +42,15 @@ async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, Strin
     let filters = HashMap::from([("label", vec![executor.as_str(), warm.as_str()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let found = docker.list_containers(Some(options)).await.expect("list containers");
-    found.into_iter().map(|c| (c.id.unwrap_or_default(), c.labels.unwrap_or_default())).collect()
+    let name = |c: &bollard::models::ContainerSummary| c.names.clone().unwrap_or_default().concat();
+    found.into_iter().map(|c| (c.id.clone().unwrap_or_default(), name(&c))).collect()
 }
 
-/// The id of the warm container first started for job `id`, if it still exists.
-async fn container_of(stack: &Stack, id: &str) -> Option<String> {
+/// The id and name of the warm container first started for job `id` (it is
+/// named `gitfaas-warm-<job>-<owner digest>` once claimed), if it still exists.
+async fn container_of(stack: &Stack, id: &str) -> Option<(String, String)> {
     let containers = warm_containers(stack).await;
-    containers.into_iter().find(|(_, labels)| labels[gitfaas_sandbox::JOB_LABEL] == id).map(|(c, _)| c)
+    containers.into_iter().find(|(_, name)| name.contains(&format!("gitfaas-warm-{id}-")))
 }
 
 const LEAVER: &str = r#"import json, os, subprocess, sys
@@ -172,12 +174,11 @@ async fn two_owners_never_share_a_warm_container() {
     assert!(!warm(&bob_first), "bob's first run does not reuse alice's container: {bob_first}");
     let (_, bob_again) = run(stack, &bob, &repo, json!({"input": "ok"})).await;
     assert!(warm(&bob_again), "{bob_again}");
-    let containers = warm_containers(stack).await;
-    let alice_container = container_of(stack, &alices).await.expect("alice's container");
-    let bob_container = container_of(stack, &bobs).await.expect("bob's container");
+    let (alice_container, alice_name) = container_of(stack, &alices).await.expect("alice's container");
+    let (bob_container, bob_name) = container_of(stack, &bobs).await.expect("bob's container");
     assert_ne!(alice_container, bob_container);
-    let owner = gitfaas_sandbox::OWNER_LABEL;
-    assert_ne!(containers[&alice_container][owner], containers[&bob_container][owner]);
+    let owner_of = |name: &str| name.rsplit('-').next().unwrap().to_owned();
+    assert_ne!(owner_of(&alice_name), owner_of(&bob_name), "{alice_name} {bob_name}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +204,8 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert_eq!((host.nano_cpus, host.pids_limit), (Some(500_000_000), Some(40)));
     let mounts = container.mounts.unwrap();
     let rw: HashMap<_, _> = mounts.iter().map(|m| (m.destination.clone().unwrap(), m.rw.unwrap())).collect();
-    assert_eq!(rw, HashMap::from([("/code".into(), false), ("/input".into(), false), ("/output".into(), true)]));
+    let expected = [("/code", false), ("/input", false), ("/output", true), ("/deps", false)];
+    assert_eq!(rw, expected.into_iter().map(|(m, rw)| (m.to_owned(), rw)).collect());
     let result = finished(stack, &id).await;
     assert_eq!(result["output"], "rested", "{result}");
     let (_, again) = run(stack, &stack.token, &repo, json!({"input": 0, "resources": body["resources"]})).await;

@@ -25,7 +25,8 @@ import struct
 import sys
 import traceback
 
-# the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner
+# the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner;
+# a ready sandbox is started with no arguments: its first request names them (see serve)
 ARGS = sys.argv[1:-2]
 SWEEP = sys.argv[-2]
 # compiled once; what it imports (importlib.util, inspect, json, traceback) is loaded
@@ -250,6 +251,19 @@ def serve():
     sweep(SCRATCH + ["/output"])
     frame(b"R")
     head = bytearray(4)
+    if not ARGS:
+        # a ready sandbox, started before it had a function: the first request is the
+        # cold runner's arguments as a JSON list of strings, and it serves only that one
+        if not read_into(head):
+            return
+        named = bytearray(struct.unpack(">I", head)[0])
+        if not read_into(named):
+            return
+        named = json.loads(bytes(named))
+        if not (isinstance(named, list) and named and all(isinstance(a, str) for a in named)):
+            sys.stderr.write("gitfaas: a ready runner's first request must name its arguments\n")
+            sys.exit(2)
+        ARGS.extend(named)
     while read_into(head):
         request = bytearray(struct.unpack(">I", head)[0])
         if not read_into(request):
