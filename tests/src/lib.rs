@@ -286,6 +286,21 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
     format!("{}/{name}", infra::git_url())
 }
 
+/// Commits `files` (written over what is there) on the branch of the test
+/// repository at `url`: a push, as the git server sees it.
+pub fn commit_to(url: &str, files: &[(&str, &str)]) {
+    let dir = infra::git_root().join(url.rsplit('/').next().expect("a repository url"));
+    for (path, content) in files {
+        std::fs::write(dir.join(path), content).expect("file written");
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(&dir).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["add", "."]);
+    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "next"]);
+}
+
 /// A producer on the test broker, for messages a test writes itself.
 pub fn producer() -> FutureProducer {
     gitfaas_common::kafka::client_config(&kafka_settings("")).create().expect("test producer")

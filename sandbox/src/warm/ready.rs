@@ -184,8 +184,11 @@ async fn refill_once(pool: &Arc<WarmPool>) {
     for container in gone {
         container.remove(&pool.sandbox).await;
     }
-    for shape in &shapes {
-        while !pool.is_closed() && pool.engine().num_ready(shape) < settings.per_shape {
+    // a round per place in each shape's queue: every shape gets its first one before any gets a second
+    let places: Vec<(usize, &ReadyShape)> =
+        (0..settings.per_shape).flat_map(|round| shapes.iter().map(move |s| (round, s))).collect();
+    for (round, shape) in places {
+        if !pool.is_closed() && pool.engine().num_ready(shape) <= round {
             if !pool.engine().reserve_ready(shape.memory_mb) {
                 pool.count();
                 return;
@@ -213,7 +216,6 @@ async fn refill_once(pool: &Arc<WarmPool>) {
                     pool.engine().release(shape.memory_mb);
                     pool.count();
                     tracing::warn!(%error, runtime = %shape.runtime, image = %shape.image, "ready sandbox start failed");
-                    break;
                 }
             }
         }
