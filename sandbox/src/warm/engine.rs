@@ -82,17 +82,28 @@ impl<C> Engine<C> {
         Some(item)
     }
 
-    /// Room for a new ready sandbox of `memory_mb` without evicting anything;
-    /// when there is, it counts as busy until [`Engine::add_ready`] (or a release).
-    pub fn reserve_ready(&mut self, memory_mb: u32) -> bool {
+    /// Room for a new ready sandbox of `memory_mb`: free room, or with
+    /// `evict_idle` room made by evicting idle warm sandboxes, least recently
+    /// used first (never a ready or a busy one). `None` when there is none; else
+    /// the evicted, and the new one counts as busy until [`Engine::add_ready`]
+    /// (or a release).
+    pub fn reserve_ready(&mut self, memory_mb: u32, evict_idle: bool) -> Option<Vec<C>> {
         let memory_mb = u64::from(memory_mb);
-        let fits = self.num_containers() < self.limits.max_containers
-            && self.busy_memory_mb + self.idle_memory_mb() + memory_mb <= self.limits.memory_budget_mb;
-        if fits {
-            self.num_busy += 1;
-            self.busy_memory_mb += memory_mb;
+        // how many of the least recently used idle ones must go for it to fit
+        let (mut num, mut freed_mb) = (0, 0);
+        while self.num_containers() - num >= self.limits.max_containers
+            || self.busy_memory_mb + self.idle_memory_mb() - freed_mb + memory_mb > self.limits.memory_budget_mb
+        {
+            if !evict_idle || num == self.idle.len() {
+                return None;
+            }
+            freed_mb += u64::from(self.idle[num].key.memory_mb);
+            num += 1;
         }
-        fits
+        let evicted = self.idle.drain(..num).map(|i| i.item).collect();
+        self.num_busy += 1;
+        self.busy_memory_mb += memory_mb;
+        Some(evicted)
     }
 
     /// A reserved sandbox has started: it waits as ready.
@@ -289,12 +300,12 @@ mod tests {
     }
 
     #[test]
-    fn ready_sandboxes_fill_only_free_room_are_claimed_by_shape_and_evicted_first() {
+    fn ready_sandboxes_are_claimed_by_shape_evict_only_idle_warm_ones_and_go_first() {
         let mut pool = engine(3, 1024);
         let now = Instant::now();
-        assert!(pool.reserve_ready(256));
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]));
         pool.add_ready(shape("python", 256), "ready-py");
-        assert!(pool.reserve_ready(256));
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]));
         pool.add_ready(shape("node", 256), "ready-node");
         assert_eq!(pool.num_ready(&shape("python", 256)), 1);
         assert_eq!(pool.claim_ready(&shape("python", 512)), None, "another limit is another shape");
@@ -303,19 +314,24 @@ mod tests {
         // the claimed one is busy now; it goes back as a warm sandbox of one function
         pool.give_back(key("alice", "c1", 256), "/w".into(), "ready-py", now);
         assert_eq!(pool.num_containers(), 2);
-        assert!(pool.reserve_ready(256), "a third fits");
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]), "a third fits");
         pool.release(256);
         assert_eq!(pool.admit(256), Some(vec![]));
-        assert!(!pool.reserve_ready(1), "ready ones never evict: the pool is full");
-        assert_eq!(pool.admit(256), Some(vec!["ready-node"]), "the ready one goes before the warm one");
-        assert_eq!(pool.drain(), vec!["ready-py"]);
+        assert_eq!(pool.reserve_ready(1, false), None, "the pool is full");
+        assert_eq!(pool.reserve_ready(1, true), Some(vec!["ready-py"]), "a kept shape evicts an idle warm one");
+        assert_eq!(pool.reserve_ready(1, true), None, "never a ready or a busy one");
+        pool.release(1);
+        assert_eq!(pool.admit(256), Some(vec![]));
+        assert_eq!(pool.admit(256), Some(vec!["ready-node"]), "the ready one goes before a warm one");
+        pool.give_back(key("alice", "c2", 256), "/w".into(), "warm-2", now);
+        assert_eq!(pool.drain(), vec!["warm-2"]);
     }
 
     #[test]
     fn ready_sandboxes_of_unwanted_shapes_are_taken_out() {
         let mut pool = engine(4, 1024);
         for (runtime, item) in [("python", "p"), ("node", "n")] {
-            assert!(pool.reserve_ready(128));
+            assert_eq!(pool.reserve_ready(128, false), Some(vec![]));
             pool.add_ready(shape(runtime, 128), item);
         }
         assert_eq!(pool.unwanted_ready(|s| s.runtime == "python"), vec!["n"]);

@@ -12,8 +12,11 @@
 //!
 //! A refill task keeps `per_shape` of each wanted shape: the prefilled runtimes
 //! (with the limits most jobs run with) always, any other shape for `keep_secs`
-//! after a run last asked for it. It only fills room the pool has free: a ready
-//! sandbox never evicts a warm one, and is the first evicted for one.
+//! after a run last asked for it. A prefilled shape's ready sandbox may evict the
+//! least recently used idle warm sandbox for room (a pool full of idle warm
+//! sandboxes must not leave every first run to a container start); any other
+//! shape only fills free room. A ready sandbox is the first evicted for a new
+//! warm one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -179,7 +182,7 @@ async fn refill_once(pool: &Arc<WarmPool>) {
             job_network: pool.template.job_network,
         });
     }
-    let shapes = pool.wanted.current(pinned);
+    let shapes = pool.wanted.current(pinned.clone());
     let gone = pool.engine().unwanted_ready(|s| shapes.contains(s));
     for container in gone {
         container.remove(&pool.sandbox).await;
@@ -189,9 +192,15 @@ async fn refill_once(pool: &Arc<WarmPool>) {
         (0..settings.per_shape).flat_map(|round| shapes.iter().map(move |s| (round, s))).collect();
     for (round, shape) in places {
         if !pool.is_closed() && pool.engine().num_ready(shape) <= round {
-            if !pool.engine().reserve_ready(shape.memory_mb) {
-                pool.count();
-                return;
+            // a prefilled shape is worth more than the least recently used idle warm sandbox
+            let Some(evicted) = pool.engine().reserve_ready(shape.memory_mb, pinned.contains(shape)) else {
+                continue;
+            };
+            pool.count();
+            for container in evicted {
+                tracing::debug!(container = %container.id, "idle warm sandbox evicted for a ready one");
+                pool.metrics.evictions.inc();
+                container.remove(&pool.sandbox).await;
             }
             match start(pool, shape).await {
                 Ok(container) => {
