@@ -322,13 +322,21 @@ impl JobRunner {
             }
         }
         // (building the download client loads the TLS roots: not for a job without sources)
-        if !spec.sources.is_empty() {
-            if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
-                return (JobResult::failed(at, e.to_string()).into(), place);
+        let downloaded = match spec.sources.is_empty() {
+            true => Ok(()),
+            false => data::download(&spec.sources, &place.workspace().input(), limits, policy).await,
+        };
+        let ended = match downloaded {
+            Err(e) => Some(JobResult::failed(at, e.to_string())),
+            Ok(()) if cancel.is_cancelled() => Some(JobResult::cancelled_before_run(at)),
+            Ok(()) => None,
+        };
+        if let Some(result) = ended {
+            if let (Place::Warm(lease), false) = (&mut place, spec.sources.is_empty()) {
+                // its input holds this job's data, which no invocation will see: no later one may
+                lease.discard();
             }
-        }
-        if cancel.is_cancelled() {
-            return (JobResult::cancelled_before_run(at).into(), place);
+            return (result.into(), place);
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));

@@ -214,8 +214,8 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert!(!warm(&other), "other limits get a container of their own: {other}");
 }
 
-/// Goes after everything beyond its own invocation: init (pid 1) and the runner
-/// (its parent) by ptrace, process_vm_readv, their memory and their stdout (where
+/// Goes after everything beyond its own invocation: init (pid 1), the runner and
+/// (python) the zygote that imported the function by ptrace, process_vm_readv, their memory and their stdout (where
 /// it writes forged frames if it can), signals; leaves a resident process and a
 /// directory nest past PATH_MAX in /tmp and /output. `look` reports what a later
 /// invocation sees.
@@ -245,9 +245,32 @@ def nest(top):
 def syscall_errno(result):
     return 'done' if result >= 0 else errno.errorcode.get(ctypes.get_errno(), 'E?')
 
+def runner_and_zygote():
+    """The resident runner (root) and the zygote that imported this function (the
+    function's user, the runner's command line), by their /proc entries."""
+    runner = zygote = None
+    for p in os.listdir('/proc'):
+        if p.isdigit() and int(p) not in (1, os.getpid()):
+            try:
+                uid = [l for l in open('/proc/%s/status' % p) if l.startswith('Uid:')][0].split()[1]
+                resident = b'gitfaas resident' in open('/proc/%s/cmdline' % p, 'rb').read()
+            except (OSError, IndexError):
+                continue
+            if uid == '0':
+                runner = int(p)
+            elif resident:
+                zygote = int(p)
+    return runner or os.getppid(), zygote
+
 def attack():
     report = {}
-    for name, pid in (('init', 1), ('runner', os.getppid())):
+    runner, parent = runner_and_zygote()
+    if parent is not None:
+        # the zygote that imported the function (its user's): closed to it, and then stopped
+        report['zygote ptrace'] = syscall_errno(libc.ptrace(16, parent, 0, 0))
+        report['zygote mem'] = outcome(lambda: open('/proc/%d/mem' % parent, 'r+b').close())
+        report['zygote fd'] = outcome(lambda: os.listdir('/proc/%d/fd' % parent))
+    for name, pid in (('init', 1), ('runner', runner)):
         report[name + ' ptrace'] = syscall_errno(libc.ptrace(16, pid, 0, 0))  # PTRACE_ATTACH
         buf = ctypes.create_string_buffer(8)
         local = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), 8)
@@ -263,6 +286,8 @@ def attack():
         os._exit(0)
     report['path'] = max(nest('/tmp'), nest('/output'))
     os.chdir('/')
+    if parent is not None:
+        report['zygote stop'] = outcome(lambda: os.kill(parent, 19))  # SIGSTOP: a later invocation must not hang
     return report
 
 def look(marker):
@@ -271,9 +296,11 @@ def look(marker):
     for p in os.listdir('/proc'):
         if p.isdigit() and int(p) not in (1, me, os.getppid()):
             try:
-                procs.append(open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace'))
+                cmdline = open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace')
             except OSError:
-                pass
+                continue
+            if 'gitfaas resident' not in cmdline:  # the runner, and a zygote made after the attack
+                procs.append(cmdline)
     return {'marker': marker, 'tmp': os.listdir('/tmp'), 'output': os.listdir('/output'), 'others': procs,
             'uid': os.getuid()}
 
@@ -327,6 +354,10 @@ async fn a_python_invocation_reaches_neither_runner_nor_init_nor_a_later_invocat
     denied(report, &calls, &["EPERM"]);
     let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
     denied(report, &opens, &["EACCES", "EPERM"]);
+    // the zygote (the function's user too) is non-dumpable: a signal is all that reaches it
+    denied(report, &["zygote ptrace"], &["EPERM"]);
+    denied(report, &["zygote mem", "zygote fd"], &["EACCES", "EPERM"]);
+    assert_eq!(report["zygote stop"], "done", "{report}");
     later_invocations_are_their_own(stack, &repo).await;
 }
 

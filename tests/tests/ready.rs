@@ -89,12 +89,14 @@ async fn until_ready(stack: &Stack, n: usize) {
 /// Checks that `found` (what [`LOOK`] returned) is a sandbox that ran nothing
 /// before this invocation, with `files` as its checkout.
 fn assert_clean(found: &Value, files: &[&str]) {
+    // init, the runner and (the invocation's parent) the zygote that imported the function
     let procs = found["procs"].as_array().unwrap();
+    assert!(procs.len() <= 3, "{procs:?}");
     for proc in procs {
         let argv = proc["argv"].to_string();
         let expected = proc["pid"] == 1 && argv.contains("docker-init")
-            || proc["parent"] == true && argv.contains("python3") && argv.contains("gitfaas resident python runner");
-        assert!(expected, "a process that is neither init nor the runner: {proc} (all: {procs:?})");
+            || argv.contains("python3") && argv.contains("gitfaas resident python runner");
+        assert!(expected, "a process that is neither init, the runner nor its zygote: {proc} (all: {procs:?})");
     }
     for dir in ["tmp", "output", "input", "deps"] {
         assert_eq!(found[dir], json!([]), "/{dir} holds something: {found}");
@@ -190,10 +192,44 @@ async fn the_pool_stays_within_its_container_bound() {
 async fn gvisor_serves_ready_sandboxes_too() {
     let stack = start(Options::runtime("runsc"));
     let stack = &stack;
-    until_ready(stack, 1).await;
+    until_ready(stack, 2).await; // python and node
     let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", LOOK)]);
     let (_, result) = run(stack, &stack.token, json!({"repo": repo, "input": 1, "resources": ready_limits()})).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["ready"], true, "{result}");
     assert_eq!(result["output"]["code"], json!(["gitfaas.toml", "main.py"]), "{result}");
+}
+
+/// Imported once per sandbox: the module's import-time token is the same for every
+/// warm invocation, each of which is a process of its own that a mutation of the
+/// last one does not reach.
+const IMPORTED: &str = r#"import os, time
+TOKEN = os.urandom(8).hex()
+SEEN = []
+print('imported', TOKEN)
+
+def main(data, credentials):
+    SEEN.append(data)
+    return {'token': TOKEN, 'pid': os.getpid(), 'seen': list(SEEN)}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_function_is_imported_once_and_each_invocation_is_a_fresh_process() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let stack = stack();
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", IMPORTED)]);
+    let mut runs = Vec::new();
+    for n in 0..3 {
+        let (_, result) =
+            run(stack, &stack.token, json!({"repo": repo, "input": n, "resources": ready_limits()})).await;
+        assert_eq!(result["status"], "succeeded", "{result}");
+        assert_eq!(result["output"]["seen"], json!([n]), "a fresh process: {result}");
+        runs.push(result);
+    }
+    assert!(runs[1]["warm"] == true && runs[2]["warm"] == true, "{runs:?}");
+    let token = &runs[0]["output"]["token"];
+    assert!(runs.iter().all(|r| &r["output"]["token"] == token), "imported once: {runs:?}");
+    let pids: std::collections::BTreeSet<_> = runs.iter().map(|r| r["output"]["pid"].to_string()).collect();
+    assert_eq!(pids.len(), 3, "{runs:?}");
+    assert!(runs[0]["stderr_tail"].as_str().unwrap().contains("imported"), "the import's print is logged: {runs:?}");
 }

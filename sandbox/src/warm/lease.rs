@@ -30,6 +30,12 @@ impl Lease {
         &self.container.as_ref().expect("a lease holds its container until finished").workspace
     }
 
+    /// The run ends without an invocation after it gave the sandbox something
+    /// (its input): the sandbox serves no other.
+    pub fn discard(&mut self) {
+        self.reusable = false;
+    }
+
     /// Runs the invocation; the lease remembers whether the sandbox may serve another.
     pub async fn invoke(
         &mut self,
