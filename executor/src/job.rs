@@ -253,7 +253,7 @@ impl JobRunner {
         if let Some(pool) = &self.warm {
             // the same commit has the same manifest: plan from the warm checkout
             let warm_plan = pool.code_dir_of(owner, sha).and_then(|code| Some((plan(&code).ok()?, code)));
-            let warm_plan = warm_plan.filter(|(l, code)| !install || !declares_dependencies(code, workdir, &l.runtime));
+            let warm_plan = warm_plan.filter(|(l, code)| !install || !declares_dependencies(code, workdir, l));
             if let Some((launch, _)) = warm_plan {
                 if let Ok(key) = pool.key(owner, sha, &launch, resources, network).await {
                     if let Some(lease) = pool.take(&key) {

@@ -72,7 +72,7 @@ pub async fn run_local(
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let streamer = run.live_log.then(|| print_live(&settings.logs));
     // the cache is made only for a directory that declares something
-    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch.runtime) {
+    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch) {
         true => {
             let deps =
                 Dependencies::new(&settings.dependencies, sandbox.clone(), "local").context("dependency cache")?;

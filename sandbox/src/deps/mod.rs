@@ -170,7 +170,7 @@ impl Dependencies {
     }
 
     /// The layer the run of `launch` from `checkout` needs — cached, or built now —
-    /// or `None` when the checkout declares no dependencies at `workdir` or its root.
+    /// or `None` when the declaration nearest the entry (see [`detect`]) declares none.
     pub async fn prepare(
         &self,
         checkout: &Path,
@@ -179,7 +179,8 @@ impl Dependencies {
         job: &str,
         cancel: &CancellationToken,
     ) -> Result<Option<Prepared>, DepsError> {
-        let Some(declared) = detect::declared(checkout, workdir, &launch.runtime)? else { return Ok(None) };
+        let found = detect::declared(checkout, workdir, &launch.entry_dir, &launch.runtime)?;
+        let Some((file, declared)) = found else { return Ok(None) };
         let field = if launch.runtime == "node" { "npm_registry" } else { "pip_index" };
         let index = self.settings.index_of(&launch.runtime).ok_or(DepsError::NoIndex(field))?;
         let index = url::Url::parse(index).map_err(|e| DepsError::Infrastructure(format!("package index: {e}")))?;
@@ -225,7 +226,7 @@ impl Dependencies {
             Err(other) => return Err(other),
         };
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, "dependency layer ready");
+        tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, declaration = %file, "dependency layer ready");
         Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built }))
     }
 }
@@ -239,8 +240,8 @@ fn tail(log: &str, max: usize) -> &str {
     &log[start..]
 }
 
-/// Whether the checkout declares dependencies of `runtime` at `workdir` or its
-/// root (a declaration it cannot read counts: the cold path reports it).
-pub fn declares(checkout: &Path, workdir: &str, runtime: &str) -> bool {
-    !matches!(detect::declared(checkout, workdir, runtime), Ok(None))
+/// Whether the checkout declares dependencies for the run of `launch` in
+/// `workdir` (a declaration it cannot read counts: the cold path reports it).
+pub fn declares(checkout: &Path, workdir: &str, launch: &Launch) -> bool {
+    !matches!(detect::declared(checkout, workdir, &launch.entry_dir, &launch.runtime), Ok(None))
 }
