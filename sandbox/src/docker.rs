@@ -250,6 +250,14 @@ impl Sandbox {
         }
     }
 
+    /// This sandbox with a `/tmp` of `mb` MiB instead of the policy's (a dependency
+    /// build's scratch space).
+    pub(crate) fn with_tmpfs_mb(&self, mb: u32) -> Sandbox {
+        let mut sandbox = self.clone();
+        sandbox.policy.tmpfs_mb = mb;
+        sandbox
+    }
+
     fn container_config(&self, spec: &SandboxSpec) -> ContainerCreateBody {
         let p = &self.policy;
         let memory = i64::from(spec.memory_mb) * 1024 * 1024;

@@ -103,3 +103,22 @@ async fn a_local_run_reads_the_declaration_nearest_its_entry() {
     let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();
     assert_eq!((out.status, out.output.clone()), (JobStatus::Succeeded, Some(json!(42))), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_larger_than_a_functions_tmp_installs_in_the_builds_scratch() {
+    let ix = index();
+    let name = module("large");
+    const MB: u32 = 110; // pip holds the download and the unpacked copy in /tmp: 3.4 times a function's 64 MiB
+    ix.pypi.add_large_wheel(&name, MB);
+    let main = format!("import {name}\ndef main(data):\n    return {name}.size()\n");
+    let repo = git_repo(&[("requirements.txt", &format!("{name}==1.0\n")), ("main.py", &main)]);
+    let result = run_on(&ix.stack, json!({"repo": repo, "runtime": "python"})).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"], json!(u64::from(MB) << 20), "{result}");
+    // 110 MiB of the shared disk: the layer goes once the test has seen it
+    for layer in std::fs::read_dir(ix.cache_dir.join("layers")).unwrap().flatten() {
+        if layer.path().join("site").join(&name).exists() {
+            std::fs::remove_dir_all(layer.path()).unwrap();
+        }
+    }
+}

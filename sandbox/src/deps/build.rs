@@ -6,7 +6,9 @@
 //! the rest of the host's side of the bridge. The installer comes
 //! from the executor's tools directory, mounted read-only: pip's wheel (run as
 //! `python3 pip.whl/pip`) and npm's package (`node npm/bin/npm-cli.js`), since the
-//! runtime images hold a bare interpreter.
+//! runtime images hold a bare interpreter. Its `/tmp`, where pip downloads and
+//! unpacks what it installs, is sized to the layer bound (`build_scratch_mb`), not
+//! to a function's, and its memory limit grows by as much, since a tmpfs is memory.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,14 +95,14 @@ async fn build_on(
         ],
         env: vec!["npm_config_cache=/tmp/npm-cache".into(), "npm_config_update_notifier=false".into()],
         stdin: Default::default(),
-        memory_mb: s.build_memory_mb,
+        memory_mb: s.build_memory_mb.saturating_add(s.scratch_mb()),
         cpu_millis: s.build_cpu_millis,
         pids: s.build_pids,
         timeout: Duration::from_secs(s.build_timeout_secs),
         // the build's own log is kept in the layer cache and shown when it fails
         log: crate::logs::LogSink::off(),
     };
-    let outcome = sandbox.run(spec, cancel).await.map_err(infrastructure)?;
+    let outcome = sandbox.with_tmpfs_mb(s.scratch_mb()).run(spec, cancel).await.map_err(infrastructure)?;
     let log = staging.log();
     if let Some(unreachable) = proxy.unreachable() {
         return Err(DepsError::IndexUnreachable(unreachable));
@@ -110,7 +112,11 @@ async fn build_on(
     } else if outcome.timed_out {
         format!("the build passed its {} s limit", s.build_timeout_secs)
     } else if outcome.oom_killed {
-        format!("the build passed its {} MiB memory limit", s.build_memory_mb)
+        let (memory, scratch) = (s.build_memory_mb, s.scratch_mb());
+        format!(
+            "the build passed its {} MiB memory limit ({memory} MiB and its {scratch} MiB /tmp)",
+            memory.saturating_add(scratch)
+        )
     } else if outcome.exit_code != Some(0) {
         let code = outcome.exit_code.map_or("unknown".into(), |c| c.to_string());
         format!("the installer exited with code {code}")

@@ -54,6 +54,10 @@ pub struct DependencySettings {
     pub build_pids: u32,
     /// The largest layer one build may write.
     pub max_layer_mb: u64,
+    /// The build's `/tmp` (where pip downloads and unpacks before it copies into
+    /// the layer); default `max_layer_mb`. A tmpfs: its pages are memory, so the
+    /// build container's memory limit is `build_memory_mb` plus this.
+    pub build_scratch_mb: Option<u32>,
     /// All layers together at most; least recently used ones are evicted.
     pub max_cache_mb: u64,
     /// Drop everything a build sends to the host but its proxy (`iptables` on the
@@ -74,6 +78,7 @@ impl Default for DependencySettings {
             build_cpu_millis: 1000,
             build_pids: 256,
             max_layer_mb: 1024,
+            build_scratch_mb: None,
             max_cache_mb: 8192,
             guard_host: true,
         }
@@ -94,7 +99,15 @@ impl DependencySettings {
         if self.build_timeout_secs == 0 || self.max_layer_mb == 0 || self.max_cache_mb < self.max_layer_mb {
             return Err("dependencies: build_timeout_secs and max_layer_mb must be at least 1, max_cache_mb at least max_layer_mb".into());
         }
+        if self.build_scratch_mb == Some(0) {
+            return Err("dependencies.build_scratch_mb must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The build's scratch space in MiB: `build_scratch_mb`, else the layer bound.
+    fn scratch_mb(&self) -> u32 {
+        self.build_scratch_mb.unwrap_or_else(|| u32::try_from(self.max_layer_mb).unwrap_or(u32::MAX))
     }
 
     fn index_of(&self, runtime: &str) -> Option<&str> {
