@@ -30,7 +30,7 @@ pub use function::{
     MAX_VERSIONS_KEPT,
 };
 pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
-pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
+pub use result::{Attempt, DependencyBuild, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 pub use trigger::{
     MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS, MAX_TOPIC_CONCURRENCY,
 };
@@ -309,6 +309,8 @@ impl JobStarted {
 }
 
 /// A message on the results topic.
+// one per message, decoded and matched once: the variants' sizes do not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobEvent {

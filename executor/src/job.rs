@@ -176,7 +176,7 @@ impl JobRunner {
             plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
-        let placed = self.place(job, at, &repo, &sha, token, plan, cancel).await;
+        let placed = self.place(job, at, &repo, &sha, token, plan, log, cancel).await;
         drop(credentials);
         let (launch, place) = match placed {
             Ok(placed) => placed,
@@ -244,6 +244,7 @@ impl JobRunner {
         sha: &str,
         token: Option<zeroize::Zeroizing<String>>,
         plan: impl Fn(&Path) -> Result<Launch, ManifestError>,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<(Launch, Place), Ending> {
         let owner = &job.owner.subject;
@@ -268,7 +269,8 @@ impl JobRunner {
         self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).instrument(checkout).await?;
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
         if install {
-            let prepared = self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), cancel).await;
+            let prepared =
+                self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), log, cancel).await;
             match prepared {
                 Ok(None) => {}
                 Ok(Some(prepared)) => return Ok((launch, Place::Cold(workspace, Some(prepared)))),
@@ -345,6 +347,9 @@ impl JobRunner {
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };
+        if let Place::Cold(_, Some(prepared)) = &place {
+            ending.result.dependencies = Some(prepared.summary());
+        }
         if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 let failed = match e {

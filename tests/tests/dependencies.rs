@@ -357,6 +357,7 @@ async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_th
         let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();
         if dependencies {
             assert_eq!((out.status, out.output.clone()), (JobStatus::Succeeded, Some(json!(42))), "{out:?}");
+            assert_eq!(out.dependencies.map(|d| d.file).as_deref(), Some("requirements.txt"));
         } else {
             assert_eq!(out.status, JobStatus::Failed, "{out:?}");
             assert!(out.stderr_tail.contains("ModuleNotFoundError"), "{out:?}");

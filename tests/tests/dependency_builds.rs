@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gitfaas_tests::package_index::PyPi;
 use gitfaas_tests::sandbox::finished;
+use gitfaas_tests::sse::EventReader;
 use gitfaas_tests::{git_repo, unique, Stack};
 use serde_json::{json, Value};
 
@@ -121,4 +122,63 @@ async fn a_package_larger_than_a_functions_tmp_installs_in_the_builds_scratch() 
             std::fs::remove_dir_all(layer.path()).unwrap();
         }
     }
+}
+
+/// The job's whole log, followed to its end.
+async fn log_of(stack: &Stack, id: &str) -> String {
+    let response = stack.get(&format!("/v1/jobs/{id}/logs?follow=true")).await;
+    assert_eq!(response.status(), 200);
+    let events = EventReader::new(response).until_end(Duration::from_secs(60)).await;
+    events.iter().filter(|e| e.name == "log").map(|e| e.data["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_names_its_declaration_and_whether_the_layer_was_built_and_the_log_holds_the_build() {
+    let ix = index();
+    let name = module("shown");
+    ix.pypi.add_wheel(&name, "VALUE = 'shown'\n");
+    let main = format!("import {name}\ndef main(data):\n    print('the function runs')\n    return {name}.VALUE\n");
+    let requirements = format!("{name}==1.0\n");
+    let repo = git_repo(&[("fns/a/requirements.txt", &requirements), ("fns/a/main.py", &main)]);
+    let body = json!({"repo": repo, "runtime": "python", "entry": "fns/a/main.py"});
+    let id = ix.stack.submit_ok(&body).await;
+    let first = finished(&ix.stack, &id).await;
+    assert_eq!((first["status"].as_str(), &first["output"]), (Some("succeeded"), &json!("shown")), "{first}");
+    let build = &first["dependencies"];
+    assert_eq!((build["file"].as_str(), build["built"].as_bool()), (Some("fns/a/requirements.txt"), Some(true)));
+    assert!(build["build_ms"].is_u64(), "{first}");
+    let log = log_of(&ix.stack, &id).await;
+    let (started, collected, ran) = (
+        log.find("[gitfaas: installing the dependencies fns/a/requirements.txt declares]"),
+        log.find(&format!("Collecting {name}==1.0")),
+        log.find("the function runs"),
+    );
+    assert!(started < collected && collected < ran && started.is_some(), "the build, then the run: {log}");
+    assert!(log.contains("[gitfaas: dependencies installed in "), "{log}");
+
+    let again = run_on(&ix.stack, body).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(
+        (again["dependencies"]["file"].as_str(), again["dependencies"]["built"].as_bool()),
+        (Some("fns/a/requirements.txt"), Some(false))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_build_says_the_installers_own_error_and_which_declaration_and_logs_it() {
+    let ix = index();
+    let absent = module("nowhere");
+    let repo =
+        git_repo(&[("requirements.txt", &format!("{absent}==2.0\n")), ("main.py", "def main(d):\n    return 1\n")]);
+    let id = ix.stack.submit_ok(&json!({"repo": repo, "runtime": "python"})).await;
+    let result = finished(&ix.stack, &id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = format!(
+        "dependency install failed: the installer exited with code 1: \
+         No matching distribution found for {absent}==2.0 (installing requirements.txt)"
+    );
+    assert_eq!(result["reason"], reason.as_str(), "{result}");
+    let log = log_of(&ix.stack, &id).await;
+    assert!(log.contains(&format!("ERROR: No matching distribution found for {absent}==2.0")), "{log}");
+    assert!(log.contains(&format!("[gitfaas: {reason}]")), "{log}");
 }

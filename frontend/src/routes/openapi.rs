@@ -265,4 +265,15 @@ mod tests {
         let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
         assert!(matches!(refused, Err(crate::request::Invalid { field: Some(f), .. }) if f == "delivery"));
     }
+
+    #[test]
+    fn a_results_dependency_layer_is_in_the_document() {
+        let schemas = &served(&settings())["components"]["schemas"];
+        let build = &schemas["DependencyBuild"]["properties"];
+        assert_eq!(
+            (build["file"]["type"].clone(), build["built"]["type"].clone()),
+            (json!("string"), json!("boolean"))
+        );
+        assert!(schemas["JobResult"]["properties"]["dependencies"].is_object(), "{}", schemas["JobResult"]);
+    }
 }

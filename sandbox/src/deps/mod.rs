@@ -21,7 +21,10 @@ use serde::Deserialize;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use gitfaas_common::schema::DependencyBuild;
+
 use crate::docker::{Sandbox, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::logs::LogSink;
 use crate::runtime::Launch;
 use cache::{Layer, LayerCache};
 
@@ -29,7 +32,7 @@ use cache::{Layer, LayerCache};
 pub const DEPS_MOUNT: &str = "/deps";
 /// The build's log file, in its log directory.
 const BUILD_LOG: &str = "build.log";
-/// The most of a failed build's log kept on the host.
+/// The most of a build's log kept (on the host, and of its output).
 const MAX_KEPT_LOG_BYTES: usize = 1 << 20;
 /// The tail of a failed build's log in the job's result.
 const LOG_TAIL_BYTES: usize = 8 << 10;
@@ -155,9 +158,18 @@ pub struct Prepared {
     runtime: String,
     /// Whether this run built it (else it was cached).
     pub built: bool,
+    /// The declaration it was installed from, relative to the checkout.
+    pub file: String,
+    /// Time to have the layer (built, waited for or found).
+    pub build_ms: u64,
 }
 
 impl Prepared {
+    /// What a result says of this layer.
+    pub fn summary(&self) -> DependencyBuild {
+        DependencyBuild { file: self.file.clone(), built: self.built, build_ms: self.build_ms }
+    }
+
     /// Mounts the layer read-only into `spec` and points the runtime at it.
     pub fn apply(&self, spec: &mut SandboxSpec) {
         spec.mounts.push((self.layer.dir.clone(), DEPS_MOUNT.to_owned(), true));
@@ -190,6 +202,7 @@ impl Dependencies {
         workdir: &str,
         launch: &Launch,
         job: &str,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<Option<Prepared>, DepsError> {
         let found = detect::declared(checkout, workdir, &launch.entry_dir, &launch.runtime)?;
@@ -221,26 +234,36 @@ impl Dependencies {
             ]),
             settings: &self.settings,
             index: &index,
+            log: log.clone(),
         };
         let built = self
             .cache
-            .get_or_build(&key, |staging| build::build(&self.sandbox, plan, &declared, staging, cancel))
+            .get_or_build(&key, |staging| {
+                log.push(format!("[gitfaas: installing the dependencies {file} declares]\n").as_bytes());
+                build::build(&self.sandbox, plan, &declared, staging, cancel)
+            })
             .await;
         let (layer, built) = match built {
             Ok(found) => found,
-            Err(DepsError::Failed { why, log }) => {
-                let kept = tail(&log, MAX_KEPT_LOG_BYTES);
+            Err(DepsError::Failed { why, log: build_log }) => {
+                let kept = tail(&build_log, MAX_KEPT_LOG_BYTES);
                 if let Err(error) = std::fs::write(self.cache.log_path(&key), kept) {
                     tracing::warn!(layer = %key, %error, "keeping the build log failed");
                 }
                 tracing::info!(layer = %key, %why, "dependency build failed");
-                return Err(DepsError::Failed { why, log: tail(&log, LOG_TAIL_BYTES).to_owned() });
+                let why = format!("{why} (installing {file})");
+                log.push(format!("[gitfaas: dependency install failed: {why}]\n").as_bytes());
+                return Err(DepsError::Failed { why, log: tail(&build_log, LOG_TAIL_BYTES).to_owned() });
             }
             Err(other) => return Err(other),
         };
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, declaration = %file, "dependency layer ready");
-        Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built }))
+        if built {
+            log.push(format!("[gitfaas: dependencies installed in {:.1} s]\n", build_ms / 1e3).as_bytes());
+        }
+        let build_ms = build_ms as u64;
+        Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built, file, build_ms }))
     }
 }
 
