@@ -114,6 +114,9 @@ pub fn result(output: Output, result: &Value) {
             if let Some(summary) = dependencies(&result["dependencies"]) {
                 out!("{:<13} {summary}", "dependencies:");
             }
+            for note in result["notes"].as_array().into_iter().flatten() {
+                out!("{:<13} {}", "note:", cell(note));
+            }
             if let Some(out) = result.get("output") {
                 let pretty = serde_json::to_string_pretty(out).expect("json values serialise");
                 out!("output:\n{}", escape::json(&pretty));

@@ -13,6 +13,8 @@ use tracing::Instrument;
 
 use std::path::{Path, PathBuf};
 
+mod checkout;
+
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
@@ -218,7 +220,7 @@ impl JobRunner {
             let token = token.as_deref().map(|t| t.as_str());
             match checkout {
                 None => git.resolve_checked(&repo, &policy, &git_ref, token),
-                Some(dir) => git.checkout_commit(repo.as_str(), &git_ref, &dir, token).map(|()| git_ref),
+                Some(dir) => git.checkout_commit(repo.as_str(), &git_ref, &dir, token).map(|_| git_ref),
             }
         })
         .await;
@@ -251,7 +253,9 @@ impl JobRunner {
         let (resources, network) = (&job.spec.resources, self.settings.job_network);
         let workdir = job.spec.workdir.as_deref().unwrap_or(".");
         let install = job.spec.dependencies.is_install();
-        if let Some(pool) = &self.warm {
+        // fetched submodules are this job's checkout alone: never a warm sandbox's
+        let fetch = !job.spec.submodules.is_empty();
+        if let Some(pool) = self.warm.as_ref().filter(|_| !fetch) {
             // the same commit has the same manifest: plan from the warm checkout
             let warm_plan = pool.code_dir_of(owner, sha).and_then(|code| Some((plan(&code).ok()?, code)));
             let warm_plan = warm_plan.filter(|(l, code)| !install || !declares_dependencies(code, workdir, l));
@@ -266,7 +270,9 @@ impl JobRunner {
         let workspace = Workspace::create(&self.settings.work_dir)
             .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
         let checkout = tracing::info_span!("git checkout", git.commit = %sha);
-        self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).instrument(checkout).await?;
+        let (target, submodules) = ((repo.clone(), sha.to_owned()), job.spec.submodules);
+        let notes = self.checkout_task(at, target, workspace.code(), token, submodules).instrument(checkout).await?;
+        let workspace = workspace.with_notes(notes);
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
         if install {
             let prepared =
@@ -277,7 +283,8 @@ impl JobRunner {
                 Err(e) => return Err(dependency_ending(at, e)),
             }
         }
-        let Some((pool, command)) = self.warm.as_ref().zip(warm_command(&launch.runtime, &launch.command)) else {
+        let warm = self.warm.as_ref().filter(|_| !fetch);
+        let Some((pool, command)) = warm.zip(warm_command(&launch.runtime, &launch.command)) else {
             return Ok((launch, Place::Cold(workspace, None)));
         };
         pool.missed();
@@ -350,6 +357,7 @@ impl JobRunner {
         if let Place::Cold(_, Some(prepared)) = &place {
             ending.result.dependencies = Some(prepared.summary());
         }
+        ending.result.notes = place.workspace().notes().to_vec();
         if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 let failed = match e {

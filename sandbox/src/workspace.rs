@@ -1,11 +1,16 @@
 //! A job's directories on the host: `code` (the checkout, read-only in the
 //! container), `input` (read-only) and `output` (writable by the sandbox user).
 //! Removed when dropped; a warm sandbox keeps its workspace as long as it lives.
+//! It carries the checkout's notes (a submodule left empty), which every run from
+//! it reports.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub struct Workspace(tempfile::TempDir);
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    notes: Vec<String>,
+}
 
 impl Workspace {
     /// A fresh workspace below `work_dir`.
@@ -18,19 +23,28 @@ impl Workspace {
             std::fs::create_dir(dir.path().join(sub))?;
             std::fs::set_permissions(dir.path().join(sub), std::fs::Permissions::from_mode(mode))?;
         }
-        Ok(Self(dir))
+        Ok(Self { dir, notes: Vec::new() })
+    }
+
+    /// This workspace, whose checkout the result of each run from it notes so.
+    pub fn with_notes(self, notes: Vec<String>) -> Self {
+        Self { notes, ..self }
+    }
+
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     pub fn code(&self) -> PathBuf {
-        self.0.path().join("code")
+        self.dir.path().join("code")
     }
 
     pub fn input(&self) -> PathBuf {
-        self.0.path().join("input")
+        self.dir.path().join("input")
     }
 
     pub fn output(&self) -> PathBuf {
-        self.0.path().join("output")
+        self.dir.path().join("output")
     }
 
     /// Empties `input` (the executor wrote it) for the next invocation of a warm

@@ -90,6 +90,10 @@ pub struct JobResult {
     /// The run's dependency layer, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<DependencyBuild>,
+    /// What the run did differently from what the repository may expect, without
+    /// failing (a submodule left empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What every result of one attempt shares: the job, its owner, which attempt,
@@ -152,6 +156,7 @@ impl JobResult {
             delivery: attempt.delivery,
             function: attempt.function.clone(),
             dependencies: None,
+            notes: Vec::new(),
         }
     }
 
