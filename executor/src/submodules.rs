@@ -4,8 +4,8 @@
 //! checkout's `.gitmodules` gives it (`../other.git` and `./sub.git` resolved
 //! against the repository's own URL): through the same URL policy, mirror cache
 //! and checkout limits as the repository — one budget for the repository and all
-//! its submodules —, with the job's git token only when its host is the
-//! repository's, and its own submodules the same way, at most `max_depth` levels
+//! its submodules —, with the job's git token only when its scheme, host and port
+//! are the repository's, and its own submodules the same way, at most `max_depth` levels
 //! down. All of it is blocking work, like the checkout.
 
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ pub fn notes_of_empty(checked: &CheckedTree) -> Vec<String> {
 pub struct Fetch<'a> {
     pub git: &'a GitCache,
     pub policy: &'a PolicySettings,
-    /// The repository the job names: its host is the only one given the token.
+    /// The repository the job names: the only origin (scheme, host, port) given the token.
     pub repo: &'a RepoUrl,
     pub token: Option<&'a str>,
     pub max_depth: u32,
@@ -79,7 +79,9 @@ impl Fetch<'_> {
                 return Err(GitError::Submodule { path: full, why });
             };
             let url = RepoUrl::parse(&resolved, self.policy).map_err(|e| in_it(GitError::Refused(e)))?;
-            let token = self.token.filter(|_| url.host() == self.repo.host());
+            let origin = |u: &RepoUrl| (u.scheme().to_owned(), u.host().to_owned(), u.port());
+            let same_origin = origin(&url) == origin(self.repo);
+            let token = self.token.filter(|_| same_origin);
             let dest = dir.join(path);
             let sha = commit.to_string();
             let checked = self.git.checkout_pinned(&url, self.policy, &sha, &dest, token, budget).map_err(in_it)?;

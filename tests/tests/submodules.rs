@@ -30,20 +30,33 @@ fn dir_of(url: &str) -> std::path::PathBuf {
     infra::git_root().join(url.rsplit('/').next().unwrap())
 }
 
-/// A python repository whose `data` is a submodule with `url` in `.gitmodules`,
-/// pinned at `commit`.
-fn with_submodule(url: &str, commit: &str) -> String {
+/// A repository of `files` whose `path` is a submodule with `url` in
+/// `.gitmodules`, pinned at `commit`.
+fn with_gitlink(files: &[(&str, &str)], path: &str, url: &str, commit: &str) -> String {
     let name = unique("super");
     let dir = infra::git_root().join(&name);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::create_dir_all(dir.join(path)).unwrap();
     git(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("gitfaas.toml"), "runtime = \"python\"\n").unwrap();
-    std::fs::write(dir.join("main.py"), LISTS_DATA).unwrap();
-    std::fs::write(dir.join(".gitmodules"), format!("[submodule \"data\"]\n\tpath = data\n\turl = {url}\n")).unwrap();
-    git(&dir, &["add", "gitfaas.toml", "main.py", ".gitmodules"]);
-    git(&dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{commit},data")]);
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let gitmodules = format!("[submodule \"{path}\"]\n\tpath = {path}\n\turl = {url}\n");
+    std::fs::write(dir.join(".gitmodules"), gitmodules).unwrap();
+    git(&dir, &["add", "."]);
+    git(&dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{commit},{path}")]);
     git(&dir, &["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "with a submodule"]);
     format!("{}/{name}", infra::git_url())
+}
+
+/// A python repository whose `data` is a submodule with `url`, pinned at `commit`.
+fn with_submodule(url: &str, commit: &str) -> String {
+    with_gitlink(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", LISTS_DATA)], "data", url, commit)
+}
+
+/// The path of a repository of the test git server relative to another's, and
+/// its commit.
+fn relative(url: &str) -> (String, String) {
+    (format!("../{}", url.rsplit('/').next().unwrap()), git(&dir_of(url), &["rev-parse", "HEAD"]))
 }
 
 /// A data repository with two commits: the first's `value.txt` says `pinned`, the
@@ -109,4 +122,31 @@ async fn a_submodule_the_policy_refuses_is_rejected_and_one_that_cannot_be_fetch
     assert!(result["reason"].as_str().unwrap().starts_with("submodule `data`: "), "{result}");
     // the same repository with its submodule left empty runs
     assert_eq!(run(json!({"repo": repo})).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submodules_of_submodules_are_fetched_down_to_the_depth_bound() {
+    // a chain: the function's `data` holds `sub`, which holds `sub`, … the last holds value.txt
+    let chain = |levels: usize| {
+        let mut url = git_repo(&[("value.txt", "deep")]);
+        for _ in 1..levels {
+            let (path, commit) = relative(&url);
+            url = with_gitlink(&[("README", "a level")], "sub", &path, &commit);
+        }
+        let (path, commit) = relative(&url);
+        with_submodule(&path, &commit)
+    };
+    let three = chain(3);
+    let result = run(json!({"repo": three, "submodules": "fetch"})).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let notes: Vec<&str> = result["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let paths = ["submodule `data` ", "submodule `data/sub` ", "submodule `data/sub/sub` "];
+    assert!(notes.len() == 3 && notes.iter().zip(paths).all(|(n, p)| n.starts_with(p)), "{notes:?}");
+    assert_eq!(result["output"]["files"], json!([".gitmodules", "README", "sub"]), "{result}");
+
+    let four = chain(4);
+    let result = run(json!({"repo": four, "submodules": "fetch"})).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = "submodule `data/sub/sub/sub`: submodules nest deeper than 3 levels";
+    assert_eq!(result["reason"], reason, "{result}");
 }
