@@ -11,7 +11,7 @@ use gitfaas_common::{Job, JobResult, JobStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod checkout;
 
@@ -161,7 +161,7 @@ impl JobRunner {
         let token = credentials.get(GIT_TOKEN);
         let clock = std::time::Instant::now();
         let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
-        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.to_string(), None, token.clone());
+        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.to_string(), token.clone());
         let fetch_span = tracing::info_span!("git fetch", git.r#ref = %spec.git_ref);
         let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).instrument(fetch_span).await
         {
@@ -204,31 +204,24 @@ impl JobRunner {
         ending
     }
 
-    /// Runs a git step on a blocking thread: with `checkout` `None`, resolves
-    /// `git_ref` to a commit (fetching when the mirror lacks it or the ref may have
-    /// moved); with `Some(dir)`, checks the commit `git_ref` out there.
+    /// Resolves `git_ref` to a commit on a blocking thread (fetching when the
+    /// mirror lacks it or the ref may have moved); the checkout is `checkout_task`'s.
     async fn git_task(
         &self,
         at: &Attempt,
         repo: RepoUrl,
         git_ref: String,
-        checkout: Option<PathBuf>,
         token: Option<zeroize::Zeroizing<String>>,
     ) -> Result<String, Ending> {
         let (git, policy) = (self.git.clone(), self.settings.policy.clone());
         let fetched = tokio::task::spawn_blocking(move || {
             let token = token.as_deref().map(|t| t.as_str());
-            match checkout {
-                None => git.resolve_checked(&repo, &policy, &git_ref, token),
-                Some(dir) => git.checkout_commit(repo.as_str(), &git_ref, &dir, token).map(|_| git_ref),
-            }
+            git.resolve_checked(&repo, &policy, &git_ref, token)
         })
         .await;
         match fetched {
             Ok(Ok(sha)) => Ok(sha),
-            Ok(Err(e)) if e.is_infrastructure() => Err(Ending::infrastructure(at, e.to_string())),
-            Ok(Err(e)) if e.is_policy() => Err(JobResult::rejected(at, e.to_string()).into()),
-            Ok(Err(e)) => Err(JobResult::failed(at, e.to_string()).into()),
+            Ok(Err(e)) => Err(checkout::ending_of(at, e)),
             Err(e) => Err(Ending::infrastructure(at, format!("checkout task failed: {e}"))),
         }
     }

@@ -44,8 +44,8 @@ impl JobRunner {
     }
 }
 
-/// The job's end for a checkout that failed with `error`.
-fn ending_of(at: &Attempt, error: GitError) -> Ending {
+/// The job's end for a git step that failed with `error`.
+pub(super) fn ending_of(at: &Attempt, error: GitError) -> Ending {
     if error.is_infrastructure() {
         Ending::infrastructure(at, error.to_string())
     } else if error.is_policy() {
