@@ -506,6 +506,20 @@ macros = {
     # sequential warm jobs (gitfaas-bench warm)
     "WarmN": quote(lambda: bench["warm_job"]["e2e_ms"]["n"]),
     "WarmEtoEPfifty": quote(lambda: bench["warm_job"]["e2e_ms"]["p50"], fmt),
+    # first jobs of new commits (gitfaas-bench first)
+    "FirstEtoEPfifty": quote(lambda: bench["first_jobs"]["first_commit"]["e2e_ms"]["p50"], fmt),
+    "FirstCachedEtoEPfifty": quote(lambda: bench["first_jobs"]["first_commit_cached_layer"]["e2e_ms"]["p50"], fmt),
+    "FirstImportPfifty": quote(
+        lambda: bench["first_jobs"]["first_commit_cached_layer"]["function_import_ms"]["p50"], one
+    ),
+    "WarmDepsEtoEPfifty": quote(lambda: bench["first_jobs"]["warm_with_deps"]["e2e_ms"]["p50"], fmt),
+    "WarmVendoredEtoEPfifty": quote(lambda: bench["first_jobs"]["warm_vendored"]["e2e_ms"]["p50"], fmt),
+    "RatioFirstRun": quote(lambda: ratios["first_commit_e2e_p50_to_docker_run_p50"], two),
+    "RatioFirstCachedRun": quote(
+        lambda: ratios["first_commit_cached_layer_e2e_p50_minus_import_to_docker_run_p50"], two
+    ),
+    "RatioWarmDeps": quote(lambda: ratios["warm_with_deps_e2e_p50_to_warm_vendored_e2e_p50"], two),
+    "FirstReadyRate": quote(lambda: bench["first_jobs"]["first_commit"]["ready_rate"], percent),
     # the burst sweep (scripts/bench.sh burst)
     "BurstDate": quote(lambda: sweep["shipped"]["at"][:10]),
     "BurstJobsPerPoint": quote(lambda: sweep["shipped"]["jobs_per_point"]),

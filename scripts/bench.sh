@@ -2,9 +2,11 @@
 # The benchmark command: starts the local stack from a release build (scripts/stack.sh up),
 # then measures it against its floors (gitfaas-bench) and writes bench/results.json (figures
 # of parts not measured in this run are kept from the last one).
-#   scripts/bench.sh [all|floors|cold|warm|burst|submit] [--runs N] [--burst N] [--clients 1,2,…] [--out FILE]
+#   scripts/bench.sh [all|floors|cold|warm|first|burst|submit] [--runs N] [--burst N] [--clients 1,2,…] [--out FILE]
 # `cold` runs against an executor with warm sandboxes off (every job a fresh container);
-# `warm` and `submit` against executors with them on and GITFAAS_BENCH_SLOTS slots (default 8).
+# `warm` and `submit` against executors with them on and GITFAAS_BENCH_SLOTS slots (default 8);
+# `first` against the shipped executor (plus a package index on loopback for its dependency
+# layer): first jobs of new commits, with and without a cached layer, and warm jobs with one.
 # `burst` sweeps 1, 2, 4, 8, 16, 32 concurrent clients (--clients), --burst jobs per point
 # (default 120), against each executor configuration of GITFAAS_BENCH_CONFIGS in turn
 # (default "shipped tuned"), then measures the broker floor at the same client counts:
@@ -111,6 +113,25 @@ burst() {
   bench broker-floor "$@"
 }
 
+# first jobs: a package index on loopback (pypiserver, from setup.sh's venv) serving a wheel of
+# a generated module, the shipped executor pointed at it, then the part itself
+first() {
+  local index="$STATE_DIR/bench-index" port="${GITFAAS_BENCH_INDEX_PORT:-9431}"
+  rm -rf "$index" && mkdir -p "$index/packages"
+  python3 -c 'for i in range(1500): print(f"def f{i}(x):\n    return [x * {i} for _ in range(3)]\n")' >"$index/benchdep.py"
+  python3 "$ROOT/tests/deps/dists.py" wheel "$index/packages" benchdep 1.0 "$(cat "$index/benchdep.py")"
+  stop_bg bench-index
+  start_bg bench-index "$STATE_DIR/venv-pypiserver/bin/pypi-server" run -i 127.0.0.1 -p "$port" -a . -P . \
+    --disable-fallback "$index/packages"
+  wait_for "bench package index on :$port" 30 bash -c "echo > /dev/tcp/127.0.0.1/$port"
+  start_executors GITFAAS__EXECUTOR__DEPENDENCIES__PIP_INDEX="http://127.0.0.1:$port/simple/"
+  local status=0
+  bench first --repos-dir "$STATE_DIR/repos" --git-url "git://127.0.0.1:${GITFAAS_GIT_PORT:-9418}" \
+    --module "$index/benchdep.py" "$@" || status=$?
+  stop_bg bench-index
+  return "$status"
+}
+
 # run_part PART ARGS…
 run_part() {
   local part="$1"; shift
@@ -118,8 +139,9 @@ run_part() {
     floors) bench floors "$@" ;;
     cold) start_executors "${PART_SETTINGS[@]}" GITFAAS__EXECUTOR__WARM__ENABLED=false; bench cold "$@" ;;
     warm | submit) start_executors "${PART_SETTINGS[@]}"; bench "$part" "$@" ;;
+    first) first "$@" ;;
     burst) burst "$@" ;;
-    *) die "what to measure: all | floors | cold | warm | burst | submit" ;;
+    *) die "what to measure: all | floors | cold | warm | first | burst | submit" ;;
   esac
 }
 
@@ -137,7 +159,7 @@ stop_bg frontend
 (cd "$ROOT" && cargo build --release -p gitfaas-bench)
 trap restore EXIT
 parts=("$WHAT")
-[[ "$WHAT" == all ]] && parts=(cold warm submit burst)
+[[ "$WHAT" == all ]] && parts=(cold warm first submit burst)
 for part in "${parts[@]}"; do
   run_part "$part" "$@"
 done

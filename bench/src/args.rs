@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-pub const PARTS: &[&str] = &["all", "floors", "cold", "warm", "burst", "broker-floor", "submit"];
+pub const PARTS: &[&str] = &["all", "floors", "cold", "warm", "first", "burst", "broker-floor", "submit"];
 
 const FLAGS: &str = "--api, --brokers, --token, --repo, --image, --runs, --burst, --clients, --cpu-clients, \
-    --config, --executor-env, --executors, --slots, --metrics, --run-dir, --out";
+    --config, --executor-env, --executors, --slots, --metrics, --run-dir, --repos-dir, --git-url, --module, --pace-ms, \
+    --out";
 
 pub struct Args {
     pub what: String,
@@ -34,6 +35,13 @@ pub struct Args {
     pub metrics: Vec<String>,
     /// Where `scripts/lib.sh` keeps its pid files.
     pub run_dir: PathBuf,
+    /// The git server's repositories (`first` commits to its own there), and its URL.
+    pub repos_dir: PathBuf,
+    pub git_url: String,
+    /// The module the `first` part's dependency layer holds (its wheel is in the index).
+    pub module: PathBuf,
+    /// Pause before each first job, in milliseconds.
+    pub pace_ms: u64,
     pub out: String,
 }
 
@@ -71,6 +79,10 @@ pub fn parse() -> anyhow::Result<Args> {
         slots: 2,
         metrics: Vec::new(),
         run_dir: run_dir.into(),
+        repos_dir: "/var/lib/gitfaas/repos".into(),
+        git_url: "git://127.0.0.1:9418".into(),
+        module: "/var/lib/gitfaas/bench-index/benchdep.py".into(),
+        pace_ms: 1000,
         out: "bench/results.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -96,6 +108,10 @@ pub fn parse() -> anyhow::Result<Args> {
             "--slots" => args.slots = value.parse()?,
             "--metrics" => args.metrics = value.split(',').map(|a| format!("http://{a}/metrics")).collect(),
             "--run-dir" => args.run_dir = value.into(),
+            "--repos-dir" => args.repos_dir = value.into(),
+            "--git-url" => args.git_url = value,
+            "--module" => args.module = value.into(),
+            "--pace-ms" => args.pace_ms = value.parse()?,
             "--out" => args.out = value,
             _ => bail!("unknown flag {flag} ({FLAGS})"),
         }

@@ -6,6 +6,8 @@
 //!
 //! - [`floors`]: broker round trip, `docker run`, `docker exec`;
 //! - [`jobs`], [`warm`]: cold and warm jobs through the REST API, the submit rate;
+//! - [`first`]: first jobs of new commits (ready sandboxes), with and without a
+//!   cached dependency layer, and warm jobs with a layer;
 //! - [`sweep`]: the burst sweep over client counts against one executor
 //!   configuration, with [`gauges`] (slot utilisation, prefetched jobs) and [`cpu`]
 //!   (CPU per job by process); [`broker_floor`]: the same sweep against a no-op
@@ -14,6 +16,7 @@
 mod args;
 mod broker_floor;
 mod cpu;
+mod first;
 mod floors;
 mod gauges;
 mod jobs;
@@ -63,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     );
     report["floors"]["broker_round_trip_ms"] = json!(rtt);
     let mut docker_run_p50 = None;
-    if wants("floors") || wants("cold") {
+    if wants("floors") || wants("cold") || wants("first") {
         let run = floors::docker_run(&args.image, runs.min(10))?;
         let exec = floors::docker_exec(&args.image, runs.min(10))?;
         println!("{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms", "floor: docker run --rm", run.p50, run.p95);
@@ -81,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         repo: args.repo.clone(),
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
     };
-    if ["cold", "warm", "burst", "submit"].into_iter().any(wants) && api.token.is_empty() {
+    if ["cold", "warm", "first", "burst", "submit"].into_iter().any(wants) && api.token.is_empty() {
         bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
     }
     if wants("cold") {
@@ -106,6 +109,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("warm") {
         warm_report(&api, runs.max(50), rtt.p50, &mut report).await?;
+    }
+    if wants("first") {
+        let repos = first::Repos {
+            dir: args.repos_dir.clone(),
+            url: args.git_url.clone(),
+            module: args.module.clone(),
+            pace: Duration::from_millis(args.pace_ms),
+        };
+        let floor = docker_run_p50.expect("measured with first");
+        first::report(&api, &repos, runs, floor, &mut report).await.context("first jobs")?;
     }
     if wants("burst") {
         sweep::report(&api, &args, &mut report).await?;

@@ -21,6 +21,8 @@ pub struct Sample {
     pub run_ms: f64,
     pub visible_ms: f64,
     pub warm: bool,
+    /// Its sandbox was a ready one (started before the job asked).
+    pub ready: bool,
     /// Answered by the submit itself (200), not by the result route.
     pub synchronous: bool,
     pub executor_id: String,
@@ -54,13 +56,23 @@ impl Api {
     /// `poll_wait` seconds at a time. A job that ended otherwise than `succeeded`
     /// is a sample too (its `status` says so).
     pub async fn invoke_waiting(&self, n: usize, prefer_wait: u32, poll_wait: u32) -> anyhow::Result<Sample> {
+        Ok(self.send_waiting(&self.body(n), prefer_wait, poll_wait).await?.0)
+    }
+
+    /// [`Api::invoke_waiting`] of a job of any `body`: its sample and its result.
+    pub async fn send_waiting(
+        &self,
+        body: &Value,
+        prefer_wait: u32,
+        poll_wait: u32,
+    ) -> anyhow::Result<(Sample, Value)> {
         let started = Instant::now();
         let response = self
             .client
             .post(format!("{}/v1/jobs", self.base))
             .bearer_auth(&self.token)
             .header("prefer", format!("wait={prefer_wait}"))
-            .json(&self.body(n))
+            .json(body)
             .send()
             .await?;
         let status = response.status().as_u16();
@@ -73,16 +85,18 @@ impl Api {
         let received = Utc::now();
         let e2e_ms = started.elapsed().as_secs_f64() * 1e3;
         let finished: DateTime<Utc> = serde_json::from_value(result["finished_at"].clone())?;
-        Ok(Sample {
+        let sample = Sample {
             e2e_ms,
             queue_ms: result["timings"]["queue_ms"].as_f64().unwrap_or_default(),
             run_ms: result["timings"]["run_ms"].as_f64().unwrap_or_default(),
             visible_ms: (received - finished).num_microseconds().unwrap_or_default() as f64 / 1e3,
             warm: result["warm"] == true,
+            ready: result["ready"] == true,
             synchronous,
             executor_id: result["executor_id"].as_str().unwrap_or_default().to_owned(),
             status: result["status"].as_str().unwrap_or_default().to_owned(),
-        })
+        };
+        Ok((sample, result))
     }
 
     /// The result of `id`, long-polled `wait` seconds at a time until it is there

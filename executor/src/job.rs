@@ -22,12 +22,12 @@ use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
-    declares_dependencies, interpret, owner_digest, plan, warm_command, Chosen, Dependencies, DepsError, Launch, Lease,
-    LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
-    WarmPool, Workspace, EXECUTOR_LABEL, JOB_LABEL, OWNER_LABEL, WARM_LABEL,
+    interpret, owner_digest, plan, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease, LogSink,
+    LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec, WarmPool,
+    Workspace, EXECUTOR_LABEL, JOB_LABEL,
 };
 
-const CODE_MOUNT: &str = "/code";
+pub(crate) const CODE_MOUNT: &str = "/code";
 
 pub struct JobRunner {
     pub executor_id: String,
@@ -116,7 +116,7 @@ impl JobRunner {
         cancel: &CancellationToken,
     ) -> RunOutcome {
         let at = Attempt::of(job, &self.executor_id, attempt).started(started_at);
-        let (mut commit_sha, mut warm) = (None, false);
+        let (mut commit_sha, mut warm) = (None, (false, false));
         // opened once per attempt: what to redact from its log, and what it uses
         let credentials = self.open_credentials(job, &at);
         let redactor = credentials.as_ref().map(|c| Redactor::of_credentials(c.json())).ok();
@@ -125,7 +125,8 @@ impl JobRunner {
         let streamer = LogStreamer::start(run, &self.settings.logs, redactor.unwrap_or_default(), self.logs.outlet());
         let ending = self.attempt(job, &at, credentials, (&mut commit_sha, &mut warm), &streamer.sink(), cancel).await;
         streamer.finish().await; // the log's last chunk goes out before the result
-        let result = JobResult { commit_sha, warm, ..ending.result.finished(Utc::now()) };
+        let (warm, ready) = warm;
+        let result = JobResult { commit_sha, warm, ready, ..ending.result.finished(Utc::now()) };
         RunOutcome { result, infrastructure_failure: ending.infrastructure }
     }
 
@@ -134,7 +135,7 @@ impl JobRunner {
         job: &Job,
         at: &Attempt,
         credentials: Result<Credentials, Box<Ending>>,
-        (commit_sha, warm): (&mut Option<String>, &mut bool),
+        (commit_sha, warm): (&mut Option<String>, &mut (bool, bool)),
         log: &LogSink,
         cancel: &CancellationToken,
     ) -> Ending {
@@ -185,7 +186,9 @@ impl JobRunner {
             Err(ending) => return ending,
         };
         *commit_sha = Some(sha); // checked out (now or for the warm sandbox)
-        *warm = matches!(&place, Place::Warm(lease) if lease.warm);
+        if let Place::Warm(lease) = &place {
+            *warm = (lease.warm, lease.ready);
+        }
         let placed = clock.elapsed();
         let (ending, place) = self.run_placed(job, at, launch, place, log, cancel).await;
         let ran = clock.elapsed();
@@ -194,7 +197,8 @@ impl JobRunner {
         }
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::info!(
-            warm = *warm,
+            warm = warm.0,
+            ready = warm.1,
             resolve_ms = ms(resolved),
             place_ms = ms(placed - resolved),
             run_ms = ms(ran - placed),
@@ -227,9 +231,9 @@ impl JobRunner {
     }
 
     /// The plan and the place of the run: an idle warm sandbox of the same key
-    /// (nothing written), else a fresh checkout — in a new warm sandbox when the
-    /// runtime is served warm and the pool has room, else for a cold container.
-    /// A run with dependencies is always cold: its layer is built (or found) here.
+    /// (nothing written), else a fresh checkout (and its dependency layer, built or
+    /// found) — given to a new warm sandbox when the runtime is served warm and the
+    /// pool has room (a ready one, or one started now), else to a cold container.
     #[allow(clippy::too_many_arguments)]
     async fn place(
         &self,
@@ -243,19 +247,28 @@ impl JobRunner {
         cancel: &CancellationToken,
     ) -> Result<(Launch, Place), Ending> {
         let owner = &job.owner.subject;
-        let (resources, network) = (&job.spec.resources, self.settings.job_network);
+        let resources = &job.spec.resources;
         let workdir = job.spec.workdir.as_deref().unwrap_or(".");
         let install = job.spec.dependencies.is_install();
         // fetched submodules are this job's checkout alone: never a warm sandbox's
         let fetch = !job.spec.submodules.is_empty();
         if let Some(pool) = self.warm.as_ref().filter(|_| !fetch) {
-            // the same commit has the same manifest: plan from the warm checkout
-            let warm_plan = pool.code_dir_of(owner, sha).and_then(|code| Some((plan(&code).ok()?, code)));
-            let warm_plan = warm_plan.filter(|(l, code)| !install || !declares_dependencies(code, workdir, l));
-            if let Some((launch, _)) = warm_plan {
-                if let Ok(key) = pool.key(owner, sha, &launch, resources, network).await {
-                    if let Some(lease) = pool.take(&key) {
-                        return Ok((launch, Place::Warm(Box::new(lease))));
+            // the same commit has the same manifest and declarations: plan from the warm checkout
+            if let Some(code) = pool.code_dir_of(owner, sha) {
+                if let Ok(launch) = plan(&code) {
+                    // the layer's digest is part of the key (found in the cache, or built again if evicted)
+                    let layer = match install {
+                        true => self.deps.prepare(&code, workdir, &launch, &job.id.to_string(), log, cancel).await,
+                        false => Ok(None),
+                    };
+                    if let Ok(layer) = layer {
+                        let digest = layer.as_ref().map(Prepared::digest);
+                        if let Ok(key) = pool.key(owner, sha, &launch, resources, digest).await {
+                            if let Some(lease) = pool.take(&key) {
+                                lease.workspace().set_dependencies(layer.as_ref().map(Prepared::summary));
+                                return Ok((launch, Place::Warm(Box::new(lease))));
+                            }
+                        }
                     }
                 }
             }
@@ -267,33 +280,30 @@ impl JobRunner {
         let notes = self.checkout_task(at, target, workspace.code(), token, submodules).instrument(checkout).await?;
         let workspace = workspace.with_notes(notes);
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
-        if install {
-            let prepared =
-                self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), log, cancel).await;
-            match prepared {
-                Ok(None) => {}
-                Ok(Some(prepared)) => return Ok((launch, Place::Cold(workspace, Some(prepared)))),
-                Err(e) => return Err(dependency_ending(at, e)),
-            }
-        }
+        let prepared = match install {
+            true => self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), log, cancel).await,
+            false => Ok(None),
+        };
+        let prepared = prepared.map_err(|e| dependency_ending(at, e))?;
         let warm = self.warm.as_ref().filter(|_| !fetch);
-        let Some((pool, command)) = warm.zip(warm_command(&launch.runtime, &launch.command)) else {
-            return Ok((launch, Place::Cold(workspace, None)));
+        let Some((pool, args)) = warm.zip(warm_args(&launch)) else {
+            return Ok((launch, Place::Cold(workspace, prepared)));
         };
         pool.missed();
-        let key = match pool.key(owner, sha, &launch, resources, network).await {
+        let key = match pool.key(owner, sha, &launch, resources, prepared.as_ref().map(Prepared::digest)).await {
             Ok(key) => key,
             Err(e @ SandboxError::MissingImage(_)) => return Err(JobResult::rejected(at, e.to_string()).into()),
             Err(e) => return Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         };
-        let mut spec = self.sandbox_spec(job, launch.clone(), &workspace, "warm");
-        spec.command = command;
-        spec.labels.insert(WARM_LABEL.to_owned(), "true".to_owned());
-        spec.labels.insert(OWNER_LABEL.to_owned(), owner_digest(owner));
+        let name = format!("gitfaas-warm-{}-{}", job.id, &owner_digest(owner)[..12]);
+        let function = Function { checkout: workspace, layer: prepared.as_ref().map(Prepared::dir), args, name };
         let start = tracing::info_span!("sandbox start", sandbox.kind = "warm");
-        match pool.start(key, &spec, workspace).instrument(start).await {
-            Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
-            Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace, None))),
+        match pool.place(key, &launch.runtime, &launch.image, function).instrument(start).await {
+            Ok(Ok(lease)) => {
+                lease.workspace().set_dependencies(prepared.as_ref().map(Prepared::summary));
+                Ok((launch, Place::Warm(Box::new(lease))))
+            }
+            Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace, prepared))),
             Err(e) => Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         }
     }
@@ -317,13 +327,21 @@ impl JobRunner {
             }
         }
         // (building the download client loads the TLS roots: not for a job without sources)
-        if !spec.sources.is_empty() {
-            if let Err(e) = data::download(&spec.sources, &place.workspace().input(), limits, policy).await {
-                return (JobResult::failed(at, e.to_string()).into(), place);
+        let downloaded = match spec.sources.is_empty() {
+            true => Ok(()),
+            false => data::download(&spec.sources, &place.workspace().input(), limits, policy).await,
+        };
+        let ended = match downloaded {
+            Err(e) => Some(JobResult::failed(at, e.to_string())),
+            Ok(()) if cancel.is_cancelled() => Some(JobResult::cancelled_before_run(at)),
+            Ok(()) => None,
+        };
+        if let Some(result) = ended {
+            if let (Place::Warm(lease), false) = (&mut place, spec.sources.is_empty()) {
+                // its input holds this job's data, which no invocation will see: no later one may
+                lease.discard();
             }
-        }
-        if cancel.is_cancelled() {
-            return (JobResult::cancelled_before_run(at).into(), place);
+            return (result.into(), place);
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
@@ -347,10 +365,11 @@ impl JobRunner {
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };
-        if let Place::Cold(_, Some(prepared)) = &place {
-            ending.result.dependencies = Some(prepared.summary());
-        }
-        ending.result.notes = place.workspace().notes().to_vec();
+        ending.result.dependencies = match &place {
+            Place::Cold(_, prepared) => prepared.as_ref().map(Prepared::summary),
+            Place::Warm(lease) => lease.workspace().dependencies(),
+        };
+        ending.result.notes = place.workspace().notes();
         if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 let failed = match e {

@@ -50,7 +50,7 @@ use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use gitfaas_sandbox::{Dependencies, Sandbox, WarmPool};
+use gitfaas_sandbox::{Dependencies, Sandbox, Template, WarmPool};
 
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
@@ -88,7 +88,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let consumer = Arc::new(jobs_consumer(settings, &executor_id, context)?);
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let ops_port = serve_ops(e, registry, ready_check(consumer.clone(), publisher.clone()), &tasks).await?;
-    let warm = e.warm.enabled.then(|| WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone()));
+    let template = Template {
+        executor_id: executor_id.clone(),
+        work_dir: e.work_dir.clone(),
+        code_mount: job::CODE_MOUNT.to_owned(),
+        images: e.images.iter().map(|(runtime, image)| (runtime.clone(), image.clone())).collect(),
+        job_network: e.job_network,
+    };
+    let warm = e.warm.enabled.then(|| WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone(), template));
     let deps = Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
         .context("creating the dependency layer cache")?;
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");

@@ -47,6 +47,11 @@ impl ExecutorMetrics {
         r.register("warm_pool_containers", "Warm sandboxes in the pool, busy and idle", warm.containers.clone());
         r.register("warm_pool_hits", "Runs served by an idle warm sandbox", warm.hits.clone());
         r.register("warm_pool_misses", "Runs of a warm runtime that found no idle sandbox", warm.misses.clone());
+        r.register(
+            "warm_pool_ready_claims",
+            "Runs whose new warm sandbox was a ready one, started before they asked",
+            warm.ready_claims.clone(),
+        );
         r.register("warm_pool_evictions", "Idle warm sandboxes removed for room or age", warm.evictions.clone());
         let git = GitMetrics::default();
         r.register("git_cache_hits", "Ref resolutions the mirror answered without a fetch", git.hits.clone());

@@ -49,6 +49,8 @@ pub enum SandboxError {
     MissingImage(String),
     #[error("network error: {0}")]
     Network(String),
+    #[error("sandbox workspace: {0}")]
+    Workspace(std::io::Error),
 }
 
 /// Where the job's input (read-only) and output (read-write) directories are mounted.
@@ -238,6 +240,13 @@ impl Sandbox {
             let _ = self.docker.remove_network(&spec.name).await;
         }
         started
+    }
+
+    /// Names a container anew (a ready sandbox, once it has a job): what
+    /// `docker ps` shows then says whose it is.
+    pub(crate) async fn rename(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let options = bollard::query_parameters::RenameContainerOptionsBuilder::default().name(name).build();
+        Ok(self.docker.rename_container(id, options).await?)
     }
 
     /// Removes a container [`Sandbox::start_attached`] started, and its network.

@@ -15,8 +15,8 @@
 //!   [`SandboxSpec`] and returns a [`SandboxOutcome`], under one [`SandboxPolicy`];
 //!   `tail` keeps a run's stderr tail;
 //! - `outcome`: [`interpret`], the one reading of an outcome as a job's result;
-//! - `warm`: warm sandboxes kept between runs of one function, and their pool
-//!   (a pure engine plus the containers);
+//! - `warm`: warm sandboxes kept between runs of one function, ready ones kept
+//!   before any function asks, and their pool (a pure engine plus the containers);
 //! - `deps`: dependencies a directory declares, built once into cached layers
 //!   behind an `egress` proxy that reaches only the package index;
 //! - `egress`: the CONNECT proxy that holds a connection to checked addresses
@@ -51,5 +51,5 @@ pub use metrics::{SandboxMetrics, WarmMetrics};
 pub use outcome::interpret;
 pub use runtime::{plan, Chosen, Launch, ManifestError, Offer};
 pub use settings::SandboxSettings;
-pub use warm::{owner_digest, warm_command, Lease, WarmPool, WarmSettings, OWNER_LABEL, WARM_LABEL};
+pub use warm::{owner_digest, warm_args, Function, Lease, ReadySettings, Template, WarmPool, WarmSettings, WARM_LABEL};
 pub use workspace::Workspace;

@@ -42,5 +42,7 @@ pub struct WarmMetrics {
     pub containers: Gauge,
     pub hits: Counter,
     pub misses: Counter,
+    /// Runs whose new warm sandbox was a ready one, started before they asked.
+    pub ready_claims: Counter,
     pub evictions: Counter,
 }

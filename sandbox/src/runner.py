@@ -7,6 +7,7 @@
 # `gitfaas: raised TYPE: MESSAGE`, which the executor lifts into the job's reason.
 import importlib.util
 import inspect
+import io
 import json
 import os
 import sys
@@ -60,17 +61,23 @@ def load(code_dir, workdir, entry):
     return function
 
 
-def main():
-    code_dir, entry = sys.argv[1], sys.argv[2]
-    workdir = os.path.normpath(os.path.join(code_dir, sys.argv[3] if len(sys.argv) > 3 else "."))
+def prepare(code_dir, entry, workdir="."):
+    """Enters the working directory and imports the function (what a resident
+    runner may do once per sandbox, before any invocation's input exists)."""
+    workdir = os.path.normpath(os.path.join(code_dir, workdir))
+    os.chdir(workdir)
+    return load(code_dir, workdir, entry)
+
+
+def run(function, stdin):
+    """One invocation of `function`: the request from `stdin`, the return value as
+    JSON on stdout. Ends with sys.exit on failure."""
     try:
-        request = json.load(sys.stdin)
+        request = json.load(stdin)
     except ValueError as error:
         fail(2, "job input is not valid json: %s" % error)
     result_out = sys.stdout
     sys.stdout = sys.stderr
-    os.chdir(workdir)
-    function = load(code_dir, workdir, entry)
     args = [request.get("data"), request.get("credentials") or {}]
     try:
         params = inspect.signature(function).parameters.values()
@@ -91,4 +98,14 @@ def main():
     result_out.flush()
 
 
-main()
+def main():
+    code_dir, entry = sys.argv[1], sys.argv[2]
+    workdir = sys.argv[3] if len(sys.argv) > 3 else "."
+    # the input is read (and checked) before the function is imported
+    data = sys.stdin.read()
+    function = prepare(code_dir, entry, workdir)
+    run(function, io.StringIO(data))
+
+
+if __name__ == "__main__":
+    main()

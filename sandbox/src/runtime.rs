@@ -105,6 +105,15 @@ impl<'a> Chosen<'a> {
     }
 }
 
+/// The cold runner of `runtime` (the text its interpreter is given), if it has one.
+pub(crate) fn cold_runner(runtime: &str) -> Option<&'static str> {
+    match runtime {
+        "python" => Some(PYTHON_RUNNER),
+        "node" => Some(NODE_RUNNER),
+        _ => None,
+    }
+}
+
 /// Reads the manifest in `checkout` and decides image, command and stdin.
 /// `credentials` is the opened credentials object's JSON text.
 pub fn plan(

@@ -287,6 +287,21 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
     format!("{}/{name}", infra::git_url())
 }
 
+/// Commits `files` (written over what is there) on the branch of the test
+/// repository at `url`: a push, as the git server sees it.
+pub fn commit_to(url: &str, files: &[(&str, &str)]) {
+    let dir = infra::git_root().join(url.rsplit('/').next().expect("a repository url"));
+    for (path, content) in files {
+        std::fs::write(dir.join(path), content).expect("file written");
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(&dir).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["add", "."]);
+    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "next"]);
+}
+
 /// A producer on the test broker, for messages a test writes itself.
 pub fn producer() -> FutureProducer {
     gitfaas_common::kafka::client_config(&kafka_settings("")).create().expect("test producer")
@@ -398,12 +413,28 @@ fn read_partitions_with(mut config: rdkafka::ClientConfig, topic: &str) -> Vec<(
     messages
 }
 
-/// Containers (running or not) that carry the job's label.
+/// Containers (running or not) of the job: those that carry its label (cold
+/// runs, dependency builds) and those named after it (a ready sandbox takes the
+/// name of the job it is claimed for: labels are fixed at creation).
 pub async fn containers_of_job(job_id: &str) -> usize {
+    job_containers(job_id, false).await.len()
+}
+
+/// The ids of the job's containers (see [`containers_of_job`]), only running ones
+/// when `running`.
+pub async fn job_containers(job_id: &str, running: bool) -> Vec<String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
     let label = format!("{}={job_id}", gitfaas_sandbox::JOB_LABEL);
-    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    docker.list_containers(Some(options)).await.expect("list containers").len()
+    let mut ids = std::collections::BTreeSet::new();
+    for (filter, value) in [("label", label.as_str()), ("name", job_id)] {
+        let mut filters = std::collections::HashMap::from([(filter, vec![value])]);
+        if running {
+            filters.insert("status", vec!["running"]);
+        }
+        let options = ListContainersOptionsBuilder::default().all(!running).filters(&filters).build();
+        let found = docker.list_containers(Some(options)).await.expect("list containers");
+        ids.extend(found.into_iter().filter_map(|c| c.id));
+    }
+    ids.into_iter().collect()
 }

@@ -60,15 +60,10 @@ pub fn start(options: Options) -> Stack {
 
 /// The running container of a job, as Docker describes it (waits up to 30 s).
 pub async fn running_container(job_id: &str) -> ContainerInspectResponse {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
-    let label = format!("{}={job_id}", gitfaas_sandbox::JOB_LABEL);
     for _ in 0..300 {
-        let filters = HashMap::from([("label", vec![label.as_str()]), ("status", vec!["running"])]);
-        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
-        let found = docker.list_containers(Some(options)).await.expect("list containers");
-        if let Some(id) = found.first().and_then(|c| c.id.clone()) {
-            return docker.inspect_container(&id, None).await.expect("inspect");
+        if let Some(id) = crate::job_containers(job_id, true).await.first() {
+            return docker.inspect_container(id, None).await.expect("inspect");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

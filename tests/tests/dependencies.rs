@@ -60,9 +60,11 @@ async fn a_python_function_in_a_subdirectory_imports_a_third_party_package() {
     let main = format!("import {name}\ndef main(data, credentials):\n    return {name}.hello(data)\n");
     let repo = git_repo(&[("svc/requirements.txt", &format!("{name}==1.0\n")), ("svc/main.py", &main)]);
     let body = json!({"repo": repo, "runtime": "python", "entry": "svc/main.py", "workdir": "svc", "input": "deps"});
-    let result = run_on(&ix.stack, body).await;
+    let result = run_on(&ix.stack, body.clone()).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["output"], "hello deps");
+    let again = run_on(&ix.stack, body).await;
+    assert_eq!((&again["output"], &again["warm"]), (&json!("hello deps"), &json!(true)), "served warm: {again}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,9 +96,12 @@ async fn a_node_function_requires_a_dependency_from_the_registry() {
         ("package-lock.json", &lock.to_string()),
         ("main.js", &main),
     ]);
-    let result = run_on(&ix.stack, json!({"repo": repo, "runtime": "node", "input": "node"})).await;
+    let body = json!({"repo": repo, "runtime": "node", "input": "node"});
+    let result = run_on(&ix.stack, body.clone()).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["output"], "hi node");
+    let again = run_on(&ix.stack, body).await;
+    assert_eq!((&again["output"], &again["warm"]), (&json!("hi node"), &json!(true)), "served warm: {again}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

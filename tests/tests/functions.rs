@@ -17,13 +17,7 @@ fn function_source(version: u32) -> String {
 
 /// Commits a new `main.py` on the branch of the test repository at `url`.
 fn push_version(url: &str, version: u32) {
-    let dir = infra::git_root().join(url.rsplit('/').next().unwrap());
-    std::fs::write(dir.join("main.py"), function_source(version)).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git").args(args).current_dir(&dir).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qam", "next"]);
+    gitfaas_tests::commit_to(url, &[("main.py", &function_source(version))]);
 }
 
 async fn put(stack: &Stack, name: &str, body: &Value) -> reqwest::Response {

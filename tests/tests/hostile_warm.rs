@@ -34,7 +34,7 @@ fn warm(result: &Value) -> bool {
 }
 
 /// The warm containers of the stack's executor: id → the labels Docker holds.
-async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, String>> {
+async fn warm_containers(stack: &Stack) -> HashMap<String, String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = bollard::Docker::connect_with_defaults().expect("docker");
     let executor = format!("{}={}", gitfaas_sandbox::EXECUTOR_LABEL, stack.executor_id);
@@ -42,13 +42,15 @@ async fn warm_containers(stack: &Stack) -> HashMap<String, HashMap<String, Strin
     let filters = HashMap::from([("label", vec![executor.as_str(), warm.as_str()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let found = docker.list_containers(Some(options)).await.expect("list containers");
-    found.into_iter().map(|c| (c.id.unwrap_or_default(), c.labels.unwrap_or_default())).collect()
+    let name = |c: &bollard::models::ContainerSummary| c.names.clone().unwrap_or_default().concat();
+    found.into_iter().map(|c| (c.id.clone().unwrap_or_default(), name(&c))).collect()
 }
 
-/// The id of the warm container first started for job `id`, if it still exists.
-async fn container_of(stack: &Stack, id: &str) -> Option<String> {
+/// The id and name of the warm container first started for job `id` (it is
+/// named `gitfaas-warm-<job>-<owner digest>` once claimed), if it still exists.
+async fn container_of(stack: &Stack, id: &str) -> Option<(String, String)> {
     let containers = warm_containers(stack).await;
-    containers.into_iter().find(|(_, labels)| labels[gitfaas_sandbox::JOB_LABEL] == id).map(|(c, _)| c)
+    containers.into_iter().find(|(_, name)| name.contains(&format!("gitfaas-warm-{id}-")))
 }
 
 const LEAVER: &str = r#"import json, os, subprocess, sys
@@ -172,12 +174,11 @@ async fn two_owners_never_share_a_warm_container() {
     assert!(!warm(&bob_first), "bob's first run does not reuse alice's container: {bob_first}");
     let (_, bob_again) = run(stack, &bob, &repo, json!({"input": "ok"})).await;
     assert!(warm(&bob_again), "{bob_again}");
-    let containers = warm_containers(stack).await;
-    let alice_container = container_of(stack, &alices).await.expect("alice's container");
-    let bob_container = container_of(stack, &bobs).await.expect("bob's container");
+    let (alice_container, alice_name) = container_of(stack, &alices).await.expect("alice's container");
+    let (bob_container, bob_name) = container_of(stack, &bobs).await.expect("bob's container");
     assert_ne!(alice_container, bob_container);
-    let owner = gitfaas_sandbox::OWNER_LABEL;
-    assert_ne!(containers[&alice_container][owner], containers[&bob_container][owner]);
+    let owner_of = |name: &str| name.rsplit('-').next().unwrap().to_owned();
+    assert_ne!(owner_of(&alice_name), owner_of(&bob_name), "{alice_name} {bob_name}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +204,8 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert_eq!((host.nano_cpus, host.pids_limit), (Some(500_000_000), Some(40)));
     let mounts = container.mounts.unwrap();
     let rw: HashMap<_, _> = mounts.iter().map(|m| (m.destination.clone().unwrap(), m.rw.unwrap())).collect();
-    assert_eq!(rw, HashMap::from([("/code".into(), false), ("/input".into(), false), ("/output".into(), true)]));
+    let expected = [("/code", false), ("/input", false), ("/output", true), ("/deps", false)];
+    assert_eq!(rw, expected.into_iter().map(|(m, rw)| (m.to_owned(), rw)).collect());
     let result = finished(stack, &id).await;
     assert_eq!(result["output"], "rested", "{result}");
     let (_, again) = run(stack, &stack.token, &repo, json!({"input": 0, "resources": body["resources"]})).await;
@@ -212,8 +214,8 @@ async fn a_warm_container_is_locked_down_like_a_cold_one() {
     assert!(!warm(&other), "other limits get a container of their own: {other}");
 }
 
-/// Goes after everything beyond its own invocation: init (pid 1) and the runner
-/// (its parent) by ptrace, process_vm_readv, their memory and their stdout (where
+/// Goes after everything beyond its own invocation: init (pid 1), the runner and
+/// (python) the zygote that imported the function by ptrace, process_vm_readv, their memory and their stdout (where
 /// it writes forged frames if it can), signals; leaves a resident process and a
 /// directory nest past PATH_MAX in /tmp and /output. `look` reports what a later
 /// invocation sees.
@@ -243,9 +245,32 @@ def nest(top):
 def syscall_errno(result):
     return 'done' if result >= 0 else errno.errorcode.get(ctypes.get_errno(), 'E?')
 
+def runner_and_zygote():
+    """The resident runner (root) and the zygote that imported this function (the
+    function's user, the runner's command line), by their /proc entries."""
+    runner = zygote = None
+    for p in os.listdir('/proc'):
+        if p.isdigit() and int(p) not in (1, os.getpid()):
+            try:
+                uid = [l for l in open('/proc/%s/status' % p) if l.startswith('Uid:')][0].split()[1]
+                resident = b'gitfaas resident' in open('/proc/%s/cmdline' % p, 'rb').read()
+            except (OSError, IndexError):
+                continue
+            if uid == '0':
+                runner = int(p)
+            elif resident:
+                zygote = int(p)
+    return runner or os.getppid(), zygote
+
 def attack():
     report = {}
-    for name, pid in (('init', 1), ('runner', os.getppid())):
+    runner, parent = runner_and_zygote()
+    if parent is not None:
+        # the zygote that imported the function (its user's): closed to it, and then stopped
+        report['zygote ptrace'] = syscall_errno(libc.ptrace(16, parent, 0, 0))
+        report['zygote mem'] = outcome(lambda: open('/proc/%d/mem' % parent, 'r+b').close())
+        report['zygote fd'] = outcome(lambda: os.listdir('/proc/%d/fd' % parent))
+    for name, pid in (('init', 1), ('runner', runner)):
         report[name + ' ptrace'] = syscall_errno(libc.ptrace(16, pid, 0, 0))  # PTRACE_ATTACH
         buf = ctypes.create_string_buffer(8)
         local = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), 8)
@@ -261,6 +286,8 @@ def attack():
         os._exit(0)
     report['path'] = max(nest('/tmp'), nest('/output'))
     os.chdir('/')
+    if parent is not None:
+        report['zygote stop'] = outcome(lambda: os.kill(parent, 19))  # SIGSTOP: a later invocation must not hang
     return report
 
 def look(marker):
@@ -269,9 +296,11 @@ def look(marker):
     for p in os.listdir('/proc'):
         if p.isdigit() and int(p) not in (1, me, os.getppid()):
             try:
-                procs.append(open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace'))
+                cmdline = open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace')
             except OSError:
-                pass
+                continue
+            if 'gitfaas resident' not in cmdline:  # the runner, and a zygote made after the attack
+                procs.append(cmdline)
     return {'marker': marker, 'tmp': os.listdir('/tmp'), 'output': os.listdir('/output'), 'others': procs,
             'uid': os.getuid()}
 
@@ -325,6 +354,10 @@ async fn a_python_invocation_reaches_neither_runner_nor_init_nor_a_later_invocat
     denied(report, &calls, &["EPERM"]);
     let opens = ["init mem", "runner mem", "init channel", "runner channel", "init signal", "runner signal"];
     denied(report, &opens, &["EACCES", "EPERM"]);
+    // the zygote (the function's user too) is non-dumpable: a signal is all that reaches it
+    denied(report, &["zygote ptrace"], &["EPERM"]);
+    denied(report, &["zygote mem", "zygote fd"], &["EACCES", "EPERM"]);
+    assert_eq!(report["zygote stop"], "done", "{report}");
     later_invocations_are_their_own(stack, &repo).await;
 }
 

@@ -81,6 +81,10 @@ pub struct JobResult {
     /// before), not in a container started for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warm: bool,
+    /// The function's first run in a ready sandbox: one started before the job
+    /// asked (no container start on its path), given the function's code then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ready: bool,
     /// The job's processing guarantee (results of older executors: at least once).
     #[serde(default)]
     pub delivery: Delivery,
@@ -153,6 +157,7 @@ impl JobResult {
             finished_at: now,
             timings: Timings::between(attempt.submitted_at, attempt.started_at, now),
             warm: false,
+            ready: false,
             delivery: attempt.delivery,
             function: attempt.function.clone(),
             dependencies: None,

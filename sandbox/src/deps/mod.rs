@@ -173,10 +173,27 @@ impl Prepared {
     /// Mounts the layer read-only into `spec` and points the runtime at it.
     pub fn apply(&self, spec: &mut SandboxSpec) {
         spec.mounts.push((self.layer.dir.clone(), DEPS_MOUNT.to_owned(), true));
-        spec.env.push(match self.runtime.as_str() {
-            "node" => format!("NODE_PATH={DEPS_MOUNT}/node_modules"),
-            _ => format!("GITFAAS_PYTHON_DEPS={DEPS_MOUNT}/site"),
-        });
+        spec.env.extend(layer_env(&self.runtime));
+    }
+
+    /// The layer's key (a digest of the image id and the declaration): part of a
+    /// warm sandbox's key.
+    pub fn digest(&self) -> &str {
+        &self.layer.key
+    }
+
+    /// The cached layer's directory (a warm sandbox gets it linked, not mounted).
+    pub fn dir(&self) -> &Path {
+        &self.layer.dir
+    }
+}
+
+/// What points `runtime` at a layer mounted at [`DEPS_MOUNT`].
+pub(crate) fn layer_env(runtime: &str) -> Option<String> {
+    match runtime {
+        "node" => Some(format!("NODE_PATH={DEPS_MOUNT}/node_modules")),
+        "python" => Some(format!("GITFAAS_PYTHON_DEPS={DEPS_MOUNT}/site")),
+        _ => None,
     }
 }
 

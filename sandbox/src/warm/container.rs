@@ -68,6 +68,16 @@ impl WarmContainer {
         drainer.abort();
     }
 
+    /// Names the function a ready sandbox serves from now on: the cold runner's
+    /// arguments, the runner's first request.
+    pub async fn name_function(&mut self, args: &[String]) -> std::io::Result<()> {
+        let named = serde_json::to_vec(args).map_err(std::io::Error::other)?;
+        let mut framed = (named.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&named);
+        self.input.write_all(&framed).await?;
+        self.input.flush().await
+    }
+
     /// Runs one invocation: `request` is what a cold runner reads on stdin; the
     /// function's stderr frames go to `log` as they come.
     pub async fn invoke(

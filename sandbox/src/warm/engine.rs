@@ -1,7 +1,9 @@
 //! The pool's bookkeeping, with no Docker and time passed in: which warm
-//! sandboxes are idle under which key, how many (and how much memory) are in use,
-//! and which to evict — least recently used first — to make room or when idle
-//! past their time to live. Generic over what it holds, so it is tested alone.
+//! sandboxes are idle under which key, which ready sandboxes (started, never
+//! used) wait under which shape, how many (and how much memory) are in use, and
+//! which to evict — ready ones first, then warm ones least recently used first —
+//! to make room or when idle past their time to live. Generic over what it
+//! holds, so it is tested alone.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +19,24 @@ pub struct WarmKey {
     /// The runner command, which names the entry, the working directory and (for
     /// `command`, which runs cold) the arguments.
     pub command: Vec<String>,
+    pub memory_mb: u32,
+    pub cpu_millis: u32,
+    pub pids: u32,
+    pub job_network: bool,
+    /// The dependency layer's digest, for a function that has one.
+    pub layer: Option<String>,
+}
+
+/// What a ready sandbox is before it has a function: a runtime's image and the
+/// limits its container was created with. It runs no code of anyone's until it
+/// is claimed, and from then on it is a warm sandbox of one [`WarmKey`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReadyShape {
+    pub runtime: String,
+    /// The image as the runtime names it (what the container is created from).
+    pub image: String,
+    /// Its id: a rebuilt image makes a new shape.
+    pub image_id: String,
     pub memory_mb: u32,
     pub cpu_millis: u32,
     pub pids: u32,
@@ -42,13 +62,66 @@ pub struct Engine<C> {
     limits: Limits,
     /// Least recently used first.
     idle: Vec<Idle<C>>,
+    /// Ready sandboxes, oldest first.
+    ready: Vec<(ReadyShape, C)>,
     num_busy: usize,
     busy_memory_mb: u64,
 }
 
 impl<C> Engine<C> {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, idle: Vec::new(), num_busy: 0, busy_memory_mb: 0 }
+        Self { limits, idle: Vec::new(), ready: Vec::new(), num_busy: 0, busy_memory_mb: 0 }
+    }
+
+    /// Takes a ready sandbox of `shape`; it counts as busy from now on.
+    pub fn claim_ready(&mut self, shape: &ReadyShape) -> Option<C> {
+        let index = self.ready.iter().position(|(s, _)| s == shape)?;
+        let (_, item) = self.ready.remove(index);
+        self.num_busy += 1;
+        self.busy_memory_mb += u64::from(shape.memory_mb);
+        Some(item)
+    }
+
+    /// Room for a new ready sandbox of `memory_mb`: free room, or with
+    /// `evict_idle` room made by evicting idle warm sandboxes, least recently
+    /// used first (never a ready or a busy one). `None` when there is none; else
+    /// the evicted, and the new one counts as busy until [`Engine::add_ready`]
+    /// (or a release).
+    pub fn reserve_ready(&mut self, memory_mb: u32, evict_idle: bool) -> Option<Vec<C>> {
+        let memory_mb = u64::from(memory_mb);
+        // how many of the least recently used idle ones must go for it to fit
+        let (mut num, mut freed_mb) = (0, 0);
+        while self.num_containers() - num >= self.limits.max_containers
+            || self.busy_memory_mb + self.idle_memory_mb() - freed_mb + memory_mb > self.limits.memory_budget_mb
+        {
+            if !evict_idle || num == self.idle.len() {
+                return None;
+            }
+            freed_mb += u64::from(self.idle[num].key.memory_mb);
+            num += 1;
+        }
+        let evicted = self.idle.drain(..num).map(|i| i.item).collect();
+        self.num_busy += 1;
+        self.busy_memory_mb += memory_mb;
+        Some(evicted)
+    }
+
+    /// A reserved sandbox has started: it waits as ready.
+    pub fn add_ready(&mut self, shape: ReadyShape, item: C) {
+        self.release(shape.memory_mb);
+        self.ready.push((shape, item));
+    }
+
+    /// Ready sandboxes of `shape`.
+    pub fn num_ready(&self, shape: &ReadyShape) -> usize {
+        self.ready.iter().filter(|(s, _)| s == shape).count()
+    }
+
+    /// Ready sandboxes of shapes `wanted` no longer keeps, taken out for removal.
+    pub fn unwanted_ready(&mut self, wanted: impl Fn(&ReadyShape) -> bool) -> Vec<C> {
+        let (kept, gone) = std::mem::take(&mut self.ready).into_iter().partition(|(s, _)| wanted(s));
+        self.ready = kept;
+        gone.into_iter().map(|(_, item): (ReadyShape, C)| item).collect()
     }
 
     /// The checkout of an idle sandbox of `owner` at `commit`, to read the
@@ -80,10 +153,11 @@ impl<C> Engine<C> {
             return None;
         }
         let mut evicted = Vec::new();
-        while self.num_busy + self.idle.len() >= self.limits.max_containers
+        while self.num_containers() >= self.limits.max_containers
             || self.busy_memory_mb + self.idle_memory_mb() + memory_mb > self.limits.memory_budget_mb
         {
-            evicted.push(self.idle.remove(0).item);
+            // a ready sandbox holds nothing a new one would not: it goes first
+            evicted.push(if self.ready.is_empty() { self.idle.remove(0).item } else { self.ready.remove(0).1 });
         }
         self.num_busy += 1;
         self.busy_memory_mb += memory_mb;
@@ -110,14 +184,15 @@ impl<C> Engine<C> {
         expired.into_iter().map(|i: Idle<C>| i.item).collect::<Vec<_>>()
     }
 
-    /// Every idle sandbox, taken out (shutdown).
+    /// Every idle and ready sandbox, taken out (shutdown).
     pub fn drain(&mut self) -> Vec<C> {
-        std::mem::take(&mut self.idle).into_iter().map(|i| i.item).collect()
+        let ready = std::mem::take(&mut self.ready).into_iter().map(|(_, item)| item);
+        std::mem::take(&mut self.idle).into_iter().map(|i| i.item).chain(ready).collect()
     }
 
-    /// Sandboxes in the pool, busy and idle.
+    /// Sandboxes in the pool, busy, idle and ready.
     pub fn num_containers(&self) -> usize {
-        self.idle.len() + self.num_busy
+        self.idle.len() + self.ready.len() + self.num_busy
     }
 
     #[cfg(test)]
@@ -125,8 +200,10 @@ impl<C> Engine<C> {
         self.idle.len()
     }
 
+    /// Memory of the idle and the ready sandboxes.
     fn idle_memory_mb(&self) -> u64 {
-        self.idle.iter().map(|i| u64::from(i.key.memory_mb)).sum()
+        let ready = self.ready.iter().map(|(s, _)| u64::from(s.memory_mb));
+        self.idle.iter().map(|i| u64::from(i.key.memory_mb)).chain(ready).sum()
     }
 }
 
@@ -140,6 +217,19 @@ mod tests {
             commit: commit.into(),
             image_id: "sha256:i".into(),
             command: vec!["python3".into()],
+            memory_mb,
+            cpu_millis: 500,
+            pids: 64,
+            job_network: false,
+            layer: None,
+        }
+    }
+
+    fn shape(runtime: &str, memory_mb: u32) -> ReadyShape {
+        ReadyShape {
+            runtime: runtime.into(),
+            image: format!("{runtime}:tag"),
+            image_id: "sha256:i".into(),
             memory_mb,
             cpu_millis: 500,
             pids: 64,
@@ -207,5 +297,45 @@ mod tests {
         assert_eq!(pool.expire(start + Duration::from_secs(60)), vec!["old"]);
         assert_eq!(pool.drain(), vec!["new"]);
         assert_eq!(pool.num_idle(), 0);
+    }
+
+    #[test]
+    fn ready_sandboxes_are_claimed_by_shape_evict_only_idle_warm_ones_and_go_first() {
+        let mut pool = engine(3, 1024);
+        let now = Instant::now();
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]));
+        pool.add_ready(shape("python", 256), "ready-py");
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]));
+        pool.add_ready(shape("node", 256), "ready-node");
+        assert_eq!(pool.num_ready(&shape("python", 256)), 1);
+        assert_eq!(pool.claim_ready(&shape("python", 512)), None, "another limit is another shape");
+        assert_eq!(pool.claim_ready(&shape("python", 256)), Some("ready-py"));
+        assert_eq!(pool.num_ready(&shape("python", 256)), 0);
+        // the claimed one is busy now; it goes back as a warm sandbox of one function
+        pool.give_back(key("alice", "c1", 256), "/w".into(), "ready-py", now);
+        assert_eq!(pool.num_containers(), 2);
+        assert_eq!(pool.reserve_ready(256, false), Some(vec![]), "a third fits");
+        pool.release(256);
+        assert_eq!(pool.admit(256), Some(vec![]));
+        assert_eq!(pool.reserve_ready(1, false), None, "the pool is full");
+        assert_eq!(pool.reserve_ready(1, true), Some(vec!["ready-py"]), "a kept shape evicts an idle warm one");
+        assert_eq!(pool.reserve_ready(1, true), None, "never a ready or a busy one");
+        pool.release(1);
+        assert_eq!(pool.admit(256), Some(vec![]));
+        assert_eq!(pool.admit(256), Some(vec!["ready-node"]), "the ready one goes before a warm one");
+        pool.give_back(key("alice", "c2", 256), "/w".into(), "warm-2", now);
+        assert_eq!(pool.drain(), vec!["warm-2"]);
+    }
+
+    #[test]
+    fn ready_sandboxes_of_unwanted_shapes_are_taken_out() {
+        let mut pool = engine(4, 1024);
+        for (runtime, item) in [("python", "p"), ("node", "n")] {
+            assert_eq!(pool.reserve_ready(128, false), Some(vec![]));
+            pool.add_ready(shape(runtime, 128), item);
+        }
+        assert_eq!(pool.unwanted_ready(|s| s.runtime == "python"), vec!["n"]);
+        assert_eq!(pool.num_containers(), 1);
+        assert_eq!(pool.drain(), vec!["p"]);
     }
 }

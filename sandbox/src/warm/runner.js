@@ -9,8 +9,9 @@
 // /output.
 const fs = require("fs");
 const { spawn, spawnSync } = require("child_process");
-// the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner
-const coldArgs = process.argv.slice(1, -2);
+// the cold runner's arguments (code dir, entry, working directory), the sweep, the cold runner;
+// a ready sandbox is started with no arguments: its first request names them (see next)
+let coldArgs = process.argv.slice(1, -2);
 const [sweepScript, cold] = process.argv.slice(-2);
 const SCRATCH = ["/tmp", "/dev/shm", "/dev/mqueue"];
 // the function's user ("uid:gid"); the runner refuses to serve without one
@@ -124,6 +125,17 @@ const next = () => {
   const request = Buffer.from(pending.subarray(4, 4 + length));
   pending.fill(0, 0, 4 + length);
   pending = pending.subarray(4 + length);
+  if (coldArgs.length === 0) {
+    // a ready sandbox, started before it had a function: the first request is the
+    // cold runner's arguments as a JSON list of strings, and it serves only that one
+    const named = JSON.parse(request.toString("utf8"));
+    if (!Array.isArray(named) || named.length === 0 || !named.every((a) => typeof a === "string")) {
+      process.stderr.write("gitfaas: a ready runner's first request must name its arguments\n");
+      process.exit(2);
+    }
+    coldArgs = named;
+    return next();
+  }
   busy = true;
   invoke(request, () => {
     busy = false;
