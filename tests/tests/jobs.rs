@@ -96,6 +96,34 @@ async fn an_import_that_fails_is_the_reason_in_python_and_in_node() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_warm_sandbox_gives_the_same_reasons_for_a_raise_and_a_failed_import() {
+    let stack = Stack::shared(); // warm sandboxes on: the second run of each may be warm
+    let raises = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("main.py", "def main(data):\n    raise KeyError('warm ' + str(data))\n"),
+    ]);
+    let imports = git_repo(&[("gitfaas.toml", PY_MANIFEST), ("main.py", "import not_installed_warm\n")]);
+    let cases = [
+        (&raises, "function raised KeyError: 'warm 3'"),
+        (
+            &imports,
+            "function raised ModuleNotFoundError: No module named 'not_installed_warm' (while importing 'main.py')",
+        ),
+    ];
+    for (repo, reason) in cases {
+        for _ in 0..2 {
+            let id = stack.submit_ok(&json!({"repo": repo, "input": 3})).await;
+            let result = stack.result(&id).await;
+            assert_eq!(
+                (result["status"].as_str(), result["reason"].as_str()),
+                (Some("failed"), Some(reason)),
+                "{result}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn missing_repository_and_missing_ref_fail_clearly_and_the_executor_keeps_serving() {
     let stack = Stack::shared();
     let missing_repo = format!("{}/no-such-repo", gitfaas_tests::infra::git_url());
