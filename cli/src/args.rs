@@ -97,6 +97,9 @@ pub enum FnCommand {
         /// The runtime the function expects (python, node, command)
         #[arg(long)]
         runtime: Option<String>,
+        /// The repository's submodules: empty directories (the default) or fetched
+        #[arg(long, value_parser = ["empty", "fetch"])]
+        submodules: Option<String>,
     },
     /// Invoke NAME's current version; its output JSON goes to stdout
     Invoke {
@@ -206,6 +209,10 @@ pub struct RunArgs {
     /// The job's timeout in seconds
     #[arg(long)]
     pub timeout: Option<u32>,
+    /// The repository's submodules: empty directories (the default, as git clone
+    /// leaves them) or fetched at the commits they pin
+    #[arg(long, value_parser = ["empty", "fetch"])]
+    pub submodules: Option<String>,
     /// Print the job id and return at once instead of following the job
     #[arg(long, short)]
     pub detach: bool,

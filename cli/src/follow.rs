@@ -86,6 +86,9 @@ fn request_body(args: &RunArgs) -> Result<Value, CliError> {
     if let Some(timeout) = args.timeout {
         body["timeout_secs"] = json!(timeout);
     }
+    if let Some(submodules) = &args.submodules {
+        body["submodules"] = json!(submodules);
+    }
     if let Some(value) = input::read(args.input.as_deref())? {
         body["input"] = value;
     }

@@ -24,7 +24,7 @@ fn path(name: &str, rest: &str) -> String {
 
 pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCode, CliError> {
     match command {
-        FnCommand::Deploy { name, repo, runtime } => {
+        FnCommand::Deploy { name, repo, runtime, submodules } => {
             let (repo, git_ref) = match repo.rsplit_once('@').filter(|(url, _)| url.contains("://")) {
                 Some((url, r)) => (url.to_owned(), Some(r.to_owned())),
                 None => (repo, None),
@@ -35,6 +35,9 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
             }
             if let Some(runtime) = runtime {
                 body["runtime"] = runtime.into();
+            }
+            if let Some(submodules) = submodules {
+                body["submodules"] = submodules.into();
             }
             err!("deploying {name} (an executor resolves the ref to a commit)");
             // the frontend holds a deployment up to a minute while an executor resolves its ref

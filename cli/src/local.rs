@@ -64,6 +64,10 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
     let reason = outcome.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
     let image =
         if outcome.image.is_empty() { String::new() } else { format!(" ({} in {})", outcome.runtime, outcome.image) };
+    if let Some(build) = &outcome.dependencies {
+        let build = serde_json::to_value(build).expect("json values serialise");
+        err!("dependencies: {}", show::dependencies(&build).unwrap_or_default());
+    }
     err!("{}{reason}{image}", outcome.status);
     if let Some(output) = &outcome.output {
         show::json(output);

@@ -111,12 +111,28 @@ pub fn result(output: Output, result: &Value) {
         Output::Table => {
             pairs(result, &["job_id", "status", "reason", "exit_code", "commit_sha", "executor_id", "attempt"]);
             out!("{:<13} {}", "timings:", timings(result));
+            if let Some(summary) = dependencies(&result["dependencies"]) {
+                out!("{:<13} {summary}", "dependencies:");
+            }
+            for note in result["notes"].as_array().into_iter().flatten() {
+                out!("{:<13} {}", "note:", cell(note));
+            }
             if let Some(out) = result.get("output") {
                 let pretty = serde_json::to_string_pretty(out).expect("json values serialise");
                 out!("output:\n{}", escape::json(&pretty));
             }
         }
     }
+}
+
+/// `requirements.txt, built in 5210 ms` (or `reused`), when the run had a layer.
+pub fn dependencies(build: &Value) -> Option<String> {
+    let file = cell(build.get("file")?);
+    let how = match build["built"].as_bool() {
+        Some(true) => format!("built in {} ms", cell(&build["build_ms"])),
+        _ => "a cached layer reused".into(),
+    };
+    Some(format!("{file}, {how}"))
 }
 
 /// `queue 1 ms, run 206 ms, total 207 ms`.
@@ -146,5 +162,19 @@ pub fn list(output: Output, list: &Value) {
     }
     if let Some(next) = list["next"].as_str() {
         err!("more: gitfaas ls --before {next}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_results_dependency_layer_is_one_line() {
+        let built = json!({"file": "fns/a/requirements.txt", "built": true, "build_ms": 5210});
+        assert_eq!(super::dependencies(&built).as_deref(), Some("fns/a/requirements.txt, built in 5210 ms"));
+        let reused = json!({"file": "package.json", "built": false, "build_ms": 2});
+        assert_eq!(super::dependencies(&reused).as_deref(), Some("package.json, a cached layer reused"));
+        assert_eq!(super::dependencies(&serde_json::Value::Null), None);
     }
 }

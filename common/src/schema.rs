@@ -30,7 +30,7 @@ pub use function::{
     MAX_VERSIONS_KEPT,
 };
 pub use origin::{JobOrigin, MAX_PIPELINE_STEPS};
-pub use result::{Attempt, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
+pub use result::{Attempt, DependencyBuild, JobResult, Timings, DEPENDENCY_INSTALL_FAILED, EXECUTOR_LOST};
 pub use trigger::{
     MissedTicks, Schedule, TopicBinding, TriggerSource, TriggerState, MAX_CATCH_UP_TICKS, MAX_TOPIC_CONCURRENCY,
 };
@@ -125,6 +125,9 @@ pub struct JobSpec {
     /// Whether the executor installs the dependencies the checkout declares.
     #[serde(default, skip_serializing_if = "Dependencies::is_install")]
     pub dependencies: Dependencies,
+    /// What becomes of the checkout's submodules.
+    #[serde(default, skip_serializing_if = "Submodules::is_empty")]
+    pub submodules: Submodules,
     /// The trigger tick or record (or pipeline step) that made the job, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<JobOrigin>,
@@ -145,6 +148,25 @@ pub enum Dependencies {
 impl Dependencies {
     pub fn is_install(&self) -> bool {
         *self == Dependencies::Install
+    }
+}
+
+/// `empty` (the default): a submodule's path is an empty directory, as `git clone`
+/// leaves it, and the result has a note saying so; `fetch`: each submodule is
+/// fetched at the commit its gitlink pins, under the same URL policy, mirror cache
+/// and checkout bounds as the repository.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Submodules {
+    #[default]
+    Empty,
+    Fetch,
+}
+
+impl Submodules {
+    pub fn is_empty(&self) -> bool {
+        *self == Submodules::Empty
     }
 }
 
@@ -309,6 +331,8 @@ impl JobStarted {
 }
 
 /// A message on the results topic.
+// one per message, decoded and matched once: the variants' sizes do not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobEvent {
@@ -386,6 +410,7 @@ mod tests {
             resolve_only: false,
             delivery: Delivery::AtLeastOnce,
             dependencies: Dependencies::Install,
+            submodules: Submodules::Empty,
             origin: None,
         }
     }

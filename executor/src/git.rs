@@ -25,7 +25,8 @@ use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
 use gitfaas_sandbox::ConnectProxy;
 
 use crate::metrics::GitMetrics;
-use crate::tree::{self, CheckoutLimits, TreeError};
+use crate::tree::{self, CheckedTree, CheckoutLimits, TreeError};
+use remote::{advertised, Advertised, TokenAuth};
 
 /// Where the remote's default branch is stored in each mirror.
 const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
@@ -48,23 +49,37 @@ pub enum GitError {
     /// The repository's host is (or resolves to) an address the policy blocks.
     #[error(transparent)]
     Refused(PolicyError),
-    /// The commit's tree breaks the checkout limits, holds a submodule or an
-    /// entry that cannot be written, or lacks an object.
+    /// The commit's tree breaks the checkout limits, holds an entry that cannot be
+    /// written, or lacks an object; or a submodule cannot be checked out.
     #[error(transparent)]
     Tree(#[from] TreeError),
     #[error("git cache error: {0}")]
     Cache(String),
+    /// A submodule the repository names cannot be fetched as it says.
+    #[error("submodule `{path}`: {why}")]
+    Submodule { path: String, why: String },
+    /// Fetching or checking out submodule `path` failed as the repository's own could.
+    #[error("submodule `{path}`: {error}")]
+    InSubmodule { path: String, error: Box<GitError> },
 }
 
 impl GitError {
     /// Errors of the executor's own disk or cache rather than of the job's repository.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
+        match self {
+            GitError::InSubmodule { error, .. } => error.is_infrastructure(),
+            _ => {
+                matches!(self, GitError::Cache(_) | GitError::Unreachable(_) | GitError::Tree(TreeError::Unreadable(_)))
+            }
+        }
     }
 
-    /// The host is blocked, or the commit breaks the checkout limits, holds a
-    /// submodule or an entry no checkout may write: `rejected`.
+    /// The host is blocked, or the commit breaks the checkout limits or holds an
+    /// entry no checkout may write: `rejected`.
     pub fn is_policy(&self) -> bool {
+        if let GitError::InSubmodule { error, .. } = self {
+            return error.is_policy();
+        }
         matches!(self, GitError::Refused(_))
             || matches!(self, GitError::Tree(e) if !matches!(e, TreeError::Unreadable(_)))
     }
@@ -161,7 +176,7 @@ impl GitCache {
     ) -> Result<String, GitError> {
         let (repo, _lock) = self.open_locked(url, token)?;
         let oid = self.resolve_in(&repo, url, remote, git_ref, token)?;
-        self.write_tree(&repo, oid, git_ref, dest)?;
+        self.write_tree(&repo, oid, git_ref, dest, &self.limits)?;
         Ok(oid.to_string())
     }
 
@@ -180,11 +195,39 @@ impl GitCache {
         Ok(oid.to_string())
     }
 
-    /// Checks out `sha` (a commit [`GitCache::resolve_checked`] returned) into `dest`.
-    pub fn checkout_commit(&self, url: &str, sha: &str, dest: &Path, token: Option<&str>) -> Result<(), GitError> {
+    /// Checks out `sha` (a commit [`GitCache::resolve_checked`] returned) into `dest`;
+    /// what it wrote, and its submodules (each an empty directory).
+    pub fn checkout_commit(
+        &self,
+        url: &str,
+        sha: &str,
+        dest: &Path,
+        token: Option<&str>,
+    ) -> Result<CheckedTree, GitError> {
         let (repo, _lock) = self.open_locked(url, token)?;
         let oid = full_sha(sha).ok_or_else(|| GitError::RefNotFound(sha.to_owned()))?;
-        self.write_tree(&repo, oid, sha, dest)
+        self.write_tree(&repo, oid, sha, dest, &self.limits)
+    }
+
+    /// [`GitCache::checkout_checked`] of the full commit `sha` (a submodule's pin),
+    /// within what is left of the job's checkout `limits`.
+    pub fn checkout_pinned(
+        &self,
+        url: &RepoUrl,
+        policy: &PolicySettings,
+        sha: &str,
+        dest: &Path,
+        token: Option<&str>,
+        limits: &CheckoutLimits,
+    ) -> Result<CheckedTree, GitError> {
+        let (repo, _lock) = self.open_locked(url.as_str(), token)?;
+        let oid = self.resolve_in(&repo, url.as_str(), || checked_remote(url, policy), sha, token)?;
+        self.write_tree(&repo, oid, sha, dest, limits)
+    }
+
+    /// The checkout's limits.
+    pub fn limits(&self) -> &CheckoutLimits {
+        &self.limits
     }
 
     /// The mirror of `url`, opened (or created) under its exclusive lock.
@@ -249,16 +292,39 @@ impl GitCache {
         resolve(repo, git_ref)
     }
 
-    fn write_tree(&self, repo: &Repository, oid: Oid, git_ref: &str, dest: &Path) -> Result<(), GitError> {
+    fn write_tree(
+        &self,
+        repo: &Repository,
+        oid: Oid,
+        git_ref: &str,
+        dest: &Path,
+        limits: &CheckoutLimits,
+    ) -> Result<CheckedTree, GitError> {
         let commit = repo.find_commit(oid).map_err(|_| GitError::RefNotFound(git_ref.to_owned()))?;
         let tree = commit.tree().map_err(|e| match e.code() {
             git2::ErrorCode::NotFound => GitError::Tree(TreeError::MissingObject(String::new())),
             _ => cache_err(e),
         })?;
-        tree::check(repo, &tree, &self.limits)?;
+        let checked = tree::check(repo, &tree, limits)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);
-        repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)
+        if checked.gitlinks.is_empty() {
+            repo.checkout_tree(tree.as_object(), Some(&mut checkout)).map_err(cache_err)?;
+            return Ok(checked);
+        }
+        // libgit2 looks a gitlink up as a submodule, which a bare mirror has none of:
+        // the tree without them, then each an empty directory, as `git clone` leaves
+        // it (its parents are the tree's own directories, which are no symlinks)
+        let mut index = git2::Index::new().map_err(cache_err)?;
+        index.read_tree(&tree).map_err(cache_err)?;
+        for (path, _) in &checked.gitlinks {
+            index.remove_path(Path::new(path)).map_err(cache_err)?;
+        }
+        repo.checkout_index(Some(&mut index), Some(&mut checkout)).map_err(cache_err)?;
+        for (path, _) in &checked.gitlinks {
+            std::fs::create_dir_all(dest.join(path)).map_err(cache_err)?;
+        }
+        Ok(checked)
     }
 
     fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
@@ -298,40 +364,6 @@ impl GitCache {
     }
 }
 
-/// The answer to a server that asks a fetch or a ref advertisement for credentials:
-/// the job's token, offered once as the basic-auth password. Anything else is
-/// refused, and why is kept for the job's `Authentication` error.
-struct TokenAuth<'a> {
-    token: Option<&'a str>,
-    asked: bool,
-    refused: Option<&'static str>,
-}
-
-impl<'a> TokenAuth<'a> {
-    fn new(token: Option<&'a str>) -> Self {
-        Self { token, asked: false, refused: None }
-    }
-
-    fn answer(&mut self, allowed: git2::CredentialType) -> Result<git2::Cred, git2::Error> {
-        match self.token {
-            // asked twice means the token was refused: stop rather than loop
-            Some(token) if !self.asked && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) => {
-                self.asked = true;
-                git2::Cred::userpass_plaintext("x-access-token", token)
-            }
-            _ => {
-                let why = match self.token {
-                    None => "the server asks for credentials and the job has no `git_token`",
-                    Some(_) if self.asked => "the server refused the job's `git_token`",
-                    Some(_) => "the server asks for credentials other than a token as basic-auth password",
-                };
-                self.refused = Some(why);
-                Err(git2::Error::from_str(why))
-            }
-        }
-    }
-}
-
 /// Where a checked URL is fetched from: a `git://` fetch connects to the checked
 /// address itself, an `http(s)://` fetch goes through a [`ConnectProxy`].
 fn checked_remote(url: &RepoUrl, policy: &PolicySettings) -> Result<Remote, GitError> {
@@ -353,55 +385,6 @@ fn forget_if_unusable(repo: &Repository, path: &Path, error: &GitError) {
     let empty = repo.references().map(|r| r.count()).unwrap_or(0) == 0;
     if empty || matches!(error, GitError::TooLarge { .. }) {
         let _ = std::fs::remove_dir_all(path);
-    }
-}
-
-/// What the server advertises for a ref, as far as the mirror is concerned.
-enum Advertised {
-    /// A commit the mirror already has: nothing to fetch.
-    Known(Oid),
-    /// Not known here, or the advertisement could not be read: the fetch decides
-    /// (and reports any trouble).
-    Unknown,
-    /// The server wants credentials the job lacks, or refused its token.
-    Refused(&'static str),
-}
-
-/// The commit the server advertises for `git_ref` (branch, tag, full ref name or
-/// `HEAD`): one connection and the ref advertisement (`ls-remote`), no
-/// negotiation. The token, if any, is presented at most once.
-fn advertised(repo: &Repository, remote: &Remote, git_ref: &str, token: Option<&str>) -> Advertised {
-    if git_ref.starts_with('-') || git_ref.is_empty() {
-        return Advertised::Unknown;
-    }
-    let mut auth = TokenAuth::new(token);
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, _user, allowed| auth.answer(allowed));
-    let mut proxy_options = git2::ProxyOptions::new();
-    if let Some(proxy) = &remote.proxy {
-        proxy_options.url(&proxy.url());
-    }
-    let Ok(mut anonymous) = repo.remote_anonymous(&remote.url) else { return Advertised::Unknown };
-    let heads = match anonymous.connect_auth(git2::Direction::Fetch, Some(callbacks), Some(proxy_options)) {
-        Ok(connection) => connection.list().map(|heads| heads.iter().map(|h| (h.name().to_owned(), h.oid())).collect()),
-        Err(e) => Err(e),
-    };
-    let heads: Vec<(String, Oid)> = match (heads, auth.refused) {
-        (Ok(heads), _) => heads,
-        (Err(_), Some(why)) => return Advertised::Refused(why),
-        (Err(_), None) => return Advertised::Unknown,
-    };
-    let names: Vec<String> = if git_ref == "HEAD" {
-        vec!["HEAD".into()]
-    } else if git_ref.starts_with("refs/") {
-        vec![format!("{git_ref}^{{}}"), git_ref.to_owned()]
-    } else {
-        vec![format!("refs/heads/{git_ref}"), format!("refs/tags/{git_ref}^{{}}"), format!("refs/tags/{git_ref}")]
-    };
-    let oid = names.iter().find_map(|name| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid));
-    match oid.and_then(|oid| repo.find_object(oid, None).ok()).and_then(|o| o.peel_to_commit().ok()) {
-        Some(commit) => Advertised::Known(commit.id()),
-        None => Advertised::Unknown,
     }
 }
 
@@ -453,6 +436,8 @@ fn resolve(repo: &Repository, git_ref: &str) -> Result<Oid, GitError> {
     }
     Err(not_found())
 }
+
+mod remote;
 
 #[cfg(test)]
 #[path = "git_tests.rs"]

@@ -11,7 +11,9 @@ use gitfaas_common::{Job, JobResult, JobStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod checkout;
 
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
@@ -160,7 +162,7 @@ impl JobRunner {
         let token = credentials.get(GIT_TOKEN);
         let clock = std::time::Instant::now();
         let mirror = self.git.mirror_path_of(repo.as_str(), token.as_deref().map(|t| t.as_str()));
-        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.to_string(), None, token.clone());
+        let resolve = || self.git_task(at, repo.clone(), spec.git_ref.to_string(), token.clone());
         let fetch_span = tracing::info_span!("git fetch", git.r#ref = %spec.git_ref);
         let sha = match self.refs.resolve(mirror, &spec.git_ref, job.submitted_at, resolve).instrument(fetch_span).await
         {
@@ -177,7 +179,7 @@ impl JobRunner {
             plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
-        let placed = self.place(job, at, &repo, &sha, token, plan, cancel).await;
+        let placed = self.place(job, at, &repo, &sha, token, plan, log, cancel).await;
         drop(credentials);
         let (launch, place) = match placed {
             Ok(placed) => placed,
@@ -206,31 +208,24 @@ impl JobRunner {
         ending
     }
 
-    /// Runs a git step on a blocking thread: with `checkout` `None`, resolves
-    /// `git_ref` to a commit (fetching when the mirror lacks it or the ref may have
-    /// moved); with `Some(dir)`, checks the commit `git_ref` out there.
+    /// Resolves `git_ref` to a commit on a blocking thread (fetching when the
+    /// mirror lacks it or the ref may have moved); the checkout is `checkout_task`'s.
     async fn git_task(
         &self,
         at: &Attempt,
         repo: RepoUrl,
         git_ref: String,
-        checkout: Option<PathBuf>,
         token: Option<zeroize::Zeroizing<String>>,
     ) -> Result<String, Ending> {
         let (git, policy) = (self.git.clone(), self.settings.policy.clone());
         let fetched = tokio::task::spawn_blocking(move || {
             let token = token.as_deref().map(|t| t.as_str());
-            match checkout {
-                None => git.resolve_checked(&repo, &policy, &git_ref, token),
-                Some(dir) => git.checkout_commit(repo.as_str(), &git_ref, &dir, token).map(|()| git_ref),
-            }
+            git.resolve_checked(&repo, &policy, &git_ref, token)
         })
         .await;
         match fetched {
             Ok(Ok(sha)) => Ok(sha),
-            Ok(Err(e)) if e.is_infrastructure() => Err(Ending::infrastructure(at, e.to_string())),
-            Ok(Err(e)) if e.is_policy() => Err(JobResult::rejected(at, e.to_string()).into()),
-            Ok(Err(e)) => Err(JobResult::failed(at, e.to_string()).into()),
+            Ok(Err(e)) => Err(checkout::ending_of(at, e)),
             Err(e) => Err(Ending::infrastructure(at, format!("checkout task failed: {e}"))),
         }
     }
@@ -248,25 +243,29 @@ impl JobRunner {
         sha: &str,
         token: Option<zeroize::Zeroizing<String>>,
         plan: impl Fn(&Path) -> Result<Launch, ManifestError>,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<(Launch, Place), Ending> {
         let owner = &job.owner.subject;
         let resources = &job.spec.resources;
         let workdir = job.spec.workdir.as_deref().unwrap_or(".");
         let install = job.spec.dependencies.is_install();
-        if let Some(pool) = &self.warm {
+        // fetched submodules are this job's checkout alone: never a warm sandbox's
+        let fetch = !job.spec.submodules.is_empty();
+        if let Some(pool) = self.warm.as_ref().filter(|_| !fetch) {
             // the same commit has the same manifest and declarations: plan from the warm checkout
             if let Some(code) = pool.code_dir_of(owner, sha) {
                 if let Ok(launch) = plan(&code) {
                     // the layer's digest is part of the key (found in the cache, or built again if evicted)
                     let layer = match install {
-                        true => self.deps.prepare(&code, workdir, &launch, &job.id.to_string(), cancel).await,
+                        true => self.deps.prepare(&code, workdir, &launch, &job.id.to_string(), log, cancel).await,
                         false => Ok(None),
                     };
                     if let Ok(layer) = layer {
                         let digest = layer.as_ref().map(Prepared::digest);
                         if let Ok(key) = pool.key(owner, sha, &launch, resources, digest).await {
                             if let Some(lease) = pool.take(&key) {
+                                lease.workspace().set_dependencies(layer.as_ref().map(Prepared::summary));
                                 return Ok((launch, Place::Warm(Box::new(lease))));
                             }
                         }
@@ -277,14 +276,17 @@ impl JobRunner {
         let workspace = Workspace::create(&self.settings.work_dir)
             .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
         let checkout = tracing::info_span!("git checkout", git.commit = %sha);
-        self.git_task(at, repo.clone(), sha.to_owned(), Some(workspace.code()), token).instrument(checkout).await?;
+        let (target, submodules) = ((repo.clone(), sha.to_owned()), job.spec.submodules);
+        let notes = self.checkout_task(at, target, workspace.code(), token, submodules).instrument(checkout).await?;
+        let workspace = workspace.with_notes(notes);
         let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
         let prepared = match install {
-            true => self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), cancel).await,
+            true => self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), log, cancel).await,
             false => Ok(None),
         };
         let prepared = prepared.map_err(|e| dependency_ending(at, e))?;
-        let Some((pool, args)) = self.warm.as_ref().zip(warm_args(&launch)) else {
+        let warm = self.warm.as_ref().filter(|_| !fetch);
+        let Some((pool, args)) = warm.zip(warm_args(&launch)) else {
             return Ok((launch, Place::Cold(workspace, prepared)));
         };
         pool.missed();
@@ -297,7 +299,10 @@ impl JobRunner {
         let function = Function { checkout: workspace, layer: prepared.as_ref().map(Prepared::dir), args, name };
         let start = tracing::info_span!("sandbox start", sandbox.kind = "warm");
         match pool.place(key, &launch.runtime, &launch.image, function).instrument(start).await {
-            Ok(Ok(lease)) => Ok((launch, Place::Warm(Box::new(lease)))),
+            Ok(Ok(lease)) => {
+                lease.workspace().set_dependencies(prepared.as_ref().map(Prepared::summary));
+                Ok((launch, Place::Warm(Box::new(lease))))
+            }
             Ok(Err(workspace)) => Ok((launch, Place::Cold(workspace, prepared))),
             Err(e) => Err(Ending::infrastructure(at, format!("sandbox error: {e}"))),
         }
@@ -360,6 +365,11 @@ impl JobRunner {
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };
+        ending.result.dependencies = match &place {
+            Place::Cold(_, prepared) => prepared.as_ref().map(Prepared::summary),
+            Place::Warm(lease) => lease.workspace().dependencies(),
+        };
+        ending.result.notes = place.workspace().notes();
         if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 let failed = match e {

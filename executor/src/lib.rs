@@ -35,6 +35,7 @@ mod processing;
 mod rebalance;
 mod refs;
 mod settings;
+mod submodules;
 mod tree;
 mod worker;
 

@@ -49,9 +49,14 @@ pub struct ExecutorSettings {
     /// Bare mirrors of the repositories jobs came from.
     pub cache_dir: PathBuf,
     pub max_repo_mb: u64,
-    /// Bounds on one checkout: total bytes, files, largest file.
+    /// Bounds on one checkout: total bytes, files, largest file (a job's
+    /// repository and its fetched submodules together).
     #[serde(default)]
     pub checkout: crate::tree::CheckoutLimits,
+    /// How deep a job's `"submodules": "fetch"` goes: submodules of submodules
+    /// nested deeper fail the job.
+    #[serde(default = "default_max_submodule_depth")]
+    pub max_submodule_depth: u32,
     /// Runtime name → image. Only these runtimes are offered.
     pub images: BTreeMap<String, String>,
     /// `runc`, or `runsc` (gVisor).
@@ -107,6 +112,10 @@ pub struct ExecutorSettings {
     /// Package indexes, the layer cache and the bounds of dependency builds.
     #[serde(default)]
     pub dependencies: DependencySettings,
+}
+
+fn default_max_submodule_depth() -> u32 {
+    3
 }
 
 fn default_prefetch() -> usize {

@@ -1,9 +1,10 @@
 //! Bounds on what a checkout may write, checked against the commit's tree before
-//! a byte is written: total size, number of files, largest file, no submodules,
-//! and only entries git can write inside the checkout (no duplicate names, no
+//! a byte is written: total size, number of files, largest file, and only entries
+//! git can write inside the checkout (no duplicate names, no
 //! `.git`, `.` or `..`, no slash in a name, no missing object). A blob's size
 //! comes from the object database header, so a compressed bomb (a 1 GiB file of
-//! zeros is ~1 MB packed) is refused without being inflated.
+//! zeros is ~1 MB packed) is refused without being inflated. The tree's
+//! submodules (gitlinks) are listed for the caller (see `submodules`).
 //!
 //! Everything refused here is the repository's own doing, so the job is
 //! `rejected` at once; left to the checkout, git would refuse the same tree with
@@ -43,8 +44,6 @@ pub enum TreeError {
     TooManyFiles(u64),
     #[error("checkout refused: `{path}` is larger than the {limit} byte file limit")]
     FileTooLarge { path: String, limit: u64 },
-    #[error("repository has a submodule at `{0}`; submodules are not supported, vendor its files instead")]
-    Submodule(String),
     /// An entry no checkout may write (git itself refuses it, or it would land
     /// outside the checkout or in its `.git`).
     #[error("repository tree has an entry that cannot be checked out, `{path}`: {why}")]
@@ -106,11 +105,32 @@ fn check_entry(dir: &str, entry: &TreeEntry<'_>, seen: &mut HashSet<Vec<u8>>) ->
     Ok(())
 }
 
-/// Walks `tree` and refuses it when it breaks `limits`, holds a submodule or an
-/// entry that cannot be written.
-pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Result<(), TreeError> {
+/// What a checked tree holds: its files' count and bytes, and its submodules.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CheckedTree {
+    pub num_files: u64,
+    pub num_bytes: u64,
+    /// Each gitlink: its path and the commit it pins.
+    pub gitlinks: Vec<(String, git2::Oid)>,
+}
+
+impl CheckoutLimits {
+    /// What is left of these limits once `used` is checked out.
+    pub fn less(&self, used: &CheckedTree) -> CheckoutLimits {
+        CheckoutLimits {
+            max_bytes: self.max_bytes.saturating_sub(used.num_bytes),
+            max_files: self.max_files.saturating_sub(used.num_files),
+            max_file_bytes: self.max_file_bytes,
+        }
+    }
+}
+
+/// Walks `tree` and refuses it when it breaks `limits` or holds an entry that
+/// cannot be written.
+pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Result<CheckedTree, TreeError> {
     let odb = repo.odb().map_err(|e| TreeError::Unreadable(e.message().to_owned()))?;
     let (mut num_files, mut num_bytes) = (0u64, 0u64);
+    let mut gitlinks = Vec::new();
     let mut seen = HashSet::new();
     let mut refusal = None;
     let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -118,7 +138,10 @@ pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Res
         let outcome = check_entry(dir, entry, &mut seen).and_then(|()| match entry.kind() {
             Some(ObjectType::Tree) if odb.exists(entry.id()) => Ok(()),
             Some(ObjectType::Tree) => Err(TreeError::MissingObject(path())),
-            Some(ObjectType::Commit) => Err(TreeError::Submodule(path())),
+            Some(ObjectType::Commit) => {
+                gitlinks.push((path(), entry.id()));
+                Ok(())
+            }
             _ => match odb.read_header(entry.id()) {
                 Ok((size, _)) => {
                     num_files += 1;
@@ -148,7 +171,7 @@ pub fn check(repo: &Repository, tree: &Tree<'_>, limits: &CheckoutLimits) -> Res
     match (refusal, walked) {
         (Some(e), _) => Err(e),
         (None, Err(e)) => Err(TreeError::Unreadable(e.message().to_owned())),
-        (None, Ok(())) => Ok(()),
+        (None, Ok(())) => Ok(CheckedTree { num_files, num_bytes, gitlinks }),
     }
 }
 
@@ -192,7 +215,7 @@ mod tests {
     fn checked(files: &[(&str, usize)], limits: &CheckoutLimits) -> Result<(), TreeError> {
         let (_dir, repo, tree) = repo_with(files);
         let tree = repo.find_tree(tree).unwrap();
-        check(&repo, &tree, limits)
+        check(&repo, &tree, limits).map(drop)
     }
 
     /// A tree written as it is, unchecked: `entries` of (mode, name, contents).
@@ -216,7 +239,7 @@ mod tests {
     fn raw_checked(entries: &[(&str, &[u8], &[u8])]) -> Result<(), TreeError> {
         let (_dir, repo, tree) = raw_tree(entries);
         let tree = repo.find_tree(tree).unwrap();
-        check(&repo, &tree, &CheckoutLimits::default())
+        check(&repo, &tree, &CheckoutLimits::default()).map(drop)
     }
 
     #[test]
@@ -252,6 +275,21 @@ mod tests {
         let tree = repo.odb().unwrap().write(ObjectType::Tree, &bytes).unwrap();
         let tree = repo.find_tree(tree).unwrap();
         assert_eq!(check(&repo, &tree, &CheckoutLimits::default()), Err(TreeError::MissingObject("lib".into())));
+    }
+
+    #[test]
+    fn a_gitlink_is_listed_with_the_commit_it_pins_and_not_counted_as_a_file() {
+        let (_dir, repo, _) = raw_tree(&[]);
+        let blob = repo.blob(b"x").unwrap();
+        let mut bytes = b"100644 a\0".to_vec();
+        bytes.extend_from_slice(blob.as_bytes());
+        bytes.extend_from_slice(b"160000 data\0");
+        bytes.extend_from_slice(&[7u8; 20]);
+        let tree = repo.odb().unwrap().write(ObjectType::Tree, &bytes).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let checked = check(&repo, &tree, &CheckoutLimits::default()).unwrap();
+        let pinned = git2::Oid::from_bytes(&[7u8; 20]).unwrap();
+        assert_eq!(checked, CheckedTree { num_files: 1, num_bytes: 1, gitlinks: vec![("data".into(), pinned)] });
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
 use gitfaas_common::schema::{
-    check_args, CheckoutPath, DataLink, Delivery, Dependencies, GitRef, Resources, RuntimeName,
+    check_args, CheckoutPath, DataLink, Delivery, Dependencies, GitRef, Resources, RuntimeName, Submodules,
 };
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
@@ -96,6 +96,10 @@ pub struct SubmitRequest {
     /// checkout declares before the run; `skip`: they are ignored.
     #[serde(default)]
     pub dependencies: Option<Dependencies>,
+    /// `empty` (the default): each submodule is an empty directory, as `git clone`
+    /// leaves it; `fetch`: each is fetched at the commit its gitlink pins.
+    #[serde(default)]
+    pub submodules: Option<Submodules>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -227,6 +231,7 @@ impl SubmitRequest {
             function: None,
             resolve_only: false,
             dependencies: self.dependencies.unwrap_or_default(),
+            submodules: self.submodules.unwrap_or_default(),
             origin: None,
         })
     }

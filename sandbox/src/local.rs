@@ -9,15 +9,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::schema::Attempt;
 use gitfaas_common::schema::Resources;
+use gitfaas_common::schema::{Attempt, DependencyBuild};
 use gitfaas_common::{JobId, JobStatus, Owner};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use gitfaas_common::logs::{LogLimits, LogRun};
 
-use crate::deps::{Dependencies, DepsError};
+use crate::deps::{Dependencies, DepsError, Prepared};
 use crate::docker::{Sandbox, SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::logs::{LogSink, LogStreamer, Outlet, Redactor};
 use crate::outcome::interpret;
@@ -51,6 +51,8 @@ pub struct LocalOutcome {
     pub exit_code: Option<i64>,
     pub output: Option<Value>,
     pub stderr_tail: String,
+    /// The dependency layer the run had, when it had one.
+    pub dependencies: Option<DependencyBuild>,
 }
 
 /// Runs the function in `run.dir` once; an error is the machine's (Docker, disk), a
@@ -72,13 +74,19 @@ pub async fn run_local(
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let streamer = run.live_log.then(|| print_live(&settings.logs));
     // the cache is made only for a directory that declares something
-    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch.runtime) {
+    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch) {
         true => {
             let deps =
                 Dependencies::new(&settings.dependencies, sandbox.clone(), "local").context("dependency cache")?;
-            match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), cancel).await {
+            let log = streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off);
+            match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), &log, cancel).await {
                 Ok(prepared) => prepared,
-                Err(DepsError::Failed { why, log }) => return Ok(LocalOutcome::build_failed(&why, log)),
+                Err(DepsError::Failed { why, log }) => {
+                    if let Some(streamer) = streamer {
+                        streamer.finish().await; // the build's output is printed before its end
+                    }
+                    return Ok(LocalOutcome::build_failed(&why, log));
+                }
                 Err(error) if error.is_infrastructure() => return Err(error).context("building the dependencies"),
                 Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
             }
@@ -144,6 +152,7 @@ pub async fn run_local(
         exit_code: result.exit_code,
         output: result.output,
         stderr_tail: result.stderr_tail,
+        dependencies: prepared.as_ref().map(Prepared::summary),
     })
 }
 
@@ -174,6 +183,7 @@ impl LocalOutcome {
             exit_code: None,
             output: None,
             stderr_tail: String::new(),
+            dependencies: None,
         }
     }
 

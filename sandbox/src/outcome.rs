@@ -1,5 +1,10 @@
 //! What a finished run of a function means, as one terminal result: the one
 //! reading of a [`SandboxOutcome`], for jobs and for `gitfaas local run`.
+//!
+//! The python and node runners end a run whose function raised (on import or
+//! on call) with the traceback and one last stderr line, `gitfaas: raised TYPE:
+//! MESSAGE`; a failed run's reason is that line, so it says why rather than
+//! only the exit code.
 
 use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
@@ -18,6 +23,8 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
         JobResult::stdout_too_large(at, stdout_max_bytes)
     } else if out.oom_killed {
         JobResult::oom_killed(at)
+    } else if let Some(raised) = out.exit_code.filter(|code| *code != 0).and(raised(&out.stderr_tail)) {
+        JobResult::failed(at, format!("function {raised}"))
     } else if out.exit_code != Some(0) {
         JobResult::exited_with(at, out.exit_code)
     } else {
@@ -32,4 +39,35 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
         }
     };
     result.with_process(out.exit_code, out.stderr_tail)
+}
+
+/// The runners' last line for an exception, `gitfaas: raised …`: the words from
+/// `raised` on, at most [`MAX_RAISED_CHARS`] of them.
+fn raised(stderr_tail: &str) -> Option<String> {
+    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
+    let raised = last.strip_prefix("gitfaas: ")?.trim_end();
+    raised.starts_with("raised ").then(|| raised.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+/// Bounds the reason a function's own exception message makes.
+const MAX_RAISED_CHARS: usize = 600;
+
+#[cfg(test)]
+mod tests {
+    use super::raised;
+
+    #[test]
+    fn the_runners_last_line_for_an_exception_is_the_reason() {
+        let tail = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'x'\n\
+                    gitfaas: raised ModuleNotFoundError: No module named 'x' (while importing 'main.py')\n";
+        assert_eq!(
+            raised(tail).as_deref(),
+            Some("raised ModuleNotFoundError: No module named 'x' (while importing 'main.py')")
+        );
+        assert_eq!(raised("gitfaas: raised ValueError\n\n").as_deref(), Some("raised ValueError"));
+        assert_eq!(raised("gitfaas: raised X\nprinted after\n"), None);
+        assert_eq!(raised("gitfaas: entry file 'x' not found\n"), None);
+        assert_eq!(raised(""), None);
+        assert_eq!(raised(&format!("gitfaas: raised {}", "y".repeat(900))).map(|r| r.len()), Some(600));
+    }
 }

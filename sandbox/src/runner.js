@@ -1,7 +1,9 @@
 // gitfaas node runner: reads {"data": ..., "credentials": ...} as JSON on stdin,
 // calls main(data, credentials) exported by the repository's entry module (awaiting
 // a promise), and writes the return value as JSON to stdout. console output goes to
-// stderr, so stdout carries the result alone.
+// stderr, so stdout carries the result alone. An exception thrown by loading the entry or
+// by main ends the run with its stack and then one last stderr line, `gitfaas: raised
+// NAME: MESSAGE`, which the executor lifts into the job's reason.
 const fs = require("fs");
 const path = require("path");
 const [codeDir, entry, workdir = "."] = process.argv.slice(1);
@@ -10,6 +12,15 @@ const out = process.stdout.write.bind(process.stdout);
 const fail = (code, message) => {
   process.stderr.write("gitfaas: " + message + "\n");
   process.exit(code);
+};
+const raised = (error, where) => {
+  console.error(error && error.stack ? error.stack : String(error));
+  const described =
+    error instanceof Error
+      ? error.name + (error.message ? ": " + error.message.split("\n")[0] : "")
+      : "exception: " + String(error);
+  process.stderr.write("gitfaas: raised " + described.split(/\s+/).join(" ").slice(0, 500) + where + "\n");
+  process.exit(1);
 };
 for (const level of ["log", "info", "debug", "warn"]) console[level] = console.error;
 process.stdout.write = process.stderr.write.bind(process.stderr);
@@ -26,8 +37,7 @@ if (!fs.existsSync(file)) fail(2, "entry file " + JSON.stringify(entry) + " not 
   try {
     mod = entry.endsWith(".mjs") ? await import(file) : require(file);
   } catch (error) {
-    console.error(error && error.stack ? error.stack : String(error));
-    fail(1, "importing " + JSON.stringify(entry) + " failed");
+    raised(error, " (while importing " + JSON.stringify(entry) + ")");
   }
   const main = mod && (typeof mod === "function" ? mod : mod.main);
   if (typeof main !== "function") fail(2, JSON.stringify(entry) + " exports no main function");
@@ -35,8 +45,7 @@ if (!fs.existsSync(file)) fail(2, "entry file " + JSON.stringify(entry) + " not 
   try {
     value = await main(request.data, request.credentials || {});
   } catch (error) {
-    console.error(error && error.stack ? error.stack : String(error));
-    process.exit(1);
+    raised(error, "");
   }
   const text = JSON.stringify(value === undefined ? null : value);
   out(text, () => process.exit(0));

@@ -2,7 +2,9 @@
 # calls main(data, credentials) from the repository's entry file — or, for an
 # entry `package.module:function`, that function of the module imported from the
 # working directory — and writes the return value as JSON to stdout. Anything the function prints goes to stderr, so
-# stdout carries the result alone.
+# stdout carries the result alone. An exception raised by importing the entry or by the
+# function ends the run with its traceback and then one last stderr line,
+# `gitfaas: raised TYPE: MESSAGE`, which the executor lifts into the job's reason.
 import importlib.util
 import inspect
 import io
@@ -16,6 +18,16 @@ def fail(code, message):
     sys.stderr.write("gitfaas: " + message + "\n")
     sys.stderr.flush()
     sys.exit(code)
+
+
+def raised(error, where):
+    """Ends the run for `error`: its traceback, then the line the job's reason is read from."""
+    traceback.print_exc()
+    kind = type(error).__qualname__
+    message = " ".join(str(error).split())[:500]
+    sys.stderr.write("gitfaas: raised %s%s%s\n" % (kind, ": " + message if message else "", where))
+    sys.stderr.flush()
+    sys.exit(1)
 
 
 def load(code_dir, workdir, entry):
@@ -41,9 +53,8 @@ def load(code_dir, workdir, entry):
             spec = importlib.util.spec_from_file_location("gitfaas_main", path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-    except BaseException:
-        traceback.print_exc()
-        fail(1, "importing %r failed" % entry)
+    except BaseException as error:
+        raised(error, " (while importing %r)" % entry)
     function = getattr(module, function_name if is_module else "main", None)
     if not callable(function):
         fail(2, "%r defines no callable %s" % (entry, function_name if is_module else "main"))
@@ -77,10 +88,8 @@ def run(function, stdin):
         pass
     try:
         value = function(*args)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        sys.exit(1)
+    except BaseException as error:
+        raised(error, "")
     try:
         text = json.dumps(value)
     except (TypeError, ValueError) as error:

@@ -73,6 +73,10 @@ pub struct Launch {
     /// The container's working directory (the code mount or a directory in it).
     pub working_dir: String,
     pub stdin: Zeroizing<Vec<u8>>,
+    /// The entry's directory relative to the checkout (`.` for its root): a file
+    /// entry's parent, a python module's package directory under the workdir.
+    /// Where the search for its dependency declaration starts.
+    pub entry_dir: String,
 }
 
 impl std::fmt::Debug for Launch {
@@ -150,25 +154,28 @@ pub fn plan(
     let workdir = entry::checked_workdir(checkout, chosen.workdir)?;
     let entry = chosen.entry.map(str::to_owned).or(entry);
     let input_json = serde_json::to_vec(input).expect("json values serialise");
-    let (command, stdin) = match runtime.as_str() {
+    let (command, stdin, entry_dir) = match runtime.as_str() {
         "python" => {
             let entry = entry.unwrap_or_else(|| "main.py".into());
-            let entry = match entry::python_module(&entry) {
-                Some((module, _)) => entry::checked_module(checkout, &workdir, &entry, module).map(|()| entry)?,
-                None => entry::checked_file(checkout, entry)?,
+            let (entry, entry_dir) = match entry::python_module(&entry) {
+                Some((module, _)) => {
+                    entry::checked_module(checkout, &workdir, &entry, module)?;
+                    (entry.clone(), entry::module_dir(&workdir, module))
+                }
+                None => entry::checked_file(checkout, entry).map(|e| (e.clone(), entry::parent(&e)))?,
             };
             let command = ["python3", "-I", "-c", PYTHON_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials))
+            (command, request(&input_json, credentials), entry_dir)
         }
         "node" => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials))
+            (command, request(&input_json, credentials), entry::parent(&entry))
         }
         _ => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;
             let command = std::iter::once(format!("{code_mount}/{entry}")).chain(chosen.args.iter().cloned()).collect();
-            (command, Zeroizing::new(input_json))
+            (command, Zeroizing::new(input_json), entry::parent(&entry))
         }
     };
     let (mut command, mut working_dir) = (command, code_mount.to_owned());
@@ -178,7 +185,7 @@ pub fn plan(
             command.push(workdir); // the runners' last argument, so part of a warm sandbox's key
         }
     }
-    Ok(Launch { runtime, image, command, working_dir, stdin })
+    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir })
 }
 
 /// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy

@@ -7,11 +7,29 @@
 //! checkout is moved into `code` and its layer linked into `deps` when it is
 //! claimed ([`Workspace::inject`]). The container sees them through its bind
 //! mounts (under runc and gVisor alike): nothing is mounted after it started.
+//!
+//! A workspace also carries what a run from it reports beyond its outcome: the
+//! checkout's notes (a submodule left empty), which move with the checkout, and
+//! the dependency layer of the job now using it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-pub struct Workspace(tempfile::TempDir);
+use gitfaas_common::schema::DependencyBuild;
+
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    // boxed: a job's place holds a workspace by value
+    about: Box<Mutex<About>>,
+}
+
+/// What a run from a workspace reports of its checkout and layer.
+#[derive(Clone, Default)]
+struct About {
+    notes: Vec<String>,
+    dependencies: Option<DependencyBuild>,
+}
 
 impl Workspace {
     /// A fresh workspace below `work_dir`.
@@ -24,23 +42,46 @@ impl Workspace {
             std::fs::create_dir(dir.path().join(sub))?;
             std::fs::set_permissions(dir.path().join(sub), std::fs::Permissions::from_mode(mode))?;
         }
-        Ok(Self(dir))
+        Ok(Self { dir, about: Box::default() })
+    }
+
+    /// This workspace, whose checkout the result of each run from it notes so.
+    pub fn with_notes(self, notes: Vec<String>) -> Self {
+        self.about().notes = notes;
+        self
+    }
+
+    pub fn notes(&self) -> Vec<String> {
+        self.about().notes.clone()
+    }
+
+    /// The layer of the job now running from this workspace, for its result.
+    pub fn set_dependencies(&self, dependencies: Option<DependencyBuild>) {
+        self.about().dependencies = dependencies;
+    }
+
+    pub fn dependencies(&self) -> Option<DependencyBuild> {
+        self.about().dependencies.clone()
+    }
+
+    fn about(&self) -> std::sync::MutexGuard<'_, About> {
+        self.about.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn code(&self) -> PathBuf {
-        self.0.path().join("code")
+        self.dir.path().join("code")
     }
 
     pub fn input(&self) -> PathBuf {
-        self.0.path().join("input")
+        self.dir.path().join("input")
     }
 
     pub fn output(&self) -> PathBuf {
-        self.0.path().join("output")
+        self.dir.path().join("output")
     }
 
     pub fn deps(&self) -> PathBuf {
-        self.0.path().join("deps")
+        self.dir.path().join("deps")
     }
 
     /// Empties `input` (the executor wrote it) for the next invocation of a warm
@@ -67,6 +108,7 @@ impl Workspace {
         if let Some(layer) = layer {
             link_tree(layer, &self.deps())?;
         }
+        self.about().notes = from.notes();
         Ok(())
     }
 }

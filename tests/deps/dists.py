@@ -3,6 +3,9 @@
   dists.py wheel OUT NAME VERSION MODULE_SOURCE
       a pure-python wheel NAME-VERSION-py3-none-any.whl whose module NAME holds
       MODULE_SOURCE, written by hand (a zip with METADATA, WHEEL and RECORD)
+  dists.py large OUT NAME MB
+      a wheel NAME-1.0 of package NAME holding MB MiB of random bytes (`blob.bin`),
+      whose `size()` is the size of the blob
   dists.py probe OUT TARGETS
       an sdist probe-1.0.tar.gz with an in-tree build backend (no build
       requirements) that, while pip builds it, tries to reach each `host:port` of
@@ -29,7 +32,7 @@ def write_wheel(out, name, version, files):
     path = os.path.join(out, "%s-%s-py3-none-any.whl" % (name, version))
     with zipfile.ZipFile(path, "w") as wheel:
         for member, text in files.items():
-            data = text.encode()
+            data = text if isinstance(text, bytes) else text.encode()
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             record.append("%s,sha256=%s,%d" % (member, digest, len(data)))
             wheel.writestr(member, data)
@@ -116,7 +119,11 @@ if __name__ == "__main__":
     if sys.argv[1] == "wheel":
         out, name, version, source = sys.argv[2:6]
         write_wheel(out, name, version, {name + ".py": source})
+    elif sys.argv[1] == "large":
+        out, name, mb = sys.argv[2:5]
+        source = "import os\n\ndef size():\n    return os.path.getsize(os.path.join(os.path.dirname(__file__), 'blob.bin'))\n"
+        write_wheel(out, name, "1.0", {name + "/__init__.py": source, name + "/blob.bin": os.urandom(int(mb) << 20)})
     elif sys.argv[1] == "probe":
         write_probe(sys.argv[2], [t for t in sys.argv[3].split(",") if t])
     else:
-        sys.exit("usage: dists.py wheel|probe ...")
+        sys.exit("usage: dists.py wheel|large|probe ...")

@@ -82,6 +82,11 @@ impl GitHttpServer {
         format!("http://127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The work tree of repository `url` of this server.
+    pub fn dir_of(&self, url: &str) -> std::path::PathBuf {
+        self.root.path().join(url.rsplit('/').next().expect("a repository name"))
+    }
+
     /// Everything the server logged so far, one line per entry.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")

@@ -28,6 +28,7 @@ pub mod keycloak;
 pub mod oidc;
 pub mod ops;
 pub mod otlp;
+pub mod package_index;
 pub mod prometheus;
 pub mod sandbox;
 pub mod scaling;

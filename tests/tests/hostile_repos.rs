@@ -1,5 +1,5 @@
 //! Hostile repositories, as opposed to hostile functions: a manifest or entry
-//! symlinked out of the checkout, compressed bombs, too many files, submodules,
+//! symlinked out of the checkout, compressed bombs, too many files,
 //! malformed trees (duplicate names, a `.git` or `..` entry, a slash in a name).
 //! Each is refused with a reason before anything runs (and before the bomb is
 //! written), the executor's memory stays flat, nothing of the host leaks into a
@@ -160,21 +160,6 @@ async fn too_many_files_or_too_many_bytes_are_refused_with_the_limit() {
         }
     });
     assert_refused(&run(&heavy).await, "rejected", &format!("more than the {} byte limit", 8 << 20)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_repository_with_a_submodule_is_rejected_once_with_a_reason() {
-    let repo = repo_made_by(|dir, git| {
-        std::fs::write(dir.join("gitfaas.toml"), PY).unwrap();
-        std::fs::write(dir.join("main.py"), "def main(d, c):\n    return 1\n").unwrap();
-        std::fs::write(dir.join(".gitmodules"), "[submodule \"lib\"]\n\tpath = lib\n\turl = git://127.0.0.1:1/x\n")
-            .unwrap();
-        // a gitlink whose directory is empty, as after a clone without --recurse-submodules
-        std::fs::create_dir(dir.join("lib")).unwrap();
-        git(&["update-index", "--add", "--cacheinfo", "160000,1111111111111111111111111111111111111111,lib"]);
-    });
-    let result = run(&repo).await;
-    assert_refused(&result, "rejected", "submodule at `lib`").await;
 }
 
 /// `git` in `dir` with `stdin`: its output, trimmed.

@@ -52,7 +52,7 @@ async fn command_job_transforms_its_stdin() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn function_that_raises_fails_with_the_exception_in_its_stderr_tail() {
+async fn function_that_raises_fails_with_the_exception_as_its_reason_and_the_traceback_in_its_stderr_tail() {
     let stack = cold_stack();
     let repo = git_repo(&[
         ("gitfaas.toml", PY_MANIFEST),
@@ -63,9 +63,64 @@ async fn function_that_raises_fails_with_the_exception_in_its_stderr_tail() {
     assert_eq!(result["status"], "failed", "{result}");
     assert_eq!(result["exit_code"], 1);
     let stderr = result["stderr_tail"].as_str().unwrap();
-    assert!(stderr.contains("ValueError: no good input: 7"), "{stderr}");
-    assert!(result["reason"].as_str().unwrap().contains("exited with code 1"));
+    assert!(stderr.contains("Traceback (most recent call last)") && stderr.contains("line 2, in main"), "{stderr}");
+    assert_eq!(result["reason"], "function raised ValueError: no good input: 7", "{result}");
     assert_eq!(containers_of_job(&id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_that_fails_is_the_reason_in_python_and_in_node() {
+    let stack = cold_stack();
+    let python = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("lib/main.py", "import json\nimport not_installed_anywhere\ndef main(data):\n    return 1\n"),
+    ]);
+    let node = git_repo(&[
+        ("gitfaas.toml", "runtime = \"node\"\n"),
+        ("main.js", "const missing = require('not-installed-anywhere');\nexports.main = () => 1;\n"),
+    ]);
+    let id = stack.submit_ok(&json!({"repo": python, "entry": "lib/main.py"})).await;
+    let result = stack.result(&id).await;
+    assert_eq!((result["status"].as_str(), result["exit_code"].as_i64()), (Some("failed"), Some(1)), "{result}");
+    let reason = "function raised ModuleNotFoundError: No module named 'not_installed_anywhere' \
+                  (while importing 'lib/main.py')";
+    assert_eq!(result["reason"], reason, "{result}");
+    assert!(result["stderr_tail"].as_str().unwrap().contains("line 2, in <module>"), "{result}");
+
+    let id = stack.submit_ok(&json!({"repo": node})).await;
+    let result = stack.result(&id).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = "function raised Error: Cannot find module 'not-installed-anywhere' (while importing \"main.js\")";
+    assert_eq!(result["reason"], reason, "{result}");
+    assert!(result["stderr_tail"].as_str().unwrap().contains("Require stack"), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_sandbox_gives_the_same_reasons_for_a_raise_and_a_failed_import() {
+    let stack = Stack::shared(); // warm sandboxes on: the second run of each may be warm
+    let raises = git_repo(&[
+        ("gitfaas.toml", PY_MANIFEST),
+        ("main.py", "def main(data):\n    raise KeyError('warm ' + str(data))\n"),
+    ]);
+    let imports = git_repo(&[("gitfaas.toml", PY_MANIFEST), ("main.py", "import not_installed_warm\n")]);
+    let cases = [
+        (&raises, "function raised KeyError: 'warm 3'"),
+        (
+            &imports,
+            "function raised ModuleNotFoundError: No module named 'not_installed_warm' (while importing 'main.py')",
+        ),
+    ];
+    for (repo, reason) in cases {
+        for _ in 0..2 {
+            let id = stack.submit_ok(&json!({"repo": repo, "input": 3})).await;
+            let result = stack.result(&id).await;
+            assert_eq!(
+                (result["status"].as_str(), result["reason"].as_str()),
+                (Some("failed"), Some(reason)),
+                "{result}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

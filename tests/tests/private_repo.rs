@@ -151,3 +151,46 @@ async fn the_git_token_is_nowhere_but_in_the_authorization_header() {
         assert!(!contains(&logs, secret), "in the service logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetched_submodule_gets_the_git_token_only_on_the_repositorys_own_origin() {
+    let stack = stack();
+    let token = new_token();
+    let (home, repo) = private_repo(&token).await;
+    // another server on the same address, another port, accepting the same token
+    let elsewhere = GitHttpServer::start(&token).await;
+    let (same, other) = (home.repo(&[("value.txt", "home")]), elsewhere.repo(&[("value.txt", "away")]));
+    let head = |dir: std::path::PathBuf| {
+        let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(dir).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (same_head, other_head) = (head(home.dir_of(&same)), head(elsewhere.dir_of(&other)));
+    let dir = home.dir_of(&repo);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let same_name = same.rsplit('/').next().unwrap();
+    let gitmodules = format!(
+        "[submodule \"same\"]\n\tpath = same\n\turl = ../{same_name}\n\
+         [submodule \"zother\"]\n\tpath = zother\n\turl = {other}\n"
+    );
+    std::fs::write(dir.join(".gitmodules"), gitmodules).unwrap();
+    git(&["add", ".gitmodules"]);
+    git(&["update-index", "--add", "--cacheinfo", &format!("160000,{same_head},same")]);
+    git(&["update-index", "--add", "--cacheinfo", &format!("160000,{other_head},zother")]);
+    git(&["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "submodules"]);
+
+    let mut body = job(&repo, "main", Some(&token));
+    body["submodules"] = json!("fetch");
+    let result = run(stack, &body).await;
+    // `same` was fetched with the token; `zother`, another origin, was asked for one without it
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("submodule `zother`: repository authentication failed"), "{reason}");
+    let fetched_with_token =
+        |line: &&str| line.contains(&format!("/{same_name}/")) && line.contains("(credentials accepted)");
+    assert!(home.log().lines().any(|line| fetched_with_token(&line)), "{}", home.log());
+    let away = elsewhere.log();
+    assert!(away.contains("missing") && !away.contains("accepted") && !away.contains("refused"), "{away}");
+}

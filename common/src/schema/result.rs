@@ -35,6 +35,19 @@ impl Timings {
     }
 }
 
+/// How the run's dependency layer came to be: the declaration it was installed
+/// from, and whether this run built it or reused a cached one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyBuild {
+    /// The declaration file, relative to the checkout (`functions/a/requirements.txt`).
+    pub file: String,
+    /// Built by this run (else a cached layer was reused).
+    pub built: bool,
+    /// Time to have the layer: the build, a wait for another job's, or the lookup.
+    pub build_ms: u64,
+}
+
 /// The terminal outcome of one attempt of a job.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +91,13 @@ pub struct JobResult {
     /// The named function (and version) the job invoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionRef>,
+    /// The run's dependency layer, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<DependencyBuild>,
+    /// What the run did differently from what the repository may expect, without
+    /// failing (a submodule left empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What every result of one attempt shares: the job, its owner, which attempt,
@@ -140,6 +160,8 @@ impl JobResult {
             ready: false,
             delivery: attempt.delivery,
             function: attempt.function.clone(),
+            dependencies: None,
+            notes: Vec::new(),
         }
     }
 

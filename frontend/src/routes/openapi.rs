@@ -96,10 +96,18 @@ pub fn served(settings: &FrontendSettings) -> Value {
         "enum": modes.collect::<Vec<_>>(),
     });
     submit["dependencies"] = json!({
-        "description": "`install` (the default): the dependencies the checkout declares at the job's workdir \
-            (`requirements.txt`, `pyproject.toml`, `package.json` with `package-lock.json`) are installed in a \
-            build step before the run; `skip`: they are ignored.",
+        "description": "`install` (the default): the dependencies the declaration nearest the entry declares \
+            (`requirements.txt`, `pyproject.toml`, `package.json` with `package-lock.json`, searched from the \
+            entry's directory up to the workdir) are installed in a build step before the run; `skip`: they are \
+            ignored.",
         "enum": ["install", "skip", null],
+    });
+    submit["submodules"] = json!({
+        "description": "`empty` (the default): each submodule is an empty directory, as `git clone` leaves it, \
+            and the result has a note saying so; `fetch`: each is checked out at the commit its gitlink pins, \
+            its URL from `.gitmodules` (relative ones against the repository's), under the same URL policy and \
+            checkout limits.",
+        "enum": ["empty", "fetch", null],
     });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
@@ -264,5 +272,19 @@ mod tests {
         let body = r#"{"repo": "https://git.example.org/f.git", "delivery": "at_most_once"}"#;
         let refused = crate::request::parse(body.as_bytes()).unwrap().into_spec(&settings);
         assert!(matches!(refused, Err(crate::request::Invalid { field: Some(f), .. }) if f == "delivery"));
+    }
+
+    #[test]
+    fn a_results_dependency_layer_and_notes_and_the_submodules_choice_are_in_the_document() {
+        let schemas = &served(&settings())["components"]["schemas"];
+        let build = &schemas["DependencyBuild"]["properties"];
+        assert_eq!(
+            (build["file"]["type"].clone(), build["built"]["type"].clone()),
+            (json!("string"), json!("boolean"))
+        );
+        assert!(schemas["JobResult"]["properties"]["dependencies"].is_object(), "{}", schemas["JobResult"]);
+        assert_eq!(schemas["JobResult"]["properties"]["notes"]["type"], "array", "{}", schemas["JobResult"]);
+        let submodules = &schemas["SubmitRequest"]["properties"]["submodules"];
+        assert_eq!(submodules["enum"], json!(["empty", "fetch", null]), "{submodules}");
     }
 }

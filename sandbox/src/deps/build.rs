@@ -6,7 +6,11 @@
 //! the rest of the host's side of the bridge. The installer comes
 //! from the executor's tools directory, mounted read-only: pip's wheel (run as
 //! `python3 pip.whl/pip`) and npm's package (`node npm/bin/npm-cli.js`), since the
-//! runtime images hold a bare interpreter.
+//! runtime images hold a bare interpreter. The installer's output is the
+//! container's stderr: it goes to the job's live log as it comes (a local run
+//! prints it), and its last [`MAX_KEPT_LOG_BYTES`] are the build's log. Its `/tmp`, where pip downloads and
+//! unpacks what it installs, is sized to the layer bound (`build_scratch_mb`), not
+//! to a function's, and its memory limit grows by as much, since a tmpfs is memory.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,12 +22,12 @@ use url::Url;
 use super::cache::{tree_bytes, Staging};
 use super::detect::Declared;
 use super::firewall::HostGuard;
-use super::{DependencySettings, DepsError, BUILD_LOG};
+use super::{DependencySettings, DepsError, BUILD_LOG, MAX_KEPT_LOG_BYTES};
 use crate::docker::{Sandbox, SandboxSpec};
 use crate::egress::{ConnectProxy, Gate};
+use crate::logs::LogSink;
 
 const LAYER_MOUNT: &str = "/layer";
-const LOG_MOUNT: &str = "/gitfaas-log";
 const TOOLS_MOUNT: &str = "/gitfaas-tools";
 
 /// What a build needs beyond its declaration.
@@ -34,6 +38,8 @@ pub struct BuildPlan<'a> {
     pub settings: &'a DependencySettings,
     /// The index (pip) or registry (npm) of this runtime.
     pub index: &'a Url,
+    /// Where the installer's output goes as it comes (the job's live log).
+    pub log: LogSink,
 }
 
 /// Runs the build into `staging.layer`; the staging comes back on success.
@@ -73,7 +79,7 @@ async fn build_on(
     let proxy_url = format!("http://{}", proxy.addr());
     let command = installer(declared, staging, index, &proxy_url).map_err(DepsError::Infrastructure)?;
     let s = plan.settings;
-    let redirect = format!("exec \"$@\" >{LOG_MOUNT}/{BUILD_LOG} 2>&1");
+    let redirect = "exec \"$@\" 1>&2".to_owned();
     let spec = SandboxSpec {
         name: plan.name.clone(),
         image: plan.image.to_owned(),
@@ -87,21 +93,20 @@ async fn build_on(
         output_dir: None,
         job_network: false,
         network: Some(plan.name.clone()),
-        mounts: vec![
-            (staging.layer.clone(), LAYER_MOUNT.to_owned(), false),
-            (staging.log_dir.clone(), LOG_MOUNT.to_owned(), false),
-        ],
+        mounts: vec![(staging.layer.clone(), LAYER_MOUNT.to_owned(), false)],
         env: vec!["npm_config_cache=/tmp/npm-cache".into(), "npm_config_update_notifier=false".into()],
         stdin: Default::default(),
-        memory_mb: s.build_memory_mb,
+        memory_mb: s.build_memory_mb.saturating_add(s.scratch_mb()),
         cpu_millis: s.build_cpu_millis,
         pids: s.build_pids,
         timeout: Duration::from_secs(s.build_timeout_secs),
-        // the build's own log is kept in the layer cache and shown when it fails
-        log: crate::logs::LogSink::off(),
+        log: plan.log.clone(),
     };
+    let sandbox = sandbox.for_build(s.scratch_mb(), MAX_KEPT_LOG_BYTES);
     let outcome = sandbox.run(spec, cancel).await.map_err(infrastructure)?;
-    let log = staging.log();
+    let log = outcome.stderr_tail;
+    // kept in the layer cache beside the layer, and in its logs/ when the build fails
+    std::fs::write(staging.log_dir.join(BUILD_LOG), &log).map_err(DepsError::Io)?;
     if let Some(unreachable) = proxy.unreachable() {
         return Err(DepsError::IndexUnreachable(unreachable));
     }
@@ -110,10 +115,17 @@ async fn build_on(
     } else if outcome.timed_out {
         format!("the build passed its {} s limit", s.build_timeout_secs)
     } else if outcome.oom_killed {
-        format!("the build passed its {} MiB memory limit", s.build_memory_mb)
+        let (memory, scratch) = (s.build_memory_mb, s.scratch_mb());
+        format!(
+            "the build passed its {} MiB memory limit ({memory} MiB and its {scratch} MiB /tmp)",
+            memory.saturating_add(scratch)
+        )
     } else if outcome.exit_code != Some(0) {
         let code = outcome.exit_code.map_or("unknown".into(), |c| c.to_string());
-        format!("the installer exited with code {code}")
+        match installer_error(&log) {
+            Some(error) => format!("the installer exited with code {code}: {error}"),
+            None => format!("the installer exited with code {code}"),
+        }
     } else {
         let bytes = tree_bytes(&staging.layer);
         if bytes <= s.max_layer_mb << 20 {
@@ -130,6 +142,18 @@ async fn build_on(
         ));
     }
     Err(DepsError::Failed { why, log })
+}
+
+/// The installer's own last word on why it failed: pip's last `ERROR:` line, or
+/// npm's first `npm error` line past its code, at most 500 characters.
+fn installer_error(log: &str) -> Option<String> {
+    let pip = log.lines().rev().find_map(|line| line.strip_prefix("ERROR: "));
+    let npm = || {
+        let errors = log.lines().filter_map(|line| line.strip_prefix("npm error ").or(line.strip_prefix("npm ERR! ")));
+        errors.map(str::trim).find(|line| !line.is_empty() && !line.starts_with("code ") && !line.starts_with("errno "))
+    };
+    let error = pip.or_else(npm)?.trim();
+    (!error.is_empty()).then(|| error.chars().take(500).collect())
 }
 
 /// The installer's command line; the declaration's files are written into the
@@ -177,5 +201,22 @@ fn infrastructure(error: crate::docker::SandboxError) -> DepsError {
     match error {
         crate::docker::SandboxError::MissingImage(image) => DepsError::MissingImage(image),
         other => DepsError::Infrastructure(format!("dependency build: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::installer_error;
+
+    #[test]
+    fn the_installers_own_error_line_is_found_in_its_log() {
+        let pip = "Looking in indexes: http://x/simple/\n\
+                   ERROR: Could not find a version that satisfies the requirement a==9 (from versions: none)\n\
+                   ERROR: No matching distribution found for a==9\n\n";
+        assert_eq!(installer_error(pip).as_deref(), Some("No matching distribution found for a==9"));
+        let npm = "npm http fetch GET 404 http://x/a 5ms\nnpm error code E404\n\
+                   npm error 404 Not Found - GET http://x/a - Not found\nnpm error 404\n";
+        assert_eq!(installer_error(npm).as_deref(), Some("404 Not Found - GET http://x/a - Not found"));
+        assert_eq!(installer_error("Killed\n"), None);
     }
 }

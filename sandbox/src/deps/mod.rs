@@ -21,7 +21,10 @@ use serde::Deserialize;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use gitfaas_common::schema::DependencyBuild;
+
 use crate::docker::{Sandbox, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
+use crate::logs::LogSink;
 use crate::runtime::Launch;
 use cache::{Layer, LayerCache};
 
@@ -29,7 +32,7 @@ use cache::{Layer, LayerCache};
 pub const DEPS_MOUNT: &str = "/deps";
 /// The build's log file, in its log directory.
 const BUILD_LOG: &str = "build.log";
-/// The most of a failed build's log kept on the host.
+/// The most of a build's log kept (on the host, and of its output).
 const MAX_KEPT_LOG_BYTES: usize = 1 << 20;
 /// The tail of a failed build's log in the job's result.
 const LOG_TAIL_BYTES: usize = 8 << 10;
@@ -54,6 +57,10 @@ pub struct DependencySettings {
     pub build_pids: u32,
     /// The largest layer one build may write.
     pub max_layer_mb: u64,
+    /// The build's `/tmp` (where pip downloads and unpacks before it copies into
+    /// the layer); default `max_layer_mb`. A tmpfs: its pages are memory, so the
+    /// build container's memory limit is `build_memory_mb` plus this.
+    pub build_scratch_mb: Option<u32>,
     /// All layers together at most; least recently used ones are evicted.
     pub max_cache_mb: u64,
     /// Drop everything a build sends to the host but its proxy (`iptables` on the
@@ -74,6 +81,7 @@ impl Default for DependencySettings {
             build_cpu_millis: 1000,
             build_pids: 256,
             max_layer_mb: 1024,
+            build_scratch_mb: None,
             max_cache_mb: 8192,
             guard_host: true,
         }
@@ -94,7 +102,15 @@ impl DependencySettings {
         if self.build_timeout_secs == 0 || self.max_layer_mb == 0 || self.max_cache_mb < self.max_layer_mb {
             return Err("dependencies: build_timeout_secs and max_layer_mb must be at least 1, max_cache_mb at least max_layer_mb".into());
         }
+        if self.build_scratch_mb == Some(0) {
+            return Err("dependencies.build_scratch_mb must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The build's scratch space in MiB: `build_scratch_mb`, else the layer bound.
+    fn scratch_mb(&self) -> u32 {
+        self.build_scratch_mb.unwrap_or_else(|| u32::try_from(self.max_layer_mb).unwrap_or(u32::MAX))
     }
 
     fn index_of(&self, runtime: &str) -> Option<&str> {
@@ -142,9 +158,18 @@ pub struct Prepared {
     runtime: String,
     /// Whether this run built it (else it was cached).
     pub built: bool,
+    /// The declaration it was installed from, relative to the checkout.
+    pub file: String,
+    /// Time to have the layer (built, waited for or found).
+    pub build_ms: u64,
 }
 
 impl Prepared {
+    /// What a result says of this layer.
+    pub fn summary(&self) -> DependencyBuild {
+        DependencyBuild { file: self.file.clone(), built: self.built, build_ms: self.build_ms }
+    }
+
     /// Mounts the layer read-only into `spec` and points the runtime at it.
     pub fn apply(&self, spec: &mut SandboxSpec) {
         spec.mounts.push((self.layer.dir.clone(), DEPS_MOUNT.to_owned(), true));
@@ -187,16 +212,18 @@ impl Dependencies {
     }
 
     /// The layer the run of `launch` from `checkout` needs — cached, or built now —
-    /// or `None` when the checkout declares no dependencies at `workdir` or its root.
+    /// or `None` when the declaration nearest the entry (see [`detect`]) declares none.
     pub async fn prepare(
         &self,
         checkout: &Path,
         workdir: &str,
         launch: &Launch,
         job: &str,
+        log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<Option<Prepared>, DepsError> {
-        let Some(declared) = detect::declared(checkout, workdir, &launch.runtime)? else { return Ok(None) };
+        let found = detect::declared(checkout, workdir, &launch.entry_dir, &launch.runtime)?;
+        let Some((file, declared)) = found else { return Ok(None) };
         let field = if launch.runtime == "node" { "npm_registry" } else { "pip_index" };
         let index = self.settings.index_of(&launch.runtime).ok_or(DepsError::NoIndex(field))?;
         let index = url::Url::parse(index).map_err(|e| DepsError::Infrastructure(format!("package index: {e}")))?;
@@ -224,26 +251,36 @@ impl Dependencies {
             ]),
             settings: &self.settings,
             index: &index,
+            log: log.clone(),
         };
         let built = self
             .cache
-            .get_or_build(&key, |staging| build::build(&self.sandbox, plan, &declared, staging, cancel))
+            .get_or_build(&key, |staging| {
+                log.push(format!("[gitfaas: installing the dependencies {file} declares]\n").as_bytes());
+                build::build(&self.sandbox, plan, &declared, staging, cancel)
+            })
             .await;
         let (layer, built) = match built {
             Ok(found) => found,
-            Err(DepsError::Failed { why, log }) => {
-                let kept = tail(&log, MAX_KEPT_LOG_BYTES);
+            Err(DepsError::Failed { why, log: build_log }) => {
+                let kept = tail(&build_log, MAX_KEPT_LOG_BYTES);
                 if let Err(error) = std::fs::write(self.cache.log_path(&key), kept) {
                     tracing::warn!(layer = %key, %error, "keeping the build log failed");
                 }
                 tracing::info!(layer = %key, %why, "dependency build failed");
-                return Err(DepsError::Failed { why, log: tail(&log, LOG_TAIL_BYTES).to_owned() });
+                let why = format!("{why} (installing {file})");
+                log.push(format!("[gitfaas: dependency install failed: {why}]\n").as_bytes());
+                return Err(DepsError::Failed { why, log: tail(&build_log, LOG_TAIL_BYTES).to_owned() });
             }
             Err(other) => return Err(other),
         };
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, "dependency layer ready");
-        Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built }))
+        tracing::info!(layer = %key, built, build_ms, runtime = %launch.runtime, declaration = %file, "dependency layer ready");
+        if built {
+            log.push(format!("[gitfaas: dependencies installed in {:.1} s]\n", build_ms / 1e3).as_bytes());
+        }
+        let build_ms = build_ms as u64;
+        Ok(Some(Prepared { layer, runtime: launch.runtime.clone(), built, file, build_ms }))
     }
 }
 
@@ -256,8 +293,8 @@ fn tail(log: &str, max: usize) -> &str {
     &log[start..]
 }
 
-/// Whether the checkout declares dependencies of `runtime` at `workdir` or its
-/// root (a declaration it cannot read counts: the cold path reports it).
-pub fn declares(checkout: &Path, workdir: &str, runtime: &str) -> bool {
-    !matches!(detect::declared(checkout, workdir, runtime), Ok(None))
+/// Whether the checkout declares dependencies for the run of `launch` in
+/// `workdir` (a declaration it cannot read counts: the cold path reports it).
+pub fn declares(checkout: &Path, workdir: &str, launch: &Launch) -> bool {
+    !matches!(detect::declared(checkout, workdir, &launch.entry_dir, &launch.runtime), Ok(None))
 }

@@ -49,6 +49,22 @@ pub fn checked_module(checkout: &Path, workdir: &str, entry: &str, module: &str)
     Err(if escaped { ManifestError::BadEntry(entry.to_owned()) } else { ManifestError::EntryMissing(entry.to_owned()) })
 }
 
+/// The directory of a checked relative `path` (`.` for the checkout's root).
+pub fn parent(path: &str) -> String {
+    path.rsplit_once('/').map_or(".", |(dir, _)| dir).to_owned()
+}
+
+/// The package directory of python `module` imported from `workdir`: `a/b` for
+/// `a.b.c` at the root, `workdir` itself for a top-level module.
+pub fn module_dir(workdir: &str, module: &str) -> String {
+    let package = module.rsplit_once('.').map(|(package, _)| package.replace('.', "/"));
+    match (workdir, package) {
+        (_, None) => workdir.to_owned(),
+        (".", Some(package)) => package,
+        (_, Some(package)) => format!("{workdir}/{package}"),
+    }
+}
+
 /// A file entry: a relative path inside the checkout, naming a file there.
 pub fn checked_file(checkout: &Path, entry: String) -> Result<String, ManifestError> {
     if !relative_inside(&entry) {
@@ -171,5 +187,14 @@ mod tests {
         for not in ["main.py", "a/b:c", "a.b:", ":f", "1a:f", "a..b:f", "a:b:c"] {
             assert_eq!(super::python_module(not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn an_entrys_directory_is_its_files_parent_or_its_modules_package() {
+        assert_eq!((super::parent("main.py"), super::parent("fns/a/main.py")), (".".into(), "fns/a".into()));
+        assert_eq!(super::module_dir(".", "main"), ".");
+        assert_eq!(super::module_dir(".", "pkg.sub.mod"), "pkg/sub");
+        assert_eq!(super::module_dir("src", "pkg.mod"), "src/pkg");
+        assert_eq!(super::module_dir("src", "mod"), "src");
     }
 }
