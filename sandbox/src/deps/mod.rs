@@ -1,13 +1,13 @@
 //! Third-party dependencies of a function: found in the checkout ([`detect`]),
 //! installed once per (runtime image id, declaration content) by a build step
-//! ([`build`]) into a content-addressed layer ([`cache`]), and mounted read-only
-//! into the run at [`DEPS_MOUNT`] — python finds `site/` on its path
-//! (`GITFAAS_PYTHON_DEPS`, read by the runner, since `python3 -I` ignores
+//! ([`build`]) into a content-addressed layer ([`cache`]), and seen by the run at
+//! [`DEPS_MOUNT`] — mounted read-only into a cold container, linked file by file
+//! into a warm (or ready) sandbox's own read-only `/deps` directory, whose key
+//! holds the layer's digest ([`Prepared::digest`]). Python finds `site/` on its
+//! path (`GITFAAS_PYTHON_DEPS`, read by the runner, since `python3 -I` ignores
 //! `PYTHONPATH`), node finds `node_modules/` through `NODE_PATH`.
 //!
-//! A job opts out with `"dependencies": "skip"`. Jobs with dependencies run in a
-//! fresh container, never a warm one: a warm container's mounts are fixed when it
-//! is created.
+//! A job opts out with `"dependencies": "skip"`.
 
 mod build;
 mod cache;
