@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use gitfaas_common::kafka::{decode, Inbox, Publisher};
 use gitfaas_common::observer::{FeedBeacon, ObserverMessage, ObserverReport, HEARTBEAT_EVERY};
 use rdkafka::message::Message;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::lost_runs::SharedLiveness;
@@ -20,20 +21,31 @@ use crate::lost_runs::SharedLiveness;
 /// Reports kept: a quarter of an hour at the observer's default interval (1 s).
 pub const KEPT_REPORTS: usize = 900;
 
-/// The observer's reports this frontend has read, oldest first.
-#[derive(Clone, Default)]
-pub struct Reports(Arc<RwLock<VecDeque<ObserverReport>>>);
+/// The observer's reports this frontend has read, oldest first, and a channel
+/// each kept report goes out on as it arrives (the operator view's stream).
+#[derive(Clone)]
+pub struct Reports {
+    kept: Arc<RwLock<VecDeque<ObserverReport>>>,
+    arrivals: broadcast::Sender<ObserverReport>,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self { kept: Default::default(), arrivals: broadcast::channel(64).0 }
+    }
+}
 
 impl Reports {
     /// The newest report.
     pub fn latest(&self) -> Option<ObserverReport> {
-        self.0.read().expect("reports lock").back().cloned()
+        self.kept.read().expect("reports lock").back().cloned()
     }
 
     /// Keeps `report` unless it is older than the newest (one of the same time
-    /// replaces it), dropping the oldest past [`KEPT_REPORTS`].
+    /// replaces it), dropping the oldest past [`KEPT_REPORTS`], and sends it to
+    /// the streams following the reports.
     pub fn record(&self, report: ObserverReport) {
-        let mut reports = self.0.write().expect("reports lock");
+        let mut reports = self.kept.write().expect("reports lock");
         match reports.back() {
             Some(newest) if newest.at > report.at => return,
             Some(newest) if newest.at == report.at => {
@@ -41,16 +53,27 @@ impl Reports {
             }
             _ => {}
         }
-        reports.push_back(report);
+        reports.push_back(report.clone());
         while reports.len() > KEPT_REPORTS {
             reports.pop_front();
         }
+        // under the lock, as `follow` reads: each stream gets a report once, kept or sent
+        let _ = self.arrivals.send(report); // no stream open: nobody to tell
     }
 
     /// The kept reports made after `after` (all of them without it), oldest first.
     pub fn since(&self, after: Option<DateTime<Utc>>) -> Vec<ObserverReport> {
-        let reports = self.0.read().expect("reports lock");
+        let reports = self.kept.read().expect("reports lock");
         reports.iter().filter(|r| after.is_none_or(|after| r.at > after)).cloned().collect()
+    }
+
+    /// The reports kept after `after`, and every report recorded from now on.
+    pub fn follow(&self, after: Option<DateTime<Utc>>) -> (Vec<ObserverReport>, broadcast::Receiver<ObserverReport>) {
+        // subscribed under the lock: no report falls between the two
+        let reports = self.kept.read().expect("reports lock");
+        let arrivals = self.arrivals.subscribe();
+        let kept = reports.iter().filter(|r| after.is_none_or(|after| r.at > after)).cloned().collect();
+        (kept, arrivals)
     }
 }
 

@@ -77,6 +77,13 @@ export const admin = {
   // the reports the frontend keeps, oldest first: all of them, or those after `since`
   reports: (since) => api('GET', `/v1/admin/observer/reports${since ? `?since=${encodeURIComponent(since)}` : ''}`),
   setParams: (params) => api('PUT', '/v1/admin/observer/config', params),
+  // the websocket of the observer's reports: those kept after `since`, then each as it comes
+  reportStream: (since) => {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const after = since ? `&since=${encodeURIComponent(since)}` : '';
+    const token = encodeURIComponent(session.token());
+    return new WebSocket(`${scheme}//${location.host}/v1/admin/observer/reports/stream?access_token=${token}${after}`);
+  },
 };
 
 // The websocket of the caller's job transitions and log chunks; reconnects after a drop

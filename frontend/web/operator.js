@@ -1,14 +1,16 @@
 // The operator view (admin role): the observer's reports as live charts — λ and μ, ρ,
 // waiting and response time against the target, backlog, running jobs, current and
 // recommended workers — with each add/remove decision marked on the timeline and
-// listed with its reason, and the observer's parameters editable. Reports come from
-// `GET /v1/admin/observer/status`, polled: a new one is appended as it arrives.
+// listed with its reason, and the observer's parameters editable. The reports the
+// frontend kept come first (`GET /v1/admin/observer/reports`, which also tells whether
+// the caller is an admin), then each new one over the report stream (a websocket) as
+// the observer makes it; after a drop the view reconnects from the last one it has.
 
 import { ApiError, admin } from './api.js';
 import { markerPlugin, timeChart } from './charts.js';
 
 const $ = (id) => document.getElementById(id);
-const POLL_MS = 1000;
+const RETRY_MS = 1000;
 const KEEP = 900; // reports kept: 15 min at the observer's default interval of 1 s
 const PARAMS = ['target_statistic', 'target_response_ms', 'min_workers', 'max_workers',
   'scale_out_cooldown_secs', 'scale_in_cooldown_secs', 'hysteresis'];
@@ -45,6 +47,8 @@ export class Operator {
     this.points = [];
     this.marks = [];
     this.timer = undefined;
+    this.socket = undefined;
+    this.running = false;
     this.lastAt = undefined;
     this.paramsShown = false;
   }
@@ -62,43 +66,70 @@ export class Operator {
     };
   }
 
-  // Starts polling; the section stays hidden for a caller without the admin role.
+  // Starts following the reports; the section stays hidden for a caller without the admin role.
   start() {
-    if (this.timer) return;
+    if (this.running) return;
+    this.running = true;
     if (!this.charts) this.setUp();
-    const tick = async () => {
-      try {
-        await this.poll();
-      } catch (error) {
-        if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return this.stop();
-        this.onError(error);
-      }
-      if (this.timer === undefined) return; // stopped while the poll was under way
-      this.timer = setTimeout(tick, POLL_MS);
-    };
-    this.timer = setTimeout(tick, 0);
+    this.resume();
   }
 
   stop() {
+    this.running = false;
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.socket) this.socket.close();
+    this.socket = undefined;
     $('operator').hidden = true;
   }
 
-  // The reports since the last one drawn (the first time, those the frontend kept: the
-  // charts start with the last quarter of an hour), each one kept and the newest drawn.
-  async poll() {
-    const { body } = await admin.reports(this.lastAt);
-    $('operator').hidden = false; // an admin
-    const reports = body.reports;
-    if (reports.length === 0) {
-      $('op-waiting').hidden = this.lastAt !== undefined; // the observer has not reported yet
+  // Catches up on the kept reports, then follows the stream; tried again after a failure.
+  async resume() {
+    try {
+      await this.catchUp();
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return this.stop();
+      this.onError(error);
+      this.retry();
       return;
     }
+    if (!this.running) return;
+    const socket = admin.reportStream(this.lastAt);
+    this.socket = socket;
+    socket.addEventListener('message', (message) => {
+      try {
+        this.arrived([JSON.parse(message.data)]);
+      } catch (error) {
+        console.warn('unreadable report', error);
+      }
+    });
+    socket.addEventListener('close', () => {
+      if (this.socket === socket) this.retry();
+    });
+  }
+
+  retry() {
+    this.socket = undefined;
+    if (this.running) this.timer = setTimeout(() => this.resume(), RETRY_MS);
+  }
+
+  // The reports since the last one drawn (the first time, those the frontend kept: the
+  // charts start with the last quarter of an hour).
+  async catchUp() {
+    const { body } = await admin.reports(this.lastAt);
+    $('operator').hidden = false; // an admin
+    if (body.reports.length === 0) $('op-waiting').hidden = this.lastAt !== undefined; // none yet
+    this.arrived(body.reports);
+  }
+
+  // Keeps each report newer than the last one drawn, and draws the newest.
+  arrived(reports) {
+    const fresh = reports.filter((r) => this.lastAt === undefined || Date.parse(r.at) > Date.parse(this.lastAt));
+    if (fresh.length === 0) return;
     $('op-waiting').hidden = true;
-    for (const report of reports) this.add(report);
-    this.lastAt = reports[reports.length - 1].at;
-    this.draw(reports[reports.length - 1]);
+    for (const report of fresh) this.add(report);
+    this.lastAt = fresh[fresh.length - 1].at;
+    this.draw(fresh[fresh.length - 1]);
   }
 
   add(report) {

@@ -184,6 +184,17 @@ async fn admin_put(stack: &Stack, token: &str) -> u16 {
     response.status().as_u16()
 }
 
+/// Opens the observer's report stream (a websocket) with `token` in the query, as a
+/// browser does: `Ok` when upgraded, else the refusal's status.
+async fn report_stream(stack: &Stack, token: &str) -> Result<(), u16> {
+    let url = stack.url(&format!("/v1/admin/observer/reports/stream?access_token={token}")).replacen("http", "ws", 1);
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(error) => panic!("report stream: {error}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keycloak_tokens_of_realm_users_are_accepted_with_their_realm_roles() {
     let stack = keycloak_stack();
@@ -198,6 +209,9 @@ async fn keycloak_tokens_of_realm_users_are_accepted_with_their_realm_roles() {
     assert_eq!(admin_put(&stack, &alice).await, 403);
     assert_eq!(stack.get_as(&admin, "/v1/admin/observer/status").await.status(), 404, "admin passes: no report yet");
     assert_eq!(admin_put(&stack, &admin).await, 202, "admin may set the observer's parameters");
+    assert_eq!(report_stream(&stack, &alice).await, Err(403), "alice may not follow the observer's reports");
+    assert_eq!(report_stream(&stack, "not-a-token").await, Err(401));
+    assert_eq!(report_stream(&stack, &admin).await, Ok(()), "admin may");
 
     // the owner is the token's subject: alice's job is hers, not bob's
     let id = stack

@@ -342,6 +342,12 @@ async function operatorSession(browser) {
   const report = await checkLatestReport(page, base, adminToken);
   await screenshot(page, 'operator');
   ok(`after a load step an add decision is marked (${reason}); the view follows the reports (${report.action})`);
+  // the reports came over the report stream, not by polling
+  assert.ok(seen.sockets.some((url) => url.includes('/v1/admin/observer/reports/stream')), 'the report stream was opened');
+  assert.ok(seen.frames.some((f) => f.includes(`"at":"${report.at}"`)), 'the latest report came over it');
+  const polls = seen.requests.filter((url) => url.includes('/v1/admin/observer/reports?') || url.endsWith('/v1/admin/observer/reports'));
+  assert.ok(polls.length <= 2, `the kept reports were fetched once, not polled: ${polls.length}`);
+  ok('the operator view follows the observer over its report stream');
   onlyFrontend(seen, [origin]);
   await context.close();
 }

@@ -14,6 +14,7 @@ mod openapi;
 mod owned;
 mod page;
 mod pipelines;
+mod report_stream;
 mod triggers;
 mod wait;
 mod webapp;
@@ -67,6 +68,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/admin/observer/config", "PUT").route(web::put().to(admin::set_config)))
             .service(resource("/admin/observer/status", "GET").route(web::get().to(admin::status)))
             .service(resource("/admin/observer/reports", "GET").route(web::get().to(admin::reports)))
+            .service(
+                resource("/admin/observer/reports/stream", "GET").route(web::get().to(report_stream::report_stream)),
+            )
             .service(resource("/admin/jobs/{id}/end", "POST").route(web::post().to(admin::end_job))),
     )
     .service(resource("/openapi.json", "GET").route(web::get().to(openapi::document)))
