@@ -223,7 +223,11 @@ impl JobStore {
                 let finished = redis::Script::new(APPLY_FINISHED);
                 let mut script = finished.prepare_invoke();
                 script.key(&keys[..]).arg(owner).arg(r.status.as_str());
-                script.arg(serde_json::to_string(r).expect("results serialise"));
+                // visible through the API from now on: how long after its end
+                let mut stored = r.clone();
+                let after_end = (chrono::Utc::now() - r.finished_at).num_milliseconds().max(0);
+                stored.timings.visible_ms = Some(after_end as u64);
+                script.arg(serde_json::to_string(&stored).expect("results serialise"));
                 script.arg(r.started_at.map(|t| t.to_rfc3339()).unwrap_or_default());
                 script.arg(&r.executor_id).arg(r.attempt).arg(note.to_string()).arg(id.to_string());
                 script.invoke_async(&mut redis).await?

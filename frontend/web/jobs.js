@@ -119,23 +119,25 @@ export function showResult(result) {
   $('result-commit').textContent = result.commit_sha ?? '';
   const t = result.timings || {};
   $('result-timings').textContent = `queued ${t.queue_ms ?? '?'} ms, ran ${t.run_ms ?? '?'} ms, total ${t.total_ms ?? '?'} ms`
+    + (t.visible_ms === undefined ? '' : `, visible ${t.visible_ms} ms after`)
     + ` (attempt ${result.attempt ?? '?'}, ${result.executor_id ?? 'no executor'})`;
   drawTimings(t);
   $('result-output').textContent = pretty(result.output);
   $('result-stderr').textContent = result.stderr_tail ?? '';
 }
 
-// The job's time as one bar: queued, then running, each part as wide as its share
-// (the numbers are in the text beside it and in the parts' titles).
+// The job's time as one bar: queued, then running, then until its result was
+// visible through the API, each part as wide as its share (the numbers are in the
+// text beside it and in the parts' titles).
 function drawTimings(t) {
   const bar = $('result-bar');
-  const total = Math.max(1, (t.queue_ms ?? 0) + (t.run_ms ?? 0));
+  const total = Math.max(1, (t.queue_ms ?? 0) + (t.run_ms ?? 0) + (t.visible_ms ?? 0));
   const part = (name, value) => {
     const span = el('span', { class: `part ${name}`, title: `${name} ${value ?? '?'} ms`, 'data-ms': String(value ?? '') });
     span.style.width = `${(100 * (value ?? 0)) / total}%`;
     return span;
   };
-  bar.replaceChildren(part('queue', t.queue_ms), part('run', t.run_ms));
+  bar.replaceChildren(part('queue', t.queue_ms), part('run', t.run_ms), part('visible', t.visible_ms));
   bar.hidden = t.queue_ms === undefined && t.run_ms === undefined;
 }
 

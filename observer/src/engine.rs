@@ -21,7 +21,7 @@ pub enum Input {
         seen_at: DateTime<Utc>,
     },
     Event {
-        event: JobEvent,
+        event: Box<JobEvent>,
         seen_at: DateTime<Utc>,
     },
     Observer(ObserverMessage),

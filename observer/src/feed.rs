@@ -81,7 +81,7 @@ fn decode_input(topics: &TopicSettings, message: &BorrowedMessage<'_>) -> Input 
     let decoded = if topic == topics.jobs {
         decode::<Job>(payload).map(|job| Input::Job { job: Box::new(job), seen_at })
     } else if topic == topics.results {
-        decode::<JobEvent>(payload).map(|event| Input::Event { event, seen_at })
+        decode::<JobEvent>(payload).map(|event| Input::Event { event: Box::new(event), seen_at })
     } else {
         decode::<ObserverMessage>(payload).map(Input::Observer)
     };

@@ -56,13 +56,15 @@ export async function checkOverview(page, base, token, { atLeast }) {
   assert.fail(`the overview chart's data differs from the API's: ${JSON.stringify(last)}`);
 }
 
-// The result panel's bar: a queue part and a run part with the result's timings.
+// The result panel's bar: queue, run and visible parts with the result's timings.
 export async function checkTimingBar(page, base, token, id) {
   const result = await getJson(base, token, `/v1/jobs/${id}/result`);
   await page.locator('#result-bar:not([hidden])').waitFor();
   const part = (name) => page.getAttribute(`#result-bar .part.${name}`, 'data-ms');
   assert.equal(Number(await part('queue')), result.timings.queue_ms);
   assert.equal(Number(await part('run')), result.timings.run_ms);
+  assert.ok(Number.isInteger(result.timings.visible_ms), `the result says when it became visible: ${JSON.stringify(result.timings)}`);
+  assert.equal(Number(await part('visible')), result.timings.visible_ms);
 }
 
 const show = (value) => (value === null || value === undefined ? '–'

@@ -15,13 +15,17 @@ pub const EXECUTOR_LOST: &str = "executor lost during an at-most-once run";
 /// The reason of a job whose dependency build step failed, before what failed.
 pub const DEPENDENCY_INSTALL_FAILED: &str = "dependency install failed";
 
-/// Elapsed times in milliseconds: waiting in the queue, running, and both.
+/// Elapsed times in milliseconds: waiting in the queue, running, and both; and,
+/// once a frontend stored the result, from its end to then (when it became visible
+/// through the API).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     pub queue_ms: u64,
     pub run_ms: u64,
     pub total_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_ms: Option<u64>,
 }
 
 impl Timings {
@@ -31,7 +35,7 @@ impl Timings {
         let started = started.unwrap_or(finished);
         let (queue_ms, run_ms) = (ms(submitted, started), ms(started, finished));
         // the sum rather than a third rounding, so that the parts always add up
-        Self { queue_ms, run_ms, total_ms: queue_ms + run_ms }
+        Self { queue_ms, run_ms, total_ms: queue_ms + run_ms, visible_ms: None }
     }
 }
 
