@@ -26,6 +26,7 @@ export GITFAAS_TAG=local
 export GITFAAS_HTTP_PORT="${SMOKE_HTTP_PORT:-18080}"
 export KEYCLOAK_PORT="${SMOKE_KEYCLOAK_PORT:-18180}"
 export GITFAAS_OBSERVER_METRICS_PORT="${SMOKE_OBSERVER_METRICS_PORT:-19102}"
+export GITFAAS_PROMETHEUS_PORT="${SMOKE_PROMETHEUS_PORT:-19090}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
@@ -54,7 +55,7 @@ project_containers() {
 exec 9>"$RUN_DIR/compose-smoke.lock"
 flock -n 9 || die "another compose smoke test is running"
 
-faas() { "${COMPOSE[@]}" --profile examples -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
+faas() { "${COMPOSE[@]}" --profile examples --profile prometheus -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
 auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/keycloak.yml" -f "$COMPOSE_DIR/smoke/keycloak.override.yml" "$@"; }
 
 down_all() {
@@ -99,7 +100,7 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak)"
+  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak, prometheus)"
   local old
   old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
   faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
@@ -120,13 +121,14 @@ build() {
   build_image gitfaas-smoke/keycloak:local -f "$COMPOSE_DIR/smoke/keycloak.Dockerfile" "$ctx/keycloak"
 
   build_image gitfaas-smoke/redis:local -f "$COMPOSE_DIR/smoke/redis.Dockerfile" "$COMPOSE_DIR/smoke"
+  build_image gitfaas-smoke/prometheus:local -f "$COMPOSE_DIR/smoke/prometheus.Dockerfile" "$COMPOSE_DIR/smoke"
   rm -rf "$ctx"
 }
 
 # ------------------------------------------------------------------------------------ waiting
 # all_up — every service container of both projects is healthy (or, for the one-shot
 # services, has exited 0); fails hard on a one-shot that exited non-zero.
-EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples)
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples prometheus)
 all_up() {
   local ids line name state health code service seen=()
   ids=$(project_containers)
@@ -178,7 +180,7 @@ run_job() {
 jwt_claims() { local p; p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+'); while (( ${#p} % 4 )); do p+='='; done; base64 -d <<<"$p"; }
 
 # ---------------------------------------------------------------------------------------- main
-for port in "$GITFAAS_HTTP_PORT" "$KEYCLOAK_PORT"; do
+for port in "$GITFAAS_HTTP_PORT" "$KEYCLOAK_PORT" "$GITFAAS_PROMETHEUS_PORT"; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     # ours, from a run that was killed hard? then down_all below frees it
     project_containers | grep -q . \
@@ -252,3 +254,18 @@ done
 curl -fsS "http://127.0.0.1:${GITFAAS_OBSERVER_METRICS_PORT:-9102}/metrics" | grep -q '^gitfaas_observer_arrival_rate ' \
   || die "the observer's /metrics has no arrival rate"
 say "metrics: frontend, executors ($finished jobs finished) and observer scraped"
+
+# the prometheus profile: Prometheus scrapes every service with deploy/prometheus/prometheus.yml
+# and loaded its alert rules
+PROMETHEUS="http://127.0.0.1:$GITFAAS_PROMETHEUS_PORT"
+up=
+for _ in $(seq 60); do
+  up=$(curl -fsS "$PROMETHEUS/api/v1/query" --data-urlencode 'query=up == 1' \
+    | jq -r '[.data.result[].metric.job] | unique | join(" ")' 2>/dev/null || true)
+  [[ "$up" == "gitfaas-executor gitfaas-frontend gitfaas-observer" ]] && break
+  sleep 2
+done
+[[ "$up" == "gitfaas-executor gitfaas-frontend gitfaas-observer" ]] || die "Prometheus scrapes [$up], not every service"
+rules=$(curl -fsS "$PROMETHEUS/api/v1/rules" | jq '[.data.groups[].rules[]] | length')
+((rules > 0)) || die "Prometheus loaded no alert rule"
+say "prometheus: every service up ($up), $rules alert rules loaded"
