@@ -172,8 +172,11 @@ impl Application {
 /// The results topic's reader, in the frontends' group.
 fn results_inbox(settings: &Settings, metrics: &metrics::FrontendMetrics) -> anyhow::Result<Inbox<LagContext>> {
     let lag = LagContext { consumer: "frontend".into(), lag: metrics.lag.clone() };
+    // a frontend that went away without leaving the group (killed, its host lost) holds its
+    // share of the results for the session timeout: 6 s, not librdkafka's 45 s
     let consumer = ConsumerBuilder::new(&settings.kafka, Role::Worker, &settings.frontend.group_id)
         .with_lag_statistics()
+        .failing_over_fast()
         .create_with(lag)
         .context("creating the results consumer")?;
     consumer.subscribe(&[&settings.kafka.topics.results]).context("subscribing to the results topic")?;
