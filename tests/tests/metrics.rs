@@ -81,8 +81,12 @@ async fn every_service_exports_the_job_it_took_part_in_and_says_it_is_ready() {
     assert_eq!(sample(&exec, "gitfaas_job_total_seconds_count"), Some(1.0));
     assert_eq!(sample(&exec, "gitfaas_git_cache_misses_total"), Some(1.0), "a new repository is fetched");
     assert_eq!(sample(&exec, "gitfaas_git_fetch_seconds_count"), Some(1.0));
-    assert_eq!(sample(&exec, "gitfaas_sandbox_start_seconds_count{kind=\"warm\"}"), Some(1.0));
-    assert_eq!(sample(&exec, "gitfaas_warm_pool_containers"), Some(1.0), "the sandbox stays warm");
+    // the job's sandbox (a ready one, or one started for it) and the ready ones kept beside it
+    let started = sample(&exec, "gitfaas_sandbox_start_seconds_count{kind=\"warm\"}");
+    assert!(started.is_some_and(|n| n >= 1.0), "{exec}");
+    assert_eq!(sample(&exec, "gitfaas_warm_pool_misses_total"), Some(1.0), "one run not served warm");
+    let kept = sample(&exec, "gitfaas_warm_pool_containers");
+    assert!(kept.is_some_and(|n| (1.0..=8.0).contains(&n)), "the sandbox stays warm, within the bound: {exec}");
 
     scrape_until(&format!("{observer}/metrics"), "an arrival rate", |t| {
         sample(t, "gitfaas_observer_arrival_rate").is_some_and(|rate| rate > 0.0)
