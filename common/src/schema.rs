@@ -100,7 +100,7 @@ pub struct JobSpec {
     #[serde(default)]
     pub retries: u32,
     /// What to run, overriding the manifest's `entry`: a path inside the checkout,
-    /// or for python `package.module:function`.
+    /// for python `package.module:function`, for node `file.js:export`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub entry: Option<CheckoutPath>,

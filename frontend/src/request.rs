@@ -76,7 +76,7 @@ pub struct SubmitRequest {
     #[serde(default)]
     pub sinks: Vec<DataLink>,
     /// What to run, overriding the manifest's `entry`: a path inside the repository
-    /// (relative, no `.` or `..` parts), or for python `package.module:function`.
+    /// (relative, no `.` or `..` parts), or for python `package.module:function`, for node `file.js:export`.
     /// With `runtime`, a repository needs no `gitfaas.toml`.
     #[serde(default)]
     pub entry: Option<String>,

@@ -4,7 +4,9 @@
 //! The python and node runners end a run whose function raised (on import or
 //! on call) with the traceback and one last stderr line, `gitfaas: raised TYPE:
 //! MESSAGE`; a failed run's reason is that line, so it says why rather than
-//! only the exit code.
+//! only the exit code. An entry that names an export or function its module
+//! does not define ends the run with `gitfaas: rejected: WHY`: the job is
+//! `rejected` for that reason, as a missing entry file is by the plan.
 
 use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
@@ -23,6 +25,8 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
         JobResult::stdout_too_large(at, stdout_max_bytes)
     } else if out.oom_killed {
         JobResult::oom_killed(at)
+    } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(runner_refusal(&out.stderr_tail)) {
+        JobResult::rejected(at, why)
     } else if let Some(raised) = out.exit_code.filter(|code| *code != 0).and(raised(&out.stderr_tail)) {
         JobResult::failed(at, format!("function {raised}"))
     } else if out.exit_code != Some(0) {
@@ -44,9 +48,20 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
 /// The runners' last line for an exception, `gitfaas: raised …`: the words from
 /// `raised` on, at most [`MAX_RAISED_CHARS`] of them.
 fn raised(stderr_tail: &str) -> Option<String> {
-    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
-    let raised = last.strip_prefix("gitfaas: ")?.trim_end();
+    let raised = runner_line(stderr_tail)?;
     raised.starts_with("raised ").then(|| raised.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+/// The runners' last line for an entry that names nothing to call (`gitfaas:
+/// rejected: "handler.js" exports no function `go``): what the plan cannot see
+/// in the checkout, so the run itself refuses it.
+fn runner_refusal(stderr_tail: &str) -> Option<String> {
+    runner_line(stderr_tail)?.strip_prefix("rejected: ").map(|why| why.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+fn runner_line(stderr_tail: &str) -> Option<&str> {
+    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
+    Some(last.strip_prefix("gitfaas: ")?.trim_end())
 }
 
 /// Bounds the reason a function's own exception message makes.
@@ -54,7 +69,15 @@ const MAX_RAISED_CHARS: usize = 600;
 
 #[cfg(test)]
 mod tests {
-    use super::raised;
+    use super::{raised, runner_refusal};
+
+    #[test]
+    fn the_runners_refusal_of_an_entry_rejects_the_job() {
+        let tail = "gitfaas: rejected: \"fn.js\" exports no function `go`\n";
+        assert_eq!(runner_refusal(tail).as_deref(), Some("\"fn.js\" exports no function `go`"));
+        assert_eq!(runner_refusal("gitfaas: raised X\n"), None);
+        assert_eq!(runner_refusal("gitfaas: rejected: x\nprinted after\n"), None);
+    }
 
     #[test]
     fn the_runners_last_line_for_an_exception_is_the_reason() {

@@ -6,12 +6,14 @@
 //! ```toml
 //! runtime = "python"   # or "node", "command"
 //! entry = "main.py"    # python: file defining main(data, credentials); default main.py
-//!                      # node: module exporting main(data, credentials); default main.js
+//!                      # node: module exporting main(data, credentials); default main.js,
+//!                      #   or `file.js:handler` for another export
 //!                      # command: executable reading JSON on stdin; default ./main
 //! image = "..."        # optional; only an image in `executor.allowed_images`
 //! ```
 //!
-//! A job may name its own `entry` (for python also `package.module:function`),
+//! A job may name its own `entry` (for python also `package.module:function`, for
+//! node `file.js:export`),
 //! `workdir` and, for `command`, `args`; with a `runtime`, a repository needs no
 //! manifest. Where they point is checked in [`entry`].
 
@@ -53,6 +55,18 @@ pub enum ManifestError {
     BadArgs(String),
     #[error("image `{0}` is not in this executor's allowed images")]
     ImageNotAllowed(String),
+}
+
+impl ManifestError {
+    /// The same refusal of a part of `entry` (a node entry's file), naming the
+    /// whole entry as the job wrote it.
+    fn naming(self, entry: &str) -> Self {
+        match self {
+            Self::BadEntry(_) => Self::BadEntry(entry.to_owned()),
+            Self::EntryMissing(_) => Self::EntryMissing(entry.to_owned()),
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,9 +182,13 @@ pub fn plan(
             (command, request(&input_json, credentials), entry_dir)
         }
         "node" => {
-            let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
+            let entry = entry.unwrap_or_else(|| "main.js".into());
+            let file = match entry::node_export(&entry) {
+                Some((file, _)) => entry::checked_file(checkout, file.to_owned()).map_err(|e| e.naming(&entry))?,
+                None => entry::checked_file(checkout, entry.clone())?,
+            };
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials), entry::parent(&entry))
+            (command, request(&input_json, credentials), entry::parent(&file))
         }
         _ => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;

@@ -156,3 +156,28 @@ async fn a_missing_entry_is_rejected_with_that_reason_for_every_runtime() {
         (&json!("rejected"), &json!("entry `main.py` not found in the repository"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_entry_names_an_export_and_a_missing_one_is_rejected_by_name() {
+    let handler = "exports.handler = async (data) => ({handled: data});\nexports.main = () => 'not me';\n";
+    let repo = git_repo(&[("lib/function.js", handler)]);
+    // twice: the second run may be a warm sandbox's, which runs the cold runner the same way
+    for _ in 0..2 {
+        let body = json!({"repo": repo, "runtime": "node", "entry": "lib/function.js:handler", "input": 3});
+        let result = run(body).await;
+        assert_eq!(result["status"], "succeeded", "{result}");
+        assert_eq!(result["output"], json!({"handled": 3}));
+    }
+    for _ in 0..2 {
+        let result = run(json!({"repo": repo, "runtime": "node", "entry": "lib/function.js:nope"})).await;
+        assert_eq!(result["status"], "rejected", "{result}");
+        assert_eq!(result["reason"], "\"lib/function.js\" exports no function `nope`", "{result}");
+    }
+    let result = run(json!({"repo": repo, "runtime": "node", "entry": "lib/other.js:handler"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    assert_eq!(result["reason"], "entry `lib/other.js:handler` not found in the repository");
+    let repo = git_repo(&[("app.py", "def go(data, credentials):\n    return data\n")]);
+    let result = run(json!({"repo": repo, "runtime": "python", "entry": "app:gone"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    assert_eq!(result["reason"], "'app:gone' defines no callable gone", "{result}");
+}

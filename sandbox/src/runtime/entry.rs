@@ -1,5 +1,5 @@
 //! Where in the checkout a function is: its entry (a file, or for python a
-//! `package.module:function`) and its working directory. The executor's check is
+//! `package.module:function`, for node `file.js:export`) and its working directory. The executor's check is
 //! the authority: the text rules of `common::schema`, then the checkout itself —
 //! nothing reached through a symlink that leaves it, and the entry must exist.
 
@@ -17,6 +17,17 @@ pub fn python_module(entry: &str) -> Option<(&str, &str)> {
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     (module.split('.').all(ident) && ident(function)).then_some((module, function))
+}
+
+/// A node entry naming an export of a file: `file.js:handler` (the export a
+/// JavaScript identifier, ASCII). `None` for a plain file entry, whose `main` is
+/// called.
+pub fn node_export(entry: &str) -> Option<(&str, &str)> {
+    let (file, export) = entry.rsplit_once(':')?;
+    let mut chars = export.chars();
+    let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    (ident && !file.is_empty()).then_some((file, export))
 }
 
 /// The working directory, relative to the checkout (`.` for its root): a
@@ -186,6 +197,23 @@ mod tests {
         assert_eq!(super::python_module("a.b_2:run"), Some(("a.b_2", "run")));
         for not in ["main.py", "a/b:c", "a.b:", ":f", "1a:f", "a..b:f", "a:b:c"] {
             assert_eq!(super::python_module(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn a_node_entry_may_name_an_export_of_its_file() {
+        let dir = checkout(&["lib/fn.js", "odd:name.js"]);
+        let node = |e: &'static str| run(dir.path(), "node", Chosen { entry: Some(e), ..Default::default() });
+        let launch = node("lib/fn.js:handler").unwrap();
+        assert_eq!(
+            (&launch.command[3..], launch.entry_dir.as_str()),
+            (&["/code".into(), "lib/fn.js:handler".into()][..], "lib")
+        );
+        assert!(node("odd:name.js").is_ok());
+        assert_eq!(node("lib/no.js:handler").unwrap_err(), ManifestError::EntryMissing("lib/no.js:handler".into()));
+        assert_eq!(super::node_export("a.js:$h_1"), Some(("a.js", "$h_1")));
+        for not in ["a.js", "a.js:", ":h", "a.js:1h", "a.js:h-i"] {
+            assert_eq!(super::node_export(not), None, "{not}");
         }
     }
 
