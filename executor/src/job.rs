@@ -170,7 +170,11 @@ impl JobRunner {
             Err(ending) => return ending,
         };
         if spec.resolve_only {
-            *commit_sha = Some(sha.clone()); // a deployment: the commit is the answer
+            // a deployment: the commit is the answer, once the function can be planned there
+            if let Err(ending) = self.check_plan(job, at, (repo.clone(), sha.clone()), token).await {
+                return ending;
+            }
+            *commit_sha = Some(sha.clone());
             return JobResult::succeeded(at, serde_json::json!({ "commit": sha })).into();
         }
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };

@@ -358,6 +358,7 @@ async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_th
             timeout: Duration::from_secs(60),
             live_log: false,
             dependencies,
+            chosen: Default::default(),
         };
         let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();
         if dependencies {

@@ -37,6 +37,13 @@ pub struct VersionView {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub runtime: Option<String>,
+    /// The entry the deployment named, over the manifest's.
+    pub entry: Option<String>,
+    /// The directory the function runs in; none: the repository's root.
+    pub workdir: Option<String>,
+    /// The `command` runtime's arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
@@ -49,6 +56,9 @@ impl From<&FunctionVersion> for VersionView {
             repo: v.spec.repo.to_string(),
             git_ref: v.spec.git_ref.to_string(),
             runtime: v.spec.runtime.as_deref().map(str::to_owned),
+            entry: v.spec.entry.as_deref().map(str::to_owned),
+            workdir: v.spec.workdir.as_deref().map(str::to_owned),
+            args: v.spec.args.clone(),
             created_by: v.created_by.clone(),
             created_at: v.created_at,
         }
