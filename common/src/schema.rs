@@ -81,7 +81,7 @@ pub struct JobSpec {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub runtime: Option<RuntimeName>,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     pub timeout_secs: u32,
     pub resources: Resources,

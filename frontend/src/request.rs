@@ -53,7 +53,7 @@ pub struct SubmitRequest {
     pub runtime: Option<String>,
     /// Any JSON value, handed to the function.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
     #[serde(default, deserialize_with = "whole_number")]
     pub timeout_secs: Option<u32>,

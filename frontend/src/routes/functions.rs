@@ -103,7 +103,7 @@ pub struct VersionList {
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
 }
 

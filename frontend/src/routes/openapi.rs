@@ -287,4 +287,24 @@ mod tests {
         let submodules = &schemas["SubmitRequest"]["properties"]["submodules"];
         assert_eq!(submodules["enum"], json!(["empty", "fetch", null]), "{submodules}");
     }
+
+    #[test]
+    fn every_input_and_output_is_any_json_value_as_the_frontend_accepts() {
+        let schemas = &served(&settings())["components"]["schemas"];
+        for (schema, field) in [
+            ("SubmitRequest", "input"),
+            ("InvokeRequest", "input"),
+            ("PipelineRequest", "input"),
+            ("JobResult", "output"),
+            ("RunView", "output"),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert!(property.is_object() && property.get("type").is_none(), "{schema}.{field}: {property}");
+        }
+        for input in [json!(1), json!("text"), json!([1, 2]), json!(null), json!(true), json!({"k": 1})] {
+            let body = json!({"repo": "https://git.example.org/f.git", "input": input});
+            let parsed = crate::request::parse(body.to_string().as_bytes()).unwrap();
+            assert_eq!(parsed.into_spec(&settings()).unwrap().input, input);
+        }
+    }
 }
