@@ -349,6 +349,7 @@ impl JobRunner {
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
+        let reading = launch.reading.clone();
         let run = tracing::info_span!("run", warm = matches!(&place, Place::Warm(_)));
         let outcome = async {
             match &mut place {
@@ -365,7 +366,7 @@ impl JobRunner {
         .instrument(run)
         .await;
         let mut ending = match outcome {
-            Ok(outcome) => interpret(at, outcome, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
+            Ok(outcome) => interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
         };

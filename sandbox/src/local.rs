@@ -146,7 +146,7 @@ pub async fn run_local(
     };
     let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
     let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
-    let result = interpret(&at, out, timeout_secs, settings.stdout_max_bytes);
+    let result = interpret(&at, out, &launch.reading, timeout_secs, settings.stdout_max_bytes);
     Ok(LocalOutcome {
         status: result.status,
         reason: result.reason,

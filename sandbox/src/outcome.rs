@@ -6,7 +6,8 @@
 //! MESSAGE`; a failed run's reason is that line, so it says why rather than
 //! only the exit code. An entry that names an export or function its module
 //! does not define ends the run with `gitfaas: rejected: WHY`: the job is
-//! `rejected` for that reason, as a missing entry file is by the plan.
+//! `rejected` for that reason, as a missing entry file is by the plan; so is a
+//! command script whose `#!` interpreter is not in the image.
 
 use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
@@ -14,9 +15,16 @@ use gitfaas_common::JobResult;
 use serde_json::Value;
 
 use crate::docker::SandboxOutcome;
+use crate::runtime::Reading;
 
 /// The terminal result of attempt `at` whose run ended as `out`.
-pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_max_bytes: usize) -> JobResult {
+pub fn interpret(
+    at: &Attempt,
+    out: SandboxOutcome,
+    reading: &Reading,
+    timeout_secs: u32,
+    stdout_max_bytes: usize,
+) -> JobResult {
     let result = if out.cancelled {
         JobResult::cancelled_while_running(at)
     } else if out.timed_out {
@@ -25,6 +33,8 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
         JobResult::stdout_too_large(at, stdout_max_bytes)
     } else if out.oom_killed {
         JobResult::oom_killed(at)
+    } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(unstartable(reading, &out.stderr_tail)) {
+        JobResult::rejected(at, why)
     } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(runner_refusal(&out.stderr_tail)) {
         JobResult::rejected(at, why)
     } else if let Some(raised) = out.exit_code.filter(|code| *code != 0).and(raised(&out.stderr_tail)) {
@@ -57,6 +67,20 @@ fn raised(stderr_tail: &str) -> Option<String> {
 /// in the checkout, so the run itself refuses it.
 fn runner_refusal(stderr_tail: &str) -> Option<String> {
     runner_line(stderr_tail)?.strip_prefix("rejected: ").map(|why| why.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+/// A command script whose `#!` interpreter the image lacks: the container's
+/// runtime could not exec it and said so as the run's only line (runc's `exec
+/// PATH: no such file or directory`).
+fn unstartable(reading: &Reading, stderr_tail: &str) -> Option<String> {
+    let it = reading.interpreter.as_ref()?;
+    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
+    (last.trim_end() == format!("exec {}: no such file or directory", it.path)).then(|| {
+        format!(
+            "entry `{}` cannot start: its `#!` interpreter `{}` is not in the image `{}`",
+            it.entry, it.interpreter, it.image
+        )
+    })
 }
 
 fn runner_line(stderr_tail: &str) -> Option<&str> {

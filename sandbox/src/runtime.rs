@@ -55,6 +55,10 @@ pub enum ManifestError {
     BadArgs(String),
     #[error("image `{0}` is not in this executor's allowed images")]
     ImageNotAllowed(String),
+    #[error("entry `{0}` is not executable (its file has no x bit in the commit: `git update-index --chmod=+x {0}`)")]
+    NotExecutable(String),
+    #[error("entry `{0}` has a `#!` line that names no absolute interpreter path")]
+    BadShebang(String),
 }
 
 impl ManifestError {
@@ -91,6 +95,25 @@ pub struct Launch {
     /// entry's parent, a python module's package directory under the workdir.
     /// Where the search for its dependency declaration starts.
     pub entry_dir: String,
+    /// How the run's end is read (see [`crate::outcome`]).
+    pub reading: Reading,
+}
+
+/// What reading a run's end needs of its plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reading {
+    /// A command entry's `#!` interpreter, with the entry (as the job named it)
+    /// and the image: a run the image cannot start is rejected naming them.
+    pub interpreter: Option<Interpreter>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interpreter {
+    pub entry: String,
+    /// The executable's path in the container.
+    pub path: String,
+    pub interpreter: String,
+    pub image: String,
 }
 
 impl std::fmt::Debug for Launch {
@@ -168,6 +191,7 @@ pub fn plan(
     let workdir = entry::checked_workdir(checkout, chosen.workdir)?;
     let entry = chosen.entry.map(str::to_owned).or(entry);
     let input_json = serde_json::to_vec(input).expect("json values serialise");
+    let mut reading = Reading::default();
     let (command, stdin, entry_dir) = match runtime.as_str() {
         "python" => {
             let entry = entry.unwrap_or_else(|| "main.py".into());
@@ -192,7 +216,14 @@ pub fn plan(
         }
         _ => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;
-            let command = std::iter::once(format!("{code_mount}/{entry}")).chain(chosen.args.iter().cloned()).collect();
+            let path = format!("{code_mount}/{entry}");
+            reading.interpreter = entry::checked_executable(checkout, &entry)?.map(|interpreter| Interpreter {
+                entry: entry.clone(),
+                path: path.clone(),
+                interpreter,
+                image: image.clone(),
+            });
+            let command = std::iter::once(path).chain(chosen.args.iter().cloned()).collect();
             (command, Zeroizing::new(input_json), entry::parent(&entry))
         }
     };
@@ -203,7 +234,7 @@ pub fn plan(
             command.push(workdir); // the runners' last argument, so part of a warm sandbox's key
         }
     }
-    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir })
+    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading })
 }
 
 /// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy
@@ -300,7 +331,30 @@ mod tests {
         for entry in ["main.py", "main.js", "main", "src/handler.py"] {
             std::fs::write(dir.path().join(entry), "").unwrap();
         }
+        executable(&dir.path().join("main"));
         dir
+    }
+
+    fn executable(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_command_entry_must_be_executable_and_its_interpreter_an_absolute_path() {
+        let dir = with_manifest(Some("runtime = \"command\"\n"));
+        let entry = |text: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(dir.path().join("main"), text).unwrap();
+            std::fs::set_permissions(dir.path().join("main"), std::fs::Permissions::from_mode(mode)).unwrap();
+            plan(dir.path(), "/code", None, &images(), &Value::Null)
+        };
+        assert_eq!(entry("#!/bin/sh\n", 0o644), Err(ManifestError::NotExecutable("main".into())));
+        let launch = entry("#!/usr/bin/python3 -u\nprint(1)\n", 0o755).unwrap();
+        let interpreter = launch.reading.interpreter.unwrap();
+        assert_eq!((interpreter.interpreter.as_str(), interpreter.path.as_str()), ("/usr/bin/python3", "/code/main"));
+        assert_eq!(entry("#!python3\n", 0o755), Err(ManifestError::BadShebang("main".into())));
+        assert_eq!(entry("\x7fELF", 0o755).unwrap().reading.interpreter, None);
     }
 
     #[test]

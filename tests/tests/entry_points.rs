@@ -181,3 +181,18 @@ async fn a_node_entry_names_an_export_and_a_missing_one_is_rejected_by_name() {
     assert_eq!(result["status"], "rejected", "{result}");
     assert_eq!(result["reason"], "'app:gone' defines no callable gone", "{result}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_entry_that_cannot_start_is_rejected_at_once_saying_why() {
+    let repo = git_repo(&[("bin/plain", "echo not executable\n"), ("bin/py", "#!/usr/bin/python3\nprint(1)\n")]);
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/plain"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("entry `bin/plain` is not executable"), "{reason}");
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/py"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    let image = "gitfaas/command:busybox";
+    let why =
+        format!("entry `bin/py` cannot start: its `#!` interpreter `/usr/bin/python3` is not in the image `{image}`");
+    assert_eq!(result["reason"], why, "{result}");
+}

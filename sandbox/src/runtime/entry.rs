@@ -88,6 +88,29 @@ pub fn checked_file(checkout: &Path, entry: String) -> Result<String, ManifestEr
     }
 }
 
+/// A checked command entry's interpreter: `None` for a binary, the first word of
+/// its `#!` line for a script. Refused when the checkout's file has no x bit (the
+/// container could not start it) or its `#!` names no absolute path.
+pub fn checked_executable(checkout: &Path, entry: &str) -> Result<Option<String>, ManifestError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let Resolved::Inside(path) = resolve(checkout, entry) else { return Err(ManifestError::BadEntry(entry.into())) };
+    let missing = |_| ManifestError::EntryMissing(entry.into());
+    let file = std::fs::File::open(&path).map_err(missing)?;
+    if file.metadata().map_err(missing)?.permissions().mode() & 0o111 == 0 {
+        return Err(ManifestError::NotExecutable(entry.into()));
+    }
+    let mut head = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut head).map_err(missing)?;
+    let Some(line) = head.strip_prefix(b"#!") else { return Ok(None) };
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let interpreter = String::from_utf8_lossy(line).split_whitespace().next().unwrap_or_default().to_owned();
+    match interpreter.starts_with('/') {
+        true => Ok(Some(interpreter)),
+        false => Err(ManifestError::BadShebang(entry.into())),
+    }
+}
+
 fn relative_inside(path: &str) -> bool {
     gitfaas_common::schema::is_checkout_path(path)
         && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
@@ -144,7 +167,9 @@ mod tests {
         for file in files {
             let path = dir.path().join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, "").unwrap();
+            std::fs::write(&path, "").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         dir
     }
