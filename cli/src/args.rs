@@ -316,6 +316,11 @@ pub struct Target {
     /// package.json) are installed [default: install]
     #[arg(long, value_parser = ["install", "skip"])]
     pub dependencies: Option<String>,
+    /// `script` runs a python or node entry as `python3 ENTRY ARGS…` (or `-m MODULE`
+    /// as the first args) / `node ENTRY ARGS…`: input on stdin, stdout the output
+    /// [default: the manifest's, else function]
+    #[arg(long, value_parser = ["function", "script"])]
+    pub mode: Option<String>,
 }
 
 impl Target {
@@ -332,6 +337,9 @@ impl Target {
         }
         if let Some(dependencies) = &self.dependencies {
             body["dependencies"] = dependencies.as_str().into();
+        }
+        if let Some(mode) = &self.mode {
+            body["mode"] = mode.as_str().into();
         }
     }
 }

@@ -259,7 +259,7 @@ impl JobRunner {
         if let Some(pool) = self.warm.as_ref().filter(|_| !fetch) {
             // the same commit has the same manifest and declarations: plan from the warm checkout
             if let Some(code) = pool.code_dir_of(owner, sha) {
-                if let Ok(launch) = plan(&code) {
+                if let Some(launch) = plan(&code).ok().filter(|launch| warm_args(launch).is_some()) {
                     // the layer's digest is part of the key (found in the cache, or built again if evicted)
                     let layer = match install {
                         true => self.deps.prepare(&code, workdir, &launch, &job.id.to_string(), log, cancel).await,
@@ -413,7 +413,7 @@ impl JobRunner {
             job_network: self.settings.job_network,
             network: None,
             mounts: Vec::new(),
-            env: Vec::new(),
+            env: launch.env,
             stdin: launch.stdin,
             memory_mb: job.spec.resources.memory_mb,
             cpu_millis: job.spec.resources.cpu_millis,

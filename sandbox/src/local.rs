@@ -112,7 +112,7 @@ pub async fn run_local(
         job_network: settings.job_network,
         network: None,
         mounts: Vec::new(),
-        env: Vec::new(),
+        env: launch.env.clone(),
         stdin: launch.stdin.clone(),
         memory_mb: run.resources.memory_mb,
         cpu_millis: run.resources.cpu_millis,

@@ -49,6 +49,11 @@ pub fn interpret(
             Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
                 JobResult::bad_output(at, limits::LimitError::TooDeep)
             }
+            // a script's output is its text when it is not JSON
+            Err(_) if reading.text_output => match String::from_utf8(out.stdout.clone()) {
+                Ok(text) => JobResult::succeeded(at, Value::String(text)),
+                Err(_) => JobResult::bad_output(at, "neither json nor UTF-8 text"),
+            },
             Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
         }
     };

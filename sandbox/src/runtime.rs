@@ -10,6 +10,7 @@
 //!                      #   or `file.js:handler` for another export
 //!                      # command: executable reading JSON on stdin; default ./main
 //! image = "..."        # optional; only an image in `executor.allowed_images`
+//! mode = "script"      # optional, python and node: run the entry as a script (see [`script`])
 //! ```
 //!
 //! A job may name its own `entry` (for python also `package.module:function`, for
@@ -20,16 +21,21 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gitfaas_common::schema::Mode;
 use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 mod entry;
+mod script;
 
 pub const MANIFEST_FILE: &str = "gitfaas.toml";
 /// A manifest is a few lines; anything longer is refused unread.
 const MANIFEST_MAX_BYTES: u64 = 64 << 10;
 const PYTHON_RUNNER: &str = include_str!("runner.py");
+/// Where a dependency layer is mounted in a run (see `crate::deps`): here, below
+/// both, since a script's search path names it.
+pub(crate) const DEPS_MOUNT: &str = "/deps";
 const NODE_RUNNER: &str = include_str!("runner.js");
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -59,6 +65,8 @@ pub enum ManifestError {
     NotExecutable(String),
     #[error("entry `{0}` has a `#!` line that names no absolute interpreter path")]
     BadShebang(String),
+    #[error("mode `script` is for the python and node runtimes, not `{0}`")]
+    NoScripts(String),
 }
 
 impl ManifestError {
@@ -79,6 +87,7 @@ struct Manifest {
     runtime: String,
     entry: Option<String>,
     image: Option<String>,
+    mode: Option<Mode>,
 }
 
 /// A resolved plan for running a function. `stdin` may hold credentials: it is
@@ -97,6 +106,8 @@ pub struct Launch {
     pub entry_dir: String,
     /// How the run's end is read (see [`crate::outcome`]).
     pub reading: Reading,
+    /// `NAME=value` for the container (a script's search path).
+    pub env: Vec<String>,
 }
 
 /// What reading a run's end needs of its plan.
@@ -105,6 +116,8 @@ pub struct Reading {
     /// A command entry's `#!` interpreter, with the entry (as the job named it)
     /// and the image: a run the image cannot start is rejected naming them.
     pub interpreter: Option<Interpreter>,
+    /// A script's stdout is its output as JSON when it parses, else as text.
+    pub text_output: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,11 +147,13 @@ pub struct Chosen<'a> {
     pub entry: Option<&'a str>,
     pub args: &'a [String],
     pub workdir: Option<&'a str>,
+    /// The job's mode, over the manifest's.
+    pub mode: Option<Mode>,
 }
 
 impl<'a> Chosen<'a> {
     pub fn of(spec: &'a gitfaas_common::JobSpec) -> Self {
-        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref() }
+        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref(), mode: spec.mode }
     }
 }
 
@@ -185,12 +200,21 @@ pub fn plan(
         image = declared;
     }
     gitfaas_common::schema::check_args(chosen.args).map_err(ManifestError::BadArgs)?;
-    if !chosen.args.is_empty() && runtime != "command" {
-        return Err(ManifestError::BadArgs("args are taken by the command runtime only".into()));
+    let script = chosen.mode.or(manifest.as_ref().and_then(|m| m.mode)).unwrap_or_default() == Mode::Script;
+    if !chosen.args.is_empty() && runtime != "command" && !script {
+        return Err(ManifestError::BadArgs("args are taken by the command runtime and by scripts only".into()));
     }
     let workdir = entry::checked_workdir(checkout, chosen.workdir)?;
-    let entry = chosen.entry.map(str::to_owned).or(entry);
     let input_json = serde_json::to_vec(input).expect("json values serialise");
+    if script {
+        let to_run =
+            script::Script { entry: chosen.entry.map(str::to_owned), manifest_entry: entry, args: chosen.args };
+        let (command, entry_dir, env) = to_run.command(checkout, code_mount, &runtime, &workdir)?;
+        let working_dir = if workdir == "." { code_mount.to_owned() } else { format!("{code_mount}/{workdir}") };
+        let (stdin, reading) = (Zeroizing::new(input_json), Reading { text_output: true, ..Reading::default() });
+        return Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading, env });
+    }
+    let entry = chosen.entry.map(str::to_owned).or(entry);
     let mut reading = Reading::default();
     let (command, stdin, entry_dir) = match runtime.as_str() {
         "python" => {
@@ -234,7 +258,7 @@ pub fn plan(
             command.push(workdir); // the runners' last argument, so part of a warm sandbox's key
         }
     }
-    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading })
+    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading, env: Vec::new() })
 }
 
 /// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy

@@ -109,6 +109,13 @@ pub fn served(settings: &FrontendSettings) -> Value {
             checkout limits.",
         "enum": ["empty", "fetch", null],
     });
+    submit["mode"] = json!({
+        "description": "`function` (the default): the entry's function is called with `input` and returns the \
+            output; `script` (python and node): the entry runs as `python3 ENTRY ARGS…`, `python3 -m MODULE \
+            ARGS…` (`args` starting `-m`, no `entry`) or `node ENTRY ARGS…`, cold, `input` as JSON on stdin, \
+            stdout the output (JSON when it parses, else its text), a non-zero exit code a failure.",
+        "enum": ["function", "script", null],
+    });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
     merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));

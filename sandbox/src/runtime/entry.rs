@@ -178,7 +178,7 @@ mod tests {
     fn a_job_entry_workdir_and_args_shape_the_command() {
         let dir = checkout(&["tools/run.sh", "pkg/mod.py", "lib/__init__.py"]);
         let args = ["a b".to_owned(), "\"q\" ü".to_owned()];
-        let chosen = Chosen { entry: Some("tools/run.sh"), args: &args, workdir: Some("tools") };
+        let chosen = Chosen { entry: Some("tools/run.sh"), args: &args, workdir: Some("tools"), ..Default::default() };
         let launch = run(dir.path(), "command", chosen).unwrap();
         assert_eq!(launch.command, ["/code/tools/run.sh", "a b", "\"q\" ü"]);
         assert_eq!(launch.working_dir, "/code/tools");
