@@ -25,6 +25,8 @@ pub fn interpret(
     timeout_secs: u32,
     stdout_max_bytes: usize,
 ) -> JobResult {
+    // a runner's last line, when one of ours ran (a script's stderr is its own)
+    let runner_failed = out.exit_code.filter(|code| *code != 0 && !reading.text_output);
     let result = if out.cancelled {
         JobResult::cancelled_while_running(at)
     } else if out.timed_out {
@@ -35,9 +37,9 @@ pub fn interpret(
         JobResult::oom_killed(at)
     } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(unstartable(reading, &out.stderr_tail)) {
         JobResult::rejected(at, why)
-    } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(runner_refusal(&out.stderr_tail)) {
+    } else if let Some(why) = runner_failed.and(runner_refusal(&out.stderr_tail)) {
         JobResult::rejected(at, why)
-    } else if let Some(raised) = out.exit_code.filter(|code| *code != 0).and(raised(&out.stderr_tail)) {
+    } else if let Some(raised) = runner_failed.and(raised(&out.stderr_tail)) {
         JobResult::failed(at, format!("function {raised}"))
     } else if out.exit_code != Some(0) {
         JobResult::exited_with(at, out.exit_code)

@@ -60,10 +60,12 @@ async fn a_node_script_gets_its_args_and_its_text_output_is_returned_as_text() {
     let result = run(json!({"repo": repo, "args": ["--flag", "two words"]})).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["output"], "flags: --flag two words\n");
-    let exits = "process.exitCode = 3;\n";
+    // a script's stderr is its own: a line like our runners' says nothing to the executor
+    let exits = "console.error('gitfaas: rejected: not from a runner');\nprocess.exitCode = 3;\n";
     let repo = git_repo(&[("exit.js", exits)]);
     let result = run(json!({"repo": repo, "runtime": "node", "mode": "script", "entry": "exit.js"})).await;
     assert_eq!((&result["status"], &result["exit_code"]), (&json!("failed"), &json!(3)), "{result}");
+    assert_eq!(result["reason"], "function exited with code 3", "{result}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
