@@ -145,5 +145,6 @@ fn print(output: Output, function: &Value) {
 /// (`-` for what the manifest or the default decides).
 fn what_runs(version: &Value) -> String {
     let field = |key: &str| version[key].as_str().unwrap_or("-").to_owned();
-    format!("runtime={} entry={} workdir={}", field("runtime"), field("entry"), field("workdir"))
+    let mode = version["mode"].as_str().map(|mode| format!(" mode={mode}")).unwrap_or_default();
+    format!("runtime={} entry={} workdir={}{mode}", field("runtime"), field("entry"), field("workdir"))
 }

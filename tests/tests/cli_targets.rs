@@ -108,6 +108,23 @@ async fn fn_deploy_plans_the_function_at_its_commit_and_views_show_what_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_script_is_deployed_with_its_mode_and_args_and_invoked_by_name() {
+    let repo = git_repo(&[("tools/echo.py", "import sys\nprint(' '.join(sys.argv[1:]))\n")]);
+    let name = unique("script").to_lowercase();
+    let at = format!("{repo}@main");
+    let deploy = ["fn", "deploy", &name, &at, "--runtime", "python", "--mode", "script", "--entry", "tools/echo.py"];
+    let deployed = gitfaas(&[&deploy[..], &["--args", "-v", "--args", "two words"]].concat()).await;
+    assert_eq!(streams(&deployed).0, Some(0), "{}", streams(&deployed).2);
+    assert!(streams(&deployed).1.trim_end().ends_with("workdir=- mode=script"), "{deployed:?}");
+    let (code, stdout, stderr) = streams(&gitfaas(&["fn", "invoke", &name]).await);
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&stdout).ok()),
+        (Some(0), Some(json!("-v two words\n"))),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fn_invoke_of_a_failing_function_says_why_on_stderr_and_nothing_on_stdout() {
     let repo = git_repo(&[("main.py", "def main(d, c):\n    raise ValueError('no good')\n")]);
     let name = unique("fails").to_lowercase();
