@@ -22,9 +22,9 @@ use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
-    interpret, owner_digest, plan, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease, LogSink,
-    LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec, WarmPool,
-    Workspace, EXECUTOR_LABEL, JOB_LABEL,
+    interpret, owner_digest, plan, refused_start, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease,
+    LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
+    WarmPool, Workspace, EXECUTOR_LABEL, JOB_LABEL,
 };
 
 pub(crate) const CODE_MOUNT: &str = "/code";
@@ -368,7 +368,10 @@ impl JobRunner {
         let mut ending = match outcome {
             Ok(outcome) => interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
-            Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
+            Err(e) => match refused_start(&reading, &e) {
+                Some(why) => JobResult::rejected(at, why).into(),
+                None => Ending::infrastructure(at, format!("sandbox error: {e}")),
+            },
         };
         ending.result.dependencies = match &place {
             Place::Cold(_, prepared) => prepared.as_ref().map(Prepared::summary),

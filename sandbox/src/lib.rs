@@ -48,7 +48,7 @@ pub use egress::ConnectProxy;
 pub use local::{run_local, LocalOutcome, LocalRun};
 pub use logs::{LogSink, LogStreamer, Outlet, Redactor};
 pub use metrics::{SandboxMetrics, WarmMetrics};
-pub use outcome::interpret;
+pub use outcome::{interpret, refused_start};
 pub use runtime::{plan, Chosen, Interpreter, Launch, ManifestError, Offer, Reading};
 pub use settings::SandboxSettings;
 pub use warm::{owner_digest, warm_args, Function, Lease, ReadySettings, Template, WarmPool, WarmSettings, WARM_LABEL};

@@ -14,8 +14,8 @@ use gitfaas_common::schema::Attempt;
 use gitfaas_common::JobResult;
 use serde_json::Value;
 
-use crate::docker::SandboxOutcome;
-use crate::runtime::Reading;
+use crate::docker::{SandboxError, SandboxOutcome};
+use crate::runtime::{Interpreter, Reading};
 
 /// The terminal result of attempt `at` whose run ended as `out`.
 pub fn interpret(
@@ -82,12 +82,24 @@ fn runner_refusal(stderr_tail: &str) -> Option<String> {
 fn unstartable(reading: &Reading, stderr_tail: &str) -> Option<String> {
     let it = reading.interpreter.as_ref()?;
     let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
-    (last.trim_end() == format!("exec {}: no such file or directory", it.path)).then(|| {
-        format!(
-            "entry `{}` cannot start: its `#!` interpreter `{}` is not in the image `{}`",
-            it.entry, it.interpreter, it.image
-        )
-    })
+    (last.trim_end() == format!("exec {}: no such file or directory", it.path)).then(|| cannot_start(it))
+}
+
+/// The reason for a start the container runtime refused because it could not
+/// load a command script (gVisor's `failed to load PATH`, runc's `exec: "PATH"`
+/// at start): the job is rejected, never retried as the executor's failure.
+pub fn refused_start(reading: &Reading, error: &SandboxError) -> Option<String> {
+    let (it, SandboxError::Docker(error)) = (reading.interpreter.as_ref()?, error) else { return None };
+    let text = error.to_string();
+    let named = [format!("failed to load {}:", it.path), format!("exec: \"{}\"", it.path)];
+    named.iter().any(|n| text.contains(n)).then(|| cannot_start(it))
+}
+
+fn cannot_start(it: &Interpreter) -> String {
+    format!(
+        "entry `{}` cannot start: its `#!` interpreter `{}` is not in the image `{}`",
+        it.entry, it.interpreter, it.image
+    )
 }
 
 fn runner_line(stderr_tail: &str) -> Option<&str> {

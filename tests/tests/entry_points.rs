@@ -185,6 +185,13 @@ async fn a_node_entry_names_an_export_and_a_missing_one_is_rejected_by_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_entry_that_cannot_start_is_rejected_at_once_saying_why() {
     let repo = git_repo(&[("bin/plain", "echo not executable\n"), ("bin/py", "#!/usr/bin/python3\nprint(1)\n")]);
+    // gVisor refuses the start itself (`failed to load /code/bin/py`), runc fails the exec inside
+    let gvisor = gitfaas_tests::sandbox::start(gitfaas_tests::sandbox::Options::runtime("runsc"));
+    let id = gvisor.submit_ok(&json!({"repo": repo, "runtime": "command", "entry": "bin/py"})).await;
+    let result = finished(&gvisor, &id).await;
+    assert_eq!((&result["status"], &result["attempt"]), (&json!("rejected"), &json!(1)), "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("entry `bin/py` cannot start: its `#!` interpreter `/usr/bin/python3`"), "{reason}");
     let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/plain"})).await;
     assert_eq!(result["status"], "rejected", "{result}");
     let reason = result["reason"].as_str().unwrap();
