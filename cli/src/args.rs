@@ -100,6 +100,8 @@ pub enum FnCommand {
         /// The repository's submodules: empty directories (the default) or fetched
         #[arg(long, value_parser = ["empty", "fetch"])]
         submodules: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Invoke NAME's current version; its output JSON goes to stdout
     Invoke {
@@ -213,6 +215,8 @@ pub struct RunArgs {
     /// leaves them) or fetched at the commits they pin
     #[arg(long, value_parser = ["empty", "fetch"])]
     pub submodules: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Print the job id and return at once instead of following the job
     #[arg(long, short)]
     pub detach: bool,
@@ -282,11 +286,60 @@ pub struct LocalRunArgs {
     /// CPU quota in thousandths of a core
     #[arg(long)]
     pub cpu_millis: Option<u32>,
-    /// Ignore the dependencies the directory declares (requirements.txt, package.json)
+    /// Ignore the dependencies the directory declares (as --dependencies skip)
     #[arg(long)]
     pub skip_dependencies: bool,
+    #[command(flatten)]
+    pub target: Target,
     /// The gitfaas config directory to read the executor's images and limits from
     /// [default: GITFAAS_CONFIG_DIR, else ./config when it exists, else the shipped defaults]
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// What to run in the repository, over its manifest: the API's `entry`,
+/// `workdir`, `args` and `dependencies`.
+#[derive(Debug, Args, Default)]
+pub struct Target {
+    /// The entry over the manifest's: a file, python's `package.module:function`,
+    /// node's `file.js:export`
+    #[arg(long)]
+    pub entry: Option<String>,
+    /// The directory inside the repository the function runs in [default: its root]
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// One argument of the command runtime's executable, passed exactly; repeat
+    /// for each (`--args=-v` for one that starts with a dash)
+    #[arg(long = "args", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Whether the dependencies the checkout declares (requirements.txt,
+    /// package.json) are installed [default: install]
+    #[arg(long, value_parser = ["install", "skip"])]
+    pub dependencies: Option<String>,
+    /// `script` runs a python or node entry as `python3 ENTRY ARGS…` (or `-m MODULE`
+    /// as the first args) / `node ENTRY ARGS…`: input on stdin, stdout the output
+    /// [default: the manifest's, else function]
+    #[arg(long, value_parser = ["function", "script"])]
+    pub mode: Option<String>,
+}
+
+impl Target {
+    /// Adds the fields given to a submit or deploy body.
+    pub fn add_to(&self, body: &mut serde_json::Value) {
+        if let Some(entry) = &self.entry {
+            body["entry"] = entry.as_str().into();
+        }
+        if let Some(workdir) = &self.workdir {
+            body["workdir"] = workdir.as_str().into();
+        }
+        if !self.args.is_empty() {
+            body["args"] = self.args.clone().into();
+        }
+        if let Some(dependencies) = &self.dependencies {
+            body["dependencies"] = dependencies.as_str().into();
+        }
+        if let Some(mode) = &self.mode {
+            body["mode"] = mode.as_str().into();
+        }
+    }
 }

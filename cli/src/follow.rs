@@ -89,6 +89,7 @@ fn request_body(args: &RunArgs) -> Result<Value, CliError> {
     if let Some(submodules) = &args.submodules {
         body["submodules"] = json!(submodules);
     }
+    args.target.add_to(&mut body);
     if let Some(value) = input::read(args.input.as_deref())? {
         body["input"] = value;
     }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use gitfaas_common::JobStatus;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -24,7 +25,7 @@ fn path(name: &str, rest: &str) -> String {
 
 pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCode, CliError> {
     match command {
-        FnCommand::Deploy { name, repo, runtime, submodules } => {
+        FnCommand::Deploy { name, repo, runtime, submodules, target } => {
             let (repo, git_ref) = match repo.rsplit_once('@').filter(|(url, _)| url.contains("://")) {
                 Some((url, r)) => (url.to_owned(), Some(r.to_owned())),
                 None => (repo, None),
@@ -39,7 +40,8 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
             if let Some(submodules) = submodules {
                 body["submodules"] = submodules.into();
             }
-            err!("deploying {name} (an executor resolves the ref to a commit)");
+            target.add_to(&mut body);
+            err!("deploying {name} (an executor resolves the ref to a commit and plans the function there)");
             // the frontend holds a deployment up to a minute while an executor resolves its ref
             let (_, function) = api.call_held(Method::PUT, &path(&name, ""), Some(&body), 0, DEPLOY_HOLD_SECS).await?;
             let current = &function["current"];
@@ -60,10 +62,12 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
                 wait_for_result(api, &id, None).await?.unwrap_or(Value::Null)
             };
             let status = status_of(&result)?;
-            if let Some(reason) = result["reason"].as_str() {
-                err!("{status}: {reason}");
+            // only a success has an output: a failure is its reason, on stderr
+            match (status, result["reason"].as_str()) {
+                (JobStatus::Succeeded, _) => show::json(&result["output"]),
+                (_, Some(reason)) => err!("{name} {status}: {reason}"),
+                (_, None) => err!("{name} {status}"),
             }
-            show::json(&result["output"]);
             Ok(exit_of(status))
         }
         FnCommand::Ls => {
@@ -77,9 +81,10 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
                         let (repo, git_ref) =
                             (current["repo"].as_str().unwrap_or(""), current["ref"].as_str().unwrap_or(""));
                         out!(
-                            "{}\tv{}\t{commit}\t{repo}@{git_ref}",
+                            "{}\tv{}\t{commit}\t{repo}@{git_ref}\t{}",
                             f["name"].as_str().unwrap_or(""),
-                            current["version"]
+                            current["version"],
+                            what_runs(current)
                         );
                     }
                 }
@@ -126,11 +131,20 @@ fn print(output: Output, function: &Value) {
         Output::Table => {
             let current = &function["current"];
             out!(
-                "{}\tv{}\t{}",
+                "{}\tv{}\t{}\t{}",
                 function["name"].as_str().unwrap_or(""),
                 current["version"],
-                current["commit_sha"].as_str().unwrap_or("")
+                current["commit_sha"].as_str().unwrap_or(""),
+                what_runs(current)
             );
         }
     }
+}
+
+/// A version's runtime, entry and workdir as `runtime=… entry=… workdir=…`
+/// (`-` for what the manifest or the default decides).
+fn what_runs(version: &Value) -> String {
+    let field = |key: &str| version[key].as_str().unwrap_or("-").to_owned();
+    let mode = version["mode"].as_str().map(|mode| format!(" mode={mode}")).unwrap_or_default();
+    format!("runtime={} entry={} workdir={}{mode}", field("runtime"), field("entry"), field("workdir"))
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gitfaas_common::schema::Resources;
-use gitfaas_sandbox::{LocalRun, SandboxSettings};
+use gitfaas_common::schema::{Mode, Resources};
+use gitfaas_sandbox::{Chosen, LocalRun, SandboxSettings};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,11 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
         pids: DEFAULT_RESOURCES.pids,
     };
     let timeout = Duration::from_secs(u64::from(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)));
-    let dependencies = !args.skip_dependencies;
+    let dependencies = !args.skip_dependencies && args.target.dependencies.as_deref() != Some("skip");
+    let target = &args.target;
+    let mode = target.mode.as_deref().map(|m| if m == "script" { Mode::Script } else { Mode::Function });
+    let chosen =
+        Chosen { entry: target.entry.as_deref(), args: &target.args, workdir: target.workdir.as_deref(), mode };
     let run = LocalRun {
         dir: &dir,
         runtime: args.runtime.as_deref(),
@@ -46,6 +50,7 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
         timeout,
         live_log: true,
         dependencies,
+        chosen,
     };
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();

@@ -81,7 +81,7 @@ pub struct JobSpec {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub runtime: Option<RuntimeName>,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     pub timeout_secs: u32,
     pub resources: Resources,
@@ -100,7 +100,7 @@ pub struct JobSpec {
     #[serde(default)]
     pub retries: u32,
     /// What to run, overriding the manifest's `entry`: a path inside the checkout,
-    /// or for python `package.module:function`.
+    /// for python `package.module:function`, for node `file.js:export`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub entry: Option<CheckoutPath>,
@@ -128,6 +128,9 @@ pub struct JobSpec {
     /// What becomes of the checkout's submodules.
     #[serde(default, skip_serializing_if = "Submodules::is_empty")]
     pub submodules: Submodules,
+    /// How the python or node runtime runs the entry, over the manifest's `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
     /// The trigger tick or record (or pipeline step) that made the job, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<JobOrigin>,
@@ -168,6 +171,20 @@ impl Submodules {
     pub fn is_empty(&self) -> bool {
         *self == Submodules::Empty
     }
+}
+
+/// How the python and node runtimes run an entry. `function` (the default): a
+/// function is called with the input and returns the output. `script`: the entry
+/// runs as its authors run it — `python3 ENTRY ARGS…`, `python3 -m MODULE ARGS…`,
+/// `node ENTRY ARGS…` — the input as JSON on stdin, the exit code the status, and
+/// stdout the output (JSON when it parses, else its text).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Function,
+    Script,
 }
 
 /// How often a job's function may run. `at_most_once`: its start is made durable
@@ -411,6 +428,7 @@ mod tests {
             delivery: Delivery::AtLeastOnce,
             dependencies: Dependencies::Install,
             submodules: Submodules::Empty,
+            mode: None,
             origin: None,
         }
     }

@@ -22,9 +22,9 @@ use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
-    interpret, owner_digest, plan, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease, LogSink,
-    LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec, WarmPool,
-    Workspace, EXECUTOR_LABEL, JOB_LABEL,
+    interpret, owner_digest, plan, refused_start, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease,
+    LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
+    WarmPool, Workspace, EXECUTOR_LABEL, JOB_LABEL,
 };
 
 pub(crate) const CODE_MOUNT: &str = "/code";
@@ -170,7 +170,11 @@ impl JobRunner {
             Err(ending) => return ending,
         };
         if spec.resolve_only {
-            *commit_sha = Some(sha.clone()); // a deployment: the commit is the answer
+            // a deployment: the commit is the answer, once the function can be planned there
+            if let Err(ending) = self.check_plan(job, at, (repo.clone(), sha.clone()), token).await {
+                return ending;
+            }
+            *commit_sha = Some(sha.clone());
             return JobResult::succeeded(at, serde_json::json!({ "commit": sha })).into();
         }
         let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
@@ -255,7 +259,7 @@ impl JobRunner {
         if let Some(pool) = self.warm.as_ref().filter(|_| !fetch) {
             // the same commit has the same manifest and declarations: plan from the warm checkout
             if let Some(code) = pool.code_dir_of(owner, sha) {
-                if let Ok(launch) = plan(&code) {
+                if let Some(launch) = plan(&code).ok().filter(|launch| warm_args(launch).is_some()) {
                     // the layer's digest is part of the key (found in the cache, or built again if evicted)
                     let layer = match install {
                         true => self.deps.prepare(&code, workdir, &launch, &job.id.to_string(), log, cancel).await,
@@ -345,6 +349,7 @@ impl JobRunner {
         }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
+        let reading = launch.reading.clone();
         let run = tracing::info_span!("run", warm = matches!(&place, Place::Warm(_)));
         let outcome = async {
             match &mut place {
@@ -361,9 +366,12 @@ impl JobRunner {
         .instrument(run)
         .await;
         let mut ending = match outcome {
-            Ok(outcome) => interpret(at, outcome, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
+            Ok(outcome) => interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
-            Err(e) => Ending::infrastructure(at, format!("sandbox error: {e}")),
+            Err(e) => match refused_start(&reading, &e) {
+                Some(why) => JobResult::rejected(at, why).into(),
+                None => Ending::infrastructure(at, format!("sandbox error: {e}")),
+            },
         };
         ending.result.dependencies = match &place {
             Place::Cold(_, prepared) => prepared.as_ref().map(Prepared::summary),
@@ -408,7 +416,7 @@ impl JobRunner {
             job_network: self.settings.job_network,
             network: None,
             mounts: Vec::new(),
-            env: Vec::new(),
+            env: launch.env,
             stdin: launch.stdin,
             memory_mb: job.spec.resources.memory_mb,
             cpu_millis: job.spec.resources.cpu_millis,

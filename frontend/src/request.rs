@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gitfaas_common::policy::{self, PolicySettings, RepoUrl};
 use gitfaas_common::schema::{
-    check_args, CheckoutPath, DataLink, Delivery, Dependencies, GitRef, Resources, RuntimeName, Submodules,
+    check_args, CheckoutPath, DataLink, Delivery, Dependencies, GitRef, Mode, Resources, RuntimeName, Submodules,
 };
 use gitfaas_common::{sealed, JobSpec};
 use serde::Deserialize;
@@ -53,7 +53,7 @@ pub struct SubmitRequest {
     pub runtime: Option<String>,
     /// Any JSON value, handed to the function.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
     #[serde(default, deserialize_with = "whole_number")]
     pub timeout_secs: Option<u32>,
@@ -76,7 +76,7 @@ pub struct SubmitRequest {
     #[serde(default)]
     pub sinks: Vec<DataLink>,
     /// What to run, overriding the manifest's `entry`: a path inside the repository
-    /// (relative, no `.` or `..` parts), or for python `package.module:function`.
+    /// (relative, no `.` or `..` parts), or for python `package.module:function`, for node `file.js:export`.
     /// With `runtime`, a repository needs no `gitfaas.toml`.
     #[serde(default)]
     pub entry: Option<String>,
@@ -100,6 +100,13 @@ pub struct SubmitRequest {
     /// leaves it; `fetch`: each is fetched at the commit its gitlink pins.
     #[serde(default)]
     pub submodules: Option<Submodules>,
+    /// `function` (the default): the entry's function is called with `input`;
+    /// `script` (python and node): the entry runs as `python3 ENTRY ARGS…`,
+    /// `python3 -m MODULE ARGS…` (args `["-m", MODULE, …]`, no entry) or `node
+    /// ENTRY ARGS…`, `input` as JSON on stdin, stdout the output (JSON when it
+    /// parses, else its text), the exit code the status. Over the manifest's `mode`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -232,6 +239,7 @@ impl SubmitRequest {
             resolve_only: false,
             dependencies: self.dependencies.unwrap_or_default(),
             submodules: self.submodules.unwrap_or_default(),
+            mode: self.mode,
             origin: None,
         })
     }
@@ -245,8 +253,9 @@ impl SubmitRequest {
         };
         let (entry, workdir) = (path("entry", &self.entry)?, path("workdir", &self.workdir)?);
         check_args(&self.args).map_err(|why| Invalid::of("args", why))?;
-        if !self.args.is_empty() && self.runtime.as_deref().is_some_and(|r| r != "command") {
-            return Err(Invalid::of("args", "args are taken by the command runtime only"));
+        let script = self.mode == Some(Mode::Script);
+        if !self.args.is_empty() && !script && self.runtime.as_deref().is_some_and(|r| r != "command") {
+            return Err(Invalid::of("args", "args are taken by the command runtime and by scripts only"));
         }
         Ok((entry, workdir))
     }

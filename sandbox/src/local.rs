@@ -38,6 +38,8 @@ pub struct LocalRun<'a> {
     pub live_log: bool,
     /// Install the dependencies the directory declares (a job's `install`).
     pub dependencies: bool,
+    /// The entry, workdir and args, as a job names them over the manifest.
+    pub chosen: runtime::Chosen<'a>,
 }
 
 /// How it ended, in the terms of a job's result.
@@ -67,19 +69,20 @@ pub async fn run_local(
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
     let offer = Offer { images: &settings.images, allowed_images: &settings.allowed_images };
-    let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &Default::default(), &offer, run.input, b"{}") {
+    let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &run.chosen, &offer, run.input, b"{}") {
         Ok(launch) => launch,
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
+    let workdir = run.chosen.workdir.unwrap_or(".");
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let streamer = run.live_log.then(|| print_live(&settings.logs));
     // the cache is made only for a directory that declares something
-    let prepared = match run.dependencies && crate::deps::declares(&code, ".", &launch) {
+    let prepared = match run.dependencies && crate::deps::declares(&code, workdir, &launch) {
         true => {
             let deps =
                 Dependencies::new(&settings.dependencies, sandbox.clone(), "local").context("dependency cache")?;
             let log = streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off);
-            match deps.prepare(&code, ".", &launch, &format!("local-{suffix}"), &log, cancel).await {
+            match deps.prepare(&code, workdir, &launch, &format!("local-{suffix}"), &log, cancel).await {
                 Ok(prepared) => prepared,
                 Err(DepsError::Failed { why, log }) => {
                     if let Some(streamer) = streamer {
@@ -109,7 +112,7 @@ pub async fn run_local(
         job_network: settings.job_network,
         network: None,
         mounts: Vec::new(),
-        env: Vec::new(),
+        env: launch.env.clone(),
         stdin: launch.stdin.clone(),
         memory_mb: run.resources.memory_mb,
         cpu_millis: run.resources.cpu_millis,
@@ -143,7 +146,7 @@ pub async fn run_local(
     };
     let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
     let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
-    let result = interpret(&at, out, timeout_secs, settings.stdout_max_bytes);
+    let result = interpret(&at, out, &launch.reading, timeout_secs, settings.stdout_max_bytes);
     Ok(LocalOutcome {
         status: result.status,
         reason: result.reason,

@@ -4,17 +4,29 @@
 //! The python and node runners end a run whose function raised (on import or
 //! on call) with the traceback and one last stderr line, `gitfaas: raised TYPE:
 //! MESSAGE`; a failed run's reason is that line, so it says why rather than
-//! only the exit code.
+//! only the exit code. An entry that names an export or function its module
+//! does not define ends the run with `gitfaas: rejected: WHY`: the job is
+//! `rejected` for that reason, as a missing entry file is by the plan; so is a
+//! command script whose `#!` interpreter is not in the image.
 
 use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
 use gitfaas_common::JobResult;
 use serde_json::Value;
 
-use crate::docker::SandboxOutcome;
+use crate::docker::{SandboxError, SandboxOutcome};
+use crate::runtime::{Interpreter, Reading};
 
 /// The terminal result of attempt `at` whose run ended as `out`.
-pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_max_bytes: usize) -> JobResult {
+pub fn interpret(
+    at: &Attempt,
+    out: SandboxOutcome,
+    reading: &Reading,
+    timeout_secs: u32,
+    stdout_max_bytes: usize,
+) -> JobResult {
+    // a runner's last line, when one of ours ran (a script's stderr is its own)
+    let runner_failed = out.exit_code.filter(|code| *code != 0 && !reading.text_output);
     let result = if out.cancelled {
         JobResult::cancelled_while_running(at)
     } else if out.timed_out {
@@ -23,7 +35,11 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
         JobResult::stdout_too_large(at, stdout_max_bytes)
     } else if out.oom_killed {
         JobResult::oom_killed(at)
-    } else if let Some(raised) = out.exit_code.filter(|code| *code != 0).and(raised(&out.stderr_tail)) {
+    } else if let Some(why) = out.exit_code.filter(|code| *code != 0).and(unstartable(reading, &out.stderr_tail)) {
+        JobResult::rejected(at, why)
+    } else if let Some(why) = runner_failed.and(runner_refusal(&out.stderr_tail)) {
+        JobResult::rejected(at, why)
+    } else if let Some(raised) = runner_failed.and(raised(&out.stderr_tail)) {
         JobResult::failed(at, format!("function {raised}"))
     } else if out.exit_code != Some(0) {
         JobResult::exited_with(at, out.exit_code)
@@ -35,6 +51,11 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
             Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
                 JobResult::bad_output(at, limits::LimitError::TooDeep)
             }
+            // a script's output is its text when it is not JSON
+            Err(_) if reading.text_output => match String::from_utf8(out.stdout.clone()) {
+                Ok(text) => JobResult::succeeded(at, Value::String(text)),
+                Err(_) => JobResult::bad_output(at, "neither json nor UTF-8 text"),
+            },
             Err(e) => JobResult::bad_output(at, format!("not valid json: {e}")),
         }
     };
@@ -44,9 +65,46 @@ pub fn interpret(at: &Attempt, out: SandboxOutcome, timeout_secs: u32, stdout_ma
 /// The runners' last line for an exception, `gitfaas: raised …`: the words from
 /// `raised` on, at most [`MAX_RAISED_CHARS`] of them.
 fn raised(stderr_tail: &str) -> Option<String> {
-    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
-    let raised = last.strip_prefix("gitfaas: ")?.trim_end();
+    let raised = runner_line(stderr_tail)?;
     raised.starts_with("raised ").then(|| raised.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+/// The runners' last line for an entry that names nothing to call (`gitfaas:
+/// rejected: "handler.js" exports no function `go``): what the plan cannot see
+/// in the checkout, so the run itself refuses it.
+fn runner_refusal(stderr_tail: &str) -> Option<String> {
+    runner_line(stderr_tail)?.strip_prefix("rejected: ").map(|why| why.chars().take(MAX_RAISED_CHARS).collect())
+}
+
+/// A command script whose `#!` interpreter the image lacks: the container's
+/// runtime could not exec it and said so as the run's only line (runc's `exec
+/// PATH: no such file or directory`).
+fn unstartable(reading: &Reading, stderr_tail: &str) -> Option<String> {
+    let it = reading.interpreter.as_ref()?;
+    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
+    (last.trim_end() == format!("exec {}: no such file or directory", it.path)).then(|| cannot_start(it))
+}
+
+/// The reason for a start the container runtime refused because it could not
+/// load a command script (gVisor's `failed to load PATH`, runc's `exec: "PATH"`
+/// at start): the job is rejected, never retried as the executor's failure.
+pub fn refused_start(reading: &Reading, error: &SandboxError) -> Option<String> {
+    let (it, SandboxError::Docker(error)) = (reading.interpreter.as_ref()?, error) else { return None };
+    let text = error.to_string();
+    let named = [format!("failed to load {}:", it.path), format!("exec: \"{}\"", it.path)];
+    named.iter().any(|n| text.contains(n)).then(|| cannot_start(it))
+}
+
+fn cannot_start(it: &Interpreter) -> String {
+    format!(
+        "entry `{}` cannot start: its `#!` interpreter `{}` is not in the image `{}`",
+        it.entry, it.interpreter, it.image
+    )
+}
+
+fn runner_line(stderr_tail: &str) -> Option<&str> {
+    let last = stderr_tail.lines().rev().find(|line| !line.trim().is_empty())?;
+    Some(last.strip_prefix("gitfaas: ")?.trim_end())
 }
 
 /// Bounds the reason a function's own exception message makes.
@@ -54,7 +112,15 @@ const MAX_RAISED_CHARS: usize = 600;
 
 #[cfg(test)]
 mod tests {
-    use super::raised;
+    use super::{raised, runner_refusal};
+
+    #[test]
+    fn the_runners_refusal_of_an_entry_rejects_the_job() {
+        let tail = "gitfaas: rejected: \"fn.js\" exports no function `go`\n";
+        assert_eq!(runner_refusal(tail).as_deref(), Some("\"fn.js\" exports no function `go`"));
+        assert_eq!(runner_refusal("gitfaas: raised X\n"), None);
+        assert_eq!(runner_refusal("gitfaas: rejected: x\nprinted after\n"), None);
+    }
 
     #[test]
     fn the_runners_last_line_for_an_exception_is_the_reason() {

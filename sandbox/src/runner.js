@@ -1,6 +1,8 @@
 // gitfaas node runner: reads {"data": ..., "credentials": ...} as JSON on stdin,
-// calls main(data, credentials) exported by the repository's entry module (awaiting
-// a promise), and writes the return value as JSON to stdout. console output goes to
+// calls main(data, credentials) exported by the repository's entry module — or, for
+// an entry `file.js:handler`, that export — (awaiting a promise), and writes the
+// return value as JSON to stdout. An entry that exports no such function ends the
+// run with `gitfaas: rejected: …` as its last stderr line: the job is rejected. console output goes to
 // stderr, so stdout carries the result alone. An exception thrown by loading the entry or
 // by main ends the run with its stack and then one last stderr line, `gitfaas: raised
 // NAME: MESSAGE`, which the executor lifts into the job's reason.
@@ -30,17 +32,22 @@ try {
 } catch (error) {
   fail(2, "job input is not valid json: " + error.message);
 }
-const file = path.join(codeDir, entry);
-if (!fs.existsSync(file)) fail(2, "entry file " + JSON.stringify(entry) + " not found in the repository");
+const named = /^(.+):([A-Za-z_$][A-Za-z0-9_$]*)$/.exec(entry);
+const [entryFile, exportName] = named ? [named[1], named[2]] : [entry, "main"];
+const file = path.join(codeDir, entryFile);
+if (!fs.existsSync(file)) fail(2, "entry file " + JSON.stringify(entryFile) + " not found in the repository");
 (async () => {
   let mod;
   try {
-    mod = entry.endsWith(".mjs") ? await import(file) : require(file);
+    mod = entryFile.endsWith(".mjs") ? await import(file) : require(file);
   } catch (error) {
     raised(error, " (while importing " + JSON.stringify(entry) + ")");
   }
-  const main = mod && (typeof mod === "function" ? mod : mod.main);
-  if (typeof main !== "function") fail(2, JSON.stringify(entry) + " exports no main function");
+  // a module that is itself a function stands for its main (module.exports = fn)
+  const main = mod && (typeof mod === "function" && !named ? mod : mod[exportName]);
+  if (typeof main !== "function") {
+    fail(2, "rejected: " + JSON.stringify(entryFile) + " exports no function `" + exportName + "`");
+  }
   let value;
   try {
     value = await main(request.data, request.credentials || {});

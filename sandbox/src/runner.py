@@ -57,7 +57,7 @@ def load(code_dir, workdir, entry):
         raised(error, " (while importing %r)" % entry)
     function = getattr(module, function_name if is_module else "main", None)
     if not callable(function):
-        fail(2, "%r defines no callable %s" % (entry, function_name if is_module else "main"))
+        fail(2, "rejected: %r defines no callable %s" % (entry, function_name if is_module else "main"))
     return function
 
 

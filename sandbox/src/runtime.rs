@@ -6,28 +6,36 @@
 //! ```toml
 //! runtime = "python"   # or "node", "command"
 //! entry = "main.py"    # python: file defining main(data, credentials); default main.py
-//!                      # node: module exporting main(data, credentials); default main.js
+//!                      # node: module exporting main(data, credentials); default main.js,
+//!                      #   or `file.js:handler` for another export
 //!                      # command: executable reading JSON on stdin; default ./main
 //! image = "..."        # optional; only an image in `executor.allowed_images`
+//! mode = "script"      # optional, python and node: run the entry as a script (see [`script`])
 //! ```
 //!
-//! A job may name its own `entry` (for python also `package.module:function`),
+//! A job may name its own `entry` (for python also `package.module:function`, for
+//! node `file.js:export`),
 //! `workdir` and, for `command`, `args`; with a `runtime`, a repository needs no
 //! manifest. Where they point is checked in [`entry`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gitfaas_common::schema::Mode;
 use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 mod entry;
+mod script;
 
 pub const MANIFEST_FILE: &str = "gitfaas.toml";
 /// A manifest is a few lines; anything longer is refused unread.
 const MANIFEST_MAX_BYTES: u64 = 64 << 10;
 const PYTHON_RUNNER: &str = include_str!("runner.py");
+/// Where a dependency layer is mounted in a run (see `crate::deps`): here, below
+/// both, since a script's search path names it.
+pub(crate) const DEPS_MOUNT: &str = "/deps";
 const NODE_RUNNER: &str = include_str!("runner.js");
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -53,6 +61,24 @@ pub enum ManifestError {
     BadArgs(String),
     #[error("image `{0}` is not in this executor's allowed images")]
     ImageNotAllowed(String),
+    #[error("entry `{0}` is not executable (its file has no x bit in the commit: `git update-index --chmod=+x {0}`)")]
+    NotExecutable(String),
+    #[error("entry `{0}` has a `#!` line that names no absolute interpreter path")]
+    BadShebang(String),
+    #[error("mode `script` is for the python and node runtimes, not `{0}`")]
+    NoScripts(String),
+}
+
+impl ManifestError {
+    /// The same refusal of a part of `entry` (a node entry's file), naming the
+    /// whole entry as the job wrote it.
+    fn naming(self, entry: &str) -> Self {
+        match self {
+            Self::BadEntry(_) => Self::BadEntry(entry.to_owned()),
+            Self::EntryMissing(_) => Self::EntryMissing(entry.to_owned()),
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +87,7 @@ struct Manifest {
     runtime: String,
     entry: Option<String>,
     image: Option<String>,
+    mode: Option<Mode>,
 }
 
 /// A resolved plan for running a function. `stdin` may hold credentials: it is
@@ -77,6 +104,29 @@ pub struct Launch {
     /// entry's parent, a python module's package directory under the workdir.
     /// Where the search for its dependency declaration starts.
     pub entry_dir: String,
+    /// How the run's end is read (see [`crate::outcome`]).
+    pub reading: Reading,
+    /// `NAME=value` for the container (a script's search path).
+    pub env: Vec<String>,
+}
+
+/// What reading a run's end needs of its plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reading {
+    /// A command entry's `#!` interpreter, with the entry (as the job named it)
+    /// and the image: a run the image cannot start is rejected naming them.
+    pub interpreter: Option<Interpreter>,
+    /// A script's stdout is its output as JSON when it parses, else as text.
+    pub text_output: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interpreter {
+    pub entry: String,
+    /// The executable's path in the container.
+    pub path: String,
+    pub interpreter: String,
+    pub image: String,
 }
 
 impl std::fmt::Debug for Launch {
@@ -97,11 +147,13 @@ pub struct Chosen<'a> {
     pub entry: Option<&'a str>,
     pub args: &'a [String],
     pub workdir: Option<&'a str>,
+    /// The job's mode, over the manifest's.
+    pub mode: Option<Mode>,
 }
 
 impl<'a> Chosen<'a> {
     pub fn of(spec: &'a gitfaas_common::JobSpec) -> Self {
-        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref() }
+        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref(), mode: spec.mode }
     }
 }
 
@@ -148,12 +200,22 @@ pub fn plan(
         image = declared;
     }
     gitfaas_common::schema::check_args(chosen.args).map_err(ManifestError::BadArgs)?;
-    if !chosen.args.is_empty() && runtime != "command" {
-        return Err(ManifestError::BadArgs("args are taken by the command runtime only".into()));
+    let script = chosen.mode.or(manifest.as_ref().and_then(|m| m.mode)).unwrap_or_default() == Mode::Script;
+    if !chosen.args.is_empty() && runtime != "command" && !script {
+        return Err(ManifestError::BadArgs("args are taken by the command runtime and by scripts only".into()));
     }
     let workdir = entry::checked_workdir(checkout, chosen.workdir)?;
-    let entry = chosen.entry.map(str::to_owned).or(entry);
     let input_json = serde_json::to_vec(input).expect("json values serialise");
+    if script {
+        let to_run =
+            script::Script { entry: chosen.entry.map(str::to_owned), manifest_entry: entry, args: chosen.args };
+        let (command, entry_dir, env) = to_run.command(checkout, code_mount, &runtime, &workdir)?;
+        let working_dir = if workdir == "." { code_mount.to_owned() } else { format!("{code_mount}/{workdir}") };
+        let (stdin, reading) = (Zeroizing::new(input_json), Reading { text_output: true, ..Reading::default() });
+        return Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading, env });
+    }
+    let entry = chosen.entry.map(str::to_owned).or(entry);
+    let mut reading = Reading::default();
     let (command, stdin, entry_dir) = match runtime.as_str() {
         "python" => {
             let entry = entry.unwrap_or_else(|| "main.py".into());
@@ -168,13 +230,24 @@ pub fn plan(
             (command, request(&input_json, credentials), entry_dir)
         }
         "node" => {
-            let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main.js".into()))?;
+            let entry = entry.unwrap_or_else(|| "main.js".into());
+            let file = match entry::node_export(&entry) {
+                Some((file, _)) => entry::checked_file(checkout, file.to_owned()).map_err(|e| e.naming(&entry))?,
+                None => entry::checked_file(checkout, entry.clone())?,
+            };
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials), entry::parent(&entry))
+            (command, request(&input_json, credentials), entry::parent(&file))
         }
         _ => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;
-            let command = std::iter::once(format!("{code_mount}/{entry}")).chain(chosen.args.iter().cloned()).collect();
+            let path = format!("{code_mount}/{entry}");
+            reading.interpreter = entry::checked_executable(checkout, &entry)?.map(|interpreter| Interpreter {
+                entry: entry.clone(),
+                path: path.clone(),
+                interpreter,
+                image: image.clone(),
+            });
+            let command = std::iter::once(path).chain(chosen.args.iter().cloned()).collect();
             (command, Zeroizing::new(input_json), entry::parent(&entry))
         }
     };
@@ -185,7 +258,7 @@ pub fn plan(
             command.push(workdir); // the runners' last argument, so part of a warm sandbox's key
         }
     }
-    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir })
+    Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading, env: Vec::new() })
 }
 
 /// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy
@@ -282,7 +355,30 @@ mod tests {
         for entry in ["main.py", "main.js", "main", "src/handler.py"] {
             std::fs::write(dir.path().join(entry), "").unwrap();
         }
+        executable(&dir.path().join("main"));
         dir
+    }
+
+    fn executable(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_command_entry_must_be_executable_and_its_interpreter_an_absolute_path() {
+        let dir = with_manifest(Some("runtime = \"command\"\n"));
+        let entry = |text: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(dir.path().join("main"), text).unwrap();
+            std::fs::set_permissions(dir.path().join("main"), std::fs::Permissions::from_mode(mode)).unwrap();
+            plan(dir.path(), "/code", None, &images(), &Value::Null)
+        };
+        assert_eq!(entry("#!/bin/sh\n", 0o644), Err(ManifestError::NotExecutable("main".into())));
+        let launch = entry("#!/usr/bin/python3 -u\nprint(1)\n", 0o755).unwrap();
+        let interpreter = launch.reading.interpreter.unwrap();
+        assert_eq!((interpreter.interpreter.as_str(), interpreter.path.as_str()), ("/usr/bin/python3", "/code/main"));
+        assert_eq!(entry("#!python3\n", 0o755), Err(ManifestError::BadShebang("main".into())));
+        assert_eq!(entry("\x7fELF", 0o755).unwrap().reading.interpreter, None);
     }
 
     #[test]

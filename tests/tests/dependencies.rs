@@ -53,6 +53,19 @@ fn module(prefix: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_python_script_imports_a_third_party_package_from_its_layer() {
+    let ix = indexes();
+    let name = module("scripted");
+    ix.pypi.add_wheel(&name, "def shout(text):\n    return text.upper()\n");
+    let script = format!("import sys\nimport {name}\nprint({name}.shout(sys.argv[1]))\n");
+    let repo = git_repo(&[("tools/requirements.txt", &format!("{name}==1.0\n")), ("tools/shout.py", &script)]);
+    let body = json!({"repo": repo, "runtime": "python", "mode": "script", "entry": "tools/shout.py", "args": ["hey"]});
+    let result = run_on(&ix.stack, body).await;
+    assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &json!("HEY\n")), "{result}");
+    assert_eq!(result["dependencies"]["file"], "tools/requirements.txt", "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_python_function_in_a_subdirectory_imports_a_third_party_package() {
     let ix = indexes();
     let name = module("greet");
@@ -358,6 +371,7 @@ async fn a_local_run_installs_the_directorys_dependencies_unless_told_to_skip_th
             timeout: Duration::from_secs(60),
             live_log: false,
             dependencies,
+            chosen: Default::default(),
         };
         let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();
         if dependencies {

@@ -99,6 +99,7 @@ async fn a_local_run_reads_the_declaration_nearest_its_entry() {
         timeout: Duration::from_secs(60),
         live_log: false,
         dependencies: true,
+        chosen: Default::default(),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let out = gitfaas_sandbox::run_local(&settings.executor.sandbox(), run, &cancel).await.unwrap();

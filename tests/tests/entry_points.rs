@@ -156,3 +156,50 @@ async fn a_missing_entry_is_rejected_with_that_reason_for_every_runtime() {
         (&json!("rejected"), &json!("entry `main.py` not found in the repository"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_entry_names_an_export_and_a_missing_one_is_rejected_by_name() {
+    let handler = "exports.handler = async (data) => ({handled: data});\nexports.main = () => 'not me';\n";
+    let repo = git_repo(&[("lib/function.js", handler)]);
+    // twice: the second run may be a warm sandbox's, which runs the cold runner the same way
+    for _ in 0..2 {
+        let body = json!({"repo": repo, "runtime": "node", "entry": "lib/function.js:handler", "input": 3});
+        let result = run(body).await;
+        assert_eq!(result["status"], "succeeded", "{result}");
+        assert_eq!(result["output"], json!({"handled": 3}));
+    }
+    for _ in 0..2 {
+        let result = run(json!({"repo": repo, "runtime": "node", "entry": "lib/function.js:nope"})).await;
+        assert_eq!(result["status"], "rejected", "{result}");
+        assert_eq!(result["reason"], "\"lib/function.js\" exports no function `nope`", "{result}");
+    }
+    let result = run(json!({"repo": repo, "runtime": "node", "entry": "lib/other.js:handler"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    assert_eq!(result["reason"], "entry `lib/other.js:handler` not found in the repository");
+    let repo = git_repo(&[("app.py", "def go(data, credentials):\n    return data\n")]);
+    let result = run(json!({"repo": repo, "runtime": "python", "entry": "app:gone"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    assert_eq!(result["reason"], "'app:gone' defines no callable gone", "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_entry_that_cannot_start_is_rejected_at_once_saying_why() {
+    let repo = git_repo(&[("bin/plain", "echo not executable\n"), ("bin/py", "#!/usr/bin/python3\nprint(1)\n")]);
+    // gVisor refuses the start itself (`failed to load /code/bin/py`), runc fails the exec inside
+    let gvisor = gitfaas_tests::sandbox::start(gitfaas_tests::sandbox::Options::runtime("runsc"));
+    let id = gvisor.submit_ok(&json!({"repo": repo, "runtime": "command", "entry": "bin/py"})).await;
+    let result = finished(&gvisor, &id).await;
+    assert_eq!((&result["status"], &result["attempt"]), (&json!("rejected"), &json!(1)), "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("entry `bin/py` cannot start: its `#!` interpreter `/usr/bin/python3`"), "{reason}");
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/plain"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("entry `bin/plain` is not executable"), "{reason}");
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/py"})).await;
+    assert_eq!(result["status"], "rejected", "{result}");
+    let image = "gitfaas/command:busybox";
+    let why =
+        format!("entry `bin/py` cannot start: its `#!` interpreter `/usr/bin/python3` is not in the image `{image}`");
+    assert_eq!(result["reason"], why, "{result}");
+}

@@ -167,6 +167,7 @@ async fn a_frontend_rebuilding_its_view_ends_a_job_whose_result_is_unreadable() 
         resolve_only: false,
         dependencies: Default::default(),
         submodules: Default::default(),
+        mode: None,
         origin: None,
     };
     let job = gitfaas_common::Job::new(gitfaas_common::Owner { subject: "alice".into(), name: None }, spec);

@@ -135,3 +135,21 @@ async fn observer_parameters_and_status_are_for_admins_only() {
     }
     panic!("the published report never showed up");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_and_the_frontend_both_take_any_json_value_as_input() {
+    let stack = Stack::shared();
+    let document: Value = reqwest::get(stack.url("/openapi.json")).await.unwrap().json().await.unwrap();
+    let schemas = &document["components"]["schemas"];
+    for schema in ["SubmitRequest", "InvokeRequest", "PipelineRequest"] {
+        let input = &schemas[schema]["properties"]["input"];
+        assert!(input.is_object() && input.get("type").is_none(), "{schema}.input is any JSON value: {input}");
+    }
+    let echo = "def main(data, credentials):\n    return data\n";
+    let repo = gitfaas_tests::git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", echo)]);
+    for input in [json!(7), json!("text"), json!([1, "two"]), json!(true), json!({"k": [null]})] {
+        let id = stack.submit_ok(&json!({"repo": repo, "input": input})).await;
+        let result = gitfaas_tests::sandbox::finished(stack, &id).await;
+        assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &input), "{result}");
+    }
+}

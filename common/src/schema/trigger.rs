@@ -56,7 +56,7 @@ pub struct Schedule {
     pub missed: MissedTicks,
     /// The input of every tick's job (the job also gets the tick's time).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: serde_json::Value,
 }
 

@@ -1,13 +1,16 @@
 //! A job's checkout into its workspace: the commit's tree, then its submodules
-//! as the job asks (`submodules`: left empty with a note each, or fetched).
+//! as the job asks (`submodules`: left empty with a note each, or fetched); and
+//! a deployment's check that its function can be planned at its commit.
 
 use std::path::PathBuf;
 
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_common::schema::{Attempt, Submodules};
-use gitfaas_common::JobResult;
+use gitfaas_common::{Job, JobResult};
+use gitfaas_sandbox::{plan, Chosen, Offer, Workspace};
+use serde_json::Value;
 
-use super::{Ending, JobRunner};
+use super::{Ending, JobRunner, CODE_MOUNT};
 use crate::git::GitError;
 use crate::submodules::{notes_of_empty, Fetch};
 
@@ -40,6 +43,31 @@ impl JobRunner {
             Ok(Ok(notes)) => Ok(notes),
             Ok(Err(e)) => Err(ending_of(at, e)),
             Err(e) => Err(Ending::infrastructure(at, format!("checkout task failed: {e}"))),
+        }
+    }
+}
+
+impl JobRunner {
+    /// Whether `job`'s function can be planned at `sha` (a manifest, a runtime
+    /// this executor offers, its entry and workdir there): checked out as a run
+    /// would be, then planned with no input; a refusal rejects the deployment
+    /// with the plan's reason, before any version names the commit.
+    pub(super) async fn check_plan(
+        &self,
+        job: &Job,
+        at: &Attempt,
+        target: (RepoUrl, String),
+        token: Option<zeroize::Zeroizing<String>>,
+    ) -> Result<(), Ending> {
+        let spec = &job.spec;
+        let workspace = Workspace::create(&self.settings.work_dir)
+            .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
+        self.checkout_task(at, target, workspace.code(), token, spec.submodules).await?;
+        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
+        let (chosen, runtime) = (Chosen::of(spec), spec.runtime.as_deref());
+        match plan(&workspace.code(), CODE_MOUNT, runtime, &chosen, &offer, &Value::Null, b"{}") {
+            Ok(_) => Ok(()),
+            Err(e) => Err(JobResult::rejected(at, e.to_string()).into()),
         }
     }
 }

@@ -77,7 +77,7 @@ pub struct RunView {
     pub status: RunStatus,
     pub steps: Vec<StepView>,
     /// The last step's output, once the run succeeded.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Value>,
     /// Why the run failed or was cancelled: `step 2 (fn-b) failed: …`.
     pub reason: Option<String>,

@@ -10,7 +10,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use gitfaas_common::schema::{is_valid_function_name, FunctionState, FunctionVersion};
+use gitfaas_common::schema::{is_valid_function_name, FunctionState, FunctionVersion, Mode};
 use gitfaas_common::{JobSpec, JobStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +37,16 @@ pub struct VersionView {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub runtime: Option<String>,
+    /// The entry the deployment named, over the manifest's.
+    pub entry: Option<String>,
+    /// The directory the function runs in; none: the repository's root.
+    pub workdir: Option<String>,
+    /// The `command` runtime's or a script's arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `function` or `script` as deployed; none: the manifest's, else `function`.
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<Mode>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
@@ -49,6 +59,10 @@ impl From<&FunctionVersion> for VersionView {
             repo: v.spec.repo.to_string(),
             git_ref: v.spec.git_ref.to_string(),
             runtime: v.spec.runtime.as_deref().map(str::to_owned),
+            entry: v.spec.entry.as_deref().map(str::to_owned),
+            workdir: v.spec.workdir.as_deref().map(str::to_owned),
+            args: v.spec.args.clone(),
+            mode: v.spec.mode,
             created_by: v.created_by.clone(),
             created_at: v.created_at,
         }
@@ -93,7 +107,7 @@ pub struct VersionList {
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
 }
 

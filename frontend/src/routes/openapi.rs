@@ -109,6 +109,13 @@ pub fn served(settings: &FrontendSettings) -> Value {
             checkout limits.",
         "enum": ["empty", "fetch", null],
     });
+    submit["mode"] = json!({
+        "description": "`function` (the default): the entry's function is called with `input` and returns the \
+            output; `script` (python and node): the entry runs as `python3 ENTRY ARGS…`, `python3 -m MODULE \
+            ARGS…` (`args` starting `-m`, no `entry`) or `node ENTRY ARGS…`, cold, `input` as JSON on stdin, \
+            stdout the output (JSON when it parses, else its text), a non-zero exit code a failure.",
+        "enum": ["function", "script", null],
+    });
     merge(&mut submit["timeout_secs"], json!({"minimum": 1, "maximum": l.max_timeout_secs}));
     let resources = &mut schemas["ResourceRequest"]["properties"];
     merge(&mut resources["memory_mb"], json!({"minimum": MIN_MEMORY_MB, "maximum": l.max_memory_mb}));
@@ -286,5 +293,25 @@ mod tests {
         assert_eq!(schemas["JobResult"]["properties"]["notes"]["type"], "array", "{}", schemas["JobResult"]);
         let submodules = &schemas["SubmitRequest"]["properties"]["submodules"];
         assert_eq!(submodules["enum"], json!(["empty", "fetch", null]), "{submodules}");
+    }
+
+    #[test]
+    fn every_input_and_output_is_any_json_value_as_the_frontend_accepts() {
+        let schemas = &served(&settings())["components"]["schemas"];
+        for (schema, field) in [
+            ("SubmitRequest", "input"),
+            ("InvokeRequest", "input"),
+            ("PipelineRequest", "input"),
+            ("JobResult", "output"),
+            ("RunView", "output"),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert!(property.is_object() && property.get("type").is_none(), "{schema}.{field}: {property}");
+        }
+        for input in [json!(1), json!("text"), json!([1, 2]), json!(null), json!(true), json!({"k": 1})] {
+            let body = json!({"repo": "https://git.example.org/f.git", "input": input});
+            let parsed = crate::request::parse(body.to_string().as_bytes()).unwrap();
+            assert_eq!(parsed.into_spec(&settings()).unwrap().input, input);
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct PipelineRequest {
     #[schema(min_items = 1, max_items = 16)]
     pub steps: Vec<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Value,
 }
 

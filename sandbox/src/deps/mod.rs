@@ -29,7 +29,7 @@ use crate::runtime::Launch;
 use cache::{Layer, LayerCache};
 
 /// Where a run sees its dependency layer (read-only).
-pub const DEPS_MOUNT: &str = "/deps";
+pub(crate) use crate::runtime::DEPS_MOUNT;
 /// The build's log file, in its log directory.
 const BUILD_LOG: &str = "build.log";
 /// The most of a build's log kept (on the host, and of its output).

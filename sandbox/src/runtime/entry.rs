@@ -1,5 +1,5 @@
 //! Where in the checkout a function is: its entry (a file, or for python a
-//! `package.module:function`) and its working directory. The executor's check is
+//! `package.module:function`, for node `file.js:export`) and its working directory. The executor's check is
 //! the authority: the text rules of `common::schema`, then the checkout itself —
 //! nothing reached through a symlink that leaves it, and the entry must exist.
 
@@ -17,6 +17,17 @@ pub fn python_module(entry: &str) -> Option<(&str, &str)> {
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     (module.split('.').all(ident) && ident(function)).then_some((module, function))
+}
+
+/// A node entry naming an export of a file: `file.js:handler` (the export a
+/// JavaScript identifier, ASCII). `None` for a plain file entry, whose `main` is
+/// called.
+pub fn node_export(entry: &str) -> Option<(&str, &str)> {
+    let (file, export) = entry.rsplit_once(':')?;
+    let mut chars = export.chars();
+    let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    (ident && !file.is_empty()).then_some((file, export))
 }
 
 /// The working directory, relative to the checkout (`.` for its root): a
@@ -77,6 +88,29 @@ pub fn checked_file(checkout: &Path, entry: String) -> Result<String, ManifestEr
     }
 }
 
+/// A checked command entry's interpreter: `None` for a binary, the first word of
+/// its `#!` line for a script. Refused when the checkout's file has no x bit (the
+/// container could not start it) or its `#!` names no absolute path.
+pub fn checked_executable(checkout: &Path, entry: &str) -> Result<Option<String>, ManifestError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let Resolved::Inside(path) = resolve(checkout, entry) else { return Err(ManifestError::BadEntry(entry.into())) };
+    let missing = |_| ManifestError::EntryMissing(entry.into());
+    let file = std::fs::File::open(&path).map_err(missing)?;
+    if file.metadata().map_err(missing)?.permissions().mode() & 0o111 == 0 {
+        return Err(ManifestError::NotExecutable(entry.into()));
+    }
+    let mut head = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut head).map_err(missing)?;
+    let Some(line) = head.strip_prefix(b"#!") else { return Ok(None) };
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let interpreter = String::from_utf8_lossy(line).split_whitespace().next().unwrap_or_default().to_owned();
+    match interpreter.starts_with('/') {
+        true => Ok(Some(interpreter)),
+        false => Err(ManifestError::BadShebang(entry.into())),
+    }
+}
+
 fn relative_inside(path: &str) -> bool {
     gitfaas_common::schema::is_checkout_path(path)
         && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
@@ -133,7 +167,9 @@ mod tests {
         for file in files {
             let path = dir.path().join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, "").unwrap();
+            std::fs::write(&path, "").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         dir
     }
@@ -142,7 +178,7 @@ mod tests {
     fn a_job_entry_workdir_and_args_shape_the_command() {
         let dir = checkout(&["tools/run.sh", "pkg/mod.py", "lib/__init__.py"]);
         let args = ["a b".to_owned(), "\"q\" ü".to_owned()];
-        let chosen = Chosen { entry: Some("tools/run.sh"), args: &args, workdir: Some("tools") };
+        let chosen = Chosen { entry: Some("tools/run.sh"), args: &args, workdir: Some("tools"), ..Default::default() };
         let launch = run(dir.path(), "command", chosen).unwrap();
         assert_eq!(launch.command, ["/code/tools/run.sh", "a b", "\"q\" ü"]);
         assert_eq!(launch.working_dir, "/code/tools");
@@ -186,6 +222,23 @@ mod tests {
         assert_eq!(super::python_module("a.b_2:run"), Some(("a.b_2", "run")));
         for not in ["main.py", "a/b:c", "a.b:", ":f", "1a:f", "a..b:f", "a:b:c"] {
             assert_eq!(super::python_module(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn a_node_entry_may_name_an_export_of_its_file() {
+        let dir = checkout(&["lib/fn.js", "odd:name.js"]);
+        let node = |e: &'static str| run(dir.path(), "node", Chosen { entry: Some(e), ..Default::default() });
+        let launch = node("lib/fn.js:handler").unwrap();
+        assert_eq!(
+            (&launch.command[3..], launch.entry_dir.as_str()),
+            (&["/code".into(), "lib/fn.js:handler".into()][..], "lib")
+        );
+        assert!(node("odd:name.js").is_ok());
+        assert_eq!(node("lib/no.js:handler").unwrap_err(), ManifestError::EntryMissing("lib/no.js:handler".into()));
+        assert_eq!(super::node_export("a.js:$h_1"), Some(("a.js", "$h_1")));
+        for not in ["a.js", "a.js:", ":h", "a.js:1h", "a.js:h-i"] {
+            assert_eq!(super::node_export(not), None, "{not}");
         }
     }
 

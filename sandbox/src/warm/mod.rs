@@ -114,6 +114,9 @@ fn resident_command(runtime: &str) -> Option<Vec<String>> {
 /// which a warm sandbox's runner is given in its first request; `None`: the
 /// runtime runs cold.
 pub fn warm_args(launch: &Launch) -> Option<Vec<String>> {
+    if launch.reading.text_output {
+        return None; // a script runs cold: it is not a function a runner calls
+    }
     let index = runner_index(&launch.runtime)?;
     Some(launch.command.get(index + 1..)?.to_vec())
 }
