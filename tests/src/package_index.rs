@@ -171,3 +171,9 @@ fn serve(mut stream: std::net::TcpStream, files: &Mutex<HashMap<String, Vec<u8>>
     let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     let _ = stream.write_all(&body);
 }
+
+/// A package or module name of its own for each test (an index's names are
+/// shared by every test of its stack).
+pub fn module_name(prefix: &str) -> String {
+    crate::unique(prefix).replace('-', "_").to_lowercase()
+}

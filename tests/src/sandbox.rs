@@ -195,6 +195,12 @@ impl HttpServer {
     }
 }
 
+/// Submits `body` and waits for its job's result.
+pub async fn run_to_end(stack: &Stack, body: &serde_json::Value) -> serde_json::Value {
+    let id = stack.submit_ok(body).await;
+    finished(stack, &id).await
+}
+
 /// The terminal result of job `id`, read from the stack's results topic itself
 /// (independent of the frontend's store); waits up to 120 s.
 pub async fn finished(stack: &Stack, id: &str) -> serde_json::Value {

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gitfaas_tests::package_index::{dists, free_port, Npm, PyPi};
+use gitfaas_tests::package_index::{dists, free_port, module_name as module, Npm, PyPi};
 use gitfaas_tests::sandbox::finished;
 use gitfaas_tests::{git_repo, unique, Stack};
 use serde_json::{json, Value};
@@ -43,13 +43,7 @@ fn indexes() -> &'static Indexes {
 }
 
 async fn run_on(stack: &Stack, body: Value) -> Value {
-    let id = stack.submit_ok(&body).await;
-    finished(stack, &id).await
-}
-
-/// A module name of its own for each test (index names are shared by the stack).
-fn module(prefix: &str) -> String {
-    unique(prefix).replace('-', "_").to_lowercase()
+    gitfaas_tests::sandbox::run_to_end(stack, &body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gitfaas_tests::package_index::PyPi;
+use gitfaas_tests::package_index::{module_name as module, PyPi};
 use gitfaas_tests::sandbox::finished;
 use gitfaas_tests::sse::EventReader;
 use gitfaas_tests::{git_repo, unique, Stack};
@@ -37,13 +37,7 @@ fn index() -> &'static Index {
 }
 
 async fn run_on(stack: &Stack, body: Value) -> Value {
-    let id = stack.submit_ok(&body).await;
-    finished(stack, &id).await
-}
-
-/// A module name of its own for each test (index names are shared by the stack).
-fn module(prefix: &str) -> String {
-    unique(prefix).replace('-', "_").to_lowercase()
+    gitfaas_tests::sandbox::run_to_end(stack, &body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
