@@ -68,6 +68,11 @@ impl Authenticator {
         }
     }
 
+    /// Whether `caller` holds the operator role.
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        caller.roles.iter().any(|r| r == self.admin_role())
+    }
+
     /// Authenticates a bearer token (`token` is whatever follows `Bearer `).
     pub async fn authenticate_token(&self, token: Option<&str>) -> Result<Caller, AuthError> {
         match self {

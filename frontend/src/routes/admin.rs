@@ -80,15 +80,20 @@ pub async fn reports(
     query: web::Query<ReportsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let since = match &query.since {
-        Some(since) => Some(DateTime::parse_from_rfc3339(since).map_err(|e| ApiError::InvalidRequest {
-            detail: format!("since must be an RFC 3339 time: {e}"),
-            field: Some("since".into()),
-        })?),
-        None => None,
-    };
-    let reports = state.reports.since(since.map(|t| t.with_timezone(&Utc)));
+    let reports = state.reports.since(since(query.since.as_deref())?);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "reports": reports })))
+}
+
+/// A `since` query parameter: an RFC 3339 time, or a 400 naming the field.
+pub(super) fn since(since: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    since
+        .map(|since| {
+            DateTime::parse_from_rfc3339(since).map(|t| t.with_timezone(&Utc)).map_err(|e| ApiError::InvalidRequest {
+                detail: format!("since must be an RFC 3339 time: {e}"),
+                field: Some("since".into()),
+            })
+        })
+        .transpose()
 }
 
 /// End any caller's job that is stuck `queued` or `running`: its terminal `failed`

@@ -31,8 +31,11 @@ impl FromRequest for Admin {
         let authenticator = request.app_data::<web::Data<Authenticator>>().cloned();
         Box::pin(async move {
             let caller = caller.await?;
-            let role = authenticator.as_ref().map_or("admin", |a| a.admin_role());
-            if caller.roles.iter().any(|r| r == role) {
+            let admin = match &authenticator {
+                Some(authenticator) => authenticator.is_admin(&caller),
+                None => caller.roles.iter().any(|r| r == "admin"),
+            };
+            if admin {
                 Ok(Admin(caller))
             } else {
                 Err(ApiError::Forbidden)

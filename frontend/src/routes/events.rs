@@ -6,12 +6,10 @@
 //! [`crate::event_hub`]; a caller holding too many gets 429.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::Message;
-use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use crate::event_hub::HubError;
+use crate::event_hub::{HubError, Subscription};
 use crate::identity::{bearer, Authenticator};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -39,40 +37,18 @@ pub async fn events(
     let token = bearer(&request).or_else(|| query.access_token.clone());
     let with_logs = query.logs;
     let caller = authenticator.authenticate_token(token.as_deref()).await?;
-    let mut subscription = state.events.subscribe(&caller.subject).await.map_err(|error| match error {
+    let subscription = state.events.subscribe(&caller.subject).await.map_err(|error| match error {
         HubError::TooMany(open) => ApiError::TooManyStreams(open),
         HubError::NotReady => ApiError::Unavailable("the job store"),
     })?;
-    let (response, mut session, mut incoming) = actix_ws::handle(&request, body)
-        .map_err(|e| ApiError::InvalidRequest { detail: format!("websocket upgrade required: {e}"), field: None })?;
     tracing::info!(owner = %caller.subject, "event stream opened");
-    actix_web::rt::spawn(async move {
-        loop {
-            tokio::select! {
-                update = subscription.updates.recv() => match update {
-                    Ok(text) if !with_logs && is_log(&text) => {}
-                    Ok(text) => {
-                        if session.text(text).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "event stream lagged; updates dropped");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                frame = incoming.next() => match frame {
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                },
-            }
-        }
-        let _ = session.close(None).await;
-    });
-    Ok(response)
+    let render = move |text: String| (with_logs || !is_log(&text)).then_some(text);
+    super::socket::stream(&request, body, Vec::new(), subscription, render, "job events")
+}
+
+/// A stream holds its subscription, and with it its place among the caller's streams.
+impl super::socket::Updates<String> for Subscription {
+    fn receiver(&mut self) -> &mut broadcast::Receiver<String> {
+        &mut self.updates
+    }
 }

@@ -15,6 +15,7 @@ mod owned;
 mod page;
 mod pipelines;
 mod report_stream;
+mod socket;
 mod triggers;
 mod wait;
 mod webapp;
