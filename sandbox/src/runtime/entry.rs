@@ -193,6 +193,28 @@ mod tests {
     }
 
     #[test]
+    fn an_env_shebang_of_one_word_names_the_interpreter_env_would_look_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let looked_up = |line: &str| {
+            std::fs::write(dir.path().join("main"), line).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join("main"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            super::checked_executable(dir.path(), "main").unwrap().unwrap().looked_up
+        };
+        let command =
+            || run(dir.path(), "command", Chosen { entry: Some("main"), ..Default::default() }).unwrap().command;
+        assert_eq!(looked_up("#!/usr/bin/env python3\nprint(1)\n").as_deref(), Some("python3"));
+        assert_eq!(command(), ["python3", "/code/main"]);
+        assert_eq!(looked_up("#!/bin/env  node \n").as_deref(), Some("node"));
+        for left_to_env in ["#!/usr/bin/env -S node --flag\n", "#!/usr/bin/env python3 -u\n", "#!/usr/bin/env ./x\n"] {
+            assert_eq!(looked_up(left_to_env), None, "{left_to_env}");
+        }
+        assert_eq!(command(), ["/code/main"]);
+        assert_eq!(looked_up("#!/usr/bin/env A=1\n"), None);
+        assert_eq!(looked_up("#!/bin/sh -e\n"), None);
+    }
+
+    #[test]
     fn a_job_entry_workdir_and_args_shape_the_command() {
         let dir = checkout(&["tools/run.sh", "pkg/mod.py", "lib/__init__.py"]);
         let args = ["a b".to_owned(), "\"q\" ü".to_owned()];
