@@ -100,7 +100,7 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak, prometheus)"
+  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak, prometheus, package proxies)"
   local old
   old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
   faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
@@ -120,6 +120,16 @@ build() {
   cp -L --remove-destination "$java_home/lib/security/cacerts" "$ctx/keycloak/java/lib/security/cacerts"
   build_image gitfaas-smoke/keycloak:local -f "$COMPOSE_DIR/smoke/keycloak.Dockerfile" "$ctx/keycloak"
 
+  # the package proxies: devpi-server's wheelhouse and verdaccio's package as scripts/proxies.sh
+  # installed them on the host (it installs them when missing); the smoke only checks that they
+  # are healthy and answer the executor — nothing here makes them reach their public upstreams
+  "$ROOT/scripts/proxies.sh" install
+  mkdir -p "$ctx/pypi-proxy" "$ctx/npm-proxy"
+  cp -R "$DEVPI_VENV/wheels" "$ctx/pypi-proxy/wheels"
+  cp -R "$VERDACCIO_HOME/node_modules" "$ctx/npm-proxy/node_modules"
+  build_image gitfaas-smoke/pypi-proxy:local -f "$COMPOSE_DIR/smoke/pypi-proxy.Dockerfile" "$ctx/pypi-proxy"
+  build_image gitfaas-smoke/npm-proxy:local -f "$COMPOSE_DIR/smoke/npm-proxy.Dockerfile" "$ctx/npm-proxy"
+
   build_image gitfaas-smoke/redis:local -f "$COMPOSE_DIR/smoke/redis.Dockerfile" "$COMPOSE_DIR/smoke"
   build_image gitfaas-smoke/prometheus:local -f "$COMPOSE_DIR/smoke/prometheus.Dockerfile" "$COMPOSE_DIR/smoke"
   rm -rf "$ctx"
@@ -128,7 +138,7 @@ build() {
 # ------------------------------------------------------------------------------------ waiting
 # all_up — every service container of both projects is healthy (or, for the one-shot
 # services, has exited 0); fails hard on a one-shot that exited non-zero.
-EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples prometheus)
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples prometheus pypi-proxy npm-proxy)
 all_up() {
   local ids line name state health code service seen=()
   ids=$(project_containers)
@@ -213,6 +223,13 @@ faas up -d --no-build frontend executor >>"$LOG_DIR/compose-smoke-up.log" 2>&1 |
 EXECUTOR_IDS=()
 for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
 wait_healthy
+# the package proxies answer the executor, under the names its dependency settings give
+for probe in pypi-proxy:3141/+api npm-proxy:4873/-/ping; do
+  host=${probe%%:*} port=${probe#*:} port=${port%%/*} path=/${probe#*/}
+  faas exec -T executor bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3 \
+    && IFS= read -r -t 5 status <&3 && [[ "$status" =~ ^HTTP/[0-9.]+\ 200 ]]' probe "$host" "$port" "$path" \
+    || die "the package proxy at $probe does not answer the executor"
+done
 say "all services healthy $((SECONDS - up_at))s after up: $(faas ps --services | sort | tr '\n' ' ')keycloak (allowed: $GITFAAS_ALLOWED_RANGES)"
 
 TOKEN_URL="$KEYCLOAK/realms/gitfaas/protocol/openid-connect/token"

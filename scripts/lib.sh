@@ -104,6 +104,13 @@ kafka_installed() { [[ "$(cat "$(kafka_libs)/.complete" 2>/dev/null)" == "$(pom_
 # The Keycloak distribution (scripts/keycloak.sh install), by version, in the state directory.
 keycloak_home() { echo "$STATE_DIR/jvm/keycloak-$(pom_property keycloak.version)"; }
 keycloak_installed() { [[ -f "$(keycloak_home)/.complete" ]]; }
+# The package proxies (scripts/proxies.sh), by version, in the state directory: devpi-server in
+# a venv (with the wheelhouse it was installed from) and verdaccio's npm package.
+DEVPI_VERSION=6.20.3
+VERDACCIO_VERSION=6.5.2      # the last 6.x that runs on node 18 (Debian bookworm's)
+DEVPI_VENV="$STATE_DIR/venv-devpi"
+VERDACCIO_HOME="$STATE_DIR/verdaccio"
+
 # The JDK Keycloak runs on (Java 25 is supported from Keycloak 26.6 on; Debian's 17 is deprecated there).
 KEYCLOAK_JAVA_HOME="${GITFAAS_KEYCLOAK_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole gitfaas stack on this machine, plus a demo job.
 #   scripts/stack.sh up     install what is missing, start broker, Redis, Keycloak, git server,
-#                           frontend and executor, submit the demo job, print its result
+#                           the package proxies (scripts/proxies.sh: devpi for pip, verdaccio
+#                           for npm, on loopback), frontend and executor (its package index and
+#                           registry: those proxies), submit the demo jobs, print their results
 #   scripts/stack.sh down   stop everything this script started
-#   scripts/stack.sh demo   submit the demo job again
+#   scripts/stack.sh demo   submit the demo jobs again
 #   scripts/stack.sh token [alice|bob|admin]   print an access token
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -38,25 +40,40 @@ token() {
     --data-urlencode password="$DEMO_PASSWORD" "$ISSUER/protocol/openid-connect/token" | jq -r .access_token
 }
 
-demo() {
-  say "getting a token for alice from Keycloak"
-  local response id token
-  token=$(token alice)
-  say "submitting the demo job (examples/hello-python)"
-  response=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $token" -H 'content-type: application/json' -d "{
-      \"repo\": \"git://127.0.0.1:$GIT_PORT/hello-python\", \"ref\": \"main\",
-      \"input\": {\"name\": \"gitfaas\", \"text\": \"the quick brown fox jumps over the lazy dog. the end.\"}
-    }")
+# demo_job NAME BODY — submit a job as alice, wait for its result, fail unless it succeeded.
+demo_job() {
+  local name="$1" body="$2" response id result
+  say "submitting the demo job $name"
+  response=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "$body")
   echo "$response" | jq .
   id=$(echo "$response" | jq -r .id)
   [[ "$id" != null ]] || die "job was not accepted"
   say "waiting for job $id"
-  curl -sS -H "authorization: Bearer $token" "$API/v1/jobs/$id/result?wait=60" | tee "$RUN_DIR/demo-result.json" | jq .
-  [[ "$(jq -r .status "$RUN_DIR/demo-result.json")" == succeeded ]] || die "demo job did not succeed"
+  result="$RUN_DIR/demo-result-$name.json"
+  # (a first dependency build downloads through the proxies: up to five waits of a minute)
+  for _ in 1 2 3 4 5; do
+    [[ "$(curl -sS -o "$result" -w '%{http_code}' -H "authorization: Bearer $TOKEN" \
+      "$API/v1/jobs/$id/result?wait=60")" == 200 ]] && break
+  done
+  jq . "$result"
+  [[ "$(jq -r .status "$result")" == succeeded ]] || die "demo job $name did not succeed"
+}
+
+demo() {
+  say "getting a token for alice from Keycloak"
+  TOKEN=$(token alice)
+  demo_job hello-python "{\"repo\": \"git://127.0.0.1:$GIT_PORT/hello-python\", \"ref\": \"main\",
+      \"input\": {\"name\": \"gitfaas\", \"text\": \"the quick brown fox jumps over the lazy dog. the end.\"}}"
+  # third-party packages: the executor installs them from the package proxies (a first run
+  # builds the layer through them; later runs reuse it)
+  demo_job deps-python "{\"repo\": \"git://127.0.0.1:$GIT_PORT/deps-python\",
+      \"input\": {\"headers\": [\"runtime\", \"installer\"], \"rows\": [[\"python\", \"pip\"], [\"node\", \"npm\"]]}}"
+  demo_job deps-node "{\"repo\": \"git://127.0.0.1:$GIT_PORT/deps-node\", \"input\": {\"millis\": [60000, 7200000]}}"
 }
 
 up() {
   "$ROOT/scripts/infra.sh" up
+  "$ROOT/scripts/proxies.sh" up
   say "building gitfaas ($PROFILE profile)"
   (cd "$ROOT" && cargo build --profile "$PROFILE" --bins)
   publish_examples
@@ -69,6 +86,10 @@ up() {
   # internal addresses are refused by default; this stack's git server is on loopback, so it
   # opts in to loopback explicitly (a deployment allows only the ranges of its own git servers)
   export GITFAAS__FRONTEND__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1 GITFAAS__EXECUTOR__POLICY__ALLOWED_RANGES=127.0.0.0/8,::1
+  # dependency builds install from the package proxies (executor.dependencies.pip_index and
+  # npm_registry): a build reaches them through the executor's own proxy, nothing else
+  local setting
+  while read -r setting; do export "${setting?}"; done < <("$ROOT/scripts/proxies.sh" env)
   GITFAAS__FRONTEND__LISTEN="127.0.0.1:$FRONTEND_PORT" start_bg frontend "$BIN_DIR/gitfaas-frontend"
   GITFAAS__EXECUTOR__ID=executor-1 start_bg executor "$BIN_DIR/gitfaas-executor"
   start_bg observer "$BIN_DIR/gitfaas-observer"
@@ -84,6 +105,7 @@ up() {
 
 down() {
   for s in observer executor frontend oidc git-daemon; do stop_bg "$s"; done   # oidc: what older versions started
+  "$ROOT/scripts/proxies.sh" down
   "$ROOT/scripts/infra.sh" down
 }
 

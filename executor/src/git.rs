@@ -44,6 +44,11 @@ pub enum GitError {
     Authentication(&'static str),
     #[error("ref `{0}` not found in repository")]
     RefNotFound(String),
+    /// A submodule's pinned commit: in no branch's or tag's history, and not given by its id.
+    #[error(
+        "commit {0} is not in the repository: no branch or tag reaches it, and the server does not give it by its id"
+    )]
+    PinnedCommitAbsent(String),
     #[error("repository is larger than the {limit_mb} MB limit")]
     TooLarge { limit_mb: u64 },
     /// The repository's host is (or resolves to) an address the policy blocks.
@@ -221,8 +226,34 @@ impl GitCache {
         limits: &CheckoutLimits,
     ) -> Result<CheckedTree, GitError> {
         let (repo, _lock) = self.open_locked(url.as_str(), token)?;
-        let oid = self.resolve_in(&repo, url.as_str(), || checked_remote(url, policy), sha, token)?;
+        let oid = match self.resolve_in(&repo, url.as_str(), || checked_remote(url, policy), sha, token) {
+            Err(GitError::RefNotFound(_)) => self.fetch_pinned(&repo, url, policy, sha, token)?,
+            resolved => resolved?,
+        };
         self.write_tree(&repo, oid, sha, dest, limits)
+    }
+
+    /// A pinned commit that no branch or tag of the server reaches (a pull request's
+    /// head, a rewritten branch's old tip), asked for by its id as `git submodule
+    /// update` does after fetching the refs: a server that gives only its refs'
+    /// history refuses, and the commit is absent. Kept under `refs/gitfaas/pinned/`.
+    fn fetch_pinned(
+        &self,
+        repo: &Repository,
+        url: &RepoUrl,
+        policy: &PolicySettings,
+        sha: &str,
+        token: Option<&str>,
+    ) -> Result<Oid, GitError> {
+        let absent = || GitError::PinnedCommitAbsent(sha.to_owned());
+        let oid = full_sha(sha).ok_or_else(absent)?;
+        let remote = checked_remote(url, policy)?;
+        let refspec = format!("+{oid}:refs/gitfaas/pinned/{oid}");
+        let proxy = remote.proxy.as_ref().map(|p| p.url());
+        match self.fetch(repo, &remote.url, proxy, token, &[&refspec]) {
+            Err(e @ (GitError::TooLarge { .. } | GitError::Authentication(_) | GitError::Unreachable(_))) => Err(e),
+            _ => repo.find_commit(oid).map(|commit| commit.id()).map_err(|_| absent()),
+        }
     }
 
     /// The checkout's limits.
@@ -279,7 +310,9 @@ impl GitCache {
         self.metrics.misses.inc();
         let fetched = remote.and_then(|remote| {
             let clock = std::time::Instant::now();
-            let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token);
+            let refspecs =
+                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
+            let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token, &refspecs);
             self.metrics.fetched(clock.elapsed());
             let proxy = remote.proxy.as_ref();
             match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
@@ -327,7 +360,14 @@ impl GitCache {
         Ok(checked)
     }
 
-    fn fetch(&self, repo: &Repository, url: &str, proxy: Option<String>, token: Option<&str>) -> Result<(), GitError> {
+    fn fetch(
+        &self,
+        repo: &Repository,
+        url: &str,
+        proxy: Option<String>,
+        token: Option<&str>,
+        refspecs: &[&str],
+    ) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
         let mut auth = TokenAuth::new(token);
@@ -349,9 +389,7 @@ impl GitCache {
             }
             options.proxy_options(proxy_options);
             let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
-            let refspecs =
-                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
-            remote.fetch(&refspecs, Some(&mut options), None)
+            remote.fetch(refspecs, Some(&mut options), None)
         };
         let too_large = too_large || (result.is_ok() && dir_size(repo.path()) > limit);
         match result {

@@ -357,7 +357,7 @@ impl JobRunner {
                 Place::Cold(workspace, prepared) => {
                     let mut run = SandboxSpec { log: log.clone(), ..self.sandbox_spec(job, launch, workspace, "cold") };
                     if let Some(prepared) = prepared {
-                        prepared.apply(&mut run);
+                        prepared.apply(&mut run, reading.text_output);
                     }
                     self.sandbox.run(run, cancel).await
                 }

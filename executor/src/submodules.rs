@@ -6,7 +6,9 @@
 //! and checkout limits as the repository — one budget for the repository and all
 //! its submodules —, with the job's git token only when its scheme, host and port
 //! are the repository's, and its own submodules the same way, at most `max_depth` levels
-//! down. All of it is blocking work, like the checkout.
+//! down. A pinned commit comes with the branches and tags fetched into the mirror, or,
+//! when none of them reaches it, by its id ([`GitCache::checkout_pinned`]). All of it is
+//! blocking work, like the checkout.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -9,7 +9,11 @@
 //!
 //! The same proxy guards a dependency build ([`Gate::Only`]): bound on the build
 //! network's gateway address, it forwards to the configured package index's
-//! `host:port` and refuses every other target.
+//! `host:port` and refuses every other target. A plain-http request to the index
+//! goes on as a proxy forwards one to an origin server (RFC 9112 §3.2.1): in
+//! origin-form (`GET /path`), since some servers refuse absolute-form targets
+//! (verdaccio: "must be relative"; wsgiref), with `Connection: close`, so that every
+//! request on the connection is one this proxy has rewritten.
 //!
 //! One proxy per fetch or build, on a thread of its own, gone when dropped.
 
@@ -156,6 +160,7 @@ fn tunnel(mut client: TcpStream, gate: &Gate, seen: &Seen) {
     let _ = client.set_read_timeout(None);
     let mut server = server;
     let started = match forward_head {
+        true if matches!(gate, Gate::Only(_)) => server.write_all(&origin_form(&head).unwrap_or(head)),
         true => server.write_all(&head),
         false => client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n"),
     };
@@ -199,6 +204,29 @@ fn read_head(client: &mut TcpStream) -> Option<(Vec<u8>, Target)> {
         Target { host, port: url.port_or_known_default()?, forward_head: true }
     };
     (!target.host.is_empty()).then_some((head, target))
+}
+
+/// An absolute-form request head as an origin server should get it: the target's
+/// path and query only, hop-by-hop connection headers dropped, and `Connection:
+/// close`. `None`: not a head this can rewrite (it then goes on unchanged).
+fn origin_form(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut words = lines.next()?.split(' ');
+    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
+    let authority_and_path = target.strip_prefix("http://").or_else(|| target.strip_prefix("HTTP://"))?;
+    let path = authority_and_path.find('/').map_or("/", |i| &authority_and_path[i..]);
+    let mut out = format!("{method} {path} {version}\r\n");
+    let hop_by_hop = ["connection", "proxy-connection", "keep-alive", "proxy-authorization"];
+    for line in lines.filter(|line| !line.is_empty()) {
+        let name = line.split(':').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if !hop_by_hop.contains(&name.as_str()) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    Some(out.into_bytes())
 }
 
 /// Copies both ways until either side closes.
@@ -304,5 +332,38 @@ mod tests {
         }
         let refused = proxy.refused_targets();
         assert_eq!(refused, [format!("127.0.0.1:{other_port}"), format!("localhost:{port}")]);
+    }
+
+    #[test]
+    fn a_plain_http_request_to_the_index_goes_on_in_origin_form_one_per_connection() {
+        let index = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = index.local_addr().unwrap().port();
+        let seen = std::thread::spawn(move || {
+            let (mut s, _) = index.accept().unwrap();
+            let mut head = vec![0u8; 512];
+            let n = s.read(&mut head).unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let gate = Gate::Only(vec![("127.0.0.1".into(), port)]);
+        let proxy = ConnectProxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), gate).unwrap();
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        write!(
+            stream,
+            "GET http://127.0.0.1:{port}/root/%2Bf/a.whl?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Proxy-Connection: keep-alive\r\nconnection: keep-alive\r\nAccept: */*\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        assert!(reply[..n].starts_with(b"HTTP/1.1 204"));
+        let expected = format!(
+            "GET /root/%2Bf/a.whl?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(seen.join().unwrap(), expected);
+        assert_eq!(
+            origin_form(b"GET http://h HTTP/1.1\r\n\r\n").unwrap(),
+            b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+        );
     }
 }

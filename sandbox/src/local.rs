@@ -121,7 +121,7 @@ pub async fn run_local(
         log: streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off),
     };
     if let Some(prepared) = &prepared {
-        prepared.apply(&mut spec);
+        prepared.apply(&mut spec, launch.reading.text_output);
     }
     let out = sandbox.run(spec, cancel).await;
     if let Some(streamer) = streamer {

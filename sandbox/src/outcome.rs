@@ -87,15 +87,29 @@ fn unstartable(reading: &Reading, stderr_tail: &str) -> Option<String> {
 
 /// The reason for a start the container runtime refused because it could not
 /// load a command script (gVisor's `failed to load PATH`, runc's `exec: "PATH"`
-/// at start): the job is rejected, never retried as the executor's failure.
+/// at start), or found no `#!/usr/bin/env NAME`'s NAME on the image's PATH
+/// (runc's `exec: "NAME": executable file not found in $PATH`, gVisor's `error
+/// finding executable "NAME" in PATH`): the job is rejected, never retried as the
+/// executor's failure.
 pub fn refused_start(reading: &Reading, error: &SandboxError) -> Option<String> {
     let (it, SandboxError::Docker(error)) = (reading.interpreter.as_ref()?, error) else { return None };
     let text = error.to_string();
-    let named = [format!("failed to load {}:", it.path), format!("exec: \"{}\"", it.path)];
+    let mut named = vec![format!("failed to load {}:", it.path), format!("exec: \"{}\"", it.path)];
+    if let Some(name) = &it.looked_up {
+        // `#!/usr/bin/env NAME` runs as NAME: runc's and gVisor's words for no NAME on the PATH
+        named
+            .extend([format!("exec: \"{name}\": executable file not found"), format!("finding executable \"{name}\"")]);
+    }
     named.iter().any(|n| text.contains(n)).then(|| cannot_start(it))
 }
 
 fn cannot_start(it: &Interpreter) -> String {
+    if let Some(name) = &it.looked_up {
+        return format!(
+            "entry `{}` cannot start: its `#!` interpreter `{name}` (looked up by `{}`) is not on the PATH of the image `{}`",
+            it.entry, it.interpreter, it.image
+        );
+    }
     format!(
         "entry `{}` cannot start: its `#!` interpreter `{}` is not in the image `{}`",
         it.entry, it.interpreter, it.image
@@ -112,7 +126,39 @@ const MAX_RAISED_CHARS: usize = 600;
 
 #[cfg(test)]
 mod tests {
-    use super::{raised, runner_refusal};
+    use super::{raised, refused_start, runner_refusal};
+    use crate::docker::SandboxError;
+    use crate::runtime::{Interpreter, Reading};
+
+    #[test]
+    fn no_env_interpreter_on_the_images_path_is_a_start_refused_naming_it() {
+        let reading = Reading {
+            interpreter: Some(Interpreter {
+                entry: "bin/py".into(),
+                path: "/code/bin/py".into(),
+                interpreter: "/usr/bin/env".into(),
+                looked_up: Some("python3".into()),
+                image: "busybox".into(),
+            }),
+            text_output: false,
+        };
+        let why = "entry `bin/py` cannot start: its `#!` interpreter `python3` (looked up by `/usr/bin/env`) \
+                   is not on the PATH of the image `busybox`";
+        let runc = "runc create failed: unable to start container process: exec: \"python3\": executable file not found in $PATH: unknown";
+        let gvisor = "starting sandbox: error finding executable \"python3\" in PATH [/bin]: no such file or directory";
+        for said in [runc, gvisor] {
+            let error = SandboxError::Docker(bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                message: said.into(),
+            });
+            assert_eq!(refused_start(&reading, &error).as_deref(), Some(why));
+        }
+        let other = SandboxError::Docker(bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "exec: \"node\": executable file not found in $PATH".into(),
+        });
+        assert_eq!(refused_start(&reading, &other), None);
+    }
 
     #[test]
     fn the_runners_refusal_of_an_entry_rejects_the_job() {

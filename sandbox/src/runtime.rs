@@ -126,6 +126,8 @@ pub struct Interpreter {
     /// The executable's path in the container.
     pub path: String,
     pub interpreter: String,
+    /// `#!/usr/bin/env NAME`: the NAME env would look up, the run's command (`NAME PATH ARGS…`).
+    pub looked_up: Option<String>,
     pub image: String,
 }
 
@@ -241,13 +243,15 @@ pub fn plan(
         _ => {
             let entry = entry::checked_file(checkout, entry.unwrap_or_else(|| "main".into()))?;
             let path = format!("{code_mount}/{entry}");
-            reading.interpreter = entry::checked_executable(checkout, &entry)?.map(|interpreter| Interpreter {
+            reading.interpreter = entry::checked_executable(checkout, &entry)?.map(|shebang| Interpreter {
                 entry: entry.clone(),
                 path: path.clone(),
-                interpreter,
+                interpreter: shebang.interpreter,
+                looked_up: shebang.looked_up,
                 image: image.clone(),
             });
-            let command = std::iter::once(path).chain(chosen.args.iter().cloned()).collect();
+            let looked_up = reading.interpreter.as_ref().and_then(|it| it.looked_up.clone());
+            let command = looked_up.into_iter().chain([path]).chain(chosen.args.iter().cloned()).collect();
             (command, Zeroizing::new(input_json), entry::parent(&entry))
         }
     };

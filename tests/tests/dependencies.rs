@@ -112,6 +112,36 @@ async fn a_node_function_requires_a_dependency_from_the_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_node_script_resolves_its_layers_packages_and_its_checkouts_modules_as_node_in_the_checkout() {
+    let ix = indexes();
+    let name = format!("tiny-{}", unique("scripted").to_lowercase());
+    let entry = ix.npm.publish(&name, "module.exports = (text) => text.toUpperCase();\n");
+    let package = json!({"name": "tools", "version": "1.0.0", "dependencies": {&name: "1.0.0"}});
+    let lock = json!({
+        "name": "tools", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": {"": {"name": "tools", "version": "1.0.0", "dependencies": {&name: "1.0.0"}}, format!("node_modules/{name}"): entry},
+    });
+    // as `node tools/bin/x.js` after `npm install` in tools/: a CommonJS require and an ES
+    // module import of the package, and the checkout's own modules by relative path
+    let cjs = format!("const shout = require('{name}');\nconst {{ suffix }} = require('../lib/suffix.js');\nconsole.log(shout(process.argv[2]) + suffix);\n");
+    let esm = format!("import shout from '{name}';\nimport {{ suffix }} from '../lib/suffix.mjs';\nconsole.log(shout(process.argv[2]) + suffix);\n");
+    let repo = git_repo(&[
+        ("tools/package.json", &package.to_string()),
+        ("tools/package-lock.json", &lock.to_string()),
+        ("tools/bin/shout.js", &cjs),
+        ("tools/bin/shout.mjs", &esm),
+        ("tools/lib/suffix.js", "exports.suffix = '!';\n"),
+        ("tools/lib/suffix.mjs", "export const suffix = '?';\n"),
+    ]);
+    for (script, said) in [("tools/bin/shout.js", "HEY!\n"), ("tools/bin/shout.mjs", "HEY?\n")] {
+        let body = json!({"repo": repo, "runtime": "node", "mode": "script", "entry": script, "args": ["hey"]});
+        let result = run_on(&ix.stack, body).await;
+        assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &json!(said)), "{script}: {result}");
+        assert_eq!(result["dependencies"]["file"], "tools/package.json", "{result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_layer_is_built_once_for_concurrent_jobs_and_reused_after() {
     let ix = indexes();
     let name = module("cached");

@@ -184,7 +184,12 @@ async fn a_node_entry_names_an_export_and_a_missing_one_is_rejected_by_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_entry_that_cannot_start_is_rejected_at_once_saying_why() {
-    let repo = git_repo(&[("bin/plain", "echo not executable\n"), ("bin/py", "#!/usr/bin/python3\nprint(1)\n")]);
+    let repo = git_repo(&[
+        ("bin/plain", "echo not executable\n"),
+        ("bin/py", "#!/usr/bin/python3\nprint(1)\n"),
+        ("bin/env-py", "#!/usr/bin/env python3\nprint(1)\n"),
+        ("bin/env-sh", "#!/usr/bin/env sh\necho \"\\\"via env $1\\\"\"\n"),
+    ]);
     // gVisor refuses the start itself (`failed to load /code/bin/py`), runc fails the exec inside
     let gvisor = gitfaas_tests::sandbox::start(gitfaas_tests::sandbox::Options::runtime("runsc"));
     let id = gvisor.submit_ok(&json!({"repo": repo, "runtime": "command", "entry": "bin/py"})).await;
@@ -202,4 +207,20 @@ async fn a_command_entry_that_cannot_start_is_rejected_at_once_saying_why() {
     let why =
         format!("entry `bin/py` cannot start: its `#!` interpreter `/usr/bin/python3` is not in the image `{image}`");
     assert_eq!(result["reason"], why, "{result}");
+    // `#!/usr/bin/env NAME`: NAME runs the script, looked up on the image's PATH (busybox's has
+    // no python3, nor a /usr/bin/env) — refused at the start naming it, under gVisor and runc
+    let why = format!(
+        "entry `bin/env-py` cannot start: its `#!` interpreter `python3` (looked up by `/usr/bin/env`) \
+         is not on the PATH of the image `{image}`"
+    );
+    let id = gvisor.submit_ok(&json!({"repo": repo, "runtime": "command", "entry": "bin/env-py"})).await;
+    let result = finished(&gvisor, &id).await;
+    let seen = (&result["status"], &result["attempt"], &result["reason"]);
+    assert_eq!(seen, (&json!("rejected"), &json!(1), &json!(why)), "{result}");
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/env-py"})).await;
+    let seen = (&result["status"], &result["attempt"], &result["reason"]);
+    assert_eq!(seen, (&json!("rejected"), &json!(1), &json!(why)), "{result}");
+    // a NAME the image has runs the script, with the job's args after it
+    let result = run(json!({"repo": repo, "runtime": "command", "entry": "bin/env-sh", "args": ["sh"]})).await;
+    assert_eq!((&result["status"], &result["output"]), (&json!("succeeded"), &json!("via env sh")), "{result}");
 }

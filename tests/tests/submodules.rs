@@ -3,7 +3,9 @@
 //! `"submodules": "fetch"` each is checked out at the commit its gitlink pins,
 //! from a URL relative to the repository's, through the same policy — a URL the
 //! policy refuses is `rejected`, one that cannot be fetched `failed`, both naming
-//! the submodule.
+//! the submodule. A pinned commit behind a branch's tip comes with the branch; one
+//! no branch or tag reaches is asked for by its id, and fails saying so when the
+//! server does not give it.
 
 use std::path::Path;
 use std::process::Command;
@@ -122,6 +124,40 @@ async fn a_submodule_the_policy_refuses_is_rejected_and_one_that_cannot_be_fetch
     assert!(result["reason"].as_str().unwrap().starts_with("submodule `data`: "), "{result}");
     // the same repository with its submodule left empty runs
     assert_eq!(run(json!({"repo": repo})).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_commit_no_branch_or_tag_reaches_is_fetched_by_its_id_or_fails_saying_so() {
+    // `data`'s pinned commit is on a branch that was deleted since: no ref reaches it
+    let (data, _) = data_repo();
+    let dir = dir_of(&data);
+    git(&dir, &["checkout", "-q", "-b", "gone"]);
+    std::fs::write(dir.join("value.txt"), "unreachable").unwrap();
+    git(&dir, &["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qam", "on a deleted branch"]);
+    let orphan = git(&dir, &["rev-parse", "HEAD"]);
+    git(&dir, &["checkout", "-q", "main"]);
+    git(&dir, &["branch", "-q", "-D", "gone"]);
+    let name = data.rsplit('/').next().unwrap();
+    let repo = with_submodule(&format!("../{name}"), &orphan);
+    // the test server's git daemon gives no unadvertised commit by default, as most do
+    let result = run(json!({"repo": repo, "submodules": "fetch"})).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    let why = format!(
+        "submodule `data`: commit {orphan} is not in the repository: no branch or tag reaches it, \
+         and the server does not give it by its id"
+    );
+    assert_eq!(result["reason"], why, "{result}");
+    // one that gives any commit by its id (uploadpack.allowAnySHA1InWant) is asked for it
+    git(&dir, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let result = run(json!({"repo": repo, "submodules": "fetch"})).await;
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["output"]["value"], "unreachable", "{result}");
+    // a commit that is nowhere at all
+    let nowhere = "0123456789abcdef0123456789abcdef01234567";
+    let repo = with_submodule(&format!("../{name}"), nowhere);
+    let result = run(json!({"repo": repo, "submodules": "fetch"})).await;
+    assert_eq!(result["status"], "failed", "{result}");
+    assert!(result["reason"].as_str().unwrap().starts_with(&format!("submodule `data`: commit {nowhere} is not in")));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -170,10 +170,18 @@ impl Prepared {
         DependencyBuild { file: self.file.clone(), built: self.built, build_ms: self.build_ms }
     }
 
-    /// Mounts the layer read-only into `spec` and points the runtime at it.
-    pub fn apply(&self, spec: &mut SandboxSpec) {
+    /// Mounts the layer read-only into `spec` and points the runtime at it. A node
+    /// script's run also gets the layer's `node_modules` at `/node_modules`, on the
+    /// way up from every file of the checkout, where node — its ES module `import`
+    /// too, which ignores `NODE_PATH` — finds packages as after `npm install` in the
+    /// checkout (a script runs cold, so only a mounted layer needs it).
+    pub fn apply(&self, spec: &mut SandboxSpec, script: bool) {
         spec.mounts.push((self.layer.dir.clone(), DEPS_MOUNT.to_owned(), true));
         spec.env.extend(layer_env(&self.runtime));
+        let modules = self.layer.dir.join("node_modules");
+        if script && self.runtime == "node" && modules.is_dir() {
+            spec.mounts.push((modules, "/node_modules".to_owned(), true));
+        }
     }
 
     /// The layer's key (a digest of the image id and the declaration): part of a

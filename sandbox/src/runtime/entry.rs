@@ -88,10 +88,20 @@ pub fn checked_file(checkout: &Path, entry: String) -> Result<String, ManifestEr
     }
 }
 
-/// A checked command entry's interpreter: `None` for a binary, the first word of
-/// its `#!` line for a script. Refused when the checkout's file has no x bit (the
-/// container could not start it) or its `#!` names no absolute path.
-pub fn checked_executable(checkout: &Path, entry: &str) -> Result<Option<String>, ManifestError> {
+/// A command script's `#!` line: the interpreter's absolute path and, for the
+/// `/usr/bin/env NAME` form (any absolute `env`, one word after it, as the
+/// kernel passes the rest of the line as one argument), the NAME env would look
+/// up on the `PATH` — the interpreter the script really needs.
+#[derive(Debug, PartialEq)]
+pub struct Shebang {
+    pub interpreter: String,
+    pub looked_up: Option<String>,
+}
+
+/// A checked command entry's interpreter: `None` for a binary, its `#!` line for
+/// a script. Refused when the checkout's file has no x bit (the container could
+/// not start it) or its `#!` names no absolute path.
+pub fn checked_executable(checkout: &Path, entry: &str) -> Result<Option<Shebang>, ManifestError> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let Resolved::Inside(path) = resolve(checkout, entry) else { return Err(ManifestError::BadEntry(entry.into())) };
@@ -103,12 +113,20 @@ pub fn checked_executable(checkout: &Path, entry: &str) -> Result<Option<String>
     let mut head = Vec::with_capacity(256);
     file.take(256).read_to_end(&mut head).map_err(missing)?;
     let Some(line) = head.strip_prefix(b"#!") else { return Ok(None) };
-    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
-    let interpreter = String::from_utf8_lossy(line).split_whitespace().next().unwrap_or_default().to_owned();
-    match interpreter.starts_with('/') {
-        true => Ok(Some(interpreter)),
-        false => Err(ManifestError::BadShebang(entry.into())),
+    let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next().unwrap_or_default()).into_owned();
+    let mut words = line.split_whitespace();
+    let interpreter = words.next().unwrap_or_default().to_owned();
+    if !interpreter.starts_with('/') {
+        return Err(ManifestError::BadShebang(entry.into()));
     }
+    // env with options (`-S`), assignments (`A=b`), a path, or more than one word
+    // is left to env itself
+    let rest: Vec<&str> = words.collect();
+    let looked_up = match (interpreter.rsplit('/').next(), rest.as_slice()) {
+        (Some("env"), [name]) if !name.starts_with('-') && !name.contains(['=', '/']) => Some((*name).to_owned()),
+        _ => None,
+    };
+    Ok(Some(Shebang { interpreter, looked_up }))
 }
 
 fn relative_inside(path: &str) -> bool {
@@ -172,6 +190,28 @@ mod tests {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn an_env_shebang_of_one_word_names_the_interpreter_env_would_look_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let looked_up = |line: &str| {
+            std::fs::write(dir.path().join("main"), line).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join("main"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            super::checked_executable(dir.path(), "main").unwrap().unwrap().looked_up
+        };
+        let command =
+            || run(dir.path(), "command", Chosen { entry: Some("main"), ..Default::default() }).unwrap().command;
+        assert_eq!(looked_up("#!/usr/bin/env python3\nprint(1)\n").as_deref(), Some("python3"));
+        assert_eq!(command(), ["python3", "/code/main"]);
+        assert_eq!(looked_up("#!/bin/env  node \n").as_deref(), Some("node"));
+        for left_to_env in ["#!/usr/bin/env -S node --flag\n", "#!/usr/bin/env python3 -u\n", "#!/usr/bin/env ./x\n"] {
+            assert_eq!(looked_up(left_to_env), None, "{left_to_env}");
+        }
+        assert_eq!(command(), ["/code/main"]);
+        assert_eq!(looked_up("#!/usr/bin/env A=1\n"), None);
+        assert_eq!(looked_up("#!/bin/sh -e\n"), None);
     }
 
     #[test]

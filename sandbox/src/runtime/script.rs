@@ -2,7 +2,8 @@
 //! ENTRY ARGS…`, `python3 -m MODULE ARGS…`, `node ENTRY ARGS…` — instead of a
 //! function the runner calls. The checkout is on python's path (`PYTHONPATH`,
 //! with a dependency layer's `site/` after it); node finds the checkout's own
-//! `node_modules/` from the entry's directory as usual. Always cold: a script
+//! `node_modules/` from the entry's directory as usual, and a dependency layer's
+//! at `/node_modules` (`require` and `import` alike, see `deps`). Always cold: a script
 //! is a process of its own, which a warm sandbox's runner does not make.
 
 use std::path::Path;
