@@ -59,6 +59,11 @@ pub struct WasmOutcome {
     pub cancelled: bool,
     /// The trap that ended it, for any other trap.
     pub trap: Option<String>,
+    /// Its instantiation and run (the prepared module's), excluding compilation.
+    pub took: Duration,
+    /// This invocation compiled its module (or loaded it from the disk cache):
+    /// the first of the module in this process.
+    pub prepared: bool,
 }
 
 /// Why the epoch callback stopped a run.
@@ -131,7 +136,8 @@ impl WasmRuntime {
 
     /// Runs `invocation` on this thread, in a fresh instance, to its end.
     pub fn invoke(&self, invocation: Invocation) -> Result<WasmOutcome, WasmError> {
-        let pre = self.prepare(&invocation.module, &invocation.entry)?;
+        let (pre, prepared) = self.prepare(&invocation.module, &invocation.entry)?;
+        let clock = Instant::now();
         let stdout = Stdout::new(invocation.stdout_max_bytes);
         let stderr = Stderr::new(invocation.stderr_tail_bytes, invocation.stderr);
         let mut wasi = WasiCtxBuilder::new();
@@ -176,9 +182,12 @@ impl WasmRuntime {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
         });
+        let took = clock.elapsed();
         let state = store.into_data();
         let (stdout, stdout_overflow) = stdout.taken();
-        let mut outcome = WasmOutcome { stdout, stdout_overflow, stderr_tail: stderr.tail(), ..WasmOutcome::default() };
+        let stderr_tail = stderr.tail();
+        let mut outcome =
+            WasmOutcome { stdout, stdout_overflow, stderr_tail, took, prepared, ..WasmOutcome::default() };
         match ended {
             Ok(()) => outcome.exit_code = Some(0),
             Err(e) => match e.downcast_ref::<I32Exit>() {

@@ -112,8 +112,9 @@ impl WasmRuntime {
     }
 
     /// The module at `path` (the job's `entry`), compiled (or found in the cache)
-    /// and linked: bounded in size, valid, a command, importing only WASI.
-    pub(crate) fn prepare(&self, path: &Path, entry: &str) -> Result<InstancePre<State>, WasmError> {
+    /// and linked: bounded in size, valid, a command, importing only WASI; true
+    /// when it was not prepared in this process before.
+    pub(crate) fn prepare(&self, path: &Path, entry: &str) -> Result<(InstancePre<State>, bool), WasmError> {
         let max = u64::from(self.settings.max_module_mb) << 20;
         let bytes = read_bounded(path, max).map_err(|e| match e {
             Bounded::TooLarge => WasmError::TooLarge { entry: entry.to_owned(), max_mb: self.settings.max_module_mb },
@@ -121,7 +122,7 @@ impl WasmRuntime {
         })?;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(pre) = self.prepared.lock().expect("prepared lock").modules.get(&digest) {
-            return Ok(pre.clone());
+            return Ok((pre.clone(), false));
         }
         let invalid = |e: wasmtime::Error| WasmError::Invalid { entry: entry.to_owned(), why: format!("{e:#}") };
         let module = Module::new(&self.engine, &bytes).map_err(invalid)?;
@@ -142,7 +143,7 @@ impl WasmRuntime {
                 prepared.modules.remove(&oldest);
             }
         }
-        Ok(pre)
+        Ok((pre, true))
     }
 }
 

@@ -8,6 +8,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WasmSettings {
+    /// Offer the `wasm` runtime (an executor with no `images` needs no Docker).
+    pub enabled: bool,
     /// Where wasmtime keeps compiled modules, keyed by their content (and the
     /// engine's configuration), so a module is compiled once per host.
     pub cache_dir: PathBuf,
@@ -27,6 +29,7 @@ pub struct WasmSettings {
 impl Default for WasmSettings {
     fn default() -> Self {
         Self {
+            enabled: false,
             cache_dir: std::env::temp_dir().join("gitfaas-wasm-cache"),
             max_module_mb: 64,
             max_memory_mb: 1024,
