@@ -83,7 +83,7 @@ async fn a_wasm_only_executor_needs_no_docker_and_jobs_of_either_kind_reach_the_
     // the stack's own executor runs containers only
     let stack = Stack::start_with(true, Box::new(|_, executor| executor.executor.wasm.enabled = false));
     let wasm_only = format!("{}wasm-only", stack.topic_prefix);
-    let (child, state) = start_wasm_only(&stack, &wasm_only);
+    let (mut child, state) = start_wasm_only(&stack, &wasm_only);
     let wasm_repo = git_repo_of(&[("gitfaas.toml", b"runtime = \"wasm\"\n"), ("main.wasm", &echo())]);
     let python_repo =
         git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", "def main(d, c):\n    return d\n")]);
