@@ -19,12 +19,24 @@ REPOS="$STATE_DIR/repos"
 PROFILE="${GITFAAS_PROFILE:-dev}"
 BIN_DIR="$(bin_dir "$PROFILE")"
 
+# build_wasm DIR: a Go example for the wasm runtime (a go.mod beside `runtime = "wasm"`) built
+# into the main.wasm its manifest names — the module is built here, never committed
+build_wasm() {
+  [[ -f "$1/go.mod" ]] && grep -q '^runtime = "wasm"' "$1/gitfaas.toml" 2>/dev/null || return 0
+  if ! command -v go >/dev/null; then
+    say "go not found: $(basename "$1") is published without its main.wasm (its jobs are rejected)"
+    return 0
+  fi
+  (cd "$1" && GOOS=wasip1 GOARCH=wasm go build -o main.wasm .) || die "building $(basename "$1") for wasm failed"
+}
+
 publish_examples() {
   mkdir -p "$REPOS"
   for dir in "$ROOT"/examples/*/; do
     local name; name=$(basename "$dir")
     rm -rf "$REPOS/$name"
     cp -r "$dir" "$REPOS/$name"
+    build_wasm "$REPOS/$name"
     git -C "$REPOS/$name" init -q -b main
     git -C "$REPOS/$name" add -A
     git -C "$REPOS/$name" -c user.name=gitfaas -c user.email=gitfaas@localhost commit -qm "example $name"

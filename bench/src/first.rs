@@ -35,7 +35,7 @@ pub struct Repos {
     pub pace: Duration,
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("git").args(args).current_dir(dir).output().context("running git")?;
     if !out.status.success() {
         bail!("git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));

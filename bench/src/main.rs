@@ -11,7 +11,9 @@
 //! - [`sweep`]: the burst sweep over client counts against one executor
 //!   configuration, with [`gauges`] (slot utilisation, prefetched jobs) and [`cpu`]
 //!   (CPU per job by process); [`broker_floor`]: the same sweep against a no-op
-//!   worker on the broker alone.
+//!   worker on the broker alone;
+//! - [`wasm`]: the wasm runtime's first and later jobs against `docker run` and
+//!   the warm python job, and its instantiate + run measured in the executor.
 
 mod args;
 mod broker_floor;
@@ -23,6 +25,7 @@ mod jobs;
 mod stats;
 mod sweep;
 mod warm;
+mod wasm;
 
 use std::time::Duration;
 
@@ -66,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     );
     report["floors"]["broker_round_trip_ms"] = json!(rtt);
     let mut docker_run_p50 = None;
-    if wants("floors") || wants("cold") || wants("first") {
+    if wants("floors") || wants("cold") || wants("first") || wants("wasm") {
         let run = floors::docker_run(&args.image, runs.min(10))?;
         let exec = floors::docker_exec(&args.image, runs.min(10))?;
         println!("{:<44} p50 {:>8.2} ms  p95 {:>8.2} ms", "floor: docker run --rm", run.p50, run.p95);
@@ -84,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         repo: args.repo.clone(),
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
     };
-    if ["cold", "warm", "first", "burst", "submit"].into_iter().any(wants) && api.token.is_empty() {
+    if ["cold", "warm", "first", "burst", "submit", "wasm"].into_iter().any(wants) && api.token.is_empty() {
         bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
     }
     if wants("cold") {
@@ -119,6 +122,16 @@ async fn main() -> anyhow::Result<()> {
         };
         let floor = docker_run_p50.expect("measured with first");
         first::report(&api, &repos, runs, floor, &mut report).await.context("first jobs")?;
+    }
+    if wants("wasm") {
+        let setup = wasm::Setup {
+            dir: args.repos_dir.clone(),
+            url: args.git_url.clone(),
+            metrics: args.metrics.first().cloned().context("the executor's metrics address")?,
+            pace: Duration::from_millis(args.pace_ms),
+        };
+        let floor = docker_run_p50.expect("measured with wasm");
+        wasm::report(&api, &setup, runs, floor, &mut report).await.context("wasm jobs")?;
     }
     if wants("burst") {
         sweep::report(&api, &args, &mut report).await?;

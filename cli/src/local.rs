@@ -67,8 +67,11 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
         err!();
     }
     let reason = outcome.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-    let image =
-        if outcome.image.is_empty() { String::new() } else { format!(" ({} in {})", outcome.runtime, outcome.image) };
+    let image = match (outcome.runtime.as_str(), outcome.image.is_empty()) {
+        ("", _) => String::new(),
+        (runtime, true) => format!(" ({runtime}, in this process)"),
+        (runtime, false) => format!(" ({runtime} in {})", outcome.image),
+    };
     if let Some(build) = &outcome.dependencies {
         let build = serde_json::to_value(build).expect("json values serialise");
         err!("dependencies: {}", show::dependencies(&build).unwrap_or_default());

@@ -57,6 +57,21 @@ pub struct TopicSettings {
     /// (whose consumer-group owner is the one active scheduler).
     #[serde(default = "default_triggers_topic")]
     pub triggers: String,
+    /// Jobs handed over to executors with container runtimes by an executor
+    /// without them (a wasm-only one), keyed by job id.
+    #[serde(default = "default_jobs_containers_topic")]
+    pub jobs_containers: String,
+    /// Jobs handed over to executors with the wasm runtime by one without it.
+    #[serde(default = "default_jobs_wasm_topic")]
+    pub jobs_wasm: String,
+}
+
+fn default_jobs_containers_topic() -> String {
+    "gitfaas.jobs-containers".into()
+}
+
+fn default_jobs_wasm_topic() -> String {
+    "gitfaas.jobs-wasm".into()
 }
 
 fn default_triggers_topic() -> String {
@@ -83,10 +98,12 @@ impl TopicSettings {
             functions: format!("{prefix}functions"),
             logs: format!("{prefix}logs"),
             triggers: format!("{prefix}triggers"),
+            jobs_containers: format!("{prefix}jobs-containers"),
+            jobs_wasm: format!("{prefix}jobs-wasm"),
         }
     }
 
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.jobs,
             &self.results,
@@ -96,6 +113,8 @@ impl TopicSettings {
             &self.functions,
             &self.logs,
             &self.triggers,
+            &self.jobs_containers,
+            &self.jobs_wasm,
         ]
     }
 }

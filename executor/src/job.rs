@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gitfaas_common::kafka::Topic;
 use gitfaas_common::schema::Attempt;
 use gitfaas_common::{Job, JobResult, JobStatus};
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,9 @@ use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
-    interpret, owner_digest, plan, refused_start, warm_args, Chosen, Dependencies, DepsError, Function, Launch, Lease,
-    LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError, SandboxSpec,
-    WarmPool, Workspace, EXECUTOR_LABEL, JOB_LABEL,
+    interpret, owner_digest, plan, refused_start, run_wasm, warm_args, Chosen, Dependencies, DepsError, Function,
+    Launch, Lease, LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError,
+    SandboxSpec, WarmPool, WasmMetrics, WasmRun, WasmRuntime, Workspace, EXECUTOR_LABEL, JOB_LABEL, WASM_RUNTIME,
 };
 
 pub(crate) const CODE_MOUNT: &str = "/code";
@@ -42,6 +43,9 @@ pub struct JobRunner {
     pub refs: SharedResolutions,
     /// Where live log chunks go.
     pub logs: LogTopic,
+    /// The `wasm` runtime, when `executor.wasm.enabled` is on.
+    pub wasm: Option<Arc<WasmRuntime>>,
+    pub wasm_metrics: WasmMetrics,
 }
 
 /// The publisher the live log chunks of every run go out through (to the logs topic).
@@ -86,24 +90,29 @@ struct Ending {
     result: JobResult,
     /// The executor's own trouble (disk, Docker), not the job's: worth retrying.
     infrastructure: bool,
+    /// The job's runtime is one this executor lacks but others may have: the
+    /// topic of the executors that have it (see `crate::handover`).
+    handover: Option<Topic>,
 }
 
 impl From<JobResult> for Ending {
     fn from(result: JobResult) -> Self {
-        Self { result, infrastructure: false }
+        Self { result, infrastructure: false, handover: None }
     }
 }
 
 impl Ending {
     fn infrastructure(attempt: &Attempt, reason: impl Into<String>) -> Self {
-        Self { result: JobResult::failed(attempt, reason), infrastructure: true }
+        Self { result: JobResult::failed(attempt, reason), infrastructure: true, handover: None }
     }
 }
 
-/// One attempt's result, and whether its failure was the executor's own.
+/// One attempt's result, whether its failure was the executor's own, and where
+/// the job goes instead when its runtime is not offered here.
 pub struct RunOutcome {
     pub result: JobResult,
     pub infrastructure_failure: bool,
+    pub handover: Option<Topic>,
 }
 
 impl JobRunner {
@@ -127,7 +136,7 @@ impl JobRunner {
         streamer.finish().await; // the log's last chunk goes out before the result
         let (warm, ready) = warm;
         let result = JobResult { commit_sha, warm, ready, ..ending.result.finished(Utc::now()) };
-        RunOutcome { result, infrastructure_failure: ending.infrastructure }
+        RunOutcome { result, infrastructure_failure: ending.infrastructure, handover: ending.handover }
     }
 
     async fn attempt(
@@ -177,7 +186,7 @@ impl JobRunner {
             *commit_sha = Some(sha.clone());
             return JobResult::succeeded(at, serde_json::json!({ "commit": sha })).into();
         }
-        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
+        let offer = self.offer();
         let plan = |dir: &Path| {
             let chosen = Chosen::of(spec);
             plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
@@ -283,7 +292,7 @@ impl JobRunner {
         let (target, submodules) = ((repo.clone(), sha.to_owned()), job.spec.submodules);
         let notes = self.checkout_task(at, target, workspace.code(), token, submodules).instrument(checkout).await?;
         let workspace = workspace.with_notes(notes);
-        let launch = plan(&workspace.code()).map_err(|e| Ending::from(JobResult::rejected(at, e.to_string())))?;
+        let launch = plan(&workspace.code()).map_err(|e| self.refused(at, e))?;
         let prepared = match install {
             true => self.deps.prepare(&workspace.code(), workdir, &launch, &job.id.to_string(), log, cancel).await,
             false => Ok(None),
@@ -351,6 +360,25 @@ impl JobRunner {
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
         let reading = launch.reading.clone();
         let run = tracing::info_span!("run", warm = matches!(&place, Place::Warm(_)));
+        if let (true, Some(wasm)) = (launch.runtime == WASM_RUNTIME, &self.wasm) {
+            let module = WasmRun {
+                launch,
+                code_dir: place.workspace().code(),
+                input_dir: place.workspace().input(),
+                output_dir: place.workspace().output(),
+                memory_mb: spec.resources.memory_mb,
+                timeout,
+                stdout_max_bytes: self.settings.stdout_max_bytes,
+                stderr_tail_bytes: self.settings.stderr_tail_bytes,
+                log: log.clone(),
+                metrics: self.wasm_metrics.clone(),
+            };
+            let ending = match run_wasm(wasm, at, module, cancel).instrument(run).await {
+                Ok(result) => result.into(),
+                Err(why) => Ending::infrastructure(at, why),
+            };
+            return self.finish_run(job, at, ending, place).await;
+        }
         let outcome = async {
             match &mut place {
                 Place::Warm(lease) => Ok(lease.invoke(&launch.stdin, timeout, log, cancel).await),
@@ -365,7 +393,7 @@ impl JobRunner {
         }
         .instrument(run)
         .await;
-        let mut ending = match outcome {
+        let ending = match outcome {
             Ok(outcome) => interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => match refused_start(&reading, &e) {
@@ -373,6 +401,14 @@ impl JobRunner {
                 None => Ending::infrastructure(at, format!("sandbox error: {e}")),
             },
         };
+        self.finish_run(job, at, ending, place).await
+    }
+
+    /// The run's ending with its dependencies and notes, and the sinks uploaded
+    /// when it succeeded.
+    async fn finish_run(&self, job: &Job, at: &Attempt, mut ending: Ending, place: Place) -> (Ending, Place) {
+        let spec = &job.spec;
+        let (limits, policy) = (&self.settings.data, &self.settings.policy);
         ending.result.dependencies = match &place {
             Place::Cold(_, prepared) => prepared.as_ref().map(Prepared::summary),
             Place::Warm(lease) => lease.workspace().dependencies(),
@@ -389,6 +425,19 @@ impl JobRunner {
             }
         }
         (ending, place)
+    }
+
+    /// The job's end for a plan refused with `error`: rejected, and handed over
+    /// when its runtime is one other executors have.
+    fn refused(&self, at: &Attempt, error: ManifestError) -> Ending {
+        let handover = crate::handover::topic_for(&error, !self.settings.images.is_empty(), self.wasm.is_some());
+        Ending { handover, ..JobResult::rejected(at, error.to_string()).into() }
+    }
+
+    /// The runtimes this executor offers: its images, and `wasm` when it runs here.
+    pub(crate) fn offer(&self) -> Offer<'_> {
+        let (images, allowed_images) = (&self.settings.images, &self.settings.allowed_images);
+        Offer { images, allowed_images, wasm: self.wasm.is_some() }
     }
 
     fn open_credentials(&self, job: &Job, at: &Attempt) -> Result<Credentials, Box<Ending>> {

@@ -15,6 +15,7 @@
 //! - [`tree`]: bounds on a checkout, checked on the tree before anything is written;
 //! - [`credentials`]: a job's sealed credentials, opened; [`data`]: its data links;
 //! - [`offsets`]: which offsets may be committed;
+//! - [`handover`]: jobs of a runtime this executor lacks, handed to the executors that have it;
 //! - [`cancel`]: cancel requests and abandoned runs;
 //! - [`metrics`]: what the executor counts and times (the sandbox's parts
 //!   included), served with its health on `executor.metrics_listen`
@@ -27,6 +28,7 @@ mod delivery;
 mod durable;
 mod flow;
 mod git;
+mod handover;
 mod heartbeat;
 mod job;
 mod metrics;
@@ -50,7 +52,7 @@ use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use gitfaas_sandbox::{Dependencies, Sandbox, Template, WarmPool};
+use gitfaas_sandbox::{Dependencies, Sandbox, Template, WarmPool, WasmRuntime};
 
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
@@ -69,7 +71,16 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let mut registry = gitfaas_common::metrics::registry();
     let metrics = metrics::ExecutorMetrics::register(&mut registry);
     metrics.jobs.slots.set(i64::try_from(e.slots).unwrap_or(i64::MAX));
-    let sandbox = prepare_sandbox(e, &executor_id).await?.with_metrics(metrics.sandbox.clone());
+    // with no container runtime (only `wasm`), no Docker engine is asked for
+    let sandbox = match e.images.is_empty() {
+        true => Sandbox::unconnected(e.sandbox().policy())?,
+        false => prepare_sandbox(e, &executor_id).await?,
+    };
+    let sandbox = sandbox.with_metrics(metrics.sandbox.clone());
+    let wasm = match e.wasm.enabled {
+        true => Some(Arc::new(WasmRuntime::new(&e.wasm).context("starting the wasm runtime")?)),
+        false => None,
+    };
     let git = GitCache::new(&e.cache_dir, e.max_repo_mb).context("creating the git cache")?;
     let git = Arc::new(git.with_limits(e.checkout).with_metrics(metrics.git.clone()));
 
@@ -95,10 +106,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         images: e.images.iter().map(|(runtime, image)| (runtime.clone(), image.clone())).collect(),
         job_network: e.job_network,
     };
-    let warm = e.warm.enabled.then(|| WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone(), template));
+    let warm = (e.warm.enabled && !e.images.is_empty())
+        .then(|| WarmPool::new(sandbox.clone(), &e.warm, metrics.warm.clone(), template));
     let deps = Dependencies::new(&e.dependencies, sandbox.clone(), &executor_id)
         .context("creating the dependency layer cache")?;
-    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, "executor ready");
+    let runtimes = e.images.keys().map(String::as_str).chain(e.wasm.enabled.then_some("wasm")).collect::<Vec<_>>();
+    tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, runtimes = ?runtimes, "executor ready");
     let runner = JobRunner {
         executor_id,
         settings: e.clone(),
@@ -108,6 +121,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         deps: Arc::new(deps),
         refs: refs::SharedResolutions::new(Duration::from_millis(e.ref_freshness_ms)),
         logs: job::LogTopic { publisher: publisher.clone() },
+        wasm,
+        wasm_metrics: metrics.wasm.clone(),
     };
     Ok(Arc::new(Worker {
         consumer,
@@ -148,7 +163,10 @@ fn jobs_consumer(settings: &Settings, executor_id: &str, context: WorkerContext)
         .rebalancing_promptly()
         .create_with(context)
         .context("creating the kafka consumer")?;
-    consumer.subscribe(&[&settings.kafka.topics.jobs]).context("subscribing to the jobs topic")?;
+    let e = &settings.executor;
+    let sources = handover::sources(!e.images.is_empty(), e.wasm.enabled);
+    let names: Vec<&str> = sources.iter().map(|&topic| settings.kafka.topics.name(topic)).collect();
+    consumer.subscribe(&names).context("subscribing to the jobs topics")?;
     Ok(consumer)
 }
 

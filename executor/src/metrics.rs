@@ -6,7 +6,7 @@
 
 use gitfaas_common::metrics::{seconds_histogram, ConsumerLag, Registry};
 use gitfaas_common::JobResult;
-use gitfaas_sandbox::{SandboxMetrics, WarmMetrics};
+use gitfaas_sandbox::{SandboxMetrics, WarmMetrics, WasmMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +24,7 @@ pub struct ExecutorMetrics {
     pub jobs: JobMetrics,
     pub sandbox: SandboxMetrics,
     pub warm: WarmMetrics,
+    pub wasm: WasmMetrics,
     pub git: GitMetrics,
     pub lag: ConsumerLag,
 }
@@ -53,12 +54,19 @@ impl ExecutorMetrics {
             warm.ready_claims.clone(),
         );
         r.register("warm_pool_evictions", "Idle warm sandboxes removed for room or age", warm.evictions.clone());
+        let wasm = WasmMetrics::default();
+        r.register("wasm_run_seconds", "Instantiation and run of a prepared wasm module", wasm.runs.clone());
+        r.register(
+            "wasm_modules_prepared",
+            "Wasm modules compiled or loaded from the disk cache",
+            wasm.prepared.clone(),
+        );
         let git = GitMetrics::default();
         r.register("git_cache_hits", "Ref resolutions the mirror answered without a fetch", git.hits.clone());
         r.register("git_cache_misses", "Ref resolutions that fetched into the mirror", git.misses.clone());
         r.register("git_fetch_seconds", "Fetches into a mirror", git.fetch.clone());
         let lag = ConsumerLag::register(registry);
-        Self { jobs, sandbox, warm, git, lag }
+        Self { jobs, sandbox, warm, wasm, git, lag }
     }
 }
 

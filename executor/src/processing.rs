@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::kafka::Publisher;
+use gitfaas_common::kafka::{Publisher, Topic};
 use gitfaas_common::schema::{Attempt, Delivery, JobStarted};
 use gitfaas_common::{Job, JobEvent, JobResult};
 use tracing::Instrument;
@@ -33,7 +33,7 @@ impl Processing {
     /// failures when the job asks for retries — and publishes its one result;
     /// true once the broker has it. An at-most-once job starts only once its
     /// `started` event is acknowledged and its offset committed (`start`).
-    pub async fn process(&self, job: Job, guard: &RunGuard, start: &StartCommit) -> bool {
+    pub async fn process(&self, job: Job, guard: &RunGuard, start: &StartCommit, handed_over: bool) -> bool {
         let executor_id = &self.runner.executor_id;
         if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
             tracing::info!("job expired before it could start");
@@ -70,6 +70,9 @@ impl Processing {
             if let Some(stop) = guard.stop() {
                 return self.stopped(&job, stop, Some(outcome), durable).await;
             }
+            if let Some(topic) = outcome.handover.filter(|_| !handed_over) {
+                return self.hand_over(&job, topic).await;
+            }
             let result = outcome.result;
             infrastructure_failures += u32::from(outcome.infrastructure_failure);
             let reason = result.reason.as_deref().unwrap_or_default();
@@ -94,6 +97,25 @@ impl Processing {
                 delivery::Next::GiveUp => return self.give_up(&job, result).await,
             }
         }
+    }
+
+    /// Publishes `job` to `topic`, the executors that have its runtime (see
+    /// [`crate::handover`]); true once the broker has it (its result is theirs).
+    async fn hand_over(&self, job: &Job, topic: Topic) -> bool {
+        let name = self.publisher.topic_name(topic).to_owned();
+        let mut backoff = Duration::from_millis(200);
+        for _ in 0..10 {
+            match self.publisher.publish_as(topic, job).await {
+                Ok(()) => {
+                    tracing::info!(topic = %name, "job handed over: its runtime is not offered here");
+                    return true;
+                }
+                Err(error) => tracing::warn!(%error, topic = %name, "hand-over not acknowledged; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        false
     }
 
     /// Publishes what `end` asks for; true once the job is done here.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use gitfaas_common::sealed::PrivateKey;
 use gitfaas_common::settings::{KafkaSettings, SettingsError, TelemetrySettings};
-use gitfaas_sandbox::{DependencySettings, SandboxSettings, WarmSettings};
+use gitfaas_sandbox::{DependencySettings, SandboxSettings, WarmSettings, WasmSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -112,6 +112,10 @@ pub struct ExecutorSettings {
     /// Package indexes, the layer cache and the bounds of dependency builds.
     #[serde(default)]
     pub dependencies: DependencySettings,
+    /// The `wasm` runtime, run in this process: with no `images`, an executor
+    /// needs no Docker engine.
+    #[serde(default)]
+    pub wasm: WasmSettings,
 }
 
 fn default_max_submodule_depth() -> u32 {
@@ -165,6 +169,7 @@ impl ExecutorSettings {
             logs: self.logs.clone(),
             warm: self.warm.clone(),
             dependencies: self.dependencies.clone(),
+            wasm: self.wasm.clone(),
         }
     }
 

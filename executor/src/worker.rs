@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gitfaas_common::kafka::{decode, set_parent_from_headers};
+use gitfaas_common::kafka::{decode, set_parent_from_headers, Topic};
 use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::tasks::Tasks;
 use gitfaas_common::Job;
@@ -255,12 +255,14 @@ impl Worker {
                     (self.processing.conclude(end).await, None)
                 }
                 Admission::Run(guard) => {
+                    // a job from a hand-over topic is never handed over again
+                    let handed_over = tp.0 != self.processing.publisher.topic_name(Topic::Jobs);
                     let start = StartCommit {
                         consumer: self.consumer.clone(),
                         tracker: self.tracker.clone(),
                         message: received.clone(),
                     };
-                    (self.processing.process(job, &guard, &start).await, Some(guard))
+                    (self.processing.process(job, &guard, &start, handed_over).await, Some(guard))
                 }
             }
         }

@@ -160,6 +160,13 @@ impl Sandbox {
         Ok(Self { docker, policy, metrics: SandboxMetrics::default() })
     }
 
+    /// A client that has not reached the engine (an executor with no container
+    /// runtimes never uses it, and needs no engine at all).
+    pub fn unconnected(policy: SandboxPolicy) -> anyhow::Result<Self> {
+        let docker = Docker::connect_with_defaults().context("connecting to docker")?;
+        Ok(Self { docker, policy, metrics: SandboxMetrics::default() })
+    }
+
     /// The same sandbox, timing its container calls in `metrics`.
     pub fn with_metrics(self, metrics: SandboxMetrics) -> Self {
         Self { metrics, ..self }

@@ -23,6 +23,8 @@
 //!   (the executor's git fetches use it too);
 //! - `logs`: what a running function writes, redacted and capped, as chunks
 //!   handed to an outlet (the logs topic, or a terminal);
+//! - `wasm`: the `wasm` runtime's run, in this process through `gitfaas-wasm`
+//!   (no container), read by the same [`interpret`];
 //! - `workspace`: a run's `code`, `input` and `output` directories;
 //! - `settings`: [`SandboxSettings`], the sandbox keys of the executor's section;
 //! - `metrics`: what the sandbox and the warm pool count, registered by the caller;
@@ -39,17 +41,20 @@ mod runtime;
 mod settings;
 mod tail;
 mod warm;
+mod wasm;
 mod workspace;
 
 pub use deps::{declares as declares_dependencies, Dependencies, DependencySettings, DepsError, Prepared};
 pub use docker::seccomp;
 pub use docker::{Sandbox, SandboxError, SandboxOutcome, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 pub use egress::ConnectProxy;
+pub use gitfaas_wasm::{WasmRuntime, WasmSettings};
 pub use local::{run_local, LocalOutcome, LocalRun};
 pub use logs::{LogSink, LogStreamer, Outlet, Redactor};
-pub use metrics::{SandboxMetrics, WarmMetrics};
+pub use metrics::{SandboxMetrics, WarmMetrics, WasmMetrics};
 pub use outcome::{interpret, refused_start};
-pub use runtime::{plan, Chosen, Interpreter, Launch, ManifestError, Offer, Reading};
+pub use runtime::{plan, Chosen, Interpreter, Launch, ManifestError, Offer, Reading, WASM_RUNTIME};
 pub use settings::SandboxSettings;
 pub use warm::{owner_digest, warm_args, Function, Lease, ReadySettings, Template, WarmPool, WarmSettings, WARM_LABEL};
+pub use wasm::{run_wasm, WasmRun};
 pub use workspace::Workspace;

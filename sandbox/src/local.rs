@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use gitfaas_common::schema::Resources;
 use gitfaas_common::schema::{Attempt, DependencyBuild};
-use gitfaas_common::{JobId, JobStatus, Owner};
+use gitfaas_common::{JobId, JobResult, JobStatus, Owner};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +21,12 @@ use gitfaas_common::logs::{LogLimits, LogRun};
 use crate::deps::{Dependencies, DepsError, Prepared};
 use crate::docker::{Sandbox, SandboxError, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
 use crate::logs::{LogSink, LogStreamer, Outlet, Redactor};
+use crate::metrics::WasmMetrics;
 use crate::outcome::interpret;
-use crate::runtime::{self, Offer};
+use crate::runtime::{self, Launch, Offer, WASM_RUNTIME};
 use crate::settings::SandboxSettings;
+use crate::wasm::{run_wasm, WasmRun};
+use gitfaas_wasm::WasmRuntime;
 
 const CODE_MOUNT: &str = "/code";
 
@@ -64,15 +68,19 @@ pub async fn run_local(
     run: LocalRun<'_>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<LocalOutcome> {
-    let sandbox = Sandbox::connect(settings.policy()).await?;
     let workspace = tempfile::Builder::new().prefix("gitfaas-local-").tempdir().context("creating a workspace")?;
     let code = workspace.path().join("code");
     prepare(workspace.path(), run.dir, &code).with_context(|| format!("copying {}", run.dir.display()))?;
-    let offer = Offer { images: &settings.images, allowed_images: &settings.allowed_images };
+    let offer = Offer { images: &settings.images, allowed_images: &settings.allowed_images, wasm: true };
     let launch = match runtime::plan(&code, CODE_MOUNT, run.runtime, &run.chosen, &offer, run.input, b"{}") {
         Ok(launch) => launch,
         Err(error) => return Ok(LocalOutcome::refused(error.to_string())),
     };
+    if launch.runtime == WASM_RUNTIME {
+        return run_module(settings, &run, launch, workspace.path(), cancel).await;
+        // no Docker
+    }
+    let sandbox = Sandbox::connect(settings.policy()).await?;
     let workdir = run.chosen.workdir.unwrap_or(".");
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     let streamer = run.live_log.then(|| print_live(&settings.logs));
@@ -132,9 +140,47 @@ pub async fn run_local(
         Err(error @ SandboxError::MissingImage(_)) => return Ok(LocalOutcome::refused(error.to_string())),
         Err(error) => return Err(error).context("running the sandbox"),
     };
-    // a local run is one attempt of no job: only the reading of its outcome matters
+    let at = local_attempt();
+    let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
+    let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
+    let result = interpret(&at, out, &launch.reading, timeout_secs, settings.stdout_max_bytes);
+    Ok(LocalOutcome::of(result, runtime, image, prepared.as_ref().map(Prepared::summary)))
+}
+
+/// A wasm module's run, in this process.
+async fn run_module(
+    settings: &SandboxSettings,
+    run: &LocalRun<'_>,
+    launch: Launch,
+    workspace: &Path,
+    cancel: &CancellationToken,
+) -> anyhow::Result<LocalOutcome> {
+    let runtime = Arc::new(WasmRuntime::new(&settings.wasm).context("starting the wasm runtime")?);
+    let streamer = run.live_log.then(|| print_live(&settings.logs));
+    let wasm = WasmRun {
+        launch,
+        code_dir: workspace.join("code"),
+        input_dir: workspace.join("input"),
+        output_dir: workspace.join("output"),
+        memory_mb: run.resources.memory_mb,
+        timeout: run.timeout,
+        stdout_max_bytes: settings.stdout_max_bytes,
+        stderr_tail_bytes: settings.stderr_tail_bytes,
+        log: streamer.as_ref().map(LogStreamer::sink).unwrap_or_else(LogSink::off),
+        metrics: WasmMetrics::default(),
+    };
+    let result = run_wasm(&runtime, &local_attempt(), wasm, cancel).await;
+    if let Some(streamer) = streamer {
+        streamer.finish().await;
+    }
+    let result = result.map_err(|why| anyhow::anyhow!(why))?;
+    Ok(LocalOutcome::of(result, WASM_RUNTIME.to_owned(), String::new(), None))
+}
+
+/// A local run is one attempt of no job: only the reading of its outcome matters.
+fn local_attempt() -> Attempt {
     let started_at = chrono::Utc::now();
-    let at = Attempt {
+    Attempt {
         job_id: JobId::new(),
         owner: Owner { subject: "local".into(), name: None },
         submitted_at: started_at,
@@ -143,20 +189,7 @@ pub async fn run_local(
         started_at: Some(started_at),
         delivery: Default::default(),
         function: None,
-    };
-    let timeout_secs = u32::try_from(run.timeout.as_secs()).unwrap_or(u32::MAX);
-    let (runtime, image) = (launch.runtime.clone(), launch.image.clone());
-    let result = interpret(&at, out, &launch.reading, timeout_secs, settings.stdout_max_bytes);
-    Ok(LocalOutcome {
-        status: result.status,
-        reason: result.reason,
-        runtime,
-        image,
-        exit_code: result.exit_code,
-        output: result.output,
-        stderr_tail: result.stderr_tail,
-        dependencies: prepared.as_ref().map(Prepared::summary),
-    })
+    }
 }
 
 /// A live log printed on stderr, chunk by chunk, a little more often than a job's.
@@ -177,6 +210,19 @@ fn print_live(limits: &LogLimits) -> LogStreamer {
 }
 
 impl LocalOutcome {
+    fn of(result: JobResult, runtime: String, image: String, dependencies: Option<DependencyBuild>) -> Self {
+        Self {
+            status: result.status,
+            reason: result.reason,
+            runtime,
+            image,
+            exit_code: result.exit_code,
+            output: result.output,
+            stderr_tail: result.stderr_tail,
+            dependencies,
+        }
+    }
+
     fn refused(reason: String) -> Self {
         Self {
             status: JobStatus::Rejected,

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::deps::DependencySettings;
 use crate::docker::SandboxPolicy;
 use crate::warm::WarmSettings;
+use gitfaas_wasm::WasmSettings;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct SandboxSettings {
@@ -48,6 +49,9 @@ pub struct SandboxSettings {
     /// Package indexes, the layer cache and the bounds of dependency builds.
     #[serde(default)]
     pub dependencies: DependencySettings,
+    /// The `wasm` runtime (in-process, no Docker): off unless enabled.
+    #[serde(default)]
+    pub wasm: WasmSettings,
 }
 
 impl SandboxSettings {
@@ -55,8 +59,10 @@ impl SandboxSettings {
     /// executor's section has them.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
-        if self.images.is_empty() {
-            return invalid("executor.images must map at least one runtime to an image");
+        if self.images.is_empty() && !self.wasm.enabled {
+            return invalid(
+                "executor.images must map at least one runtime to an image (or executor.wasm.enabled be true)",
+            );
         }
         if !["runc", "runsc"].contains(&self.oci_runtime.as_str()) {
             return invalid("executor.oci_runtime must be `runc` or `runsc`");

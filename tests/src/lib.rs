@@ -141,6 +141,7 @@ pub fn executor_settings(topic_prefix: &str, state: &Path) -> gitfaas_executor::
     s.executor.work_dir = state.join("work");
     s.executor.cache_dir = state.join("cache");
     s.executor.dependencies.cache_dir = state.join("deps");
+    s.executor.wasm.cache_dir = state.join("wasm");
     s.executor.shutdown_grace_secs = 5;
     s.executor.policy.allowed_ranges = loopback_ranges();
     s.executor.metrics_listen = Some("127.0.0.1:0".into()); // several executors share the machine
@@ -265,6 +266,11 @@ impl Stack {
 
 /// A repository served by the test git daemon; returns its URL.
 pub fn git_repo(files: &[(&str, &str)]) -> String {
+    git_repo_of(&files.iter().map(|(path, text)| (*path, text.as_bytes())).collect::<Vec<_>>())
+}
+
+/// A repository of files of any bytes (a wasm module), served by the test git daemon.
+pub fn git_repo_of(files: &[(&str, &[u8])]) -> String {
     let name = unique("repo");
     let dir = infra::git_root().join(&name);
     std::fs::create_dir_all(&dir).expect("repo dir");
@@ -277,7 +283,7 @@ pub fn git_repo(files: &[(&str, &str)]) -> String {
         let file = dir.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, content).unwrap();
-        if content.starts_with("#!") {
+        if content.starts_with(b"#!") {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
         }

@@ -121,3 +121,39 @@ fn a_local_run_prints_the_functions_stderr_while_it_runs() {
     assert!(apart >= std::time::Duration::from_millis(1500), "`tick` came {apart:?} before `tock`: {lines:?}");
     assert_eq!(lines.iter().filter(|(l, _)| l == "tick").count(), 1, "printed once: {lines:?}");
 }
+
+#[test]
+fn a_wasm_module_runs_locally_with_no_docker_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gitfaas.toml"), "runtime = \"wasm\"\n").unwrap();
+    let module = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 2048) "echoing\0a")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 1000))
+            (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 4) (i32.load (i32.const 8)))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 0) (i32.const 2048)) (i32.store (i32.const 4) (i32.const 8))
+            (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("main.wasm"), module).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(infra::bin_dir().join("gitfaas"))
+        .args(["local", "run"])
+        .arg(dir.path())
+        .args(["--input", r#"{"n": [1, 2]}"#])
+        .env_remove("GITFAAS_CONFIG_DIR")
+        .env("DOCKER_HOST", format!("unix://{}/no-docker.sock", cwd.path().display()))
+        .current_dir(cwd.path())
+        .output()
+        .expect("gitfaas runs");
+    let (code, stdout, stderr) = streams(&output);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!({"n": [1, 2]}));
+    assert!(stderr.contains("echoing") && stderr.contains("succeeded (wasm, in this process)"), "{stderr}");
+}

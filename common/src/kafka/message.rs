@@ -28,10 +28,14 @@ pub enum Topic {
     Logs,
     /// Triggers' definitions: compacted, one key per trigger, one partition.
     Triggers,
+    /// Jobs an executor without container runtimes handed over (see the executor's `handover`).
+    JobsContainers,
+    /// Jobs an executor without the wasm runtime handed over.
+    JobsWasm,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Jobs,
         Topic::Results,
         Topic::Observer,
@@ -40,6 +44,8 @@ impl Topic {
         Topic::Functions,
         Topic::Logs,
         Topic::Triggers,
+        Topic::JobsContainers,
+        Topic::JobsWasm,
     ];
 
     /// Whether the topic keeps each key's latest message only (a definition's
@@ -72,6 +78,8 @@ impl TopicSettings {
             Topic::Functions => &self.functions,
             Topic::Logs => &self.logs,
             Topic::Triggers => &self.triggers,
+            Topic::JobsContainers => &self.jobs_containers,
+            Topic::JobsWasm => &self.jobs_wasm,
         }
     }
 }

@@ -62,6 +62,18 @@ impl Publisher {
         self.deliver(record).await
     }
 
+    /// Publishes `message` under its key to `topic` rather than its own: a job
+    /// an executor hands over to the executors that have its runtime.
+    pub async fn publish_as<M: Message>(&self, topic: Topic, message: &M) -> Result<(), PublishError> {
+        let (payload, key) = (serde_json::to_vec(message)?, message.key());
+        self.send_raw(self.topics.name(topic), Some(key.as_bytes()), &payload, &[]).await
+    }
+
+    /// The configured name of `topic`.
+    pub fn topic_name(&self, topic: Topic) -> &str {
+        self.topics.name(topic)
+    }
+
     /// Publishes a tombstone (no value) for `key` on `M`'s compacted topic: the
     /// end of what `key` named.
     pub async fn retract<M: Message>(&self, key: &str) -> Result<(), PublishError> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_common::schema::{Attempt, Submodules};
 use gitfaas_common::{Job, JobResult};
-use gitfaas_sandbox::{plan, Chosen, Offer, Workspace};
+use gitfaas_sandbox::{plan, Chosen, Workspace};
 use serde_json::Value;
 
 use super::{Ending, JobRunner, CODE_MOUNT};
@@ -63,11 +63,11 @@ impl JobRunner {
         let workspace = Workspace::create(&self.settings.work_dir)
             .map_err(|e| Ending::infrastructure(at, format!("executor could not create a workspace: {e}")))?;
         self.checkout_task(at, target, workspace.code(), token, spec.submodules).await?;
-        let offer = Offer { images: &self.settings.images, allowed_images: &self.settings.allowed_images };
+        let offer = self.offer();
         let (chosen, runtime) = (Chosen::of(spec), spec.runtime.as_deref());
         match plan(&workspace.code(), CODE_MOUNT, runtime, &chosen, &offer, &Value::Null, b"{}") {
             Ok(_) => Ok(()),
-            Err(e) => Err(JobResult::rejected(at, e.to_string()).into()),
+            Err(e) => Err(self.refused(at, e)),
         }
     }
 }

@@ -177,7 +177,15 @@ mod tests {
             ("node".into(), "n".into()),
             ("command".into(), "c".into()),
         ]);
-        plan(dir, "/code", Some(runtime), &chosen, &Offer { images: &images, allowed_images: &[] }, &Value::Null, b"{}")
+        plan(
+            dir,
+            "/code",
+            Some(runtime),
+            &chosen,
+            &Offer { images: &images, allowed_images: &[], wasm: true },
+            &Value::Null,
+            b"{}",
+        )
     }
 
     fn checkout(files: &[&str]) -> tempfile::TempDir {

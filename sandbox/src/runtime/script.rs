@@ -80,7 +80,7 @@ mod tests {
             ("node".into(), "n".into()),
             ("command".into(), "c".into()),
         ]);
-        let offer = Offer { images: &images, allowed_images: &[] };
+        let offer = Offer { images: &images, allowed_images: &[], wasm: false };
         let run = |runtime: &str, entry: Option<&'static str>, args: &[&str]| {
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
             let chosen = Chosen { entry, args: &args, workdir: None, mode: Some(Mode::Script) };

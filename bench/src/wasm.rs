@@ -1,0 +1,178 @@
+//! The wasm runtime against the floors of the same run: a module's first job
+//! (never seen by the executor: compiled on the job's path) against a bare
+//! `docker run`, its later jobs against the warm python job, and — measured in
+//! the executor, from its `gitfaas_wasm_run_seconds` histogram — the
+//! instantiation and run of the module from the cache.
+//!
+//! The module echoes its stdin; each first job commits a module that differs by
+//! one data segment (a new content hash, so a new compilation). The steady jobs
+//! and the warm python jobs are interleaved, after a warm-up each.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::first::git;
+use crate::jobs::Api;
+use crate::stats::Summary;
+
+/// Where the bench's repositories go and how the git server names them, and
+/// the executor's metrics.
+pub struct Setup {
+    pub dir: PathBuf,
+    pub url: String,
+    pub metrics: String,
+    pub pace: Duration,
+}
+
+/// An echo module whose data segment holds `version` (so each version hashes apart).
+fn module(version: usize) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 8192) "bench module version {version}")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 4000))
+            (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 4) (i32.load (i32.const 8)))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    ))
+    .expect("the bench module is valid text")
+}
+
+/// One job of `body`, which must succeed; its client-side end-to-end time.
+async fn job(api: &Api, body: &Value) -> anyhow::Result<f64> {
+    let (sample, result) = api.send_waiting(body, 30, 10).await?;
+    if sample.status != "succeeded" {
+        bail!("bench job ended {}: {}", sample.status, result["reason"]);
+    }
+    if body.get("runtime").is_some() && result["output"] != body["input"] {
+        bail!("the wasm job echoed {} for {}", result["output"], body["input"]);
+    }
+    Ok(sample.e2e_ms)
+}
+
+/// The `gitfaas_wasm_run_seconds` histogram as the executor serves it:
+/// cumulative bucket counts by upper bound, and the sum.
+async fn scrape(api: &Api, url: &str) -> anyhow::Result<(Vec<(f64, f64)>, f64)> {
+    let text = api.client.get(url).send().await?.error_for_status()?.text().await?;
+    let mut buckets = Vec::new();
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().unwrap_or_default();
+        if let Some(le) = name.strip_prefix("gitfaas_wasm_run_seconds_bucket{le=\"") {
+            let le = le.trim_end_matches("\"}");
+            buckets.push((if le == "+Inf" { f64::INFINITY } else { le.parse()? }, value));
+        } else if name == "gitfaas_wasm_run_seconds_sum" {
+            sum = value;
+        }
+    }
+    if buckets.is_empty() {
+        bail!("{url} serves no gitfaas_wasm_run_seconds (is the executor's wasm runtime on?)");
+    }
+    Ok((buckets, sum))
+}
+
+/// The median of the runs between two scrapes, in ms, interpolated within its
+/// bucket (as Prometheus' `histogram_quantile`), and their mean (exact).
+fn median_between(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> Option<(f64, f64, f64)> {
+    let deltas: Vec<(f64, f64)> = after.0.iter().zip(&before.0).map(|((le, a), (_, b))| (*le, a - b)).collect();
+    let total = deltas.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, cumulative) in &deltas {
+        if *cumulative >= total / 2.0 {
+            let upper = if le.is_finite() { *le } else { lower };
+            let share = if *cumulative > below { (total / 2.0 - below) / (cumulative - below) } else { 1.0 };
+            let mean = (after.1 - before.1) / total;
+            return Some(((lower + (upper - lower) * share) * 1e3, mean * 1e3, total));
+        }
+        (lower, below) = (*le, *cumulative);
+    }
+    None
+}
+
+/// Measures the wasm sequences and their ratios into `report`.
+pub async fn report(
+    api: &Api,
+    setup: &Setup,
+    runs: usize,
+    docker_run_p50: f64,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    let name = format!("bench-wasm-{}", chrono::Utc::now().timestamp_millis());
+    let (dir, url) = (setup.dir.join(&name), format!("{}/{name}", setup.url));
+    std::fs::create_dir_all(&dir)?;
+    git(&dir, &["init", "-q", "-b", "main"])?;
+    std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
+    let body = |n: usize| json!({"repo": url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
+    let mut first = Vec::new();
+    for version in 1..=runs.clamp(3, 10) {
+        std::fs::write(dir.join("main.wasm"), module(version))?;
+        git(&dir, &["add", "."])?;
+        git(&dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])?;
+        tokio::time::sleep(setup.pace).await;
+        first.push(job(api, &body(version)).await.context("a first wasm job")?);
+    }
+    for n in 0..3 {
+        job(api, &body(n)).await?;
+        api.invoke_waiting(n, 10, 10).await?;
+    }
+    let before = scrape(api, &setup.metrics).await?;
+    let (mut wasm, mut python) = (Vec::new(), Vec::new());
+    for n in 0..runs.max(50) {
+        wasm.push(job(api, &body(n)).await.context("a wasm job")?);
+        let sample = api.invoke_waiting(n, 10, 10).await?;
+        if sample.status != "succeeded" {
+            bail!("warm python job ended {}", sample.status);
+        }
+        python.push(sample.e2e_ms);
+    }
+    let after = scrape(api, &setup.metrics).await?;
+    let (run_p50, run_mean, counted) = median_between(&before, &after).context("no wasm runs counted")?;
+    let (first, wasm, python) = (Summary::of(&first), Summary::of(&wasm), Summary::of(&python));
+    let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
+    println!("{:<44} p50 {:>8.2} ms", "wasm first job of a new module e2e", p50(&first));
+    println!("{:<44} p50 {:>8.2} ms", "wasm job e2e (module cached)", p50(&wasm));
+    println!("{:<44} p50 {:>8.2} ms", "warm python job e2e (interleaved)", p50(&python));
+    println!("{:<44} p50 {run_p50:>8.3} ms  mean {run_mean:>8.3} ms", "wasm instantiate + run, in the executor");
+    report["wasm"] = json!({
+        "at": chrono::Utc::now(),
+        "first_job_e2e_ms": first,
+        "job_e2e_ms": wasm,
+        "warm_python_job_e2e_ms": python,
+        "instantiate_run_in_executor_ms": {"p50": run_p50, "mean": run_mean, "n": counted},
+    });
+    let ratios = [
+        ("wasm_e2e_p50_to_warm_python_e2e_p50", p50(&wasm) / p50(&python)),
+        ("wasm_first_job_e2e_p50_to_docker_run_p50", p50(&first) / docker_run_p50),
+        ("wasm_instantiate_run_p50_ms", run_p50),
+    ];
+    for (name, value) in ratios {
+        report["ratios"][name] = crate::ratio(value, 1.0);
+        println!("{:<44} {}", format!("ratio: {name}"), report["ratios"][name]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_between;
+
+    #[test]
+    fn the_median_is_interpolated_within_its_bucket_and_the_mean_is_exact() {
+        let before = (vec![(0.0005, 0.0), (0.001, 0.0), (f64::INFINITY, 0.0)], 0.0);
+        let after = (vec![(0.0005, 2.0), (0.001, 4.0), (f64::INFINITY, 4.0)], 0.0024);
+        let (p50, mean, n) = median_between(&before, &after).unwrap();
+        assert_eq!(n, 4.0);
+        assert!((p50 - 0.5).abs() < 1e-9, "{p50}");
+        assert!((mean - 0.6).abs() < 1e-9, "{mean}");
+    }
+}

@@ -1,0 +1,3 @@
+module hello-wasm
+
+go 1.21
