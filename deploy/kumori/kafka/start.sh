@@ -13,8 +13,9 @@
 #                agree without talking; later starts find the quorum through
 #                controller.quorum.bootstrap.servers = every current address of $PEERS
 #                (dynamic quorum, KIP-853: a voter that comes back on a new address updates it)
-#   advertised   this instance's own address on the broker port: clients reach every broker
-#                through their full connector (0.kafkaclient answers every instance)
+#   advertised   this instance's own address on the broker port — clients reach every broker
+#                through their full connector (0.kafkaclient answers every instance) — and on
+#                the controller port: the endpoint the other voters record for it
 set -euo pipefail
 : "${PEERS:?}" "${REPLICAS:?}" "${MIN_INSYNC_REPLICAS:?}" "${CLUSTER_ID:?}" "${BROKER_PORT:?}" "${CONTROLLER_PORT:?}"
 DATA=/var/lib/kafka/data/logs
@@ -48,7 +49,7 @@ cat >"$CONFIG" <<PROPERTIES
 node.id=$id
 process.roles=broker,controller
 listeners=PLAINTEXT://:$BROKER_PORT,CONTROLLER://:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$own:$BROKER_PORT
+advertised.listeners=PLAINTEXT://$own:$BROKER_PORT,CONTROLLER://$own:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
