@@ -124,17 +124,19 @@ def cause_of(at, events):
 
 def windows(log, events):
     """The 5xx windows: [start, end) from the first failed request to the next good one."""
-    out, open_at = [], None
+    out, open_at, codes = [], None, set()
     for start, end, status in sorted(log, key=lambda r: r[1]):
         failed = status == 0 or status >= 500
-        if failed and open_at is None:
-            open_at = start
-        elif not failed and open_at is not None and end > open_at:
+        if failed:
+            codes.add(status)
+            if open_at is None:
+                open_at = start
+        elif open_at is not None and end > open_at:
             out.append({"after": cause_of(open_at, events), "from": round(open_at, 3),
-                        "seconds": round(end - open_at, 3)})
-            open_at = None
+                        "seconds": round(end - open_at, 3), "statuses": sorted(codes)})
+            open_at, codes = None, set()
     if open_at is not None:
-        out.append({"after": "unclosed", "from": round(open_at, 3), "seconds": None})
+        out.append({"after": "unclosed", "from": round(open_at, 3), "seconds": None, "statuses": sorted(codes)})
     return out
 
 
@@ -213,6 +215,13 @@ def main():
     for w in found:
         if w["seconds"] is not None:
             worst[w["after"]] = max(worst.get(w["after"], 0), w["seconds"])
+    # from an event to the end of the last 5xx window charged to it: how long clients saw errors
+    at_of = dict(events)
+    disrupted = {}
+    for w in found:
+        if w["seconds"] is not None and w["after"] in at_of:
+            end = w["from"] + w["seconds"] - at_of[w["after"]]
+            disrupted[w["after"]] = round(max(disrupted.get(w["after"], 0), end), 3)
     slowest = {}
     for j in jobs:
         cause = cause_of(j["sent"], events)
@@ -224,6 +233,7 @@ def main():
         "events": [{"name": n, "at": round(a - started, 3)} for n, a in events],
         "windows_5xx": [dict(w, **{"from": round(w["from"] - started, 3)}) for w in found],
         "worst_5xx_window_seconds_after": worst,
+        "last_5xx_seconds_after": disrupted,
         "max_submit_seconds": max((j["submit_seconds"] for j in jobs), default=None),
         # from sending a submission to its 202, retries included, by the last event before it
         "slowest_submit_seconds_after": slowest,
@@ -238,6 +248,7 @@ def main():
     print("ha-load: " + json.dumps({k: report[k] for k in ("jobs_accepted", "results", "requests",
                                                           "requests_5xx_or_unanswered",
                                                           "worst_5xx_window_seconds_after",
+                                                          "last_5xx_seconds_after",
                                                           "slowest_submit_seconds_after")}), flush=True)
     sys.exit(1 if failures else 0)
 

@@ -227,6 +227,6 @@ wait "$LOAD_PID" || rc=$?
 LOAD_PID=
 ((rc == 0)) || die "the jobs did not all end in one result each, or a check failed (figures: $OUT)"
 worst=$(jq -r '[.worst_5xx_window_seconds_after | to_entries[] | .value] | max // 0' "$OUT")
-say "figures: $(jq -c '{jobs_accepted, results, requests, requests_5xx_or_unanswered, worst_5xx_window_seconds_after, slowest_submit_seconds_after}' "$OUT")"
+say "figures: $(jq -c '{jobs_accepted, results, requests, requests_5xx_or_unanswered, worst_5xx_window_seconds_after, last_5xx_seconds_after, slowest_submit_seconds_after}' "$OUT")"
 jq -e --argjson max "$MAX_5XX" '[.windows_5xx[].seconds] | all(. <= $max)' "$OUT" >/dev/null \
   || die "a client saw 5xx for ${worst}s, longer than the documented ${MAX_5XX}s"
