@@ -3,10 +3,13 @@
 //!
 //! Executors differ in what they run: one with container runtimes (`images`)
 //! needs a Docker engine; one with only `wasm` needs none. Every executor reads
-//! the jobs topic, and besides it the hand-over topic of each kind it has:
-//! `jobs_containers` when it has container runtimes, `jobs_wasm` when it has wasm
-//! (one consumer group: each hand-over topic's partitions go to the executors
-//! reading it). A job's runtime is known only once its checkout is planned; when
+//! the jobs topic in the executors' group, and besides it, with a second consumer
+//! in a group of its own (`<group_id>-handover`), the hand-over topic of each kind
+//! it has: `jobs_containers` when it has container runtimes, `jobs_wasm` when it
+//! has wasm. Two groups, because a group's assignor balances the count of
+//! partitions per member over all the topics it reads, not per topic: with the
+//! hand-over topics in the jobs group, a member could be given only hand-over
+//! partitions and no jobs at all. A job's runtime is known only once its checkout is planned; when
 //! the plan names a runtime of the other kind, the job — as it came — is
 //! published to that kind's topic, and only once the broker has it is its offset
 //! committed, as for a result: the executor that runs it publishes the one
@@ -28,11 +31,16 @@ pub fn topic_for(error: &ManifestError, containers: bool, wasm: bool) -> Option<
     }
 }
 
-/// The topics an executor of this kind reads jobs from: the jobs topic, and the
-/// hand-over topic of each kind it has.
+/// The hand-over topics an executor of this kind reads jobs from (besides the
+/// jobs topic): the one of each kind it has.
 pub fn sources(containers: bool, wasm: bool) -> Vec<Topic> {
     let kinds = [(containers, Topic::JobsContainers), (wasm, Topic::JobsWasm)];
-    std::iter::once(Topic::Jobs).chain(kinds.into_iter().filter(|(has, _)| *has).map(|(_, topic)| topic)).collect()
+    kinds.into_iter().filter(|(has, _)| *has).map(|(_, topic)| topic).collect()
+}
+
+/// The consumer group of the hand-over topics, beside the executors' `group_id`.
+pub fn group(group_id: &str) -> String {
+    format!("{group_id}-handover")
 }
 
 #[cfg(test)]
@@ -52,7 +60,7 @@ mod tests {
         assert_eq!(topic_for(&unknown("ruby"), true, true), None);
         assert_eq!(topic_for(&unknown("wasm"), true, true), None);
         assert_eq!(topic_for(&ManifestError::Missing, false, true), None);
-        assert_eq!(sources(true, true), [Topic::Jobs, Topic::JobsContainers, Topic::JobsWasm]);
-        assert_eq!(sources(false, true), [Topic::Jobs, Topic::JobsWasm]);
+        assert_eq!(sources(true, true), [Topic::JobsContainers, Topic::JobsWasm]);
+        assert_eq!(sources(false, true), [Topic::JobsWasm]);
     }
 }

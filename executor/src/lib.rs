@@ -90,13 +90,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     let controls = cancel::Controls::new(lookback);
     let cancels_ready = follow_cancels(settings, &executor_id, controls.clone(), lookback, &tasks).await?;
     let tracker = Arc::new(Mutex::new(Default::default()));
-    let context = WorkerContext {
+    let context = || WorkerContext {
         tracker: tracker.clone(),
         controls: controls.clone(),
         revoke_grace: Duration::from_secs(e.revoke_grace_secs),
         lag: metrics.lag.clone(),
     };
-    let consumer = Arc::new(jobs_consumer(settings, &executor_id, context)?);
+    let consumer = Arc::new(jobs_consumer(settings, &executor_id, context())?);
+    let handover = handover_consumer(settings, &executor_id, context())?.map(Arc::new);
     let publisher = Publisher::new(&settings.kafka).context("creating the kafka producer")?;
     let ops_port = serve_ops(e, registry, ready_check(consumer.clone(), publisher.clone()), &tasks).await?;
     let template = Template {
@@ -126,6 +127,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
     };
     Ok(Arc::new(Worker {
         consumer,
+        handover,
         ops_port,
         processing: Processing { publisher, runner: Arc::new(runner), metrics: metrics.jobs },
         tracker,
@@ -163,11 +165,30 @@ fn jobs_consumer(settings: &Settings, executor_id: &str, context: WorkerContext)
         .rebalancing_promptly()
         .create_with(context)
         .context("creating the kafka consumer")?;
+    consumer.subscribe(&[settings.kafka.topics.name(Topic::Jobs)]).context("subscribing to the jobs topic")?;
+    Ok(consumer)
+}
+
+/// The consumer of the hand-over topics of the kinds this executor has, in their
+/// own group (see [`handover`]); none when it has no kind at all.
+fn handover_consumer(
+    settings: &Settings,
+    executor_id: &str,
+    context: WorkerContext,
+) -> anyhow::Result<Option<JobConsumer>> {
     let e = &settings.executor;
     let sources = handover::sources(!e.images.is_empty(), e.wasm.enabled);
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let consumer = ConsumerBuilder::new(&settings.kafka, Role::Worker, &handover::group(&e.group_id))
+        .client_id(executor_id)
+        .rebalancing_promptly()
+        .create_with(context)
+        .context("creating the hand-over consumer")?;
     let names: Vec<&str> = sources.iter().map(|&topic| settings.kafka.topics.name(topic)).collect();
-    consumer.subscribe(&names).context("subscribing to the jobs topics")?;
-    Ok(consumer)
+    consumer.subscribe(&names).context("subscribing to the hand-over topics")?;
+    Ok(Some(consumer))
 }
 
 /// Serves metrics and health on `executor.metrics_listen`, if set; its port.

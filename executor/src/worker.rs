@@ -34,7 +34,8 @@ use gitfaas_common::observer::HEARTBEAT_EVERY;
 use gitfaas_common::tasks::Tasks;
 use gitfaas_common::Job;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -55,7 +56,11 @@ pub use crate::rebalance::{JobConsumer, WorkerContext};
 type Waiting = (OwnedMessage, Received);
 
 pub struct Worker {
+    /// The jobs topic's consumer, in the executors' group.
     pub consumer: Arc<JobConsumer>,
+    /// The hand-over topics' consumer, in a group of its own ([`crate::handover`]):
+    /// its jobs share the slots, the backlog and the offset tracker.
+    pub handover: Option<Arc<JobConsumer>>,
     /// Port of the metrics and health listener, when `executor.metrics_listen` is set.
     pub ops_port: Option<u16>,
     pub processing: Processing,
@@ -117,6 +122,10 @@ impl Worker {
                     Ok(message) => backlog.push_back(self.accept(&message)),
                     Err(error) => tracing::warn!(%error, "kafka receive error"),
                 },
+                received = recv_from(self.handover.as_deref()) => match received {
+                    Ok(message) => backlog.push_back(self.accept(&message)),
+                    Err(error) => tracing::warn!(%error, "kafka receive error (hand-over topics)"),
+                },
             }
         }
         self.processing.metrics.prefetched.set(0);
@@ -128,8 +137,10 @@ impl Worker {
             tracing::warn!(abandoned = running.len(), "grace period over; unfinished jobs will be redelivered");
             running.abort_all();
         }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "final commit");
+        for consumer in self.consumers() {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%error, "final commit");
+            }
         }
         if let Some(pool) = &self.processing.runner.warm {
             pool.shutdown().await;
@@ -148,21 +159,39 @@ impl Worker {
         loop {
             tokio::select! {
                 joined = running.join_next() => if joined.is_none() { return },
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        tracing::debug!(partition = message.partition(), offset = message.offset(), "left while draining");
-                        self.set_paused(true); // a partition assigned during the drain
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "kafka receive error while draining");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
+                received = self.consumer.recv() => self.left_while_draining(received).await,
+                received = recv_from(self.handover.as_deref()) => self.left_while_draining(received).await,
             }
         }
     }
 
-    fn accept(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Waiting {
+    async fn left_while_draining(&self, received: KafkaResult<BorrowedMessage<'_>>) {
+        match received {
+            Ok(message) => {
+                tracing::debug!(partition = message.partition(), offset = message.offset(), "left while draining");
+                self.set_paused(true); // a partition assigned during the drain
+            }
+            Err(error) => {
+                tracing::warn!(%error, "kafka receive error while draining");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Both consumers: the jobs topic's and, if any, the hand-over topics'.
+    fn consumers(&self) -> impl Iterator<Item = &Arc<JobConsumer>> {
+        std::iter::once(&self.consumer).chain(self.handover.as_ref())
+    }
+
+    /// The consumer that reads `topic`: offsets go back through it.
+    fn consumer_of(&self, topic: &str) -> &Arc<JobConsumer> {
+        match &self.handover {
+            Some(handover) if topic != self.processing.publisher.topic_name(Topic::Jobs) => handover,
+            _ => &self.consumer,
+        }
+    }
+
+    fn accept(&self, message: &BorrowedMessage<'_>) -> Waiting {
         let tp = (message.topic().to_owned(), message.partition());
         let received = self.tracker.lock().expect("tracker lock").begin(&tp, message.offset());
         (message.detach(), received)
@@ -200,12 +229,14 @@ impl Worker {
         if self.waking.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let (consumer, waking) = (self.consumer.clone(), self.waking.clone());
+        let (consumers, waking) = (self.consumers().cloned().collect::<Vec<_>>(), self.waking.clone());
         // a detached blocking call, bounded by its timeout; nothing waits for it
         drop(tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
-            if let Err(error) = consumer.offsets_for_timestamp(now, Duration::from_secs(2)) {
-                tracing::debug!(%error, "waking the fetcher");
+            for consumer in consumers {
+                if let Err(error) = consumer.offsets_for_timestamp(now, Duration::from_secs(2)) {
+                    tracing::debug!(%error, "waking the fetcher");
+                }
             }
             waking.store(false, std::sync::atomic::Ordering::SeqCst);
         }));
@@ -213,10 +244,12 @@ impl Worker {
 
     /// Pauses or resumes the whole assignment (for want of slots, or to drain).
     fn set_paused(&self, paused: bool) {
-        let Ok(assignment) = self.consumer.assignment() else { return };
-        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
-        if let Err(error) = result {
-            tracing::warn!(%error, paused, "pause/resume failed");
+        for consumer in self.consumers() {
+            let Ok(assignment) = consumer.assignment() else { continue };
+            let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+            if let Err(error) = result {
+                tracing::warn!(%error, paused, "pause/resume failed");
+            }
         }
     }
 
@@ -258,7 +291,7 @@ impl Worker {
                     // a job from a hand-over topic is never handed over again
                     let handed_over = tp.0 != self.processing.publisher.topic_name(Topic::Jobs);
                     let start = StartCommit {
-                        consumer: self.consumer.clone(),
+                        consumer: self.consumer_of(&tp.0).clone(),
                         tracker: self.tracker.clone(),
                         message: received.clone(),
                     };
@@ -284,14 +317,23 @@ impl Worker {
     fn store_offset(&self, tp: &TopicPartition, next: i64) {
         let mut list = TopicPartitionList::new();
         if list.add_partition_offset(&tp.0, tp.1, Offset::Offset(next)).is_ok() {
-            if let Err(error) = self.consumer.store_offsets(&list) {
+            let consumer = self.consumer_of(&tp.0);
+            if let Err(error) = consumer.store_offsets(&list) {
                 tracing::debug!(%error, partition = tp.1, "offset not stored (partition revoked?)");
                 return;
             }
-            if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            if let Err(error) = consumer.commit(&list, CommitMode::Async) {
                 tracing::warn!(%error, partition = tp.1, offset = next, "offset commit not sent");
             }
         }
+    }
+}
+
+/// The next message of `consumer`; never, when there is none.
+async fn recv_from(consumer: Option<&JobConsumer>) -> KafkaResult<BorrowedMessage<'_>> {
+    match consumer {
+        Some(consumer) => consumer.recv().await,
+        None => std::future::pending().await,
     }
 }
 
