@@ -161,9 +161,12 @@ impl Sandbox {
     }
 
     /// A client that has not reached the engine (an executor with no container
-    /// runtimes never uses it, and needs no engine at all).
+    /// runtimes never uses it, and needs no engine at all): it names no socket
+    /// (bollard refuses a `DOCKER_HOST` socket that does not exist) but a
+    /// loopback port it never dials.
     pub fn unconnected(policy: SandboxPolicy) -> anyhow::Result<Self> {
-        let docker = Docker::connect_with_defaults().context("connecting to docker")?;
+        let docker = Docker::connect_with_http("http://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
+            .context("creating an unconnected docker client")?;
         Ok(Self { docker, policy, metrics: SandboxMetrics::default() })
     }
 
