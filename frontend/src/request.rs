@@ -254,8 +254,9 @@ impl SubmitRequest {
         let (entry, workdir) = (path("entry", &self.entry)?, path("workdir", &self.workdir)?);
         check_args(&self.args).map_err(|why| Invalid::of("args", why))?;
         let script = self.mode == Some(Mode::Script);
-        if !self.args.is_empty() && !script && self.runtime.as_deref().is_some_and(|r| r != "command") {
-            return Err(Invalid::of("args", "args are taken by the command runtime and by scripts only"));
+        let takes_args = |runtime: &str| ["command", "wasm"].contains(&runtime);
+        if !self.args.is_empty() && !script && self.runtime.as_deref().is_some_and(|r| !takes_args(r)) {
+            return Err(Invalid::of("args", "args are taken by the command and wasm runtimes and by scripts only"));
         }
         Ok((entry, workdir))
     }
