@@ -199,7 +199,9 @@ async fn the_log_of_a_job_redelivered_after_its_executor_died_names_each_attempt
     let repo = git_repo(&[("gitfaas.toml", "runtime = \"python\"\n"), ("main.py", STARTER)]);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
-    for n in 0..6 {
+    // twelve jobs keyed by id over four partitions: the chance that none lands on a
+    // partition of the first executor is 2^-12 (with six it was 1 in 64, and it happened)
+    for n in 0..12 {
         let body = json!({"repo": repo, "ref": "main", "input": {"n": n}, "timeout_secs": 60});
         let response = call(|| client.post(cluster.url("/v1/jobs")).bearer_auth(&token).json(&body)).await;
         assert_eq!(response.status(), 202);
