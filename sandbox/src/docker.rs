@@ -427,7 +427,12 @@ impl Sandbox {
         feeder.abort();
         let state = self.wait_exit(id).await?;
         outcome.exit_code = state.0;
-        outcome.oom_killed = state.1;
+        // gVisor's sentry ends a sandbox out of memory with SIGKILL, and Docker does not
+        // always learn it was an OOM kill (State.OOMKilled false, seen in CI): under runsc
+        // an exit by SIGKILL that the executor did not send (no timeout, cancel or stdout
+        // cap) counts as one
+        let unasked_kill = state.0 == Some(137) && !(outcome.timed_out || outcome.cancelled || outcome.stdout_overflow);
+        outcome.oom_killed = state.1 || (self.policy.oci_runtime == "runsc" && unasked_kill);
         outcome.stderr_tail = stderr.text();
         if outcome.stdout_overflow {
             outcome.stdout.clear();
