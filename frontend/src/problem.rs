@@ -61,6 +61,8 @@ pub enum ApiError {
     IdempotencyMismatch,
     #[error("the job of this idempotency key was erased; submit with a new key to run it again")]
     IdempotentJobErased,
+    #[error("another request with this idempotency key is being submitted; retry after 1s")]
+    IdempotencyInFlight,
     #[error("{0} event streams are open for this caller already; close one first")]
     TooManyStreams(usize),
     #[error("function not found")]
@@ -124,6 +126,7 @@ impl ApiError {
             ApiError::Overloaded(_) => ("overloaded", "Backlog full"),
             ApiError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency key reused"),
             ApiError::IdempotentJobErased => ("idempotency-key-job-erased", "The key's job was erased"),
+            ApiError::IdempotencyInFlight => ("idempotency-key-in-flight", "The key's job is being submitted"),
             ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
             ApiError::FunctionNotFound => ("not-found", "Not found"),
             ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
@@ -155,6 +158,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(_) | ApiError::TooManyUnfinished(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotentJobErased => StatusCode::GONE,
+            ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FunctionNotFound => StatusCode::NOT_FOUND,
             ApiError::FunctionBusy | ApiError::TriggerBusy => StatusCode::CONFLICT,
@@ -198,7 +202,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(secs) | ApiError::Overloaded(secs) => {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
-            ApiError::TooManyUnfinished(_) => {
+            ApiError::TooManyUnfinished(_) | ApiError::IdempotencyInFlight => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
@@ -251,6 +255,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Overloaded(secs) => ApiError::Overloaded(secs),
             SubmitError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
             SubmitError::IdempotentJobErased => ApiError::IdempotentJobErased,
+            SubmitError::IdempotencyInFlight => ApiError::IdempotencyInFlight,
             SubmitError::Vanished => ApiError::NotFound,
             SubmitError::Broker(error) => error.into(),
             SubmitError::Store(error) => error.into(),

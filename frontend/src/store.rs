@@ -18,11 +18,13 @@
 
 mod definitions;
 mod functions;
+mod idempotency;
 mod locks;
 mod origins;
 mod pipelines;
 mod triggers;
 pub use definitions::{change_definition, ChangeError, Definition, Kind};
+pub use idempotency::KeyClaim;
 pub use origins::OriginClaim;
 
 use gitfaas_common::{Job, JobEvent, JobId, JobResult, JobStatus};
@@ -369,37 +371,6 @@ return 0
     /// Whether the job was erased (its tombstone is kept for a week).
     pub async fn is_erased(&self, id: JobId) -> redis::RedisResult<bool> {
         self.redis.clone().exists(self.tombstone_key(id)).await
-    }
-
-    /// Claims an idempotency key for `subject`: returns the job id already bound to
-    /// it (and the request fingerprint it was made with), or binds `id`.
-    pub async fn claim_idempotency_key(
-        &self,
-        subject: &str,
-        key: &str,
-        id: JobId,
-        fingerprint: &str,
-        ttl_secs: u64,
-    ) -> redis::RedisResult<Option<(JobId, String)>> {
-        let redis_key = format!("{}:idem:{subject}:{key}", self.prefix);
-        let value = format!("{id} {fingerprint}");
-        let opts = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::EX(ttl_secs));
-        let set: Option<String> = self.redis.clone().set_options(&redis_key, &value, opts).await?;
-        if set.is_some() {
-            return Ok(None);
-        }
-        let existing: Option<String> = self.redis.clone().get(&redis_key).await?;
-        Ok(existing.and_then(|v| {
-            let (id, fingerprint) = v.split_once(' ')?;
-            Some((id.parse().ok()?, fingerprint.to_owned()))
-        }))
-    }
-
-    /// Releases an idempotency key whose submission failed.
-    pub async fn release_idempotency_key(&self, subject: &str, key: &str) -> redis::RedisResult<()> {
-        self.redis.clone().del(format!("{}:idem:{subject}:{key}", self.prefix)).await
     }
 
     /// A submission's admission checks in one round trip: counts it against the

@@ -14,7 +14,7 @@ use crate::affinity::Affinity;
 use crate::metrics::FrontendMetrics;
 use crate::request;
 use crate::settings::FrontendSettings;
-use crate::store::{JobStore, OriginClaim};
+use crate::store::{JobRecord, JobStore, KeyClaim, OriginClaim};
 
 /// A job in the queue: its id, status and submission time.
 pub type Queued = (JobId, JobStatus, DateTime<Utc>);
@@ -35,6 +35,10 @@ pub enum SubmitError {
     IdempotencyMismatch,
     #[error("the job of this idempotency key was erased; submit with a new key to run it again")]
     IdempotentJobErased,
+    /// Another request with this idempotency key is publishing its job: whether
+    /// it goes out is not known yet.
+    #[error("another request with this idempotency key is being submitted; retry after 1s")]
+    IdempotencyInFlight,
     /// The job a retry or an origin names was made, and is gone since (erased).
     #[error("job not found")]
     Vanished,
@@ -47,7 +51,13 @@ pub enum SubmitError {
 impl SubmitError {
     /// Whether trying again later may succeed (the store, the broker, the backlog).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SubmitError::Overloaded(_) | SubmitError::Broker(_) | SubmitError::Store(_))
+        matches!(
+            self,
+            SubmitError::Overloaded(_)
+                | SubmitError::IdempotencyInFlight
+                | SubmitError::Broker(_)
+                | SubmitError::Store(_)
+        )
     }
 }
 
@@ -104,6 +114,8 @@ impl Submitter {
             }
         }
         let (body, idempotency_key) = idempotency.unwrap_or((&[], None));
+        // the key to mark published once the broker has the job
+        let mut published_key = None;
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.chars().count() > request::MAX_IDEMPOTENCY_KEY_CHARS {
                 let most = request::MAX_IDEMPOTENCY_KEY_CHARS;
@@ -111,19 +123,42 @@ impl Submitter {
                 return Err(request::Invalid::of("Idempotency-Key", detail).into());
             }
             let fingerprint = hex::encode(Sha256::digest(body));
-            let claimed = self
+            let claim = self
                 .store
                 .claim_idempotency_key(&subject, key, job.id, &fingerprint, settings.idempotency_ttl_secs)
                 .await?;
-            if let Some((existing, previous)) = claimed {
-                if previous != fingerprint {
-                    return Err(SubmitError::IdempotencyMismatch);
+            match claim {
+                KeyClaim::Claimed => {}
+                KeyClaim::Mismatch => return Err(SubmitError::IdempotencyMismatch),
+                KeyClaim::Publishing => return Err(SubmitError::IdempotencyInFlight),
+                KeyClaim::Published(existing) => {
+                    if self.store.get(existing).await?.is_none() && self.store.is_erased(existing).await? {
+                        return Err(SubmitError::IdempotentJobErased);
+                    }
+                    return self.existing(existing, job.submitted_at).await;
                 }
-                if self.store.get(existing).await?.is_none() && self.store.is_erased(existing).await? {
-                    return Err(SubmitError::IdempotentJobErased);
+                KeyClaim::TakenOver(existing) => {
+                    // its claimant died before the broker answered: the same job
+                    // (as recorded, if it was) goes out again under its own id
+                    match self.store.get(existing).await? {
+                        Some(record) if record.status != JobStatus::Queued => {
+                            self.store
+                                .idempotency_key_published(
+                                    &subject,
+                                    key,
+                                    existing,
+                                    &fingerprint,
+                                    settings.idempotency_ttl_secs,
+                                )
+                                .await?;
+                            return self.existing(existing, job.submitted_at).await;
+                        }
+                        Some(JobRecord { job: Some(recorded), .. }) => job = recorded,
+                        _ => job.id = existing,
+                    }
                 }
-                return self.existing(existing, job.submitted_at).await;
             }
+            published_key = Some((key.clone(), fingerprint));
         }
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
@@ -138,6 +173,10 @@ impl Submitter {
                 self.store.release_origin(job.id).await?;
             }
             return Err(SubmitError::Broker(error));
+        }
+        if let Some((key, fingerprint)) = &published_key {
+            let ttl = settings.idempotency_ttl_secs;
+            self.store.idempotency_key_published(&subject, key, job.id, fingerprint, ttl).await?;
         }
         self.metrics.jobs_submitted.inc();
         tracing::info!(job_id = %job.id, repo = %job.spec.repo, git_ref = %job.spec.git_ref, "job queued");

@@ -67,6 +67,76 @@ async fn a_retried_submit_with_the_same_idempotency_key_returns_the_same_job_and
     assert_eq!(different.status(), 422, "same key, different request");
 }
 
+/// A retry that finds its key's job still being published is told to ask again,
+/// never given a 202 for a job that may not go out; a claim its frontend left
+/// behind (died before the broker answered) is taken over and its job published
+/// under the claimed id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_while_the_keys_job_is_publishing_gets_409_and_an_abandoned_claim_is_taken_over() {
+    use sha2::Digest;
+    let stack = Stack::shared();
+    let body = serde_json::to_vec(&json!({"repo": quick_repo(), "input": {"n": 7}})).unwrap();
+    let submit = |key: String| {
+        let body = body.clone();
+        async move {
+            reqwest::Client::new()
+                .post(stack.url("/v1/jobs"))
+                .bearer_auth(&stack.token)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut redis = redis::Client::open(gitfaas_tests::infra::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let first = gitfaas_tests::unique("idem");
+    let answered = submit(first.clone()).await;
+    assert_eq!(answered.status(), 202);
+    let pattern = format!("{}:idem:*:{first}", stack.redis_prefix);
+    let found: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
+    assert_eq!(found.len(), 1, "{pattern}");
+    let held: String = redis::cmd("GET").arg(&found[0]).query_async(&mut redis).await.unwrap();
+    assert!(held.ends_with(" ok"), "a published job's claim says so: {held}");
+
+    // another request holds the claim of a second key and is publishing its job
+    let second = gitfaas_tests::unique("idem");
+    let claim = found[0].replace(&first, &second);
+    let claimed = gitfaas_common::JobId::new().to_string();
+    let fingerprint = hex::encode(sha2::Sha256::digest(&body));
+    let now = chrono::Utc::now().timestamp_millis();
+    let pending = |since: i64| format!("{claimed} {fingerprint} p{since}");
+    let _: () =
+        redis::cmd("SET").arg(&claim).arg(pending(now)).arg("EX").arg(600).query_async(&mut redis).await.unwrap();
+    let retry = submit(second.clone()).await;
+    assert_eq!(retry.status(), 409);
+    assert_eq!(retry.headers()["retry-after"], "1");
+    let problem: Value = retry.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap().ends_with("idempotency-key-in-flight"), "{problem}");
+    assert_eq!(stack.get(&format!("/v1/jobs/{claimed}")).await.status(), 404, "no job made meanwhile");
+
+    // its frontend died before the broker answered: the claim goes stale, the next
+    // retry publishes the job under the claimed id, once
+    let _: () =
+        redis::cmd("SET").arg(&claim).arg(pending(now - 40_000)).arg("KEEPTTL").query_async(&mut redis).await.unwrap();
+    let taken = submit(second.clone()).await;
+    assert_eq!(taken.status(), 202);
+    let taken: Value = taken.json().await.unwrap();
+    assert_eq!(taken["id"], claimed.as_str());
+    let result = stack.result(&claimed).await;
+    assert_eq!((result["status"].as_str(), &result["output"]), (Some("succeeded"), &json!({"n": 7})));
+    let again: Value = submit(second).await.json().await.unwrap();
+    assert_eq!(again["id"], claimed.as_str());
+    let published =
+        read_topic(&stack.topics().jobs).into_iter().filter(|(k, ..)| k.as_deref() == Some(claimed.as_str())).count();
+    assert_eq!(published, 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn listing_is_newest_first_paginated_and_filtered_by_status() {
     let stack = Stack::start(true);
