@@ -6,18 +6,24 @@ balancer while the script kills containers, then every job's result. Standard li
 
 Each user (alice, bob) submits --jobs jobs (the `shout-command` example, each with its own
 input) spread over --burst seconds, as a careful client would: an answer >= 500 or a broken
-connection is retried every 0.2 s with the same body (never once the frontend answered 202).
+connection is retried every 0.2 s with the same body and Idempotency-Key (never once the
+frontend answered 202).
 A prober reads one of alice's jobs every 0.2 s through the balancer. Every request is logged
 (start, end, status). Once the script has written `done` to --events (the chaos is over), each
 accepted job's result is awaited through the balancer (`result?wait=`), read twice more (the
 balancer alternates frontends: both must serve the same result) and checked; bob must not
-see alice's job. A 5xx window is the time from the first request answered >= 500 (or not at
+see alice's job; a sync submission (Prefer: wait) must answer with its result and the events
+websocket, both through the balancer, must show it succeed. A 5xx window is the time from the first request answered >= 500 (or not at
 all) to the next request answered below 500; each is charged to the last event before it.
 Writes the figures as JSON to --out; exits 1 on any failed check.
 """
 
 import argparse
+import base64
 import json
+import os
+import socket
+import struct
 import sys
 import threading
 import time
@@ -46,13 +52,13 @@ class Client:
                 self.tokens[user] = json.load(r)["access_token"]
         return self.tokens[user]
 
-    def request(self, user, method, path, body=None, timeout=75):
+    def request(self, user, method, path, body=None, timeout=75, headers=None):
         """One request; returns (status, parsed body or None). Logged for the 5xx windows."""
         for attempt in range(2):
             data = json.dumps(body).encode() if body is not None else None
             req = urllib.request.Request(self.api + path, data=data, method=method, headers={
                 "authorization": "Bearer " + self.token(user, fresh=attempt > 0),
-                "content-type": "application/json"})
+                "content-type": "application/json", **(headers or {})})
             start = time.time()
             status, payload = 0, None
             try:
@@ -80,13 +86,20 @@ def submit_all(client, user, n, burst, jobs, failures):
         time.sleep(max(0.0, begin + i * gap - time.time()))
         text = f"{user} job {i}"
         sent = time.time()
+        key = f"ha-smoke-{begin:.0f}-{user}-{i}"
         while True:
-            status, body = client.request(user, "POST", "/v1/jobs", {"repo": REPO, "input": text})
+            # the same Idempotency-Key on every retry: a submission the frontend took before
+            # failing returns the same job instead of making a second one
+            status, body = client.request(user, "POST", "/v1/jobs", {"repo": REPO, "input": text},
+                                          headers={"idempotency-key": key})
             if status == 202 and body and body.get("id"):
                 jobs.append({"user": user, "id": body["id"], "input": text, "sent": sent,
                              "submit_seconds": round(time.time() - sent, 3)})
                 break
-            if 0 < status < 500 and status != 429:
+            # 409 idempotency-key-in-flight: the key's job is still being published by the
+            # request that claimed it (or by a frontend that died doing so): ask again
+            in_flight = status == 409 and (body or {}).get("type", "").endswith("idempotency-key-in-flight")
+            if 0 < status < 500 and status != 429 and not in_flight:
                 failures.append(f"{user}: submission {i} refused with {status}: {body}")
                 break
             if time.time() - sent > 120:
@@ -101,6 +114,81 @@ def probe(client, jobs, stop):
         if mine:
             client.request("alice", "GET", f"/v1/jobs/{mine[0]['id']}", timeout=10)
         time.sleep(0.2)
+
+
+def websocket_events(api, token, ready, frames, stop):
+    """The job-events websocket through the balancer (RFC 6455 by hand: the standard library
+    has no client); every text frame's JSON goes to `frames`."""
+    url = urllib.parse.urlsplit(api)
+    sock = socket.create_connection((url.hostname, url.port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/jobs/events HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {token}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    frames.append({"handshake": head.split(b"\r\n", 1)[0].decode()})
+    ready.set()
+    buf = b""
+
+    def take(n):
+        nonlocal buf
+        while len(buf) < n:
+            if stop.is_set():
+                raise TimeoutError
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+    try:
+        while not stop.is_set():
+            b0, b1 = take(2)
+            size = b1 & 0x7F
+            if size == 126:
+                size = struct.unpack(">H", take(2))[0]
+            elif size == 127:
+                size = struct.unpack(">Q", take(8))[0]
+            payload = take(size)
+            if b0 & 0x0F == 1:
+                frames.append(json.loads(payload))
+            elif b0 & 0x0F == 8:
+                break
+    except (TimeoutError, ConnectionError, OSError, ValueError):
+        pass
+    finally:
+        sock.close()
+
+
+def through_the_balancer(client, failures):
+    """After the losses: a sync submission (Prefer: wait) and the events websocket, both
+    through the balancer, with whichever frontend it picks."""
+    ready, frames, stop = threading.Event(), [], threading.Event()
+    reader = threading.Thread(target=websocket_events,
+                              args=(client.api, client.token("alice"), ready, frames, stop))
+    reader.start()
+    ready.wait(10)
+    if not frames or " 101 " not in frames[0].get("handshake", "") + " ":
+        failures.append(f"events websocket through the balancer: {frames[:1]}")
+    status, body = client.request("alice", "POST", "/v1/jobs", {"repo": REPO, "input": "sync wait"},
+                                  headers={"prefer": "wait=60"})
+    if status != 200 or (body or {}).get("output") != {"shouted": "SYNC WAIT"}:
+        failures.append(f"a sync submission (Prefer: wait) through the balancer answered {status}: {body}")
+    job = (body or {}).get("id") or (body or {}).get("job_id")
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(f.get("id") == job and f.get("status") == "succeeded" for f in frames[1:]):
+        time.sleep(0.2)
+    stop.set()
+    reader.join()
+    seen = [f.get("status") for f in frames[1:] if f.get("id") == job]
+    if "succeeded" not in seen:
+        failures.append(f"the events websocket through the balancer showed job {job} as {seen}, never succeeded")
+    return {"sync_submit_status": status, "websocket_statuses": seen}
 
 
 def wait_result(client, job, deadline):
@@ -209,6 +297,7 @@ def main():
         if status != 404:
             failures.append(f"bob reads alice's job: {status}, not 404")
 
+    balancer = through_the_balancer(client, failures)
     events, _ = read_events(args.events)
     found = windows(client.log, events)
     worst = {}
@@ -237,6 +326,7 @@ def main():
         "max_submit_seconds": max((j["submit_seconds"] for j in jobs), default=None),
         # from sending a submission to its 202, retries included, by the last event before it
         "slowest_submit_seconds_after": slowest,
+        "after_the_losses": balancer,
         "failures": failures,
     }
     with open(args.out, "w") as f:

@@ -12,7 +12,8 @@
 # leaving the killed containers down (their restart policy is lifted first: the stack must
 # finish the run without them). Then every accepted job must end in exactly one terminal
 # result — `succeeded`, with its own output — read alike through the balancer from either
-# frontend, and no 5xx window may last longer than HA_SMOKE_MAX_5XX_SECONDS (15). The figures
+# frontend; a sync submission (Prefer: wait) and the events websocket through the balancer
+# must work after the losses; no 5xx window may last longer than HA_SMOKE_MAX_5XX_SECONDS (15). The figures
 # (5xx windows per event, slowest accepted submission) go to $LOG_DIR/ha-smoke.json, or to
 # HA_SMOKE_OUT. Always takes everything down (down -v), also on failure or Ctrl-C.
 #   scripts/ha-smoke.sh
