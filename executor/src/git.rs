@@ -292,9 +292,21 @@ impl GitCache {
         }
         let path = self.mirror_path(url, token);
         let remote = remote();
+        let refspecs =
+            ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
+        let mut fetched = None;
         if let Ok(remote) = &remote {
-            // the ref as the server has it now; no fetch when the mirror has that commit already
-            match advertised(repo, remote, git_ref, token) {
+            // the ref as the server has it now; no fetch when the mirror has that commit
+            // already, else a fetch on the same connection
+            let proxy = remote.proxy.as_ref().map(|p| p.url());
+            let on_connection = |git_remote: &mut git2::Remote<'_>| {
+                self.metrics.misses.inc();
+                let clock = std::time::Instant::now();
+                let fetched = self.fetch_on(repo, git_remote, proxy.clone(), token, &refspecs);
+                self.metrics.fetched(clock.elapsed());
+                fetched
+            };
+            match advertised(repo, remote, git_ref, token, on_connection) {
                 Advertised::Known(oid) => {
                     self.metrics.hits.inc();
                     return Ok(oid);
@@ -304,16 +316,18 @@ impl GitCache {
                     forget_if_unusable(repo, &path, &error);
                     return Err(error);
                 }
+                Advertised::Fetched(result) => fetched = Some(result),
                 Advertised::Unknown => {}
             }
         }
-        self.metrics.misses.inc();
         let fetched = remote.and_then(|remote| {
-            let clock = std::time::Instant::now();
-            let refspecs =
-                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{DEFAULT_BRANCH_REF}")];
-            let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token, &refspecs);
-            self.metrics.fetched(clock.elapsed());
+            let fetched = fetched.unwrap_or_else(|| {
+                self.metrics.misses.inc();
+                let clock = std::time::Instant::now();
+                let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token, &refspecs);
+                self.metrics.fetched(clock.elapsed());
+                fetched
+            });
             let proxy = remote.proxy.as_ref();
             match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {
                 (Some(refusal), _) => Err(GitError::Refused(refusal)),
@@ -368,6 +382,20 @@ impl GitCache {
         token: Option<&str>,
         refspecs: &[&str],
     ) -> Result<(), GitError> {
+        let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
+        self.fetch_on(repo, &mut remote, proxy, token, refspecs)
+    }
+
+    /// Fetches `refspecs` into the mirror through `remote` (connected already, or
+    /// connecting now), within the repository size bound.
+    fn fetch_on(
+        &self,
+        repo: &Repository,
+        remote: &mut git2::Remote<'_>,
+        proxy: Option<String>,
+        token: Option<&str>,
+        refspecs: &[&str],
+    ) -> Result<(), GitError> {
         let limit = self.max_repo_bytes;
         let mut too_large = false;
         let mut auth = TokenAuth::new(token);
@@ -388,7 +416,6 @@ impl GitCache {
                 proxy_options.url(proxy); // else none: never a proxy from the environment
             }
             options.proxy_options(proxy_options);
-            let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
             remote.fetch(refspecs, Some(&mut options), None)
         };
         let too_large = too_large || (result.is_ok() && dir_size(repo.path()) > limit);

@@ -188,3 +188,67 @@ fn a_known_commit_is_checked_out_without_a_fetch_and_a_push_is_still_seen() {
     assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "three");
     assert_eq!(cache.checkout(&url, "v1", tempfile::tempdir().unwrap().path(), None).unwrap(), v1.to_string());
 }
+
+/// A `git daemon` serving `base` on a free loopback port, behind a forwarder
+/// that counts the connections made to it; its port, the count, and the daemon.
+fn counted_git_daemon(base: &Path) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::process::Child) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free();
+    let daemon = Command::new("git")
+        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+        .arg(format!("--base-path={}", base.display()))
+        .arg(base)
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "git daemon did not start");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (front, count, daemon)
+}
+
+#[test]
+fn a_commit_new_to_the_mirror_is_fetched_on_the_connection_that_advertised_it() {
+    use std::sync::atomic::Ordering;
+    let (src, _) = source_repo();
+    let (port, connections, mut daemon) = counted_git_daemon(src.path().parent().unwrap());
+    let name = src.path().file_name().unwrap().to_str().unwrap();
+    let url = format!("git://127.0.0.1:{port}/{name}");
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = GitCache::new(cache_dir.path(), 10).unwrap();
+    let checkout = |expected: &str| {
+        let dest = tempfile::tempdir().unwrap();
+        let got = cache.checkout(&url, "main", dest.path(), None);
+        assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), expected);
+        got.unwrap()
+    };
+    let first = checkout("two");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "a new mirror: advertisement and fetch on one connection");
+    std::fs::write(src.path().join("a.txt"), "three").unwrap();
+    git(src.path(), &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "three"]);
+    let pushed = checkout("three");
+    assert_ne!(pushed, first);
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "a pushed commit: one more connection");
+    assert_eq!(checkout("three"), pushed);
+    assert_eq!(connections.load(Ordering::SeqCst), 3, "a known commit: the advertisement alone");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}

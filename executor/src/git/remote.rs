@@ -41,9 +41,12 @@ impl<'a> TokenAuth<'a> {
 }
 
 /// What the server advertises for a ref, as far as the mirror is concerned.
-pub(super) enum Advertised {
+pub(super) enum Advertised<T> {
     /// A commit the mirror already has: nothing to fetch.
     Known(Oid),
+    /// A commit the mirror lacks: `fetch` ran on the advertisement's own connection
+    /// (no second connection, no second advertisement), and this is what it gave.
+    Fetched(T),
     /// Not known here, or the advertisement could not be read: the fetch decides
     /// (and reports any trouble).
     Unknown,
@@ -52,28 +55,35 @@ pub(super) enum Advertised {
 }
 
 /// The commit the server advertises for `git_ref` (branch, tag, full ref name or
-/// `HEAD`): one connection and the ref advertisement (`ls-remote`), no
-/// negotiation. The token, if any, is presented at most once.
-pub(super) fn advertised(repo: &Repository, remote: &Remote, git_ref: &str, token: Option<&str>) -> Advertised {
+/// `HEAD`): one connection and the ref advertisement (`ls-remote`). When the
+/// mirror lacks what it names, `fetch` runs on that same connection. The token,
+/// if any, is presented at most once per connection.
+pub(super) fn advertised<T>(
+    repo: &Repository,
+    remote: &Remote,
+    git_ref: &str,
+    token: Option<&str>,
+    fetch: impl FnOnce(&mut git2::Remote<'_>) -> T,
+) -> Advertised<T> {
     if git_ref.starts_with('-') || git_ref.is_empty() {
         return Advertised::Unknown;
     }
-    let mut auth = TokenAuth::new(token);
+    // shared with the credentials callback, which the connection holds on to
+    let auth = std::cell::RefCell::new(TokenAuth::new(token));
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, _user, allowed| auth.answer(allowed));
+    callbacks.credentials(|_url, _user, allowed| auth.borrow_mut().answer(allowed));
     let mut proxy_options = git2::ProxyOptions::new();
     if let Some(proxy) = &remote.proxy {
         proxy_options.url(&proxy.url());
     }
     let Ok(mut anonymous) = repo.remote_anonymous(&remote.url) else { return Advertised::Unknown };
-    let heads = match anonymous.connect_auth(git2::Direction::Fetch, Some(callbacks), Some(proxy_options)) {
-        Ok(connection) => connection.list().map(|heads| heads.iter().map(|h| (h.name().to_owned(), h.oid())).collect()),
-        Err(e) => Err(e),
+    let mut connection = match anonymous.connect_auth(git2::Direction::Fetch, Some(callbacks), Some(proxy_options)) {
+        Ok(connection) => connection,
+        Err(_) => return auth.borrow().refused.map_or(Advertised::Unknown, Advertised::Refused),
     };
-    let heads: Vec<(String, Oid)> = match (heads, auth.refused) {
-        (Ok(heads), _) => heads,
-        (Err(_), Some(why)) => return Advertised::Refused(why),
-        (Err(_), None) => return Advertised::Unknown,
+    let heads: Vec<(String, Oid)> = match connection.list() {
+        Ok(heads) => heads.iter().map(|h| (h.name().to_owned(), h.oid())).collect(),
+        Err(_) => return Advertised::Unknown,
     };
     let names: Vec<String> = if git_ref == "HEAD" {
         vec!["HEAD".into()]
@@ -85,6 +95,6 @@ pub(super) fn advertised(repo: &Repository, remote: &Remote, git_ref: &str, toke
     let oid = names.iter().find_map(|name| heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid));
     match oid.and_then(|oid| repo.find_object(oid, None).ok()).and_then(|o| o.peel_to_commit().ok()) {
         Some(commit) => Advertised::Known(commit.id()),
-        None => Advertised::Unknown,
+        None => Advertised::Fetched(fetch(connection.remote())),
     }
 }
