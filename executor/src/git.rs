@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use git2::{build::CheckoutBuilder, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{build::CheckoutBuilder, Oid, Repository};
 use sha2::{Digest, Sha256};
 
 use gitfaas_common::policy::{self, PolicyError, PolicySettings, RepoUrl};
@@ -26,7 +26,7 @@ use gitfaas_sandbox::ConnectProxy;
 
 use crate::metrics::GitMetrics;
 use crate::tree::{self, CheckedTree, CheckoutLimits, TreeError};
-use remote::{advertised, Advertised, TokenAuth};
+use remote::{advertised, Advertised};
 
 /// Where the remote's default branch is stored in each mirror.
 const DEFAULT_BRANCH_REF: &str = "refs/gitfaas/HEAD";
@@ -373,60 +373,6 @@ impl GitCache {
         }
         Ok(checked)
     }
-
-    fn fetch(
-        &self,
-        repo: &Repository,
-        url: &str,
-        proxy: Option<String>,
-        token: Option<&str>,
-        refspecs: &[&str],
-    ) -> Result<(), GitError> {
-        let mut remote = repo.remote_anonymous(url).map_err(|e| GitError::Fetch(e.message().to_owned()))?;
-        self.fetch_on(repo, &mut remote, proxy, token, refspecs)
-    }
-
-    /// Fetches `refspecs` into the mirror through `remote` (connected already, or
-    /// connecting now), within the repository size bound.
-    fn fetch_on(
-        &self,
-        repo: &Repository,
-        remote: &mut git2::Remote<'_>,
-        proxy: Option<String>,
-        token: Option<&str>,
-        refspecs: &[&str],
-    ) -> Result<(), GitError> {
-        let limit = self.max_repo_bytes;
-        let mut too_large = false;
-        let mut auth = TokenAuth::new(token);
-        let result = {
-            let mut callbacks = RemoteCallbacks::new();
-            callbacks.credentials(|_url, _user, allowed| auth.answer(allowed));
-            callbacks.transfer_progress(|progress| {
-                too_large = progress.received_bytes() as u64 > limit;
-                !too_large
-            });
-            let mut options = FetchOptions::new();
-            options
-                .remote_callbacks(callbacks)
-                .download_tags(git2::AutotagOption::None)
-                .follow_redirects(git2::RemoteRedirect::None);
-            let mut proxy_options = git2::ProxyOptions::new();
-            if let Some(proxy) = &proxy {
-                proxy_options.url(proxy); // else none: never a proxy from the environment
-            }
-            options.proxy_options(proxy_options);
-            remote.fetch(refspecs, Some(&mut options), None)
-        };
-        let too_large = too_large || (result.is_ok() && dir_size(repo.path()) > limit);
-        match result {
-            Err(_) | Ok(()) if too_large => Err(GitError::TooLarge { limit_mb: limit / (1024 * 1024) }),
-            Ok(()) => Ok(()),
-            Err(_) if auth.refused.is_some() => Err(GitError::Authentication(auth.refused.unwrap_or_default())),
-            Err(e) if is_unreachable(e.message()) => Err(GitError::Unreachable(e.message().to_owned())),
-            Err(e) => Err(GitError::Fetch(e.message().to_owned())),
-        }
-    }
 }
 
 /// Where a checked URL is fetched from: a `git://` fetch connects to the checked
@@ -451,25 +397,6 @@ fn forget_if_unusable(repo: &Repository, path: &Path, error: &GitError) {
     if empty || matches!(error, GitError::TooLarge { .. }) {
         let _ = std::fs::remove_dir_all(path);
     }
-}
-
-/// Bytes used by the files below `path` (a mirror is small enough to walk).
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&entry.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// Connection-level failures (refused, timed out, no route), as libgit2 words them.
-fn is_unreachable(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    ["failed to connect", "connection refused", "timed out", "no route to host"].iter().any(|m| message.contains(m))
 }
 
 fn full_sha(git_ref: &str) -> Option<Oid> {
@@ -502,6 +429,7 @@ fn resolve(repo: &Repository, git_ref: &str) -> Result<Oid, GitError> {
     Err(not_found())
 }
 
+mod fetch;
 mod remote;
 
 #[cfg(test)]
