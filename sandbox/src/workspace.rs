@@ -130,6 +130,8 @@ fn empty(dir: &Path) -> std::io::Result<()> {
 /// as they are (they resolve inside the container, where the layer is mounted).
 fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+    // a directory takes its (read-only) mode once filled: only root may write into it before
+    let mut modes = Vec::new();
     while let Some((source, target)) = pending.pop() {
         for entry in std::fs::read_dir(&source)? {
             let entry = entry?;
@@ -137,7 +139,7 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 std::fs::create_dir(&into)?;
-                std::fs::set_permissions(&into, entry.metadata()?.permissions())?;
+                modes.push((into.clone(), entry.metadata()?.permissions()));
                 pending.push((path, into));
             } else if kind.is_symlink() {
                 std::os::unix::fs::symlink(std::fs::read_link(&path)?, &into)?;
@@ -150,6 +152,10 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
                 }
             }
         }
+    }
+    // the deepest first: a parent made read-only never stops its child's change
+    for (dir, mode) in modes.into_iter().rev() {
+        std::fs::set_permissions(dir, mode)?;
     }
     Ok(())
 }

@@ -111,7 +111,11 @@ impl LayerCache {
         std::fs::write(self.log_path(key), staging.log())?;
         touch(&staging.layer);
         seal(&staging.layer, owned_by_root())?;
+        // a directory moves to another parent only while writable (its `..` changes) — for any
+        // user but root: the layer is sealed again once in place
+        std::fs::set_permissions(&staging.layer, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&staging.layer, &dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555))?;
         drop(staging);
         let layer = self.layer(key);
         self.evict();
@@ -168,8 +172,7 @@ impl LayerCache {
 /// Whether this process can give files to root (it is root): otherwise (a local
 /// run by a user) a layer stays its owner's, still read-only.
 fn owned_by_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    crate::process::own_ids().is_some_and(|(uid, _)| uid == 0)
 }
 
 /// Makes a built layer read-only for everyone and, with `to_root`, root's: its
