@@ -30,6 +30,8 @@ export GITFAAS_OBSERVER_METRICS_PORT="${SMOKE_OBSERVER_METRICS_PORT:-19102}"
 export GITFAAS_PROMETHEUS_PORT="${SMOKE_PROMETHEUS_PORT:-19090}"
 export GITFAAS_AUTH_NETWORK=gitfaas-smoke-auth
 export GITFAAS_WORK_DIR="$SMOKE_DIR/work"
+export GITFAAS_DEPS_DIR="$SMOKE_DIR/deps"
+DEPS_FILES="$SMOKE_DIR/deps-files" # the dependency job's repository and package index
 API="http://127.0.0.1:$GITFAAS_HTTP_PORT"
 export GITFAAS_WEB_URL="$API"   # the realm's web client redirects here
 KEYCLOAK="http://127.0.0.1:$KEYCLOAK_PORT"
@@ -60,6 +62,7 @@ faas() { "${COMPOSE[@]}" --profile examples --profile prometheus -p "$PROJECT" -
 auth() { "${COMPOSE[@]}" -p "$AUTH_PROJECT" -f "$COMPOSE_DIR/keycloak.yml" -f "$COMPOSE_DIR/smoke/keycloak.override.yml" "$@"; }
 
 down_all() {
+  docker rm -f gitfaas-smoke-repo gitfaas-smoke-index >/dev/null 2>&1 || true
   faas down -v --remove-orphans -t 20 >>"$LOG_DIR/compose-smoke-down.log" 2>&1 || true
   auth down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-smoke-down.log" 2>&1 || true
 }
@@ -192,6 +195,65 @@ run_job() {
 
 jwt_claims() { local p; p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+'); while (( ${#p} % 4 )); do p+='='; done; base64 -d <<<"$p"; }
 
+# A dependency build by an executor in a container, from a package index of this run's own:
+# a hand-made wheel (gitfaas-smoke-greet) served by `python3 -m http.server` and a repository
+# whose requirements.txt names it, served by a git daemon, both on the project's network.
+serve_dependency_job() {
+  rm -rf "$DEPS_FILES" && mkdir -p "$DEPS_FILES/index/simple/gitfaas-smoke-greet" "$DEPS_FILES/git/greet"
+  python3 - "$DEPS_FILES/index/simple/gitfaas-smoke-greet" <<'PY'
+import base64, hashlib, sys, zipfile
+name, version = "gitfaas_smoke_greet", "1.0"
+info = f"{name}-{version}.dist-info"
+files = {
+    f"{name}/__init__.py": "def greet(who):\n    return 'greetings, ' + who\n",
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: gitfaas-smoke-greet\nVersion: {version}\n",
+    f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: gitfaas-smoke\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},{len(text.encode())}"
+          for path, text in files.items()] + [f"{info}/RECORD,,"]
+files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(f"{sys.argv[1]}/{name}-{version}-py3-none-any.whl", "w") as wheel:
+    for path, text in files.items():
+        wheel.writestr(path, text)
+PY
+  local repo="$DEPS_FILES/git/greet"
+  printf 'runtime = "python"\n' >"$repo/gitfaas.toml"
+  printf 'gitfaas-smoke-greet==1.0\n' >"$repo/requirements.txt"
+  printf 'from gitfaas_smoke_greet import greet\n\n\ndef main(data, credentials):\n    return {"greeting": greet(data)}\n' >"$repo/main.py"
+  git -C "$repo" init -q -b main && git -C "$repo" add -A \
+    && git -C "$repo" -c user.name=smoke -c user.email=smoke@localhost commit -qm greet
+  chown -R 65534:65534 "$DEPS_FILES"
+  docker run -d --name gitfaas-smoke-repo --network "${PROJECT}_default" -v "$DEPS_FILES/git:/srv/git:ro" \
+    "gitfaas/examples:$GITFAAS_TAG" >/dev/null
+  docker run -d --name gitfaas-smoke-index --network "${PROJECT}_default" --user 65534:65534 \
+    -v "$DEPS_FILES/index:/srv/index:ro" gitfaas/python:bookworm python3 -m http.server 8000 --directory /srv/index >/dev/null
+  export GITFAAS_PIP_INDEX=http://gitfaas-smoke-index:8000/simple/
+  REPO_IP=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' gitfaas-smoke-repo)
+  [[ -n "$REPO_IP" ]] || die "no address for the dependency job's git server"
+}
+
+# The job builds its layer (from requirements.txt) in a build container whose network has no
+# host address, through the executor's proxy; a second run reuses the layer.
+run_dependency_job() {
+  local built
+  for built in true false; do
+    response=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+      -d '{"repo": "git://gitfaas-smoke-repo:9418/greet", "input": "compose"}')
+    id=$(jq -r '.id // empty' <<<"$response")
+    [[ -n "$id" ]] || die "dependency job not accepted: $response"
+    for _ in 1 2 3; do # a build may take longer than one wait (60 s at most)
+      result=$(curl -sS "$API/v1/jobs/$id/result?wait=60" -H "authorization: Bearer $TOKEN")
+      [[ -z "$(jq -r '.status | strings' <<<"$result")" ]] || break
+    done
+    jq -e --argjson built "$built" '.status == "succeeded" and .output == {"greeting": "greetings, compose"}
+      and .dependencies.file == "requirements.txt" and .dependencies.built == $built' <<<"$result" >/dev/null \
+      || die "dependency job (layer built: $built): unexpected result: $result"
+    say "dependency job: $(jq -c '{status, output, dependencies}' <<<"$result")"
+  done
+  # the build networks were the executor's own, and it took them down with its builds
+  [[ -z "$(docker network ls -q --filter label=io.gitfaas.executor)" ]] || die "a build network was left behind"
+}
+
 # ---------------------------------------------------------------------------------------- main
 for port in "$GITFAAS_HTTP_PORT" "$KEYCLOAK_PORT" "$GITFAAS_PROMETHEUS_PORT"; do
   if ss -Hltn "sport = :$port" | grep -q .; then
@@ -221,7 +283,8 @@ wait_healthy
 # start the frontend and executor again with it
 examples_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(faas ps -q examples)")
 [[ -n "$examples_ip" ]] || die "no address for the examples service"
-export GITFAAS_ALLOWED_RANGES="$examples_ip/32"
+serve_dependency_job
+export GITFAAS_ALLOWED_RANGES="$examples_ip/32,$REPO_IP/32"
 faas up -d --no-build frontend executor >>"$LOG_DIR/compose-smoke-up.log" 2>&1 || die "restarting frontend and executor failed"
 EXECUTOR_IDS=()
 for c in $(faas ps -q executor); do EXECUTOR_IDS+=("$(docker inspect -f '{{.Config.Hostname}}' "$c")"); done
@@ -251,6 +314,7 @@ run_job python '{"repo": "git://examples:9418/hello-python", "ref": "main",
   '{"greeting": "hello, compose!", "words": 6, "top": [["to", 2], ["be", 2], ["or", 1]]}'
 run_job command '{"repo": "git://examples:9418/shout-command", "input": "hello compose"}' \
   '{"shouted": "HELLO COMPOSE"}'
+run_dependency_job
 # the broker's address is not allowed: the executor refuses to fetch from it
 id=$(curl -sS -X POST "$API/v1/jobs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"repo": "git://kafka:9092/x", "runtime": "command"}' | jq -r '.id // empty')

@@ -38,6 +38,12 @@ for svc in "${SERVICES[@]}"; do
   mkdir -p "$ctx/deploy/docker/prebuilt"
   cp -R "$ROOT/config" "$ctx/config"
   cp "$ROOT"/deploy/docker/*.sh "$ctx/deploy/docker/"
+  # the executor's dependency installers: the host's (scripts/setup.sh fetched them)
+  mkdir -p "$ctx/deploy/docker/deps-tools"
+  if [[ $svc == executor ]]; then
+    [[ -s "$STATE_DIR/deps-tools/pip.whl" ]] || die "no dependency installers in $STATE_DIR/deps-tools: run scripts/setup.sh"
+    cp -R "$STATE_DIR/deps-tools/." "$ctx/deploy/docker/deps-tools/"
+  fi
   for bin in $(binaries "$svc"); do
     [[ -x "$BIN_DIR/$bin" ]] || die "$BIN_DIR/$bin was not built"
     cp -l "$BIN_DIR/$bin" "$ctx/deploy/docker/prebuilt/" 2>/dev/null || cp "$BIN_DIR/$bin" "$ctx/deploy/docker/prebuilt/"

@@ -45,6 +45,24 @@ CMD ["gitfaas-executor"]
 FROM runtime AS prebuilt
 # in the repository this directory holds only a .gitignore; build-local.sh fills a copy of it
 COPY deploy/docker/prebuilt/ /usr/local/bin/
+# the dependency installers (pip's wheel, npm's package): build-local.sh stages the host's
+# (scripts/setup.sh fetched them); the entrypoint puts them where dependency builds mount them
+COPY deploy/docker/deps-tools/ /opt/gitfaas/deps-tools/
+
+# The dependency installers of the public build, from the registries pip and npm ship with:
+# pip's wheel as pip.whl, npm's package unpacked as npm/ (the layout of scripts/setup.sh).
+FROM ${RUNTIME_IMAGE} AS tools
+ARG PIP_VERSION=24.3.1
+ARG NPM_VERSION=10.9.2
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends ca-certificates python3-pip npm; \
+    mkdir -p /out /tmp/tools; cd /tmp/tools; \
+    pip download -q --no-deps --only-binary=:all: -d pip "pip==${PIP_VERSION}"; \
+    mv pip/pip-*.whl /out/pip.whl; \
+    npm pack -q "npm@${NPM_VERSION}" >/dev/null; \
+    mkdir npm; tar -C npm -xzf npm-*.tgz; mv npm/package /out/npm; \
+    chmod -R a+rX /out
 
 FROM ${RUST_IMAGE} AS build
 RUN set -eux; \
@@ -61,3 +79,4 @@ RUN cargo build --release --locked --bins \
 
 FROM runtime AS release
 COPY --from=build /out/gitfaas-executor /out/gitfaas-scaler /usr/local/bin/
+COPY --from=tools /out/ /opt/gitfaas/deps-tools/

@@ -31,6 +31,7 @@ use crate::logs::LogSink;
 use crate::metrics::SandboxMetrics;
 use crate::tail::Stderr;
 
+mod build;
 mod cleanup;
 mod network;
 pub mod seccomp;
@@ -267,15 +268,6 @@ impl Sandbox {
                 tracing::warn!(%network, %error, "job network removal failed");
             }
         }
-    }
-
-    /// This sandbox with a `/tmp` of `tmpfs_mb` MiB and a stderr tail of
-    /// `stderr_tail_bytes` instead of the policy's: a dependency build's scratch
-    /// space and log.
-    pub(crate) fn for_build(&self, tmpfs_mb: u32, stderr_tail_bytes: usize) -> Sandbox {
-        let mut sandbox = self.clone();
-        (sandbox.policy.tmpfs_mb, sandbox.policy.stderr_tail_bytes) = (tmpfs_mb, stderr_tail_bytes);
-        sandbox
     }
 
     fn container_config(&self, spec: &SandboxSpec) -> ContainerCreateBody {

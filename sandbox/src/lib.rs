@@ -37,6 +37,7 @@ mod local;
 mod logs;
 mod metrics;
 mod outcome;
+mod process;
 mod runtime;
 mod settings;
 mod tail;

@@ -1,9 +1,11 @@
 //! One dependency build: a container from the run's own image, with the run's
 //! hardening (the sandbox's one container config), on an `internal` Docker network
 //! of its own — no route beyond the bridge — whose only reachable service is a
-//! [`ConnectProxy`] bound on the bridge's gateway address that forwards to the
-//! configured package index and refuses every other target; [`HostGuard`] closes
-//! the rest of the host's side of the bridge. The installer comes
+//! [`ConnectProxy`] that forwards to the configured package index and refuses
+//! every other target. An executor on the host binds it on the bridge's gateway
+//! address, and [`HostGuard`] closes the rest of the host's side of the bridge;
+//! an executor in a container (`build_from_container`) joins the network and
+//! binds it on its own address there, the bridge made with no host address. The installer comes
 //! from the executor's tools directory, mounted read-only: pip's wheel (run as
 //! `python3 pip.whl/pip`) and npm's package (`node npm/bin/npm-cli.js`), since the
 //! runtime images hold a bare interpreter. The installer's output is the
@@ -51,8 +53,13 @@ pub async fn build(
     cancel: &CancellationToken,
 ) -> Result<Staging, DepsError> {
     let bridge = format!("gfb{}", &uuid::Uuid::now_v7().simple().to_string()[20..]); // random digits
-    let gateway = sandbox.create_internal_network(&plan.name, &bridge, &plan.labels).await.map_err(infrastructure)?;
-    let built = build_on(sandbox, &plan, declared, &staging, (&bridge, gateway), cancel).await;
+    let executor = plan.settings.executor_container();
+    let network = sandbox.create_internal_network(&plan.name, &bridge, &plan.labels, executor.as_deref());
+    let address = network.await.map_err(infrastructure)?;
+    let built = build_on(sandbox, &plan, declared, &staging, (&bridge, address), cancel).await;
+    if let Some(container) = &executor {
+        sandbox.leave(&plan.name, container).await;
+    }
     sandbox.remove_network(&plan.name).await;
     built.map(|()| staging)
 }
@@ -62,16 +69,17 @@ async fn build_on(
     plan: &BuildPlan<'_>,
     declared: &Declared,
     staging: &Staging,
-    (bridge, gateway): (&str, std::net::IpAddr),
+    (bridge, listen): (&str, std::net::IpAddr),
     cancel: &CancellationToken,
 ) -> Result<(), DepsError> {
     let index = plan.index;
     let target = (index.host_str().unwrap_or_default().to_owned(), index.port_or_known_default().unwrap_or(80));
-    let proxy = ConnectProxy::start_on(SocketAddr::new(gateway, 0), Gate::Only(vec![target]))
+    let proxy = ConnectProxy::start_on(SocketAddr::new(listen, 0), Gate::Only(vec![target]))
         .map_err(|e| DepsError::Infrastructure(format!("dependency proxy could not start: {e}")))?;
-    let _guard = match plan.settings.guard_host {
+    // an executor in a container listens on its own address: the bridge has none of the host's
+    let _guard = match plan.settings.guard_host && plan.settings.build_from_container.is_none() {
         true => Some(
-            HostGuard::install(bridge, gateway, proxy.addr().port())
+            HostGuard::install(bridge, listen, proxy.addr().port())
                 .map_err(|e| DepsError::Infrastructure(format!("closing the host to the build network: {e}")))?,
         ),
         false => None,

@@ -67,6 +67,13 @@ pub struct DependencySettings {
     /// build network's bridge; needs root). Off: a host service listening on all
     /// addresses is reachable from builds through the bridge's gateway.
     pub guard_host: bool,
+    /// The executor's own container, when it runs in one (its name or id;
+    /// `self`: this host name, which is the container id unless set otherwise):
+    /// a build's network is made without a host address and this container
+    /// joins it, so that the build's proxy listens in here. The layer cache and
+    /// the installers must then have the same path on the host and in here
+    /// (as `executor.work_dir`). None: the executor runs on the host.
+    pub build_from_container: Option<String>,
 }
 
 impl Default for DependencySettings {
@@ -84,13 +91,28 @@ impl Default for DependencySettings {
             build_scratch_mb: None,
             max_cache_mb: 8192,
             guard_host: true,
+            build_from_container: None,
         }
     }
 }
 
 impl DependencySettings {
+    /// The container a build's network is joined by: `build_from_container`,
+    /// with `self` read as this host's name.
+    pub fn executor_container(&self) -> Option<String> {
+        let named = self.build_from_container.as_deref()?.trim();
+        match named {
+            "self" => std::fs::read_to_string("/etc/hostname").ok().map(|name| name.trim().to_owned()),
+            _ => Some(named.to_owned()),
+        }
+        .filter(|name| !name.is_empty())
+    }
+
     /// Why these settings are unusable, if they are.
     pub fn validate(&self) -> Result<(), String> {
+        if self.build_from_container.is_some() && self.executor_container().is_none() {
+            return Err("dependencies.build_from_container: `self`, but this host's name cannot be read".into());
+        }
         for (field, index) in [("pip_index", &self.pip_index), ("npm_registry", &self.npm_registry)] {
             if let Some(index) = index {
                 let url = url::Url::parse(index).map_err(|e| format!("dependencies.{field}: {e}"))?;
