@@ -195,8 +195,12 @@ fn counted_git_daemon(base: &Path) -> (u16, std::sync::Arc<std::sync::atomic::At
     use std::sync::atomic::{AtomicUsize, Ordering};
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let port = free();
-    let daemon = Command::new("git")
-        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+    // the daemon itself (`git daemon` would leave it behind as a child when killed), holding
+    // none of the test's output
+    let daemon = Command::new(Path::new(&git(base, &["--exec-path"])).join("git-daemon"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
         .arg(format!("--base-path={}", base.display()))
         .arg(base)
         .spawn()
