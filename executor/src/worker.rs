@@ -68,8 +68,9 @@ pub struct Worker {
     pub slots: Arc<Semaphore>,
     /// Fetched jobs that may wait for a slot before the partitions are paused.
     pub prefetch: usize,
-    /// A wake-up of the fetcher is under way ([`Worker::wake_fetcher`]).
-    pub waking: Arc<std::sync::atomic::AtomicBool>,
+    /// Per consumer (jobs topic, hand-over topics): a wake-up of its fetcher is
+    /// under way ([`Worker::wake_fetcher`]).
+    pub waking: [Arc<std::sync::atomic::AtomicBool>; 2],
     pub grace: Duration,
     pub controls: Arc<Controls>,
     /// True once the recent cancel requests have been read.
@@ -224,22 +225,26 @@ impl Worker {
     /// an idle one sleeps up to a second (its fixed IO wait) before it sees the
     /// partition fetchable again — the 0.9 s that every job waited behind a pause.
     /// A request to each leader (an offset look-up, its answer unused) wakes them.
-    /// At most one is under way at a time.
+    /// At most one is under way at a time per consumer, each on its own: a slow
+    /// look-up on the hand-over topics never holds back the jobs topic's wake-up.
     fn wake_fetcher(&self) {
-        if self.waking.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let (consumers, waking) = (self.consumers().cloned().collect::<Vec<_>>(), self.waking.clone());
-        // a detached blocking call, bounded by its timeout; nothing waits for it
-        drop(tokio::task::spawn_blocking(move || {
-            let now = chrono::Utc::now().timestamp_millis();
-            for consumer in consumers {
+        for (consumer, waking) in self.consumers().zip(self.waking.iter()) {
+            if consumer.assignment().map_or(true, |assigned| assigned.count() == 0) {
+                continue; // nothing to fetch, nothing to wake (and an empty look-up waits out its timeout)
+            }
+            if waking.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            let (consumer, waking) = (consumer.clone(), waking.clone());
+            // a detached blocking call, bounded by its timeout; nothing waits for it
+            drop(tokio::task::spawn_blocking(move || {
+                let now = chrono::Utc::now().timestamp_millis();
                 if let Err(error) = consumer.offsets_for_timestamp(now, Duration::from_secs(2)) {
                     tracing::debug!(%error, "waking the fetcher");
                 }
-            }
-            waking.store(false, std::sync::atomic::Ordering::SeqCst);
-        }));
+                waking.store(false, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
     }
 
     /// Pauses or resumes the whole assignment (for want of slots, or to drain).
