@@ -7,6 +7,8 @@
 //! the longest a publish can take — its frontend died between claiming and
 //! publishing — is taken over by the next retry, which publishes the same job id.
 
+use std::sync::LazyLock;
+
 use gitfaas_common::JobId;
 use redis::AsyncCommands;
 
@@ -63,9 +65,25 @@ pub enum KeyClaim {
     Mismatch,
 }
 
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CLAIM));
+static PUBLISHED_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISHED));
+
 impl JobStore {
     fn idempotency_key(&self, subject: &str, key: &str) -> String {
         format!("{}:idem:{subject}:{key}", self.prefix)
+    }
+
+    /// `script` on the claim of `subject`'s `key`, given the job id and fingerprint.
+    fn on_claim(
+        &self,
+        script: &'static redis::Script,
+        (subject, key): (&str, &str),
+        id: JobId,
+        fingerprint: &str,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut invocation = script.key(self.idempotency_key(subject, key));
+        invocation.arg(id.to_string()).arg(fingerprint);
+        invocation
     }
 
     /// Claims an idempotency key of `subject` for job `id`, made from a request
@@ -79,10 +97,8 @@ impl JobStore {
         ttl_secs: u64,
     ) -> redis::RedisResult<KeyClaim> {
         let now = chrono::Utc::now().timestamp_millis();
-        let (state, held, _): (i64, String, String) = redis::Script::new(CLAIM)
-            .key(self.idempotency_key(subject, key))
-            .arg(id.to_string())
-            .arg(fingerprint)
+        let (state, held, _): (i64, String, String) = self
+            .on_claim(&CLAIM_SCRIPT, (subject, key), id, fingerprint)
             .arg(now)
             .arg(PUBLISHING_AT_MOST_MS)
             .arg(ttl_secs.max(60))
@@ -107,10 +123,7 @@ impl JobStore {
         fingerprint: &str,
         ttl_secs: u64,
     ) -> redis::RedisResult<()> {
-        redis::Script::new(PUBLISHED)
-            .key(self.idempotency_key(subject, key))
-            .arg(id.to_string())
-            .arg(fingerprint)
+        self.on_claim(&PUBLISHED_SCRIPT, (subject, key), id, fingerprint)
             .arg(ttl_secs.max(60))
             .invoke_async::<i64>(&mut self.redis.clone())
             .await
