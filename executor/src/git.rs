@@ -300,11 +300,7 @@ impl GitCache {
             // already, else a fetch on the same connection
             let proxy = remote.proxy.as_ref().map(|p| p.url());
             let on_connection = |git_remote: &mut git2::Remote<'_>| {
-                self.metrics.misses.inc();
-                let clock = std::time::Instant::now();
-                let fetched = self.fetch_on(repo, git_remote, proxy.clone(), token, &refspecs);
-                self.metrics.fetched(clock.elapsed());
-                fetched
+                self.missed(|| self.fetch_on(repo, git_remote, proxy.clone(), token, &refspecs))
             };
             match advertised(repo, remote, git_ref, token, on_connection) {
                 Advertised::Known(oid) => {
@@ -322,11 +318,8 @@ impl GitCache {
         }
         let fetched = remote.and_then(|remote| {
             let fetched = fetched.unwrap_or_else(|| {
-                self.metrics.misses.inc();
-                let clock = std::time::Instant::now();
-                let fetched = self.fetch(repo, &remote.url, remote.proxy.as_ref().map(|p| p.url()), token, &refspecs);
-                self.metrics.fetched(clock.elapsed());
-                fetched
+                let proxy = remote.proxy.as_ref().map(|p| p.url());
+                self.missed(|| self.fetch(repo, &remote.url, proxy, token, &refspecs))
             });
             let proxy = remote.proxy.as_ref();
             match (proxy.and_then(|p| p.refusal()), proxy.and_then(|p| p.unreachable())) {

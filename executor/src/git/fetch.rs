@@ -9,6 +9,15 @@ use super::remote::TokenAuth;
 use super::{GitCache, GitError};
 
 impl GitCache {
+    /// `fetch`, for a ref the mirror did not have: counted as a miss and timed.
+    pub(super) fn missed(&self, fetch: impl FnOnce() -> Result<(), GitError>) -> Result<(), GitError> {
+        self.metrics.misses.inc();
+        let clock = std::time::Instant::now();
+        let fetched = fetch();
+        self.metrics.fetched(clock.elapsed());
+        fetched
+    }
+
     pub(super) fn fetch(
         &self,
         repo: &Repository,
