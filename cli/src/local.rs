@@ -40,8 +40,13 @@ pub async fn run(args: LocalRunArgs) -> Result<ExitCode, CliError> {
     let dependencies = !args.skip_dependencies && args.target.dependencies.as_deref() != Some("skip");
     let target = &args.target;
     let mode = target.mode.as_deref().map(|m| if m == "script" { Mode::Script } else { Mode::Function });
-    let chosen =
-        Chosen { entry: target.entry.as_deref(), args: &target.args, workdir: target.workdir.as_deref(), mode };
+    let chosen = Chosen {
+        entry: target.entry.as_deref(),
+        args: &target.args,
+        workdir: target.workdir.as_deref(),
+        mode,
+        context: None,
+    };
     let run = LocalRun {
         dir: &dir,
         runtime: args.runtime.as_deref(),

@@ -9,6 +9,7 @@
 //! - [`observer`]: the observer topic's messages (heartbeats, parameters, reports);
 //! - [`control`]: the control topic's messages to every executor (cancel requests);
 //! - [`logs`]: the logs topic's chunks of a running job's output, and their bounds;
+//! - [`state`]: named functions' state: the state topic's commits and their view;
 //! - [`unreadable`]: the job a message that does not decode was about, to end it;
 //! - [`kafka`]: typed topics and messages, the one publisher, consumers per role,
 //!   the one receive loop, topic creation and trace-context headers;
@@ -33,6 +34,7 @@ pub mod schema;
 pub mod sealed;
 pub mod settings;
 pub mod shutdown;
+pub mod state;
 pub mod tasks;
 pub mod telemetry;
 pub mod unreadable;

@@ -134,6 +134,10 @@ pub struct JobSpec {
     /// The trigger tick or record (or pipeline step) that made the job, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<JobOrigin>,
+    /// Topics the function may publish to (`ctx.publish`), each claimed for the
+    /// job's owner by the frontend as a topic trigger's are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 /// `install` (the default): dependencies the checkout declares (`requirements.txt`,
@@ -430,6 +434,7 @@ mod tests {
             submodules: Submodules::Empty,
             mode: None,
             origin: None,
+            publish: Vec::new(),
         }
     }
 

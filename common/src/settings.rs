@@ -64,6 +64,14 @@ pub struct TopicSettings {
     /// Jobs handed over to executors with the wasm runtime by one without it.
     #[serde(default = "default_jobs_wasm_topic")]
     pub jobs_wasm: String,
+    /// Named functions' state commits, keyed by function, kept forever: every
+    /// state view is folded from it.
+    #[serde(default = "default_state_topic")]
+    pub state: String,
+}
+
+fn default_state_topic() -> String {
+    "gitfaas.state".into()
 }
 
 fn default_jobs_containers_topic() -> String {
@@ -100,10 +108,11 @@ impl TopicSettings {
             triggers: format!("{prefix}triggers"),
             jobs_containers: format!("{prefix}jobs-containers"),
             jobs_wasm: format!("{prefix}jobs-wasm"),
+            state: format!("{prefix}state"),
         }
     }
 
-    pub fn all(&self) -> [&str; 10] {
+    pub fn all(&self) -> [&str; 11] {
         [
             &self.jobs,
             &self.results,
@@ -115,6 +124,7 @@ impl TopicSettings {
             &self.triggers,
             &self.jobs_containers,
             &self.jobs_wasm,
+            &self.state,
         ]
     }
 }

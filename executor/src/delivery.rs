@@ -185,7 +185,7 @@ mod tests {
     }
 
     fn ran(result: JobResult, infrastructure_failure: bool) -> Option<RunOutcome> {
-        Some(RunOutcome { result, infrastructure_failure, handover: None })
+        Some(RunOutcome { result, effects: None, infrastructure_failure, handover: None })
     }
 
     #[test]

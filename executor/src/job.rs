@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gitfaas_common::kafka::Topic;
 use gitfaas_common::schema::Attempt;
+use gitfaas_common::state::Effects;
 use gitfaas_common::{Job, JobResult, JobStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -15,7 +16,11 @@ use tracing::Instrument;
 use std::path::Path;
 
 mod checkout;
+mod log_topic;
 
+pub use log_topic::LogTopic;
+
+use crate::context::FunctionState;
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
@@ -23,8 +28,8 @@ use crate::refs::SharedResolutions;
 use crate::settings::ExecutorSettings;
 use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
-    interpret, owner_digest, plan, refused_start, run_wasm, warm_args, Chosen, Dependencies, DepsError, Function,
-    Launch, Lease, LogSink, LogStreamer, ManifestError, Offer, Outlet, Prepared, Redactor, Sandbox, SandboxError,
+    interpret, owner_digest, plan, refused_start, run_wasm, take_effects, warm_args, Chosen, Dependencies, DepsError,
+    Function, Launch, Lease, LogSink, LogStreamer, ManifestError, Offer, Prepared, Redactor, Sandbox, SandboxError,
     SandboxSpec, WarmPool, WasmMetrics, WasmRun, WasmRuntime, Workspace, EXECUTOR_LABEL, JOB_LABEL, WASM_RUNTIME,
 };
 
@@ -46,27 +51,8 @@ pub struct JobRunner {
     /// The `wasm` runtime, when `executor.wasm.enabled` is on.
     pub wasm: Option<Arc<WasmRuntime>>,
     pub wasm_metrics: WasmMetrics,
-}
-
-/// The publisher the live log chunks of every run go out through (to the logs topic).
-pub struct LogTopic {
-    pub publisher: gitfaas_common::kafka::Publisher,
-}
-
-impl LogTopic {
-    /// An outlet publishing one run's chunks in order, keyed by job id; a chunk the
-    /// broker refuses is logged and skipped (a log is best effort, the result is not).
-    fn outlet(&self) -> Outlet {
-        let publisher = self.publisher.clone();
-        Box::new(move |chunk| {
-            let publisher = publisher.clone();
-            Box::pin(async move {
-                if let Err(error) = publisher.publish(&chunk).await {
-                    tracing::warn!(%error, seq = chunk.seq, "log chunk not published");
-                }
-            })
-        })
-    }
+    /// Named functions' state, and the bounds of what a run may change.
+    pub state: FunctionState,
 }
 
 /// Where an attempt runs: a warm sandbox (its own workspace), or a fresh container
@@ -88,6 +74,8 @@ impl Place {
 /// How an attempt ended: its result, and whether a failure was the executor's own.
 struct Ending {
     result: JobResult,
+    /// What a succeeded run of a function with a context asked for besides its output.
+    effects: Option<Effects>,
     /// The executor's own trouble (disk, Docker), not the job's: worth retrying.
     infrastructure: bool,
     /// The job's runtime is one this executor lacks but others may have: the
@@ -97,13 +85,13 @@ struct Ending {
 
 impl From<JobResult> for Ending {
     fn from(result: JobResult) -> Self {
-        Self { result, infrastructure: false, handover: None }
+        Self { result, effects: None, infrastructure: false, handover: None }
     }
 }
 
 impl Ending {
     fn infrastructure(attempt: &Attempt, reason: impl Into<String>) -> Self {
-        Self { result: JobResult::failed(attempt, reason), infrastructure: true, handover: None }
+        Self { result: JobResult::failed(attempt, reason), effects: None, infrastructure: true, handover: None }
     }
 }
 
@@ -111,6 +99,8 @@ impl Ending {
 /// the job goes instead when its runtime is not offered here.
 pub struct RunOutcome {
     pub result: JobResult,
+    /// The succeeded run's checked state changes and records to publish, if any.
+    pub effects: Option<Effects>,
     pub infrastructure_failure: bool,
     pub handover: Option<Topic>,
 }
@@ -135,8 +125,13 @@ impl JobRunner {
         let ending = self.attempt(job, &at, credentials, (&mut commit_sha, &mut warm), &streamer.sink(), cancel).await;
         streamer.finish().await; // the log's last chunk goes out before the result
         let (warm, ready) = warm;
-        let result = JobResult { commit_sha, warm, ready, ..ending.result.finished(Utc::now()) };
-        RunOutcome { result, infrastructure_failure: ending.infrastructure, handover: ending.handover }
+        let succeeded = ending.result.status == JobStatus::Succeeded;
+        let (result, effects) = match ending.effects.filter(|_| succeeded).map(|e| self.state.check(job, e)) {
+            Some(Err(refused)) => (JobResult::failed(&at, refused.to_string()), None),
+            checked => (ending.result, checked.and_then(Result::ok).flatten()),
+        };
+        let result = JobResult { commit_sha, warm, ready, ..result.finished(Utc::now()) };
+        RunOutcome { result, effects, infrastructure_failure: ending.infrastructure, handover: ending.handover }
     }
 
     async fn attempt(
@@ -186,9 +181,13 @@ impl JobRunner {
             *commit_sha = Some(sha.clone());
             return JobResult::succeeded(at, serde_json::json!({ "commit": sha })).into();
         }
+        let context = match self.state.context(job, at, &sha).await {
+            Ok(context) => context,
+            Err(why) => return Ending::infrastructure(at, why),
+        };
         let offer = self.offer();
         let plan = |dir: &Path| {
-            let chosen = Chosen::of(spec);
+            let chosen = Chosen { context: Some(&context), ..Chosen::of(spec) };
             plan(dir, CODE_MOUNT, spec.runtime.as_deref(), &chosen, &offer, &spec.input, credentials.json())
         };
         let resolved = clock.elapsed();
@@ -394,7 +393,13 @@ impl JobRunner {
         .instrument(run)
         .await;
         let ending = match outcome {
-            Ok(outcome) => interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes).into(),
+            Ok(mut outcome) => match take_effects(&mut outcome, &reading) {
+                Ok(effects) => {
+                    let result = interpret(at, outcome, &reading, spec.timeout_secs, self.settings.stdout_max_bytes);
+                    Ending { effects, ..result.into() }
+                }
+                Err(why) => JobResult::bad_output(at, why).into(),
+            },
             Err(e @ SandboxError::MissingImage(_)) => JobResult::rejected(at, e.to_string()).into(),
             Err(e) => match refused_start(&reading, &e) {
                 Some(why) => JobResult::rejected(at, why).into(),

@@ -22,6 +22,7 @@
 //!   (`gitfaas_common::ops`).
 
 mod cancel;
+mod context;
 mod credentials;
 mod data;
 mod delivery;
@@ -46,7 +47,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gitfaas_common::kafka::{assign_all, ensure_topics, ConsumerBuilder, Inbox, Publisher, Role, Start, Topic};
+use gitfaas_common::kafka::{
+    assign_all, ensure_topics, ConsumerBuilder, Inbox, Publisher, Role, Start, Topic, Transactor,
+};
+use gitfaas_common::state::FollowedState;
 use gitfaas_common::tasks::Tasks;
 use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
@@ -54,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 use gitfaas_sandbox::{Dependencies, Sandbox, Template, WarmPool, WasmRuntime};
 
+use crate::context::FunctionState;
 pub use crate::git::GitCache;
 use crate::job::JobRunner;
 use crate::processing::Processing;
@@ -113,6 +118,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         .context("creating the dependency layer cache")?;
     let runtimes = e.images.keys().map(String::as_str).chain(e.wasm.enabled.then_some("wasm")).collect::<Vec<_>>();
     tracing::info!(%executor_id, slots = e.slots, runtime = %e.oci_runtime, warm = e.warm.enabled, runtimes = ?runtimes, "executor ready");
+    let followed =
+        FollowedState::start(&settings.kafka, &executor_id, &tasks).await.context("following the state topic")?;
+    let state = FunctionState { followed, limits: e.state.clone() };
+    let transactor = Transactor::new(&settings.kafka, &format!("gitfaas-executor-{executor_id}"));
     let runner = JobRunner {
         executor_id,
         settings: e.clone(),
@@ -124,12 +133,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Worker>> {
         logs: job::LogTopic { publisher: publisher.clone() },
         wasm,
         wasm_metrics: metrics.wasm.clone(),
+        state,
     };
     Ok(Arc::new(Worker {
         consumer,
         handover,
         ops_port,
-        processing: Processing { publisher, runner: Arc::new(runner), metrics: metrics.jobs },
+        processing: Processing { publisher, transactor, runner: Arc::new(runner), metrics: metrics.jobs },
         tracker,
         slots: Arc::new(Semaphore::new(e.slots)),
         prefetch: e.prefetch,

@@ -9,21 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use gitfaas_common::kafka::{Publisher, Topic};
+use gitfaas_common::kafka::{Publisher, Topic, Transactor};
 use gitfaas_common::schema::{Attempt, Delivery, JobStarted};
-use gitfaas_common::{Job, JobEvent, JobResult};
+use gitfaas_common::state::Effects;
+use gitfaas_common::{Job, JobEvent, JobResult, JobStatus};
 use tracing::Instrument;
 
 use crate::cancel::{RunGuard, Stop};
-use crate::delivery;
 use crate::durable::StartCommit;
 use crate::job::{JobRunner, RunOutcome};
 use crate::metrics::JobMetrics;
+use crate::{context, delivery};
 
 /// What a job needs on its way to a result: the runner of its attempts, and the
 /// publisher its results and dead letters go out through.
 pub struct Processing {
     pub publisher: Publisher,
+    /// Publishes a result with the run's state commit and records, atomically.
+    pub transactor: Transactor,
     pub runner: Arc<JobRunner>,
     pub metrics: JobMetrics,
 }
@@ -38,6 +41,10 @@ impl Processing {
         if let Some(result) = delivery::expired(&job, executor_id, Utc::now()) {
             tracing::info!("job expired before it could start");
             return self.publish_until_acked(result).await;
+        }
+        if self.runner.state.committed(&job) {
+            tracing::info!("the job's state commit is applied, so its result is out: not run again");
+            return true;
         }
         let settings = &self.runner.settings.delivery;
         let (mut tries, mut infrastructure_failures) = (0, 0);
@@ -73,7 +80,7 @@ impl Processing {
             if let Some(topic) = outcome.handover.filter(|_| !handed_over) {
                 return self.hand_over(&job, topic).await;
             }
-            let result = outcome.result;
+            let (result, effects) = (outcome.result, outcome.effects);
             infrastructure_failures += u32::from(outcome.infrastructure_failure);
             let reason = result.reason.as_deref().unwrap_or_default();
             tracing::info!(status = %result.status, attempt, reason, run_ms = result.timings.run_ms, "attempt finished");
@@ -86,7 +93,7 @@ impl Processing {
                 outcome.infrastructure_failure,
             );
             match delivery::at_most_once(next, &job, &result, outcome.infrastructure_failure) {
-                delivery::Next::Publish => return self.publish_until_acked(result).await,
+                delivery::Next::Publish => return self.finish(&job, result, effects).await,
                 delivery::Next::RetryAfter(backoff) => {
                     tracing::warn!(reason = result.reason.as_deref().unwrap_or(""), ?backoff, "retrying job");
                     tokio::select! {
@@ -129,7 +136,15 @@ impl Processing {
 
     /// A run stopped from outside (see [`delivery::stopped`]).
     async fn stopped(&self, job: &Job, stop: Stop, outcome: Option<RunOutcome>, durable: bool) -> bool {
+        let effects = outcome.as_ref().and_then(|o| o.effects.clone());
         let end = delivery::stopped(job, stop, outcome, &self.runner.executor_id, durable);
+        if let (delivery::End::Publish(result), Some(_)) = (&end, &effects) {
+            if result.status == JobStatus::Succeeded {
+                // it finished before the cancel: its effects go with its result
+                let delivery::End::Publish(result) = end else { unreachable!() };
+                return self.finish(job, *result, effects).await;
+            }
+        }
         match &end {
             delivery::End::Leave => tracing::info!("job abandoned: its partition was revoked"),
             delivery::End::Done => {}
@@ -160,6 +175,52 @@ impl Processing {
                 false
             }
         }
+    }
+
+    /// Publishes `result`, in one transaction with the state commit and records of
+    /// `effects` when it has any; true once committed.
+    async fn finish(&self, job: &Job, result: JobResult, effects: Option<Effects>) -> bool {
+        let Some(effects) = effects else { return self.publish_until_acked(result).await };
+        let attempt = || Attempt::of(job, &self.runner.executor_id, result.attempt);
+        if let Some(missing) = self.missing_topic(&effects).await {
+            let reason = format!("publish: topic {missing:?} does not exist");
+            return self.publish_until_acked(JobResult::failed(&attempt(), reason).finished(Utc::now())).await;
+        }
+        let span = tracing::info_span!("result commit", otel.kind = "producer", ops = effects.ops.len());
+        let records = match context::transaction(self.publisher.topics(), job, &result, &effects) {
+            Ok(records) => records,
+            Err(error) => {
+                return self.publish_until_acked(JobResult::failed(&attempt(), error.to_string())).await;
+            }
+        };
+        let mut backoff = Duration::from_millis(200);
+        for _ in 0..10 {
+            match self.transactor.commit(&records).instrument(span.clone()).await {
+                Ok(()) => {
+                    self.metrics.finished(&result);
+                    return true;
+                }
+                Err(error) => tracing::warn!(%error, "result transaction not committed; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        tracing::error!("result transaction could not be committed; the job will be redelivered");
+        false
+    }
+
+    /// A topic `effects` publish to that the broker does not have (a transaction
+    /// with a record for it would wait out its timeout, then never commit).
+    async fn missing_topic(&self, effects: &Effects) -> Option<String> {
+        let topics: std::collections::BTreeSet<&str> = effects.publish.iter().map(|p| p.topic.as_str()).collect();
+        for topic in topics {
+            match self.publisher.partitions(topic, Duration::from_secs(5)).await {
+                Ok(0) => return Some(topic.to_owned()),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, topic, "topic metadata not read; the transaction will tell"),
+            }
+        }
+        None
     }
 
     async fn publish_until_acked(&self, result: JobResult) -> bool {

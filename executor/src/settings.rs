@@ -57,6 +57,10 @@ pub struct ExecutorSettings {
     /// nested deeper fail the job.
     #[serde(default = "default_max_submodule_depth")]
     pub max_submodule_depth: u32,
+    /// Bounds of a named function's state and of one job's state changes and
+    /// published records.
+    #[serde(default)]
+    pub state: gitfaas_common::state::StateLimits,
     /// Runtime name → image. Only these runtimes are offered.
     pub images: BTreeMap<String, String>,
     /// `runc`, or `runsc` (gVisor).

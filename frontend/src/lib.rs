@@ -43,7 +43,9 @@ use anyhow::Context;
 use gitfaas_common::kafka::{ensure_topics, ConsumerBuilder, Inbox, Publisher, Role};
 use gitfaas_common::metrics::LagContext;
 use gitfaas_common::settings::TopicSettings;
+use gitfaas_common::state::FollowedState;
 use gitfaas_common::tasks::Tasks;
+use gitfaas_common::JobId;
 use rdkafka::consumer::Consumer;
 
 use crate::identity::Authenticator;
@@ -68,6 +70,8 @@ pub struct AppState {
     pub metrics: metrics::FrontendMetrics,
     /// Every job gets in through this.
     pub submit: submit::Submitter,
+    /// Named functions' state, folded from the state topic.
+    pub functions_state: FollowedState,
 }
 
 pub struct Application {
@@ -128,6 +132,9 @@ impl Application {
         start_readers(&settings, &parts, results, &tasks)?;
         start_triggers(&settings, &parts, &tasks)?;
         start_watchers(&settings, &parts, affinity, &tasks);
+        let client = format!("{}-{}", f.group_id, JobId::new());
+        let functions_state =
+            FollowedState::start(&settings.kafka, &client, &tasks).await.context("following the state topic")?;
         let state = AppState {
             settings: f.clone(),
             topics: settings.kafka.topics.clone(),
@@ -139,6 +146,7 @@ impl Application {
             reports: parts.reports,
             metrics: parts.metrics,
             submit: parts.submit,
+            functions_state,
         };
         let authenticator = Authenticator::from_settings(&f.auth).await.context("setting up authentication")?;
         let (port, server) = serve(f, state, authenticator)?;

@@ -67,6 +67,8 @@ pub enum ApiError {
     TooManyStreams(usize),
     #[error("function not found")]
     FunctionNotFound,
+    #[error("the function's state has no key {0:?}")]
+    StateKeyNotFound(String),
     #[error("another change of this function is under way; try again")]
     FunctionBusy,
     #[error("another change of this trigger is under way; try again")]
@@ -129,6 +131,7 @@ impl ApiError {
             ApiError::IdempotencyInFlight => ("idempotency-key-in-flight", "The key's job is being submitted"),
             ApiError::TooManyStreams(_) => ("too-many-event-streams", "Too many event streams"),
             ApiError::FunctionNotFound => ("not-found", "Not found"),
+            ApiError::StateKeyNotFound(_) => ("state-key-not-found", "No such key"),
             ApiError::FunctionBusy => ("function-busy", "The function is being changed"),
             ApiError::TriggerBusy => ("trigger-busy", "The trigger is being changed"),
             ApiError::DeployFailed(_) => ("deploy-failed", "The function could not be deployed"),
@@ -160,7 +163,7 @@ impl ResponseError for ApiError {
             ApiError::IdempotentJobErased => StatusCode::GONE,
             ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::FunctionNotFound => StatusCode::NOT_FOUND,
+            ApiError::FunctionNotFound | ApiError::StateKeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::FunctionBusy | ApiError::TriggerBusy => StatusCode::CONFLICT,
             ApiError::DeployFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DeployTimeout(..) => StatusCode::GATEWAY_TIMEOUT,

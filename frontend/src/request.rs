@@ -38,6 +38,9 @@ impl Invalid {
     }
 }
 
+/// Topics one job (or function) may publish to.
+const MAX_PUBLISH_TOPICS: usize = 16;
+
 /// A job submission. Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +110,11 @@ pub struct SubmitRequest {
     /// parses, else its text), the exit code the status. Over the manifest's `mode`.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Topics the function may publish to with `ctx.publish` (at most 16). Each
+    /// must be one the operator lets owners bind (`triggers.allowed_topics`), and
+    /// becomes the caller's, as a topic trigger's do; a publish elsewhere fails the job.
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// Credentials in the clear, as received: redacted in `Debug`, zeroized on drop.
@@ -193,6 +201,9 @@ impl SubmitRequest {
                 ));
             }
         }
+        if self.publish.len() > MAX_PUBLISH_TOPICS {
+            return Err(Invalid::of("publish", format!("at most {MAX_PUBLISH_TOPICS} topics")));
+        }
         let delivery = self.delivery.unwrap_or_default();
         if !settings.delivery.allowed.contains(&delivery) {
             let allowed: Vec<&str> = settings.delivery.allowed.iter().map(|d| d.as_str()).collect();
@@ -241,6 +252,7 @@ impl SubmitRequest {
             submodules: self.submodules.unwrap_or_default(),
             mode: self.mode,
             origin: None,
+            publish: self.publish,
         })
     }
 

@@ -53,7 +53,7 @@ pub use gitfaas_wasm::{WasmRuntime, WasmSettings};
 pub use local::{run_local, LocalOutcome, LocalRun};
 pub use logs::{LogSink, LogStreamer, Outlet, Redactor};
 pub use metrics::{SandboxMetrics, WarmMetrics, WasmMetrics};
-pub use outcome::{interpret, refused_start};
+pub use outcome::{interpret, refused_start, take_effects};
 pub use runtime::{plan, Chosen, Interpreter, Launch, ManifestError, Offer, Reading, WASM_RUNTIME};
 pub use settings::SandboxSettings;
 pub use warm::{owner_digest, warm_args, Function, Lease, ReadySettings, Template, WarmPool, WarmSettings, WARM_LABEL};

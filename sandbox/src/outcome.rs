@@ -11,6 +11,7 @@
 
 use gitfaas_common::limits;
 use gitfaas_common::schema::Attempt;
+use gitfaas_common::state::Effects;
 use gitfaas_common::JobResult;
 use serde_json::Value;
 
@@ -60,6 +61,26 @@ pub fn interpret(
         }
     };
     result.with_process(out.exit_code, out.stderr_tail)
+}
+
+/// A run given a context answers `{"value": V, "effects": E}` on stdout: this
+/// leaves V as its stdout and returns E. A run that did not end with 0 (or was
+/// stopped) keeps its stdout and has no effects; one whose stdout is not that
+/// shape is refused with the reason (its output is bad).
+pub fn take_effects(out: &mut SandboxOutcome, reading: &Reading) -> Result<Option<Effects>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope {
+        value: Value,
+        effects: Effects,
+    }
+    let stopped = out.cancelled || out.timed_out || out.stdout_overflow || out.oom_killed;
+    if !reading.context || stopped || out.exit_code != Some(0) {
+        return Ok(None);
+    }
+    let envelope: Envelope = serde_json::from_slice(&out.stdout).map_err(|e| format!("not valid json: {e}"))?;
+    out.stdout = serde_json::to_vec(&envelope.value).expect("json values serialise");
+    Ok(Some(envelope.effects))
 }
 
 /// The runners' last line for an exception, `gitfaas: raised …`: the words from
@@ -141,6 +162,7 @@ mod tests {
                 image: "busybox".into(),
             }),
             text_output: false,
+            context: false,
         };
         let why = "entry `bin/py` cannot start: its `#!` interpreter `python3` (looked up by `/usr/bin/env`) \
                    is not on the PATH of the image `busybox`";

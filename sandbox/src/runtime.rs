@@ -122,6 +122,8 @@ pub struct Reading {
     pub interpreter: Option<Interpreter>,
     /// A script's stdout is its output as JSON when it parses, else as text.
     pub text_output: bool,
+    /// The runner was given a context: its stdout is `{"value", "effects"}`.
+    pub context: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -157,11 +159,15 @@ pub struct Chosen<'a> {
     pub workdir: Option<&'a str>,
     /// The job's mode, over the manifest's.
     pub mode: Option<Mode>,
+    /// The context python and node functions get (their third parameter), as
+    /// JSON: given, the runner answers `{"value", "effects"}` ([`crate::take_effects`]).
+    pub context: Option<&'a [u8]>,
 }
 
 impl<'a> Chosen<'a> {
     pub fn of(spec: &'a gitfaas_common::JobSpec) -> Self {
-        Self { entry: spec.entry.as_deref(), args: &spec.args, workdir: spec.workdir.as_deref(), mode: spec.mode }
+        let (entry, workdir) = (spec.entry.as_deref(), spec.workdir.as_deref());
+        Self { entry, args: &spec.args, workdir, mode: spec.mode, context: None }
     }
 }
 
@@ -242,7 +248,7 @@ pub fn plan(
                 None => entry::checked_file(checkout, entry).map(|e| (e.clone(), entry::parent(&e)))?,
             };
             let command = ["python3", "-I", "-c", PYTHON_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials), entry_dir)
+            (command, request(&input_json, credentials, chosen.context), entry_dir)
         }
         "node" => {
             let entry = entry.unwrap_or_else(|| "main.js".into());
@@ -251,7 +257,7 @@ pub fn plan(
                 None => entry::checked_file(checkout, entry.clone())?,
             };
             let command = ["node", "-e", NODE_RUNNER, code_mount, &entry].map(String::from).to_vec();
-            (command, request(&input_json, credentials), entry::parent(&file))
+            (command, request(&input_json, credentials, chosen.context), entry::parent(&file))
         }
         // the module's path in the checkout, as its program name, then the args
         WASM_RUNTIME => {
@@ -274,6 +280,7 @@ pub fn plan(
             (command, Zeroizing::new(input_json), entry::parent(&entry))
         }
     };
+    reading.context = chosen.context.is_some() && matches!(runtime.as_str(), "python" | "node");
     let (mut command, mut working_dir) = (command, code_mount.to_owned());
     if workdir != "." {
         working_dir = format!("{code_mount}/{workdir}");
@@ -284,14 +291,19 @@ pub fn plan(
     Ok(Launch { runtime, image, command, working_dir, stdin, entry_dir, reading, env: Vec::new() })
 }
 
-/// `{"data": <input>, "credentials": <credentials>}`, built without a parsed copy
-/// of the credentials.
-fn request(input_json: &[u8], credentials: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(input_json.len() + credentials.len() + 32));
+/// `{"data": <input>, "credentials": <credentials>[, "context": <context>]}`,
+/// built without a parsed copy of the credentials.
+fn request(input_json: &[u8], credentials: &[u8], context: Option<&[u8]>) -> Zeroizing<Vec<u8>> {
+    let extra = context.map_or(0, |c| c.len() + 16);
+    let mut out = Zeroizing::new(Vec::with_capacity(input_json.len() + credentials.len() + extra + 32));
     out.extend_from_slice(b"{\"data\":");
     out.extend_from_slice(input_json);
     out.extend_from_slice(b",\"credentials\":");
     out.extend_from_slice(credentials);
+    if let Some(context) = context {
+        out.extend_from_slice(b",\"context\":");
+        out.extend_from_slice(context);
+    }
     out.push(b'}');
     out
 }

@@ -169,6 +169,7 @@ async fn a_frontend_rebuilding_its_view_ends_a_job_whose_result_is_unreadable() 
         submodules: Default::default(),
         mode: None,
         origin: None,
+        publish: Vec::new(),
     };
     let job = gitfaas_common::Job::new(gitfaas_common::Owner { subject: "alice".into(), name: None }, spec);
     let id = job.id.to_string();

@@ -72,6 +72,13 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Sees only committed transactions' messages (librdkafka's default, set so
+    /// that no pass-through map undoes it) and is told each partition's end.
+    pub fn reading_committed_to_the_end(mut self) -> Self {
+        self.config.set("isolation.level", "read_committed").set("enable.partition.eof", "true");
+        self
+    }
+
     /// Names the client (the broker's logs, the group's members).
     pub fn client_id(mut self, id: &str) -> Self {
         self.config.set("client.id", id);

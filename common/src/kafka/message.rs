@@ -32,10 +32,12 @@ pub enum Topic {
     JobsContainers,
     /// Jobs an executor without the wasm runtime handed over.
     JobsWasm,
+    /// Named functions' state commits, keyed by function (see [`crate::state`]); kept forever.
+    State,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::Jobs,
         Topic::Results,
         Topic::Observer,
@@ -46,6 +48,7 @@ impl Topic {
         Topic::Triggers,
         Topic::JobsContainers,
         Topic::JobsWasm,
+        Topic::State,
     ];
 
     /// Whether the topic keeps each key's latest message only (a definition's
@@ -80,6 +83,7 @@ impl TopicSettings {
             Topic::Triggers => &self.triggers,
             Topic::JobsContainers => &self.jobs_containers,
             Topic::JobsWasm => &self.jobs_wasm,
+            Topic::State => &self.state,
         }
     }
 }
@@ -117,6 +121,7 @@ mod tests {
         assert_eq!(names.len(), Topic::ALL.len());
         assert_eq!(topics.name(Topic::DeadLetter), "t-dead-letter");
         assert_eq!(Topic::ALL.iter().filter(|t| t.is_compacted()).count(), 2);
+        assert_eq!(topics.name(Topic::State), "t-state");
         assert_eq!(Topic::Triggers.partitions(4), 1);
         assert_eq!(Topic::Jobs.partitions(4), 4);
     }

@@ -6,6 +6,7 @@
 //! - [`ConsumerBuilder`] per [`Role`] (job worker, replay, broadcast), with each
 //!   role's client settings here once; [`assign_all`] and [`CatchUp`] for readers
 //!   that assign themselves partitions; [`Inbox`], the one receive loop;
+//! - [`Transactor`]: several records published atomically (a Kafka transaction);
 //! - [`ensure_topics`]: idempotent topic creation;
 //! - [`set_parent_from_headers`]: the W3C trace context a message carries.
 
@@ -14,6 +15,7 @@ mod message;
 mod publisher;
 mod topics;
 mod trace;
+mod transaction;
 
 use rdkafka::config::ClientConfig;
 
@@ -22,6 +24,7 @@ pub use message::{decode, Message, Topic};
 pub use publisher::{PublishError, Publisher, SEND_QUEUE_TIMEOUT};
 pub use topics::ensure_topics;
 pub use trace::set_parent_from_headers;
+pub use transaction::{Outgoing, Transactor};
 
 use crate::settings::KafkaSettings;
 

@@ -69,6 +69,11 @@ impl Publisher {
         self.send_raw(self.topics.name(topic), Some(key.as_bytes()), &payload, &[]).await
     }
 
+    /// The configured topic names.
+    pub fn topics(&self) -> &TopicSettings {
+        &self.topics
+    }
+
     /// The configured name of `topic`.
     pub fn topic_name(&self, topic: Topic) -> &str {
         self.topics.name(topic)

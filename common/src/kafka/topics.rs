@@ -85,6 +85,8 @@ async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
             let new = NewTopic::new(name, topic.partitions(settings.partitions), TopicReplication::Fixed(-1));
             if topic.is_compacted() {
                 new.set("cleanup.policy", "compact")
+            } else if topic == Topic::State {
+                new.set("retention.ms", "-1") // every state view is folded from it
             } else {
                 new
             }

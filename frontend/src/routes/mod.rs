@@ -16,6 +16,7 @@ mod page;
 mod pipelines;
 mod report_stream;
 mod socket;
+mod state;
 mod triggers;
 mod wait;
 mod webapp;
@@ -45,6 +46,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(functions::get))
                     .route(web::put().to(functions::deploy))
                     .route(web::delete().to(functions::delete)),
+            )
+            .service(
+                resource("/functions/{name}/state", "GET, DELETE")
+                    .route(web::get().to(state::list))
+                    .route(web::delete().to(state::clear)),
+            )
+            .service(
+                resource("/functions/{name}/state/{key}", "GET, DELETE")
+                    .route(web::get().to(state::get))
+                    .route(web::delete().to(state::delete)),
             )
             .service(resource("/functions/{name}/versions", "GET").route(web::get().to(functions::versions)))
             .service(resource("/functions/{name}/rollback", "POST").route(web::post().to(functions::rollback)))

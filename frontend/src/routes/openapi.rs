@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cancel, functions, jobs, keys, logs, pipelines, triggers};
+use super::{admin, cancel, functions, jobs, keys, logs, pipelines, state, triggers};
 use crate::request::{MAX_IDEMPOTENCY_KEY_CHARS, MIN_CPU_MILLIS, MIN_MEMORY_MB, MIN_PIDS};
 use crate::settings::FrontendSettings;
 use crate::AppState;
@@ -30,6 +30,7 @@ impl Modify for BearerAuth {
     info(title = "gitfaas", description = "Functions as a service, straight from git."),
     paths(jobs::submit, jobs::status, jobs::result, logs::logs, jobs::list, jobs::erase, cancel::cancel, admin::set_config, admin::status, admin::reports, admin::end_job, keys::executor,
         functions::deploy, functions::list, functions::get, functions::versions, functions::rollback, functions::delete, functions::invoke,
+        state::list, state::get, state::clear, state::delete,
         triggers::put, triggers::list, triggers::get, triggers::pause, triggers::resume, triggers::delete,
         pipelines::start, pipelines::get, pipelines::list, pipelines::cancel),
     modifiers(&BearerAuth),

@@ -115,14 +115,7 @@ fn checked_source(state: &AppState, name: &str, request: TriggerRequest) -> Resu
                 return Err(ApiError::invalid("topic.concurrency", detail));
             }
             for name in std::iter::once(&topic.input).chain(topic.output.as_ref()) {
-                if !is_valid_topic_name(name) {
-                    let detail = "a topic name is 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-' (not . or ..)";
-                    return Err(ApiError::invalid("topic", detail));
-                }
-                let own = state.topics.all().contains(&name.as_str());
-                if own || !state.settings.triggers.allows(name) {
-                    return Err(ApiError::TopicNotAllowed(name.clone()));
-                }
+                check_topic(state, "topic", name)?;
             }
             if topic.output.as_ref() == Some(&topic.input) {
                 return Err(ApiError::invalid("topic.output", "the output topic must not be the input topic"));
@@ -138,6 +131,31 @@ fn checked_source(state: &AppState, name: &str, request: TriggerRequest) -> Resu
 /// owner reads another's results or feeds records to another's function.
 async fn claim_topics(state: &AppState, subject: &str, binding: &TopicBinding) -> Result<(), ApiError> {
     for topic in std::iter::once(&binding.input).chain(binding.output.as_ref()) {
+        if !state.settings.triggers.is_shared(topic) && state.store.claim_topic(topic, subject).await? != subject {
+            return Err(ApiError::TopicOfAnotherOwner(topic.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a topic name Kafka would refuse, gitfaas's own topics, and those the
+/// operator does not let owners bind (`triggers.allowed_topics`, `shared_topics`).
+pub(super) fn check_topic(state: &AppState, field: &str, name: &str) -> Result<(), ApiError> {
+    if !is_valid_topic_name(name) {
+        let detail = "a topic name is 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-' (not . or ..)";
+        return Err(ApiError::invalid(field, detail));
+    }
+    if state.topics.all().contains(&name) || !state.settings.triggers.allows(name) {
+        return Err(ApiError::TopicNotAllowed(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Claims `topics` for `subject` (see [`claim_topics`]): the topics a job's
+/// function publishes to.
+pub(super) async fn claim_publish_topics(state: &AppState, subject: &str, topics: &[String]) -> Result<(), ApiError> {
+    for topic in topics {
+        check_topic(state, "publish", topic)?;
         if !state.settings.triggers.is_shared(topic) && state.store.claim_topic(topic, subject).await? != subject {
             return Err(ApiError::TopicOfAnotherOwner(topic.clone()));
         }

@@ -83,7 +83,7 @@ mod tests {
         let offer = Offer { images: &images, allowed_images: &[], wasm: false };
         let run = |runtime: &str, entry: Option<&'static str>, args: &[&str]| {
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            let chosen = Chosen { entry, args: &args, workdir: None, mode: Some(Mode::Script) };
+            let chosen = Chosen { entry, args: &args, workdir: None, mode: Some(Mode::Script), context: None };
             plan(dir.path(), "/code", Some(runtime), &chosen, &offer, &json!({"a": 1}), b"{\"k\":\"v\"}")
         };
         let launch = run("python", Some("test/main.py"), &["2", "3"]).unwrap();
