@@ -72,7 +72,7 @@ pub enum Command {
     Cancel(IdArg),
     /// Erase a finished job
     Rm(IdArg),
-    /// Named functions: deploy, invoke by name, list, versions, roll back, delete
+    /// Named functions: deploy, invoke by name, list, versions, roll back, delete, state
     #[command(subcommand, name = "fn")]
     Fn(FnCommand),
     /// Triggers of your functions: schedules and topic bindings
@@ -118,6 +118,19 @@ pub enum FnCommand {
     Rollback { name: String, version: u32 },
     /// Delete NAME and its versions
     Rm { name: String },
+    /// NAME's state: its keys and values, one KEY's value, or (--delete) remove them
+    State {
+        name: String,
+        /// The key to show (or with --delete, the one to remove)
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        key: Option<String>,
+        /// Only the keys starting with this
+        #[arg(long, conflicts_with_all = ["key", "delete"])]
+        prefix: Option<String>,
+        /// Delete KEY, or without KEY every key of NAME
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

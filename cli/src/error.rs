@@ -69,6 +69,10 @@ impl CliError {
             CliError::Api(p) => match p.status {
                 401 => "run `gitfaas login` (or set GITFAAS_TOKEN) and try again".into(),
                 403 => "this needs a role your account lacks".into(),
+                404 if p.title == "No such key" => "`gitfaas fn state NAME` lists the function's keys".into(),
+                404 if p.detail.as_deref() == Some("function not found") => {
+                    "`gitfaas fn ls` lists your functions".into()
+                }
                 404 => "no job of yours has that id: `gitfaas ls` lists them".into(),
                 409 => "see the job's state with `gitfaas status ID`".into(),
                 400 | 422 => "fix the named field and submit again".into(),

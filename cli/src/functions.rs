@@ -1,5 +1,6 @@
 //! `gitfaas fn …`: named functions — deploy a version, invoke by name, list, see
-//! versions, roll back, delete. Invoking waits for the result and exits like `run`.
+//! versions, roll back, delete, read and delete their state. Invoking waits for
+//! the result and exits like `run`.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 use crate::api::Api;
 use crate::args::{FnCommand, Output};
 use crate::error::{exit_of, CliError};
+use crate::escape;
 use crate::jobs::{status_of, wait_for_result};
 use crate::show::{self, err, out};
 
@@ -122,7 +124,95 @@ pub async fn run(api: &Api, output: Output, command: FnCommand) -> Result<ExitCo
             err!("{name} deleted");
             Ok(ExitCode::SUCCESS)
         }
+        FnCommand::State { name, key, prefix, delete } => {
+            state(api, output, &name, key.as_deref(), prefix.as_deref(), delete).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `fn state`: NAME's keys and values (those starting with `prefix`), one key's
+/// value, or `delete`: that key or every key.
+async fn state(
+    api: &Api,
+    output: Output,
+    name: &str,
+    key: Option<&str>,
+    prefix: Option<&str>,
+    delete: bool,
+) -> Result<(), CliError> {
+    let route = match key {
+        Some(key) => path(name, &format!("/state/{}", key_segment(key)?)),
+        None => path(name, "/state"),
+    };
+    if delete {
+        let (_, deleted) = api.call(Method::DELETE, &route, None, 0).await?;
+        match (output, key) {
+            (Output::Json, _) => show::json(&deleted),
+            (Output::Table, Some(key)) => err!("{name}: deleted key {}", escape::line(key)),
+            (Output::Table, None) => err!("{name}: deleted all its keys ({})", deleted["deleted"]),
+        }
+        return Ok(());
+    }
+    if key.is_some() {
+        let (_, entry) = api.call(Method::GET, &route, None, 0).await?;
+        match output {
+            Output::Json => show::json(&entry),
+            Output::Table => show::json(&entry["value"]),
+        }
+        return Ok(());
+    }
+    let route = match prefix {
+        Some(prefix) => {
+            let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("prefix", prefix).finish();
+            format!("{route}?{query}")
+        }
+        None => route,
+    };
+    let (_, view) = api.call(Method::GET, &route, None, 0).await?;
+    match output {
+        Output::Json => show::json(&view),
+        Output::Table => state_table(name, &view),
+    }
+    Ok(())
+}
+
+/// `KEY  VALUE` lines, the values as compact JSON, keys and values on one line each.
+fn state_table(name: &str, view: &Value) {
+    let rows: Vec<(String, String)> = view["keys"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (escape::line(key).into_owned(), escape::line(&value.to_string()).into_owned()))
+        .collect();
+    if rows.is_empty() {
+        err!("{name} has no state");
+        return;
+    }
+    let width = rows.iter().map(|(key, _)| key.chars().count()).chain(["KEY".len()]).max().unwrap_or(0);
+    out!("{:<width$}  VALUE", "KEY");
+    for (key, value) in rows {
+        out!("{key:<width$}  {value}");
+    }
+}
+
+/// A state key as one path segment: every byte but the unreserved ones
+/// percent-encoded (a `+` or a space kept apart, a `/` inside the segment). A key
+/// of dots only would be a URL's `.`/`..` segment, resolved away (`DELETE
+/// …/state/..` deleting the function itself): refused.
+fn key_segment(key: &str) -> Result<String, CliError> {
+    if key.chars().all(|c| c == '.') && key.len() <= 2 {
+        return Err(CliError::Usage(format!(
+            "the key `{key}` cannot be named in a URL; `gitfaas fn state NAME` lists it"
+        )));
+    }
+    Ok(key
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
 }
 
 fn print(output: Output, function: &Value) {
@@ -147,4 +237,18 @@ fn what_runs(version: &Value) -> String {
     let field = |key: &str| version[key].as_str().unwrap_or("-").to_owned();
     let mode = version["mode"].as_str().map(|mode| format!(" mode={mode}")).unwrap_or_default();
     format!("runtime={} entry={} workdir={}{mode}", field("runtime"), field("entry"), field("workdir"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_segment;
+
+    #[test]
+    fn a_state_key_is_one_path_segment() {
+        assert_eq!(key_segment("w").unwrap(), "w");
+        assert_eq!(key_segment("a b+c/d%e").unwrap(), "a%20b%2Bc%2Fd%25e");
+        assert_eq!(key_segment("ü?#").unwrap(), "%C3%BC%3F%23");
+        assert_eq!(key_segment("...").unwrap(), "...");
+        assert!(key_segment(".").is_err() && key_segment("..").is_err());
+    }
 }

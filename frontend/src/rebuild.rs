@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
-use gitfaas_common::kafka::{assign_all, decode, ConsumerBuilder, Role, Start};
+use gitfaas_common::kafka::{assign_all, decode, ConsumerBuilder, EndsExpected, Role, Start};
 use gitfaas_common::schema::{FunctionState, JobOrigin, TriggerState};
 use gitfaas_common::settings::KafkaSettings;
 use gitfaas_common::{Job, JobEvent};
 use prometheus_client::metrics::counter::Counter;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +104,8 @@ where
     Fut: std::future::Future<Output = redis::RedisResult<()>>,
 {
     let group = format!("gitfaas-rebuild-{}", gitfaas_common::JobId::new());
-    let consumer = ConsumerBuilder::new(kafka, Role::Replay, &group).create()?;
+    let consumer =
+        ConsumerBuilder::new(kafka, Role::Replay, &group).reading_committed_to_the_end().create_with(EndsExpected)?;
     let owned_topic = topic.to_owned();
     let (consumer, catch_up) = tokio::task::spawn_blocking(move || {
         let catch_up = assign_all(&consumer, &[(&owned_topic, Start::Beginning)]);
@@ -115,9 +117,17 @@ where
     let mut applied = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while !catch_up.is_done() {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
+        let received = tokio::time::timeout_at(deadline, consumer.recv())
             .await
-            .map_err(|_| RebuildError::Timeout(topic.to_owned()))??;
+            .map_err(|_| RebuildError::Timeout(topic.to_owned()))?;
+        let message = match received {
+            // past a partition's last message, it may hold a transaction's marker
+            Err(KafkaError::PartitionEOF(partition)) => {
+                catch_up.reached_end(topic, partition);
+                continue;
+            }
+            received => received?,
+        };
         if catch_up.is_before_end(&message) {
             apply(message.key().map(<[u8]>::to_vec), message.payload().unwrap_or_default().to_vec()).await?;
             applied += 1;

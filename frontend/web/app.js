@@ -4,7 +4,7 @@
 import { ApiError, followEvents, jobs, session } from './api.js';
 import { beginSignIn, completeSignIn, isSignInRedirect } from './auth.js';
 import { JobTable, hideResult, isFinished, showResult } from './jobs.js';
-import { FunctionTable, deployment, functions, invocationInput } from './functions.js';
+import { FunctionTable, StatePanel, deployment, functions, invocationInput } from './functions.js';
 import { TriggerTable, scheduleRequest, triggers } from './triggers.js';
 import { pipelineSteps, runPipeline } from './pipelines.js';
 import { Overview } from './overview.js';
@@ -16,6 +16,7 @@ let config;
 let events;
 let table;
 let functionTable;
+let statePanel;
 let triggerTable;
 const overview = new Overview();
 // polls the observer's report while signed in; stops (section hidden) for a non-admin
@@ -99,6 +100,7 @@ function signOut() {
   events = undefined;
   operator.stop();
   hideResult();
+  statePanel?.hide();
   showSignIn();
 }
 
@@ -111,6 +113,7 @@ async function reload() {
 async function reloadFunctions() {
   const { body } = await functions.list();
   functionTable.load(body.functions);
+  if (statePanel.name !== undefined && !body.functions.some((f) => f.name === statePanel.name)) statePanel.hide();
   const listed = await triggers.list();
   triggerTable.load(listed.body.triggers);
 }
@@ -171,7 +174,23 @@ async function rollback(name, version) {
 async function removeFunction(name) {
   clearError();
   await functions.remove(name);
+  statePanel.hide(name);
   await reloadFunctions();
+}
+
+// Shows the function's state: its keys and values.
+async function showState(name) {
+  clearError();
+  const { body } = await functions.state(name);
+  statePanel.show(body);
+}
+
+// Deletes one key, or (no key) every key, of the function's state; then shows it again.
+async function deleteState(name, key) {
+  clearError();
+  if (key === undefined) await functions.clearState(name);
+  else await functions.deleteKey(name, key);
+  await showState(name);
 }
 
 // Runs the pipeline of the form with the invoke box's input; its steps' jobs show
@@ -326,8 +345,11 @@ async function start() {
   $('sign-out').addEventListener('click', signOut);
   $('submit-form').addEventListener('submit', guarded(submit));
   functionTable = new FunctionTable({
-    invoke: guarded(invoke), rollback: guarded(rollback), remove: guarded(removeFunction),
+    invoke: guarded(invoke), rollback: guarded(rollback), remove: guarded(removeFunction), state: guarded(showState),
   });
+  statePanel = new StatePanel({ remove: guarded(deleteState) });
+  $('state-refresh').addEventListener('click', guarded(() => showState(statePanel.name)));
+  $('state-clear').addEventListener('click', guarded(() => deleteState(statePanel.name)));
   $('deploy-form').addEventListener('submit', guarded(deploy));
   triggerTable = new TriggerTable({
     pause: guarded(triggerAction(triggers.pause)),

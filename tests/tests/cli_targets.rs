@@ -135,6 +135,25 @@ async fn fn_invoke_of_a_failing_function_says_why_on_stderr_and_nothing_on_stdou
     assert!(stderr.contains("failed: function raised ValueError: no good"), "{stderr}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn fn_state_lists_reads_and_deletes_a_functions_keys() {
+    let main = "def main(data, credentials, ctx):\n    ctx.state.incr(data)\n    return ctx.state.get(data)\n";
+    let (repo, name) = (git_repo(&[("main.py", main)]), unique("cli-state").to_lowercase());
+    let deployed = gitfaas(&["fn", "deploy", &name, &format!("{repo}@main"), "--runtime", "python"]).await;
+    assert_eq!(streams(&deployed).0, Some(0), "{}", streams(&deployed).2);
+    for expected in ["1", "2"] {
+        assert_eq!(streams(&gitfaas(&["fn", "invoke", &name, "--input", "\"w\""]).await).1.trim(), expected);
+    }
+    // the frontend's view follows the state topic: the second increment shows soon
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !streams(&gitfaas(&["fn", "state", &name]).await).1.lines().any(|l| l.split_whitespace().eq(["w", "2"])) {
+        assert!(std::time::Instant::now() < deadline, "w never listed with 2");
+    }
+    assert_eq!(streams(&gitfaas(&["fn", "state", &name, "w"]).await).1.trim(), "2");
+    assert_eq!(streams(&gitfaas(&["fn", "state", &name, "w", "--delete"]).await).0, Some(0));
+    assert!(streams(&gitfaas(&["fn", "state", &name]).await).2.contains("has no state"));
+}
+
 #[test]
 fn local_run_takes_entry_workdir_args_and_dependencies_skip() {
     use std::os::unix::fs::PermissionsExt;

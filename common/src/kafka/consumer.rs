@@ -166,6 +166,21 @@ pub enum Start {
     Since(DateTime<Utc>),
 }
 
+/// A consumer's client context for which a partition's end is news, not an
+/// error (readers [`ConsumerBuilder::reading_committed_to_the_end`]).
+pub struct EndsExpected;
+
+impl rdkafka::ClientContext for EndsExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
+        if !end {
+            tracing::error!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for EndsExpected {}
+
 /// Where each assigned partition ended when it was assigned: once a reader has
 /// read up to every one, it has read what was there.
 #[derive(Debug, Default)]
@@ -188,6 +203,14 @@ impl CatchUp {
     /// read yet).
     pub fn is_before_end(&self, message: &BorrowedMessage<'_>) -> bool {
         self.ends.get(&(message.topic().to_owned(), message.partition())).is_some_and(|&end| message.offset() < end)
+    }
+
+    /// Counts `partition` of `topic` read to its end (the consumer's end-of-partition
+    /// event, [`ConsumerBuilder::reading_committed_to_the_end`]): a partition whose
+    /// last records are a transaction's markers ends past its last message.
+    pub fn reached_end(&mut self, topic: &str, partition: i32) -> bool {
+        self.ends.remove(&(topic.to_owned(), partition));
+        self.ends.is_empty()
     }
 
     /// Counts `message` read; true when it was the last one to catch up on.

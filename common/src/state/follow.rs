@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::{StateCommit, StateView};
-use crate::kafka::{decode, ConsumerBuilder, Role, Topic};
+use crate::kafka::{decode, ConsumerBuilder, EndsExpected, Role, Topic};
 use crate::settings::KafkaSettings;
 use crate::tasks::Tasks;
 
@@ -76,19 +76,6 @@ fn assign_from_beginning(consumer: &StreamConsumer<EndsExpected>, topic: &str) -
     consumer.assign(&assignment)?;
     Ok(pending)
 }
-
-/// A client context for which a partition's end is news, not an error.
-struct EndsExpected;
-
-impl ClientContext for EndsExpected {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!(%error, reason, "state topic client error");
-        }
-    }
-}
-
-impl ConsumerContext for EndsExpected {}
 
 struct Follower {
     consumer: Arc<StreamConsumer<EndsExpected>>,
