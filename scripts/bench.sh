@@ -2,13 +2,15 @@
 # The benchmark command: starts the local stack from a release build (scripts/stack.sh up),
 # then measures it against its floors (gitfaas-bench) and writes bench/results.json (figures
 # of parts not measured in this run are kept from the last one).
-#   scripts/bench.sh [all|floors|cold|warm|first|burst|submit|wasm] [--runs N] [--burst N] [--clients 1,2,…] [--out FILE]
+#   scripts/bench.sh [all|floors|cold|warm|first|burst|submit|wasm|state] [--runs N] [--burst N] [--clients 1,2,…] [--out FILE]
 # `cold` runs against an executor with warm sandboxes off (every job a fresh container);
 # `warm` and `submit` against executors with them on and GITFAAS_BENCH_SLOTS slots (default 8);
 # `first` against the shipped executor (plus a package index on loopback for its dependency
 # layer): first jobs of new commits, with and without a cached layer, and warm jobs with one.
 # `wasm` against the shipped executor (its wasm runtime on): first jobs of new modules against
 # `docker run`, later ones against the warm python job, instantiate + run from the executor's metrics.
+# `state` against the shipped executor: a named function's job with 10 increments against the same
+# job without state, ctx.state.get timed in the warm sandbox, increments/s of 8 clients.
 # `burst` sweeps 1, 2, 4, 8, 16, 32 concurrent clients (--clients), --burst jobs per point
 # (default 120), against each executor configuration of GITFAAS_BENCH_CONFIGS in turn
 # (default "shipped tuned"), then measures the broker floor at the same client counts:
@@ -144,8 +146,10 @@ run_part() {
     first) first "$@" ;;
     wasm) start_executors "${PART_SETTINGS[@]}"
       bench wasm --repos-dir "$STATE_DIR/repos" --git-url "git://127.0.0.1:${GITFAAS_GIT_PORT:-9418}" "$@" ;;
+    state) start_executors "${PART_SETTINGS[@]}"
+      bench state --repos-dir "$STATE_DIR/repos" --git-url "git://127.0.0.1:${GITFAAS_GIT_PORT:-9418}" "$@" ;;
     burst) burst "$@" ;;
-    *) die "what to measure: all | floors | cold | warm | first | burst | submit | wasm" ;;
+    *) die "what to measure: all | floors | cold | warm | first | burst | submit | wasm | state" ;;
   esac
 }
 
@@ -163,7 +167,7 @@ stop_bg frontend
 (cd "$ROOT" && cargo build --release -p gitfaas-bench)
 trap restore EXIT
 parts=("$WHAT")
-[[ "$WHAT" == all ]] && parts=(cold warm first wasm submit burst)
+[[ "$WHAT" == all ]] && parts=(cold warm first wasm state submit burst)
 for part in "${parts[@]}"; do
   run_part "$part" "$@"
 done

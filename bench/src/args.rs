@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-pub const PARTS: &[&str] = &["all", "floors", "cold", "warm", "first", "burst", "broker-floor", "submit", "wasm"];
+pub const PARTS: &[&str] =
+    &["all", "floors", "cold", "warm", "first", "burst", "broker-floor", "submit", "wasm", "state"];
 
 const FLAGS: &str = "--api, --brokers, --token, --repo, --image, --runs, --burst, --clients, --cpu-clients, \
     --config, --executor-env, --executors, --slots, --metrics, --run-dir, --repos-dir, --git-url, --module, --pace-ms, \

@@ -12,6 +12,8 @@
 //!   configuration, with [`gauges`] (slot utilisation, prefetched jobs) and [`cpu`]
 //!   (CPU per job by process); [`broker_floor`]: the same sweep against a no-op
 //!   worker on the broker alone;
+//! - [`state`]: functions' state: a job with 10 increments against the same job
+//!   without state, `ctx.state.get` in the sandbox, increments per second;
 //! - [`wasm`]: the wasm runtime's first and later jobs against `docker run` and
 //!   the warm python job, and its instantiate + run measured in the executor.
 
@@ -22,6 +24,7 @@ mod first;
 mod floors;
 mod gauges;
 mod jobs;
+mod state;
 mod stats;
 mod sweep;
 mod warm;
@@ -87,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
         repo: args.repo.clone(),
         client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build()?,
     };
-    if ["cold", "warm", "first", "burst", "submit", "wasm"].into_iter().any(wants) && api.token.is_empty() {
+    if ["cold", "warm", "first", "burst", "submit", "wasm", "state"].into_iter().any(wants) && api.token.is_empty() {
         bail!("jobs need a token: --token or GITFAAS_BENCH_TOKEN (scripts/stack.sh token alice)");
     }
     if wants("cold") {
@@ -132,6 +135,10 @@ async fn main() -> anyhow::Result<()> {
         };
         let floor = docker_run_p50.expect("measured with wasm");
         wasm::report(&api, &setup, runs, floor, &mut report).await.context("wasm jobs")?;
+    }
+    if wants("state") {
+        let setup = state::Setup { dir: args.repos_dir.clone(), url: args.git_url.clone() };
+        state::report(&api, &setup, runs, &mut report).await.context("state jobs")?;
     }
     if wants("burst") {
         sweep::report(&api, &args, &mut report).await?;
