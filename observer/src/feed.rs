@@ -64,7 +64,24 @@ impl Feed {
         if replay.is_done() && tx.send(Input::CaughtUp).await.is_err() {
             return;
         }
-        while let Some(message) = inbox.next(&shutdown).await {
+        loop {
+            let received = match replay.is_done() {
+                true => inbox.next(&shutdown).await,
+                // a partition whose last records are a transaction's markers (a state job's
+                // result) ends past its last message: a quiet feed has read what there was
+                false => match tokio::time::timeout(REPLAY_QUIET, inbox.next(&shutdown)).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        tracing::info!(partitions = replay.remaining(), "replay quiet: taken as caught up");
+                        replay = CatchUp::default();
+                        if tx.send(Input::CaughtUp).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let Some(message) = received else { return };
             let input = decode_input(&topics, &message);
             let caught_up = replay.advance(&message);
             if tx.send(input).await.is_err() || (caught_up && tx.send(Input::CaughtUp).await.is_err()) {
@@ -73,6 +90,9 @@ impl Feed {
         }
     }
 }
+
+/// How long a replay may go without a message before it counts as caught up.
+const REPLAY_QUIET: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn decode_input(topics: &TopicSettings, message: &BorrowedMessage<'_>) -> Input {
     let payload = message.payload().unwrap_or_default();

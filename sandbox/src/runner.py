@@ -191,8 +191,10 @@ def run(function, stdin):
     try:
         params = inspect.signature(function).parameters.values()
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if len(positional) < 3 and not any(p.kind == p.VAR_POSITIONAL for p in params):
-            args = args[: len(positional)]
+        if len(positional) < 3:
+            # main(*args) keeps (data, credentials): the context goes to a third parameter only
+            varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+            args = args[:2] if varargs else args[: len(positional)]
     except (TypeError, ValueError):
         args = args[:2]
     try:

@@ -182,3 +182,19 @@ async fn bounds_owners_plain_jobs_and_topics_are_enforced() {
     assert_eq!(all.send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(state_of(stack, &stack.token, &name).await.1["count"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_function_has_the_same_context() {
+    let stack = stack();
+    let main = "exports.main = (word, credentials, ctx) => ({count: ctx.state.incr(word), job: ctx.job.function});\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"node\"\n"), ("main.js", main)]);
+    let name = unique("node-count").to_lowercase();
+    let url = stack.url(&format!("/v1/functions/{name}"));
+    let deployed =
+        reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo, "ref": "main"}));
+    assert_eq!(deployed.send().await.unwrap().status(), StatusCode::CREATED);
+    invoke(stack, &stack.token, &name, json!("w")).await;
+    let second = invoke(stack, &stack.token, &name, json!("w")).await;
+    assert_eq!(second["output"], json!({"count": 2, "job": name}), "{second}");
+    wait_for_keys(stack, &stack.token, &name, &json!({"w": 2})).await;
+}
