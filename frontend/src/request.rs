@@ -39,7 +39,7 @@ impl Invalid {
 }
 
 /// Topics one job (or function) may publish to.
-const MAX_PUBLISH_TOPICS: usize = 16;
+pub const MAX_PUBLISH_TOPICS: usize = 16;
 
 /// A job submission. Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

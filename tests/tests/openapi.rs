@@ -41,6 +41,8 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         "/v1/functions/{name}/versions",
         "/v1/functions/{name}/rollback",
         "/v1/functions/{name}/invoke",
+        "/v1/functions/{name}/state",
+        "/v1/functions/{name}/state/{key}",
         "/v1/triggers",
         "/v1/triggers/{name}",
         "/v1/triggers/{name}/pause",

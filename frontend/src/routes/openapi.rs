@@ -175,6 +175,11 @@ fn entry_fields(submit: &mut Value, runtimes: &[String]) {
     merge(&mut submit["properties"]["workdir"], path);
     merge(&mut submit["properties"]["args"], json!({"maxItems": MAX_ARGS}));
     merge(&mut submit["properties"]["args"]["items"], json!({"maxLength": MAX_ARG_CHARS, "pattern": "^[^\\x00]*$"}));
+    // Kafka's rule for topic names (routes/triggers.rs), `.` and `..` excluded without a look-ahead
+    let topic =
+        "^([A-Za-z0-9_-][A-Za-z0-9._-]{0,248}|\\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,247}|\\.\\.[A-Za-z0-9._-]{1,247})$";
+    merge(&mut submit["properties"]["publish"], json!({"maxItems": crate::request::MAX_PUBLISH_TOPICS}));
+    merge(&mut submit["properties"]["publish"]["items"], json!({"pattern": topic}));
     let others: Vec<&String> = runtimes.iter().filter(|r| *r != "command").collect();
     submit["allOf"] = json!([{"not": {
         "required": ["runtime", "args"],

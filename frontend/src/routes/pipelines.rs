@@ -58,6 +58,7 @@ pub struct RunListQuery {
         (status = 202, description = "started", body = RunView, headers(("Location" = String))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a step's `publish` topic is not allowed or is another owner's", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "a step names no function of the caller's", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "the run of this Idempotency-Key was erased", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
