@@ -230,7 +230,7 @@ pub(super) async fn queue(
     caller: &Caller,
     state: &AppState,
 ) -> Result<(JobId, JobStatus, DateTime<Utc>), ApiError> {
-    super::triggers::claim_publish_topics(state, &caller.subject, &spec.publish).await?;
+    super::topics::claim_publish_topics(state, &caller.subject, &spec.publish).await?;
     Ok(state.submit.queue(spec, idempotency, backlog, caller.owner()).await?)
 }
 

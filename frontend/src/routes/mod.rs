@@ -17,6 +17,7 @@ mod pipelines;
 mod report_stream;
 mod socket;
 mod state;
+mod topics;
 mod triggers;
 mod wait;
 mod webapp;

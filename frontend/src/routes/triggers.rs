@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::jobs::admit_json;
+use super::topics::check_topic;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::store::change_definition;
@@ -138,31 +139,6 @@ async fn claim_topics(state: &AppState, subject: &str, binding: &TopicBinding) -
     Ok(())
 }
 
-/// Refuses a topic name Kafka would refuse, gitfaas's own topics, and those the
-/// operator does not let owners bind (`triggers.allowed_topics`, `shared_topics`).
-pub(super) fn check_topic(state: &AppState, field: &str, name: &str) -> Result<(), ApiError> {
-    if !is_valid_topic_name(name) {
-        let detail = "a topic name is 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-' (not . or ..)";
-        return Err(ApiError::invalid(field, detail));
-    }
-    if state.topics.all().contains(&name) || !state.settings.triggers.allows(name) {
-        return Err(ApiError::TopicNotAllowed(name.to_owned()));
-    }
-    Ok(())
-}
-
-/// Claims `topics` for `subject` (see [`claim_topics`]): the topics a job's
-/// function publishes to.
-pub(super) async fn claim_publish_topics(state: &AppState, subject: &str, topics: &[String]) -> Result<(), ApiError> {
-    for topic in topics {
-        check_topic(state, "publish", topic)?;
-        if !state.settings.triggers.is_shared(topic) && state.store.claim_topic(topic, subject).await? != subject {
-            return Err(ApiError::TopicOfAnotherOwner(topic.clone()));
-        }
-    }
-    Ok(())
-}
-
 /// Refuses a schedule whose ticks' jobs the job checks would refuse: a tick's
 /// input nests the schedule's one level deeper and is a little larger.
 fn check_tick_input(state: &AppState, name: &str, tick: DateTime<Utc>, schedule: &Schedule) -> Result<(), ApiError> {
@@ -178,14 +154,6 @@ fn check_tick_input(state: &AppState, name: &str, tick: DateTime<Utc>, schedule:
         return Err(ApiError::invalid("schedule.input", detail));
     }
     Ok(())
-}
-
-/// Kafka's rule for topic names.
-fn is_valid_topic_name(name: &str) -> bool {
-    (1..=249).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn strict<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
