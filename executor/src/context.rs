@@ -116,3 +116,104 @@ pub fn transaction(
 fn finished(result: &JobResult) -> JobEvent {
     JobEvent::Finished(result.clone().within_message_limit())
 }
+
+/// The runtimes without a runner of ours (`command`, `wasm`) find their context
+/// here, in `/input` (read-only to them).
+pub const CONTEXT_FILE: &str = ".gitfaas-context.json";
+/// …and write their changes and records here, in `/output`: one JSON object per
+/// line, a state operation (`{"op": "put", "key": K, "value": V}`, `{"op": "incr",
+/// "key": K, "by": N}`, `{"op": "delete", "key": K}`) or a record (`{"op": "publish",
+/// "topic": T, "key": K, "value": V}`, `key` optional).
+pub const EFFECTS_FILE: &str = ".gitfaas-effects";
+/// The most of an effects file read.
+const MAX_EFFECTS_BYTES: u64 = 8 << 20;
+
+/// Whether a run of `runtime` gets its context as files (rather than from a runner).
+pub fn by_files(runtime: &str) -> bool {
+    matches!(runtime, "command" | gitfaas_sandbox::WASM_RUNTIME)
+}
+
+/// Writes the context into a run's input directory.
+pub fn write_context(input_dir: &std::path::Path, context: &[u8]) -> std::io::Result<()> {
+    std::fs::write(input_dir.join(CONTEXT_FILE), context)
+}
+
+/// The effects a run wrote to its output directory, if it wrote any: a regular
+/// file only (never a link the function made to a file of the host's).
+pub fn read_effects(output_dir: &std::path::Path) -> Result<Option<Effects>, String> {
+    let path = output_dir.join(EFFECTS_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => return Ok(None),
+        Ok(meta) if !meta.is_file() => return Err(format!("effects: /output/{EFFECTS_FILE} is not a regular file")),
+        Ok(_) => {}
+    }
+    let text = crate::data::read_regular(&path, MAX_EFFECTS_BYTES)
+        .map_err(|e| format!("effects: /output/{EFFECTS_FILE}: {e} (at most {MAX_EFFECTS_BYTES} bytes)"))?;
+    parse_effects(&text).map(Some)
+}
+
+/// One line of an effects file: a state operation, or a record to publish.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Publish(PublishLine),
+    State(gitfaas_common::state::StateOp),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishLine {
+    #[allow(dead_code)]
+    op: PublishOp,
+    topic: String,
+    #[serde(default)]
+    key: Option<String>,
+    value: Value,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PublishOp {
+    Publish,
+}
+
+fn parse_effects(text: &[u8]) -> Result<Effects, String> {
+    let text = std::str::from_utf8(text).map_err(|_| format!("effects: /output/{EFFECTS_FILE} is not UTF-8"))?;
+    let mut effects = Effects::default();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str::<Line>(line) {
+            Ok(Line::State(op)) => effects.ops.push(op),
+            Ok(Line::Publish(p)) => {
+                effects.publish.push(gitfaas_common::state::Publish { topic: p.topic, key: p.key, value: p.value })
+            }
+            Err(_) => {
+                return Err(format!("effects: line {} of /output/{EFFECTS_FILE} is no operation: {line:.200}", n + 1))
+            }
+        }
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use gitfaas_common::state::StateOp;
+    use serde_json::json;
+
+    use super::parse_effects;
+
+    #[test]
+    fn an_effects_file_is_one_operation_or_record_per_line() {
+        let text = br#"{"op": "incr", "key": "the", "by": 2}
+
+{"op": "put", "key": "k", "value": [1]}
+{"op": "publish", "topic": "words", "value": {"n": 1}}
+{"op": "delete", "key": "k"}"#;
+        let effects = parse_effects(text).unwrap();
+        assert_eq!(effects.ops.len(), 3);
+        assert_eq!(effects.ops[0], StateOp::Incr { key: "the".into(), by: 2 });
+        assert_eq!((effects.publish[0].topic.as_str(), &effects.publish[0].value), ("words", &json!({"n": 1})));
+        let bad = parse_effects(b"{\"op\": \"clear\"}\n{\"op\": \"incr\", \"key\": \"x\", \"by\": 1.5}").unwrap_err();
+        assert!(bad.contains("line 2"), "{bad}");
+        assert!(parse_effects(b"{\"op\": \"publish\", \"topic\": \"t\"}").is_err(), "a record needs a value");
+    }
+}

@@ -159,7 +159,7 @@ pub async fn upload(
 }
 
 /// Reads a file without following a symlink swapped in after the check.
-fn read_regular(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     const O_NOFOLLOW: i32 = 0o400000;

@@ -1,7 +1,6 @@
 //! Runs one job attempt: policy, credentials, checkout, sources, plan, sandbox,
 //! sinks, and the mapping of what happened to exactly one terminal [`JobResult`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +16,11 @@ use std::path::Path;
 
 mod checkout;
 mod log_topic;
+mod spec;
 
 pub use log_topic::LogTopic;
 
-use crate::context::FunctionState;
+use crate::context::{self, FunctionState};
 use crate::credentials::{Credentials, GIT_TOKEN};
 use crate::data::{self, DataError};
 use crate::git::GitCache;
@@ -30,7 +30,7 @@ use gitfaas_common::policy::RepoUrl;
 use gitfaas_sandbox::{
     interpret, owner_digest, plan, refused_start, run_wasm, take_effects, warm_args, Chosen, Dependencies, DepsError,
     Function, Launch, Lease, LogSink, LogStreamer, ManifestError, Offer, Prepared, Redactor, Sandbox, SandboxError,
-    SandboxSpec, WarmPool, WasmMetrics, WasmRun, WasmRuntime, Workspace, EXECUTOR_LABEL, JOB_LABEL, WASM_RUNTIME,
+    SandboxSpec, WarmPool, WasmMetrics, WasmRun, WasmRuntime, Workspace, WASM_RUNTIME,
 };
 
 pub(crate) const CODE_MOUNT: &str = "/code";
@@ -202,7 +202,7 @@ impl JobRunner {
             *warm = (lease.warm, lease.ready);
         }
         let placed = clock.elapsed();
-        let (ending, place) = self.run_placed(job, at, launch, place, log, cancel).await;
+        let (ending, place) = self.run_placed(job, at, (launch, &context), place, log, cancel).await;
         let ran = clock.elapsed();
         if let (Place::Warm(lease), Some(pool)) = (place, &self.warm) {
             pool.finish(*lease).await;
@@ -326,7 +326,7 @@ impl JobRunner {
         &self,
         job: &Job,
         at: &Attempt,
-        launch: Launch,
+        (launch, context): (Launch, &[u8]),
         mut place: Place,
         log: &LogSink,
         cancel: &CancellationToken,
@@ -355,6 +355,10 @@ impl JobRunner {
             }
             return (result.into(), place);
         }
+        let files = context::by_files(&launch.runtime) && !launch.reading.text_output;
+        if let Err(e) = files.then(|| context::write_context(&place.workspace().input(), context)).transpose() {
+            return (Ending::infrastructure(at, format!("executor could not write the context: {e}")), place);
+        }
         tracing::info!(job_id = %job.id, runtime = %launch.runtime, image = %launch.image, "running job");
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
         let reading = launch.reading.clone();
@@ -376,7 +380,7 @@ impl JobRunner {
                 Ok(result) => result.into(),
                 Err(why) => Ending::infrastructure(at, why),
             };
-            return self.finish_run(job, at, ending, place).await;
+            return self.finish_run(job, at, ending, place, files).await;
         }
         let outcome = async {
             match &mut place {
@@ -406,12 +410,20 @@ impl JobRunner {
                 None => Ending::infrastructure(at, format!("sandbox error: {e}")),
             },
         };
-        self.finish_run(job, at, ending, place).await
+        self.finish_run(job, at, ending, place, files).await
     }
 
     /// The run's ending with its dependencies and notes, and the sinks uploaded
     /// when it succeeded.
-    async fn finish_run(&self, job: &Job, at: &Attempt, mut ending: Ending, place: Place) -> (Ending, Place) {
+    /// With `files`, the effects the run wrote to its output (`context::EFFECTS_FILE`).
+    async fn finish_run(
+        &self,
+        job: &Job,
+        at: &Attempt,
+        mut ending: Ending,
+        place: Place,
+        files: bool,
+    ) -> (Ending, Place) {
         let spec = &job.spec;
         let (limits, policy) = (&self.settings.data, &self.settings.policy);
         ending.result.dependencies = match &place {
@@ -419,6 +431,12 @@ impl JobRunner {
             Place::Warm(lease) => lease.workspace().dependencies(),
         };
         ending.result.notes = place.workspace().notes();
+        if files && ending.result.status == JobStatus::Succeeded {
+            match context::read_effects(&place.workspace().output()) {
+                Ok(effects) => ending.effects = effects,
+                Err(why) => ending.result = JobResult { output: None, ..JobResult::failed(at, why) },
+            }
+        }
         if ending.result.status == JobStatus::Succeeded && !spec.sinks.is_empty() {
             if let Err(e) = data::upload(&spec.sinks, &place.workspace().output(), limits, policy).await {
                 let failed = match e {
@@ -450,34 +468,6 @@ impl JobRunner {
         let key = self.settings.private_key().map_err(|e| Box::new(Ending::infrastructure(at, e.to_string())))?;
         Credentials::open(Some(sealed), key.as_ref())
             .map_err(|e| Box::new(JobResult::rejected(at, e.to_string()).into()))
-    }
-
-    fn sandbox_spec(&self, job: &Job, launch: Launch, dirs: &Workspace, kind: &str) -> SandboxSpec {
-        let suffix = uuid::Uuid::now_v7().simple().to_string(); // last hex digits are random
-        SandboxSpec {
-            name: format!("gitfaas-{kind}-{}-{}", job.id, &suffix[24..]),
-            image: launch.image,
-            command: launch.command,
-            labels: HashMap::from([
-                (EXECUTOR_LABEL.to_owned(), self.executor_id.clone()),
-                (JOB_LABEL.to_owned(), job.id.to_string()),
-            ]),
-            code_dir: dirs.code(),
-            code_mount: CODE_MOUNT.to_owned(),
-            working_dir: launch.working_dir,
-            input_dir: Some(dirs.input()),
-            output_dir: Some(dirs.output()),
-            job_network: self.settings.job_network,
-            network: None,
-            mounts: Vec::new(),
-            env: launch.env,
-            stdin: launch.stdin,
-            memory_mb: job.spec.resources.memory_mb,
-            cpu_millis: job.spec.resources.cpu_millis,
-            pids: job.spec.resources.pids,
-            timeout: Duration::from_secs(u64::from(job.spec.timeout_secs)),
-            log: LogSink::off(),
-        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! server: concurrent increments lose nothing; a failed job's writes never
 //! appear; bounds fail the job with the bound; owners are apart; publish goes
 //! only to the function's claimed topics, in the result's transaction; plain
-//! jobs get no state; the owner reads and deletes keys.
+//! jobs get no state; the owner reads and deletes keys; node functions get the
+//! same context, and `command` ones theirs as files.
 
 use std::time::{Duration, Instant};
 
@@ -197,4 +198,37 @@ async fn a_node_function_has_the_same_context() {
     let second = invoke(stack, &stack.token, &name, json!("w")).await;
     assert_eq!(second["output"], json!({"count": 2, "job": name}), "{second}");
     wait_for_keys(stack, &stack.token, &name, &json!({"w": 2})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_function_reads_its_context_from_a_file_and_writes_its_changes_to_one() {
+    let stack = stack();
+    let main = "#!/bin/sh\necho '{\"op\": \"incr\", \"key\": \"sh\", \"by\": 3}' > /output/.gitfaas-effects\n\
+                cat /input/.gitfaas-context.json\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"command\"\n"), ("main", main)]);
+    let name = unique("sh-count").to_lowercase();
+    let url = stack.url(&format!("/v1/functions/{name}"));
+    let deployed =
+        reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo, "ref": "main"}));
+    assert_eq!(deployed.send().await.unwrap().status(), StatusCode::CREATED);
+    let first = invoke(stack, &stack.token, &name, json!(null)).await;
+    assert_eq!((first["status"].as_str(), &first["output"]["state"]), (Some("succeeded"), &json!({})), "{first}");
+    wait_for_keys(stack, &stack.token, &name, &json!({"sh": 3})).await;
+    let second = invoke(stack, &stack.token, &name, json!(null)).await;
+    assert_eq!(second["output"]["state"], json!({"sh": 3}), "the committed state, in the context file");
+    assert_eq!(second["output"]["job"]["function"], name.as_str());
+    wait_for_keys(stack, &stack.token, &name, &json!({"sh": 6})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_at_most_once_functions_changes_commit_with_its_durable_start() {
+    let stack = stack();
+    let name = unique("once").to_lowercase();
+    let deployed = deploy(stack, &stack.token, &name, json!({"delivery": "at_most_once"})).await;
+    assert_eq!(deployed.status(), StatusCode::CREATED);
+    for _ in 0..3 {
+        let result = invoke(stack, &stack.token, &name, json!({"words": ["once"]})).await;
+        assert_eq!((result["status"].as_str(), result["delivery"].as_str()), (Some("succeeded"), Some("at_most_once")));
+    }
+    wait_for_keys(stack, &stack.token, &name, &json!({"once": 3})).await;
 }
