@@ -78,7 +78,11 @@ pub fn take_effects(out: &mut SandboxOutcome, reading: &Reading) -> Result<Optio
     if !reading.context || stopped || out.exit_code != Some(0) {
         return Ok(None);
     }
-    let envelope: Envelope = serde_json::from_slice(&out.stdout).map_err(|e| format!("not valid json: {e}"))?;
+    let envelope: Envelope = serde_json::from_slice(&out.stdout).map_err(|e| match e.to_string() {
+        // serde_json's own limit (128 levels) is past ours: the same reason as `interpret`'s
+        text if text.starts_with("recursion limit exceeded") => limits::LimitError::TooDeep.to_string(),
+        text => format!("not valid json: {text}"),
+    })?;
     out.stdout = serde_json::to_vec(&envelope.value).expect("json values serialise");
     Ok(Some(envelope.effects))
 }
