@@ -3,7 +3,7 @@
 //! `kill -9` while jobs run; every count ends exact (the redelivered jobs are
 //! skipped as committed). The frontend restarted on a wiped Redis folds the same
 //! counts from the state topic. (A broker restart while the jobs run is not in
-//! it: after one, results stopped reaching the frontend in 3 runs of 4 — open.)
+//! it: after one, results stopped reaching the frontend in 4 runs of 5 — open.)
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
