@@ -145,7 +145,7 @@ service_of_node() { case "$1" in 1) echo kafka ;; 2) echo kafka-2 ;; 3) echo kaf
 event() { echo "$1 $2" >>"$EVENTS"; say "event: $1"; }
 # kill_one SERVICE — SIGKILL one container of SERVICE for good (restart policy lifted first)
 kill_one() {
-  local c at; c=$(faas ps -q "$1" | head -1)
+  local c at; c=$(faas ps -q "$1" | awk 'NR == 1')  # awk reads it all: no SIGPIPE under pipefail
   [[ -n "$c" ]] || die "no container of $1 to kill"
   docker update --restart=no "$c" >/dev/null
   at=$(date +%s.%N)
