@@ -9,7 +9,7 @@ use std::time::Duration;
 use gitfaas_common::kafka::Outgoing;
 use gitfaas_common::schema::Attempt;
 use gitfaas_common::settings::TopicSettings;
-use gitfaas_common::state::{Effects, EffectsError, FollowedState, Scope, StateCommit, StateLimits};
+use gitfaas_common::state::{Effects, EffectsError, FollowedState, Scope, ScopeState, StateCommit, StateLimits};
 use gitfaas_common::{Job, JobEvent, JobResult};
 use serde_json::{json, Value};
 
@@ -74,11 +74,16 @@ impl FunctionState {
         if effects.is_empty() {
             return Ok(None);
         }
-        if scope_of(job).is_none() && !effects.ops.is_empty() {
+        let scope = scope_of(job);
+        if scope.is_none() && !effects.ops.is_empty() {
             return Err(EffectsError::NotAFunction);
         }
-        let committed = scope_of(job).and_then(|scope| self.followed.read(|view| view.scope(&scope).cloned()));
-        effects.check(&self.limits, &job.spec.publish, &committed.unwrap_or_default())?;
+        // checked under the view's lock: no copy of the scope (its applied job ids grow with the jobs)
+        let none = ScopeState::default();
+        self.followed.read(|view| {
+            let committed = scope.as_ref().and_then(|scope| view.scope(scope)).unwrap_or(&none);
+            effects.check(&self.limits, &job.spec.publish, committed)
+        })?;
         Ok(Some(effects))
     }
 }
