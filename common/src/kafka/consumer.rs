@@ -112,6 +112,24 @@ impl ConsumerBuilder {
     }
 }
 
+/// `error` only says the brokers could not be reached for a while: librdkafka
+/// reconnects by itself and queues one such error per failed attempt, so a reader
+/// that slept on each would wake up long after the brokers came back.
+pub fn brokers_out_of_reach(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+        )
+    )
+}
+
 /// A consumer and the one way its reader waits for messages.
 pub struct Inbox<C: ConsumerContext + 'static = DefaultConsumerContext> {
     consumer: StreamConsumer<C>,
@@ -125,13 +143,17 @@ impl<C: ConsumerContext + 'static> Inbox<C> {
     }
 
     /// The next message, or `None` once `shutdown` is cancelled. A receive error
-    /// is logged and retried after half a second.
+    /// is logged; one that is not the brokers being out of reach (which the
+    /// client mends itself) is retried after half a second.
     pub async fn next(&self, shutdown: &CancellationToken) -> Option<BorrowedMessage<'_>> {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 received = self.consumer.recv() => match received {
                     Ok(message) => return Some(message),
+                    Err(error) if brokers_out_of_reach(&error) => {
+                        tracing::debug!(%error, topic = %self.label, "receive error");
+                    }
                     Err(error) => {
                         tracing::warn!(%error, topic = %self.label, "receive error");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -293,4 +315,19 @@ fn offsets_since<C: ConsumerContext>(
         starts.insert(element.partition(), offset);
     }
     Some(starts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreachable_brokers_count_as_out_of_reach() {
+        let down = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        let transport = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(brokers_out_of_reach(&down) && brokers_out_of_reach(&transport));
+        let deleted = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+        let denied = KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed);
+        assert!(!brokers_out_of_reach(&deleted) && !brokers_out_of_reach(&denied));
+    }
 }

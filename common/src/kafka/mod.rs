@@ -19,7 +19,7 @@ mod transaction;
 
 use rdkafka::config::ClientConfig;
 
-pub use consumer::{assign_all, CatchUp, ConsumerBuilder, EndsExpected, Inbox, Role, Start};
+pub use consumer::{assign_all, brokers_out_of_reach, CatchUp, ConsumerBuilder, EndsExpected, Inbox, Role, Start};
 pub use message::{decode, Message, Topic};
 pub use publisher::{PublishError, Publisher, SEND_QUEUE_TIMEOUT};
 pub use topics::ensure_topics;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use gitfaas_common::kafka::{ConsumerBuilder, Message as _, Role};
+use gitfaas_common::kafka::{brokers_out_of_reach, ConsumerBuilder, Message as _, Role};
 use gitfaas_common::metrics::ConsumerLag;
 use gitfaas_common::observer::TriggerLoad;
 use gitfaas_common::schema::{JobOrigin, TopicBinding, TriggerSource, TriggerState};
@@ -38,6 +38,8 @@ use crate::submit::Submitter;
 const RESCAN: Duration = Duration::from_secs(2);
 /// How often a full reader looks whether its jobs finished.
 const ROOM_EVERY: Duration = Duration::from_millis(100);
+/// The longest a reader waits after an input-topic error before it reads again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Each reader's load, by trigger (`<subject>/<name>`): what the frontend's
 /// beacon tells the observer.
@@ -197,11 +199,18 @@ impl TopicTriggers {
             };
             let message = match message {
                 Ok(message) => message,
+                Err(error) if brokers_out_of_reach(&error) => {
+                    // the client reconnects by itself; sleeping on each of these queued
+                    // errors kept the reader asleep minutes after the broker came back
+                    tracing::debug!(%error, trigger = %trigger.name, "input topic out of reach");
+                    continue;
+                }
                 Err(error) => {
-                    // e.g. the topic was deleted: said once per backoff, which grows to a minute
+                    // e.g. the topic was deleted: said once per backoff, which grows to
+                    // 5 s (well inside the group's poll interval)
                     tracing::warn!(%error, trigger = %trigger.name, "reading the input topic failed");
                     tokio::time::sleep(failing).await;
-                    failing = (failing * 2).min(Duration::from_secs(60));
+                    failing = (failing * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
