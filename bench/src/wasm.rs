@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::first::git;
 use crate::jobs::Api;
 use crate::stats::Summary;
+use crate::warm::Sample;
 
 /// Where the bench's repositories go and how the git server names them, and
 /// the executor's metrics.
@@ -44,8 +45,9 @@ fn module(version: usize) -> Vec<u8> {
     .expect("the bench module is valid text")
 }
 
-/// One job of `body`, which must succeed; its client-side end-to-end time.
-async fn job(api: &Api, body: &Value) -> anyhow::Result<f64> {
+/// One job of `body`, which must succeed; its client-side end-to-end time and
+/// where it went (queue and run by the servers' clocks, the result's way back).
+async fn job(api: &Api, body: &Value) -> anyhow::Result<Sample> {
     let (sample, result) = api.send_waiting(body, 30, 10).await?;
     if sample.status != "succeeded" {
         bail!("bench job ended {}: {}", sample.status, result["reason"]);
@@ -53,7 +55,17 @@ async fn job(api: &Api, body: &Value) -> anyhow::Result<f64> {
     if body.get("runtime").is_some() && result["output"] != body["input"] {
         bail!("the wasm job echoed {} for {}", result["output"], body["input"]);
     }
-    Ok(sample.e2e_ms)
+    Ok(sample)
+}
+
+/// The p50s of a sequence of jobs' stages.
+fn stages(samples: &[Sample]) -> Value {
+    let p50 = |f: fn(&Sample) -> f64| Summary::of(&samples.iter().map(f).collect::<Vec<_>>()).map(|s| s.p50);
+    json!({
+        "queue_ms_p50": p50(|s| s.queue_ms),
+        "run_ms_p50": p50(|s| s.run_ms),
+        "result_visible_ms_p50": p50(|s| s.visible_ms),
+    })
 }
 
 /// The `gitfaas_wasm_run_seconds` histogram as the executor serves it:
@@ -113,22 +125,22 @@ pub async fn report(
     git(&dir, &["init", "-q", "-b", "main"])?;
     std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
     let body = |n: usize| json!({"repo": url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
-    let mut first = Vec::new();
+    let mut first_samples = Vec::new();
     for version in 1..=runs.clamp(3, 10) {
         std::fs::write(dir.join("main.wasm"), module(version))?;
         git(&dir, &["add", "."])?;
         git(&dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])?;
         tokio::time::sleep(setup.pace).await;
-        first.push(job(api, &body(version)).await.context("a first wasm job")?);
+        first_samples.push(job(api, &body(version)).await.context("a first wasm job")?);
     }
     for n in 0..3 {
         job(api, &body(n)).await?;
         api.invoke_waiting(n, 10, 10).await?;
     }
     let before = scrape(api, &setup.metrics).await?;
-    let (mut wasm, mut python) = (Vec::new(), Vec::new());
+    let (mut wasm_samples, mut python) = (Vec::new(), Vec::new());
     for n in 0..runs.max(50) {
-        wasm.push(job(api, &body(n)).await.context("a wasm job")?);
+        wasm_samples.push(job(api, &body(n)).await.context("a wasm job")?);
         let sample = api.invoke_waiting(n, 10, 10).await?;
         if sample.status != "succeeded" {
             bail!("warm python job ended {}", sample.status);
@@ -137,16 +149,22 @@ pub async fn report(
     }
     let after = scrape(api, &setup.metrics).await?;
     let (run_p50, run_mean, counted) = median_between(&before, &after).context("no wasm runs counted")?;
-    let (first, wasm, python) = (Summary::of(&first), Summary::of(&wasm), Summary::of(&python));
+    let e2e = |samples: &[Sample]| Summary::of(&samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>());
+    let (first, wasm, python) = (e2e(&first_samples), e2e(&wasm_samples), Summary::of(&python));
+    let (first_stages, wasm_stages) = (stages(&first_samples), stages(&wasm_samples));
     let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
     println!("{:<44} p50 {:>8.2} ms", "wasm first job of a new module e2e", p50(&first));
+    println!("{:<44} {first_stages}", "  its stages");
     println!("{:<44} p50 {:>8.2} ms", "wasm job e2e (module cached)", p50(&wasm));
+    println!("{:<44} {wasm_stages}", "  its stages");
     println!("{:<44} p50 {:>8.2} ms", "warm python job e2e (interleaved)", p50(&python));
     println!("{:<44} p50 {run_p50:>8.3} ms  mean {run_mean:>8.3} ms", "wasm instantiate + run, in the executor");
     report["wasm"] = json!({
         "at": chrono::Utc::now(),
         "first_job_e2e_ms": first,
+        "first_job_stages": first_stages,
         "job_e2e_ms": wasm,
+        "job_stages": wasm_stages,
         "warm_python_job_e2e_ms": python,
         "instantiate_run_in_executor_ms": {"p50": run_p50, "mean": run_mean, "n": counted},
     });

@@ -11,8 +11,14 @@
 //! that order, **the first commit of each job only**: a job run again after its
 //! executor died (at-least-once redelivery) adds nothing. Increments are
 //! operations, not values, so concurrent jobs incrementing one key lose no update.
+//!
+//! A scope remembers the job ids it applied for [`DEDUPLICATION_WINDOW`] of commit
+//! time (the latest commit's `committed_at` sets the clock, so every reader
+//! forgets the same ids at the same commit): a job's second commit can only come
+//! from a run that began after its first run's executor died, within a job's
+//! timeout of it, so a day is ample, and a reader's memory stays bounded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -239,14 +245,39 @@ fn json_len(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
-/// One scope's committed state, and the jobs whose commits it applied.
+/// How long (in commit time) a scope remembers that it applied a job's commit.
+pub const DEDUPLICATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// One scope's committed state, and the jobs whose commits it applied within
+/// [`DEDUPLICATION_WINDOW`] of its latest commit.
 #[derive(Clone, Debug, Default)]
 pub struct ScopeState {
     pub values: BTreeMap<String, Value>,
     applied: HashSet<String>,
+    /// The applied job ids in the order applied, with their commit times.
+    recent: VecDeque<(DateTime<Utc>, String)>,
+    latest: Option<DateTime<Utc>>,
 }
 
 impl ScopeState {
+    /// Forgets the job ids applied more than the window before `at` (or before
+    /// the latest commit, if that is later).
+    fn forget_before(&mut self, at: DateTime<Utc>) {
+        let latest = self.latest.map_or(at, |latest| latest.max(at));
+        self.latest = Some(latest);
+        let horizon = latest - DEDUPLICATION_WINDOW;
+        while self.recent.front().is_some_and(|(when, _)| *when < horizon) {
+            if let Some((_, job_id)) = self.recent.pop_front() {
+                self.applied.remove(&job_id);
+            }
+        }
+    }
+
+    /// How many job ids the scope remembers.
+    pub fn remembered(&self) -> usize {
+        self.applied.len()
+    }
+
     /// Whether the commit of `job_id` is applied.
     pub fn has_applied(&self, job_id: &str) -> bool {
         self.applied.contains(job_id)
@@ -285,9 +316,11 @@ impl StateView {
     /// Applies `commit` unless its job's commit was applied already; whether it was.
     pub fn apply(&mut self, commit: &StateCommit) -> bool {
         let scope = self.scopes.entry(commit.scope.clone()).or_default();
+        scope.forget_before(commit.committed_at);
         if !scope.applied.insert(commit.job_id.clone()) {
             return false;
         }
+        scope.recent.push_back((commit.committed_at, commit.job_id.clone()));
         for op in &commit.ops {
             scope.apply(op);
         }

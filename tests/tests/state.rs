@@ -3,11 +3,11 @@
 //! appear; bounds fail the job with the bound; owners are apart; publish goes
 //! only to the function's claimed topics, in the result's transaction; plain
 //! jobs get no state; the owner reads and deletes keys; node functions get the
-//! same context, and `command` ones theirs as files.
+//! same context, and `command` and `wasm` ones theirs as files.
 
 use std::time::{Duration, Instant};
 
-use gitfaas_tests::{git_repo, read_topic, unique, Provider, Stack};
+use gitfaas_tests::{git_repo, git_repo_of, read_topic, unique, Provider, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -218,6 +218,53 @@ async fn a_command_function_reads_its_context_from_a_file_and_writes_its_changes
     assert_eq!(second["output"]["state"], json!({"sh": 3}), "the committed state, in the context file");
     assert_eq!(second["output"]["job"]["function"], name.as_str());
     wait_for_keys(stack, &stack.token, &name, &json!({"sh": 6})).await;
+}
+
+/// A WASI module that copies its context file to stdout and writes one increment
+/// of `wasm` to its effects file (the preopens are /code, /input, /output: fds 3–5).
+fn context_module() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_open"
+            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 256) ".gitfaas-context.json")
+          (data (i32.const 320) ".gitfaas-effects")
+          (data (i32.const 384) "{\"op\": \"incr\", \"key\": \"wasm\", \"by\": 5}\0a")
+          (func (export "_start")
+            (drop (call $open (i32.const 4) (i32.const 0) (i32.const 256) (i32.const 21)
+              (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 16)))
+            (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 16384))
+            (drop (call $read (i32.load (i32.const 16)) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 4) (i32.load (i32.const 8)))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (drop (call $open (i32.const 5) (i32.const 0) (i32.const 320) (i32.const 16)
+              (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 20)))
+            (i32.store (i32.const 0) (i32.const 384)) (i32.store (i32.const 4) (i32.const 39))
+            (drop (call $write (i32.load (i32.const 20)) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .expect("valid wat")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasm_function_reads_its_context_from_a_file_and_writes_its_changes_to_one() {
+    let stack = stack();
+    let toml: &[u8] = b"runtime = \"wasm\"\nentry = \"fn.wasm\"\n";
+    let repo = git_repo_of(&[("gitfaas.toml", toml), ("fn.wasm", &context_module())]);
+    let name = unique("wasm-count").to_lowercase();
+    let url = stack.url(&format!("/v1/functions/{name}"));
+    let deployed =
+        reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo, "ref": "main"}));
+    assert_eq!(deployed.send().await.unwrap().status(), StatusCode::CREATED);
+    let first = invoke(stack, &stack.token, &name, json!(null)).await;
+    assert_eq!((first["status"].as_str(), &first["output"]["state"]), (Some("succeeded"), &json!({})), "{first}");
+    wait_for_keys(stack, &stack.token, &name, &json!({"wasm": 5})).await;
+    let second = invoke(stack, &stack.token, &name, json!(null)).await;
+    assert_eq!(second["output"]["state"], json!({"wasm": 5}), "the committed state, in the context file");
+    assert_eq!(second["output"]["job"]["function"], name.as_str());
+    wait_for_keys(stack, &stack.token, &name, &json!({"wasm": 10})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

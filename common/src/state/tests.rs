@@ -78,3 +78,28 @@ fn effects_past_a_bound_are_refused_with_the_bound() {
         Err(EffectsError::TopicNotAllowed("gitfaas.jobs".into()))
     );
 }
+
+#[test]
+fn a_scope_forgets_the_job_ids_it_applied_a_window_before_its_latest_commit() {
+    let base = Utc::now() - chrono::TimeDelta::hours(48);
+    let at = |hours: i64| base + chrono::TimeDelta::hours(hours);
+    let commit = |job: &str, hours: i64| StateCommit {
+        committed_at: at(hours),
+        ..StateCommit::new(scope(), job, vec![incr("n", 1)])
+    };
+    let mut view = StateView::default();
+    assert!(view.apply(&commit("a", 0)));
+    assert!(view.apply(&commit("b", 1)));
+    assert!(!view.apply(&commit("a", 20)), "a redelivered job within the window adds nothing");
+    assert!(view.apply(&commit("c", 25)), "a new job 25 h on");
+    assert!(!view.has_applied(&scope(), "a"), "forgotten: more than a day before the latest commit");
+    assert!(view.has_applied(&scope(), "b") && view.has_applied(&scope(), "c"));
+    assert_eq!(view.scope(&scope()).unwrap().remembered(), 2);
+    // every reader folds the same commits in the same order, so forgets alike
+    let mut again = StateView::default();
+    for c in [commit("a", 0), commit("b", 1), commit("a", 20), commit("c", 25)] {
+        again.apply(&c);
+    }
+    assert_eq!(again.scope(&scope()).unwrap().values, view.scope(&scope()).unwrap().values);
+    assert_eq!(view.scope(&scope()).unwrap().values["n"], json!(3));
+}
