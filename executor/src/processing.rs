@@ -29,6 +29,9 @@ pub struct Processing {
     pub transactor: Transactor,
     pub runner: Arc<JobRunner>,
     pub metrics: JobMetrics,
+    /// Topics functions publish to that the broker had: asked for once, and again
+    /// after a result transaction fails (one may have been deleted since).
+    pub known_topics: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Processing {
@@ -182,9 +185,8 @@ impl Processing {
     async fn finish(&self, job: &Job, result: JobResult, effects: Option<Effects>) -> bool {
         let Some(effects) = effects else { return self.publish_until_acked(result).await };
         let attempt = || Attempt::of(job, &self.runner.executor_id, result.attempt);
-        if let Some(missing) = self.missing_topic(&effects).await {
-            let reason = format!("publish: topic {missing:?} does not exist");
-            return self.publish_until_acked(JobResult::failed(&attempt(), reason).finished(Utc::now())).await;
+        if let Some(published) = self.failed_for_missing_topic(&effects, &attempt()).await {
+            return published;
         }
         let span = tracing::info_span!("result commit", otel.kind = "producer", ops = effects.ops.len());
         let records = match context::transaction(self.publisher.topics(), job, &result, &effects) {
@@ -200,7 +202,13 @@ impl Processing {
                     self.metrics.finished(&result);
                     return true;
                 }
-                Err(error) => tracing::warn!(%error, "result transaction not committed; retrying"),
+                Err(error) => {
+                    tracing::warn!(%error, "result transaction not committed; retrying");
+                    self.known_topics.lock().expect("known topics lock").clear();
+                    if let Some(published) = self.failed_for_missing_topic(&effects, &attempt()).await {
+                        return published;
+                    }
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -209,14 +217,26 @@ impl Processing {
         false
     }
 
+    /// Fails the job if it publishes to a topic the broker lacks: whether that
+    /// result went out, or `None` when every topic is there.
+    async fn failed_for_missing_topic(&self, effects: &Effects, attempt: &Attempt) -> Option<bool> {
+        let missing = self.missing_topic(effects).await?;
+        let reason = format!("publish: topic {missing:?} does not exist");
+        Some(self.publish_until_acked(JobResult::failed(attempt, reason).finished(Utc::now())).await)
+    }
+
     /// A topic `effects` publish to that the broker does not have (a transaction
     /// with a record for it would wait out its timeout, then never commit).
     async fn missing_topic(&self, effects: &Effects) -> Option<String> {
-        let topics: std::collections::BTreeSet<&str> = effects.publish.iter().map(|p| p.topic.as_str()).collect();
+        let known = |topic: &str| self.known_topics.lock().expect("known topics lock").contains(topic);
+        let topics: std::collections::BTreeSet<&str> =
+            effects.publish.iter().map(|p| p.topic.as_str()).filter(|topic| !known(topic)).collect();
         for topic in topics {
             match self.publisher.partitions(topic, Duration::from_secs(5)).await {
                 Ok(0) => return Some(topic.to_owned()),
-                Ok(_) => {}
+                Ok(_) => {
+                    self.known_topics.lock().expect("known topics lock").insert(topic.to_owned());
+                }
                 Err(error) => tracing::warn!(%error, topic, "topic metadata not read; the transaction will tell"),
             }
         }

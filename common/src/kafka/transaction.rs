@@ -25,6 +25,8 @@ use crate::settings::{KafkaSettings, TopicSettings};
 
 /// How long a transaction's commit (or abort) may take.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a commit whose outcome is unknown is asked again before it is aborted.
+const COMMIT_RETRIES: usize = 3;
 
 /// One record of a transaction.
 #[derive(Clone)]
@@ -174,7 +176,19 @@ async fn transact(producer: &FutureProducer, records: &[&Outgoing]) -> Result<()
         delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
     }
     let delivered = start.elapsed();
-    let committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
+    let mut committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
+    // a retriable failure (a timeout) leaves the commit's outcome unknown: it is asked
+    // again, as librdkafka says to; aborting instead could make a caller that retries
+    // commit the records a second time
+    for _ in 0..COMMIT_RETRIES {
+        match &committed {
+            Err(KafkaError::Transaction(error)) if error.is_retriable() => {
+                tracing::warn!(%error, "transaction commit not confirmed; asking again");
+                committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
+            }
+            _ => break,
+        }
+    }
     tracing::debug!(records = records.len(), ?delivered, total = ?start.elapsed(), "transaction");
     committed
 }
