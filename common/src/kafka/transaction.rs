@@ -25,6 +25,8 @@ use crate::settings::{KafkaSettings, TopicSettings};
 
 /// How long a transaction's commit (or abort) may take.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the coordinator lets a transaction stay open (ours last milliseconds).
+const OPEN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a commit whose outcome is unknown is asked again before it is aborted.
 const COMMIT_RETRIES: usize = 3;
 
@@ -140,7 +142,14 @@ impl Transactor {
 
     async fn make(&self) -> Result<FutureProducer, KafkaError> {
         let mut config = super::reliable_producer_config(&self.settings);
-        config.set("transactional.id", &self.id).set("transaction.timeout.ms", "60000");
+        // a transaction left open by an executor that died holds every read-committed
+        // reader of its partitions until the coordinator aborts it: after this long
+        // (the coordinator looks every 10 s), and a record may wait as long to be sent
+        let timeout = OPEN_TRANSACTION_TIMEOUT.as_millis().to_string();
+        config
+            .set("transactional.id", &self.id)
+            .set("transaction.timeout.ms", &timeout)
+            .set("message.timeout.ms", &timeout);
         let producer: FutureProducer = config.create()?;
         blocking(&producer, |p| p.init_transactions(Timeout::After(TRANSACTION_TIMEOUT))).await?;
         Ok(producer)
