@@ -185,19 +185,20 @@ async fn transact(producer: &FutureProducer, records: &[&Outgoing]) -> Result<()
         delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
     }
     let delivered = start.elapsed();
-    let mut committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
     // a retriable failure (a timeout) leaves the commit's outcome unknown: it is asked
     // again, as librdkafka says to; aborting instead could make a caller that retries
     // commit the records a second time
-    for _ in 0..COMMIT_RETRIES {
+    let mut asked_again = 0;
+    let committed = loop {
+        let committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
         match &committed {
-            Err(KafkaError::Transaction(error)) if error.is_retriable() => {
+            Err(KafkaError::Transaction(error)) if error.is_retriable() && asked_again < COMMIT_RETRIES => {
                 tracing::warn!(%error, "transaction commit not confirmed; asking again");
-                committed = blocking(producer, |p| p.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))).await;
+                asked_again += 1;
             }
-            _ => break,
+            _ => break committed,
         }
-    }
+    };
     tracing::debug!(records = records.len(), ?delivered, total = ?start.elapsed(), "transaction");
     committed
 }
