@@ -200,24 +200,30 @@ async fn a_node_function_has_the_same_context() {
     wait_for_keys(stack, &stack.token, &name, &json!({"w": 2})).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_command_function_reads_its_context_from_a_file_and_writes_its_changes_to_one() {
-    let stack = stack();
-    let main = "#!/bin/sh\necho '{\"op\": \"incr\", \"key\": \"sh\", \"by\": 3}' > /output/.gitfaas-effects\n\
-                cat /input/.gitfaas-context.json\n";
-    let repo = git_repo(&[("gitfaas.toml", "runtime = \"command\"\n"), ("main", main)]);
-    let name = unique("sh-count").to_lowercase();
+/// Deploys `repo` as a new function (named from `prefix`) whose runtime reads the
+/// context file and writes `{"op": "incr", "key": key, "by": by}` to the effects
+/// file: the first invocation sees no state, the second the first's commit.
+async fn context_files_count(stack: &Stack, repo: String, prefix: &str, key: &str, by: i64) {
+    let name = unique(prefix).to_lowercase();
     let url = stack.url(&format!("/v1/functions/{name}"));
     let deployed =
         reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo, "ref": "main"}));
     assert_eq!(deployed.send().await.unwrap().status(), StatusCode::CREATED);
     let first = invoke(stack, &stack.token, &name, json!(null)).await;
     assert_eq!((first["status"].as_str(), &first["output"]["state"]), (Some("succeeded"), &json!({})), "{first}");
-    wait_for_keys(stack, &stack.token, &name, &json!({"sh": 3})).await;
+    wait_for_keys(stack, &stack.token, &name, &json!({ key: by })).await;
     let second = invoke(stack, &stack.token, &name, json!(null)).await;
-    assert_eq!(second["output"]["state"], json!({"sh": 3}), "the committed state, in the context file");
+    assert_eq!(second["output"]["state"], json!({ key: by }), "the committed state, in the context file");
     assert_eq!(second["output"]["job"]["function"], name.as_str());
-    wait_for_keys(stack, &stack.token, &name, &json!({"sh": 6})).await;
+    wait_for_keys(stack, &stack.token, &name, &json!({ key: 2 * by })).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_function_reads_its_context_from_a_file_and_writes_its_changes_to_one() {
+    let main = "#!/bin/sh\necho '{\"op\": \"incr\", \"key\": \"sh\", \"by\": 3}' > /output/.gitfaas-effects\n\
+                cat /input/.gitfaas-context.json\n";
+    let repo = git_repo(&[("gitfaas.toml", "runtime = \"command\"\n"), ("main", main)]);
+    context_files_count(stack(), repo, "sh-count", "sh", 3).await;
 }
 
 /// A WASI module that copies its context file to stdout and writes one increment
@@ -250,21 +256,9 @@ fn context_module() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasm_function_reads_its_context_from_a_file_and_writes_its_changes_to_one() {
-    let stack = stack();
     let toml: &[u8] = b"runtime = \"wasm\"\nentry = \"fn.wasm\"\n";
     let repo = git_repo_of(&[("gitfaas.toml", toml), ("fn.wasm", &context_module())]);
-    let name = unique("wasm-count").to_lowercase();
-    let url = stack.url(&format!("/v1/functions/{name}"));
-    let deployed =
-        reqwest::Client::new().put(url).bearer_auth(&stack.token).json(&json!({"repo": repo, "ref": "main"}));
-    assert_eq!(deployed.send().await.unwrap().status(), StatusCode::CREATED);
-    let first = invoke(stack, &stack.token, &name, json!(null)).await;
-    assert_eq!((first["status"].as_str(), &first["output"]["state"]), (Some("succeeded"), &json!({})), "{first}");
-    wait_for_keys(stack, &stack.token, &name, &json!({"wasm": 5})).await;
-    let second = invoke(stack, &stack.token, &name, json!(null)).await;
-    assert_eq!(second["output"]["state"], json!({"wasm": 5}), "the committed state, in the context file");
-    assert_eq!(second["output"]["job"]["function"], name.as_str());
-    wait_for_keys(stack, &stack.token, &name, &json!({"wasm": 10})).await;
+    context_files_count(stack(), repo, "wasm-count", "wasm", 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
