@@ -91,7 +91,15 @@ async fn executor_removes_containers_its_crashed_predecessor_left() {
     let list = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     assert_eq!(docker.list_containers(Some(list.clone())).await.unwrap().len(), 1);
     let _worker = gitfaas_executor::build(&settings).await.expect("executor starts");
-    assert_eq!(docker.list_containers(Some(list)).await.unwrap().len(), 0, "orphan removed at start");
+    // the new executor may already have started ready sandboxes under its label:
+    // it is the orphan, by its id, that must be gone
+    let left = docker.list_containers(Some(list)).await.unwrap();
+    assert!(left.iter().all(|c| c.id.as_deref() != Some(id.as_str())), "orphan removed at start: {left:?}");
+    let inspect = docker.inspect_container(&id, None).await;
+    assert!(
+        matches!(inspect, Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })),
+        "orphan removed at start: {inspect:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
