@@ -123,14 +123,14 @@ impl JobRunner {
             gitfaas_common::logs::LogRun { job_id: job.id, attempt, executor_id: self.executor_id.clone(), started_at };
         let streamer = LogStreamer::start(run, &self.settings.logs, redactor.unwrap_or_default(), self.logs.outlet());
         let ending = self.attempt(job, &at, credentials, (&mut commit_sha, &mut warm), &streamer.sink(), cancel).await;
-        streamer.finish().await; // the log's last chunk goes out before the result
+        let log_chunks = streamer.finish().await; // the log's last chunk goes out before the result
         let (warm, ready) = warm;
         let succeeded = ending.result.status == JobStatus::Succeeded;
         let (result, effects) = match ending.effects.filter(|_| succeeded).map(|e| self.state.check(job, e)) {
             Some(Err(refused)) => (JobResult::failed(&at, refused.to_string()), None),
             checked => (ending.result, checked.and_then(Result::ok).flatten()),
         };
-        let result = JobResult { commit_sha, warm, ready, ..result.finished(Utc::now()) };
+        let result = JobResult { commit_sha, warm, ready, log_chunks, ..result.finished(Utc::now()) };
         RunOutcome { result, effects, infrastructure_failure: ending.infrastructure, handover: ending.handover }
     }
 

@@ -128,7 +128,7 @@ pub type Outlet = Box<dyn FnMut(LogChunk) -> BoxFuture<'static, ()> + Send>;
 /// The task turning one run's sink into chunks.
 pub struct LogStreamer {
     sink: LogSink,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<u64>,
 }
 
 impl LogStreamer {
@@ -152,11 +152,18 @@ impl LogStreamer {
         self.sink.clone()
     }
 
-    /// Ends the run's log: what is buffered goes out, then the last chunk.
-    pub async fn finish(self) {
+    /// Ends the run's log: what is buffered goes out, then the last chunk (none
+    /// when the run wrote nothing). How many chunks the log was sent in, once the
+    /// last is out; `None` when it was not out in time.
+    pub async fn finish(self) -> Option<u64> {
         self.sink.close();
-        if tokio::time::timeout(FLUSH_LIMIT, self.task).await.is_err() {
-            tracing::warn!("the last log chunks were not published in time");
+        match tokio::time::timeout(FLUSH_LIMIT, self.task).await {
+            Ok(Ok(chunks)) => Some(chunks),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::warn!("the last log chunks were not published in time");
+                None
+            }
         }
     }
 }
@@ -175,7 +182,7 @@ struct Chunker {
 }
 
 impl Chunker {
-    async fn run(mut self, shared: Arc<Shared>, mut outlet: Outlet) {
+    async fn run(mut self, shared: Arc<Shared>, mut outlet: Outlet) -> u64 {
         let interval = Duration::from_millis(self.limits.interval_ms);
         let mut next_allowed = Instant::now();
         // nothing could be cut (all held back): wait for more, or for the next interval
@@ -183,6 +190,9 @@ impl Chunker {
         loop {
             let (size, closed) = {
                 let pending = shared.pending.lock().expect("log sink lock");
+                if pending.closed && pending.buf.is_empty() && !pending.dropped && self.seq == 0 {
+                    return 0; // the run wrote nothing: its result says so, no closing chunk
+                }
                 (pending.buf.len(), pending.closed)
             };
             let due = closed || size >= self.limits.chunk_bytes || (size > 0 && Instant::now() >= next_allowed);
@@ -202,7 +212,7 @@ impl Chunker {
                     let last = chunk.last;
                     outlet(chunk).await;
                     if last {
-                        return;
+                        return self.seq;
                     }
                 }
                 None => stalled = true,

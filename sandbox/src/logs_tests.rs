@@ -35,14 +35,35 @@ async fn lines_go_out_whole_in_order_and_the_last_chunk_closes_the_run() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     sink.push("ü no newline".as_bytes());
-    streamer.finish().await;
+    let sent = streamer.finish().await;
     let chunks = kept.lock().unwrap().clone();
+    assert_eq!(sent, Some(chunks.len() as u64), "finish counts the chunks sent");
     assert!(chunks.len() >= 5, "one chunk per line, a line every 3 intervals: {chunks:?}");
     assert_eq!(text_of(&chunks), "line 0\nline 1\nline 2\nline 3\nline 4\nü no newline");
     assert!(chunks.iter().enumerate().all(|(i, c)| c.seq == i as u64));
     assert!(chunks.iter().rev().skip(1).all(|c| !c.last && c.text.ends_with('\n')));
     assert!(chunks.last().unwrap().last);
     assert!(chunks.iter().all(|c| !c.truncated));
+}
+
+#[tokio::test]
+async fn a_run_that_writes_nothing_sends_no_chunk_and_says_so() {
+    let (outlet, kept) = collecting();
+    let limits = LogLimits { interval_ms: 20, ..LogLimits::default() };
+    let streamer = LogStreamer::start(run(), &limits, Redactor::default(), outlet);
+    let sink = streamer.sink();
+    sink.push(b""); // an empty write is no log
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(streamer.finish().await, Some(0));
+    assert!(kept.lock().unwrap().is_empty(), "no closing chunk for an empty log");
+
+    // one byte is a log: it goes out, closed
+    let (outlet, kept) = collecting();
+    let streamer = LogStreamer::start(run(), &limits, Redactor::default(), outlet);
+    streamer.sink().push(b"x");
+    assert_eq!(streamer.finish().await, Some(1));
+    let chunks = kept.lock().unwrap().clone();
+    assert_eq!((chunks.len(), chunks[0].text.as_str(), chunks[0].last), (1, "x", true));
 }
 
 #[tokio::test]

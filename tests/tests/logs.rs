@@ -83,14 +83,35 @@ async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() 
     let again = EventReader::new(follow_as(stack, &stack.token, &id).await).until_end(Duration::from_secs(10)).await;
     assert_eq!(log_text(&again), log_text(&events), "a late follower gets the same log");
     assert_eq!(again.last().unwrap().name, "end");
-    // the result keeps its tail as before
+    // the result keeps its tail as before, and says how many chunks the log took
     let result = stack.result(&id).await;
     assert!(result["stderr_tail"].as_str().unwrap().contains("line 4"), "{result}");
+    let on_topic =
+        read_topic(&stack.topics().logs).into_iter().filter(|(key, ..)| key.as_deref() == Some(id.as_str())).count();
+    assert_eq!(result["log_chunks"], json!(on_topic), "{result}");
 
     // the same function again runs in the sandbox the first run left warm: streamed as well
     let id = stack.submit_ok(&json!({"repo": repo, "timeout_secs": 60})).await;
     follow_slow_printer(stack, &id).await;
     assert_eq!(stack.result(&id).await["warm"], true, "the second run was warm");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_that_writes_nothing_sends_no_log_and_its_follow_stream_ends_with_the_job() {
+    let stack = Stack::shared();
+    let id = stack.submit_ok(&json!({"repo": python("def main(data, credentials):\n    return 7\n")})).await;
+    let result = stack.result(&id).await;
+    assert_eq!((result["status"].as_str(), result["log_chunks"].as_u64()), (Some("succeeded"), Some(0)), "{result}");
+    // no closing chunk to wait for: the stream ends at once, not after the grace
+    // (3 s) the log of a lost executor's run gets
+    let asked = Instant::now();
+    let events = EventReader::new(follow_as(stack, &stack.token, &id).await).until_end(Duration::from_secs(10)).await;
+    assert_eq!(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["end"], "{events:?}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "ended after {:?}", asked.elapsed());
+    assert_eq!(stack.get(&format!("/v1/jobs/{id}/logs")).await.text().await.unwrap(), "");
+    let chunks =
+        read_topic(&stack.topics().logs).into_iter().filter(|(key, ..)| key.as_deref() == Some(id.as_str())).count();
+    assert_eq!(chunks, 0, "nothing on the logs topic");
 }
 
 #[tokio::test(flavor = "multi_thread")]

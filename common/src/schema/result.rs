@@ -102,6 +102,10 @@ pub struct JobResult {
     /// failing (a submodule left empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How many chunks the attempt's log was sent in, once it closed. `0`: the
+    /// function wrote no log, and no closing chunk comes (a reader waits for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_chunks: Option<u64>,
 }
 
 /// What every result of one attempt shares: the job, its owner, which attempt,
@@ -166,6 +170,7 @@ impl JobResult {
             function: attempt.function.clone(),
             dependencies: None,
             notes: Vec::new(),
+            log_chunks: None,
         }
     }
 

@@ -188,7 +188,8 @@ async fn follow(
 }
 
 /// The job's status, its attempt and whether that attempt's log closed; `None`
-/// when the job is gone. A job that ended without running has no log to wait for.
+/// when the job is gone. A job that ended without running, or whose run wrote
+/// nothing, has no log to wait for.
 async fn end_of(state: &AppState, id: JobId) -> Option<(JobStatus, u32, bool)> {
     let record = state.store.get(id).await.ok()??;
     let attempt = record.attempt.or(record.result.as_ref().map(|r| r.attempt)).unwrap_or(1);
@@ -196,7 +197,9 @@ async fn end_of(state: &AppState, id: JobId) -> Option<(JobStatus, u32, bool)> {
         return Some((record.status, attempt, false));
     }
     let ran = record.result.as_ref().is_some_and(|r| r.started_at.is_some());
-    let closed = !ran || state.logs.attempt_closed(id, attempt).await.unwrap_or(false);
+    // a run that wrote nothing sends no closing chunk: its result says so
+    let silent = record.result.as_ref().is_some_and(|r| r.attempt == attempt && r.log_chunks == Some(0));
+    let closed = !ran || silent || state.logs.attempt_closed(id, attempt).await.unwrap_or(false);
     Some((record.status, attempt, closed))
 }
 
