@@ -155,6 +155,8 @@ run_part() {
 
 # the stack's executor again as scripts/stack.sh starts it, however the bench ends
 restore() {
+  # the bench's executor log stays for a look at its stages (a restart overwrites executor.log)
+  cp -f "$LOG_DIR/executor.log" "$LOG_DIR/executor-bench.log" 2>/dev/null || true
   stop_bg executor-2
   start_executor executor executor-1
 }

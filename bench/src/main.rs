@@ -23,6 +23,7 @@ mod cpu;
 mod first;
 mod floors;
 mod gauges;
+mod git_floor;
 mod jobs;
 mod state;
 mod stats;
@@ -132,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             url: args.git_url.clone(),
             metrics: args.metrics.first().cloned().context("the executor's metrics address")?,
             pace: Duration::from_millis(args.pace_ms),
+            image: args.image.clone(),
         };
         let floor = docker_run_p50.expect("measured with wasm");
         wasm::report(&api, &setup, runs, floor, &mut report).await.context("wasm jobs")?;

@@ -5,8 +5,11 @@
 //! instantiation and run of the module from the cache.
 //!
 //! The module echoes its stdin; each first job commits a module that differs by
-//! one data segment (a new content hash, so a new compilation). The steady jobs
-//! and the warm python jobs are interleaved, after a warm-up each.
+//! one data segment (a new content hash, so a new compilation). Before each first
+//! job, in the same conditions (each after the pace), one `docker run` (the
+//! ratio's floor) and the git server's own fetch of the new commit
+//! ([`crate::git_floor`]). The steady jobs and the warm python jobs are
+//! interleaved, after a warm-up each.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +29,17 @@ pub struct Setup {
     pub url: String,
     pub metrics: String,
     pub pace: Duration,
+    /// The image of the `docker run` floor.
+    pub image: String,
+}
+
+/// The commit `rev` names in the repository at `dir`.
+fn rev_parse(dir: &std::path::Path, rev: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", rev]).current_dir(dir).output()?;
+    if !out.status.success() {
+        bail!("git rev-parse {rev}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// An echo module whose data segment holds `version` (so each version hashes apart).
@@ -124,15 +138,25 @@ pub async fn report(
     std::fs::create_dir_all(&dir)?;
     git(&dir, &["init", "-q", "-b", "main"])?;
     std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
+    let commit = || -> anyhow::Result<()> {
+        git(&dir, &["add", "."])?;
+        git(&dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])
+    };
+    commit()?; // every module's commit has a parent the git floor can name
     let body = |n: usize| json!({"repo": url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
-    let mut first_samples = Vec::new();
+    let (mut first_samples, mut docker_runs, mut git_fetches) = (Vec::new(), Vec::new(), Vec::new());
     for version in 1..=runs.clamp(3, 10) {
         std::fs::write(dir.join("main.wasm"), module(version))?;
-        git(&dir, &["add", "."])?;
-        git(&dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])?;
+        commit()?;
+        let (want, have) = (rev_parse(&dir, "HEAD")?, rev_parse(&dir, "HEAD~1")?);
+        tokio::time::sleep(setup.pace).await;
+        docker_runs.push(crate::floors::docker_run(&setup.image, 1)?.p50);
+        tokio::time::sleep(setup.pace).await;
+        git_fetches.push(crate::git_floor::fetch_ms(&url, &want, &have).await.context("the git floor")?.0);
         tokio::time::sleep(setup.pace).await;
         first_samples.push(job(api, &body(version)).await.context("a first wasm job")?);
     }
+    let (docker_run, git_fetch) = (Summary::of(&docker_runs), Summary::of(&git_fetches));
     for n in 0..3 {
         job(api, &body(n)).await?;
         api.invoke_waiting(n, 10, 10).await?;
@@ -155,6 +179,8 @@ pub async fn report(
     let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
     println!("{:<44} p50 {:>8.2} ms", "wasm first job of a new module e2e", p50(&first));
     println!("{:<44} {first_stages}", "  its stages");
+    println!("{:<44} p50 {:>8.2} ms", "  docker run --rm, interleaved", p50(&docker_run));
+    println!("{:<44} p50 {:>8.2} ms", "  git server's fetch of the commit (floor)", p50(&git_fetch));
     println!("{:<44} p50 {:>8.2} ms", "wasm job e2e (module cached)", p50(&wasm));
     println!("{:<44} {wasm_stages}", "  its stages");
     println!("{:<44} p50 {:>8.2} ms", "warm python job e2e (interleaved)", p50(&python));
@@ -163,6 +189,9 @@ pub async fn report(
         "at": chrono::Utc::now(),
         "first_job_e2e_ms": first,
         "first_job_stages": first_stages,
+        "first_job_docker_run_interleaved_ms": docker_run,
+        "first_job_git_server_fetch_ms": git_fetch,
+        "docker_run_at_start_p50_ms": docker_run_p50,
         "job_e2e_ms": wasm,
         "job_stages": wasm_stages,
         "warm_python_job_e2e_ms": python,
@@ -170,7 +199,9 @@ pub async fn report(
     });
     let ratios = [
         ("wasm_e2e_p50_to_warm_python_e2e_p50", p50(&wasm) / p50(&python)),
-        ("wasm_first_job_e2e_p50_to_docker_run_p50", p50(&first) / docker_run_p50),
+        ("wasm_first_job_e2e_p50_to_docker_run_p50", p50(&first) / p50(&docker_run)),
+        ("wasm_first_job_e2e_p50_to_docker_run_at_start_p50", p50(&first) / docker_run_p50),
+        ("wasm_first_job_beyond_git_server_p50_to_docker_run_p50", (p50(&first) - p50(&git_fetch)) / p50(&docker_run)),
         ("wasm_instantiate_run_p50_ms", run_p50),
     ];
     for (name, value) in ratios {
