@@ -109,6 +109,7 @@ pub struct GitCache {
 
 impl GitCache {
     pub fn new(root: impl Into<PathBuf>, max_repo_mb: u64) -> std::io::Result<Self> {
+        transport::register(); // before any fetch: `git://` on our socket, with TCP_NODELAY
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         Ok(Self {
@@ -424,6 +425,7 @@ fn resolve(repo: &Repository, git_ref: &str) -> Result<Oid, GitError> {
 
 mod fetch;
 mod remote;
+mod transport;
 
 #[cfg(test)]
 #[path = "git_tests.rs"]
