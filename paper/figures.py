@@ -527,6 +527,19 @@ macros = {
     "WasmRunPfifty": quote(lambda: bench["wasm"]["instantiate_run_in_executor_ms"]["p50"], lambda v: fmt(v, 3)),
     "RatioWasmPython": quote(lambda: ratios["wasm_e2e_p50_to_warm_python_e2e_p50"], two),
     "RatioWasmFirstRun": quote(lambda: ratios["wasm_first_job_e2e_p50_to_docker_run_p50"], two),
+    "WasmFirstDockerRunPfifty": quote(lambda: bench["wasm"]["first_jobs"]["after_idle"]["docker_run_interleaved_ms"]["p50"], fmt),
+    "WasmFirstGitFloorPfifty": quote(lambda: bench["wasm"]["first_jobs"]["after_idle"]["git_server_fetch_ms"]["p50"], fmt),
+    "WasmFirstBusyEtoEPfifty": quote(lambda: bench["wasm"]["first_jobs"]["back_to_back"]["e2e_ms"]["p50"], fmt),
+    "WasmFirstBusyDockerRunPfifty": quote(
+        lambda: bench["wasm"]["first_jobs"]["back_to_back"]["docker_run_interleaved_ms"]["p50"], fmt
+    ),
+    "WasmFirstBusyGitFloorPfifty": quote(
+        lambda: bench["wasm"]["first_jobs"]["back_to_back"]["git_server_fetch_ms"]["p50"], fmt
+    ),
+    "RatioWasmFirstBusyRun": quote(lambda: ratios["wasm_first_job_back_to_back_e2e_p50_to_docker_run_p50"], two),
+    "RatioWasmFirstBeyondGit": quote(
+        lambda: ratios["wasm_first_job_beyond_git_server_p50_to_docker_run_p50"], two
+    ),
     # the burst sweep (scripts/bench.sh burst)
     "BurstDate": quote(lambda: sweep["shipped"]["at"][:10]),
     "BurstJobsPerPoint": quote(lambda: sweep["shipped"]["jobs_per_point"]),

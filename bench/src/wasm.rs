@@ -6,9 +6,10 @@
 //!
 //! The module echoes its stdin; each first job commits a module that differs by
 //! one data segment (a new content hash, so a new compilation). Before each first
-//! job, in the same conditions (each after the pace), one `docker run` (the
-//! ratio's floor) and the git server's own fetch of the new commit
-//! ([`crate::git_floor`]). The steady jobs and the warm python jobs are
+//! job, in the same conditions, one `docker run` (the ratio's floor) and the git
+//! server's own fetch of the new commit ([`crate::git_floor`]). Two sequences:
+//! each step after the pace (`--pace-ms`, a function called rarely, on an idle
+//! host), then back to back. The steady jobs and the warm python jobs are
 //! interleaved, after a warm-up each.
 
 use std::path::PathBuf;
@@ -57,6 +58,88 @@ fn module(version: usize) -> Vec<u8> {
             (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
     ))
     .expect("the bench module is valid text")
+}
+
+/// Commits in the module repository's history before the first module.
+const HISTORY: usize = 50;
+
+/// The bench's repository of modules, on the stack's git server.
+struct Repo {
+    dir: PathBuf,
+    url: String,
+}
+
+/// A sequence of first jobs, each with its floors taken just before it.
+struct FirstJobs {
+    samples: Vec<Sample>,
+    docker_run: Option<Summary>,
+    git_fetch: Option<Summary>,
+}
+
+impl FirstJobs {
+    fn p50s(&self) -> (f64, f64, f64) {
+        let e2e = Summary::of(&self.samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>());
+        let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
+        (p50(&e2e), p50(&self.docker_run), p50(&self.git_fetch))
+    }
+
+    fn json(&self, pace: Duration) -> Value {
+        json!({
+            "pace_ms": pace.as_millis() as u64,
+            "e2e_ms": Summary::of(&self.samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>()),
+            "stages": stages(&self.samples),
+            "docker_run_interleaved_ms": self.docker_run,
+            "git_server_fetch_ms": self.git_fetch,
+        })
+    }
+}
+
+impl Repo {
+    fn create(dir: PathBuf, url: String) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        git(&dir, &["init", "-q", "-b", "main"])?;
+        std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
+        let repo = Self { dir, url };
+        // a history as real repositories have (a fetch negotiates over it: 20 commits
+        // or more is where libgit2 writes its haves and `done` apart), whose last
+        // commit is the parent the git floor names for the first module
+        repo.commit()?;
+        for _ in 1..HISTORY {
+            let args = ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "--allow-empty"];
+            git(&repo.dir, &[&args[..], &["-m", "history"]].concat())?;
+        }
+        Ok(repo)
+    }
+
+    fn commit(&self) -> anyhow::Result<()> {
+        git(&self.dir, &["add", "."])?;
+        git(&self.dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])
+    }
+
+    /// For each version: its module committed, then (each after `pace`) one
+    /// `docker run`, the git server's fetch of the commit, and the first job.
+    async fn first_jobs(
+        &self,
+        api: &Api,
+        setup: &Setup,
+        versions: std::ops::RangeInclusive<usize>,
+        pace: Duration,
+    ) -> anyhow::Result<FirstJobs> {
+        let (mut samples, mut docker_runs, mut git_fetches) = (Vec::new(), Vec::new(), Vec::new());
+        for version in versions {
+            std::fs::write(self.dir.join("main.wasm"), module(version))?;
+            self.commit()?;
+            let (want, have) = (rev_parse(&self.dir, "HEAD")?, rev_parse(&self.dir, "HEAD~1")?);
+            tokio::time::sleep(pace).await;
+            docker_runs.push(crate::floors::docker_run(&setup.image, 1)?.p50);
+            tokio::time::sleep(pace).await;
+            git_fetches.push(crate::git_floor::fetch_ms(&self.url, &want, &have).await.context("the git floor")?.0);
+            tokio::time::sleep(pace).await;
+            let body = json!({"repo": self.url, "ref": "main", "runtime": "wasm", "input": {"n": version}});
+            samples.push(job(api, &body).await.context("a first wasm job")?);
+        }
+        Ok(FirstJobs { samples, docker_run: Summary::of(&docker_runs), git_fetch: Summary::of(&git_fetches) })
+    }
 }
 
 /// One job of `body`, which must succeed; its client-side end-to-end time and
@@ -134,29 +217,12 @@ pub async fn report(
     report: &mut Value,
 ) -> anyhow::Result<()> {
     let name = format!("bench-wasm-{}", chrono::Utc::now().timestamp_millis());
-    let (dir, url) = (setup.dir.join(&name), format!("{}/{name}", setup.url));
-    std::fs::create_dir_all(&dir)?;
-    git(&dir, &["init", "-q", "-b", "main"])?;
-    std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
-    let commit = || -> anyhow::Result<()> {
-        git(&dir, &["add", "."])?;
-        git(&dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])
-    };
-    commit()?; // every module's commit has a parent the git floor can name
-    let body = |n: usize| json!({"repo": url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
-    let (mut first_samples, mut docker_runs, mut git_fetches) = (Vec::new(), Vec::new(), Vec::new());
-    for version in 1..=runs.clamp(3, 10) {
-        std::fs::write(dir.join("main.wasm"), module(version))?;
-        commit()?;
-        let (want, have) = (rev_parse(&dir, "HEAD")?, rev_parse(&dir, "HEAD~1")?);
-        tokio::time::sleep(setup.pace).await;
-        docker_runs.push(crate::floors::docker_run(&setup.image, 1)?.p50);
-        tokio::time::sleep(setup.pace).await;
-        git_fetches.push(crate::git_floor::fetch_ms(&url, &want, &have).await.context("the git floor")?.0);
-        tokio::time::sleep(setup.pace).await;
-        first_samples.push(job(api, &body(version)).await.context("a first wasm job")?);
-    }
-    let (docker_run, git_fetch) = (Summary::of(&docker_runs), Summary::of(&git_fetches));
+    let repo = Repo::create(setup.dir.join(&name), format!("{}/{name}", setup.url))?;
+    let versions = runs.clamp(3, 10);
+    // after an idle pause (a rarely called function), then back to back (a busy host)
+    let paced = repo.first_jobs(api, setup, 1..=versions, setup.pace).await?;
+    let busy = repo.first_jobs(api, setup, versions + 1..=2 * versions, Duration::ZERO).await?;
+    let body = |n: usize| json!({"repo": repo.url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
     for n in 0..3 {
         job(api, &body(n)).await?;
         api.invoke_waiting(n, 10, 10).await?;
@@ -174,34 +240,39 @@ pub async fn report(
     let after = scrape(api, &setup.metrics).await?;
     let (run_p50, run_mean, counted) = median_between(&before, &after).context("no wasm runs counted")?;
     let e2e = |samples: &[Sample]| Summary::of(&samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>());
-    let (first, wasm, python) = (e2e(&first_samples), e2e(&wasm_samples), Summary::of(&python));
-    let (first_stages, wasm_stages) = (stages(&first_samples), stages(&wasm_samples));
+    let (wasm, python) = (e2e(&wasm_samples), Summary::of(&python));
+    let wasm_stages = stages(&wasm_samples);
     let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
-    println!("{:<44} p50 {:>8.2} ms", "wasm first job of a new module e2e", p50(&first));
-    println!("{:<44} {first_stages}", "  its stages");
-    println!("{:<44} p50 {:>8.2} ms", "  docker run --rm, interleaved", p50(&docker_run));
-    println!("{:<44} p50 {:>8.2} ms", "  git server's fetch of the commit (floor)", p50(&git_fetch));
+    for (what, jobs) in [(format!("after {} ms idle", setup.pace.as_millis()), &paced), ("back to back".into(), &busy)]
+    {
+        let (first, docker_run, git_fetch) = jobs.p50s();
+        println!("{:<44} p50 {first:>8.2} ms", format!("wasm first job of a new module, {what}"));
+        println!("{:<44} {}", "  its stages", stages(&jobs.samples));
+        println!("{:<44} p50 {docker_run:>8.2} ms", "  docker run --rm, interleaved");
+        println!("{:<44} p50 {git_fetch:>8.2} ms", "  git server's fetch of the commit (floor)");
+    }
     println!("{:<44} p50 {:>8.2} ms", "wasm job e2e (module cached)", p50(&wasm));
     println!("{:<44} {wasm_stages}", "  its stages");
     println!("{:<44} p50 {:>8.2} ms", "warm python job e2e (interleaved)", p50(&python));
     println!("{:<44} p50 {run_p50:>8.3} ms  mean {run_mean:>8.3} ms", "wasm instantiate + run, in the executor");
     report["wasm"] = json!({
         "at": chrono::Utc::now(),
-        "first_job_e2e_ms": first,
-        "first_job_stages": first_stages,
-        "first_job_docker_run_interleaved_ms": docker_run,
-        "first_job_git_server_fetch_ms": git_fetch,
+        "first_job_e2e_ms": e2e(&paced.samples),
+        "first_job_stages": stages(&paced.samples),
+        "first_jobs": {"after_idle": paced.json(setup.pace), "back_to_back": busy.json(Duration::ZERO)},
         "docker_run_at_start_p50_ms": docker_run_p50,
         "job_e2e_ms": wasm,
         "job_stages": wasm_stages,
         "warm_python_job_e2e_ms": python,
         "instantiate_run_in_executor_ms": {"p50": run_p50, "mean": run_mean, "n": counted},
     });
+    let ((first, docker_run, git_fetch), (busy_first, busy_docker_run, _)) = (paced.p50s(), busy.p50s());
     let ratios = [
         ("wasm_e2e_p50_to_warm_python_e2e_p50", p50(&wasm) / p50(&python)),
-        ("wasm_first_job_e2e_p50_to_docker_run_p50", p50(&first) / p50(&docker_run)),
-        ("wasm_first_job_e2e_p50_to_docker_run_at_start_p50", p50(&first) / docker_run_p50),
-        ("wasm_first_job_beyond_git_server_p50_to_docker_run_p50", (p50(&first) - p50(&git_fetch)) / p50(&docker_run)),
+        ("wasm_first_job_e2e_p50_to_docker_run_p50", first / docker_run),
+        ("wasm_first_job_back_to_back_e2e_p50_to_docker_run_p50", busy_first / busy_docker_run),
+        ("wasm_first_job_e2e_p50_to_docker_run_at_start_p50", first / docker_run_p50),
+        ("wasm_first_job_beyond_git_server_p50_to_docker_run_p50", (first - git_fetch) / docker_run),
         ("wasm_instantiate_run_p50_ms", run_p50),
     ];
     for (name, value) in ratios {
