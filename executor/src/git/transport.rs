@@ -1,10 +1,16 @@
 //! The `git://` transport, ours rather than libgit2's: the same protocol on a
-//! socket with `TCP_NODELAY`. libgit2 writes a fetch's negotiation in several
-//! small writes without a read between them (its wants and first haves, then
-//! `done`); with Nagle's algorithm on, the second waits for the server's delayed
-//! acknowledgement — 40 ms on Linux — on every fetch of a repository with 20
-//! commits or more. One connection serves the advertisement and the fetch, as
-//! in libgit2's own transport; only `upload-pack` is offered (an executor never
+//! socket that never waits on a delayed acknowledgement. A fetch's negotiation
+//! is small writes both ways (libgit2's wants and haves in rounds of 20, then
+//! `done`; the server's `ACK … common` and `NAK` lines one by one), and with
+//! Nagle's algorithm one side's second small write waits for the other's
+//! acknowledgement of its first, which Linux delays by 40 ms. With libgit2's own
+//! transport every fetch of a new commit from a repository with 20 commits or
+//! more paid that (a checkout of a new commit from a local `git daemon`, a
+//! repository of 100 commits: ≈ 60 ms; on this socket ≈ 11 ms). So this socket
+//! acknowledges what the server sends at once (`TCP_QUICKACK`, around every
+//! read — the kernel resets it; this is what removes the wait) and sends at once
+//! (`TCP_NODELAY`). One connection serves the advertisement and the fetch, as in
+//! libgit2's own transport; only `upload-pack` is offered (an executor never
 //! pushes).
 
 use std::io::{Read, Write};
@@ -138,10 +144,25 @@ impl SmartSubtransport for GitProtocol {
 struct Connection(TcpStream);
 
 impl Read for Connection {
+    /// Reads, acknowledging at once what the server sends (`TCP_QUICKACK`, which
+    /// the kernel resets, so set around every read): `upload-pack` writes its
+    /// acknowledgements of a negotiation (`ACK … common`, `NAK`) one by one, and
+    /// with Nagle's algorithm on its side each waits for ours of the one before.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
+        quickack(&self.0);
+        let read = self.0.read(buf);
+        quickack(&self.0);
+        read
     }
 }
+
+#[cfg(target_os = "linux")]
+fn quickack(socket: &TcpStream) {
+    let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quickack(_: &TcpStream) {}
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
