@@ -11,6 +11,27 @@ LOG_DIR="${GITFAAS_LOG_DIR:-$STATE_DIR/log}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
 mkdir -p "$STATE_DIR" "$RUN_DIR" "$LOG_DIR"
 
+# prune_build_cache: the shared target directory grows with every checkout path that builds
+# into it (cargo puts a hash of the path in each workspace artifact's name: ≈ 20 GiB of debug
+# test binaries per path). Past GITFAAS_TARGET_MAX_GB (60) used, or with less than
+# GITFAAS_MIN_FREE_GB (12) free on its disk, the incremental state goes, then, if that is not
+# enough, the debug profile (the next build starts over, as on a fresh machine).
+prune_build_cache() {
+  local dir="$CARGO_TARGET_DIR" max="${GITFAAS_TARGET_MAX_GB:-60}" min_free="${GITFAAS_MIN_FREE_GB:-12}"
+  [[ -d "$dir" ]] || return 0
+  cache_gb() { du -sx --block-size=1G "$dir" | cut -f1; }
+  disk_free_gb() { df --output=avail --block-size=1G "$dir" | tail -1 | tr -d ' '; }
+  local before
+  before="$(cache_gb)"
+  (( before > max || $(disk_free_gb) < min_free )) || return 0
+  say "build cache $dir: ${before} GiB, $(disk_free_gb) GiB free on its disk; pruning"
+  rm -rf "$dir"/*/incremental
+  if (( $(cache_gb) > max || $(disk_free_gb) < min_free )); then
+    rm -rf "$dir/debug"
+  fi
+  say "build cache $dir: $(cache_gb) GiB, $(disk_free_gb) GiB free"
+}
+
 say() { printf '\033[1m[gitfaas]\033[0m %s\n' "$*" >&2; }
 die() { printf '[gitfaas] error: %s\n' "$*" >&2; exit 1; }
 

@@ -130,4 +130,5 @@ configure_docker
 "$ROOT/scripts/kafka.sh" install >/dev/null
 "$ROOT/scripts/keycloak.sh" install >/dev/null
 "$ROOT/scripts/images.sh"
+prune_build_cache
 say "setup complete"
