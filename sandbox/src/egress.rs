@@ -267,13 +267,18 @@ fn relay(from: &mut TcpStream, to: &mut TcpStream) {
     }
 }
 
+/// Acknowledges what `socket` receives at once rather than after the kernel's
+/// delay (`TCP_QUICKACK`, Linux; nothing elsewhere). The kernel leaves that mode
+/// by itself, so a reader sets it around every read. Shared with the executor's
+/// `git://` transport, whose reads need the same.
 #[cfg(target_os = "linux")]
-fn quickack(socket: &TcpStream) {
+pub fn quickack(socket: &TcpStream) {
     let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
 }
 
+/// Acknowledges what `socket` receives at once: a no-op off Linux.
 #[cfg(not(target_os = "linux"))]
-fn quickack(_: &TcpStream) {}
+pub fn quickack(_: &TcpStream) {}
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,8 @@
 //! - `deps`: dependencies a directory declares, built once into cached layers
 //!   behind an `egress` proxy that reaches only the package index;
 //! - `egress`: the CONNECT proxy that holds a connection to checked addresses
-//!   (the executor's git fetches use it too);
+//!   (the executor's git fetches use it too), and [`quickack`], which it and the
+//!   executor's `git://` transport set around their reads;
 //! - `logs`: what a running function writes, redacted and capped, as chunks
 //!   handed to an outlet (the logs topic, or a terminal);
 //! - `wasm`: the `wasm` runtime's run, in this process through `gitfaas-wasm`
@@ -48,7 +49,7 @@ mod workspace;
 pub use deps::{declares as declares_dependencies, Dependencies, DependencySettings, DepsError, Prepared};
 pub use docker::seccomp;
 pub use docker::{Sandbox, SandboxError, SandboxOutcome, SandboxPolicy, SandboxSpec, EXECUTOR_LABEL, JOB_LABEL};
-pub use egress::ConnectProxy;
+pub use egress::{quickack, ConnectProxy};
 pub use gitfaas_wasm::{WasmRuntime, WasmSettings};
 pub use local::{run_local, LocalOutcome, LocalRun};
 pub use logs::{LogSink, LogStreamer, Outlet, Redactor};

@@ -19,6 +19,7 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
+use gitfaas_sandbox::quickack;
 
 /// How long a connection may take, and a read or write wait, before the fetch fails.
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
@@ -155,14 +156,6 @@ impl Read for Connection {
         read
     }
 }
-
-#[cfg(target_os = "linux")]
-fn quickack(socket: &TcpStream) {
-    let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn quickack(_: &TcpStream) {}
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
