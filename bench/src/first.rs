@@ -43,28 +43,32 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A repository of the git server: its files written (over what is there) and committed.
-struct Repo {
-    dir: PathBuf,
-    url: String,
+/// A repository of the git server (under `dir`, served as `url`): its files
+/// written (over what is there) and committed.
+pub(crate) struct Repo {
+    pub(crate) dir: PathBuf,
+    pub(crate) url: String,
 }
 
 impl Repo {
-    fn create(repos: &Repos, name: &str, files: &[(&str, &str)]) -> anyhow::Result<Repo> {
+    /// `bench-NAME-<ms>` under `dir` (served under `url`), with `files` committed.
+    pub(crate) fn create(dir: &Path, url: &str, name: &str, files: &[(&str, &[u8])]) -> anyhow::Result<Repo> {
         let name = format!("bench-{name}-{}", chrono::Utc::now().timestamp_millis());
-        let repo = Repo { dir: repos.dir.join(&name), url: format!("{}/{name}", repos.url) };
+        let repo = Repo { dir: dir.join(&name), url: format!("{url}/{name}") };
         std::fs::create_dir_all(&repo.dir)?;
         git(&repo.dir, &["init", "-q", "-b", "main"])?;
         repo.commit(files)?;
         Ok(repo)
     }
 
-    fn commit(&self, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    /// Writes `files` and commits (a commit with no change too).
+    pub(crate) fn commit(&self, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
         for (path, content) in files {
             std::fs::write(self.dir.join(path), content)?;
         }
         git(&self.dir, &["add", "."])?;
-        git(&self.dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])
+        let identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"];
+        git(&self.dir, &[&identity[..], &["commit", "-q", "--allow-empty", "-m", "next"]].concat())
     }
 
     fn body(&self, n: usize) -> Value {
@@ -105,7 +109,7 @@ fn summary(samples: &[Sample]) -> Value {
 async fn first_jobs(api: &Api, repos: &Repos, repo: &Repo, imports: bool, runs: usize) -> anyhow::Result<Value> {
     let (mut samples, mut import_ms) = (Vec::new(), Vec::new());
     for n in 1..=runs {
-        repo.commit(&[("main.py", &source(n, imports))])?;
+        repo.commit(&[("main.py", source(n, imports).as_bytes())])?;
         tokio::time::sleep(repos.pace).await;
         let (sample, result) = job(api, &repo.body(n)).await?;
         if result["output"]["version"] != n {
@@ -128,9 +132,12 @@ pub async fn report(
     report: &mut Value,
 ) -> anyhow::Result<()> {
     let module = std::fs::read_to_string(&repos.module).with_context(|| format!("{}", repos.module.display()))?;
-    let plain = Repo::create(repos, "first", &[("main.py", &source(0, false))])?;
-    let deps = Repo::create(repos, "deps", &[("main.py", &source(0, true)), ("requirements.txt", "benchdep==1.0\n")])?;
-    let vendored = Repo::create(repos, "vendored", &[("main.py", &source(0, true)), ("benchdep.py", &module)])?;
+    let create = |name, files: &[(&str, &[u8])]| Repo::create(&repos.dir, &repos.url, name, files);
+    let (source_plain, source_importing) = (source(0, false), source(0, true));
+    let importing = source_importing.as_bytes();
+    let plain = create("first", &[("main.py", source_plain.as_bytes())])?;
+    let deps = create("deps", &[("main.py", importing), ("requirements.txt", b"benchdep==1.0\n")])?;
+    let vendored = create("vendored", &[("main.py", importing), ("benchdep.py", module.as_bytes())])?;
     // the layer is built once, by this warm-up job
     job(api, &deps.body(0)).await.context("the dependency layer's build")?;
     let first = first_jobs(api, repos, &plain, false, runs).await.context("first jobs")?;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::first::git;
+use crate::first::Repo;
 use crate::jobs::Api;
 use crate::stats::Summary;
 use crate::warm::Sample;
@@ -62,13 +62,6 @@ fn module(version: usize) -> Vec<u8> {
 
 /// Commits in the module repository's history before the first module.
 const HISTORY: usize = 50;
-
-/// The bench's repository of modules, on the stack's git server.
-struct Repo {
-    dir: PathBuf,
-    url: String,
-}
-
 /// A sequence of first jobs, each with its floors taken just before it.
 struct FirstJobs {
     samples: Vec<Sample>,
@@ -78,15 +71,14 @@ struct FirstJobs {
 
 impl FirstJobs {
     fn p50s(&self) -> (f64, f64, f64) {
-        let e2e = Summary::of(&self.samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>());
-        let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
-        (p50(&e2e), p50(&self.docker_run), p50(&self.git_fetch))
+        let p50 = |s: Option<&Summary>| s.map_or(f64::NAN, |s| s.p50);
+        (p50(e2e(&self.samples).as_ref()), p50(self.docker_run.as_ref()), p50(self.git_fetch.as_ref()))
     }
 
     fn json(&self, pace: Duration) -> Value {
         json!({
             "pace_ms": pace.as_millis() as u64,
-            "e2e_ms": Summary::of(&self.samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>()),
+            "e2e_ms": e2e(&self.samples),
             "stages": stages(&self.samples),
             "docker_run_interleaved_ms": self.docker_run,
             "git_server_fetch_ms": self.git_fetch,
@@ -94,52 +86,45 @@ impl FirstJobs {
     }
 }
 
-impl Repo {
-    fn create(dir: PathBuf, url: String) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        git(&dir, &["init", "-q", "-b", "main"])?;
-        std::fs::write(dir.join("gitfaas.toml"), "runtime = \"wasm\"\n")?;
-        let repo = Self { dir, url };
-        // a history as real repositories have (a fetch negotiates over it: 20 commits
-        // or more is where libgit2 writes its haves and `done` apart), whose last
-        // commit is the parent the git floor names for the first module
-        repo.commit()?;
-        for _ in 1..HISTORY {
-            let args = ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "--allow-empty"];
-            git(&repo.dir, &[&args[..], &["-m", "history"]].concat())?;
-        }
-        Ok(repo)
+/// The module repository: `gitfaas.toml`, then a history as real repositories
+/// have (a fetch negotiates over it: 20 commits or more is where libgit2 writes
+/// its haves and `done` apart), whose last commit is the parent the git floor
+/// names for the first module.
+fn module_repo(setup: &Setup) -> anyhow::Result<Repo> {
+    let repo = Repo::create(&setup.dir, &setup.url, "wasm", &[("gitfaas.toml", b"runtime = \"wasm\"\n")])?;
+    for _ in 1..HISTORY {
+        repo.commit(&[])?;
     }
+    Ok(repo)
+}
 
-    fn commit(&self) -> anyhow::Result<()> {
-        git(&self.dir, &["add", "."])?;
-        git(&self.dir, &["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "next"])
+/// For each version: its module committed, then (each after `pace`) one
+/// `docker run`, the git server's fetch of the commit, and the first job.
+async fn first_jobs(
+    api: &Api,
+    setup: &Setup,
+    repo: &Repo,
+    versions: std::ops::RangeInclusive<usize>,
+    pace: Duration,
+) -> anyhow::Result<FirstJobs> {
+    let (mut samples, mut docker_runs, mut git_fetches) = (Vec::new(), Vec::new(), Vec::new());
+    for version in versions {
+        repo.commit(&[("main.wasm", &module(version))])?;
+        let (want, have) = (rev_parse(&repo.dir, "HEAD")?, rev_parse(&repo.dir, "HEAD~1")?);
+        tokio::time::sleep(pace).await;
+        docker_runs.push(crate::floors::docker_run(&setup.image, 1)?.p50);
+        tokio::time::sleep(pace).await;
+        git_fetches.push(crate::git_floor::fetch_ms(&repo.url, &want, &have).await.context("the git floor")?.0);
+        tokio::time::sleep(pace).await;
+        let body = json!({"repo": repo.url, "ref": "main", "runtime": "wasm", "input": {"n": version}});
+        samples.push(job(api, &body).await.context("a first wasm job")?);
     }
+    Ok(FirstJobs { samples, docker_run: Summary::of(&docker_runs), git_fetch: Summary::of(&git_fetches) })
+}
 
-    /// For each version: its module committed, then (each after `pace`) one
-    /// `docker run`, the git server's fetch of the commit, and the first job.
-    async fn first_jobs(
-        &self,
-        api: &Api,
-        setup: &Setup,
-        versions: std::ops::RangeInclusive<usize>,
-        pace: Duration,
-    ) -> anyhow::Result<FirstJobs> {
-        let (mut samples, mut docker_runs, mut git_fetches) = (Vec::new(), Vec::new(), Vec::new());
-        for version in versions {
-            std::fs::write(self.dir.join("main.wasm"), module(version))?;
-            self.commit()?;
-            let (want, have) = (rev_parse(&self.dir, "HEAD")?, rev_parse(&self.dir, "HEAD~1")?);
-            tokio::time::sleep(pace).await;
-            docker_runs.push(crate::floors::docker_run(&setup.image, 1)?.p50);
-            tokio::time::sleep(pace).await;
-            git_fetches.push(crate::git_floor::fetch_ms(&self.url, &want, &have).await.context("the git floor")?.0);
-            tokio::time::sleep(pace).await;
-            let body = json!({"repo": self.url, "ref": "main", "runtime": "wasm", "input": {"n": version}});
-            samples.push(job(api, &body).await.context("a first wasm job")?);
-        }
-        Ok(FirstJobs { samples, docker_run: Summary::of(&docker_runs), git_fetch: Summary::of(&git_fetches) })
-    }
+/// The client-side end-to-end times of `samples`.
+fn e2e(samples: &[Sample]) -> Option<Summary> {
+    Summary::of(&samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>())
 }
 
 /// One job of `body`, which must succeed; its client-side end-to-end time and
@@ -216,12 +201,11 @@ pub async fn report(
     docker_run_p50: f64,
     report: &mut Value,
 ) -> anyhow::Result<()> {
-    let name = format!("bench-wasm-{}", chrono::Utc::now().timestamp_millis());
-    let repo = Repo::create(setup.dir.join(&name), format!("{}/{name}", setup.url))?;
+    let repo = module_repo(setup)?;
     let versions = runs.clamp(3, 10);
     // after an idle pause (a rarely called function), then back to back (a busy host)
-    let paced = repo.first_jobs(api, setup, 1..=versions, setup.pace).await?;
-    let busy = repo.first_jobs(api, setup, versions + 1..=2 * versions, Duration::ZERO).await?;
+    let paced = first_jobs(api, setup, &repo, 1..=versions, setup.pace).await?;
+    let busy = first_jobs(api, setup, &repo, versions + 1..=2 * versions, Duration::ZERO).await?;
     let body = |n: usize| json!({"repo": repo.url, "ref": "main", "runtime": "wasm", "input": {"n": n}});
     for n in 0..3 {
         job(api, &body(n)).await?;
@@ -239,7 +223,6 @@ pub async fn report(
     }
     let after = scrape(api, &setup.metrics).await?;
     let (run_p50, run_mean, counted) = median_between(&before, &after).context("no wasm runs counted")?;
-    let e2e = |samples: &[Sample]| Summary::of(&samples.iter().map(|s| s.e2e_ms).collect::<Vec<_>>());
     let (wasm, python) = (e2e(&wasm_samples), Summary::of(&python));
     let wasm_stages = stages(&wasm_samples);
     let p50 = |s: &Option<Summary>| s.as_ref().map_or(f64::NAN, |s| s.p50);
@@ -257,8 +240,6 @@ pub async fn report(
     println!("{:<44} p50 {run_p50:>8.3} ms  mean {run_mean:>8.3} ms", "wasm instantiate + run, in the executor");
     report["wasm"] = json!({
         "at": chrono::Utc::now(),
-        "first_job_e2e_ms": e2e(&paced.samples),
-        "first_job_stages": stages(&paced.samples),
         "first_jobs": {"after_idle": paced.json(setup.pace), "back_to_back": busy.json(Duration::ZERO)},
         "docker_run_at_start_p50_ms": docker_run_p50,
         "job_e2e_ms": wasm,
