@@ -26,6 +26,11 @@ fn python(main: &str) -> String {
 const SLOW_PRINTER: &str = "import time\ndef main(data, credentials):\n    for i in range(5):\n        \
     print(f'line {i}', flush=True)\n        time.sleep(1)\n    return 'done'\n";
 
+/// How many records of job `id` the logs topic holds.
+fn records_on_logs_topic(stack: &Stack, id: &str) -> usize {
+    read_topic(&stack.topics().logs).into_iter().filter(|(key, ..)| key.as_deref() == Some(id)).count()
+}
+
 async fn follow_as(stack: &Stack, token: &str, id: &str) -> reqwest::Response {
     stack.get_as(token, &format!("/v1/jobs/{id}/logs?follow=true")).await
 }
@@ -86,9 +91,7 @@ async fn a_followed_log_brings_each_line_while_the_job_runs_in_order_and_once() 
     // the result keeps its tail as before, and says how many chunks the log took
     let result = stack.result(&id).await;
     assert!(result["stderr_tail"].as_str().unwrap().contains("line 4"), "{result}");
-    let on_topic =
-        read_topic(&stack.topics().logs).into_iter().filter(|(key, ..)| key.as_deref() == Some(id.as_str())).count();
-    assert_eq!(result["log_chunks"], json!(on_topic), "{result}");
+    assert_eq!(result["log_chunks"], json!(records_on_logs_topic(stack, &id)), "{result}");
 
     // the same function again runs in the sandbox the first run left warm: streamed as well
     let id = stack.submit_ok(&json!({"repo": repo, "timeout_secs": 60})).await;
@@ -109,9 +112,7 @@ async fn a_function_that_writes_nothing_sends_no_log_and_its_follow_stream_ends_
     assert_eq!(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["end"], "{events:?}");
     assert!(asked.elapsed() < Duration::from_secs(2), "ended after {:?}", asked.elapsed());
     assert_eq!(stack.get(&format!("/v1/jobs/{id}/logs")).await.text().await.unwrap(), "");
-    let chunks =
-        read_topic(&stack.topics().logs).into_iter().filter(|(key, ..)| key.as_deref() == Some(id.as_str())).count();
-    assert_eq!(chunks, 0, "nothing on the logs topic");
+    assert_eq!(records_on_logs_topic(stack, &id), 0, "nothing on the logs topic");
 }
 
 #[tokio::test(flavor = "multi_thread")]
