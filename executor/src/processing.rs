@@ -61,10 +61,6 @@ impl Processing {
             let attempt = job.attempt + tries - 1;
             let started_at = Utc::now();
             let started = JobEvent::Started(JobStarted::new(&job, executor_id, attempt, started_at));
-            // an at-least-once job runs while its `started` event is on its way (no
-            // broker round trip before the run): the biased join enqueues the event
-            // before the run begins, and the result goes out only once it is delivered
-            let mut started_delivery = None;
             if at_most_once && !durable {
                 if !self.deliver(&started).await {
                     return false; // nothing ran and nothing is committed: a redelivery may start it
@@ -76,21 +72,11 @@ impl Processing {
                 }
                 durable = true;
                 guard.mark_durable();
-            } else {
-                started_delivery = Some(self.publisher.publish(&started));
+            } else if let Err(error) = self.publisher.publish(&started).await {
+                tracing::warn!(%error, "could not publish the started event");
             }
             self.metrics.started.inc();
-            let run = self.runner.run(&job, attempt, started_at, guard.token());
-            let outcome = match started_delivery {
-                Some(delivery) => {
-                    let (delivered, outcome) = tokio::join!(biased; delivery, run);
-                    if let Err(error) = delivered {
-                        tracing::warn!(%error, "could not publish the started event");
-                    }
-                    outcome
-                }
-                None => run.await,
-            };
+            let outcome = self.runner.run(&job, attempt, started_at, guard.token()).await;
             if let Some(stop) = guard.stop() {
                 return self.stopped(&job, stop, Some(outcome), durable).await;
             }
